@@ -1,0 +1,41 @@
+# janua: everything starts here. `make demo` runs the main job, `make test` runs every test,
+# `make bench` writes bench/results.json. The venv and packages are installed when missing.
+
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the benchmarks need (command -> package).
+BENCH_DEBS := wrk:wrk taskset:util-linux gcc:gcc
+
+.PHONY: all demo test bench venv debs-bench clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found (install python3.11 and python3.11-venv)"; exit 1; }
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV) || { $(SUDO) apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+debs-bench:
+	@missing=""; for pair in $(BENCH_DEBS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
+
+demo: $(STAMP)
+	$(VENV)/bin/janua demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP) debs-bench
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) build *.egg-info bench/work

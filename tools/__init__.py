@@ -1,0 +1,1 @@
+"""Host tools: the `janua` command line."""

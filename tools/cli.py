@@ -1,0 +1,48 @@
+"""`janua`: the host command line. One command table, one user-facing error."""
+
+import argparse
+import importlib
+import sys
+
+from tools.errors import CLIError
+
+# name -> (module, one-line help). Each module has configure(parser) and run(args) -> int | None.
+COMMANDS = {
+    "serve": ("tools.serve", "run the verifier (HTTP + UDP binary auth)"),
+    "tenant": ("tools.tenant", "create tenants and admin tokens in the registry"),
+    "provision": ("tools.provision", "provision devices (one, onto a board, or in bulk)"),
+    "vboard": ("tools.vboard", "run a virtual board: MicroPython unix port on a pseudo-terminal"),
+    "flash": ("tools.flash", "compile the firmware and install it onto a board"),
+    "console": ("tools.console", "serial console to a board, or --diag to print its status"),
+    "demo": ("tools.demo", "verifier + virtual board authenticating, end to end"),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="janua", description="Device authentication for MicroPython boards.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (modname, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_module=modname)
+        importlib.import_module(modname).configure(p)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rc = importlib.import_module(args._module).run(args)
+    except CLIError as e:
+        print(f"janua: {e}", file=sys.stderr)
+        if e.hint:
+            print(f"janua: hint: {e.hint}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return rc or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
