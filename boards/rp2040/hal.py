@@ -1,0 +1,43 @@
+"""janua_hal for rp2040: the only janua device code that imports machine or network.
+
+board(), unique_id() (the 8-byte id of the QSPI flash chip), connect_network(cfg) (WLAN station with cfg["wifi"]
+{"ssid", "password"} and a timeout) and reset(). No protocol logic lives here.
+"""
+
+import time
+
+_BOARD = "rp2040"
+
+
+def board():
+    return _BOARD
+
+
+def unique_id():
+    import machine
+    return machine.unique_id()
+
+
+def connect_network(cfg):
+    # Station mode; returns the IP address. Raises OSError when not connected in time.
+    import network
+    wifi = cfg.get("wifi") or {}
+    ssid = wifi.get("ssid")
+    if not ssid:
+        raise OSError("no wifi.ssid in janua.json")
+    wlan = network.WLAN(network.STA_IF)
+    wlan.active(True)
+    if not wlan.isconnected():
+        wlan.connect(ssid, wifi.get("password", ""))
+        deadline = time.ticks_add(time.ticks_ms(), int(wifi.get("timeout", 15) * 1000))
+        while not wlan.isconnected():
+            if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
+                wlan.active(False)
+                raise OSError("wifi %s: not connected in time" % ssid)
+            time.sleep_ms(100)
+    return wlan.ifconfig()[0]
+
+
+def reset():
+    import machine
+    machine.reset()

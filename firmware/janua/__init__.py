@@ -1,0 +1,33 @@
+"""janua: device authentication for MicroPython boards (the device package).
+
+This module only defines the version, the exception tree and a lazy `probe()`. It is imported by
+every janua module, so it stays tiny: no I/O, no other imports at load time.
+"""
+
+__version__ = "0.1.0"
+
+
+class JanuaError(Exception):
+    """Root of every error raised by the janua device package."""
+
+
+class PacketError(JanuaError):
+    """A packet is malformed, too long, or its tag does not verify."""
+
+
+class StoreError(JanuaError):
+    """The credential/config store on flash is missing, corrupt or cannot be written."""
+
+
+class AuthError(JanuaError):
+    """Authentication did not reach a session (denied, gave up, or timed out)."""
+
+
+class TransportError(JanuaError):
+    """The network transport failed (resolve, connect, HTTP framing)."""
+
+
+def probe():
+    # Imported lazily so that the binauth path never loads caps.py.
+    from janua.caps import probe as _probe
+    return _probe()

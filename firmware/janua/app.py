@@ -1,0 +1,83 @@
+"""The boot flow: load the store, bring the network up, authenticate, record the outcome.
+
+`run()` returns one line for the console and never raises a JanuaError or OSError (main.py must
+not crash a board into a reboot loop). Key derivation happens here, once per boot. The protocol
+logic lives in binauth.py; the transports in udp.py and http.py.
+"""
+
+from binascii import unhexlify
+from janua import JanuaError
+from janua.store import Store
+from janua.clock import Clock
+
+
+def _hal():
+    try:
+        import janua_hal
+        return janua_hal
+    except ImportError:
+        return None
+
+
+def authenticate(cfg, clock, last_sent=0):
+    """(client, transport name) after trying the configured transport(s)."""
+    from janua.hkdf import derive
+    from janua.mac import HMAC
+    from janua.binauth import Client, DONE
+    mac = HMAC(derive(unhexlify(cfg["master_secret"]), "binauth"))
+    dev = unhexlify(cfg["device_id"])
+    srv = cfg["server"]
+    mode = cfg.get("transport", "auto")
+    order = ("udp", "http") if mode == "auto" else (mode,)
+    client = None
+    for name in order:
+        client = Client(dev, mac, clock, last_sent)
+        if name == "udp":
+            from janua import udp
+            udp.authenticate(client, srv["host"], srv.get("udp_port", 5685),
+                             cfg.get("udp_timeout", 2.0))
+        else:
+            from janua import http
+            http.authenticate(client, srv["host"], srv.get("http_port", 8080),
+                              cfg.get("http_timeout", 5.0))
+        last_sent = client.last_sent
+        if client.state == DONE:
+            return client, name
+    return client, name
+
+
+def run(store=None, clock=None):
+    store = store or Store()
+    clock = clock or Clock()
+    try:
+        cfg = store.load_config()
+    except JanuaError as e:
+        return "janua: not provisioned: %s" % e
+    hal = _hal()
+    try:
+        if hal is not None:
+            hal.connect_network(cfg)
+    except (OSError, JanuaError) as e:
+        return "janua: auth failed: network: %s" % e
+    state = store.load_state()
+    try:
+        client, via = authenticate(cfg, clock, state.get("last_sent", 0))
+    except (OSError, JanuaError) as e:
+        return "janua: auth failed: %s" % e
+    r = client.result
+    if client.reason is None and r is not None:
+        line = "janua: authenticated device=%s via %s session=%d expires=%d" % (
+            cfg["device_id"], via, r[2], r[3])
+        new = {"result": "ok", "session": r[2], "expires": r[3], "permissions": r[4]}
+    else:
+        line = "janua: auth failed: %s" % client.reason
+        new = {"result": "failed: %s" % client.reason}
+    new["at"] = clock.now()
+    new["clock_source"] = clock.source
+    new["transport"] = via
+    new["last_sent"] = client.last_sent
+    try:
+        store.save_state(new)
+    except JanuaError as e:
+        line += " (state not saved: %s)" % e
+    return line

@@ -1,0 +1,54 @@
+"""Serial-console diagnostics: `report()` prints "key: value" lines about this device.
+
+It reads the store and the clock and prints what it finds, and what is missing when the board is
+not provisioned. It never prints the master secret or any derived key; it changes nothing.
+"""
+
+import gc
+import sys
+import janua
+from janua import JanuaError
+from janua.store import Store
+
+
+def lines(store=None, clock=None):
+    """The report as (key, value) pairs; report() prints them."""
+    store = store or Store()
+    out = []
+    try:
+        cfg = store.load_config()
+        out.append(("device_id", cfg["device_id"]))
+        out.append(("tenant", cfg.get("tenant", "?")))
+        out.append(("server", "%s udp=%s http=%s" % (
+            cfg["server"]["host"], cfg["server"].get("udp_port", 5685),
+            cfg["server"].get("http_port", 8080))))
+        out.append(("transport", cfg.get("transport", "auto")))
+        out.append(("credentials", "yes"))
+    except JanuaError as e:
+        out.append(("credentials", "no (%s)" % e))
+    out.append(("janua", janua.__version__))
+    v = sys.implementation.version
+    out.append(("micropython", "%d.%d.%d" % (v[0], v[1], v[2])))
+    try:
+        import janua_hal
+        out.append(("board", janua_hal.board()))
+    except ImportError:
+        out.append(("board", "unknown (janua_hal missing)"))
+    if clock is not None:
+        out.append(("clock", "%d source=%s set_at=%s" % (clock.now(), clock.source, clock.set_at)))
+    else:
+        out.append(("clock", "not started (source=none)"))
+    gc.collect()
+    out.append(("mem_free", gc.mem_free()))
+    st = store.load_state()
+    if st:
+        out.append(("last_auth", "%s at %s via %s" % (
+            st.get("result", "?"), st.get("at", "?"), st.get("transport", "?"))))
+    else:
+        out.append(("last_auth", "none recorded"))
+    return out
+
+
+def report(store=None, clock=None):
+    for k, v in lines(store, clock):
+        print("%s: %s" % (k, v))

@@ -1,0 +1,106 @@
+"""Binary auth over HTTP (docs/protocol.md 3.5): POST /v1/binauth with the 20 bytes as the body.
+
+A minimal HTTP/1.1 client (no `requests` module on stock firmware): one POST per connection
+(Connection: close), the status line, headers and body read with size caps. It does no crypto;
+binauth.Client judges the body. It does not follow redirects, speak TLS or keep connections.
+"""
+
+import socket
+from janua import TransportError
+from janua import binauth as _b
+
+_MAX_RESPONSE = 1024  # status line + headers + body; a binauth reply body is at most 25 bytes
+_MAX_BODY = 64
+PATH = "/v1/binauth"
+
+
+def post(host, port, path, body, timeout=5.0):
+    """(http_status, response_body) of one POST; raises TransportError on framing problems."""
+    try:
+        addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
+    except OSError as e:
+        raise TransportError("cannot resolve %s: %s" % (host, e))
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        s.connect(addr)
+        head = ("POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/octet-stream\r\n"
+                "Content-Length: %d\r\nConnection: close\r\n\r\n") % (path, host, port, len(body))
+        _send_all(s, head.encode())
+        _send_all(s, body)
+        raw = _read_capped(s)
+    finally:
+        s.close()
+    return parse_response(raw)
+
+
+def _send_all(s, data):
+    mv = memoryview(data)
+    while mv:
+        n = s.send(mv)
+        mv = mv[n:]
+
+
+def _read_capped(s):
+    buf = b""
+    while True:
+        chunk = s.recv(256)
+        if not chunk:
+            return buf
+        buf += chunk
+        if len(buf) > _MAX_RESPONSE:
+            raise TransportError("http response over %d bytes" % _MAX_RESPONSE)
+
+
+def parse_response(raw):
+    """(status, body) from a whole HTTP/1.x response; pure, so it is tested without sockets."""
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        raise TransportError("http response without end of headers")
+    lines = raw[:end].split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3:
+        raise TransportError("bad http status line")
+    try:
+        status = int(parts[1])
+    except ValueError:
+        raise TransportError("bad http status code")
+    length = None
+    for line in lines[1:]:
+        k, sep, v = line.partition(b":")
+        if not sep:
+            raise TransportError("bad http header")
+        if k.strip().lower() == b"content-length":
+            try:
+                length = int(v.strip())
+            except ValueError:
+                raise TransportError("bad content-length")
+        elif k.strip().lower() == b"transfer-encoding":
+            raise TransportError("chunked http response not supported")
+    body = raw[end + 4:]
+    if length is not None:
+        if length < 0 or length > len(body):
+            raise TransportError("http body shorter than content-length")
+        body = body[:length]
+    if len(body) > _MAX_BODY:
+        raise TransportError("http body over %d bytes" % _MAX_BODY)
+    return status, body
+
+
+def authenticate(client, host, port=8080, timeout=5.0):
+    """Run `client` to DONE or FAILED over HTTP; returns the client. Never raises for the network."""
+    req = client.request()
+    while True:
+        try:
+            status, body = post(host, port, PATH, bytes(req), timeout)
+        except (OSError, TransportError) as e:
+            client.give_up("http: %s" % e)
+            return client
+        state = client.receive(body)
+        if state == _b.RETRY:
+            req = client.request()
+            continue
+        if state == _b.WAITING:
+            # Nothing more comes on this connection: an advisory or an unusable body ends it.
+            client.give_up("http %d without a valid reply" % status)
+        return client
