@@ -37,11 +37,12 @@ def micropython_binary():
     return found
 
 
-def micropython_cmd(board, script=None, path=()):
+def micropython_cmd(board, script=None, path=(), interactive=False):
     """argv, env to run `script` (or the REPL) on the unix port as `board`.
 
     `path` entries go first on sys.path (MICROPYPATH), e.g. the firmware source directory.
-    The shim installs the profile's hiding, then runs `script` if given.
+    The shim installs the profile's hiding, then runs `script` if given. `interactive` keeps the
+    interpreter in its REPL afterwards (-i), as the virtual board does.
     """
     prof = load_profile(board)
     env = dict(os.environ)
@@ -49,7 +50,10 @@ def micropython_cmd(board, script=None, path=()):
     env["JANUA_HIDE"] = json.dumps({"modules": prof["hide_modules"], "attrs": prof["hide_attrs"]})
     mpath = list(path) + ["", ".frozen", "lib"]
     env["MICROPYPATH"] = ":".join(str(p) for p in mpath)
-    argv = [micropython_binary(), "-X", "heapsize=%d" % prof["heap_bytes"], str(BOARDS_DIR / "shim.py")]
+    argv = [micropython_binary(), "-X", "heapsize=%d" % prof["heap_bytes"]]
+    if interactive:
+        argv.append("-i")
+    argv.append(str(BOARDS_DIR / "shim.py"))
     if script is not None:
         argv.append(str(script))
     return argv, env

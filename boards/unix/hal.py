@@ -35,4 +35,4 @@ def connect_network(cfg):
 
 
 def reset():
-    sys.exit(0)
+    sys.exit(1)  # non-zero: the virtual board treats it as a hard reset

@@ -1,0 +1,67 @@
+"""A small synchronous client for the verifier's admin HTTP API (stdlib urllib), for host tools.
+
+Errors become CLIError with a hint: connection refused ("is `janua serve` running?"), 401 (token),
+and the verifier's own JSON error message otherwise.
+"""
+
+import json
+import os
+import urllib.error
+import urllib.request
+
+from tools.errors import CLIError
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+
+
+def add_server_arguments(parser):
+    parser.add_argument("--server", default=os.environ.get("JANUA_SERVER", DEFAULT_SERVER),
+                        help="verifier base URL (env JANUA_SERVER; default %(default)s)")
+    parser.add_argument("--token", default=os.environ.get("JANUA_TOKEN"),
+                        help="tenant admin token (env JANUA_TOKEN; or --token-file)")
+    parser.add_argument("--token-file", default=os.environ.get("JANUA_TOKEN_FILE"),
+                        help="file holding the tenant admin token")
+
+
+class API:
+    def __init__(self, server, token=None, token_file=None, timeout=60):
+        self.server = server.rstrip("/")
+        if token is None and token_file:
+            try:
+                with open(token_file) as f:
+                    token = f.read().strip()
+            except OSError as e:
+                raise CLIError(f"cannot read token file {token_file}: {e.strerror}")
+        if not token:
+            raise CLIError("no admin token", hint="pass --token, --token-file or set JANUA_TOKEN "
+                                                  "(`janua serve --dev` prints one; `janua tenant token NAME` makes one)")
+        self.token = token
+        self.timeout = timeout
+
+    @classmethod
+    def from_args(cls, args):
+        return cls(args.server, args.token, args.token_file)
+
+    def call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.server + path, data=data, method=method)
+        req.add_header("Authorization", "Bearer " + self.token)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                msg = json.loads(raw).get("message") or raw.decode(errors="replace")
+            except ValueError:
+                msg = raw.decode(errors="replace")[:200]
+            hint = "check --token / JANUA_TOKEN" if e.code == 401 else None
+            raise CLIError(f"verifier refused {method} {path}: HTTP {e.code}: {msg}", hint=hint)
+        except urllib.error.URLError as e:
+            raise CLIError(f"cannot reach the verifier at {self.server}: {e.reason}",
+                           hint="is `janua serve` running? (--server / JANUA_SERVER)")
+        except (TimeoutError, ConnectionError) as e:
+            raise CLIError(f"the verifier at {self.server} did not answer: {e}")
+        return json.loads(raw) if raw else None
