@@ -1,0 +1,219 @@
+"""`make bench`: every benchmark, written to bench/results.json (one flat object of numbers).
+
+How each number is taken (see also bench/README.md):
+- device.*: the firmware compiled as shipped (tools/build.py, mpy-cross -O MPY_OPT) and run on the
+  MicroPython unix port with the esp32 profile's heap (bench/device_binauth.py). Times are medians on
+  the unix port of this host, not of a board.
+- verifier.binauth.udp_*: `janua serve` pinned to CPU 0 (taskset), 10,000 registered active devices,
+  load from bench/loadgen.c pinned to CPU 1. Peak = closed loop with 64 requests in flight; p99 = open
+  loop at 80% of the peak. The reference verifier.limit.udp_echo_per_s is a bare asyncio UDP echo on
+  the same harness in the same run.
+- verifier.binauth.http_per_s: wrk (one thread, 32 connections, pinned to CPU 1) posting the 20-byte
+  requests; reference verifier.limit.http_hello_per_s is a bare aiohttp handler, same harness.
+- verifier.provision.psk_per_s: verifier.registry.provision_bulk of 100,000 devices into a fresh
+  SQLite file (WAL), in batches of 5,000, in this process.
+"""
+
+import hmac
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.harness import PY, ROOT, WORK, Pinned, loadgen, udp_peak_and_p99, wrk
+
+N_DEVICES = 10_000
+ROUNDS = 30
+
+
+def say(msg):
+    print(f"[bench] {msg}", flush=True)
+
+
+# ------------------------------------------------------------------ device
+
+def bench_device(results):
+    from tools.boards import micropython_cmd
+    from tools.build import build_firmware, mpy_size
+    with tempfile.TemporaryDirectory() as d:
+        files = build_firmware(Path(d), "unix")
+        lib = Path(d) / "lib"
+        needed = [lib / "janua" / n for n in ("__init__.mpy", "mac.mpy", "packet.mpy")]
+        results["device.binauth.mpy_bytes"] = mpy_size(needed)
+        results["device.firmware.mpy_bytes_total"] = mpy_size([Path(f[0]) for f in files
+                                                               if str(f[0]).endswith(".mpy")])
+        argv, env = micropython_cmd("esp32", ROOT / "bench" / "device_binauth.py", path=[lib])
+        argv.append(str(ROOT / "tests" / "vectors" / "binauth.json"))
+        out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, cwd=d)
+        if out.returncode != 0:
+            raise RuntimeError("device bench failed: " + out.stdout + out.stderr)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+    results["device.binauth.peak_heap_bytes"] = r["peak_heap_bytes"]
+    results["device.binauth.build_us"] = round(r["build_us"], 2)
+    say(f"device: {results['device.binauth.mpy_bytes']} mpy bytes, {r['peak_heap_bytes']} heap bytes, "
+        f"{r['build_us']:.1f} us/build (unix port, esp32 heap {r['heap_total']})")
+
+
+# ------------------------------------------------------------------ verifier setup
+
+def setup_registry(db, kek_file):
+    from verifier import registry
+    from verifier.keys import derive_key
+    from verifier.storage import SQLiteStorage
+    kek = os.urandom(32)
+    kek_file.write_text(kek.hex() + "\n")
+    storage = SQLiteStorage(str(db))
+    now = time.time()
+    # Rate limits out of the way of a load generator that is one source address sending for every
+    # device several times a second; the limiter still runs on every packet.
+    policy = {"device_rate": {"capacity": 1e6, "refill_per_s": 1e6},
+              "source_rate": {"capacity": 1e9, "refill_per_s": 1e9}}
+    from verifier.model import Policy
+    tenant = registry.create_tenant(storage, "bench", now, policy=Policy.from_json(policy))
+    rows = [{"serial_number": f"B-{i:06d}"} for i in range(N_DEVICES)]
+    res = registry.provision_bulk(storage, kek, tenant["id"], rows, now=now, actor="bench")
+    storage.close()
+    with sqlite3.connect(db) as c:   # bench setup only: start the fleet active
+        c.execute("UPDATE devices SET status = 'active'")
+    keys = []
+    for r in res["results"]:
+        keys.append((bytes.fromhex(r["device_id"]), derive_key(bytes.fromhex(r["master_secret"]), b"binauth")))
+    return keys
+
+
+class Packets:
+    """Request files for the fleet: round r holds one request per device, timestamps strictly
+    increasing per device across every file made (the verifier's replay rule)."""
+
+    def __init__(self, keys):
+        self.keys = keys
+        self.last = 0
+
+    def make(self, path, rounds=ROUNDS):
+        base = max(int(time.time()), self.last + 1)
+        with open(path, "wb") as f:
+            for r in range(rounds):
+                tsb = (base + r).to_bytes(4, "big")
+                f.write(b"".join(d + tsb + hmac.digest(k, d + tsb, "sha256")[:8] for d, k in self.keys))
+        self.last = base + rounds - 1
+        return path
+
+
+def serve_argv(db, kek_file, udp=True):
+    return [PY, "-m", "tools", "serve", "--db", str(db), "--kek-file", str(kek_file),
+            "--http-port", "0", "--udp-port", "0" if udp else "-1", "--source-rate", "1e9/1e9",
+            "--log-level", "WARNING"]
+
+
+def ports_of(line):
+    import re
+    m = re.search(r"http=[\d.]+:(\d+) udp=(?:[\d.]+:(\d+)|off)", line)
+    return int(m.group(1)), (int(m.group(2)) if m.group(2) else None)
+
+
+# ------------------------------------------------------------------ verifier benches
+
+def bench_udp(results, db, kek_file, packets):
+    with Pinned([PY, str(ROOT / "bench" / "echo_server.py"), "0"], "ready") as echo:
+        eport = int(echo.ready_line.split()[1])
+        files = [packets.make(WORK / "echo1.bin", 1), packets.make(WORK / "echo2.bin", 1)]
+        epeak, e80, _ = udp_peak_and_p99(eport, files, 20, any_reply=True)
+    results["verifier.limit.udp_echo_per_s"] = round(epeak["received_per_s"], 1)
+    results["verifier.limit.udp_echo_p99_ms"] = round(e80["p99_ms"], 3)
+    say(f"udp echo reference: {epeak['received_per_s']:.0f}/s, p99 at 80% {e80['p99_ms']:.3f} ms")
+
+    with Pinned(serve_argv(db, kek_file), "janua serve:") as srv:
+        _, uport = ports_of(srv.ready_line)
+        # Warm the verifier's device cache (keys are unsealed and derived on first use).
+        loadgen(uport, packets.make(WORK / "warm.bin", 2), 20, "closed", 64, 2.0)
+        files = [packets.make(WORK / "udp1.bin"), packets.make(WORK / "udp2.bin")]
+        peak, at80, rate = udp_peak_and_p99(uport, files, 20, any_reply=False)
+    results["verifier.binauth.udp_per_s"] = round(peak["ok_per_s"], 1)
+    results["verifier.binauth.udp_p99_ms"] = round(at80["p99_ms"], 3)
+    results["verifier.binauth.udp_p99_load_per_s"] = round(rate, 1)
+    results["verifier.binauth.udp_ratio_to_echo"] = round(peak["ok_per_s"] / max(1, epeak["received_per_s"]), 3)
+    bad = peak["received"] - peak["ok"] + at80["received"] - at80["ok"]
+    say(f"udp binauth: {peak['ok_per_s']:.0f} ok/s (ratio {results['verifier.binauth.udp_ratio_to_echo']}), "
+        f"p99 {at80['p99_ms']:.3f} ms at {rate:.0f}/s; non-OK replies {bad}, lost {peak['lost'] + at80['lost']}")
+
+
+def bench_http(results, db, kek_file, packets):
+    script = ROOT / "bench" / "binauth.lua"
+    hport = 47000 + os.getpid() % 1000
+    with Pinned([PY, str(ROOT / "bench" / "hello_server.py"), str(hport)], "ready"):
+        f = packets.make(WORK / "hello.bin", 10)
+        ref = wrk(f"http://127.0.0.1:{hport}", script=script, env={"JANUA_PACKETS": str(f)})
+    results["verifier.limit.http_hello_per_s"] = round(ref["requests"] / ref["seconds"], 1)
+    with Pinned(serve_argv(db, kek_file, udp=False), "janua serve:") as srv:
+        port, _ = ports_of(srv.ready_line)
+        wrk(f"http://127.0.0.1:{port}", seconds=1, script=script,
+            env={"JANUA_PACKETS": str(packets.make(WORK / "hwarm.bin", 2))})
+        f = packets.make(WORK / "http.bin")
+        r = wrk(f"http://127.0.0.1:{port}", script=script, env={"JANUA_PACKETS": str(f)})
+    results["verifier.binauth.http_per_s"] = round(r["ok"] / r["seconds"], 1)
+    results["verifier.binauth.http_ratio_to_hello"] = round(
+        results["verifier.binauth.http_per_s"] / max(1, results["verifier.limit.http_hello_per_s"]), 3)
+    say(f"http: binauth {results['verifier.binauth.http_per_s']:.0f} ok/s ({r['other']} non-200), "
+        f"bare handler {results['verifier.limit.http_hello_per_s']:.0f}/s, ratio "
+        f"{results['verifier.binauth.http_ratio_to_hello']}")
+
+
+def bench_provision(results):
+    from verifier import registry
+    from verifier.storage import SQLiteStorage
+    db = WORK / "provision.db"
+    for p in WORK.glob("provision.db*"):
+        p.unlink()
+    storage = SQLiteStorage(str(db))
+    kek = os.urandom(32)
+    tenant = registry.create_tenant(storage, "prov", time.time())
+    n, batch = 100_000, 5_000
+    t0 = time.perf_counter()
+    created = 0
+    for start in range(0, n, batch):
+        rows = [{"serial_number": f"P-{i:07d}", "model_id": "m1"} for i in range(start, start + batch)]
+        created += registry.provision_bulk(storage, kek, tenant["id"], rows, actor="bench")["summary"]["created"]
+    dt = time.perf_counter() - t0
+    storage.close()
+    results["verifier.provision.psk_per_s"] = round(created / dt, 1)
+    say(f"provisioning: {created} devices in {dt:.2f} s = {created / dt:.0f}/s")
+
+
+def bench_hmac_reference(results):
+    key, msg = os.urandom(32), os.urandom(12)
+    n = 200_000
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            hmac.digest(key, msg, "sha256")
+        times.append(time.perf_counter() - t0)
+    results["verifier.limit.hmac_per_s"] = round(n / statistics.median(times), 1)
+
+
+def main():
+    WORK.mkdir(parents=True, exist_ok=True)
+    results = {}
+    bench_device(results)
+    bench_hmac_reference(results)
+    bench_provision(results)
+    db, kek_file = WORK / "fleet.db", WORK / "fleet.kek"
+    for p in WORK.glob("fleet.db*"):
+        p.unlink()
+    say(f"registering {N_DEVICES} devices")
+    packets = Packets(setup_registry(db, kek_file))
+    bench_udp(results, db, kek_file, packets)
+    bench_http(results, db, kek_file, packets)
+    out = ROOT / "bench" / "results.json"
+    out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    say(f"wrote {out}")
+    print(json.dumps(results, indent=1, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""End to end: a verifier subprocess, a virtual esp32 board on a pty, and the real CLI commands a
+user types (`janua flash`, `janua provision --port`, `janua console --diag`, mpremote underneath).
+This is the same code path as `make demo` (tools/demo.py)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tools.demo import run_demo
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    work = tmp_path_factory.mktemp("e2e")
+    lines = []
+    out = run_demo(work, "esp32", say=lines.append)
+    out["work"] = work
+    out["log"] = lines
+    return out
+
+
+def test_board_authenticates_over_udp_at_boot(demo):
+    assert demo["udp_line"].startswith("janua: authenticated device=" + demo["device_id"])
+    assert "via udp" in demo["udp_line"]
+
+
+def test_board_authenticates_over_http(demo):
+    assert demo["http_line"].startswith("janua: authenticated device=" + demo["device_id"])
+    assert "via http" in demo["http_line"]
+
+
+def test_verifier_registry_shows_the_device_active_and_authenticated(demo):
+    dev = demo["device"]
+    assert dev["status"] == "active"          # the first authentication completed provisioning
+    assert dev["last_authenticated_at"]
+
+
+def test_audit_records_both_authentications(demo):
+    text = json.dumps(demo["audit"])
+    assert "udp" in text and "http" in text
+
+
+def test_console_diag_shows_the_board_without_its_secret(demo):
+    diag = demo["diag"]
+    assert demo["device_id"] in diag
+    cfg = json.loads((Path(demo["work"]) / "flash" / "janua.json").read_text())
+    assert cfg["master_secret"] not in diag
+    assert "ok" in diag.lower()
+
+
+def test_firmware_installed_as_mpy_by_mpremote(demo):
+    lib = Path(demo["work"]) / "flash" / "lib" / "janua"
+    assert (lib / "packet.mpy").is_file() and (lib / "mac.mpy").is_file()
+    assert (Path(demo["work"]) / "flash" / "lib" / "janua_hal.mpy").is_file()

@@ -1,0 +1,168 @@
+"""`janua demo`: the main job, end to end, on the embedded defaults.
+
+A verifier (`janua serve --dev`, SQLite) and a virtual board (the MicroPython unix port on a
+pseudo-terminal, esp32 profile) are started; then, with the same commands a user types:
+`janua flash` installs the firmware with mpremote, `janua provision --port` registers the device and
+writes its credentials onto the board, the board is reset and authenticates over UDP at boot, then
+over HTTP, and `janua console --diag` shows its status. The verifier's audit trail closes the demo.
+
+`run_demo()` is also what the end-to-end test runs, so the demo cannot rot silently.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tools.errors import CLIError
+
+SERVE_LINE = re.compile(r"janua serve: http=([\d.]+):(\d+) udp=([\d.]+):(\d+)")
+
+
+def configure(p):
+    p.add_argument("--board", default="esp32", choices=("esp32", "rp2040", "unix"),
+                   help="profile of the virtual board (default esp32)")
+    p.add_argument("--workdir", help="keep the registry, keys and the board's flash here "
+                                     "(default: a temporary directory, removed afterwards)")
+
+
+def run(args):
+    if args.workdir:
+        run_demo(Path(args.workdir), args.board)
+    else:
+        with tempfile.TemporaryDirectory(prefix="janua-demo-") as d:
+            run_demo(Path(d), args.board)
+    return 0
+
+
+def _janua(*argv, timeout=120, check=True):
+    """Run the janua CLI as a user would (a subprocess), returning its CompletedProcess."""
+    cmd = [sys.executable, "-m", "tools", *argv]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          cwd=Path(__file__).resolve().parent.parent)
+    if check and proc.returncode != 0:
+        raise CLIError(f"`janua {' '.join(argv)}` failed: {(proc.stderr or proc.stdout).strip()}")
+    return proc
+
+
+class Verifier:
+    """`janua serve --dev` as a subprocess on free ports."""
+
+    def __init__(self, workdir):
+        self.db = workdir / "janua.db"
+        cmd = [sys.executable, "-m", "tools", "serve", "--dev", "--db", str(self.db),
+               "--http-port", "0", "--udp-port", "0", "--log-level", "WARNING"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     cwd=Path(__file__).resolve().parent.parent)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            m = SERVE_LINE.search(line)
+            if m:
+                self.http_port, self.udp_port = int(m.group(2)), int(m.group(4))
+                self.url = f"http://127.0.0.1:{self.http_port}"
+                self.token_file = Path(str(self.db) + ".token")
+                return
+        self.stop()
+        raise CLIError("the verifier did not start: " + (self.proc.stderr.read() or "")[-2000:])
+
+    def api(self, method, path, body=None):
+        from tools.api import API
+        return API(self.url, token_file=str(self.token_file)).call(method, path, body)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def reset_and_read(port, want=b"janua: ", timeout=30):
+    """Soft-reset the board over its serial port (Ctrl-C, Ctrl-D at the REPL, as on a real board)
+    and return the first line main.py prints that starts with `want`."""
+    import serial
+    with serial.Serial(port, 115200, timeout=0.2) as s:
+        s.write(b"\r\x03\x03\x02")   # interrupt anything, leave raw REPL: friendly REPL
+        time.sleep(0.2)
+        s.reset_input_buffer()
+        s.write(b"\x04")             # soft reset: the board reboots and runs main.py
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            buf += s.read(256)
+            lines = buf.split(b"\n")
+            for line in lines[:-1]:          # complete lines only
+                line = line.strip()
+                if line.startswith(want):
+                    return line.decode(errors="replace")
+        raise CLIError(f"the board did not report within {timeout}s; it printed: {buf[-500:]!r}")
+
+
+HTTP_AUTH = (
+    "from janua.store import Store\n"
+    "from janua.app import run\n"
+    "s = Store(); c = s.load_config(); c['transport'] = 'http'; s.save_config(c)\n"
+    "print(run())\n"
+)
+
+
+def run_demo(workdir, board="esp32", say=print):
+    from tools import mpremote_util
+    from tools.vboard import VirtualBoard
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = {}
+    say(f"== janua demo in {workdir}")
+    verifier = Verifier(workdir)
+    vb = None
+    try:
+        say(f"== verifier: {verifier.url} (HTTP), udp://127.0.0.1:{verifier.udp_port} (binary auth), "
+            f"registry {verifier.db}")
+        vb = VirtualBoard(board=board, flash_dir=workdir / "flash")
+        port = vb.start()
+        say(f"== virtual board ({board}) on {port}, flash {workdir / 'flash'}")
+        say("$ janua flash --port " + port)
+        say(_janua("flash", "--port", port, "--board", board).stdout.rstrip())
+        say(f"$ janua provision --serial DEMO-0001 --port {port}")
+        p = _janua("provision", "--serial", "DEMO-0001", "--port", port, "--board", board,
+                   "--server", verifier.url, "--token-file", str(verifier.token_file),
+                   "--udp-port", str(verifier.udp_port), "--transport", "udp")
+        say(p.stdout.rstrip())
+        m = re.search(r"provisioned device ([0-9a-f]{16})", p.stdout)
+        out["device_id"] = device_id = m.group(1) if m else None
+        say("== reset the board: main.py authenticates over UDP at boot")
+        out["udp_line"] = reset_and_read(port)
+        say("   board: " + out["udp_line"])
+        say("== and once more over HTTP")
+        out["http_line"] = mpremote_util.exec_(port, HTTP_AUTH).strip().splitlines()[-1]
+        say("   board: " + out["http_line"])
+        say(f"$ janua console --port {port} --diag")
+        out["diag"] = _janua("console", "--port", port, "--diag").stdout
+        say(out["diag"].rstrip())
+        audit = verifier.api("GET", f"/v1/audit?device_id={device_id}&limit=20") if device_id else {}
+        out["audit"] = entries = audit.get("entries", audit.get("items", [])) if isinstance(audit, dict) else audit
+        say("== the verifier's audit trail for the device (newest first):")
+        for e in entries[:10]:
+            say("   " + json.dumps({k: e.get(k) for k in ("at", "action", "transport", "result", "reason")
+                                    if k in e}))
+        dev = verifier.api("GET", f"/v1/devices/{device_id}") if device_id else {}
+        out["device"] = dev
+        say(f"== device {device_id}: status={dev.get('status')} "
+            f"last_authenticated_at={dev.get('last_authenticated_at')}")
+        ok = "authenticated" in out["udp_line"] and "authenticated" in out["http_line"]
+        say("== demo " + ("passed: the board authenticated over UDP and HTTP" if ok else "FAILED"))
+        if not ok:
+            raise CLIError("the board did not authenticate; see the lines above")
+        return out
+    finally:
+        if vb is not None:
+            vb.stop()
+        verifier.stop()
