@@ -22,8 +22,12 @@ from tools.errors import CLIError
 
 BOARD_CONFIG = "janua.json"  # on the board's flash; read by firmware/janua/store.py
 LIST_FIELDS = ("tags", "capabilities")
+# Flat columns of a CSV/JSON row that the API nests under "metadata".
+META_FIELDS = ("firmware_version", "hardware_version", "capabilities", "location", "group", "tags")
 INT_FIELDS = ("permissions", "trust_level")
 MAX_BATCH = 10000
+# One manifest line per created device: what a factory station needs to flash it.
+MANIFEST_FIELDS = ("device_id", "serial_number", "tenant", "master_secret")
 
 
 def configure(p):
@@ -64,7 +68,7 @@ def provision_one(api, args):
     for k in ("manufacturer_id", "model_id", "group"):
         if getattr(args, k):
             row[k] = getattr(args, k)
-    pkg = api.call("POST", "/v1/devices", row)
+    pkg = api.call("POST", "/v1/devices", to_api_row(row))
     dev = pkg["device_id"]
     print(f"janua: provisioned device {dev} (serial {args.serial}, tenant {pkg.get('tenant')})")
     if not args.port:
@@ -139,6 +143,16 @@ def read_rows(path):
                     yield n, ValueError(f"line {n}: {e}")
 
 
+def to_api_row(row):
+    """A flat row (CSV columns or a flat JSON object) in the API's shape: metadata nested."""
+    out = {k: v for k, v in row.items() if k not in META_FIELDS}
+    meta = dict(row.get("metadata") or {})
+    meta.update({k: row[k] for k in META_FIELDS if k in row})
+    if meta:
+        out["metadata"] = meta
+    return out
+
+
 def _clean_csv_row(row):
     out = {}
     for k, v in row.items():
@@ -159,6 +173,7 @@ def _clean_csv_row(row):
 def provision_bulk(api, args):
     size = max(1, min(args.batch_size, MAX_BATCH))
     rows = list(read_rows(args.bulk))
+    tenant = api.call("GET", "/v1/tenant")   # fail fast on a wrong token or server, before any batch
     manifest_path = Path(args.manifest or (args.bulk + ".manifest.jsonl"))
     total, ok, failed = len(rows), 0, []
     bar = _progress(total, args.no_progress)
@@ -170,16 +185,19 @@ def provision_bulk(api, args):
             failed += [(line, str(r)) for line, r in chunk if isinstance(r, Exception)]
             if good:
                 try:
-                    resp = api.call("POST", "/v1/devices/bulk", {"devices": [r for _, r in good]})
+                    resp = api.call("POST", "/v1/devices/bulk", {"devices": [to_api_row(r) for _, r in good]})
                     results = resp["results"]
                 except CLIError as e:
                     results = [{"ok": False, "error": str(e)}] * len(good)
                 for (line, row), res in zip(good, results):
                     if res.get("ok"):
                         ok += 1
-                        manifest.write(json.dumps(res["device"] if "device" in res else res) + "\n")
+                        entry = {k: res[k] for k in MANIFEST_FIELDS if k in res}
+                        entry.setdefault("tenant", tenant.get("name"))
+                        entry["line"] = line
+                        manifest.write(json.dumps(entry) + "\n")
                     else:
-                        failed.append((line, res.get("error") or res.get("message") or "refused"))
+                        failed.append((line, res.get("message") or res.get("error") or "refused"))
             bar.update(len(chunk))
     bar.close()
     print(f"janua: {total} devices: {ok} provisioned, {len(failed)} failed")

@@ -1,0 +1,18 @@
+"""Typed application state keys (web.AppKey), shared by the app factory and the handlers."""
+
+from aiohttp import web
+
+from verifier.batch import AuthBatcher
+from verifier.binauth import BinAuthCore
+from verifier.config import Config
+from verifier.keys import Sealer
+from verifier.metrics import Metrics
+from verifier.storage import Storage
+
+CONFIG = web.AppKey("config", Config)
+SEALER = web.AppKey("sealer", Sealer)
+STORAGE = web.AppKey("storage", Storage)
+CORE = web.AppKey("core", BinAuthCore)
+BATCHER = web.AppKey("batcher", AuthBatcher)
+METRICS = web.AppKey("metrics", Metrics)
+UDP_PORT = web.AppKey("udp_port", int)

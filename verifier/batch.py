@@ -1,0 +1,88 @@
+"""Group commit for binary auth: requests that arrive together are decided together, their durable
+state is written in one transaction, and only then are the replies sent.
+
+The UDP driver hands over every datagram it drained from its socket (`process_udp`); HTTP handlers
+await `submit()`, whose queue is processed once per event-loop turn (loop.call_soon) or with the
+next UDP batch. Decisions are made one after another in memory, so two requests with the same
+timestamp, in the same batch or not, get exactly one OK.
+"""
+
+import asyncio
+import bisect
+import logging
+import time
+
+from verifier.binauth import OK, REQUEST_LEN
+from verifier.metrics import LATENCY_BUCKETS
+
+log = logging.getLogger("janua.verifier.batch")
+
+
+class AuthBatcher:
+    def __init__(self, core, metrics, clock):
+        self._core = core
+        self._metrics = metrics
+        self._clock = clock
+        self._items = []          # queued HTTP requests: (data, source, transport, future, t0)
+        self._scheduled = False
+
+    def submit(self, data, source, transport="http"):
+        """Queue one request; the returned future resolves to the reply once it may be sent."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._items.append((data, source, transport, fut, time.perf_counter()))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._run)
+        return fut
+
+    def _run(self):
+        self._scheduled = False
+        if self._items:
+            self.process_udp((), None)
+
+    def process_udp(self, datagrams, udp):
+        """Decide a batch of (data, addr) datagrams plus any queued HTTP requests; commit; reply."""
+        t0 = time.perf_counter()
+        queued, self._items = self._items, []
+        core = self._core
+        now = self._clock()
+        decide = core.decide
+        replies = [decide(data, addr, now, "udp") for data, addr in datagrams]
+        http_replies = [decide(it[0], it[1], now, it[2]) for it in queued]
+        durable = True
+        try:
+            core.flush()
+        except Exception:
+            durable = False
+            log.exception("binauth: could not persist a batch of %d; OK replies withheld",
+                          len(replies) + len(http_replies))
+        metrics = self._metrics
+        metrics.batches += 1
+        if datagrams:
+            send = udp.sendto
+            for (data, addr), reply in zip(datagrams, replies):
+                if reply[0] == OK and not durable:
+                    continue
+                # a datagram of the wrong length never gets more bytes back than it had (no amplification)
+                if len(data) == REQUEST_LEN or len(reply) <= len(data):
+                    send(reply, addr)
+        for (data, source, transport, fut, _), reply in zip(queued, http_replies):
+            if fut.done():
+                continue
+            if reply[0] == OK and not durable:
+                fut.set_exception(RuntimeError("binauth state could not be persisted"))
+            else:
+                fut.set_result(reply)
+        t_end = time.perf_counter()
+        if datagrams:
+            # every datagram of the batch waited at most from the drain to the last send
+            lat = metrics.latency_for("udp")
+            lat.counts[_bucket(t_end - t0)] += len(datagrams)
+            lat.sum += (t_end - t0) * len(datagrams)
+        for it in queued:
+            metrics.latency_for(it[2]).observe(t_end - it[4])
+
+
+def _bucket(seconds):
+    return bisect.bisect_left(LATENCY_BUCKETS, seconds)

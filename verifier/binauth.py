@@ -1,0 +1,223 @@
+"""Binary auth (docs/protocol.md section 3): the 20-byte codec and the sans-IO verifier core.
+
+`BinAuthCore.decide(request, source, now, transport)` follows the processing order of section 3.4 in
+memory and queues what must become durable (accepted timestamps, activations, audit rows);
+`flush()` writes the queue in one transaction. A driver (verifier.batch) calls decide for a batch,
+then flush, and only then sends the replies, so an OK is never sent before its timestamp is durable.
+`handle()` does both for one request. No sockets, no clock: `now` is a parameter.
+
+Per-device state (derived key, status, flags, permissions, last accepted timestamp) is cached by
+device id; the registry calls forget()/forget_tenant() on every admin change so the next packet
+sees it. Outward failures are opaque status codes; the reasons go to the audit trail.
+"""
+
+import collections
+import hmac
+import logging
+import os
+import struct
+
+from verifier import keys
+from verifier.errors import VerifierError
+from verifier.model import AUTHENTICATABLE, Policy
+
+log = logging.getLogger("janua.verifier.binauth")
+
+REQUEST_LEN = 20
+OK, TIME_SYNC, SIGNATURE, UNKNOWN_DEVICE, NOT_ACTIVE, REPLAY, RATE_LIMITED, LOCKED_OUT, MALFORMED = range(9)
+STATUS_NAMES = ("OK", "TIME_SYNC", "SIGNATURE", "UNKNOWN_DEVICE", "NOT_ACTIVE", "REPLAY", "RATE_LIMITED",
+                "LOCKED_OUT", "MALFORMED")
+AUTHENTICATED = frozenset((OK, TIME_SYNC, NOT_ACTIVE, REPLAY))
+HTTP_STATUS = (200, 409, 401, 401, 403, 409, 429, 429, 400)   # section 3.5, indexed by status
+ZERO_TAG = bytes(8)
+_OK_BODY = struct.Struct(">BIIII")
+_SHORT_BODY = struct.Struct(">BI")
+
+Decision = collections.namedtuple("Decision", "status result device_id reason")
+
+
+# codec
+
+def encode_request(key, device_id, timestamp):
+    """The 20-byte request of section 3.1 (device side; used by tests, tools and benchmarks)."""
+    head = device_id + struct.pack(">I", timestamp & 0xFFFFFFFF)
+    return head + hmac.digest(key, head, "sha256")[:8]
+
+
+def encode_reply(key, request, status, server_time, session_id=0, expiry=0, permissions=0):
+    """An authenticated reply (section 3.2): 25 bytes for OK, else 13."""
+    if status == OK:
+        body = _OK_BODY.pack(OK, server_time & 0xFFFFFFFF, session_id, expiry & 0xFFFFFFFF, permissions)
+    else:
+        body = _SHORT_BODY.pack(status, server_time & 0xFFFFFFFF)
+    return body + hmac.digest(key, request + body, "sha256")[:8]
+
+
+def unauthenticated_reply(status):
+    """Status, server time 0, zero tag (section 3.2)."""
+    return bytes((status,)) + bytes(12)
+
+
+def decode_reply(key, request, reply):
+    """Parse a reply; `authenticated` says whether its tag verifies under `key` for `request`."""
+    if len(reply) not in (13, 25) or (len(reply) == 25) != (reply[0] == OK):
+        raise VerifierError("malformed binauth reply")
+    body, tag = reply[:-8], reply[-8:]
+    out = {"status": reply[0], "server_time": int.from_bytes(reply[1:5], "big"),
+           "authenticated": hmac.compare_digest(hmac.digest(key, request + body, "sha256")[:8], tag)}
+    if reply[0] == OK:
+        out["session_id"], out["expiry"], out["permissions"] = struct.unpack(">III", reply[5:17])
+    return out
+
+
+# the core
+
+class DeviceState:
+    """Cached per-device auth state (the derived key never leaves this object)."""
+
+    __slots__ = ("device_id", "hex", "tenant_id", "key", "status", "blocked", "permissions", "last_ts")
+
+
+class BinAuthCore:
+    def __init__(self, storage, sealer, source_capacity=1000.0, source_refill_per_s=500.0, rand=os.urandom):
+        self._storage = storage
+        self._limits = storage.limits
+        self._sealer = sealer
+        self._source_capacity = source_capacity
+        self._source_refill = source_refill_per_s
+        self._rand = rand
+        self._cache = {}        # device id (8 bytes) -> DeviceState
+        self._policies = {}     # tenant id -> Policy
+        self._accepted = []     # (last_ts, now, device_id) waiting for flush()
+        self._activated = []    # (now, device_id)
+        self._audit = []
+        self.counts = {}        # transport -> [count per status]; folded into Prometheus at scrape time
+
+    # cache control (called by the registry's HTTP handlers after every admin change)
+    def forget(self, device_id):
+        self._cache.pop(device_id, None)
+
+    def forget_tenant(self, tenant_id):
+        self._policies.pop(tenant_id, None)
+
+    def forget_all(self):
+        self._cache.clear()
+        self._policies.clear()
+
+    def _load(self, device_id):
+        dev = self._storage.get_device(device_id)
+        if dev is None:
+            return None
+        try:
+            master = self._sealer.unseal(dev["sealed_secret"], device_id, dev["tenant_id"])
+        except VerifierError:
+            log.error("device %s: sealed secret does not open (wrong KEK?)", device_id.hex())
+            return None
+        st = DeviceState()
+        st.device_id = device_id
+        st.hex = device_id.hex()
+        st.tenant_id = dev["tenant_id"]
+        st.key = keys.derive_key(master, keys.LABEL_BINAUTH)
+        st.status = dev["status"]
+        st.blocked = dev["compromised"] or dev["quarantined"]
+        st.permissions = dev["permissions"]
+        st.last_ts = dev["last_ts"]
+        self._cache[device_id] = st
+        return st
+
+    def _policy(self, tenant_id):
+        pol = self._policies.get(tenant_id)
+        if pol is None:
+            tenant = self._storage.get_tenant(tenant_id)
+            pol = self._policies[tenant_id] = Policy.from_json(tenant["policy"])
+        return pol
+
+    def _finish(self, status, transport, source, now, st, reason, reply):
+        counts = self.counts.get(transport)
+        if counts is None:
+            counts = self.counts[transport] = [0] * 9
+        counts[status] += 1
+        self._audit.append((now, st.tenant_id if st else None, "auth", st.hex if st else None, None, "binauth",
+                            transport, source, STATUS_NAMES[status], reason))
+        return reply
+
+    def decide(self, req, source, now, transport="udp"):
+        """Decide one request (section 3.4) and return the reply; durable writes wait for flush()."""
+        tnow = int(now)
+        host = source[0] if type(source) is tuple else source
+        if len(req) != REQUEST_LEN:
+            return self._finish(MALFORMED, transport, source, tnow, None, f"length {len(req)}",
+                                unauthenticated_reply(MALFORMED))
+        limits = self._limits
+        if not limits.take(host, self._source_capacity, self._source_refill, now):
+            return self._finish(RATE_LIMITED, transport, source, tnow, None, "source rate (verifier-wide)",
+                                unauthenticated_reply(RATE_LIMITED))
+        did = req[:8]
+        st = self._cache.get(did) or self._load(did)
+        if st is None:
+            return self._finish(UNKNOWN_DEVICE, transport, source, tnow, None, f"unknown id {did.hex()}",
+                                unauthenticated_reply(UNKNOWN_DEVICE))
+        pol = self._policies.get(st.tenant_id) or self._policy(st.tenant_id)
+        if limits.locked_until(did, now):
+            return self._finish(LOCKED_OUT, transport, source, tnow, st, "locked out after failed tags",
+                                unauthenticated_reply(LOCKED_OUT))
+        if not limits.take(did, pol.device_capacity, pol.device_refill_per_s, now):
+            return self._finish(RATE_LIMITED, transport, source, tnow, st, "device rate",
+                                unauthenticated_reply(RATE_LIMITED))
+        if not limits.take((st.tenant_id, host), pol.source_capacity, pol.source_refill_per_s, now):
+            return self._finish(RATE_LIMITED, transport, source, tnow, st, "source rate (tenant)",
+                                unauthenticated_reply(RATE_LIMITED))
+        key = st.key
+        if not hmac.compare_digest(hmac.digest(key, req[:12], "sha256")[:8], req[12:20]):
+            if limits.fail(did, pol.lockout_failures, pol.lockout_s, now):
+                log.warning("device %s locked out for %d s after %d failed tags (last from %s)",
+                            st.hex, pol.lockout_s, pol.lockout_failures, host)
+            return self._finish(SIGNATURE, transport, source, tnow, st, "tag does not verify",
+                                unauthenticated_reply(SIGNATURE))
+        limits.succeed(did)
+        if st.blocked or st.status not in AUTHENTICATABLE:
+            return self._finish(NOT_ACTIVE, transport, source, tnow, st,
+                                "blocked (compromised or quarantined)" if st.blocked else f"status {st.status}",
+                                encode_reply(key, req, NOT_ACTIVE, tnow))
+        ts = int.from_bytes(req[8:12], "big")
+        if abs(ts - tnow) > pol.drift_s:
+            return self._finish(TIME_SYNC, transport, source, tnow, st, f"timestamp {ts} vs server {tnow}",
+                                encode_reply(key, req, TIME_SYNC, tnow))
+        if ts <= st.last_ts:
+            return self._finish(REPLAY, transport, source, tnow, st, f"timestamp {ts} <= last accepted {st.last_ts}",
+                                encode_reply(key, req, REPLAY, tnow))
+        st.last_ts = ts
+        self._accepted.append((ts, tnow, did))
+        if st.status == "provisioning":
+            st.status = "active"
+            self._activated.append((tnow, did))
+            self._audit.append((tnow, st.tenant_id, "admin", st.hex, "binauth", "device.activate", transport,
+                                source, "ok", "provisioning -> active: first successful authentication"))
+        sid = int.from_bytes(self._rand(4), "big")
+        return self._finish(OK, transport, source, tnow, st, None,
+                            encode_reply(key, req, OK, tnow, sid, tnow + pol.session_ttl_s, st.permissions))
+
+    def flush(self):
+        """Make the queued accepted timestamps, activations and audit rows durable, in one transaction.
+
+        If it fails, the cache is dropped (it may be ahead of the database) and the error propagates:
+        the caller must not send the OK replies of this batch.
+        """
+        if not (self._accepted or self._audit):
+            return
+        accepted, activated, audit = self._accepted, self._activated, self._audit
+        self._accepted, self._activated, self._audit = [], [], []
+        audit = [r if type(r[7]) is not tuple else r[:7] + (f"{r[7][0]}:{r[7][1]}",) + r[8:] for r in audit]
+        try:
+            self._storage.record_auth(accepted, activated, audit)
+        except BaseException:
+            self.forget_all()
+            raise
+
+    def handle(self, request, source, now, transport="test"):
+        """Decide and persist one request: (reply, Decision)."""
+        reply = self.decide(request, source, now, transport)
+        row = self._audit[-1]   # the auth row is always the last one queued
+        decision = Decision(reply[0], row[8], row[3], row[9])
+        self.flush()
+        return reply, decision

@@ -1,0 +1,82 @@
+"""Verifier configuration and KEK loading.
+
+The KEK comes from the environment (JANUA_KEK, 64 hex characters) or a file (kek_file, 32 raw bytes
+or 64 hex characters), never from the database. Without one the verifier refuses to start, unless
+dev=True, which generates a key file beside the database (mode 0600) and logs a warning.
+"""
+
+import dataclasses
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from verifier.errors import ConfigError
+from verifier.keys import KEK_LEN
+
+log = logging.getLogger("janua.verifier")
+
+KEK_ENV = "JANUA_KEK"
+
+
+@dataclasses.dataclass
+class Config:
+    db_path: str = "janua.db"
+    kek: Optional[bytes] = None          # explicit key (tests, embedding); wins over env and file
+    kek_file: Optional[str] = None
+    dev: bool = False
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080                # 0: any free port
+    udp_host: str = "127.0.0.1"
+    udp_port: Optional[int] = 5685       # 0: any free port; None: no UDP endpoint
+    log_level: str = "INFO"
+    clock: Callable[[], float] = time.time   # injected time; tests pass a fake
+    # Pre-lookup limit per source address (protocol step 2), verifier-wide because the tenant is not
+    # known yet. Tenant policies add their own per-source limit after the lookup.
+    source_capacity: float = 1000.0
+    source_refill_per_s: float = 500.0
+
+    def kek_path_for_dev(self):
+        return Path(str(self.db_path) + ".kek")
+
+
+def _parse_kek(raw, where):
+    raw = raw.strip() if isinstance(raw, (bytes, str)) else raw
+    if isinstance(raw, bytes) and len(raw) == KEK_LEN:
+        return raw
+    text = raw.decode("ascii", "replace") if isinstance(raw, bytes) else raw
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != KEK_LEN:
+        raise ConfigError(f"the KEK from {where} must be {KEK_LEN} bytes (64 hex characters)")
+    return key
+
+
+def load_kek(config):
+    """Return the 32-byte KEK for `config`, creating a dev key file if allowed."""
+    if config.kek is not None:
+        return _parse_kek(config.kek, "Config.kek")
+    env = os.environ.get(KEK_ENV)
+    if env:
+        return _parse_kek(env, f"${KEK_ENV}")
+    if config.kek_file:
+        try:
+            return _parse_kek(Path(config.kek_file).read_bytes(), config.kek_file)
+        except OSError as e:
+            raise ConfigError(f"cannot read KEK file {config.kek_file}: {e.strerror}") from e
+    if config.dev:
+        path = config.kek_path_for_dev()
+        if path.exists():
+            return _parse_kek(path.read_bytes(), str(path))
+        key = os.urandom(KEK_LEN)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key.hex() + "\n")
+        log.warning("dev mode: generated a KEK in %s; keep it with the database, and use $%s or "
+                    "--kek-file in production", path, KEK_ENV)
+        return key
+    raise ConfigError(f"no key-encryption key: set ${KEK_ENV} (64 hex characters) or pass a KEK file "
+                      f"(--kek-file); --dev generates one for local use")

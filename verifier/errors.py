@@ -1,0 +1,61 @@
+"""The verifier's one exception root and its subclasses. HTTP mapping lives only in verifier.http."""
+
+
+class VerifierError(Exception):
+    """Base of every verifier error; `code` is the stable machine-readable name."""
+
+    code = "error"
+
+
+class ConfigError(VerifierError):
+    """The service is misconfigured (e.g. no KEK) and refuses to start."""
+
+    code = "config_error"
+
+
+class CryptoError(VerifierError):
+    """A key could not be derived, sealed or unsealed."""
+
+    code = "crypto_error"
+
+
+class ValidationError(VerifierError):
+    """A request field is missing, of the wrong type or out of range."""
+
+    code = "invalid_request"
+
+
+class Unauthorized(VerifierError):
+    """The admin token is missing, unknown or revoked."""
+
+    code = "unauthorized"
+
+
+class NotFound(VerifierError):
+    """No such object visible to the caller's tenant."""
+
+    code = "not_found"
+
+
+class Conflict(VerifierError):
+    """The request conflicts with the current state."""
+
+    code = "conflict"
+
+
+class DuplicateSerial(Conflict):
+    """A device with this serial number already exists in the tenant."""
+
+    code = "duplicate_serial"
+
+
+class InvalidTransition(Conflict):
+    """The lifecycle action is not allowed from the device's current status."""
+
+    code = "invalid_transition"
+
+
+class StorageError(VerifierError):
+    """The registry database failed."""
+
+    code = "storage_error"

@@ -1,0 +1,201 @@
+"""Registry model: tenant policy, device fields and their validation, the lifecycle table.
+
+Pure data and validation; no storage and no HTTP. Raises ValidationError / InvalidTransition.
+"""
+
+import dataclasses
+
+from verifier.errors import InvalidTransition, ValidationError
+
+STATUSES = ("provisioning", "active", "suspended", "decommissioned")
+AUTHENTICATABLE = frozenset(("provisioning", "active"))
+CREDENTIAL_TYPES = ("symmetric",)
+DEFAULT_PERMISSIONS = 0x0F
+MAX_TEXT = 128
+MAX_LIST = 32
+
+# (status, action) -> next status. A missing key is an illegal transition.
+TRANSITIONS = {
+    ("provisioning", "activate"): "active",
+    ("provisioning", "decommission"): "decommissioned",
+    ("active", "suspend"): "suspended",
+    ("suspended", "resume"): "active",
+    ("active", "decommission"): "decommissioned",
+    ("suspended", "decommission"): "decommissioned",
+}
+ACTIONS = ("activate", "suspend", "resume", "decommission")
+
+
+def next_status(status, action):
+    """Return the status after `action`, or raise InvalidTransition."""
+    if action not in ACTIONS:
+        raise ValidationError(f"action must be one of {', '.join(ACTIONS)}")
+    try:
+        return TRANSITIONS[(status, action)]
+    except KeyError:
+        allowed = sorted(a for (s, a) in TRANSITIONS if s == status)
+        raise InvalidTransition(
+            f"cannot {action} a device that is {status}"
+            + (f" (allowed: {', '.join(allowed)})" if allowed else " (no further transitions)")) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """A tenant's authentication policy; every number here is editable through PATCH /v1/tenant."""
+
+    drift_s: int = 300
+    session_ttl_s: int = 3600
+    device_capacity: float = 10.0
+    device_refill_per_s: float = 0.2
+    source_capacity: float = 200.0
+    source_refill_per_s: float = 100.0
+    lockout_failures: int = 5
+    lockout_s: int = 300
+
+    def to_json(self):
+        return {
+            "drift_s": self.drift_s,
+            "session_ttl_s": self.session_ttl_s,
+            "device_rate": {"capacity": self.device_capacity, "refill_per_s": self.device_refill_per_s},
+            "source_rate": {"capacity": self.source_capacity, "refill_per_s": self.source_refill_per_s},
+            "lockout_failures": self.lockout_failures,
+            "lockout_s": self.lockout_s,
+        }
+
+    @classmethod
+    def from_json(cls, doc, base=None):
+        """Validate `doc` (possibly partial) and merge it over `base` (default: the defaults)."""
+        if not isinstance(doc, dict):
+            raise ValidationError("policy must be an object")
+        base = base or cls()
+        known = {"drift_s", "session_ttl_s", "device_rate", "source_rate", "lockout_failures", "lockout_s"}
+        unknown = set(doc) - known
+        if unknown:
+            raise ValidationError(f"unknown policy fields: {', '.join(sorted(unknown))}")
+        kw = {}
+        for name, lo, hi in (("drift_s", 0, 86400), ("session_ttl_s", 1, 30 * 86400),
+                             ("lockout_failures", 1, 1000), ("lockout_s", 0, 30 * 86400)):
+            if name in doc:
+                kw[name] = _int(doc[name], f"policy.{name}", lo, hi)
+        for name in ("device", "source"):
+            rate = doc.get(f"{name}_rate")
+            if rate is None:
+                continue
+            if not isinstance(rate, dict) or set(rate) - {"capacity", "refill_per_s"}:
+                raise ValidationError(f"policy.{name}_rate must be {{capacity, refill_per_s}}")
+            if "capacity" in rate:
+                kw[f"{name}_capacity"] = _num(rate["capacity"], f"policy.{name}_rate.capacity", 1, 1e9)
+            if "refill_per_s" in rate:
+                kw[f"{name}_refill_per_s"] = _num(rate["refill_per_s"], f"policy.{name}_rate.refill_per_s", 0, 1e9)
+        return dataclasses.replace(base, **kw)
+
+
+def _int(v, name, lo, hi):
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ValidationError(f"{name} must be an integer in [{lo}, {hi}]")
+    return v
+
+
+def _num(v, name, lo, hi):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+        raise ValidationError(f"{name} must be a number in [{lo}, {hi}]")
+    return float(v)
+
+
+def _text(v, name, required=False):
+    if v is None and not required:
+        return None
+    if type(v) is not str or not v or len(v) > MAX_TEXT or not v.isprintable():
+        raise ValidationError(f"{name} must be a non-empty printable string of at most {MAX_TEXT} characters")
+    return v
+
+
+def _text_list(v, name):
+    if not isinstance(v, list) or len(v) > MAX_LIST:
+        raise ValidationError(f"{name} must be a list of at most {MAX_LIST} strings")
+    return [_text(x, f"{name}[]", required=True) for x in v]
+
+
+METADATA_FIELDS = ("firmware_version", "hardware_version", "capabilities", "location", "group", "tags")
+
+
+def validate_metadata(doc, base=None):
+    """Validate (possibly partial) device metadata and merge it over `base`. null clears a field."""
+    if not isinstance(doc, dict):
+        raise ValidationError("metadata must be an object")
+    unknown = set(doc) - set(METADATA_FIELDS)
+    if unknown:
+        raise ValidationError(f"unknown metadata fields: {', '.join(sorted(unknown))}")
+    out = dict(base) if base else {"capabilities": [], "tags": []}
+    for k, v in doc.items():
+        if k in ("capabilities", "tags"):
+            out[k] = [] if v is None else _text_list(v, f"metadata.{k}")
+        elif v is None:
+            out.pop(k, None)
+        else:
+            out[k] = _text(v, f"metadata.{k}")
+    return out
+
+
+_NEW_DEVICE_FIELDS = frozenset(("serial_number", "manufacturer_id", "model_id", "credential_type", "metadata",
+                                "permissions", "trust_level"))
+
+
+def validate_new_device(row):
+    """Validate one provisioning row; return the normalised fields (without id or secret)."""
+    if not isinstance(row, dict):
+        raise ValidationError("each device must be an object")
+    unknown = row.keys() - _NEW_DEVICE_FIELDS
+    if unknown:
+        raise ValidationError(f"unknown fields: {', '.join(sorted(unknown))}")
+    get = row.get
+    ctype = get("credential_type", "symmetric")
+    if ctype not in CREDENTIAL_TYPES:
+        raise ValidationError(f"credential_type must be one of {', '.join(CREDENTIAL_TYPES)}")
+    meta = get("metadata")
+    perms = get("permissions", DEFAULT_PERMISSIONS)
+    trust = get("trust_level", 50)
+    return {
+        "serial_number": _text(get("serial_number"), "serial_number", required=True),
+        "manufacturer_id": _text(get("manufacturer_id"), "manufacturer_id"),
+        "model_id": _text(get("model_id"), "model_id"),
+        "credential_type": ctype,
+        "metadata": validate_metadata(meta) if meta else {"capabilities": [], "tags": []},
+        "permissions": perms if perms is DEFAULT_PERMISSIONS else _int(perms, "permissions", 0, 0xFFFFFFFF),
+        "trust_level": trust if trust == 50 and type(trust) is int else _int(trust, "trust_level", 0, 100),
+    }
+
+
+def validate_device_patch(doc, current):
+    """Validate a PATCH body against the current device; return the columns to update."""
+    if not isinstance(doc, dict) or not doc:
+        raise ValidationError("the body must be a non-empty object")
+    allowed = {"metadata", "trust_level", "compromised", "quarantined", "permissions"}
+    unknown = set(doc) - allowed
+    if unknown:
+        raise ValidationError(f"fields not patchable: {', '.join(sorted(unknown))}"
+                              + (" (use POST .../lifecycle for status)" if "status" in unknown else ""))
+    out = {}
+    if "metadata" in doc:
+        out["metadata"] = validate_metadata(doc["metadata"], current["metadata"])
+    if "trust_level" in doc:
+        out["trust_level"] = _int(doc["trust_level"], "trust_level", 0, 100)
+    if "permissions" in doc:
+        out["permissions"] = _int(doc["permissions"], "permissions", 0, 0xFFFFFFFF)
+    for flag in ("compromised", "quarantined"):
+        if flag in doc:
+            if not isinstance(doc[flag], bool):
+                raise ValidationError(f"{flag} must be true or false")
+            out[flag] = doc[flag]
+    return out
+
+
+def parse_device_id(text):
+    """Text form (16 lowercase hex) -> 8 bytes, or None if it is not a device id."""
+    if not isinstance(text, str) or len(text) != 16:
+        return None
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        return None
+    return raw if raw.hex() == text else None

@@ -1,0 +1,302 @@
+"""Registry storage: the one interface for everything a second verifier instance would share.
+
+`Storage` is the abstract interface (tenants, admin tokens, devices, replay state, audit, and
+rate-limit/lockout state through `limits`). `SQLiteStorage` implements it on the stdlib sqlite3
+module: WAL, synchronous=NORMAL, one connection used only from the event-loop thread (every call is
+short). Its rate-limit/lockout state lives in process memory, so it serves a single instance.
+It knows nothing of the wire protocol.
+"""
+
+import abc
+import contextlib
+import json
+import sqlite3
+
+from verifier.errors import Conflict, StorageError
+from verifier.limits import MemoryLimitStore
+
+DEVICE_COLUMNS = ("id", "tenant_id", "serial_number", "manufacturer_id", "model_id", "credential_type",
+                  "sealed_secret", "metadata", "status", "provisioned_at", "status_changed_at", "trust_level",
+                  "compromised", "quarantined", "permissions")
+AUDIT_COLUMNS = ("ts", "tenant_id", "kind", "device_id", "actor", "action", "transport", "source",
+                 "result", "reason")
+PATCHABLE = frozenset(("metadata", "trust_level", "compromised", "quarantined", "permissions",
+                       "status", "status_changed_at"))
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tenants (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created INTEGER NOT NULL, policy TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id), hash BLOB NOT NULL UNIQUE,
+    label TEXT, created INTEGER NOT NULL, revoked_at INTEGER);
+CREATE TABLE IF NOT EXISTS devices (
+    id BLOB PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    serial_number TEXT NOT NULL, manufacturer_id TEXT, model_id TEXT,
+    credential_type TEXT NOT NULL, sealed_secret BLOB NOT NULL, metadata TEXT NOT NULL,
+    status TEXT NOT NULL, provisioned_at INTEGER NOT NULL, status_changed_at INTEGER NOT NULL,
+    trust_level INTEGER NOT NULL, compromised INTEGER NOT NULL, quarantined INTEGER NOT NULL,
+    permissions INTEGER NOT NULL,
+    UNIQUE (tenant_id, serial_number)) WITHOUT ROWID;
+-- replay state: narrow rows, written by every group commit of binary auth
+CREATE TABLE IF NOT EXISTS auth_state (
+    id BLOB PRIMARY KEY, last_ts INTEGER NOT NULL, last_authenticated_at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, tenant_id TEXT, kind TEXT NOT NULL,
+    device_id TEXT, actor TEXT, action TEXT NOT NULL, transport TEXT, source TEXT,
+    result TEXT NOT NULL, reason TEXT);
+CREATE INDEX IF NOT EXISTS audit_tenant ON audit (tenant_id, seq);
+"""
+
+
+class Storage(abc.ABC):
+    """What the verifier needs from its database. Device ids are 8 bytes; times are unix seconds."""
+
+    limits = None  # a verifier.limits.LimitStore
+
+    @abc.abstractmethod
+    def transaction(self):
+        """Context manager: everything inside commits together or not at all (nestable)."""
+
+    @abc.abstractmethod
+    def ping(self): """Raise StorageError if the database is unreachable."""
+
+    @abc.abstractmethod
+    def close(self): """Release the connection."""
+
+    # tenants and tokens
+    @abc.abstractmethod
+    def create_tenant(self, tenant_id, name, created, policy): """Insert a tenant (policy: JSON dict)."""
+
+    @abc.abstractmethod
+    def get_tenant(self, tenant_id): """Tenant dict or None."""
+
+    @abc.abstractmethod
+    def get_tenant_by_name(self, name): """Tenant dict or None."""
+
+    @abc.abstractmethod
+    def count_tenants(self): """Number of tenants."""
+
+    @abc.abstractmethod
+    def set_tenant_policy(self, tenant_id, policy): """Replace a tenant's policy (JSON dict)."""
+
+    @abc.abstractmethod
+    def add_token(self, token_id, tenant_id, token_hash, label, created): """Store a token hash."""
+
+    @abc.abstractmethod
+    def find_token(self, token_hash): """(token_id, tenant_id, stored_hash) of an unrevoked token, or None."""
+
+    @abc.abstractmethod
+    def revoke_token(self, token_id, now): """Mark a token revoked."""
+
+    # devices
+    @abc.abstractmethod
+    def existing_serials(self, tenant_id, serials): """The subset of `serials` already in the tenant."""
+
+    @abc.abstractmethod
+    def insert_devices(self, rows): """Insert device tuples in DEVICE_COLUMNS order (executemany)."""
+
+    @abc.abstractmethod
+    def get_device(self, device_id, tenant_id=None): """Device dict (any tenant if tenant_id is None) or None."""
+
+    @abc.abstractmethod
+    def list_devices(self, tenant_id, status=None, group=None, tag=None, after=None, limit=100):
+        """Devices of a tenant ordered by id, starting after id `after`."""
+
+    @abc.abstractmethod
+    def update_device(self, tenant_id, device_id, fields): """Update PATCHABLE columns; False if absent."""
+
+    @abc.abstractmethod
+    def record_auth(self, accepted, activated, audit_rows):
+        """One transaction: accepted = [(last_ts, now, device_id)], activated = [(now, device_id)]
+        (provisioning -> active), audit rows as for add_audit."""
+
+    # audit
+    @abc.abstractmethod
+    def add_audit(self, rows): """Append audit tuples in AUDIT_COLUMNS order."""
+
+    @abc.abstractmethod
+    def list_audit(self, tenant_id, device_id=None, limit=100): """Newest first."""
+
+
+class SQLiteStorage(Storage):
+    """Storage on one SQLite file (WAL). Single instance: limits are in process memory."""
+
+    def __init__(self, path):
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute("PRAGMA cache_size=-65536")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot open database {path}: {e}") from e
+        self._db.row_factory = sqlite3.Row
+        self._depth = 0
+        self.limits = MemoryLimitStore()
+
+    @contextlib.contextmanager
+    def transaction(self):
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self._db.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self._db.execute("COMMIT")
+
+    def ping(self):
+        try:
+            self._db.execute("SELECT 1 FROM tenants LIMIT 1").fetchall()
+        except sqlite3.Error as e:
+            raise StorageError(f"database unreachable: {e}") from e
+
+    def close(self):
+        self._db.close()
+
+    def _write(self, sql, args=()):
+        with self.transaction():
+            return self._db.execute(sql, args)
+
+    # tenants and tokens
+    def create_tenant(self, tenant_id, name, created, policy):
+        try:
+            self._write("INSERT INTO tenants VALUES (?, ?, ?, ?)", (tenant_id, name, created, json.dumps(policy)))
+        except sqlite3.IntegrityError as e:
+            raise Conflict(f"a tenant named {name!r} already exists") from e
+
+    @staticmethod
+    def _tenant(row):
+        return None if row is None else {"id": row["id"], "name": row["name"], "created": row["created"],
+                                         "policy": json.loads(row["policy"])}
+
+    def get_tenant(self, tenant_id):
+        return self._tenant(self._db.execute("SELECT * FROM tenants WHERE id = ?", (tenant_id,)).fetchone())
+
+    def get_tenant_by_name(self, name):
+        return self._tenant(self._db.execute("SELECT * FROM tenants WHERE name = ?", (name,)).fetchone())
+
+    def count_tenants(self):
+        return self._db.execute("SELECT count(*) FROM tenants").fetchone()[0]
+
+    def set_tenant_policy(self, tenant_id, policy):
+        self._write("UPDATE tenants SET policy = ? WHERE id = ?", (json.dumps(policy), tenant_id))
+
+    def add_token(self, token_id, tenant_id, token_hash, label, created):
+        self._write("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, NULL)", (token_id, tenant_id, token_hash, label, created))
+
+    def find_token(self, token_hash):
+        row = self._db.execute("SELECT id, tenant_id, hash FROM tokens WHERE hash = ? AND revoked_at IS NULL",
+                               (token_hash,)).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def revoke_token(self, token_id, now):
+        self._write("UPDATE tokens SET revoked_at = ? WHERE id = ?", (now, token_id))
+
+    # devices
+    def existing_serials(self, tenant_id, serials):
+        found = set()
+        serials = list(serials)
+        for i in range(0, len(serials), 500):
+            chunk = serials[i:i + 500]
+            q = ("SELECT serial_number FROM devices WHERE tenant_id = ? AND serial_number IN (%s)"
+                 % ",".join("?" * len(chunk)))
+            found.update(r[0] for r in self._db.execute(q, (tenant_id, *chunk)))
+        return found
+
+    def insert_devices(self, rows):
+        try:
+            with self.transaction():
+                self._db.executemany(_DEVICE_INSERT, rows)
+        except sqlite3.IntegrityError as e:
+            raise Conflict(f"device insert conflicts with an existing row: {e}") from e
+
+    @staticmethod
+    def _device(row):
+        if row is None:
+            return None
+        d = dict(row)
+        d["metadata"] = json.loads(d["metadata"])
+        d["compromised"] = bool(d["compromised"])
+        d["quarantined"] = bool(d["quarantined"])
+        return d
+
+    def get_device(self, device_id, tenant_id=None):
+        if tenant_id is None:
+            row = self._db.execute(_DEVICE_SELECT + " WHERE d.id = ?", (device_id,)).fetchone()
+        else:
+            row = self._db.execute(_DEVICE_SELECT + " WHERE d.id = ? AND d.tenant_id = ?",
+                                   (device_id, tenant_id)).fetchone()
+        return self._device(row)
+
+    def list_devices(self, tenant_id, status=None, group=None, tag=None, after=None, limit=100):
+        q, args = [_DEVICE_SELECT + " WHERE d.tenant_id = ?"], [tenant_id]
+        if status is not None:
+            q.append("AND d.status = ?"); args.append(status)
+        if group is not None:
+            q.append("AND json_extract(d.metadata, '$.group') = ?"); args.append(group)
+        if tag is not None:
+            q.append("AND EXISTS (SELECT 1 FROM json_each(d.metadata, '$.tags') WHERE value = ?)")
+            args.append(tag)
+        if after is not None:
+            q.append("AND d.id > ?"); args.append(after)
+        q.append("ORDER BY d.id LIMIT ?"); args.append(limit)
+        return [self._device(r) for r in self._db.execute(" ".join(q), args)]
+
+    def update_device(self, tenant_id, device_id, fields):
+        bad = set(fields) - PATCHABLE
+        if bad:
+            raise StorageError(f"not updatable: {sorted(bad)}")
+        cols = sorted(fields)
+        vals = [json.dumps(fields[c]) if c == "metadata" else fields[c] for c in cols]
+        cur = self._write("UPDATE devices SET %s WHERE id = ? AND tenant_id = ?" % ", ".join(f"{c} = ?" for c in cols),
+                          (*vals, device_id, tenant_id))
+        return cur.rowcount == 1
+
+    def record_auth(self, accepted, activated, audit_rows):
+        db = self._db
+        try:
+            self._record_auth(db, accepted, activated, audit_rows)
+        except sqlite3.Error as e:
+            raise StorageError(f"could not persist auth state: {e}") from e
+
+    def _record_auth(self, db, accepted, activated, audit_rows):
+        with self.transaction():
+            if accepted:
+                db.executemany("INSERT INTO auth_state (last_ts, last_authenticated_at, id) VALUES (?, ?, ?) "
+                               "ON CONFLICT (id) DO UPDATE SET last_ts = excluded.last_ts, "
+                               "last_authenticated_at = excluded.last_authenticated_at", accepted)
+            if activated:
+                db.executemany("UPDATE devices SET status = 'active', status_changed_at = ? "
+                               "WHERE id = ? AND status = 'provisioning'", activated)
+            if audit_rows:
+                db.executemany(_AUDIT_INSERT, audit_rows)
+
+    # audit
+    def add_audit(self, rows):
+        with self.transaction():
+            self._db.executemany(_AUDIT_INSERT, rows)
+
+    def list_audit(self, tenant_id, device_id=None, limit=100):
+        q, args = "SELECT * FROM audit WHERE tenant_id = ?", [tenant_id]
+        if device_id is not None:
+            q += " AND device_id = ?"; args.append(device_id)
+        q += " ORDER BY seq DESC LIMIT ?"; args.append(limit)
+        return [dict(r) for r in self._db.execute(q, args)]
+
+
+_AUDIT_INSERT = "INSERT INTO audit (%s) VALUES (%s)" % (",".join(AUDIT_COLUMNS), ",".join("?" * len(AUDIT_COLUMNS)))
+_DEVICE_INSERT = "INSERT INTO devices (%s) VALUES (%s)" % (",".join(DEVICE_COLUMNS), ",".join("?" * len(DEVICE_COLUMNS)))
+_DEVICE_SELECT = ("SELECT d.*, COALESCE(a.last_ts, 0) AS last_ts, a.last_authenticated_at, "
+                  "a.last_authenticated_at AS last_seen_at FROM devices d LEFT JOIN auth_state a ON a.id = d.id")
