@@ -7,6 +7,9 @@ def pytest_addoption(parser):
     parser.addoption("--board-port", default=None,
                      help="serial port of a real board for hardware-in-loop tests (marker hil)")
     parser.addoption("--board", default="esp32", help="profile of the board at --board-port")
+    parser.addoption("--hil-wifi-ssid", default=None, help="Wi-Fi network the board joins (hil end to end)")
+    parser.addoption("--hil-wifi-password", default=None, help="its password")
+    parser.addoption("--hil-host-ip", default=None, help="this host's address on that network")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -52,9 +52,10 @@ def _janua(*argv, timeout=120, check=True):
 class Verifier:
     """`janua serve --dev` as a subprocess on free ports."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, listen_host="127.0.0.1"):
         self.db = workdir / "janua.db"
         cmd = [sys.executable, "-m", "tools", "serve", "--dev", "--db", str(self.db),
+               "--http-host", listen_host, "--udp-host", listen_host,
                "--http-port", "0", "--udp-port", "0", "--log-level", "WARNING"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      cwd=Path(__file__).resolve().parent.parent)
