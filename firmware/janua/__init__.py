@@ -27,6 +27,10 @@ class TransportError(JanuaError):
     """The network transport failed (resolve, connect, HTTP framing)."""
 
 
+class DTLSError(JanuaError):
+    """A DTLS handshake failed, the peer sent a fatal alert, or the channel is closed."""
+
+
 def probe():
     # Imported lazily so that the binauth path never loads caps.py.
     from janua.caps import probe as _probe

@@ -81,8 +81,10 @@ def test_pyserial_sees_soft_reboot_and_banner(board):
     with serial.Serial(board.port, 115200, timeout=0.1, exclusive=True) as ser:
         ser.write(b"\r\x03")
         read_for(ser, b">>> ")
+        time.sleep(0.2)              # both prompts (for \r and for Ctrl-C) have arrived
+        ser.reset_input_buffer()
         ser.write(b"\x04")
-        out = read_for(ser, b">>> ")
+        out = read_for(ser, b"for more information.")
     assert b"MPY: soft reboot\r\n" in out
     assert b'Type "help()" for more information.' in out
 
