@@ -1,12 +1,16 @@
-"""janua_hal for esp32: the only janua device code that imports machine or network.
+"""janua_hal for the Wi-Fi microcontroller boards (esp32 and rp2040/Pico W share this file:
+boards/rp2040/hal.py links here): the only janua device code that imports machine or network.
 
-board(), unique_id() (the 6-byte factory MAC from eFuse), connect_network(cfg) (WLAN station with cfg["wifi"]
-{"ssid", "password"} and a timeout) and reset(). No protocol logic lives here.
+board(), unique_id() (esp32: the 6-byte factory MAC from eFuse; rp2040: the 8-byte id of the QSPI
+flash chip), connect_network(cfg) (WLAN station with cfg["wifi"] {"ssid", "password"} and a timeout)
+and reset(). No protocol logic lives here.
 """
 
+import sys
 import time
 
-_BOARD = "esp32"
+# sys.platform is "esp32" or "rp2" on stock firmware; janua's board names are the profiles'.
+_BOARD = "rp2040" if sys.platform == "rp2" else sys.platform
 
 
 def board():

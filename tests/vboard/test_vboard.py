@@ -233,3 +233,10 @@ def test_cli_vboard_with_link(tmp_path):
         p.wait(10)
     assert p.returncode == 0
     assert not link.is_symlink()
+
+
+@pytest.mark.parametrize("name", ["esp32", "rp2040", "unix"])
+def test_every_board_hal_compiles_into_the_firmware(tmp_path, name):
+    files = build_firmware(tmp_path, name)
+    remote = [r for _, r in files]
+    assert "lib/janua_hal.mpy" in remote and "main.py" in remote
