@@ -135,24 +135,24 @@ async def get_device(request):
     return web.json_response(registry.device_view(dev, _tenant_name(request, tenant_id)))
 
 
-async def patch_device(request):
-    token_id, tenant_id = _admin(request)
-    did = _device_id(request)
-    registry.get_device(request.app[STORAGE], tenant_id, did)   # 404 before looking at the body
-    body = await _json(request)
-    dev = registry.patch_device(request.app[STORAGE], tenant_id, did, body, _now(request), token_id)
-    request.app[CORE].forget(did)
-    return web.json_response(registry.device_view(dev, _tenant_name(request, tenant_id)))
-
-
-async def lifecycle(request):
+async def _change_device(request, change):
+    """PATCH-like admin changes of one device: 404 before the body is read, then the change, then
+    the binary-auth cache forgets the device so the very next packet sees it."""
     token_id, tenant_id = _admin(request)
     did = _device_id(request)
     registry.get_device(request.app[STORAGE], tenant_id, did)
     body = await _json(request)
-    dev = registry.change_lifecycle(request.app[STORAGE], tenant_id, did, body, _now(request), token_id)
+    dev = change(request.app[STORAGE], tenant_id, did, body, _now(request), token_id)
     request.app[CORE].forget(did)
     return web.json_response(registry.device_view(dev, _tenant_name(request, tenant_id)))
+
+
+async def patch_device(request):
+    return await _change_device(request, registry.patch_device)
+
+
+async def lifecycle(request):
+    return await _change_device(request, registry.change_lifecycle)
 
 
 # tenant and audit
