@@ -22,6 +22,7 @@ from janua.sha512 import SHA512
 
 _P = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFED  # 2^255 - 19
 _P4 = 4 * _P
+_BIAS = _P << 15  # > 2^269: larger than any once-folded value
 _MASK = (1 << 255) - 1
 _D = 0x52036CEE2B6FFE738CC740797779E89800700A4D4141D8AB75EB4DCA135978A3
 _D2 = 0x2406D9DC56DFFCE7198E80F2EEF3D13000E0149A8283B156EBD69B9426B2F159
@@ -41,25 +42,22 @@ def _r(x):
 
 def _dbl(p, want_t):
     # 2P (RFC 8032 §5.1.4 "dbl-2008-hwcd"); T3 only when the next step is an addition.
-    # The reductions are _r() written out: a call per multiplication costs ~30% on MicroPython.
+    # Reductions are written out (a call per multiplication costs ~30% on MicroPython): the
+    # inner products are folded once (< 2^268), the outputs twice (< 2^256); subtractions add
+    # _BIAS, a multiple of p above 2^269, so nothing goes negative.
     x1, y1, z1, _ = p
     m = _MASK
     a = x1 * x1
     a = (a & m) + 19 * (a >> 255)
-    a = (a & m) + 19 * (a >> 255)
     b = y1 * y1
     b = (b & m) + 19 * (b >> 255)
-    b = (b & m) + 19 * (b >> 255)
     c = z1 * z1
-    c = (c & m) + 19 * (c >> 255)
     c = ((c & m) + 19 * (c >> 255)) << 1
     h = a + b
     s = x1 + y1
     s = s * s
-    s = (s & m) + 19 * (s >> 255)
-    s = (s & m) + 19 * (s >> 255)
-    e = h - s + _P4
-    g = a - b + _P4
+    e = h - ((s & m) + 19 * (s >> 255)) + _BIAS
+    g = a - b + _BIAS
     f = c + g
     x = e * f
     x = (x & m) + 19 * (x >> 255)
@@ -77,24 +75,20 @@ def _dbl(p, want_t):
 
 
 def _add(p, q):
-    # P + Q with Q in cached form (Y-X, Y+X, 2dT, 2Z) ("add-2008-hwcd-3"); reductions inlined.
+    # P + Q with Q in cached form (Y-X, Y+X, 2dT, 2Z) ("add-2008-hwcd-3"); folds as in _dbl.
     x1, y1, z1, t1 = p
     ym, yp, t2d, z2 = q
     m = _MASK
     a = (y1 - x1 + _P4) * ym
     a = (a & m) + 19 * (a >> 255)
-    a = (a & m) + 19 * (a >> 255)
     b = (y1 + x1) * yp
-    b = (b & m) + 19 * (b >> 255)
     b = (b & m) + 19 * (b >> 255)
     c = t1 * t2d
     c = (c & m) + 19 * (c >> 255)
-    c = (c & m) + 19 * (c >> 255)
     d = z1 * z2
     d = (d & m) + 19 * (d >> 255)
-    d = (d & m) + 19 * (d >> 255)
-    e = b - a + _P4
-    f = d - c + _P4
+    e = b - a + _BIAS
+    f = d - c + _BIAS
     g = d + c
     h = b + a
     x = e * f

@@ -120,8 +120,9 @@ class DTLSServer:
                 self._record(ctx, rec)
             except DTLSError as e:
                 log.debug("dtls %s: %s", addr, e)
-                if e.alert is not None:
-                    out.append(self._fail(addr, e.alert, rec, authenticated=rec.epoch == 1))
+                alert = self._fail(addr, e.alert, rec, rec.epoch == 1) if e.alert is not None else b""
+                if alert:
+                    out.append(alert)
                     events.append(Closed(addr, str(e)))
                 break
         return out, events
@@ -334,10 +335,11 @@ class DTLSServer:
         """Forget addr's handshake and return a fatal alert in epoch 0 (we have not sent our CCS).
         An established session ends only for an error in an authenticated (epoch 1) record."""
         conn = self._half_open.get(addr)
+        if conn is None and addr in self._sessions and not authenticated:
+            return b""                               # a plaintext record cannot end a session: drop it
         self._drop_half_open(addr)
+        self._sessions.pop(addr, None)
         seq = conn.write_seq[0] if conn is not None else rec.seq
-        if authenticated:
-            self._sessions.pop(addr, None)
         return wire.encode_record(ALERT, 0, seq, wire.encode_alert(FATAL, alert))
 
     def _records(self, conn, items):

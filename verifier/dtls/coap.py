@@ -1,0 +1,120 @@
+"""CoAP over the DTLS channel (RFC 7252; docs/protocol.md section 4.4): the verifier's resources,
+with messages parsed and built by aiocoap's codec (`Message.decode` / `Message.encode`).
+
+`CoAPResources.handle(ref, payload, addr, now)` takes the plaintext of one application-data record
+from an established session whose device is `ref`, and returns the response bytes (or None: nothing
+to send, e.g. an ACK or a reset from the client). Every request re-reads the device from the
+registry, so a suspension or a permission change applies at once. No sockets.
+
+Not done: block-wise transfer, observe, and deduplication of retransmitted confirmable requests
+(each resource here is idempotent but POST /auth, which then issues a second session).
+"""
+
+import json
+import logging
+import os
+
+import cbor2
+from aiocoap import ACK, CON, NON, RST, Code, Message
+from aiocoap.error import UnparsableMessage
+from aiocoap.numbers import ContentFormat
+
+from verifier.binauth import NOT_ACTIVE, OK
+
+log = logging.getLogger("janua.verifier.coap")
+
+MAX_MESSAGE = 1024            # larger requests get 4.13
+PERM_TELEMETRY, PERM_CONFIG, PERM_OTA, PERM_COMMANDS = 1, 2, 4, 8
+
+# (path, method) -> (handler name, permission bit or 0). Listed in /.well-known/core.
+RESOURCES = {
+    (("auth",), Code.POST): ("auth", 0),
+    (("telemetry",), Code.POST): ("telemetry", PERM_TELEMETRY),
+    (("config",), Code.GET): ("config", PERM_CONFIG),
+    (("ota",), Code.GET): ("ota", PERM_OTA),
+    (("commands",), Code.GET): ("commands", PERM_COMMANDS),
+    ((".well-known", "core"), Code.GET): ("core", 0),
+}
+LINKS = (b'</auth>;rt="janua.auth";ct="50 60",</telemetry>;rt="janua.telemetry",'
+         b'</config>;rt="janua.config";ct=50,</ota>;rt="janua.ota";ct=50,</commands>;rt="janua.commands";ct=50')
+
+
+class CoAPResources:
+    def __init__(self, auth, rand=os.urandom):
+        self._auth = auth          # verifier.dtls.auth.DTLSAuth
+        self._rand = rand
+        self.telemetry_received = 0
+
+    def handle(self, ref, payload, addr, now):
+        if len(payload) > MAX_MESSAGE:
+            return None
+        try:
+            req = Message.decode(payload)
+        except UnparsableMessage as e:
+            log.debug("coap %s: unparsable: %s", addr, e)
+            return None
+        if req.mtype in (ACK, RST) or not req.code.is_request():
+            return None
+        resp = self._respond(req, ref, addr, now)
+        if req.mtype == CON:
+            resp.mtype, resp.mid = ACK, req.mid          # piggybacked response (RFC 7252 §5.2.1)
+        else:
+            resp.mtype, resp.mid = NON, int.from_bytes(self._rand(2), "big")
+        resp.token = req.token
+        return resp.encode()
+
+    def _respond(self, req, ref, addr, now):
+        path = tuple(req.opt.uri_path)
+        entry = RESOURCES.get((path, req.code))
+        if entry is None:
+            known = any(p == path for p, _ in RESOURCES)
+            return Message(code=Code.METHOD_NOT_ALLOWED if known else Code.NOT_FOUND)
+        name, bit = entry
+        dev = self._auth.load(ref)
+        refused = self._auth.refusal(dev, now) if dev is not None else (NOT_ACTIVE, "device removed")
+        if refused:
+            if name == "auth":
+                self._auth.record_coap_auth(refused[0], now, ref, addr, refused[1])
+            return Message(code=Code.FORBIDDEN, payload=b"device not active")
+        if bit and not dev["permissions"] & bit:
+            return Message(code=Code.FORBIDDEN, payload=b"permission missing")
+        return getattr(self, "_on_" + name)(req, dev, ref, addr, now)
+
+    @staticmethod
+    def _body(req, doc):
+        """JSON by default; CBOR if the request accepts CBOR (Accept option 60)."""
+        if req.opt.accept == ContentFormat.CBOR:
+            return cbor2.dumps(doc), ContentFormat.CBOR
+        return json.dumps(doc, separators=(",", ":")).encode(), ContentFormat.JSON
+
+    def _reply(self, code, req, doc):
+        payload, fmt = self._body(req, doc)
+        msg = Message(code=code, payload=payload)
+        msg.opt.content_format = fmt
+        return msg
+
+    def _on_auth(self, req, dev, ref, addr, now):
+        pol = self._auth.policy(ref.tenant_id)
+        session = int.from_bytes(self._rand(4), "big")
+        self._auth.record_coap_auth(OK, now, ref, addr, f"session {session:08x}")
+        return self._reply(Code.CHANGED, req, {"device_id": ref.hex, "session": session,
+                                               "permissions": dev["permissions"],
+                                               "expires": int(now) + pol.session_ttl_s})
+
+    def _on_telemetry(self, req, dev, ref, addr, now):
+        self.telemetry_received += 1
+        return Message(code=Code.CHANGED)
+
+    def _on_config(self, req, dev, ref, addr, now):
+        return self._reply(Code.CONTENT, req, {"device_id": ref.hex, "metadata": dev["metadata"]})
+
+    def _on_ota(self, req, dev, ref, addr, now):
+        return self._reply(Code.CONTENT, req, {"available": False})
+
+    def _on_commands(self, req, dev, ref, addr, now):
+        return self._reply(Code.CONTENT, req, {"commands": []})
+
+    def _on_core(self, req, dev, ref, addr, now):
+        msg = Message(code=Code.CONTENT, payload=LINKS)
+        msg.opt.content_format = ContentFormat.LINKFORMAT
+        return msg
