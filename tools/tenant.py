@@ -19,6 +19,13 @@ def configure(parser):
     p.add_argument("name")
     p.add_argument("--db", default="janua.db")
     p.add_argument("--label", help="a note stored with the token (e.g. who holds it)")
+    p = sub.add_parser("tokens", help="list a tenant's admin tokens (ids and labels, never the tokens)")
+    p.add_argument("name")
+    p.add_argument("--db", default="janua.db")
+    p = sub.add_parser("revoke", help="revoke one of a tenant's admin tokens at once")
+    p.add_argument("name")
+    p.add_argument("token_id", help="the token's id (tok_...), from `janua tenant tokens NAME`")
+    p.add_argument("--db", default="janua.db")
 
 
 def run(args):
@@ -42,6 +49,18 @@ def run(args):
             if tenant is None:
                 raise CLIError(f"no tenant named {args.name!r} in {args.db}",
                                hint=f"janua tenant create {args.name} --db {args.db}")
+            if args.tenant_command == "tokens":
+                for t in storage.list_tokens(tenant["id"]):
+                    state = "revoked" if t["revoked_at"] else "active"
+                    print(f"{t['id']}  {state:7}  created={t['created']}  label={t['label'] or ''}")
+                return 0
+            if args.tenant_command == "revoke":
+                try:
+                    registry.revoke_token(storage, tenant["id"], args.token_id, now)
+                except VerifierError as e:
+                    raise CLIError(str(e), hint=f"janua tenant tokens {args.name} --db {args.db}") from e
+                print(f"janua tenant: revoked {args.token_id} of tenant {tenant['name']}")
+                return 0
             token_id, token = registry.issue_token(storage, tenant["id"], now, label=args.label)
     finally:
         storage.close()

@@ -46,6 +46,14 @@ def issue_token(storage, tenant_id, now, label=None, actor="cli"):
     return token_id, token
 
 
+def revoke_token(storage, tenant_id, token_id, now, actor="cli"):
+    """Revoke one of a tenant's admin tokens at once (the next request with it gets 401)."""
+    with storage.transaction():
+        if not storage.revoke_token(tenant_id, token_id, int(now)):
+            raise NotFound(f"no active token {token_id!r} in this tenant")
+        storage.add_audit([_admin_audit(int(now), tenant_id, actor, "token.revoke", token_id)])
+
+
 def authenticate_admin(storage, authorization):
     """`Authorization: Bearer <token>` -> (token_id, tenant_id), else Unauthorized."""
     if not authorization or not authorization.startswith("Bearer "):

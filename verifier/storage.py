@@ -86,7 +86,10 @@ class Storage(abc.ABC):
     def find_token(self, token_hash): """(token_id, tenant_id, stored_hash) of an unrevoked token, or None."""
 
     @abc.abstractmethod
-    def revoke_token(self, token_id, now): """Mark a token revoked."""
+    def revoke_token(self, tenant_id, token_id, now): """Mark a tenant's token revoked; False if it has none such."""
+
+    @abc.abstractmethod
+    def list_tokens(self, tenant_id): """[{id, label, created, revoked_at}] of a tenant (never the hash)."""
 
     # devices
     @abc.abstractmethod
@@ -201,8 +204,15 @@ class SQLiteStorage(Storage):
                                (token_hash,)).fetchone()
         return None if row is None else (row[0], row[1], row[2])
 
-    def revoke_token(self, token_id, now):
-        self._write("UPDATE tokens SET revoked_at = ? WHERE id = ?", (now, token_id))
+    def revoke_token(self, tenant_id, token_id, now):
+        cur = self._write("UPDATE tokens SET revoked_at = ? WHERE id = ? AND tenant_id = ? AND revoked_at IS NULL",
+                          (now, token_id, tenant_id))
+        return cur.rowcount == 1
+
+    def list_tokens(self, tenant_id):
+        return [dict(r) for r in self._db.execute(
+            "SELECT id, label, created, revoked_at FROM tokens WHERE tenant_id = ? ORDER BY created, id",
+            (tenant_id,))]
 
     # devices
     def existing_serials(self, tenant_id, serials):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from verifier import keys
+from verifier import keys, registry
 from verifier.appkeys import STORAGE
 from verifier.binauth import NOT_ACTIVE, OK, TIME_SYNC, decode_reply, encode_request
 from verifier.config import Config, load_kek
@@ -197,7 +197,7 @@ async def test_admin_token_required(client, tenant_a, headers, method, path):
 
 
 async def test_revoked_token_refused(client, tenant_a):
-    client.app[STORAGE].revoke_token(tenant_a.token_id, 0)
+    registry.revoke_token(client.app[STORAGE], tenant_a.id, tenant_a.token_id, 0)
     assert (await client.get("/v1/tenant", headers=tenant_a.headers)).status == 401
 
 
