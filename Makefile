@@ -6,10 +6,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages the benchmarks need (command -> package).
+# Debian packages the benchmarks and the interop tests need (command -> package).
 BENCH_DEBS := wrk:wrk taskset:util-linux gcc:gcc
+TEST_DEBS  := openssl:openssl gnutls-serv:gnutls-bin coap-server-openssl:libcoap3-bin
 
-.PHONY: all demo test bench venv debs-bench clean
+.PHONY: all demo test bench venv debs-bench debs-test clean
 
 all: test
 
@@ -22,8 +23,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-debs-bench:
-	@missing=""; for pair in $(BENCH_DEBS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+debs-bench debs-test:
+	@missing=""; for pair in $(if $(filter debs-bench,$@),$(BENCH_DEBS),$(TEST_DEBS)); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
@@ -31,7 +32,7 @@ debs-bench:
 demo: $(STAMP)
 	$(VENV)/bin/janua demo
 
-test: $(STAMP)
+test: $(STAMP) debs-test
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP) debs-bench

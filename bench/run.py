@@ -106,7 +106,7 @@ class Packets:
 
 def serve_argv(db, kek_file, udp=True):
     return [PY, "-m", "tools", "serve", "--db", str(db), "--kek-file", str(kek_file),
-            "--http-port", "0", "--udp-port", "0" if udp else "-1", "--source-rate", "1e9/1e9",
+            "--http-port", "0", "--udp-port", "0" if udp else "-1", "--dtls-port", "-1", "--source-rate", "1e9/1e9",
             "--log-level", "WARNING"]
 
 

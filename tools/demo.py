@@ -56,7 +56,8 @@ class Verifier:
         self.db = workdir / "janua.db"
         cmd = [sys.executable, "-m", "tools", "serve", "--dev", "--db", str(self.db),
                "--http-host", listen_host, "--udp-host", listen_host,
-               "--http-port", "0", "--udp-port", "0", "--log-level", "WARNING"]
+               "--http-port", "0", "--udp-port", "0", "--dtls-host", listen_host, "--dtls-port", "0",
+               "--log-level", "WARNING"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      cwd=Path(__file__).resolve().parent.parent)
         deadline = time.monotonic() + 30

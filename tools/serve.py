@@ -1,7 +1,8 @@
-"""`janua serve`: run the verifier (HTTP admin API + binary auth over HTTP and UDP) in one process.
+"""`janua serve`: run the verifier (HTTP admin API, binary auth over HTTP and UDP, DTLS/CoAP) in one
+process.
 
 Once listening it prints one machine-readable line to stdout:
-    janua serve: http=127.0.0.1:8080 udp=127.0.0.1:5685
+    janua serve: http=127.0.0.1:8080 udp=127.0.0.1:5685 dtls=127.0.0.1:5684
 With --dev it also generates a KEK file beside the database, creates a tenant "default" if there is
 none, and prints its admin token once (`janua serve: token=jna_... tenant=default file=...`).
 """
@@ -23,6 +24,9 @@ def configure(parser):
     parser.add_argument("--http-port", type=int, default=8080, help="0 picks a free port")
     parser.add_argument("--udp-host", default="127.0.0.1")
     parser.add_argument("--udp-port", type=int, default=5685, help="0 picks a free port; -1 disables UDP")
+    parser.add_argument("--dtls-host", default="127.0.0.1")
+    parser.add_argument("--dtls-port", type=int, default=5684,
+                        help="DTLS/CoAP (coaps) port; 0 picks a free port; -1 disables DTLS")
     parser.add_argument("--kek-file", help="key-encryption key file (32 bytes as 64 hex characters); "
                                            "or set $JANUA_KEK")
     parser.add_argument("--dev", action="store_true",
@@ -40,7 +44,8 @@ def _config(args):
         raise CLIError(f"--source-rate must look like 1000/500, not {args.source_rate!r}") from None
     return Config(db_path=args.db, kek_file=args.kek_file, dev=args.dev, http_host=args.http_host,
                   http_port=args.http_port, udp_host=args.udp_host,
-                  udp_port=None if args.udp_port < 0 else args.udp_port, log_level=args.log_level,
+                  udp_port=None if args.udp_port < 0 else args.udp_port, dtls_host=args.dtls_host,
+                  dtls_port=None if args.dtls_port < 0 else args.dtls_port, log_level=args.log_level,
                   source_capacity=cap, source_refill_per_s=refill)
 
 
@@ -70,7 +75,8 @@ async def _serve(config):
         handle = await start_server(config)
     except OSError as e:
         raise CLIError(f"cannot listen: {e.strerror or e}",
-                       hint="is another verifier running? pick other ports with --http-port/--udp-port") from e
+                       hint="is another verifier running? pick other ports with --http-port/--udp-port/"
+                            "--dtls-port") from e
     print(handle.listen_line(), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

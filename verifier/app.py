@@ -1,7 +1,7 @@
 """The app factory (the only way to build the verifier) and an in-process server starter.
 
-create_app(config) wires storage, the binauth core, group commit, metrics and (if config.udp_port is
-not None) the UDP endpoint, all as cleanup_ctx resources. start_server(config) runs it on real
+create_app(config) wires storage, the binauth core, group commit, metrics and (if config.udp_port /
+config.dtls_port is not None) the UDP and DTLS endpoints, all as cleanup_ctx resources. start_server(config) runs it on real
 sockets and returns a handle with the bound ports, for tools/serve.py, e2e tests and benchmarks.
 """
 
@@ -9,10 +9,11 @@ import logging
 
 from aiohttp import web
 
-from verifier.appkeys import BATCHER, CONFIG, CORE, METRICS, SEALER, STORAGE, UDP_PORT
+from verifier.appkeys import BATCHER, CONFIG, CORE, DTLS, DTLS_PORT, METRICS, SEALER, STORAGE, UDP_PORT
 from verifier.batch import AuthBatcher
 from verifier.binauth import BinAuthCore
 from verifier.config import load_kek
+from verifier.dtls import open_dtls
 from verifier.http import add_routes, error_middleware
 from verifier.keys import Sealer
 from verifier.metrics import Metrics
@@ -31,6 +32,7 @@ def create_app(config):
     app[SEALER] = Sealer(load_kek(config))
     app.cleanup_ctx.append(_storage_ctx)
     app.cleanup_ctx.append(_udp_ctx)
+    app.cleanup_ctx.append(_dtls_ctx)
     add_routes(app)
     return app
 
@@ -60,13 +62,29 @@ async def _udp_ctx(app):
     udp.close()
 
 
-class ServerHandle:
-    """A running verifier: .http_host/.http_port, .udp_host/.udp_port, .url, .app; await .close()."""
+async def _dtls_ctx(app):
+    config = app[CONFIG]
+    if config.dtls_port is None:
+        app[DTLS_PORT] = 0
+        app[DTLS] = None
+        yield
+        return
+    dtls = await open_dtls(app[STORAGE], app[SEALER], app[CORE], config.clock, config.dtls_host, config.dtls_port)
+    app[DTLS_PORT] = dtls.port
+    app[DTLS] = dtls
+    yield
+    dtls.close()
 
-    def __init__(self, app, runner, http_host, http_port, udp_host, udp_port):
+
+class ServerHandle:
+    """A running verifier: .http_host/.http_port, .udp_host/.udp_port, .dtls_host/.dtls_port (0: off),
+    .url, .app; await .close()."""
+
+    def __init__(self, app, runner, http_host, http_port, udp_host, udp_port, dtls_host="127.0.0.1", dtls_port=0):
         self.app, self._runner = app, runner
         self.http_host, self.http_port = http_host, http_port
         self.udp_host, self.udp_port = udp_host, udp_port
+        self.dtls_host, self.dtls_port = dtls_host, dtls_port
 
     @property
     def url(self):
@@ -83,7 +101,8 @@ class ServerHandle:
     def listen_line(self):
         """The machine-readable line `janua serve` prints once listening."""
         udp = f"{self.udp_host}:{self.udp_port}" if self.udp_port else "off"
-        return f"janua serve: http={self.http_host}:{self.http_port} udp={udp}"
+        dtls = f"{self.dtls_host}:{self.dtls_port}" if self.dtls_port else "off"
+        return f"janua serve: http={self.http_host}:{self.http_port} udp={udp} dtls={dtls}"
 
     async def close(self):
         await self._runner.cleanup()
@@ -101,4 +120,5 @@ async def start_server(config, access_log=False):
         await runner.cleanup()
         raise
     http_port = runner.addresses[0][1]
-    return ServerHandle(app, runner, config.http_host, http_port, config.udp_host, app[UDP_PORT])
+    return ServerHandle(app, runner, config.http_host, http_port, config.udp_host, app[UDP_PORT],
+                        config.dtls_host, app[DTLS_PORT])

@@ -16,3 +16,5 @@ CORE = web.AppKey("core", BinAuthCore)
 BATCHER = web.AppKey("batcher", AuthBatcher)
 METRICS = web.AppKey("metrics", Metrics)
 UDP_PORT = web.AppKey("udp_port", int)
+DTLS_PORT = web.AppKey("dtls_port", int)
+DTLS = web.AppKey("dtls", object)          # the verifier.dtls.DTLSEndpoint, or None

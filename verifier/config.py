@@ -30,6 +30,8 @@ class Config:
     http_port: int = 8080                # 0: any free port
     udp_host: str = "127.0.0.1"
     udp_port: Optional[int] = 5685       # 0: any free port; None: no UDP endpoint
+    dtls_host: str = "127.0.0.1"
+    dtls_port: Optional[int] = 5684      # coaps; 0: any free port; None: no DTLS endpoint
     log_level: str = "INFO"
     clock: Callable[[], float] = time.time   # injected time; tests pass a fake
     # Pre-lookup limit per source address (protocol step 2), verifier-wide because the tenant is not

@@ -35,7 +35,8 @@ def clock():
 
 @pytest.fixture
 def config(tmp_path, clock):
-    return Config(db_path=str(tmp_path / "janua.db"), kek=KEK, clock=clock, http_port=0, udp_port=None)
+    return Config(db_path=str(tmp_path / "janua.db"), kek=KEK, clock=clock, http_port=0, udp_port=None,
+                  dtls_port=None)
 
 
 class Tenant:
@@ -153,7 +154,8 @@ class Server:
 
 @pytest.fixture
 async def server(tmp_path, clock):
-    cfg = Config(db_path=str(tmp_path / "janua.db"), kek=KEK, clock=clock, http_port=0, udp_port=0)
+    cfg = Config(db_path=str(tmp_path / "janua.db"), kek=KEK, clock=clock, http_port=0, udp_port=0,
+                 dtls_port=None)
     srv = await Server(cfg).start()
     yield srv
     await srv.stop()

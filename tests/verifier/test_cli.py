@@ -44,12 +44,13 @@ def test_serve_subprocess_dev(tmp_path):
     db = tmp_path / "j.db"
     env = {k: v for k, v in os.environ.items() if k != "JANUA_KEK"}
     proc = subprocess.Popen([sys.executable, "-m", "verifier", "--db", str(db), "--dev", "--http-port", "0",
-                             "--udp-port", "0"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             "--udp-port", "0", "--dtls-port", "0"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
     try:
         token_line = proc.stdout.readline()
         listen = proc.stdout.readline()
-        m = re.fullmatch(r"janua serve: http=127\.0\.0\.1:(\d+) udp=127\.0\.0\.1:(\d+)\n", listen)
+        m = re.fullmatch(r"janua serve: http=127\.0\.0\.1:(\d+) udp=127\.0\.0\.1:(\d+) dtls=127\.0\.0\.1:(\d+)\n",
+                         listen)
         assert m, (token_line, listen)
         token = re.match(r"janua serve: token=(jna_\S+) tenant=default file=(\S+)", token_line).group(1)
         assert (tmp_path / "j.db.token").read_text().strip() == token

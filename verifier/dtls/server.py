@@ -182,6 +182,10 @@ class DTLSServer:
         try:
             plain = conn.read_cipher.open(rec.seq8, rec.type, rec.fragment)
         except DTLSError:
+            if conn.state == WAIT_FINISHED and rec.type == HANDSHAKE:
+                # the client's Finished under keys from another PSK: tell it, or it retries for minutes
+                ctx.events.append(Refused(addr, conn.identity, conn.grant, "bad Finished (wrong key)"))
+                raise DTLSError("client Finished does not decrypt", wire.DECRYPT_ERROR) from None
             return                                   # forged or damaged: drop silently (§4.1.2.7)
         conn.window.update(rec.seq)
         conn.touched = ctx.now
