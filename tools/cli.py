@@ -15,6 +15,7 @@ COMMANDS = {
     "flash": ("tools.flash", "compile the firmware and install it onto a board"),
     "console": ("tools.console", "serial console to a board, or --diag to print its status"),
     "demo": ("tools.demo", "verifier + virtual board authenticating, end to end"),
+    "ota": ("tools.ota", "signed OTA releases: keygen, build, sign, trust, install"),
 }
 
 

@@ -27,6 +27,10 @@ class TransportError(JanuaError):
     """The network transport failed (resolve, connect, HTTP framing)."""
 
 
+class OTAError(JanuaError):
+    """An update was rejected (signature, key, compatibility, downgrade, digest) or failed."""
+
+
 class DTLSError(JanuaError):
     """A DTLS handshake failed, the peer sent a fatal alert, or the channel is closed."""
 

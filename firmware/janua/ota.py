@@ -1,0 +1,374 @@
+"""Application updates on the board's filesystem: A/B slots, a pointer, trial boots, anti-rollback.
+
+Flash layout (docs/ota.md):
+    app_a/, app_b/     the two application slots (each a tree of files, plus .manifest.json)
+    ota_ptr.json       which slot runs, its state (trial | confirmed), boots counted, previous
+    ota_ctr.0, .1      the anti-rollback counter: two alternating CRC-checked records
+    ota_report.json    the last events (installed, confirmed, rolled_back, rejected) to send later
+    ota.json           provisioned config: {"keys": {kid: pub hex}, "hw_version", "trial_boots"}
+
+`install()` verifies the manifest (signature, fields, compatibility, counter), streams every file
+into the inactive slot through one preallocated buffer while hashing, reads the slot back to check
+it, syncs, then switches by renaming a new pointer over the old one: a power cut leaves the old
+pointer (old app) or the new one (complete new app), never a mix. The new version boots in trial;
+`confirm()` makes it current and only then commits its counter; otaboot.py rolls back an
+unconfirmed version after its allowed boots. No network I/O here: the caller supplies the source
+of each file (`open_src(path)`, e.g. the staging area a host tool filled, or an HTTP stream).
+"""
+
+import gc
+import json
+from micropython import const
+from janua import OTAError, StoreError
+from janua.store import PosixFS
+from janua.manifest import verify_manifest, check_compat, copy_verified, MAX_MANIFEST, MAX_SIG
+
+PTR = "ota_ptr.json"
+REPORT = "ota_report.json"
+CONFIG = "ota.json"
+STAGE = "ota_stage"
+_CTR = "ota_ctr."
+_MAX_JSON = const(4096)
+_MAX_REPORTS = const(8)
+_BUF = const(4096)
+_CTR_MAGIC = b"JOTA"
+
+
+class FlashFS(PosixFS):
+    """PosixFS plus the directory calls the slots need."""
+
+    def mkdir(self, path):
+        import os
+        os.mkdir(path)
+
+    def rmdir(self, path):
+        import os
+        os.rmdir(path)
+
+    def ilistdir(self, path):
+        import os
+        return list(os.ilistdir(path))
+
+
+def crc32(data):
+    # CRC-32 (IEEE 802.3, reflected, as zlib): a few records of 12 bytes, so bitwise is enough.
+    c = 0xFFFFFFFF
+    for b in data:
+        c ^= b
+        for _ in range(8):
+            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+    return c ^ 0xFFFFFFFF
+
+
+class Counter:
+    """The anti-rollback counter in two alternating records: magic | seq u32 | value u32 | crc32.
+
+    A write goes to the record that does not hold the newest value, so a power cut can corrupt
+    only the record being written; the CRC rejects it and the other one still holds the old value.
+    The value never decreases (write() refuses). Two records present but both corrupt: fail closed.
+    """
+
+    def __init__(self, fs, root=""):
+        self.fs = fs
+        self.path = root + _CTR
+
+    def _records(self):
+        out = []
+        present = 0
+        for i in (0, 1):
+            try:
+                f = self.fs.open(self.path + str(i), "rb")
+            except OSError:
+                continue
+            present += 1
+            try:
+                r = f.read(17)
+            finally:
+                f.close()
+            if len(r) == 16 and r[:4] == _CTR_MAGIC and int.from_bytes(r[12:], "little") == crc32(r[:12]):
+                out.append((int.from_bytes(r[4:8], "little"), int.from_bytes(r[8:12], "little"), i))
+        if present and not out:
+            raise OTAError("anti-rollback counter records are corrupt: updates refused")
+        return out
+
+    def read(self):
+        recs = self._records()
+        return max(recs)[1] if recs else 0
+
+    def write(self, value):
+        recs = self._records()
+        seq, old, slot = max(recs) if recs else (0, 0, 1)
+        if value < old:
+            raise OTAError("the anti-rollback counter never decreases")
+        if value == old and recs:
+            return
+        body = _CTR_MAGIC + (seq + 1).to_bytes(4, "little") + value.to_bytes(4, "little")
+        f = self.fs.open(self.path + str(1 - slot), "wb")
+        try:
+            f.write(body + crc32(body).to_bytes(4, "little"))
+            f.flush()
+        finally:
+            f.close()
+        self.fs.sync()
+
+
+def _size(f):
+    n = f.seek(0, 2)
+    f.seek(0)
+    return n
+
+
+def read_json(fs, path, default=None):
+    """The JSON at path (or at path.tmp when a rename was cut short), else `default`.
+
+    Parsed from the stream (json.load) after a size check, so no file-sized buffer is allocated:
+    after an Ed25519 verification the heap of a small board may have no 4 KiB hole left."""
+    for p in (path, path + ".tmp"):
+        try:
+            f = fs.open(p, "r")
+        except OSError:
+            continue
+        try:
+            if _size(f) <= _MAX_JSON:
+                return json.load(f)
+        except ValueError:
+            pass
+        finally:
+            f.close()
+    return default
+
+
+def write_json(fs, path, obj):
+    """Atomic replace: write path.tmp, sync, rename over path."""
+    tmp = path + ".tmp"
+    try:
+        f = fs.open(tmp, "w")
+        try:
+            f.write(json.dumps(obj))
+            f.flush()
+        finally:
+            f.close()
+        fs.sync()
+        fs.rename(tmp, path)
+    except OSError as e:
+        raise StoreError("cannot write %s (%s)" % (path, e))
+
+
+def _device(cfg):
+    import sys
+    try:
+        import janua_hal
+        board = janua_hal.board()
+    except ImportError:
+        board = sys.platform
+    return {"board": board, "hw": cfg.get("hw_version", 0), "mp": sys.implementation.version[:3]}
+
+
+class AppSlots:
+    """The A/B application slots of one board (root = flash root; fs injectable)."""
+
+    def __init__(self, fs=None, root="", now=None):
+        self.fs = fs or FlashFS()
+        self.root = root
+        self.now = now  # callable -> seconds, for report timestamps; None: no timestamps
+        self.counter = Counter(self.fs, root)
+
+    def p(self, name):
+        return self.root + name
+
+    def config(self):
+        return read_json(self.fs, self.p(CONFIG), {}) or {}
+
+    def keys(self, cfg=None):
+        from binascii import unhexlify
+        out = {}
+        for kid, pub in ((cfg if cfg is not None else self.config()).get("keys") or {}).items():
+            if isinstance(pub, str) and len(pub) == 64:
+                out[kid] = unhexlify(pub)
+        return out
+
+    def pointer(self):
+        ptr = read_json(self.fs, self.p(PTR))
+        if not isinstance(ptr, dict) or ptr.get("active") not in ("a", "b", ""):
+            return {"active": "", "state": "confirmed"}  # no update yet: the factory app runs
+        return ptr
+
+    def set_pointer(self, ptr):
+        write_json(self.fs, self.p(PTR), ptr)
+
+    def report(self, event, **kw):
+        """Append an event for the verifier (kept: the last few); never raises."""
+        kw["event"] = event
+        if self.now is not None:
+            kw["at"] = self.now()
+        reps = read_json(self.fs, self.p(REPORT), [])
+        if not isinstance(reps, list):
+            reps = []
+        reps = (reps + [kw])[-_MAX_REPORTS:]
+        try:
+            write_json(self.fs, self.p(REPORT), reps)
+        except StoreError:
+            pass
+
+    def reports(self):
+        return read_json(self.fs, self.p(REPORT), []) or []
+
+    # -- install ----------------------------------------------------------------------------
+
+    def install(self, manifest_bytes, sig_bytes, open_src, device=None, probe=None, buf=None):
+        """Verify and stage a release, then switch to it in trial. Returns the manifest.
+
+        Rejections raise OTAError with the reason (also recorded as a "rejected" report); the
+        running slot and the pointer are untouched then."""
+        try:
+            return self._install(manifest_bytes, sig_bytes, open_src, device, probe, buf)
+        except OTAError as e:
+            self.report("rejected", reason=str(e))
+            raise
+
+    def _install(self, manifest_bytes, sig_bytes, open_src, device, probe, buf):
+        # The one streaming buffer, allocated while the heap is not yet fragmented by Ed25519.
+        buf = buf or bytearray(_BUF)
+        ptr = self.pointer()
+        if ptr.get("state") == "trial":
+            raise OTAError("version %s is in trial: confirm it or let it roll back first" % ptr.get("version"))
+        cfg = self.config()
+        m = verify_manifest(manifest_bytes, sig_bytes, self.keys(cfg))
+        if m.get("kind", "app") != "app":
+            raise OTAError("not an application release (kind %s)" % m.get("kind"))
+        check_compat(m, device or _device(cfg), probe)
+        stored = self.counter.read()
+        if m["counter"] < stored:
+            raise OTAError("downgrade: security counter %d < %d" % (m["counter"], stored))
+        target = "b" if ptr["active"] == "a" else "a"
+        d = self.p("app_" + target)
+        self._wipe(d)
+        gc.collect()
+        try:
+            self.fs.mkdir(d)
+            for f in m["files"]:
+                self._stage(d, f, open_src, buf)
+            w = self.fs.open(d + "/.manifest.json", "wb")
+            try:
+                w.write(manifest_bytes)
+            finally:
+                w.close()
+            self.fs.sync()
+            for f in m["files"]:  # read back what landed on flash
+                self._cur = f["path"]
+                r = self.fs.open(d + "/" + f["path"], "rb")
+                try:
+                    copy_verified(r, None, f["size"], f["sha256"], buf)
+                finally:
+                    r.close()
+        except OTAError as e:
+            self._wipe(d)
+            raise OTAError("%s: %s" % (getattr(self, "_cur", "?"), e))
+        except OSError as e:
+            self._wipe(d)
+            raise OTAError("staging failed: %s" % e)
+        rb = m.get("rollback", {})
+        trial = rb.get("allowed", True)
+        new = {"active": target, "state": "trial" if trial else "confirmed", "boots": 0,
+               "max_boots": rb.get("trial_boots", cfg.get("trial_boots", 3)),
+               "version": m["version"], "counter": m["counter"], "entry": m.get("entry", "main"),
+               "previous": ptr["active"], "prev_version": ptr.get("version"),
+               "prev_entry": ptr.get("entry"), "prev_counter": ptr.get("counter", 0)}
+        self.set_pointer(new)  # the switch
+        if not trial:
+            self.counter.write(max(stored, m["counter"]))
+        self.report("installed", version=m["version"], trial=trial)
+        return m
+
+    def _stage(self, d, f, open_src, buf):
+        path = f["path"]
+        self._cur = path
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            try:
+                self.fs.mkdir(d + "/" + "/".join(parts[:i]))
+            except OSError:
+                pass
+        src = open_src(path)
+        try:
+            w = self.fs.open(d + "/" + path, "wb")
+            try:
+                copy_verified(src, w.write, f["size"], f["sha256"], buf)
+                w.flush()
+            finally:
+                w.close()
+        finally:
+            src.close()
+
+    def _wipe(self, d):
+        try:
+            entries = self.fs.ilistdir(d)
+        except OSError:
+            return
+        for e in entries:
+            p = d + "/" + e[0]
+            if e[1] == 0x4000:
+                self._wipe(p)
+            else:
+                self.fs.remove(p)
+        self.fs.rmdir(d)
+
+    # -- after the switch -------------------------------------------------------------------
+
+    def confirm(self):
+        """The running version is healthy: make it current and commit its counter. Idempotent."""
+        ptr = self.pointer()
+        if ptr.get("state") == "trial":
+            ptr["state"] = "confirmed"
+            self.set_pointer(ptr)
+            self.report("confirmed", version=ptr.get("version"), boots=ptr.get("boots"))
+        c = ptr.get("counter", 0)
+        if c > self.counter.read():
+            self.counter.write(c)
+        return ptr
+
+    def note_failure(self, why):
+        """Record why a trial boot failed (kept in the pointer until the rollback reports it)."""
+        ptr = self.pointer()
+        if ptr.get("state") == "trial":
+            ptr["last_error"] = str(why)[:120]
+            self.set_pointer(ptr)
+
+    def rollback(self, reason):
+        """Return to the previous slot now (trial only) and report why."""
+        ptr = self.pointer()
+        if ptr.get("state") != "trial":
+            raise OTAError("nothing to roll back: the running version is confirmed")
+        if ptr.get("last_error"):
+            reason = "%s; last error: %s" % (reason, ptr["last_error"])
+        self.set_pointer({"active": ptr.get("previous") or "", "state": "confirmed",
+                          "version": ptr.get("prev_version"), "entry": ptr.get("prev_entry"),
+                          "counter": ptr.get("prev_counter", 0)})
+        self.report("rolled_back", version=ptr.get("version"), to=ptr.get("prev_version"), reason=reason)
+
+    def install_staged(self, device=None, probe=None):
+        """Install the release a host tool copied into ota_stage/ (then remove it)."""
+        st = self.p(STAGE)
+        try:
+            data = []
+            for name, cap in (("manifest.json", MAX_MANIFEST), ("manifest.sig", MAX_SIG)):
+                try:
+                    f = self.fs.open(st + "/" + name, "rb")
+                except OSError:
+                    raise OTAError("no %s in %s" % (name, STAGE))
+                try:
+                    n = _size(f)
+                    if n > cap:
+                        raise OTAError("%s over %d bytes" % (name, cap))
+                    data.append(f.read(n))
+                finally:
+                    f.close()
+            return self.install(data[0], data[1], lambda p: self.fs.open(st + "/files/" + p, "rb"),
+                                device, probe)
+        finally:
+            self._wipe(st)
+
+
+def confirm(fs=None):
+    """Call from the application once it has booted and authenticated."""
+    return AppSlots(fs).confirm()

@@ -1,0 +1,103 @@
+"""ESP32 full-firmware updates through esp32.Partition, with the same verifier as app updates.
+
+A release of kind "firmware" lists exactly one file, the application image (`micropython.bin`).
+`install()` verifies the manifest (signature, fields, compatibility, anti-rollback counter),
+streams the image into the next OTA partition one 4 KiB block at a time while hashing
+(manifest.copy_verified), reads the partition back to check the digest, then `set_boot()`. The
+caller resets. The new firmware calls `confirm()` (mark_app_valid_cancel_rollback, then the
+counter is committed); if it never does, the ESP-IDF bootloader returns to the old partition on
+the next reset (this needs CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE in the firmware's sdkconfig).
+
+UNTESTED ON HARDWARE: tests run this module on the unix port against a partition-shaped fake.
+`partition` is injectable: anything with readblocks/writeblocks/ioctl/set_boot/get_next_update.
+"""
+
+from janua import OTAError
+from janua.manifest import verify_manifest, check_compat, copy_verified
+
+_BLOCK = 4096
+
+
+def _running():
+    from esp32 import Partition
+    return Partition(Partition.RUNNING)
+
+
+class _Sink:
+    # Whole blocks to the partition; copy_verified hands over full 4 KiB buffers but the last.
+    def __init__(self, part):
+        self.part = part
+        self.block = 0
+
+    def write(self, chunk):
+        n = len(chunk)
+        if n < _BLOCK:
+            b = bytearray(_BLOCK)  # the last, short block: pad with erased-flash bytes
+            b[:n] = chunk
+            for i in range(n, _BLOCK):
+                b[i] = 0xFF
+            chunk = b
+        self.part.writeblocks(self.block, chunk)
+        self.block += 1
+
+
+class _Reader:
+    # readinto over the first `size` bytes of a partition (readblocks with a byte offset).
+    def __init__(self, part, size):
+        self.part = part
+        self.left = size
+        self.pos = 0
+
+    def readinto(self, buf):
+        n = min(len(buf), self.left)
+        if n <= 0:
+            return 0
+        if n < len(buf):
+            buf = memoryview(buf)[:n]
+        self.part.readblocks(self.pos // _BLOCK, buf, self.pos % _BLOCK)
+        self.pos += n
+        self.left -= n
+        return n
+
+
+def install(slots, manifest_bytes, sig_bytes, src, device=None, probe=None, running=None):
+    """Verify a firmware release and write it to the next OTA partition; returns the manifest.
+    `slots` is an ota.AppSlots (keys, counter and reports live on the filesystem)."""
+    buf = bytearray(_BLOCK)
+    try:
+        cfg = slots.config()
+        m = verify_manifest(manifest_bytes, sig_bytes, slots.keys(cfg))
+        if m.get("kind") != "firmware" or len(m["files"]) != 1:
+            raise OTAError("not a firmware release (kind firmware, one image file)")
+        from janua.ota import _device
+        check_compat(m, device or _device(cfg), probe)
+        stored = slots.counter.read()
+        if m["counter"] < stored:
+            raise OTAError("downgrade: security counter %d < %d" % (m["counter"], stored))
+        img = m["files"][0]
+        part = (running or _running()).get_next_update()
+        if img["size"] > part.ioctl(4, 0) * part.ioctl(5, 0):
+            raise OTAError("image of %d bytes does not fit the partition" % img["size"])
+        copy_verified(src, _Sink(part).write, img["size"], img["sha256"], buf)
+        copy_verified(_Reader(part, img["size"]), None, img["size"], img["sha256"], buf)
+    except OTAError as e:
+        slots.report("rejected", reason=str(e))
+        raise
+    part.set_boot()
+    slots.report("installed", version=m["version"], kind="firmware", counter=m["counter"])
+    from janua.ota import write_json
+    write_json(slots.fs, slots.p("ota_fw.json"), {"version": m["version"], "counter": m["counter"]})
+    return m
+
+
+def confirm(slots, partition_cls=None):
+    """The new firmware booted and authenticated: cancel the bootloader rollback, commit."""
+    if partition_cls is None:
+        from esp32 import Partition as partition_cls
+    partition_cls.mark_app_valid_cancel_rollback()
+    from janua.ota import read_json
+    fw = read_json(slots.fs, slots.p("ota_fw.json"), {}) or {}
+    c = fw.get("counter", 0)
+    if c > slots.counter.read():
+        slots.counter.write(c)
+    return fw
