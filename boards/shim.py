@@ -74,8 +74,12 @@ def _janua_shim(g):
             continue
         try:
             exec(compile(src, name, "exec"), g)
-        except SystemExit:
-            raise  # sys.exit() in a boot script resets the board (the supervisor restarts us)
+        except SystemExit as e:
+            # sys.exit() in a boot script resets the board. The interpreter runs with -i and would
+            # fall into its REPL, so tell the supervisor, which ends us and resets the board.
+            code = e.args[0] if e.args and type(e.args[0]) is int else (0 if not e.args else 1)
+            sys.stdout.write("%s%d\x07" % (os.getenv("JANUA_VBOARD_EXIT") or "", code))
+            return
         except BaseException as e:  # like a board: print the traceback, go on to the REPL
             sys.print_exception(e)
     sys.stdout.write(os.getenv("JANUA_VBOARD_MARK") or "")

@@ -40,6 +40,11 @@ SOFT_REBOOT = b"MPY: soft reboot\r\n"
 # stripped by the supervisor so clients never see it.
 BOOT_MARK = "\x1b]janua-vboard-booted\x07"
 _MARK = BOOT_MARK.encode()
+# Written by the shim when boot.py/main.py calls sys.exit(code): the unix port started with -i would
+# swallow the SystemExit into its REPL, so the supervisor ends the interpreter itself and resets
+# the board as if it had exited with `code` (0: soft reset, else hard reset, as on a board).
+EXIT_MARK = "\x1b]janua-vboard-exit:"
+_EXIT = EXIT_MARK.encode()
 _OUT_STALL_S = 0.5   # nobody reading the port for this long: drop output, as a UART would
 _MAX_INQ = 65536
 
@@ -221,6 +226,8 @@ class VirtualBoard:
         argv, env = micropython_cmd(self.board, interactive=True)
         env["JANUA_VBOARD_BOOT"] = "boot" if raw else "main"
         env["JANUA_VBOARD_MARK"] = BOOT_MARK
+        env["JANUA_VBOARD_EXIT"] = EXIT_MARK
+        self._exit_status = None
         cm, cs = os.openpty()
         _child_termios(cs)
         child = subprocess.Popen(argv, env=env, cwd=str(self.flash_dir), stdin=cs, stdout=cs, stderr=cs,
@@ -327,6 +334,8 @@ class VirtualBoard:
     def _child_gone(self):
         child, cm = self._child, self._cm
         status = child.wait()
+        if self._exit_status is not None:   # the boot scripts asked for a reset (EXIT_MARK)
+            status, self._exit_status = self._exit_status, None
         os.close(cm)
         with self._lock:
             power = self._power and not self._stopping
@@ -358,6 +367,18 @@ class VirtualBoard:
             return
         self._buf += data
         if self._phase == "boot":
+            j = self._buf.find(_EXIT)
+            if j >= 0 and b"\x07" in self._buf[j:]:
+                end = self._buf.index(b"\x07", j)
+                try:
+                    code = int(self._buf[j + len(_EXIT):end])
+                except ValueError:
+                    code = 1
+                self._forward(self._buf[:j])
+                self._buf = b""
+                self._exit_status = code
+                self._child.kill()      # _child_gone() then resets the board with `code`
+                return
             i = self._buf.find(_MARK)
             if i < 0:
                 # Forward all but what could be the start of the marker.

@@ -240,3 +240,27 @@ def test_every_board_hal_compiles_into_the_firmware(tmp_path, name):
     files = build_firmware(tmp_path, name)
     remote = [r for _, r in files]
     assert "lib/janua_hal.mpy" in remote and "main.py" in remote
+
+
+@pytest.mark.parametrize("call, kind", [("sys.exit(1)", "hard"), ("sys.exit()", "soft")])
+def test_sys_exit_in_main_resets_the_board_by_itself(tmp_path, call, kind):
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "main.py").write_text(
+        "import os, sys\n"
+        "try:\n    os.stat('once')\nexcept OSError:\n"
+        "    open('once', 'w').close()\n    print('resetting')\n    " + call + "\n"
+        "print('second boot')\n")
+    with VirtualBoard("esp32", flash) as vb:
+        with serial.Serial(vb.port, 115200, timeout=0.1, exclusive=True) as ser:
+            vb.restart()
+            out = read_for(ser, b"second boot", timeout=10)
+        assert b"second boot" in out
+        assert (kind, 1 if kind == "hard" else 0) in vb.resets
+
+
+def test_mip_package_lists_every_firmware_module():
+    pkg = json.loads((ROOT / "firmware" / "package.json").read_text())
+    listed = {src for _, src in pkg["urls"]}
+    present = {"janua/" + p.name for p in (ROOT / "firmware" / "janua").glob("*.py")} | {"main.py"}
+    assert listed == present
