@@ -20,138 +20,21 @@ import gc
 import json
 from micropython import const
 from janua import OTAError, StoreError
-from janua.store import PosixFS
+from janua.otastore import FlashFS, Counter, read_json, write_json, crc32  # noqa: F401 (re-exported)
 from janua.manifest import verify_manifest, check_compat, copy_verified, MAX_MANIFEST, MAX_SIG
 
 PTR = "ota_ptr.json"
 REPORT = "ota_report.json"
 CONFIG = "ota.json"
 STAGE = "ota_stage"
-_CTR = "ota_ctr."
-_MAX_JSON = const(4096)
 _MAX_REPORTS = const(8)
 _BUF = const(4096)
-_CTR_MAGIC = b"JOTA"
-
-
-class FlashFS(PosixFS):
-    """PosixFS plus the directory calls the slots need."""
-
-    def mkdir(self, path):
-        import os
-        os.mkdir(path)
-
-    def rmdir(self, path):
-        import os
-        os.rmdir(path)
-
-    def ilistdir(self, path):
-        import os
-        return list(os.ilistdir(path))
-
-
-def crc32(data):
-    # CRC-32 (IEEE 802.3, reflected, as zlib): a few records of 12 bytes, so bitwise is enough.
-    c = 0xFFFFFFFF
-    for b in data:
-        c ^= b
-        for _ in range(8):
-            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
-    return c ^ 0xFFFFFFFF
-
-
-class Counter:
-    """The anti-rollback counter in two alternating records: magic | seq u32 | value u32 | crc32.
-
-    A write goes to the record that does not hold the newest value, so a power cut can corrupt
-    only the record being written; the CRC rejects it and the other one still holds the old value.
-    The value never decreases (write() refuses). Two records present but both corrupt: fail closed.
-    """
-
-    def __init__(self, fs, root=""):
-        self.fs = fs
-        self.path = root + _CTR
-
-    def _records(self):
-        out = []
-        present = 0
-        for i in (0, 1):
-            try:
-                f = self.fs.open(self.path + str(i), "rb")
-            except OSError:
-                continue
-            present += 1
-            try:
-                r = f.read(17)
-            finally:
-                f.close()
-            if len(r) == 16 and r[:4] == _CTR_MAGIC and int.from_bytes(r[12:], "little") == crc32(r[:12]):
-                out.append((int.from_bytes(r[4:8], "little"), int.from_bytes(r[8:12], "little"), i))
-        if present and not out:
-            raise OTAError("anti-rollback counter records are corrupt: updates refused")
-        return out
-
-    def read(self):
-        recs = self._records()
-        return max(recs)[1] if recs else 0
-
-    def write(self, value):
-        recs = self._records()
-        seq, old, slot = max(recs) if recs else (0, 0, 1)
-        if value < old:
-            raise OTAError("the anti-rollback counter never decreases")
-        if value == old and recs:
-            return
-        body = _CTR_MAGIC + (seq + 1).to_bytes(4, "little") + value.to_bytes(4, "little")
-        f = self.fs.open(self.path + str(1 - slot), "wb")
-        try:
-            f.write(body + crc32(body).to_bytes(4, "little"))
-            f.flush()
-        finally:
-            f.close()
-        self.fs.sync()
 
 
 def _size(f):
     n = f.seek(0, 2)
     f.seek(0)
     return n
-
-
-def read_json(fs, path, default=None):
-    """The JSON at path (or at path.tmp when a rename was cut short), else `default`.
-
-    Parsed from the stream (json.load) after a size check, so no file-sized buffer is allocated:
-    after an Ed25519 verification the heap of a small board may have no 4 KiB hole left."""
-    for p in (path, path + ".tmp"):
-        try:
-            f = fs.open(p, "r")
-        except OSError:
-            continue
-        try:
-            if _size(f) <= _MAX_JSON:
-                return json.load(f)
-        except ValueError:
-            pass
-        finally:
-            f.close()
-    return default
-
-
-def write_json(fs, path, obj):
-    """Atomic replace: write path.tmp, sync, rename over path."""
-    tmp = path + ".tmp"
-    try:
-        f = fs.open(tmp, "w")
-        try:
-            f.write(json.dumps(obj))
-            f.flush()
-        finally:
-            f.close()
-        fs.sync()
-        fs.rename(tmp, path)
-    except OSError as e:
-        raise StoreError("cannot write %s (%s)" % (path, e))
 
 
 def _device(cfg):

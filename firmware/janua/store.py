@@ -63,6 +63,51 @@ def check_config(cfg):
         raise StoreError("transport must be one of udp, http, auto")
 
 
+def read_json(fs, path, cap=_MAX_FILE):
+    """The parsed JSON at `path`; None if the file does not exist; StoreError if it is over `cap`
+    bytes or not JSON. Parsed from the stream after a size check, so no file-sized buffer is
+    allocated (after an Ed25519 check a small board's heap may have no 4 KiB hole left)."""
+    try:
+        f = fs.open(path, "r")
+    except OSError:
+        return None
+    try:
+        n = f.seek(0, 2)
+        f.seek(0)
+        if n > cap:
+            raise StoreError("%s is over %d bytes" % (path, cap))
+        try:
+            return json.load(f)
+        except ValueError:
+            raise StoreError("%s is not valid JSON" % path)
+    finally:
+        f.close()
+
+
+def write_json(fs, path, obj):
+    """Atomic replace: write path.tmp, flush, sync, rename over path. On failure (a full flash
+    included) the temp file is removed, the old file is intact and StoreError says why."""
+    tmp = path + ".tmp"
+    text = json.dumps(obj)
+    try:
+        f = fs.open(tmp, "w")
+        try:
+            f.write(text)
+            f.flush()
+        finally:
+            f.close()
+        fs.sync()
+        fs.rename(tmp, path)
+    except OSError as e:
+        try:
+            fs.remove(tmp)
+        except OSError:
+            pass
+        if e.args and e.args[0] == _ENOSPC:
+            raise StoreError("flash full while writing %s; old file kept" % path)
+        raise StoreError("cannot write %s (%s); old file kept" % (path, e))
+
+
 class Store:
     def __init__(self, root="", fs=None):
         self.fs = fs or PosixFS()
@@ -72,21 +117,7 @@ class Store:
         return self.root + "/" + name if self.root else name
 
     def _read_json(self, path):
-        # The parsed object, None if the file does not exist; StoreError if it is not JSON.
-        try:
-            f = self.fs.open(path, "r")
-        except OSError:
-            return None
-        try:
-            text = f.read(_MAX_FILE + 1)
-        finally:
-            f.close()
-        if len(text) > _MAX_FILE:
-            raise StoreError("%s is over %d bytes" % (path, _MAX_FILE))
-        try:
-            return json.loads(text)
-        except ValueError:
-            raise StoreError("%s is not valid JSON" % path)
+        return read_json(self.fs, path)
 
     def _load(self, name, check):
         path = self.path(name)
@@ -113,26 +144,7 @@ class Store:
         return obj
 
     def _write(self, name, obj):
-        path = self.path(name)
-        tmp = path + ".tmp"
-        text = json.dumps(obj)
-        try:
-            f = self.fs.open(tmp, "w")
-            try:
-                f.write(text)
-                f.flush()
-            finally:
-                f.close()
-            self.fs.sync()
-            self.fs.rename(tmp, path)
-        except OSError as e:
-            try:
-                self.fs.remove(tmp)
-            except OSError:
-                pass
-            if e.args and e.args[0] == _ENOSPC:
-                raise StoreError("flash full while writing %s; old file kept" % path)
-            raise StoreError("cannot write %s (%s); old file kept" % (path, e))
+        write_json(self.fs, self.path(name), obj)
 
     def load_config(self):
         return self._load(CONFIG, check_config)
