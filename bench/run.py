@@ -206,10 +206,21 @@ def bench_hmac_reference(results):
     results["verifier.limit.hmac_per_s"] = round(n / statistics.median(times), 1)
 
 
+def bench_ota_device(results):
+    out = subprocess.run([PY, str(ROOT / "bench" / "ota_device.py")], capture_output=True, text=True,
+                         timeout=600, cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError("OTA device bench failed: " + out.stdout + out.stderr)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    results.update(r)
+    say("ota device: " + ", ".join(f"{k.split('.', 2)[2]}={v}" for k, v in r.items()))
+
+
 def main():
     WORK.mkdir(parents=True, exist_ok=True)
     results = {}
     bench_device(results)
+    bench_ota_device(results)
     bench_hmac_reference(results)
     bench_provision(results)
     db, kek_file = WORK / "fleet.db", WORK / "fleet.kek"

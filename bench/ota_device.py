@@ -1,4 +1,4 @@
-"""OTA numbers for `make bench` (not a test: run `python tests/ota/bench_ota.py`; prints JSON).
+"""OTA numbers for `make bench` (bench/run.py runs it; alone: `python bench/ota_device.py`; prints JSON).
 
 - device.ota.sig_verify_ms: median of 11 manifest signature checks (janua.manifest.verify_signature)
   on the unix port with the esp32 heap, firmware as .mpy (mpy-cross -O2).
@@ -17,15 +17,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tools import ota as host  # noqa: E402
 from tools.boards import BOARDS_DIR, micropython_binary  # noqa: E402
 from tools.build import compile_mpy, mpy_size  # noqa: E402
 
-OTA_MODULES = ["__init__", "ota", "otaboot", "manifest", "ed25519", "sha512", "mac", "store"]
+OTA_MODULES = ["__init__", "ota", "otastore", "otaboot", "manifest", "ed25519", "sha512", "mac", "store"]
 
 PRE = """
 import gc, json, sys, time
