@@ -10,6 +10,9 @@ How each number is taken (see also bench/README.md):
   the same harness in the same run.
 - verifier.binauth.http_per_s: wrk (one thread, 32 connections, pinned to CPU 1) posting the 20-byte
   requests; reference verifier.limit.http_hello_per_s is a bare aiohttp handler, same harness.
+- verifier.dtls.handshakes_per_s / peer.mbedtls.dtls.handshakes_per_s: full DTLS 1.2 PSK handshakes
+  (CCM_8, cookie exchange) from bench/dtls_loadgen.c (OpenSSL, 16 concurrent clients, CPU 1) against
+  `janua serve`'s DTLS endpoint and bench/mbedtls_dtls_server.py, each pinned to CPU 0, same run.
 - verifier.provision.psk_per_s: verifier.registry.provision_bulk of 100,000 devices into a fresh
   SQLite file (WAL), in batches of 5,000, in this process.
 """
@@ -25,7 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import PY, ROOT, WORK, Pinned, loadgen, udp_peak_and_p99, wrk
+from bench.harness import (PY, ROOT, WORK, Pinned, build_dtls_loadgen, dtls_loadgen, loadgen, udp_peak_and_p99,
+                           wrk)
 
 N_DEVICES = 10_000
 ROUNDS = 30
@@ -173,6 +177,51 @@ def bench_http(results, db, kek_file, packets, rounds=3):
         f"{[round(x) for x in got]} vs {[round(x) for x in ref]})")
 
 
+def bench_dtls(results, clients=16, seconds=4.0, rounds=3):
+    """Full DTLS 1.2 PSK handshakes (cookie exchange included, CCM_8) per second: `janua serve`'s DTLS
+    endpoint and the python-mbedtls peer (bench/mbedtls_dtls_server.py), each pinned to CPU 0, driven by
+    the same OpenSSL load generator (bench/dtls_loadgen.c) pinned to CPU 1, alternating `rounds` times;
+    medians kept."""
+    import re
+    from verifier import registry
+    from verifier.dtls.auth import psk_for
+    from verifier.storage import SQLiteStorage
+    db, kek_file = WORK / "dtls.db", WORK / "dtls.kek"
+    for p in WORK.glob("dtls.db*"):
+        p.unlink()
+    kek = os.urandom(32)
+    kek_file.write_text(kek.hex() + "\n")
+    storage = SQLiteStorage(str(db))
+    tenant = registry.create_tenant(storage, "bench", time.time())
+    r = registry.provision_bulk(storage, kek, tenant["id"], [{"serial_number": "D-1"}], actor="bench")["results"][0]
+    did = bytes.fromhex(r["device_id"])
+    storage.update_device(tenant["id"], did, {"status": "active"})
+    storage.close()
+    identity, psk = f"{r['device_id']}@bench", psk_for(bytes.fromhex(r["master_secret"])).hex()
+    exe = build_dtls_loadgen()
+    argv = [PY, "-m", "tools", "serve", "--db", str(db), "--kek-file", str(kek_file), "--http-port", "0",
+            "--udp-port", "-1", "--dtls-port", "0", "--log-level", "WARNING"]
+    peer_port = 47500 + os.getpid() % 400
+    got, ref = [], []
+    with Pinned(argv, "janua serve:") as srv, \
+            Pinned([PY, str(ROOT / "bench" / "mbedtls_dtls_server.py"), str(peer_port), identity, psk], "ready"):
+        vport = int(re.search(r"dtls=[\d.]+:(\d+)", srv.ready_line).group(1))
+        dtls_loadgen(exe, vport, identity, psk, clients, 1.0)      # warm-up
+        for _ in range(rounds):
+            got.append(dtls_loadgen(exe, vport, identity, psk, clients, seconds))
+            ref.append(dtls_loadgen(exe, peer_port, identity, psk, clients, seconds))
+    med = lambda runs, k: statistics.median(x[k] for x in runs)
+    results["verifier.dtls.handshakes_per_s"] = round(med(got, "handshakes_per_s"), 1)
+    results["peer.mbedtls.dtls.handshakes_per_s"] = round(med(ref, "handshakes_per_s"), 1)
+    results["verifier.dtls.ratio_to_mbedtls"] = round(
+        results["verifier.dtls.handshakes_per_s"] / max(1, results["peer.mbedtls.dtls.handshakes_per_s"]), 3)
+    say(f"dtls: verifier {results['verifier.dtls.handshakes_per_s']:.0f} handshakes/s "
+        f"(p50 {med(got, 'p50_ms'):.2f} ms, failures {sum(x['failures'] for x in got)}, load cpu {med(got, 'cpu_share')}), "
+        f"python-mbedtls {results['peer.mbedtls.dtls.handshakes_per_s']:.0f}/s (p50 {med(ref, 'p50_ms'):.2f} ms, "
+        f"failures {sum(x['failures'] for x in ref)}, load cpu {med(ref, 'cpu_share')}); ratio "
+        f"{results['verifier.dtls.ratio_to_mbedtls']}; {clients} clients, medians of {rounds} alternating runs")
+
+
 def bench_provision(results):
     from verifier import registry
     from verifier.storage import SQLiteStorage
@@ -206,21 +255,23 @@ def bench_hmac_reference(results):
     results["verifier.limit.hmac_per_s"] = round(n / statistics.median(times), 1)
 
 
-def bench_ota_device(results):
-    out = subprocess.run([PY, str(ROOT / "bench" / "ota_device.py")], capture_output=True, text=True,
+def bench_script(results, name, label):
+    """Run a device benchmark script of bench/ that prints one JSON object of keys."""
+    out = subprocess.run([PY, str(ROOT / "bench" / name)], capture_output=True, text=True,
                          timeout=600, cwd=ROOT)
     if out.returncode != 0:
-        raise RuntimeError("OTA device bench failed: " + out.stdout + out.stderr)
-    r = json.loads(out.stdout.strip().splitlines()[-1])
-    results.update(r)
-    say("ota device: " + ", ".join(f"{k.split('.', 2)[2]}={v}" for k, v in r.items()))
+        raise RuntimeError(f"{name} failed: " + out.stdout + out.stderr)
+    r = json.loads(out.stdout[out.stdout.index("{"):])
+    results.update({k: v for k, v in r.items() if isinstance(v, (int, float))})
+    say(f"{label}: " + ", ".join(f"{k.split('.', 2)[-1]}={v}" for k, v in r.items()))
 
 
 def main():
     WORK.mkdir(parents=True, exist_ok=True)
     results = {}
     bench_device(results)
-    bench_ota_device(results)
+    bench_script(results, "ota_device.py", "ota device")
+    bench_script(results, "dtls_device.py", "dtls device")
     bench_hmac_reference(results)
     bench_provision(results)
     db, kek_file = WORK / "fleet.db", WORK / "fleet.kek"
@@ -230,6 +281,7 @@ def main():
     packets = Packets(setup_registry(db, kek_file))
     bench_udp(results, db, kek_file, packets)
     bench_http(results, db, kek_file, packets)
+    bench_dtls(results)
     out = ROOT / "bench" / "results.json"
     out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     say(f"wrote {out}")

@@ -78,7 +78,7 @@ class DTLSClient:
         if rand is None:
             from os import urandom as rand
         if not 0 < len(psk) <= 64 or len(identity) > 128:
-            raise DTLSError("bad psk or identity length")
+            raise DTLSError("psk/identity length")
         self._id = identity
         self._psk = psk
         self._cr = rand(32)
@@ -163,7 +163,7 @@ class DTLSClient:
         nxt = _NEXT.get((self.state, ev))
         if nxt is None:
             self.state = FAILED
-            raise DTLSError("unexpected handshake message %d in state %d" % (ev, self.state))
+            raise DTLSError("unexpected msg %d in state %d" % (ev, self.state))
         self.state = nxt
 
     def _handshake(self, b, o):
@@ -217,30 +217,30 @@ class DTLSClient:
     def _on_server_hello(self, b):
         ln = len(b)
         if ln < 38 or b[0] != 0xFE or b[1] != 0xFD:
-            raise DTLSError("server does not speak DTLS 1.2")
+            raise DTLSError("bad ServerHello")
         self._sr = bytes(b[2:34])
         o = 35 + b[34]
         if o + 3 > ln or b[o] != 0xC0 or b[o + 1] != 0xA8 or b[o + 2]:
-            raise DTLSError("server chose another suite or compression")
+            raise DTLSError("bad ServerHello")
         o += 3
         if o == ln:
             return
         if o + 2 > ln or (b[o] << 8 | b[o + 1]) != ln - o - 2:
-            raise DTLSError("bad ServerHello extensions")
+            raise DTLSError("bad ServerHello")
         o += 2
         while o < ln:
             if o + 4 > ln:
-                raise DTLSError("bad ServerHello extensions")
+                raise DTLSError("bad ServerHello")
             t = b[o] << 8 | b[o + 1]
             el = b[o + 2] << 8 | b[o + 3]
             o += 4
             if o + el > ln:
-                raise DTLSError("bad ServerHello extensions")
+                raise DTLSError("bad ServerHello")
             if t == 0xFF01 and (el != 1 or b[o]):
-                raise DTLSError("bad renegotiation_info")  # RFC 5746 3.4: must be empty
+                raise DTLSError("bad ServerHello")  # renegotiation_info must be empty (RFC 5746 3.4)
             if t == 0x17:
                 if el or not self._ems_offer:
-                    raise DTLSError("unsolicited extended_master_secret")
+                    raise DTLSError("bad ServerHello")
                 self.ems = True
             o += el  # any other extension is ignored
 
@@ -263,7 +263,7 @@ class DTLSClient:
         want = prf(self._ms, b"server finished", sha256(self._tr).digest(), 12)
         if not ct_eq(want, b):
             self.state = FAILED
-            raise DTLSError("server Finished does not verify")
+            raise DTLSError("bad server Finished")
         # Done: keep only the record keys.
         self._tr = self._ms = self._flight = self._psk = None
 

@@ -6,7 +6,7 @@ is resent when the timer fires, the timer doubles up to `max_timeout` and return
 after each new flight, and the handshake gives up (DTLSError) after `budget` seconds. RFC 7925
 section 11 suggests initial = 9 s on constrained links (the default); tests pass small values.
 With prefer_native=True and a firmware whose `tls` has DTLS and PSK, mbedTLS does the work
-instead (GCM/CBC suites: the server must offer one). It does no crypto of its own.
+instead (dtls_native.py; GCM/CBC suites: the server must offer one). It does no crypto of its own.
 """
 
 import socket
@@ -39,6 +39,7 @@ class DTLSChannel:
             return None
         self._s.settimeout(ms / 1000)
         try:
+            # (socket.readinto has stream semantics: it waits to fill the buffer, so recv it is)
             return self._s.recv(self._mtu)
         except OSError as e:
             if e.args and e.args[0] == _ECONNREFUSED:
@@ -100,57 +101,6 @@ class DTLSChannel:
         self._s.close()
 
 
-class NativeChannel:
-    """The firmware's mbedTLS DTLS session, with the same three methods."""
-
-    def __init__(self, sock, tsock, mtu):
-        self._s = sock
-        self._t = tsock
-        self._mtu = mtu
-
-    def send(self, data):
-        self._t.write(data)
-
-    def recv(self, timeout=None):
-        self._s.settimeout(timeout)
-        try:
-            return self._t.read(self._mtu)
-        except OSError:
-            return None
-
-    def close(self):
-        try:
-            self._t.close()  # sends close_notify
-        except OSError:
-            pass
-        self._s.close()
-
-
-def native_available():
-    """True when this firmware's `tls` has DTLS client contexts with PSK attributes."""
-    try:
-        import tls
-        ctx = tls.SSLContext(tls.PROTOCOL_DTLS_CLIENT)
-        return hasattr(ctx, "psk_identity") and hasattr(ctx, "psk_key")
-    except (ImportError, AttributeError, OSError, ValueError):
-        return False
-
-
-def _native(sock, identity, psk, mtu, budget):
-    import tls
-    ctx = tls.SSLContext(tls.PROTOCOL_DTLS_CLIENT)
-    ctx.verify_mode = tls.CERT_NONE
-    ctx.psk_identity = identity
-    ctx.psk_key = psk
-    sock.settimeout(budget)
-    for _ in range(3):
-        try:
-            return NativeChannel(sock, ctx.wrap_socket(sock), mtu)
-        except OSError as e:
-            err = e  # HELLO_VERIFY_REQUIRED on some builds: try again
-    raise DTLSError("native DTLS handshake failed: %s" % (err,))
-
-
 def connect(host, port, identity, psk, prefer_native=False, initial=9.0, max_timeout=60.0,
             budget=150.0, rand=None, ems=True, mtu=1280):
     """A DTLS-PSK channel to host:port (identity and psk are bytes). Raises DTLSError."""
@@ -161,8 +111,10 @@ def connect(host, port, identity, psk, prefer_native=False, initial=9.0, max_tim
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         s.connect(addr)  # the kernel drops datagrams from other sources
-        if prefer_native and native_available():
-            return _native(s, identity, psk, mtu, budget)
+        if prefer_native:
+            from janua import dtls_native as _n  # loaded only when asked for
+            if _n.available():
+                return _n.connect(s, identity, psk, mtu, budget)
         ch = DTLSChannel(s, _d.DTLSClient(identity, psk, rand, ems), mtu)
         ch.handshake(initial, max_timeout, budget)
         return ch
