@@ -23,6 +23,21 @@ def build_loadgen():
     return out
 
 
+def build_dtls_loadgen():
+    WORK.mkdir(parents=True, exist_ok=True)
+    out = WORK / "dtls_loadgen"
+    src = ROOT / "bench" / "dtls_loadgen.c"
+    if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
+        subprocess.run(["gcc", "-O2", "-Wall", "-o", str(out), str(src), "-lssl", "-lcrypto"], check=True)
+    return out
+
+
+def dtls_loadgen(exe, port, identity, psk_hex, clients, seconds):
+    argv = ["taskset", "-c", LOAD_CPU, str(exe), "127.0.0.1", str(port), identity, psk_hex, str(clients), str(seconds)]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=seconds + 30)
+    return json.loads(out.stdout)
+
+
 class Pinned:
     """A server process pinned to SERVER_CPU; waits for `ready_prefix` on its stdout."""
 

@@ -44,10 +44,46 @@ class API:
 
     def call(self, method, path, body=None):
         data = json.dumps(body).encode() if body is not None else None
+        return self._send(method, path, data, "application/json" if data is not None else None)
+
+    def upload(self, path, parts, progress=None):
+        """POST multipart/form-data streamed from disk: parts = [(name, bytes | Path)], in order.
+        `progress(n)` is called with each chunk's size (a tqdm bar's update)."""
+        boundary = "janua-" + os.urandom(12).hex()
+        heads, size = [], 0
+        for name, src in parts:
+            head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; "
+                    f"filename=\"{name.rsplit('/', 1)[-1]}\"\r\n"
+                    "Content-Type: application/octet-stream\r\n\r\n").encode()
+            n = len(src) if isinstance(src, bytes) else os.path.getsize(src)
+            heads.append(head)
+            size += len(head) + n + 2
+        tail = f"--{boundary}--\r\n".encode()
+        size += len(tail)
+
+        def body():
+            for head, (_, src) in zip(heads, parts):
+                yield head
+                if isinstance(src, bytes):
+                    chunks = (src,)
+                else:
+                    chunks = _file_chunks(src)
+                for c in chunks:
+                    if progress is not None:
+                        progress(len(c))
+                    yield c
+                yield b"\r\n"
+            yield tail
+
+        return self._send("POST", path, body(), f"multipart/form-data; boundary={boundary}", size)
+
+    def _send(self, method, path, data, content_type, length=None):
         req = urllib.request.Request(self.server + path, data=data, method=method)
         req.add_header("Authorization", "Bearer " + self.token)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
+        if content_type is not None:
+            req.add_header("Content-Type", content_type)
+        if length is not None:
+            req.add_header("Content-Length", str(length))
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 raw = resp.read()
@@ -65,3 +101,12 @@ class API:
         except (TimeoutError, ConnectionError) as e:
             raise CLIError(f"the verifier at {self.server} did not answer: {e}")
         return json.loads(raw) if raw else None
+
+
+def _file_chunks(path, size=65536):
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(size)
+            if not b:
+                return
+            yield b

@@ -4,7 +4,7 @@ A verifier (`janua serve --dev`, SQLite) and a virtual board (the MicroPython un
 pseudo-terminal, esp32 profile) are started; then, with the same commands a user types:
 `janua flash` installs the firmware with mpremote, `janua provision --port` registers the device and
 writes its credentials onto the board, the board is reset and authenticates over UDP at boot, then
-over HTTP, and `janua console --diag` shows its status. The verifier's audit trail closes the demo.
+over HTTP and over DTLS-lite + CoAP, and `janua console --diag` shows its status. The verifier's audit trail closes the demo.
 
 `run_demo()` is also what the end-to-end test runs, so the demo cannot rot silently.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tools.errors import CLIError
 
-SERVE_LINE = re.compile(r"janua serve: http=([\d.]+):(\d+) udp=([\d.]+):(\d+)")
+SERVE_LINE = re.compile(r"janua serve: http=([\d.]+):(\d+) udp=([\d.]+):(\d+)(?: dtls=([\d.]+):(\d+))?")
 
 
 def configure(p):
@@ -68,6 +68,7 @@ class Verifier:
             m = SERVE_LINE.search(line)
             if m:
                 self.http_port, self.udp_port = int(m.group(2)), int(m.group(4))
+                self.dtls_port = int(m.group(6)) if m.group(6) else None
                 self.url = f"http://127.0.0.1:{self.http_port}"
                 self.token_file = Path(str(self.db) + ".token")
                 return
@@ -108,10 +109,10 @@ def reset_and_read(port, want=b"janua: ", timeout=30):
         raise CLIError(f"the board did not report within {timeout}s; it printed: {buf[-500:]!r}")
 
 
-HTTP_AUTH = (
+SWITCH_AND_AUTH = (
     "from janua.store import Store\n"
     "from janua.app import run\n"
-    "s = Store(); c = s.load_config(); c['transport'] = 'http'; s.save_config(c)\n"
+    "s = Store(); c = s.load_config(); c['transport'] = %r; s.save_config(c)\n"
     "print(run())\n"
 )
 
@@ -136,7 +137,8 @@ def run_demo(workdir, board="esp32", say=print):
         say(f"$ janua provision --serial DEMO-0001 --port {port}")
         p = _janua("provision", "--serial", "DEMO-0001", "--port", port, "--board", board,
                    "--server", verifier.url, "--token-file", str(verifier.token_file),
-                   "--udp-port", str(verifier.udp_port), "--transport", "udp")
+                   "--udp-port", str(verifier.udp_port), "--dtls-port", str(verifier.dtls_port),
+                   "--transport", "udp")
         say(p.stdout.rstrip())
         m = re.search(r"provisioned device ([0-9a-f]{16})", p.stdout)
         out["device_id"] = device_id = m.group(1) if m else None
@@ -144,8 +146,11 @@ def run_demo(workdir, board="esp32", say=print):
         out["udp_line"] = reset_and_read(port)
         say("   board: " + out["udp_line"])
         say("== and once more over HTTP")
-        out["http_line"] = mpremote_util.exec_(port, HTTP_AUTH).strip().splitlines()[-1]
+        out["http_line"] = mpremote_util.exec_(port, SWITCH_AND_AUTH % "http").strip().splitlines()[-1]
         say("   board: " + out["http_line"])
+        say("== and over DTLS-lite (DTLS 1.2 PSK, AES-128-CCM-8, pure MicroPython) with CoAP POST /auth")
+        out["dtls_line"] = mpremote_util.exec_(port, SWITCH_AND_AUTH % "dtls").strip().splitlines()[-1]
+        say("   board: " + out["dtls_line"])
         say(f"$ janua console --port {port} --diag")
         out["diag"] = _janua("console", "--port", port, "--diag").stdout
         say(out["diag"].rstrip())
@@ -159,8 +164,8 @@ def run_demo(workdir, board="esp32", say=print):
         out["device"] = dev
         say(f"== device {device_id}: status={dev.get('status')} "
             f"last_authenticated_at={dev.get('last_authenticated_at')}")
-        ok = "authenticated" in out["udp_line"] and "authenticated" in out["http_line"]
-        say("== demo " + ("passed: the board authenticated over UDP and HTTP" if ok else "FAILED"))
+        ok = all("authenticated" in out[k] for k in ("udp_line", "http_line", "dtls_line"))
+        say("== demo " + ("passed: the board authenticated over UDP, HTTP and DTLS" if ok else "FAILED"))
         if not ok:
             raise CLIError("the board did not authenticate; see the lines above")
         return out

@@ -5,6 +5,7 @@
     janua ota sign --key NAME.key BUNDLE           writes BUNDLE/manifest.sig
     janua ota trust --port P NAME.pub              adds the public key to the board's ota.json
     janua ota install --port P BUNDLE              copies BUNDLE to ota_stage/ and installs it
+    janua ota trust-key|publish|rollout|status|halt|resume ...   the verifier side (tools/ota_release.py)
 
 A bundle is a directory: manifest.json (the signed bytes), manifest.sig, files/<path>. The format
 is docs/ota.md. The private key never leaves its file: nothing here sends it anywhere.
@@ -285,10 +286,15 @@ def configure(parser):
     p = sub.add_parser("install", help="copy a signed bundle onto a board and install it")
     p.add_argument("--port", required=True)
     p.add_argument("bundle")
+    from tools import ota_release
+    ota_release.configure(sub)
 
 
 def run(args):
     a = args.ota_command
+    from tools import ota_release
+    if a in ota_release.COMMANDS:
+        return ota_release.run(args)
     if a == "keygen":
         key, pub, kid = keygen(args.out, args.name)
         print(f"private key: {key} (keep it secret; mode 0600)\npublic key:  {pub}\nkid: {kid}")

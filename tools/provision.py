@@ -38,11 +38,13 @@ def configure(p):
     p.add_argument("--group", help="device group")
     p.add_argument("--port", help="serial port of the board to write the credentials onto")
     p.add_argument("--board", default=None, help="board profile (esp32, rp2040, unix); informs the config")
-    p.add_argument("--transport", choices=("auto", "udp", "http"), default="auto",
-                   help="how the board authenticates (default: UDP, then HTTP)")
+    p.add_argument("--transport", choices=("auto", "udp", "http", "dtls"), default="auto",
+                   help="how the board authenticates (default auto: binary auth over UDP, then HTTP; "
+                        "dtls: DTLS-lite + CoAP POST /auth)")
     p.add_argument("--device-server-host", help="host name the board uses to reach the verifier "
                                                 "(default: the host of --server)")
     p.add_argument("--udp-port", type=int, default=5685, help="verifier UDP port for the board (default 5685)")
+    p.add_argument("--dtls-port", type=int, default=5684, help="verifier DTLS port for the board (default 5684)")
     p.add_argument("--wifi-ssid", help="Wi-Fi network for the board (esp32, rp2040)")
     p.add_argument("--wifi-password", help="Wi-Fi password for the board")
     p.add_argument("--bulk", metavar="FILE", help="CSV (with a header row) or JSON lines file of devices")
@@ -100,7 +102,8 @@ def board_config(pkg, args):
         "device_id": pkg["device_id"],
         "tenant": pkg.get("tenant"),
         "master_secret": pkg["master_secret"],
-        "server": {"host": host, "udp_port": args.udp_port, "http_port": http_port},
+        "server": {"host": host, "udp_port": args.udp_port, "http_port": http_port,
+                   "dtls_port": args.dtls_port},
         "transport": args.transport,
     }
     if args.board:

@@ -18,3 +18,4 @@ METRICS = web.AppKey("metrics", Metrics)
 UDP_PORT = web.AppKey("udp_port", int)
 DTLS_PORT = web.AppKey("dtls_port", int)
 DTLS = web.AppKey("dtls", object)          # the verifier.dtls.DTLSEndpoint, or None
+OTA = web.AppKey("ota", object)            # verifier.ota_http.OTAState: release files, download key

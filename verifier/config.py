@@ -38,6 +38,13 @@ class Config:
     # known yet. Tenant policies add their own per-source limit after the lookup.
     source_capacity: float = 1000.0
     source_refill_per_s: float = 500.0
+    # Signed OTA: release files live on disk under release_dir (default: <db_path>.releases/),
+    # content-addressed by SHA-256; an upload over release_max_bytes is refused.
+    release_dir: Optional[str] = None
+    release_max_bytes: int = 8 * 1024 * 1024
+
+    def release_path(self):
+        return Path(self.release_dir) if self.release_dir else Path(str(self.db_path) + ".releases")
 
     def kek_path_for_dev(self):
         return Path(str(self.db_path) + ".kek")

@@ -155,6 +155,17 @@ async def lifecycle(request):
     return await _change_device(request, registry.change_lifecycle)
 
 
+async def rotate_psk(request):
+    """A new DTLS PSK generation; the body is optional ({"lifetime_days": N})."""
+    token_id, tenant_id = _admin(request)
+    did = _device_id(request)
+    st = request.app[STORAGE]
+    registry.get_device(st, tenant_id, did)          # 404 before the body is read
+    body = await _json(request) if await request.read() else None
+    out = registry.rotate_psk(st, request.app[SEALER], st.get_tenant(tenant_id), did, body, _now(request), token_id)
+    return web.json_response(out, headers={"Cache-Control": "no-store"})
+
+
 # tenant and audit
 
 async def get_tenant(request):
@@ -216,6 +227,7 @@ ROUTES = [
     ("GET", "/v1/devices/{device_id}", get_device),
     ("PATCH", "/v1/devices/{device_id}", patch_device),
     ("POST", "/v1/devices/{device_id}/lifecycle", lifecycle),
+    ("POST", "/v1/devices/{device_id}/psk/rotate", rotate_psk),
     ("GET", "/v1/tenant", get_tenant),
     ("PATCH", "/v1/tenant", patch_tenant),
     ("GET", "/v1/audit", audit),
@@ -227,5 +239,7 @@ ROUTES = [
 
 
 def add_routes(app):
+    from verifier import ota_http   # signed OTA routes (imports this module: not at the top)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
+    ota_http.add_routes(app)

@@ -42,6 +42,16 @@ def derive_key(master_secret, label):
     return hkdf_sha256(master_secret, SALT, label, 32)
 
 
+def dtls_psk(master_secret, generation=0):
+    """The DTLS PSK of key generation `generation`: K_dtls-psk for 0, else HKDF with info
+    "dtls-psk/<generation>" (decimal), same salt and length (docs/protocol.md section 4.1)."""
+    if not isinstance(generation, int) or generation < 0:
+        raise CryptoError("a PSK generation is an integer >= 0")
+    if generation == 0:
+        return derive_key(master_secret, b"dtls-psk")
+    return hkdf_sha256(master_secret, SALT, b"dtls-psk/%d" % generation, 32)
+
+
 def seal_aad(device_id, tenant_id):
     """AAD binding a sealed secret to its device and tenant (cannot be moved to another row)."""
     return device_id + tenant_id.encode()

@@ -12,6 +12,8 @@ AUTHENTICATABLE = frozenset(("provisioning", "active"))
 CREDENTIAL_TYPES = ("symmetric",)
 DEFAULT_PERMISSIONS = 0x0F
 MAX_TEXT = 128
+PSK_LIFETIME_S = 365 * 86400       # seed: a DTLS PSK lives 365 days from provisioning or its last rotation
+PSK_MAX_LIFETIME_DAYS = 3650
 MAX_LIST = 32
 
 # (status, action) -> next status. A missing key is an illegal transition.
@@ -199,3 +201,15 @@ def parse_device_id(text):
     except ValueError:
         return None
     return raw if raw.hex() == text else None
+
+
+def validate_psk_rotation(doc):
+    """The optional body of a PSK rotation -> lifetime in seconds (default PSK_LIFETIME_S)."""
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict) or set(doc) - {"lifetime_days"}:
+        raise ValidationError('body must be empty or {"lifetime_days": N}')
+    days = doc.get("lifetime_days", PSK_LIFETIME_S // 86400)
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= PSK_MAX_LIFETIME_DAYS:
+        raise ValidationError(f"lifetime_days must be an integer in [1, {PSK_MAX_LIFETIME_DAYS}]")
+    return days * 86400

@@ -11,8 +11,8 @@ import time
 
 from verifier import keys
 from verifier.errors import Conflict, DuplicateSerial, NotFound, Unauthorized, ValidationError, VerifierError
-from verifier.model import (DEFAULT_PERMISSIONS, Policy, next_status, validate_device_patch,
-                            validate_new_device)
+from verifier.model import (DEFAULT_PERMISSIONS, PSK_LIFETIME_S, Policy, next_status, validate_device_patch,
+                            validate_new_device, validate_psk_rotation)
 
 BULK_MAX_ROWS = 10_000     # per HTTP request; provision_bulk itself takes any number
 CHUNK = 5_000
@@ -159,7 +159,7 @@ def _insert(storage, sealer, tenant_id, valid, now, actor):
                 sealed = sealer.seal(secret, did, tenant_id, rnd[o + 40:o + 52])
                 dev_rows.append((did, tenant_id, f["serial_number"], f["manufacturer_id"], f["model_id"],
                                  f["credential_type"], sealed, json.dumps(f["metadata"]), "provisioning",
-                                 now, now, f["trust_level"], 0, 0, f["permissions"]))
+                                 now, now, f["trust_level"], 0, 0, f["permissions"], 0, now + PSK_LIFETIME_S))
                 created.append({"index": i, "ok": True, "device_id": did.hex(), "serial_number": f["serial_number"],
                                 "master_secret": secret.hex()})
             storage.insert_devices(dev_rows)
@@ -208,6 +208,7 @@ def device_view(dev, tenant_name=None):
                      "quarantined": dev["quarantined"]},
         "permissions": dev["permissions"],
         "last_accepted_ts": dev["last_ts"],
+        "psk": {"generation": dev["psk_generation"], "expires_at": dev["psk_expires_at"]},
     }
 
 
@@ -250,6 +251,26 @@ def change_lifecycle(storage, tenant_id, device_id, doc, now, actor):
     return storage.get_device(device_id, tenant_id)
 
 
+def rotate_psk(storage, sealer, tenant, device_id, doc, now, actor):
+    """Move the device's DTLS PSK to the next generation with a new lifetime (body: optional
+    {"lifetime_days": N}); return the new identity and PSK (hex), the only time the PSK is shown.
+    The previous generation is refused from the next handshake on; open sessions are not cut."""
+    lifetime = validate_psk_rotation(doc)
+    tenant_id = tenant["id"]
+    dev = get_device(storage, tenant_id, device_id)
+    old = dev["psk_generation"]
+    master = sealer.unseal(dev["sealed_secret"], device_id, tenant_id)
+    generation, expires = old + 1, int(now) + lifetime
+    psk = keys.dtls_psk(master, generation)
+    with storage.transaction():
+        if not storage.set_psk(tenant_id, device_id, old, generation, expires):
+            raise Conflict("the device's PSK was rotated concurrently; retry")
+        storage.add_audit([_admin_audit(int(now), tenant_id, actor, "device.psk.rotate", device_id.hex(), "ok",
+                                        f"generation {old} -> {generation}, expires at {expires}")])
+    return {"device_id": device_id.hex(), "psk_identity": f"{device_id.hex()}@{tenant['name']}",
+            "psk": psk.hex(), "psk_generation": generation, "psk_expires_at": expires}
+
+
 __all__ = ["provision_bulk", "provision_one", "create_tenant", "issue_token", "authenticate_admin",
-           "device_view", "get_device", "patch_device", "change_lifecycle", "patch_tenant_policy",
+           "device_view", "get_device", "patch_device", "change_lifecycle", "patch_tenant_policy", "rotate_psk",
            "BULK_MAX_ROWS", "DEFAULT_PERMISSIONS"]

@@ -18,12 +18,17 @@ def _tls(out):
     out["dtls"] = [n for n in ("PROTOCOL_DTLS_CLIENT", "PROTOCOL_DTLS_SERVER") if hasattr(tls, n)]
     try:
         ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+    except MemoryError:
+        # A fragmented heap (e.g. right after an Ed25519 check) must not make probing fail:
+        # report what could not be probed and go on.
+        out["tls_psk"] = out["ciphers"] = None
+        return
     except (AttributeError, OSError, ValueError):
         return
     out["tls_psk"] = [a for a in ("psk_identity", "psk_key", "server_psk_keys") if hasattr(ctx, a)]
     try:
         out["ciphers"] = list(ctx.get_ciphers())
-    except (AttributeError, OSError):
+    except (AttributeError, OSError, MemoryError):
         out["ciphers"] = None
 
 

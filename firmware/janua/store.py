@@ -15,7 +15,7 @@ CONFIG = "janua.json"
 STATE = "janua_state.json"
 _MAX_FILE = 4096  # both files are a few hundred bytes; anything bigger is not ours
 _ENOSPC = 28
-_TRANSPORTS = ("udp", "http", "auto")
+_TRANSPORTS = ("udp", "http", "auto", "dtls")
 
 
 class PosixFS:
@@ -60,7 +60,7 @@ def check_config(cfg):
         if p is not None and (not isinstance(p, int) or not 0 < p < 65536):
             raise StoreError("server.%s must be a port number" % k)
     if cfg.get("transport", "auto") not in _TRANSPORTS:
-        raise StoreError("transport must be one of udp, http, auto")
+        raise StoreError("transport must be one of udp, http, auto, dtls")
 
 
 def read_json(fs, path, cap=_MAX_FILE):

@@ -32,6 +32,11 @@ def test_board_authenticates_over_http(demo):
     assert "via http" in demo["http_line"]
 
 
+def test_board_authenticates_over_dtls_with_coap(demo):
+    assert demo["dtls_line"].startswith("janua: authenticated device=" + demo["device_id"])
+    assert "via dtls" in demo["dtls_line"]
+
+
 def test_verifier_registry_shows_the_device_active_and_authenticated(demo):
     dev = demo["device"]
     assert dev["status"] == "active"          # the first authentication completed provisioning
@@ -40,7 +45,7 @@ def test_verifier_registry_shows_the_device_active_and_authenticated(demo):
 
 def test_audit_records_both_authentications(demo):
     text = json.dumps(demo["audit"])
-    assert "udp" in text and "http" in text
+    assert "udp" in text and "http" in text and "dtls" in text
 
 
 def test_console_diag_shows_the_board_without_its_secret(demo):

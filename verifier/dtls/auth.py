@@ -14,12 +14,11 @@ from verifier import keys
 from verifier.binauth import LOCKED_OUT, NOT_ACTIVE, OK, SIGNATURE, STATUS_NAMES, UNKNOWN_DEVICE
 from verifier.dtls.server import PSKGrant
 from verifier.errors import VerifierError
-from verifier.model import AUTHENTICATABLE, Policy, parse_device_id
+from verifier.model import AUTHENTICATABLE, PSK_LIFETIME_S, Policy, parse_device_id
 
 log = logging.getLogger("janua.verifier.dtls")
 
 TRANSPORT = "dtls"
-PSK_LIFETIME_S = 365 * 86400       # seed: a PSK lives 365 days from provisioning or its last rotation
 
 
 def parse_identity(identity):
@@ -37,13 +36,12 @@ def parse_identity(identity):
 
 def psk_for(master, generation=0):
     """The device's DTLS PSK: K_dtls-psk, or for generation g > 0 the label "dtls-psk/<g>"."""
-    if generation == 0:
-        return keys.derive_key(master, b"dtls-psk")
-    return keys.hkdf_sha256(master, keys.SALT, b"dtls-psk/%d" % generation, 32)
+    return keys.dtls_psk(master, generation)
 
 
 def psk_expires_at(dev):
-    """When the device's current PSK expires (unix seconds)."""
+    """When the device's current PSK expires (unix seconds); rows from before the column existed are
+    given provisioned_at + 365 days by the storage migration, this fallback covers any other store."""
     at = dev.get("psk_expires_at")
     return at if at is not None else dev["provisioned_at"] + PSK_LIFETIME_S
 

@@ -12,9 +12,13 @@ stateless). After that, half-open handshakes are bounded per source host and in 
 evicted) and expire; established sessions are bounded and expire when idle. The handshake follows
 the table TRANSITIONS; a message the table does not expect is a protocol error.
 
-Not done: fragment reassembly (rejected with an alert), renegotiation, session resumption, timer-
-driven retransmission by the server (the client's retransmission of its previous flight makes the
-server resend its last flight, which covers the PSK handshake where the server never sends first).
+Retransmission (RFC 6347 §4.2.4) has no server timer, and needs none in a PSK handshake, because the
+client always speaks next: a lost HelloVerifyRequest (stateless, never resent by design) or ServerHello
+flight makes the client resend its ClientHello, and a lost final flight (CCS, Finished) makes it resend
+its Finished flight; either duplicate makes the server resend its last flight, with fresh record
+numbers. A resent flight's ChangeCipherSpec is ignored once the first one has been taken.
+
+Not done: fragment reassembly (rejected with an alert), renegotiation, session resumption.
 """
 
 import collections
@@ -170,7 +174,7 @@ class DTLSServer:
             elif rec.type == CHANGE_CIPHER_SPEC and conn is not None:
                 if rec.fragment != b"\x01":
                     raise DTLSError("bad ChangeCipherSpec", wire.DECODE_ERROR)
-                if conn.state != ESTABLISHED:        # a retransmitted flight's CCS changes nothing
+                if conn.state not in (WAIT_FINISHED, ESTABLISHED):   # a resent flight's CCS changes nothing
                     self._step(conn, CCS_EVENT)
             elif rec.type == ALERT and conn is not None and conn.state != ESTABLISHED:
                 self._alert(ctx, conn, rec.fragment)   # plaintext alerts cannot end an established session

@@ -1,0 +1,274 @@
+"""Fetching updates from the verifier (docs/ota.md section 7.4): check, download, install, report.
+
+    from janua import otaclient
+    result, line = otaclient.poll()      # after the app has booted (and confirmed itself)
+    if result == "installed":
+        janua_hal.reset()                  # boot the new version in trial
+
+`poll()` first sends the outcome of the last update (the "confirmed" or "rolled_back" event that
+ota.py/otaboot.py recorded), then asks POST /v1/ota/check what to run. Both calls carry a fresh
+binary auth request (binauth.Client; the server time of an authenticated reply sets the clock and
+TIME_SYNC/REPLAY are retried), so a recorded call cannot be replayed. An offered update is handed
+to AppSlots.install: the manifest and signature (small, capped) are fetched first and verified
+there; only then is each file streamed from its HTTP response straight into the inactive slot
+through install's one 4 KiB buffer, hashed on the way (the slot is the staging area: no second
+copy on flash). Nothing here trusts the verifier's JSON for integrity: the signed manifest decides.
+
+Minimal HTTP/1.1 (one request per connection, Content-Length bodies only, no TLS, no redirects).
+It does not reset the board and does not run in the background.
+"""
+
+import gc
+import json
+import socket
+from binascii import hexlify, unhexlify
+from micropython import const
+from janua import JanuaError, OTAError, TransportError
+from janua.ota import AppSlots, read_json, write_json
+from janua.manifest import MAX_MANIFEST, MAX_SIG
+
+PENDING = "ota_client.json"   # {"release_id", "version"} of the update whose outcome is not yet sent
+_MAX_HEAD = const(1024)       # status line + headers
+_MAX_JSON = const(2048)       # a check/report answer is a few hundred bytes
+_REASON = const(120)
+_BUF = const(4096)
+
+
+class HTTPBody:
+    """A response body: readinto() stops at Content-Length; bytes read with the headers come first."""
+
+    def __init__(self, sock, early, length):
+        self.sock = sock
+        self.early = early
+        self.left = length
+
+    def readinto(self, buf):
+        if not self.left:
+            return 0
+        mv = memoryview(buf)
+        want = len(mv) if len(mv) < self.left else self.left
+        if self.early:
+            n = len(self.early) if len(self.early) < want else want
+            mv[:n] = self.early[:n]
+            self.early = self.early[n:]
+        else:
+            n = self.sock.readinto(mv[:want]) or 0
+            if not n:
+                raise OTAError("connection closed %d bytes early" % self.left)
+        self.left -= n
+        return n
+
+    def read_all(self, cap):
+        if self.left > cap:
+            raise TransportError("http body over %d bytes" % cap)
+        out = bytearray(self.left)
+        mv = memoryview(out)
+        got = 0
+        while got < len(out):
+            got += self.readinto(mv[got:])
+        return bytes(out)
+
+    def close(self):
+        self.sock.close()
+
+
+def request(host, port, method, path, body=None, timeout=10.0):
+    """(status, HTTPBody) of one request; the caller closes the body. TransportError on framing."""
+    try:
+        addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
+    except OSError as e:
+        raise TransportError("cannot resolve %s: %s" % (host, e))
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        s.connect(addr)
+        head = "%s %s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n" % (method, path, host, port)
+        if body is not None:
+            head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+        s.write(head.encode() + b"\r\n")
+        if body is not None:
+            s.write(body)
+        raw = b""
+        while True:
+            chunk = s.recv(256)
+            if not chunk:
+                raise TransportError("http response without end of headers")
+            raw += chunk
+            end = raw.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            if len(raw) > _MAX_HEAD:
+                raise TransportError("http headers over %d bytes" % _MAX_HEAD)
+        status, length = _parse_head(raw[:end])
+        return status, HTTPBody(s, raw[end + 4:], length)
+    except BaseException:
+        s.close()
+        raise
+
+
+def _parse_head(head):
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3:
+        raise TransportError("bad http status line")
+    try:
+        status = int(parts[1])
+    except ValueError:
+        raise TransportError("bad http status code")
+    length = None
+    for line in lines[1:]:
+        k, sep, v = line.partition(b":")
+        k = k.strip().lower()
+        if k == b"content-length":
+            try:
+                length = int(v.strip())
+            except ValueError:
+                length = -1
+        elif k == b"transfer-encoding":
+            raise TransportError("chunked http response not supported")
+    if length is None or length < 0:
+        raise TransportError("http response without a valid content-length")
+    return status, length
+
+
+class OTAClient:
+    """One device talking to its verifier about updates (cfg = janua.json's config)."""
+
+    def __init__(self, cfg, clock, last_sent=0, slots=None, timeout=10.0, buf=None):
+        # install()'s stream buffer, taken first: after HMAC, JSON and Ed25519 a small heap may
+        # have no 4 KiB hole left
+        self.buf = buf or bytearray(_BUF)
+        from janua.hkdf import derive
+        from janua.mac import HMAC
+        self.mac = HMAC(derive(unhexlify(cfg["master_secret"]), "binauth"))
+        self.device_id = unhexlify(cfg["device_id"])
+        srv = cfg["server"]
+        self.host, self.port = srv["host"], srv.get("http_port", 8080)
+        self.clock = clock
+        self.last_sent = last_sent
+        self.slots = slots or AppSlots()
+        self.timeout = timeout
+
+    def _get(self, path, cap=None):
+        status, body = request(self.host, self.port, "GET", path, None, self.timeout)
+        if status != 200:
+            body.close()
+            raise OTAError("GET %s: http %d" % (path.split("?")[0], status))
+        if cap is None:
+            return body
+        try:
+            return body.read_all(cap)
+        finally:
+            body.close()
+
+    def call(self, path, doc):
+        """POST doc plus a fresh binary auth request; the answer once the reply authenticates."""
+        from janua.binauth import Client, DONE, RETRY
+        client = Client(self.device_id, self.mac, self.clock, self.last_sent)
+        while True:
+            doc["auth"] = hexlify(client.request()).decode()
+            self.last_sent = client.last_sent
+            status, body = request(self.host, self.port, "POST", path, json.dumps(doc).encode(), self.timeout)
+            try:
+                out = json.loads(body.read_all(_MAX_JSON))
+            except ValueError:
+                raise TransportError("%s: http %d, not JSON" % (path, status))
+            finally:
+                body.close()
+            auth = out.get("auth") if isinstance(out, dict) else None
+            if not isinstance(auth, str):
+                raise OTAError("%s: http %d: %s" % (path, status, out.get("message") if isinstance(out, dict) else "?"))
+            state = client.receive(unhexlify(auth))
+            if state == DONE:
+                return out
+            if state != RETRY:
+                client.give_up("http %d" % status)
+                raise OTAError("%s: %s" % (path, client.reason))
+
+    def report(self, state, release_id=None, version=None, reason=None):
+        doc = {"state": state}
+        if release_id:
+            doc["release_id"] = release_id
+        if version:
+            doc["version"] = version
+        if reason:
+            doc["reason"] = str(reason)[:_REASON]
+        return self.call("/v1/ota/report", doc)
+
+    def check(self):
+        """The update the verifier offers this device (a dict), or None."""
+        ptr = self.slots.pointer()
+        out = self.call("/v1/ota/check", {"kind": "app", "version": ptr.get("version"),
+                                          "counter": self.slots.counter.read()})
+        up = out.get("update")
+        return up if isinstance(up, dict) else None
+
+    def send_outcome(self):
+        """Report how the last installed update ended (confirmed / rolled_back); the event it sent."""
+        fs = self.slots.fs
+        pending = read_json(fs, self.slots.p(PENDING))
+        if not isinstance(pending, dict) or not pending.get("version"):
+            return None
+        for e in self.slots.reports():
+            if e.get("event") in ("confirmed", "rolled_back") and e.get("version") == pending["version"]:
+                self.report(e["event"], pending.get("release_id"), pending["version"], e.get("reason"))
+                write_json(fs, self.slots.p(PENDING), {})
+                return e["event"]
+        return None
+
+    def apply(self, up):
+        """Download and install an offered update; report each step. Returns the manifest."""
+        rid = up["release_id"]
+        self.report("downloading", rid)
+        try:
+            m = self._get(up["manifest_url"], MAX_MANIFEST)
+            sig = self._get(up["sig_url"], MAX_SIG)
+            files = up["files_url"]
+
+            def open_src(path):
+                # called by install() only after the signature verified, once per file
+                try:
+                    return self._get(files.replace("{path}", path))
+                except TransportError as e:
+                    raise OTAError(str(e))
+            gc.collect()   # Ed25519 (pure Python) needs the heap the HTTP and JSON work left behind
+            manifest = self.slots.install(m, sig, open_src, buf=self.buf)
+        except (JanuaError, OSError) as e:
+            self.report("failed", rid, reason=e)
+            raise OTAError(str(e))
+        write_json(self.slots.fs, self.slots.p(PENDING), {"release_id": rid, "version": manifest["version"]})
+        self.report("installed", rid)
+        return manifest
+
+
+def poll(store=None, clock=None, slots=None):
+    """Send the last outcome, check, install: ("none"|"installed"|"failed", line). Never raises for
+    the network or a refused update (main.py must not crash into a reboot loop); persists the
+    binary-auth timestamp in the state file like app.run()."""
+    gc.collect()
+    buf = bytearray(_BUF)
+    from janua.store import Store
+    from janua.clock import Clock
+    store = store or Store()
+    try:
+        cfg = store.load_config()
+    except JanuaError as e:
+        return "failed", "janua ota: not provisioned: %s" % e
+    state = store.load_state()
+    c = OTAClient(cfg, clock or Clock(), state.get("last_sent", 0), slots, buf=buf)
+    try:
+        c.send_outcome()
+        up = c.check()
+        if up is None:
+            result, line = "none", "janua ota: up to date"
+        else:
+            m = c.apply(up)
+            result, line = "installed", "janua ota: installed %s (trial): reset to run it" % m["version"]
+    except (JanuaError, OSError, MemoryError) as e:
+        result, line = "failed", "janua ota: %s: %s" % (type(e).__name__, e)
+    state["last_sent"] = c.last_sent
+    try:
+        store.save_state(state)
+    except JanuaError:
+        pass
+    return result, line

@@ -1,0 +1,143 @@
+"""Fixtures for the verifier side of signed OTA: the app from create_app on a tmp_path SQLite file
+(release files beside it), a fake clock, tenants with admin tokens, active devices that build binary
+auth requests, and signed bundles made with the host tools (tools/ota.py, .py sources: no mpy-cross)."""
+
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tools import ota as host
+from verifier import keys, registry
+from verifier.app import create_app
+from verifier.appkeys import SEALER, STORAGE
+from verifier.binauth import encode_request
+from verifier.config import Config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+KEK = bytes(range(32))
+T0 = 1_767_225_600
+
+
+class FakeClock:
+    def __init__(self, now=T0):
+        self.now = float(now)
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+class Device:
+    def __init__(self, hex_id, master_hex, clock):
+        self.hex, self.id, self.clock = hex_id, bytes.fromhex(hex_id), clock
+        self.key = keys.derive_key(bytes.fromhex(master_hex), keys.LABEL_BINAUTH)
+        self.last = 0
+
+    def auth(self):
+        """A fresh binary auth request (hex): the timestamp strictly increases."""
+        self.last = max(int(self.clock()), self.last + 1)
+        return encode_request(self.key, self.id, self.last).hex()
+
+
+class Tenant:
+    def __init__(self, app, name, clock):
+        st = app[STORAGE]
+        self.app, self.clock = app, clock
+        self.id = registry.create_tenant(st, name, clock())["id"]
+        self.token_id, self.token = registry.issue_token(st, self.id, clock())
+        self.headers = {"Authorization": f"Bearer {self.token}"}
+
+    def devices(self, n=1):
+        rows = [{"serial_number": f"SN-{keys.new_token()[4:20]}"} for _ in range(n)]
+        out = registry.provision_bulk(self.app[STORAGE], self.app[SEALER], self.id, rows, self.clock())
+        devs = []
+        for r in out["results"]:
+            d = Device(r["device_id"], r["master_secret"], self.clock)
+            self.app[STORAGE].update_device(self.id, d.id, {"status": "active"})
+            devs.append(d)
+        return devs
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def config(tmp_path, clock):
+    return Config(db_path=str(tmp_path / "janua.db"), kek=KEK, clock=clock, http_port=0, udp_port=None,
+                  dtls_port=None)
+
+
+@pytest.fixture
+async def client(aiohttp_client, config):
+    return await aiohttp_client(create_app(config))
+
+
+@pytest.fixture
+def tenant_a(client, clock):
+    return Tenant(client.app, "tenant-a", clock)
+
+
+@pytest.fixture
+def tenant_b(client, clock):
+    return Tenant(client.app, "tenant-b", clock)
+
+
+@pytest.fixture(scope="session")
+def signing(tmp_path_factory):
+    d = tmp_path_factory.mktemp("keys")
+    out = {}
+    for name in ("release", "rotated", "stranger"):
+        k, p, kid = host.keygen(d, name)
+        out[name] = {"key": k, "pub": p, "kid": kid, "pub_hex": host.load_public(p)[1].hex()}
+    return out
+
+
+def make_bundle(tmp, signing, version, counter, key="release", files=None, **kw):
+    """A signed bundle directory of small .py files."""
+    app = Path(tmp) / f"app-{version}-{counter}"
+    app.mkdir(parents=True, exist_ok=True)
+    for rel, text in (files or {"main.py": f"print('v{version}')\n", "lib/util.py": "X = 1\n" * 50}).items():
+        (app / rel).parent.mkdir(parents=True, exist_ok=True)
+        (app / rel).write_text(text)
+    bundle = Path(tmp) / f"bundle-{version}-{counter}"
+    host.build_bundle(app, bundle, version, counter, compile_py=False, **kw)
+    host.sign_bundle(bundle, signing[key]["key"])
+    return bundle
+
+
+def form(bundle, replace=None, drop=()):
+    """The multipart upload of a bundle, in order; `replace` = {part name: bytes}."""
+    bundle = Path(bundle)
+    replace = replace or {}
+    parts = [("manifest.json", (bundle / "manifest.json").read_bytes()),
+             ("manifest.sig", (bundle / "manifest.sig").read_bytes())]
+    parts += [("files/" + p.relative_to(bundle / "files").as_posix(), p.read_bytes())
+              for p in sorted((bundle / "files").rglob("*")) if p.is_file()]
+    fd = aiohttp.FormData()
+    for name, data in parts:
+        if name in drop:
+            continue
+        fd.add_field(name, replace.get(name, data), filename=name.split("/")[-1],
+                     content_type="application/octet-stream")
+    return fd
+
+
+async def trust(client, tenant, signing, name="release"):
+    r = await client.post("/v1/release-keys", json={"pub": signing[name]["pub_hex"], "name": name},
+                          headers=tenant.headers)
+    assert r.status == 201, await r.text()
+    return await r.json()
+
+
+async def publish(client, tenant, bundle, status=201, **kw):
+    r = await client.post("/v1/releases", data=form(bundle, **kw), headers=tenant.headers)
+    body = await r.json()
+    assert r.status == status, body
+    return body

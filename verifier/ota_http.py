@@ -1,0 +1,294 @@
+"""HTTP edge of signed OTA (docs/ota.md section 7, docs/api.md): admin routes for release keys,
+releases and rollouts (tenant-scoped like every admin route), and the device routes: check, report
+(authenticated by a binary-auth request, so replay protection applies) and downloads (gated by a
+capability token that the check hands out). Domain errors become HTTP in verifier.http's middleware.
+"""
+
+import logging
+
+from aiohttp import web
+
+from verifier import ota, ota_rollout as rollouts
+from verifier.appkeys import BATCHER, CONFIG, OTA, STORAGE
+from verifier.binauth import HTTP_STATUS, OK, REQUEST_LEN, STATUS_NAMES
+from verifier.config import load_kek
+from verifier.errors import NotFound, ValidationError
+from verifier.http import MAX_LIST, _admin, _json, _now
+
+log = logging.getLogger("janua.verifier.ota")
+
+MAX_DEVICE_BODY = 2048
+_CHUNK = 65536
+
+
+class OTAState:
+    """Per-app OTA resources: the file store and the download-capability key."""
+
+    def __init__(self, blobs, download_key, max_bytes):
+        self.blobs, self.download_key, self.max_bytes = blobs, download_key, max_bytes
+
+
+async def ota_ctx(app):
+    config = app[CONFIG]
+    app[OTA] = OTAState(ota.BlobStore(config.release_path()), rollouts.download_key(load_kek(config)),
+                        config.release_max_bytes)
+    yield
+
+
+def _limit(request):
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIST:
+        raise ValidationError(f"limit must be an integer in [1, {MAX_LIST}]")
+    return limit
+
+
+# -- release keys -----------------------------------------------------------------------------
+
+async def list_keys(request):
+    _, tenant_id = _admin(request)
+    return web.json_response({"keys": [ota.key_view(k) for k in request.app[STORAGE].list_release_keys(tenant_id)]})
+
+
+async def add_key(request):
+    token_id, tenant_id = _admin(request)
+    out = ota.add_key(request.app[STORAGE], tenant_id, await _json(request), _now(request), token_id)
+    return web.json_response(out, status=201)
+
+
+async def retire_key(request):
+    token_id, tenant_id = _admin(request)
+    return web.json_response(ota.retire_key(request.app[STORAGE], tenant_id, request.match_info["kid"],
+                                            _now(request), token_id))
+
+
+# -- releases ---------------------------------------------------------------------------------
+
+async def _read_part(part, cap, what):
+    data = bytearray()
+    while True:
+        chunk = await part.read_chunk(_CHUNK)
+        if not chunk:
+            return bytes(data)
+        data += chunk
+        if len(data) > cap:
+            raise ota.ReleaseRejected(f"{what} over {cap} bytes")
+
+
+async def publish(request):
+    """multipart/form-data: part "manifest.json", part "manifest.sig", then one part per file named
+    "files/<path>". The signature is checked before any file is read; each file is hashed while it
+    streams to a temporary file; the release is stored only when all of them match."""
+    token_id, tenant_id = _admin(request)
+    st, state = request.app[STORAGE], request.app[OTA]
+    now = _now(request)
+    upload = None
+    try:
+        if not request.content_type.startswith("multipart/form-data"):
+            raise ValidationError("the body must be multipart/form-data (manifest.json, manifest.sig, files/...)")
+        reader = await request.multipart()
+        head = {}
+        for name, cap in (("manifest.json", ota.MAX_MANIFEST), ("manifest.sig", ota.MAX_SIG)):
+            part = await reader.next()
+            if part is None or getattr(part, "name", None) != name:
+                raise ota.ReleaseRejected(f"part {len(head) + 1} must be {name}")
+            head[name] = await _read_part(part, cap, name)
+        upload = ota.Upload(st, state.blobs, tenant_id, head["manifest.json"], head["manifest.sig"], now,
+                            token_id, state.max_bytes)
+        while (part := await reader.next()) is not None:
+            name = getattr(part, "name", None) or ""
+            if not name.startswith("files/"):
+                raise ota.ReleaseRejected(f"unexpected part {name[:80]!r}")
+            w = upload.open_file(name[6:])
+            while chunk := await part.read_chunk(_CHUNK):
+                w.write(chunk)
+            w.close()
+        rel = upload.finish()
+    except (ota.ReleaseRejected, ota.ReleaseConflict) as e:
+        if upload is not None:
+            upload.abort()
+        st.add_audit([ota._audit(now, tenant_id, token_id, "ota.release.publish", None, "error", str(e)[:300])])
+        raise
+    except BaseException:
+        if upload is not None:
+            upload.abort()
+        raise
+    return web.json_response(ota.release_view(rel, st.list_release_files(rel["id"])), status=201)
+
+
+async def list_releases(request):
+    _, tenant_id = _admin(request)
+    kind = request.query.get("kind")
+    rels = request.app[STORAGE].list_releases(tenant_id, kind=kind, limit=_limit(request))
+    return web.json_response({"releases": [ota.release_view(r) for r in rels]})
+
+
+async def get_release(request):
+    _, tenant_id = _admin(request)
+    st = request.app[STORAGE]
+    rel = ota.get_release(st, tenant_id, request.match_info["release_id"])
+    out = ota.release_view(rel, st.list_release_files(rel["id"]))
+    ro = st.get_rollout_for_release(tenant_id, rel["id"])
+    out["rollout_id"] = ro["id"] if ro else None
+    return web.json_response(out)
+
+
+# -- rollouts ---------------------------------------------------------------------------------
+
+async def create_rollout(request):
+    token_id, tenant_id = _admin(request)
+    st = request.app[STORAGE]
+    ota.get_release(st, tenant_id, request.match_info["release_id"])      # 404 before the body
+    doc = await _json(request) if await request.read() else None
+    ro = rollouts.create_rollout(st, tenant_id, request.match_info["release_id"], doc, _now(request), token_id)
+    return web.json_response(rollouts.rollout_status(st, ro, _now(request)), status=201)
+
+
+async def list_rollouts(request):
+    _, tenant_id = _admin(request)
+    st, now = request.app[STORAGE], _now(request)
+    state = request.query.get("state")
+    return web.json_response({"rollouts": [rollouts.rollout_status(st, ro, now)
+                                           for ro in st.list_rollouts(tenant_id, state)[:_limit(request)]]})
+
+
+async def get_rollout(request):
+    _, tenant_id = _admin(request)
+    st = request.app[STORAGE]
+    ro = rollouts.get_rollout(st, tenant_id, request.match_info["rollout_id"])
+    return web.json_response(rollouts.rollout_status(st, ro, _now(request)))
+
+
+async def halt_rollout(request):
+    token_id, tenant_id = _admin(request)
+    st = request.app[STORAGE]
+    rollouts.get_rollout(st, tenant_id, request.match_info["rollout_id"])
+    doc = await _json(request) if await request.read() else {}
+    reason = doc.get("reason") if isinstance(doc, dict) else None
+    if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
+        raise ValidationError("reason must be a string of at most 500 characters")
+    ro = rollouts.halt(st, tenant_id, request.match_info["rollout_id"], _now(request), token_id, reason)
+    return web.json_response(rollouts.rollout_status(st, ro, _now(request)))
+
+
+async def resume_rollout(request):
+    token_id, tenant_id = _admin(request)
+    st = request.app[STORAGE]
+    ro = rollouts.resume(st, tenant_id, request.match_info["rollout_id"], _now(request), token_id)
+    return web.json_response(rollouts.rollout_status(st, ro, _now(request)))
+
+
+# -- devices ----------------------------------------------------------------------------------
+
+async def _device(request):
+    """(device, body, reply) for a device route: the body's "auth" (or the X-Janua-Auth header) is
+    a 20-byte binary auth request in hex, decided by the binauth core like POST /v1/binauth (so a
+    replayed or stale request is refused). Not OK: the handler answers with the reply."""
+    if request.content_length is None or request.content_length > MAX_DEVICE_BODY:
+        raise ValidationError(f"the body must be JSON of at most {MAX_DEVICE_BODY} bytes")
+    doc = await _json(request)
+    if not isinstance(doc, dict):
+        raise ValidationError("the body must be a JSON object")
+    auth = doc.get("auth", request.headers.get("X-Janua-Auth"))
+    try:
+        data = bytes.fromhex(auth) if isinstance(auth, str) else b""
+    except ValueError:
+        data = b""
+    if len(data) != REQUEST_LEN:
+        raise ValidationError("auth must be a binary auth request: 40 hex characters")
+    reply = await request.app[BATCHER].submit(data, request.remote or "?", "http")
+    dev = request.app[STORAGE].get_device(data[:8]) if reply[0] == OK else None
+    return dev, doc, reply
+
+
+def _refused(reply):
+    return web.json_response({"error": "unauthenticated", "message": STATUS_NAMES[reply[0]].lower(),
+                              "auth": reply.hex()}, status=HTTP_STATUS[reply[0]])
+
+
+async def check(request):
+    dev, doc, reply = await _device(request)
+    if dev is None:
+        return _refused(reply)
+    kind, version, counter = doc.get("kind", "app"), doc.get("version"), doc.get("counter", 0)
+    if kind not in ota.KINDS or (version is not None and not isinstance(version, str)) \
+            or not isinstance(counter, int) or isinstance(counter, bool):
+        raise ValidationError("kind must be app|firmware, version a string or null, counter an integer")
+    now = _now(request)
+    best = rollouts.choose_update(request.app[STORAGE], dev, kind, version, counter, now)
+    update = None
+    if best is not None:
+        rel, ro = best
+        tok = rollouts.download_token(request.app[OTA].download_key, rel["id"], dev["id"], now + rollouts.DOWNLOAD_TTL_S)
+        base = f"/v1/ota/releases/{rel['id']}/"
+        update = {"release_id": rel["id"], "rollout_id": ro["id"], "kind": rel["kind"], "version": rel["version"],
+                  "counter": rel["counter"], "size": rel["size"],
+                  "manifest_url": f"{base}manifest.json?t={tok}", "sig_url": f"{base}manifest.sig?t={tok}",
+                  "files_url": base + "files/{path}?t=" + tok, "expires": now + rollouts.DOWNLOAD_TTL_S}
+    return web.json_response({"auth": reply.hex(), "update": update})
+
+
+async def report(request):
+    dev, doc, reply = await _device(request)
+    if dev is None:
+        return _refused(reply)
+    rel = rollouts.record_report(request.app[STORAGE], dev, doc, _now(request))
+    return web.json_response({"auth": reply.hex(), "release_id": rel["id"], "state": doc["state"]})
+
+
+def _download_release(request):
+    st = request.app[STORAGE]
+    rid = request.match_info["release_id"]
+    did = rollouts.check_download_token(request.app[OTA].download_key, rid, request.query.get("t", ""), _now(request))
+    dev = st.get_device(did)
+    rel = st.get_release(dev["tenant_id"], rid) if dev is not None and dev["status"] == "active" else None
+    if rel is None:
+        raise NotFound("no such file")
+    return rel
+
+
+async def download_manifest(request):
+    rel = _download_release(request)
+    return web.Response(body=rel["manifest"], content_type="application/json")
+
+
+async def download_sig(request):
+    rel = _download_release(request)
+    return web.Response(body=rel["sig"], content_type="application/json")
+
+
+async def download_file(request):
+    rel = _download_release(request)
+    f = request.app[STORAGE].get_release_file(rel["id"], request.match_info["path"])
+    if f is None:
+        raise NotFound("no such file")
+    return web.FileResponse(request.app[OTA].blobs.path(f["sha256"]),
+                            headers={"Content-Type": "application/octet-stream"})
+
+
+ROUTES = [
+    ("GET", "/v1/release-keys", list_keys),
+    ("POST", "/v1/release-keys", add_key),
+    ("POST", "/v1/release-keys/{kid}/retire", retire_key),
+    ("POST", "/v1/releases", publish),
+    ("GET", "/v1/releases", list_releases),
+    ("GET", "/v1/releases/{release_id}", get_release),
+    ("POST", "/v1/releases/{release_id}/rollout", create_rollout),
+    ("GET", "/v1/rollouts", list_rollouts),
+    ("GET", "/v1/rollouts/{rollout_id}", get_rollout),
+    ("POST", "/v1/rollouts/{rollout_id}/halt", halt_rollout),
+    ("POST", "/v1/rollouts/{rollout_id}/resume", resume_rollout),
+    ("POST", "/v1/ota/check", check),
+    ("POST", "/v1/ota/report", report),
+    ("GET", "/v1/ota/releases/{release_id}/manifest.json", download_manifest),
+    ("GET", "/v1/ota/releases/{release_id}/manifest.sig", download_sig),
+    ("GET", "/v1/ota/releases/{release_id}/files/{path:.+}", download_file),
+]
+ADMIN_ROUTES = [r for r in ROUTES if not r[1].startswith("/v1/ota/")]
+
+
+def add_routes(app):
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
