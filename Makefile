@@ -26,6 +26,7 @@ venv: $(STAMP)
 debs-bench debs-test:
 	@missing=""; for pair in $(if $(filter debs-bench,$@),$(BENCH_DEBS),$(TEST_DEBS)); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
+	if [ "$@" = debs-bench ] && [ ! -f /usr/include/openssl/ssl.h ]; then missing="$$missing libssl-dev"; fi; \
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
 
