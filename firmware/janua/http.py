@@ -52,12 +52,9 @@ def _read_capped(s):
             raise TransportError("http response over %d bytes" % _MAX_RESPONSE)
 
 
-def parse_response(raw):
-    """(status, body) from a whole HTTP/1.x response; pure, so it is tested without sockets."""
-    end = raw.find(b"\r\n\r\n")
-    if end < 0:
-        raise TransportError("http response without end of headers")
-    lines = raw[:end].split(b"\r\n")
+def parse_head(head):
+    """(status, content-length or None) from the bytes before the blank line of a response."""
+    lines = head.split(b"\r\n")
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3:
         raise TransportError("bad http status line")
@@ -70,13 +67,23 @@ def parse_response(raw):
         k, sep, v = line.partition(b":")
         if not sep:
             raise TransportError("bad http header")
-        if k.strip().lower() == b"content-length":
+        k = k.strip().lower()
+        if k == b"content-length":
             try:
                 length = int(v.strip())
             except ValueError:
                 raise TransportError("bad content-length")
-        elif k.strip().lower() == b"transfer-encoding":
+        elif k == b"transfer-encoding":
             raise TransportError("chunked http response not supported")
+    return status, length
+
+
+def parse_response(raw):
+    """(status, body) from a whole HTTP/1.x response; pure, so it is tested without sockets."""
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        raise TransportError("http response without end of headers")
+    status, length = parse_head(raw[:end])
     body = raw[end + 4:]
     if length is not None:
         if length < 0 or length > len(body):

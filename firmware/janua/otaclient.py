@@ -107,25 +107,8 @@ def request(host, port, method, path, body=None, timeout=10.0):
 
 
 def _parse_head(head):
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3:
-        raise TransportError("bad http status line")
-    try:
-        status = int(parts[1])
-    except ValueError:
-        raise TransportError("bad http status code")
-    length = None
-    for line in lines[1:]:
-        k, sep, v = line.partition(b":")
-        k = k.strip().lower()
-        if k == b"content-length":
-            try:
-                length = int(v.strip())
-            except ValueError:
-                length = -1
-        elif k == b"transfer-encoding":
-            raise TransportError("chunked http response not supported")
+    from janua.http import parse_head
+    status, length = parse_head(head)
     if length is None or length < 0:
         raise TransportError("http response without a valid content-length")
     return status, length
