@@ -47,6 +47,9 @@ def configure(p):
     p.add_argument("--dtls-port", type=int, default=5684, help="verifier DTLS port for the board (default 5684)")
     p.add_argument("--wifi-ssid", help="Wi-Fi network for the board (esp32, rp2040)")
     p.add_argument("--wifi-password", help="Wi-Fi password for the board")
+    p.add_argument("--rotate-psk", metavar="DEVICE_ID",
+                   help="rotate a device's DTLS PSK (a new key generation); with --port the board's "
+                        "config is updated atomically so it uses the new generation")
     p.add_argument("--bulk", metavar="FILE", help="CSV (with a header row) or JSON lines file of devices")
     p.add_argument("--batch-size", type=int, default=1000, help="devices per request in --bulk (default 1000)")
     p.add_argument("--manifest", help="where --bulk writes the deployment manifest "
@@ -56,6 +59,8 @@ def configure(p):
 
 def run(args):
     api = API.from_args(args)
+    if args.rotate_psk:
+        return rotate_psk(api, args)
     if args.bulk:
         return provision_bulk(api, args)
     if not args.serial:
@@ -92,6 +97,33 @@ def provision_one(api, args):
         raise CLIError(f"could not write the credentials onto the board at {args.port}: {e}; "
                        f"device {dev} was decommissioned", hint=e.hint)
     print(f"janua: wrote {BOARD_CONFIG} onto the board at {args.port}; reset it to authenticate")
+    return 0
+
+
+def rotate_psk(api, args):
+    """New PSK generation in the verifier, then (with --port) on the board. The board derives the
+    key itself from its master secret (docs/protocol.md section 4.1): only the generation travels."""
+    from tools import mpremote_util
+    dev = args.rotate_psk
+    cfg = None
+    if args.port:   # read the board first: refuse before rotating if it is not this device
+        raw = mpremote_util.exec_(args.port, "print(open('%s').read())" % BOARD_CONFIG)
+        try:
+            cfg = json.loads(raw.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise CLIError(f"the board at {args.port} has no readable {BOARD_CONFIG}",
+                           hint="provision it first: janua provision --serial SN --port PORT")
+        if cfg.get("device_id") != dev:
+            raise CLIError(f"the board at {args.port} is device {cfg.get('device_id')}, not {dev}")
+    r = api.call("POST", f"/v1/devices/{dev}/psk/rotate", {})
+    gen = r["psk_generation"]
+    print(f"janua: device {dev}: DTLS PSK generation {gen}, expires {r['psk_expires_at']}")
+    if cfg is None:
+        print("janua: the board must be told: psk_generation=%d in its %s" % (gen, BOARD_CONFIG))
+        return 0
+    cfg["psk_generation"] = gen
+    mpremote_util.write_file_atomic(args.port, BOARD_CONFIG, json.dumps(cfg).encode())
+    print(f"janua: the board at {args.port} now uses PSK generation {gen}")
     return 0
 
 

@@ -60,3 +60,43 @@ def test_firmware_installed_as_mpy_by_mpremote(demo):
     lib = Path(demo["work"]) / "flash" / "lib" / "janua"
     assert (lib / "packet.mpy").is_file() and (lib / "mac.mpy").is_file()
     assert (Path(demo["work"]) / "flash" / "lib" / "janua_hal.mpy").is_file()
+
+
+def test_psk_rotation_reaches_the_board_and_the_old_key_stops(tmp_path):
+    """`janua provision --rotate-psk ID --port P`: the verifier's PSK generation moves on, the
+    board's config follows atomically, DTLS still authenticates; the old generation is refused."""
+    import subprocess
+    import sys
+    from tools import mpremote_util
+    from tools.demo import SWITCH_AND_AUTH, Verifier
+    from tools.vboard import VirtualBoard
+    root = Path(__file__).resolve().parents[2]
+
+    def janua(*a):
+        r = subprocess.run([sys.executable, "-m", "tools", *a], capture_output=True, text=True, cwd=root,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    v = Verifier(tmp_path)
+    try:
+        with VirtualBoard("esp32", tmp_path / "flash") as vb:
+            janua("flash", "--port", vb.port, "--board", "esp32")
+            auth = ["--server", v.url, "--token-file", str(v.token_file)]
+            out = janua("provision", "--serial", "ROT-1", "--port", vb.port, "--udp-port", str(v.udp_port),
+                        "--dtls-port", str(v.dtls_port), "--transport", "dtls", *auth)
+            dev = out.split("provisioned device ")[1].split()[0]
+            dtls = SWITCH_AND_AUTH % "dtls"
+            assert "via dtls" in mpremote_util.exec_(vb.port, dtls)
+            janua("provision", "--rotate-psk", dev, "--port", vb.port, *auth)
+            cfg = json.loads((tmp_path / "flash" / "janua.json").read_text())
+            assert cfg["psk_generation"] == 1
+            assert "via dtls" in mpremote_util.exec_(vb.port, dtls)
+            # The old generation no longer opens a session.
+            cfg["psk_generation"] = 0
+            (tmp_path / "flash" / "janua.json").write_text(json.dumps(cfg))
+            old = mpremote_util.exec_(vb.port, dtls.replace("c['transport'] = 'dtls'",
+                                                              "c['transport'] = 'dtls'; c['dtls_budget'] = 5"))
+            assert "auth failed" in old
+    finally:
+        v.stop()
