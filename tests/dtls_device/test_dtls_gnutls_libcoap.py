@@ -1,9 +1,12 @@
 """The device DTLS client against GnuTLS (`gnutls-serv`, forced to PSK + AES-128-CCM-8, DTLS 1.2;
-it echoes what it receives) and the device CoAP client over DTLS against libcoap's
-`coap-server-openssl` and `coap-server-gnutls` (Debian packages gnutls-bin, libcoap3-bin).
-Each test is skipped when its peer is not installed."""
+it echoes what it receives), against a python-mbedtls 2.10 (Mbed TLS 2.28) PSK server
+(mbedtls_echo_server.py, CCM_8 only, cookies on), and the device CoAP client over DTLS against
+libcoap's `coap-server-openssl` and `coap-server-gnutls` (Debian packages gnutls-bin,
+libcoap3-bin; PyPI python-mbedtls). Each test is skipped when its peer is not installed."""
 
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +78,40 @@ def test_coap_get_over_dtls_to_libcoap_server(mp, backend):
     assert (r["type"], r["code"], r["mid"], r["token"]) == (2, 0x45, 0x1234, "5a01")  # ACK 2.05
     assert "libcoap" in r["payload"]
     assert r["code2"] == 0x84  # 4.04 Not Found
+
+
+# -- python-mbedtls (Mbed TLS 2.28) as the server ---------------------------------------------------
+
+def _mbedtls_server(port):
+    pytest.importorskip("mbedtls")
+    return Peer([sys.executable, str(Path(__file__).resolve().parent / "mbedtls_echo_server.py"),
+                 str(port), IDENTITY.decode(), PSK_TEXT.hex()], ready="ready")
+
+
+@pytest.mark.parametrize("ems", [False, True], ids=["no-ems", "ems"])
+def test_python_mbedtls_server_ccm8_data_both_ways(mp, ems):
+    port = free_udp_port()
+    srv = _mbedtls_server(port)
+    try:
+        out = mp(client_script(port, ems=ems, initial=0.5, max_timeout=2.0, budget=15.0), timeout=60)
+        srv.expect("closed")
+    finally:
+        srv.p.terminate()
+        srv.stop()
+    assert out[0]["open"] is True
+    assert out[0]["ems"] is ems  # Mbed TLS 2.28 echoes extended_master_secret
+    assert out[1] == {"got": "pong: ping from device\n"}
+    assert b"TLS-PSK-WITH-AES-128-CCM-8" in srv.out
+    assert b"got b'ping from device\\n'" in srv.out
+
+
+def test_python_mbedtls_server_wrong_key_fails(mp):
+    port = free_udp_port()
+    srv = _mbedtls_server(port)
+    try:
+        out = mp(client_script(port, psk=b"not the key", initial=0.2, max_timeout=0.5, budget=3.0))
+    finally:
+        srv.p.terminate()
+        srv.stop()
+    assert len(out) == 1 and "error" in out[0], out
+    assert b"handshake over" not in srv.out

@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from dtls_peers import (LossyProxy, PSK_TEXT, client_script, free_udp_port, openssl_server)
+from dtls_peers import (IDENTITY, LossyProxy, PSK_TEXT, client_script, free_udp_port,
+                        openssl_server)
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 
@@ -32,6 +33,7 @@ def test_ccm8_handshake_and_data_both_ways(mp, hint, ems):
     assert out[0] == {"open": True, "ems": ems, "hint": hint}
     assert out[1] == {"got": "pong from server\n"}
     assert b"CIPHER is PSK-AES128-CCM8" in srv.out
+    assert b"Secure Renegotiation IS supported" in srv.out  # the SCSV is sent by default (RFC 5746)
     assert b"ping from device" in srv.out
     # s_server prints this when the client's close_notify arrives.
     assert b"DONE" in srv.out
@@ -152,3 +154,32 @@ def test_fatal_alert_from_server_raises_dtls_error_with_its_description(mp):
     finally:
         srv.stop()
     assert out == [{"error": "fatal alert 40"}]
+
+
+def test_renegotiation_scsv_on_request_and_its_server_extension(mp):
+    # The client offers C0A8 plus the SCSV 00FF (ri=True, the default, RFC 5746 3.4), and the
+    # server's empty renegotiation_info (ff01, RFC 5746 3.6) must then be accepted.
+    port = free_udp_port()
+    srv = openssl_server(port, PSK_HEX)
+    srv.reply_on("ping from device", b"pong from server\n")
+    try:
+        out = mp("""
+            import json, socket
+            from janua import dtls, dtls_udp
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.connect(socket.getaddrinfo("127.0.0.1", %d, 0, socket.SOCK_DGRAM)[0][-1])
+            c = dtls.DTLSClient(%r, %r, ri=True)
+            hello = c.start()
+            ch = dtls_udp.DTLSChannel(s, dtls.DTLSClient(%r, %r, ri=True), 1280)
+            ch.handshake(0.3, 2.0, 15.0)
+            ch.send(b"ping from device\\n")
+            got = ch.recv(5.0)
+            ch.close()
+            print(json.dumps({"suites": bytes(hello[61:67]).hex(), "ems": ch.client.ems,
+                              "got": bytes(got).decode()}))
+        """ % (port, IDENTITY, PSK_TEXT, IDENTITY, PSK_TEXT))
+    finally:
+        srv.stop()
+    assert out == [{"suites": "0004c0a800ff", "ems": True, "got": "pong from server\n"}]
+    assert b"CIPHER is PSK-AES128-CCM8" in srv.out
+    assert b"Secure Renegotiation IS supported" in srv.out
