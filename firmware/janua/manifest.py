@@ -125,9 +125,28 @@ def check_manifest(m):
     _int(m.get("rollback", {}).get("trial_boots", 3), 1, 100, "rollback.trial_boots")
 
 
+def _drop_crypto():
+    # The pure-Python Ed25519 and SHA-512 modules (code and constant tables: about 16 KiB on the
+    # unix port) are needed once per update. Unload them so that the collector can give that heap
+    # to the download; the next update imports them again (a few hundred microseconds, and nothing
+    # when they are frozen into the firmware).
+    import sys
+    import janua
+    for name in ("ed25519", "sha512"):
+        sys.modules.pop("janua." + name, None)
+        try:
+            delattr(janua, name)
+        except (AttributeError, KeyError, TypeError):  # not imported (MicroPython: KeyError)
+            pass
+
+
 def verify_manifest(manifest_bytes, sig_bytes, keys):
-    """Verify, then parse and check: the manifest dict, or OTAError."""
-    verify_signature(manifest_bytes, sig_bytes, keys)
+    """Verify, then parse and check: the manifest dict, or OTAError. Unloads the signature code
+    afterwards (the update path needs it once); verify_signature alone keeps it loaded."""
+    try:
+        verify_signature(manifest_bytes, sig_bytes, keys)
+    finally:
+        _drop_crypto()
     try:
         m = json.loads(manifest_bytes)
     except ValueError:

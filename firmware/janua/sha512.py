@@ -40,20 +40,27 @@ _H0 = (
 
 
 def _compress(h, block):
-    w = [int.from_bytes(block[i:i + 8], "big") for i in range(0, 128, 8)]
+    # 64-bit words are big ints here, and every operation on one allocates: the rounds are written
+    # to use few of them. A rotation reads a 128-bit copy x | x << 64 (two operations for any
+    # number of rotations of x); bits above 64 are dropped by the masks where sums are kept. No
+    # value is ever negative (no ~), so there are no two's-complement big ints.
+    w = [0] * 80
+    for t in range(16):
+        w[t] = int.from_bytes(block[8 * t:8 * t + 8], "big")
     for t in range(16, 80):
         x = w[t - 15]
+        xx = x | (x << 64)
         y = w[t - 2]
-        s0 = ((x >> 1) | (x << 63)) ^ ((x >> 8) | (x << 56)) ^ (x >> 7)
-        s1 = ((y >> 19) | (y << 45)) ^ ((y >> 61) | (y << 3)) ^ (y >> 6)
-        w.append((w[t - 16] + s0 + w[t - 7] + s1) & _M)
+        yy = y | (y << 64)
+        w[t] = (w[t - 16] + w[t - 7] + ((xx >> 1) ^ (xx >> 8) ^ (x >> 7))
+                + ((yy >> 19) ^ (yy >> 61) ^ (y >> 6))) & _M
     a, b, c, d, e, f, g, hh = h
     K = _K
     for t in range(80):
-        S1 = ((e >> 14) | (e << 50)) ^ ((e >> 18) | (e << 46)) ^ ((e >> 41) | (e << 23))
-        t1 = (hh + (S1 & _M) + ((e & f) ^ (~e & g)) + K[t] + w[t]) & _M
-        S0 = ((a >> 28) | (a << 36)) ^ ((a >> 34) | (a << 30)) ^ ((a >> 39) | (a << 25))
-        t2 = ((S0 & _M) + ((a & b) ^ (a & c) ^ (b & c))) & _M
+        ee = e | (e << 64)
+        t1 = hh + ((ee >> 14) ^ (ee >> 18) ^ (ee >> 41)) + (g ^ (e & (f ^ g))) + K[t] + w[t]
+        aa = a | (a << 64)
+        t2 = ((aa >> 28) ^ (aa >> 34) ^ (aa >> 39)) + ((a & b) | (c & (a | b)))
         hh = g
         g = f
         f = e
