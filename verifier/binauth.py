@@ -92,17 +92,24 @@ class BinAuthCore:
         self._activated = []    # (now, device_id)
         self._audit = []
         self.counts = {}        # transport -> [count per status]; folded into Prometheus at scrape time
+        self.listeners = []     # other caches of device state (DTLS): told of every forget*() call
 
     # cache control (called by the registry's HTTP handlers after every admin change)
     def forget(self, device_id):
         self._cache.pop(device_id, None)
+        for other in self.listeners:
+            other.forget(device_id)
 
     def forget_tenant(self, tenant_id):
         self._policies.pop(tenant_id, None)
+        for other in self.listeners:
+            other.forget_tenant(tenant_id)
 
     def forget_all(self):
         self._cache.clear()
         self._policies.clear()
+        for other in self.listeners:
+            other.forget_all()
 
     def _load(self, device_id):
         dev = self._storage.get_device(device_id)

@@ -163,6 +163,7 @@ async def rotate_psk(request):
     registry.get_device(st, tenant_id, did)          # 404 before the body is read
     body = await _json(request) if await request.read() else None
     out = registry.rotate_psk(st, request.app[SEALER], st.get_tenant(tenant_id), did, body, _now(request), token_id)
+    request.app[CORE].forget(did)                    # the DTLS key cache: the old PSK stops working at once
     return web.json_response(out, headers={"Cache-Control": "no-store"})
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from verifier.dtls import wire
-from verifier.dtls.crypto import (PSK_WITH_AES_128_CCM_8, CookieJar, RecordCipher, ReplayWindow, key_block,
-                                  master_secret, premaster_secret, prf, verify_data)
+from verifier.dtls.crypto import (PSK_WITH_AES_128_CCM_8, CookieJar, HMACKey, RecordCipher, ReplayWindow,
+                                  key_block, master_secret, premaster_secret, prf, verify_data)
 from verifier.dtls.server import DTLSServer, Established, PSKGrant, Refused, AppData
 
 from tests.dtls_verifier.rawclient import RawClient, client_hello
@@ -28,6 +28,19 @@ def server(**kw):
 
 
 # vectors (PROTOCOLS.md §1.11; tests/vectors)
+
+@pytest.mark.parametrize("key, data, mac", [
+    ("0b" * 20, b"Hi There", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),        # RFC 4231 §4.2
+    ("4a656665", b"what do ya want for nothing?",
+     "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"),                               # RFC 4231 §4.3
+    ("aa" * 131, b"Test Using Larger Than Block-Size Key - Hash Key First",
+     "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"),                               # RFC 4231 §4.7
+])
+def test_hmac_key_rfc4231_vectors(key, data, mac):
+    k = HMACKey(bytes.fromhex(key))
+    assert k.digest(data).hex() == mac
+    assert k.digest(data).hex() == mac          # the key's hash states are reused, not consumed
+
 
 def test_prf_vector_ietf_tls_list():
     for v in json.loads((VECTORS / "aes_ccm8_and_prf.json").read_text())["prf"]:

@@ -170,3 +170,27 @@ def test_migration_adds_psk_columns_to_an_existing_database(tmp_path):
     assert st.set_psk("t1", bytes(8), 0, 1, 5000) and not st.set_psk("t1", bytes(8), 0, 1, 6000)
     assert st.get_device(bytes(8))["psk_expires_at"] == 5000
     st.close()
+
+
+async def test_suspension_through_the_api_refuses_the_next_handshake_although_the_key_is_cached(verifier, device,
+                                                                                                 admin):
+    rc, _, err = await run(s_client(verifier.port, device.identity, device.psk.hex()))
+    assert rc == 0, err                                              # the device's PSK state is now cached
+    status, _ = await admin.call("POST", f"/v1/devices/{device.hex}/lifecycle", {"action": "suspend"})
+    assert status == 200
+    rc, _, err = await run(s_client(verifier.port, device.identity, device.psk.hex()))
+    assert rc != 0 and "alert access denied" in err, err
+    status, _ = await admin.call("POST", f"/v1/devices/{device.hex}/lifecycle", {"action": "resume"})
+    assert status == 200
+    rc, _, err = await run(s_client(verifier.port, device.identity, device.psk.hex()))
+    assert rc == 0, err
+    assert auth_rows(verifier) == [("OK", device.hex), ("NOT_ACTIVE", device.hex), ("OK", device.hex)]
+
+
+async def test_activation_by_a_handshake_is_durable_and_audited_once(verifier):
+    dev = verifier.device(status="provisioning")
+    for _ in range(2):
+        rc, _, err = await run(s_client(verifier.port, dev.identity, dev.psk.hex()))
+        assert rc == 0, err
+    assert verifier.storage.get_device(dev.id)["status"] == "active"
+    assert [r["action"] for r in verifier.audit(dev) if r["action"] == "device.activate"] == ["device.activate"]

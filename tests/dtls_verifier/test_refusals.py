@@ -12,6 +12,7 @@ from tests.dtls_verifier.conftest import run
 from tests.dtls_verifier.peers import MbedTLSClient
 from tests.dtls_verifier.rawclient import client_hello
 from tests.dtls_verifier.test_interop import auth_rows, s_client
+from verifier.appkeys import DTLS
 
 
 async def test_unknown_identity_gets_unknown_psk_identity_alert(verifier, device):
@@ -131,3 +132,21 @@ async def test_replayed_application_record_is_dropped(verifier, device):
         client.close()
     finally:
         proxy.close()
+
+
+def test_made_up_identities_leave_no_cached_state(verifier, device):
+    auth = verifier.app[DTLS].auth
+    for i in range(500):
+        assert auth.lookup(f"{i:016x}@acme".encode(), ("192.0.2.1", i), verifier.clock()) is None
+        assert auth.lookup(f"{device.hex}@other-{i}".encode(), ("192.0.2.1", i), verifier.clock()) is None
+    assert auth.cached_count == 0
+
+
+def test_the_psk_cache_is_bounded(verifier):
+    auth = verifier.app[DTLS].auth
+    auth.MAX_CACHED = 3
+    devices = [verifier.device() for _ in range(5)]
+    for dev in devices:
+        assert auth.lookup(dev.identity.encode(), ("192.0.2.1", 1), verifier.clock()).key == dev.psk
+    assert auth.cached_count == 3
+    assert auth.lookup(devices[0].identity.encode(), ("192.0.2.1", 1), verifier.clock()).key == devices[0].psk

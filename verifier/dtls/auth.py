@@ -1,10 +1,17 @@
 """Registry side of DTLS: PSK identities `deviceId@tenant`, the per-device PSK lookup, and the audit
 rows and counters of every DTLS auth decision (docs/protocol.md section 4).
 
-The lookup reads the registry on every handshake (no cache, so an admin change applies to the next
-handshake). A device that is not authenticatable still gets its real key: the refusal is sent only
-after the client has proved the key with its Finished, so the status leaks to no one but the device.
-A locked-out device gets a random key, so its handshakes fail without telling a guesser anything.
+The lookup keeps per-identity state (derived PSK, status, flags, PSK expiry) in a bounded cache, like
+binary auth's DeviceState cache: the sealed secret is opened and the PSK derived once, not per
+handshake. The cache listens to BinAuthCore's forget()/forget_tenant()/forget_all(), which the admin
+API calls after every device change, PSK rotation and policy change, so the next handshake sees it.
+Expiry and lockout are checked against `now` on every lookup. A device that is not authenticatable
+still gets its real key: the refusal is sent only after the client has proved the key with its
+Finished, so the status leaks to no one but the device. A locked-out device gets a random key, so its
+handshakes fail without telling a guesser anything.
+
+Audit rows and activations are queued and written by flush(), one transaction per batch of datagrams
+(the driver calls it before it sends the batch's replies: group commit, as verifier.batch does).
 """
 
 import logging
@@ -51,37 +58,78 @@ class DeviceRef:
 
     __slots__ = ("device_id", "hex", "tenant_id", "status")
 
-    def __init__(self, device_id, tenant_id, status):
-        self.device_id, self.hex, self.tenant_id, self.status = device_id, device_id.hex(), tenant_id, status
+    def __init__(self, device_id, tenant_id, status, hex_id=None):
+        self.device_id, self.hex, self.tenant_id, self.status = device_id, hex_id or device_id.hex(), tenant_id, status
+
+
+class PSKState:
+    """Cached per-identity DTLS state (the derived PSK never leaves this object and the grants)."""
+
+    __slots__ = ("device_id", "hex", "tenant_id", "key", "status", "blocked", "psk_expires_at")
+
+
+def _refusal(status, blocked, expires_at, now):
+    if blocked:
+        return NOT_ACTIVE, "blocked (compromised or quarantined)"
+    if status not in AUTHENTICATABLE:
+        return NOT_ACTIVE, f"status {status}"
+    if now >= expires_at:
+        return NOT_ACTIVE, "PSK expired"
+    return None
 
 
 class DTLSAuth:
     """The PSK lookup the DTLS core calls, and the recording of its decisions."""
 
+    MAX_CACHED = 100_000         # identities; past it the oldest entry goes
+
     def __init__(self, storage, sealer, core, rand=os.urandom):
         self._storage = storage
+        self._limits = storage.limits
         self._sealer = sealer
-        self._core = core          # BinAuthCore: its counters by transport and its device cache
+        self._core = core          # BinAuthCore: its counters by transport; its forget*() calls reach us
         self._rand = rand
+        self._cache = {}           # identity bytes -> PSKState, oldest first
+        self._identities = {}      # device id -> identity bytes in the cache
+        self._policies = {}        # tenant id -> Policy
+        self._activated = []       # (now, device id) waiting for flush()
+        self._audit = []
+        core.listeners.append(self)
+
+    @property
+    def cached_count(self):
+        return len(self._cache)
+
+    # cache control (through BinAuthCore's forget*(), called by the admin API after every change)
+
+    def forget(self, device_id):
+        identity = self._identities.pop(device_id, None)
+        if identity is not None:
+            self._cache.pop(identity, None)
+
+    def forget_tenant(self, tenant_id):
+        self._policies.pop(tenant_id, None)
+
+    def forget_all(self):
+        self._cache.clear()
+        self._identities.clear()
+        self._policies.clear()
 
     def policy(self, tenant_id):
-        return Policy.from_json(self._storage.get_tenant(tenant_id)["policy"])
+        pol = self._policies.get(tenant_id)
+        if pol is None:
+            pol = self._policies[tenant_id] = Policy.from_json(self._storage.get_tenant(tenant_id)["policy"])
+        return pol
 
     def load(self, ref):
         """The device row behind a DeviceRef (fresh from the registry), or None."""
         return self._storage.get_device(ref.device_id, ref.tenant_id)
 
     def refusal(self, dev, now):
-        """None if `dev` may authenticate now, else (status code, reason)."""
-        if dev["compromised"] or dev["quarantined"]:
-            return NOT_ACTIVE, "blocked (compromised or quarantined)"
-        if dev["status"] not in AUTHENTICATABLE:
-            return NOT_ACTIVE, f"status {dev['status']}"
-        if now >= psk_expires_at(dev):
-            return NOT_ACTIVE, "PSK expired"
-        return None
+        """None if the device row `dev` may authenticate now, else (status code, reason)."""
+        return _refusal(dev["status"], dev["compromised"] or dev["quarantined"], psk_expires_at(dev), now)
 
-    def lookup(self, identity, addr, now):
+    def _load(self, identity):
         parsed = parse_identity(identity)
         if parsed is None:
             return None
@@ -89,31 +137,58 @@ class DTLSAuth:
         tenant = self._storage.get_tenant_by_name(tenant_name)
         dev = self._storage.get_device(did, tenant["id"]) if tenant else None
         if dev is None:
-            return None
-        ref = DeviceRef(did, dev["tenant_id"], OK)
-        if self._storage.limits.locked_until(did, now):
-            ref.status = LOCKED_OUT
-            return PSKGrant(self._rand(32), "locked out after failed handshakes", ref)
+            return None                # not cached: a flood of made-up identities must not fill memory
         try:
             master = self._sealer.unseal(dev["sealed_secret"], did, dev["tenant_id"])
         except VerifierError:
             log.error("device %s: sealed secret does not open (wrong KEK?)", did.hex())
             return None
-        refused = self.refusal(dev, now)
+        st = PSKState()
+        st.device_id, st.hex, st.tenant_id = did, did.hex(), dev["tenant_id"]
+        st.key = psk_for(master, dev.get("psk_generation") or 0)
+        st.status = dev["status"]
+        st.blocked = bool(dev["compromised"] or dev["quarantined"])
+        st.psk_expires_at = psk_expires_at(dev)
+        old = self._identities.get(did)
+        if old is not None:
+            self._cache.pop(old, None)
+        if len(self._cache) >= self.MAX_CACHED:
+            evicted = self._cache.pop(next(iter(self._cache)))
+            self._identities.pop(evicted.device_id, None)
+        self._cache[identity] = st
+        self._identities[did] = identity
+        return st
+
+    def lookup(self, identity, addr, now):
+        st = self._cache.get(identity) or self._load(identity)
+        if st is None:
+            return None
+        ref = DeviceRef(st.device_id, st.tenant_id, OK, st.hex)
+        if self._limits.locked_until(st.device_id, now):
+            ref.status = LOCKED_OUT
+            return PSKGrant(self._rand(32), "locked out after failed handshakes", ref)
+        refused = _refusal(st.status, st.blocked, st.psk_expires_at, now)
         if refused:
             ref.status = refused[0]
-        return PSKGrant(psk_for(master, dev.get("psk_generation") or 0), refused and refused[1], ref)
+            return PSKGrant(st.key, refused[1], ref)
+        return PSKGrant(st.key, None, ref)
 
-    # decisions
+    # decisions (queued; flush() makes them durable)
 
     def established(self, event, now):
         """A handshake completed: audit it, count it, activate a device in provisioning."""
         ref = event.grant.context
-        activated = []
-        dev = self.load(ref)
-        if dev is not None and dev["status"] == "provisioning":
-            activated.append((int(now), ref.device_id))
-        self._storage.limits.succeed(ref.device_id)
+        activated = ()
+        st = self._cache.get(event.identity)
+        if st is not None and st.device_id == ref.device_id:
+            if st.status == "provisioning":
+                st.status = "active"
+                activated = ((int(now), ref.device_id),)
+        else:                            # forgotten mid-handshake (an admin change): ask the registry
+            dev = self.load(ref)
+            if dev is not None and dev["status"] == "provisioning":
+                activated = ((int(now), ref.device_id),)
+        self._limits.succeed(ref.device_id)
         self._record(OK, now, ref, event.addr, "dtls", f"handshake, suite {event.suite:04X}", activated)
 
     def refused(self, event, now):
@@ -127,7 +202,7 @@ class DTLSAuth:
             status = SIGNATURE if ref.status != LOCKED_OUT else LOCKED_OUT
             if status == SIGNATURE:
                 pol = self.policy(ref.tenant_id)
-                if self._storage.limits.fail(ref.device_id, pol.lockout_failures, pol.lockout_s, now):
+                if self._limits.fail(ref.device_id, pol.lockout_failures, pol.lockout_s, now):
                     log.warning("device %s locked out for %d s after %d failed DTLS handshakes",
                                 ref.hex, pol.lockout_s, pol.lockout_failures)
         self._record(status, now, ref, event.addr, "dtls", event.reason)
@@ -141,15 +216,26 @@ class DTLSAuth:
         if counters is None:
             counters = self._core.counts[counts] = [0] * len(STATUS_NAMES)
         counters[status] += 1
-        source = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
-        rows = [(tnow, ref.tenant_id if ref else None, "auth", ref.hex if ref else None, None, action, TRANSPORT,
-                 source, STATUS_NAMES[status], reason)]
+        source = f"{addr[0]}:{addr[1]}" if type(addr) is tuple else str(addr)
+        self._audit.append((tnow, ref.tenant_id if ref else None, "auth", ref.hex if ref else None, None, action,
+                            TRANSPORT, source, STATUS_NAMES[status], reason))
         for _, did in activated:
-            rows.append((tnow, ref.tenant_id, "admin", ref.hex, "dtls", "device.activate", TRANSPORT, source, "ok",
-                         "provisioning -> active: first successful authentication"))
+            self._activated.append((tnow, did))
+            self._audit.append((tnow, ref.tenant_id, "admin", ref.hex, "dtls", "device.activate", TRANSPORT, source,
+                                "ok", "provisioning -> active: first successful authentication"))
+
+    def flush(self):
+        """Write the queued audit rows and activations in one transaction. A failure is logged (the
+        handshakes it describes have happened); the caches are dropped, as they may be ahead."""
+        if not self._audit:
+            return
+        activated, audit = self._activated, self._audit
+        self._activated, self._audit = [], []
         try:
-            self._storage.record_auth([], list(activated), rows)
+            self._storage.record_auth([], activated, audit)
         except VerifierError:
-            log.exception("dtls: could not write %d audit row(s)", len(rows))
-        if activated:
-            self._core.forget(ref.device_id)
+            log.exception("dtls: could not write %d audit row(s)", len(audit))
+            self.forget_all()
+            return
+        for _, did in activated:
+            self._core.forget(did)       # binary auth's cached status (and ours: reloaded as active)

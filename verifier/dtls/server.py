@@ -28,8 +28,8 @@ import logging
 import os
 
 from verifier.dtls import wire
-from verifier.dtls.crypto import (SUITES, CookieJar, DTLSError, RecordCipher, ReplayWindow, key_block,
-                                  master_secret, verify_data)
+from verifier.dtls.crypto import (SUITES, CookieJar, DTLSError, HMACKey, RecordCipher, ReplayWindow, key_block,
+                                  master_secret, prf)
 from verifier.dtls.wire import (ALERT, APPLICATION_DATA, CHANGE_CIPHER_SPEC, CLIENT_HELLO, CLIENT_KEY_EXCHANGE,
                                 FATAL, FINISHED, HANDSHAKE)
 
@@ -67,7 +67,7 @@ class Connection:
 
     __slots__ = ("addr", "state", "suite", "client_random", "server_random", "ems", "transcript",
                  "next_receive_seq", "write_seq", "read_cipher", "write_cipher", "window", "master",
-                 "identity", "grant", "last_flight", "created", "touched", "next_send_seq")
+                 "identity", "grant", "last_flight", "created", "touched", "next_send_seq", "transcript_hash")
 
     def __init__(self, addr, now):
         self.addr = addr
@@ -280,14 +280,17 @@ class DTLSServer:
             raise DTLSError("unknown PSK identity", wire.UNKNOWN_PSK_IDENTITY)
         conn.grant = grant
         conn.transcript += msg.raw
-        session_hash = hashlib.sha256(conn.transcript).digest() if conn.ems else None
-        conn.master = master_secret(grant.key, conn.client_random, conn.server_random, session_hash)
+        # the hash of the transcript so far is both the EMS session hash and the client Finished's input
+        conn.transcript_hash = hashlib.sha256(conn.transcript).digest()
+        master = master_secret(grant.key, conn.client_random, conn.server_random,
+                               conn.transcript_hash if conn.ems else None)
+        conn.master = HMACKey(master)                # keyed once for the key block and both Finished
         ckey, skey, civ, siv = key_block(conn.master, conn.client_random, conn.server_random)
         conn.read_cipher = RecordCipher(conn.suite, ckey, civ)
         conn.write_cipher = RecordCipher(conn.suite, skey, siv)
 
     def _finished(self, ctx, conn, msg):
-        expected = verify_data(conn.master, b"client finished", conn.transcript)
+        expected = prf(conn.master, b"client finished", conn.transcript_hash, 12)
         if len(msg.body) != 12 or not hmac.compare_digest(expected, msg.body):
             ctx.events.append(Refused(ctx.addr, conn.identity, conn.grant, "bad Finished (wrong key)"))
             raise DTLSError("client Finished does not verify", wire.DECRYPT_ERROR)
@@ -296,7 +299,7 @@ class DTLSServer:
             raise DTLSError(conn.grant.refusal, wire.ACCESS_DENIED)
         conn.transcript += msg.raw
         fin = wire.encode_handshake(FINISHED, conn.next_send_seq,
-                                    verify_data(conn.master, b"server finished", conn.transcript))
+                                    prf(conn.master, b"server finished", hashlib.sha256(conn.transcript).digest(), 12))
         conn.transcript = b""
         conn.last_flight = ((CHANGE_CIPHER_SPEC, 0, b"\x01"), (HANDSHAKE, 1, fin))
         ctx.out.append(self._records(conn, conn.last_flight))

@@ -40,40 +40,46 @@ ClientHello = collections.namedtuple(
 def decode_records(datagram):
     """All records of a datagram (no record may span datagrams, §4.1.1)."""
     out, off, n = [], 0, len(datagram)
+    unpack = _RECORD_HEADER_SEQ.unpack_from
     while off < n:
         if n - off < 13:
             raise DTLSError("truncated record header")
-        ctype, version, epoch, seq, length = RECORD_HEADER.unpack_from(datagram, off)
-        if version not in (DTLS_1_2, DTLS_1_0) or length > MAX_RECORD or off + 13 + length > n:
+        ctype, version, epoch, seq_hi, seq_lo, length = unpack(datagram, off)
+        end = off + 13 + length
+        if (version != 0xFEFD and version != 0xFEFF) or length > MAX_RECORD or end > n:
             raise DTLSError("bad record header")
-        out.append(Record(ctype, version, epoch, int.from_bytes(seq, "big"), datagram[off + 3:off + 11],
-                          datagram[off + 13:off + 13 + length]))
-        off += 13 + length
+        out.append(Record(ctype, datagram[off + 1:off + 3], epoch, (seq_hi << 32) | seq_lo, datagram[off + 3:off + 11],
+                          datagram[off + 13:end]))
+        off = end
     return out
 
 
+_RECORD_HEADER_SEQ = struct.Struct(">BHHHIH")     # type, version, epoch, sequence number (48 bits), length
+
+
 def encode_record(ctype, epoch, seq, fragment, version=DTLS_1_2):
-    return RECORD_HEADER.pack(ctype, version, epoch, seq.to_bytes(6, "big"), len(fragment)) + fragment
+    v = 0xFEFD if version == DTLS_1_2 else int.from_bytes(version, "big")
+    return _RECORD_HEADER_SEQ.pack(ctype, v, epoch, seq >> 32, seq & 0xFFFFFFFF, len(fragment)) + fragment
+
+
+_SEQ8 = struct.Struct(">HHI")
 
 
 def seq8(epoch, seq):
-    return epoch.to_bytes(2, "big") + seq.to_bytes(6, "big")
+    return _SEQ8.pack(epoch, seq >> 32, seq & 0xFFFFFFFF)
 
 
 def decode_handshakes(fragment):
     """The handshake messages of one record; `raw` is the message as it enters the transcript."""
     out, off, n = [], 0, len(fragment)
+    unpack = _HANDSHAKE_HEADER.unpack_from
     while off < n:
         if n - off < HANDSHAKE_HEADER_LEN:
             raise DTLSError("truncated handshake header", DECODE_ERROR)
-        msg_type = fragment[off]
-        length = int.from_bytes(fragment[off + 1:off + 4], "big")
-        msg_seq = int.from_bytes(fragment[off + 4:off + 6], "big")
-        frag_off = int.from_bytes(fragment[off + 6:off + 9], "big")
-        frag_len = int.from_bytes(fragment[off + 9:off + 12], "big")
-        if frag_off != 0 or frag_len != length:
+        msg_type, len_hi, len_lo, msg_seq, off_hi, off_lo, flen_hi, flen_lo = unpack(fragment, off)
+        if off_hi or off_lo or flen_hi != len_hi or flen_lo != len_lo:
             raise DTLSError("fragmented handshake message (not supported)", HANDSHAKE_FAILURE)
-        end = off + HANDSHAKE_HEADER_LEN + length
+        end = off + HANDSHAKE_HEADER_LEN + ((len_hi << 16) | len_lo)
         if end > n:
             raise DTLSError("handshake message overruns its record", DECODE_ERROR)
         out.append(HandshakeMessage(msg_type, msg_seq, fragment[off + 12:end], fragment[off:end]))
@@ -81,9 +87,12 @@ def decode_handshakes(fragment):
     return out
 
 
+_HANDSHAKE_HEADER = struct.Struct(">BBHHBHBH")     # type, length (24 bits), message_seq, offset, fragment length
+
+
 def encode_handshake(msg_type, msg_seq, body):
-    n = len(body).to_bytes(3, "big")
-    return bytes((msg_type,)) + n + msg_seq.to_bytes(2, "big") + b"\x00\x00\x00" + n + body
+    n = len(body)
+    return _HANDSHAKE_HEADER.pack(msg_type, n >> 16, n & 0xFFFF, msg_seq, 0, 0, n >> 16, n & 0xFFFF) + body
 
 
 class _Reader:
@@ -109,28 +118,51 @@ class _Reader:
 def decode_client_hello(body):
     """Parse a ClientHello body (RFC 6347 §4.2.1). `cookie_input` is every field up to the compression
     methods with the cookie left out: what the stateless cookie binds (a retried hello repeats them)."""
-    r = _Reader(body)
-    version = r.take(2)
-    random = r.take(32)
-    session_id = r.vec(1)
-    start_cookie = r.i
-    cookie = r.vec(1)
-    end_cookie = r.i
-    suites_raw = r.vec(2)
-    compressions = r.vec(1)
-    if len(session_id) > 32 or len(cookie) > 255 or len(suites_raw) % 2 or not suites_raw or not compressions:
+    n = len(body)
+    if n < 39:                                   # version, random, and the three length prefixes
+        raise DTLSError("truncated message", DECODE_ERROR)
+    i = 35 + body[34]                            # past version (2), random (32), session_id
+    if i >= n:
+        raise DTLSError("truncated message", DECODE_ERROR)
+    start_cookie = i
+    end_cookie = i + 1 + body[i]
+    if end_cookie + 2 > n:
+        raise DTLSError("truncated message", DECODE_ERROR)
+    n_suites = (body[end_cookie] << 8) | body[end_cookie + 1]
+    i = end_cookie + 2 + n_suites
+    if i >= n:
+        raise DTLSError("truncated message", DECODE_ERROR)
+    end = i + 1 + body[i]
+    if end > n:
+        raise DTLSError("truncated message", DECODE_ERROR)
+    if body[34] > 32 or n_suites % 2 or not n_suites or end == i + 1:
         raise DTLSError("malformed ClientHello", DECODE_ERROR)
-    cookie_input = body[:start_cookie] + body[end_cookie:r.i]
+    compressions = body[i + 1:end]
+    cookie_input = body[:start_cookie] + body[end_cookie:end]
     extensions = {}
-    if r.left():
-        ext = _Reader(r.vec(2))
-        while ext.left():
-            etype = int.from_bytes(ext.take(2), "big")
-            extensions[etype] = ext.vec(2)
-    if r.left():
-        raise DTLSError("trailing bytes after ClientHello", DECODE_ERROR)
-    suites = [int.from_bytes(suites_raw[i:i + 2], "big") for i in range(0, len(suites_raw), 2)]
-    return ClientHello(version, random, session_id, cookie, suites, compressions, extensions, cookie_input)
+    if end < n:
+        if end + 2 > n:
+            raise DTLSError("truncated message", DECODE_ERROR)
+        ext_end = end + 2 + ((body[end] << 8) | body[end + 1])
+        if ext_end > n:
+            raise DTLSError("truncated message", DECODE_ERROR)
+        j = end + 2
+        while j < ext_end:
+            if j + 4 > ext_end:
+                raise DTLSError("truncated message", DECODE_ERROR)
+            k = j + 4 + ((body[j + 2] << 8) | body[j + 3])
+            if k > ext_end:
+                raise DTLSError("truncated message", DECODE_ERROR)
+            extensions[(body[j] << 8) | body[j + 1]] = body[j + 4:k]
+            j = k
+        if ext_end < n:
+            raise DTLSError("trailing bytes after ClientHello", DECODE_ERROR)
+    suites = list(_SUITE_LIST.iter_unpack(body[end_cookie + 2:end_cookie + 2 + n_suites]))
+    return ClientHello(body[:2], body[2:34], body[35:35 + body[34]], body[start_cookie + 1:end_cookie],
+                       [s[0] for s in suites], compressions, extensions, cookie_input)
+
+
+_SUITE_LIST = struct.Struct(">H")
 
 
 def decode_client_key_exchange(body):
