@@ -148,7 +148,7 @@ def bench_udp(results, db, kek_file, packets):
         f"non-OK replies {bad}, lost {peak['lost'] + at80['lost']}")
 
 
-def bench_http(results, db, kek_file, packets, rounds=3):
+def bench_http(results, db, kek_file, packets, rounds=5):
     """Both servers up at once (only one loaded at a time); wrk runs alternate between them and
     each side's median is kept, so a slow patch of the machine hits both sides alike."""
     script = ROOT / "bench" / "binauth.lua"
