@@ -52,6 +52,12 @@ class BinAuthUDP:
 
 async def open_udp(batcher, host, port):
     """Bind the endpoint; return the driver (it has .port and .close())."""
+    sock = await bind_udp(host, port)
+    return BinAuthUDP(batcher, sock, asyncio.get_running_loop())
+
+
+async def bind_udp(host, port):
+    """A bound, non-blocking UDP socket with a large receive buffer (binary auth and DTLS)."""
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     family, _, _, _, addr = infos[0]
@@ -66,4 +72,4 @@ async def open_udp(batcher, host, port):
     except BaseException:
         sock.close()
         raise
-    return BinAuthUDP(batcher, sock, loop)
+    return sock

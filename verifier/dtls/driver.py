@@ -11,17 +11,16 @@ per event-loop iteration, which would make every commit a batch of one; see veri
 
 import asyncio
 import logging
-import socket
 
 from verifier.dtls.auth import DTLSAuth
 from verifier.dtls.coap import CoAPResources
 from verifier.dtls.server import AppData, DTLSServer, Established, Refused
+from verifier.udp import bind_udp
 
 log = logging.getLogger("janua.verifier.dtls")
 
 MAX_DATAGRAM = 2048
 MAX_BATCH = 64           # bounds the time a datagram waits for its batch
-RCVBUF = 4 * 1024 * 1024
 
 
 class DTLSEndpoint:
@@ -99,17 +98,5 @@ async def open_dtls(storage, sealer, core, clock, host, port, **limits):
     loop = asyncio.get_running_loop()
     auth = DTLSAuth(storage, sealer, core)
     server = DTLSServer(auth.lookup, clock(), **limits)
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    family, _, _, _, addr = infos[0]
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-        except OSError:
-            pass
-        sock.bind(addr)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
+    sock = await bind_udp(host, port)
     return DTLSEndpoint(server, auth, CoAPResources(auth), clock, sock, loop)
