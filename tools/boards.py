@@ -57,3 +57,47 @@ def micropython_cmd(board, script=None, path=(), interactive=False):
     if script is not None:
         argv.append(str(script))
     return argv, env
+
+
+class MPRun:
+    """Run scripts on the unix port as a board, for tests and device benchmarks.
+
+    `run(script)` writes the (dedented) script into `workdir`, runs it with the
+    working directory on the flash, firmware/ and the unix HAL (as janua_hal) on the path, the
+    board profile's heap and hiding, and returns the JSON objects it printed, one per line (other
+    output is console text). A non-zero exit raises AssertionError with the board's output.
+    `raw(script)` returns the CompletedProcess instead.
+    """
+
+    def __init__(self, workdir, flash=None, timeout=120):
+        import pathlib
+        self.workdir = workdir = pathlib.Path(workdir)
+        self.flash = pathlib.Path(flash) if flash is not None else workdir / "flash"
+        self.flash.mkdir(parents=True, exist_ok=True)
+        self.lib = workdir / "hal"
+        self.lib.mkdir(exist_ok=True)
+        shutil.copy(BOARDS_DIR / "unix" / "hal.py", self.lib / "janua_hal.py")
+        self.timeout = timeout
+        self.n = 0
+
+    def raw(self, script, board="esp32", timeout=None):
+        import subprocess
+        import textwrap
+        self.n += 1
+        path = self.workdir / ("t%d.py" % self.n)
+        path.write_text(textwrap.dedent(script))
+        argv, env = micropython_cmd(board, path, path=[FIRMWARE_DIR, self.lib])
+        return subprocess.run(argv, env=env, cwd=self.flash, capture_output=True, text=True,
+                              timeout=timeout or self.timeout)
+
+    def __call__(self, script, board="esp32", timeout=None):
+        p = self.raw(script, board, timeout)
+        if p.returncode != 0:
+            raise AssertionError(p.stdout + p.stderr)
+        out = []
+        for line in p.stdout.splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass  # plain console output
+        return out

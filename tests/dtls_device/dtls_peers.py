@@ -2,16 +2,13 @@
 start real DTLS peers (openssl s_server, gnutls-serv, coap-server-openssl) on free ports, and a
 lossy UDP proxy written in CPython."""
 
-import json
-import shutil
 import socket
 import subprocess
-import textwrap
 import threading
 import time
 from pathlib import Path
 
-from tools.boards import BOARDS_DIR, FIRMWARE_DIR, micropython_cmd
+from tools.boards import MPRun as _MPRun
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 PSK_TEXT = b"secretPSK"
@@ -33,34 +30,12 @@ def free_udp_port():
     raise RuntimeError("no free port pair")
 
 
-class MPRun:
-    """Runs a script on the unix port as the esp32 board; returns the JSON lines it printed."""
+class MPRun(_MPRun):
+    """The shared runner (tools/boards.py) with the flash directory at tmp_path itself."""
 
     def __init__(self, tmp_path):
+        super().__init__(tmp_path, flash=tmp_path, timeout=60)
         self.dir = tmp_path
-        self.lib = tmp_path / "hal"
-        self.lib.mkdir()
-        shutil.copy(BOARDS_DIR / "unix" / "hal.py", self.lib / "janua_hal.py")
-        self.n = 0
-
-    def raw(self, script, board="esp32", timeout=60):
-        self.n += 1
-        path = self.dir / ("t%d.py" % self.n)
-        path.write_text(textwrap.dedent(script))
-        argv, env = micropython_cmd(board, path, path=[FIRMWARE_DIR, self.lib])
-        return subprocess.run(argv, env=env, cwd=self.dir, capture_output=True, text=True,
-                              timeout=timeout)
-
-    def __call__(self, script, board="esp32", timeout=60):
-        p = self.raw(script, board, timeout)
-        assert p.returncode == 0, p.stdout + p.stderr
-        out = []
-        for line in p.stdout.splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-        return out
 
 
 class Peer:

@@ -2,45 +2,15 @@
 
 import json
 import shutil
-import subprocess
-import textwrap
 from pathlib import Path
 
 from tools import ota as host
-from tools.boards import BOARDS_DIR, FIRMWARE_DIR, micropython_cmd
+from tools.boards import MPRun
 
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "ed25519_and_sha512.json").read_text())
 
 
-class MP:
-    """`mp(script)` runs a script in a fresh flash dir (cwd) with firmware/ and janua_hal on the
-    path, the esp32 heap, and returns the JSON lines it printed; `mp.raw` returns the process."""
-
-    def __init__(self, tmp_path):
-        self.flash = tmp_path / "flash"
-        self.flash.mkdir()
-        self.lib = tmp_path / "hal"
-        self.lib.mkdir()
-        shutil.copy(BOARDS_DIR / "unix" / "hal.py", self.lib / "janua_hal.py")
-        self.n = 0
-
-    def raw(self, script, board="esp32", timeout=120):
-        self.n += 1
-        path = self.flash.parent / ("t%d.py" % self.n)
-        path.write_text(textwrap.dedent(script))
-        argv, env = micropython_cmd(board, path, path=[FIRMWARE_DIR, self.lib])
-        return subprocess.run(argv, env=env, cwd=self.flash, capture_output=True, text=True, timeout=timeout)
-
-    def __call__(self, script, board="esp32", timeout=120):
-        p = self.raw(script, board, timeout)
-        assert p.returncode == 0, p.stdout + p.stderr
-        out = []
-        for line in p.stdout.splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-        return out
+MP = MPRun  # the shared runner (tools/boards.py)
 
 
 def ota_config(keys, hw=2, trial_boots=3, both=True):
