@@ -17,6 +17,7 @@ from verifier.dtls import open_dtls
 from verifier.http import add_routes, error_middleware
 from verifier.keys import Sealer
 from verifier.metrics import Metrics
+from verifier import mqtt_http, token_http
 from verifier.ota_http import ota_ctx
 from verifier.storage import SQLiteStorage
 from verifier.udp import open_udp
@@ -35,6 +36,8 @@ def create_app(config):
     app.cleanup_ctx.append(_udp_ctx)
     app.cleanup_ctx.append(_dtls_ctx)
     app.cleanup_ctx.append(ota_ctx)
+    app.cleanup_ctx.append(token_http.ctx)
+    app.cleanup_ctx.append(mqtt_http.ctx)
     add_routes(app)
     return app
 

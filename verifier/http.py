@@ -240,7 +240,9 @@ ROUTES = [
 
 
 def add_routes(app):
-    from verifier import ota_http   # signed OTA routes (imports this module: not at the top)
+    # feature modules (they import this module, so not at the top): each has add_routes(app)
+    from verifier import mqtt_http, ota_http, token_http
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
-    ota_http.add_routes(app)
+    for mod in (ota_http, token_http, mqtt_http):
+        mod.add_routes(app)

@@ -326,3 +326,9 @@ OPENAPI["paths"].update({
             [{"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}]))},
 })
 SCHEMAS["AuditEntry"]["properties"]["kind"]["enum"] = ["auth", "admin", "ota"]
+
+# feature documents kept beside their handlers' owners (verifier/token_http.py, verifier/mqtt_http.py)
+from verifier import openapi_mqtt, openapi_tokens  # noqa: E402
+for _feature in (openapi_tokens, openapi_mqtt):
+    OPENAPI["paths"].update(_feature.PATHS)
+    SCHEMAS.update(_feature.SCHEMAS)

@@ -15,6 +15,8 @@ import sqlite3
 from verifier.errors import Conflict, StorageError
 from verifier.limits import MemoryLimitStore
 from verifier.storage_ota import OTA_SCHEMA, OTAStorage, SQLiteOTAStorage
+from verifier.storage_tokens import TOKEN_SCHEMA, SQLiteTokenStorage, TokenStorage
+from verifier.storage_x509 import X509_SCHEMA, SQLiteX509Storage, X509Storage
 from verifier.model import PSK_LIFETIME_S
 
 DEVICE_COLUMNS = ("id", "tenant_id", "serial_number", "manufacturer_id", "model_id", "credential_type",
@@ -59,7 +61,7 @@ MIGRATIONS = (
 )
 
 
-class Storage(OTAStorage):
+class Storage(OTAStorage, TokenStorage, X509Storage):
     """What the verifier needs from its database. Device ids are 8 bytes; times are unix seconds."""
 
     limits = None  # a verifier.limits.LimitStore
@@ -137,7 +139,7 @@ class Storage(OTAStorage):
     def list_audit(self, tenant_id, device_id=None, limit=100): """Newest first."""
 
 
-class SQLiteStorage(SQLiteOTAStorage, Storage):
+class SQLiteStorage(SQLiteOTAStorage, SQLiteTokenStorage, SQLiteX509Storage, Storage):
     """Storage on one SQLite file (WAL). Single instance: limits are in process memory."""
 
     def __init__(self, path):
@@ -150,6 +152,8 @@ class SQLiteStorage(SQLiteOTAStorage, Storage):
             self._db.execute("PRAGMA cache_size=-65536")
             self._db.executescript(SCHEMA)
             self._db.executescript(OTA_SCHEMA)
+            self._db.executescript(TOKEN_SCHEMA)
+            self._db.executescript(X509_SCHEMA)
             self._migrate()
         except sqlite3.Error as e:
             raise StorageError(f"cannot open database {path}: {e}") from e

@@ -1,0 +1,13 @@
+"""HTTP edge of device tokens, offline token chains and sync (docs/tokens.md)."""
+
+ROUTES = []
+
+
+async def ctx(app):
+    """cleanup_ctx resource of this feature (app.py appends it)."""
+    yield
+
+
+def add_routes(app):
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
