@@ -32,6 +32,10 @@ from bench.harness import (PY, ROOT, WORK, Pinned, build_dtls_loadgen, dtls_load
                            wrk)
 
 N_DEVICES = 10_000
+
+# Feature benchmarks in their own modules: each has run(results, say) and adds its keys.
+FEATURE_BENCHES = [
+]
 ROUNDS = 30
 
 
@@ -282,6 +286,9 @@ def main():
     bench_udp(results, db, kek_file, packets)
     bench_http(results, db, kek_file, packets)
     bench_dtls(results)
+    import importlib
+    for name in FEATURE_BENCHES:
+        importlib.import_module(name).run(results, say)
     out = ROOT / "bench" / "results.json"
     out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     say(f"wrote {out}")
