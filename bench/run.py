@@ -35,6 +35,8 @@ N_DEVICES = 10_000
 
 # Feature benchmarks in their own modules: each has run(results, say) and adds its keys.
 FEATURE_BENCHES = [
+    "bench.offline_device",
+    "bench.tokens",
 ]
 ROUNDS = 30
 

@@ -19,3 +19,4 @@ UDP_PORT = web.AppKey("udp_port", int)
 DTLS_PORT = web.AppKey("dtls_port", int)
 DTLS = web.AppKey("dtls", object)          # the verifier.dtls.DTLSEndpoint, or None
 OTA = web.AppKey("ota", object)            # verifier.ota_http.OTAState: release files, download key
+LIFECYCLE_HOOKS = web.AppKey("lifecycle_hooks", list)  # async (app, device id bytes, now) after a lifecycle change

@@ -21,6 +21,18 @@ KEK_ENV = "JANUA_KEK"
 
 
 @dataclasses.dataclass
+class EdgeConfig:
+    """An edge verifier (verifier/edge*.py, docs/tokens.md "Edge verifier"): what it needs of its upstream."""
+
+    upstream: str                        # the cloud verifier's base URL, e.g. https://janua.example.com
+    token: str = dataclasses.field(repr=False)   # a tenant admin token of the upstream (the edge serves that tenant)
+    max_offline_s: int = 7 * 86400       # past this long without a successful sync, refuse everything
+    sync_interval_s: int = 3600
+    cache_size: int = 10_000
+    cache_ttl_s: int = 3600              # an entry older than this is re-fetched when the upstream answers
+
+
+@dataclasses.dataclass
 class Config:
     db_path: str = "janua.db"
     kek: Optional[bytes] = None          # explicit key (tests, embedding); wins over env and file
@@ -42,6 +54,8 @@ class Config:
     # content-addressed by SHA-256; an upload over release_max_bytes is refused.
     release_dir: Optional[str] = None
     release_max_bytes: int = 8 * 1024 * 1024
+    # Edge mode (janua serve --edge): create_app builds an edge verifier; db_path is the edge's own file.
+    edge: Optional[EdgeConfig] = None
 
     def release_path(self):
         return Path(self.release_dir) if self.release_dir else Path(str(self.db_path) + ".releases")

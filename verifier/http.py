@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from verifier import registry
-from verifier.appkeys import BATCHER, CONFIG, METRICS, SEALER, STORAGE, CORE
+from verifier.appkeys import BATCHER, CONFIG, LIFECYCLE_HOOKS, METRICS, SEALER, STORAGE, CORE
 from verifier.binauth import HTTP_STATUS, MALFORMED, unauthenticated_reply
 from verifier.errors import (Conflict, ConfigError, NotFound, StorageError, Unauthorized, ValidationError,
                              VerifierError)
@@ -152,7 +152,10 @@ async def patch_device(request):
 
 
 async def lifecycle(request):
-    return await _change_device(request, registry.change_lifecycle)
+    resp = await _change_device(request, registry.change_lifecycle)
+    for hook in request.app.get(LIFECYCLE_HOOKS, ()):   # feature modules (MQTT): broker credentials, certificates
+        await hook(request.app, _device_id(request), _now(request))
+    return resp
 
 
 async def rotate_psk(request):
@@ -241,8 +244,8 @@ ROUTES = [
 
 def add_routes(app):
     # feature modules (they import this module, so not at the top): each has add_routes(app)
-    from verifier import mqtt_http, ota_http, token_http
+    from verifier import edge_http, mqtt_http, ota_http, token_http
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
-    for mod in (ota_http, token_http, mqtt_http):
+    for mod in (ota_http, token_http, mqtt_http, edge_http):
         mod.add_routes(app)

@@ -15,6 +15,10 @@ MAX_TEXT = 128
 PSK_LIFETIME_S = 365 * 86400       # seed: a DTLS PSK lives 365 days from provisioning or its last rotation
 PSK_MAX_LIFETIME_DAYS = 3650
 MAX_LIST = 32
+# tenant policy fields of device tokens and offline chains (docs/tokens.md): name -> (min, max)
+TOKEN_POLICY_FIELDS = {"token_ttl_s": (60, 30 * 86400), "token_refresh_s": (0, 30 * 86400),
+                       "chain_period_s": (60, 30 * 86400), "chain_validity_s": (60, 60 * 86400),
+                       "chain_len": (1, 1000), "chain_low_water": (0, 1000)}
 
 # (status, action) -> next status. A missing key is an illegal transition.
 TRANSITIONS = {
@@ -53,6 +57,12 @@ class Policy:
     source_refill_per_s: float = 100.0
     lockout_failures: int = 5
     lockout_s: int = 300
+    token_ttl_s: int = 3600          # device JWT lifetime (docs/tokens.md)
+    token_refresh_s: int = 300       # refresh this long before exp
+    chain_period_s: int = 86400      # offline chain: one token per period
+    chain_validity_s: int = 86400    # each valid this long from its nbf
+    chain_len: int = 30              # a top-up fills the device's chain up to this many
+    chain_low_water: int = 10        # sync tops up when fewer unused tokens remain
 
     def to_json(self):
         return {
@@ -62,6 +72,7 @@ class Policy:
             "source_rate": {"capacity": self.source_capacity, "refill_per_s": self.source_refill_per_s},
             "lockout_failures": self.lockout_failures,
             "lockout_s": self.lockout_s,
+            **{name: getattr(self, name) for name in TOKEN_POLICY_FIELDS},
         }
 
     @classmethod
@@ -70,13 +81,15 @@ class Policy:
         if not isinstance(doc, dict):
             raise ValidationError("policy must be an object")
         base = base or cls()
-        known = {"drift_s", "session_ttl_s", "device_rate", "source_rate", "lockout_failures", "lockout_s"}
+        known = {"drift_s", "session_ttl_s", "device_rate", "source_rate", "lockout_failures", "lockout_s",
+                 *TOKEN_POLICY_FIELDS}
         unknown = set(doc) - known
         if unknown:
             raise ValidationError(f"unknown policy fields: {', '.join(sorted(unknown))}")
         kw = {}
         for name, lo, hi in (("drift_s", 0, 86400), ("session_ttl_s", 1, 30 * 86400),
-                             ("lockout_failures", 1, 1000), ("lockout_s", 0, 30 * 86400)):
+                             ("lockout_failures", 1, 1000), ("lockout_s", 0, 30 * 86400),
+                             *((n, lo, hi) for n, (lo, hi) in TOKEN_POLICY_FIELDS.items())):
             if name in doc:
                 kw[name] = _int(doc[name], f"policy.{name}", lo, hi)
         for name in ("device", "source"):
@@ -89,7 +102,12 @@ class Policy:
                 kw[f"{name}_capacity"] = _num(rate["capacity"], f"policy.{name}_rate.capacity", 1, 1e9)
             if "refill_per_s" in rate:
                 kw[f"{name}_refill_per_s"] = _num(rate["refill_per_s"], f"policy.{name}_rate.refill_per_s", 0, 1e9)
-        return dataclasses.replace(base, **kw)
+        out = dataclasses.replace(base, **kw)
+        if out.token_refresh_s >= out.token_ttl_s:
+            raise ValidationError("policy.token_refresh_s must be below policy.token_ttl_s")
+        if out.chain_low_water > out.chain_len:
+            raise ValidationError("policy.chain_low_water must not exceed policy.chain_len")
+        return out
 
 
 def _int(v, name, lo, hi):

@@ -37,7 +37,10 @@ SCHEMAS = {
     "Policy": {"type": "object", "properties": {
         "drift_s": {"type": "integer", "default": 300}, "session_ttl_s": {"type": "integer", "default": 3600},
         "device_rate": RATE, "source_rate": RATE,
-        "lockout_failures": {"type": "integer", "default": 5}, "lockout_s": {"type": "integer", "default": 300}}},
+        "lockout_failures": {"type": "integer", "default": 5}, "lockout_s": {"type": "integer", "default": 300},
+        **{n: {"type": "integer", "default": d, "description": "docs/tokens.md"} for n, d in (
+            ("token_ttl_s", 3600), ("token_refresh_s", 300), ("chain_period_s", 86400), ("chain_validity_s", 86400),
+            ("chain_len", 30), ("chain_low_water", 10))}}},
     "Tenant": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"},
                                                 "created": {"type": "integer"}, "policy": _ref("Policy")}},
     "Metadata": METADATA,
@@ -97,7 +100,9 @@ OPENAPI = {
              "description": "Device registry (tenant-scoped admin API) and binary auth (docs/protocol.md)."},
     "components": {
         "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
-                                           "description": "A tenant admin token (jna_...)."}},
+                                           "description": "A tenant admin token (jna_...)."},
+                            "deviceBearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                                             "description": "A device token (ES256 JWT, docs/tokens.md)."}},
         "schemas": SCHEMAS,
     },
     "paths": {
@@ -328,7 +333,7 @@ OPENAPI["paths"].update({
 SCHEMAS["AuditEntry"]["properties"]["kind"]["enum"] = ["auth", "admin", "ota"]
 
 # feature documents kept beside their handlers' owners (verifier/token_http.py, verifier/mqtt_http.py)
-from verifier import openapi_mqtt, openapi_tokens  # noqa: E402
-for _feature in (openapi_tokens, openapi_mqtt):
+from verifier import openapi_edge, openapi_mqtt, openapi_tokens  # noqa: E402
+for _feature in (openapi_tokens, openapi_mqtt, openapi_edge):
     OPENAPI["paths"].update(_feature.PATHS)
     SCHEMAS.update(_feature.SCHEMAS)

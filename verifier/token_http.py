@@ -1,11 +1,261 @@
-"""HTTP edge of device tokens, offline token chains and sync (docs/tokens.md)."""
+"""HTTP edge of device tokens, offline token chains and sync (docs/tokens.md).
 
-ROUTES = []
+Routes: the JWKS; a device JWT for a binary auth request (the same device authentication as
+/v1/ota/check); refresh and whoami with the JWT as bearer; offline chain-token authentication (one use
+per index, persisted); sync (used indices reconciled, chain top-up, keys, revocations, config); and RFC
+7662 introspection for tenant admins. Domain errors become HTTP in verifier.http's middleware.
+"""
+
+import logging
+
+from aiohttp import web
+
+from verifier import chain, ota_rollout
+from verifier.appkeys import CONFIG, STORAGE
+from verifier.errors import Conflict, Unauthorized, ValidationError
+from verifier.http import _admin, _json, _now
+from verifier.ota_http import _device, _refused
+from verifier.tokens import (TOKEN_KEYS, bearer, device_may_authenticate, issue_device_token, policy_of,
+                             token_keys_for, validate_device_token)
+
+log = logging.getLogger("janua.verifier.tokens")
+
+MAX_BODY = 16 * 1024
+MAX_USED = 1000                  # indices per sync
+MAX_ABANDON = 2000               # newest unreceived indices voided when a device reports a lower `have`
+REVOCATION_REFRESH_S = 3600
+JWKS_MAX_AGE_S = 300
+OTA_KINDS = ("app", "firmware")
 
 
 async def ctx(app):
-    """cleanup_ctx resource of this feature (app.py appends it)."""
+    """cleanup_ctx resource of this feature (app.py appends it): load (or create) the signing keys."""
+    app[TOKEN_KEYS] = token_keys_for(app, int(app[CONFIG].clock()))
     yield
+
+
+def _audit(now, dev, action, transport, source, result, reason, device_hex=None):
+    return (now, dev["tenant_id"] if dev else None, "auth", dev["id"].hex() if dev else device_hex, None, action,
+            transport, source, result, reason)
+
+
+async def _body(request):
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise ValidationError(f"the body must be JSON of at most {MAX_BODY} bytes")
+    doc = await _json(request)
+    if not isinstance(doc, dict):
+        raise ValidationError("the body must be a JSON object")
+    return doc
+
+
+def _token_reply(token, claims, refresh_at):
+    return {"token": token, "token_type": "Bearer", "expires_at": claims["exp"], "refresh_at": refresh_at}
+
+
+# -- JWT ------------------------------------------------------------------------------------------
+
+async def jwks(request):
+    return web.json_response(request.app[TOKEN_KEYS].jwks(_now(request)),
+                             headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE_S}"})
+
+
+async def issue(request):
+    dev, _, reply = await _device(request)
+    if dev is None:
+        return _refused(reply)
+    st, now = request.app[STORAGE], _now(request)
+    token, claims, refresh_at = issue_device_token(request.app[TOKEN_KEYS], dev, policy_of(st, dev["tenant_id"]), now)
+    st.add_audit([_audit(now, dev, "token.issue", "http", request.remote, "OK", f"exp {claims['exp']}")])
+    out = _token_reply(token, claims, refresh_at)
+    out["auth"] = reply.hex()
+    return web.json_response(out, headers={"Cache-Control": "no-store"})
+
+
+async def refresh(request):
+    st, now = request.app[STORAGE], _now(request)
+    dev, _ = validate_device_token(request.app, bearer(request), now)
+    token, claims, refresh_at = issue_device_token(request.app[TOKEN_KEYS], dev, policy_of(st, dev["tenant_id"]), now)
+    st.add_audit([_audit(now, dev, "token.refresh", "http", request.remote, "OK", f"exp {claims['exp']}")])
+    return web.json_response(_token_reply(token, claims, refresh_at), headers={"Cache-Control": "no-store"})
+
+
+async def whoami(request):
+    dev, claims = validate_device_token(request.app, bearer(request), _now(request))
+    tenant = request.app[STORAGE].get_tenant(dev["tenant_id"])
+    return web.json_response({"device_id": dev["id"].hex(), "tenant": tenant["name"], "status": dev["status"],
+                              "exp": claims["exp"]})
+
+
+async def introspect(request):
+    """RFC 7662: {"active": false} for anything that does not validate now or is another tenant's."""
+    _, tenant_id = _admin(request)
+    doc = await _body(request)
+    if not isinstance(doc.get("token"), str):
+        raise ValidationError('body must be {"token": "<JWT>"}')
+    try:
+        dev, claims = validate_device_token(request.app, doc["token"], _now(request))
+    except Unauthorized:
+        return web.json_response({"active": False})
+    if dev["tenant_id"] != tenant_id:
+        return web.json_response({"active": False})
+    return web.json_response({"active": True, **claims, "scope": claims["scp"], "token_type": "Bearer"})
+
+
+# -- offline chain tokens -------------------------------------------------------------------------
+
+def authenticate_offline(app, raw, now, source):
+    """Decide one offline chain token (bytes) at the cloud: (device, fields, chain state), or raise
+    ChainTokenRefused after queueing its audit row. Accepted tokens are marked used before returning."""
+    st, dev, reason = app[STORAGE], None, None
+    try:
+        fields = chain.decode_chain_token_unverified(raw)
+        dev = st.get_device(fields["device_id"])
+        drift = policy_of(st, dev["tenant_id"]).drift_s if dev else 0
+        fields = chain.verify_chain_token(raw, app[TOKEN_KEYS].chain_keys(now), now, drift)
+        if dev is None or fields["tenant_hash"] != chain.tenant_hash(dev["tenant_id"]):
+            raise chain.ChainTokenRefused("unknown_device")
+        if not device_may_authenticate(dev):
+            raise chain.ChainTokenRefused("revoked")
+        if not st.use_chain_token(dev["id"], fields["index"], now, "offline"):
+            raise chain.ChainTokenRefused("replayed")
+    except chain.ChainTokenRefused as e:
+        reason = e.reason
+        hex_id = raw[5:13].hex() if len(raw) == chain.TOKEN_LEN else None
+        st.add_audit([_audit(now, dev, "offline", "offline", source, "REFUSED", reason, hex_id)])
+        log.info("offline token refused: %s", reason)
+        raise
+    st.add_audit([_audit(now, dev, "offline", "offline", source, "OK", f"index {fields['index']}")])
+    return dev, fields, st.get_chain_state(dev["id"])
+
+
+async def offline(request):
+    now = _now(request)
+    raw = b""
+    try:
+        doc = await _body(request)
+        text = doc.get("token")
+        if isinstance(text, str) and len(text) == 2 * chain.TOKEN_LEN:
+            raw = bytes.fromhex(text)
+    except (ValidationError, ValueError):
+        raw = b""
+    dev, fields, state = authenticate_offline(request.app, raw, now, request.remote)
+    nxt = fields["index"] + 1
+    if state is not None and nxt >= state["seg_first"]:
+        next_nbf = state["base"] + nxt * state["period"]
+    else:
+        period = state["period"] if state else policy_of(request.app[STORAGE], dev["tenant_id"]).chain_period_s
+        next_nbf = fields["nbf"] + period
+    return web.json_response({"ok": True, "device_id": dev["id"].hex(), "index": fields["index"],
+                              "next_index": nxt, "next_nbf": next_nbf})
+
+
+# -- sync -----------------------------------------------------------------------------------------
+
+def _indices(used, have):
+    if not isinstance(used, list) or len(used) > MAX_USED or \
+            any(type(i) is not int or not 0 <= i <= chain.MAX_INDEX for i in used):
+        raise ValidationError(f"used must be a list of at most {MAX_USED} chain indices (0..65535)")
+    if type(have) is not int or not -1 <= have <= chain.MAX_INDEX:
+        raise ValidationError("have must be the highest chain index the device holds, or -1")
+    return sorted(set(used))
+
+
+def sync_chain(st, keys, dev, policy, used, have, now):
+    """Reconcile a device's reported used indices and top its chain up (docs/tokens.md section 4.4).
+    Returns (used_ack, new tokens as bytes, chain state after)."""
+    did = dev["id"]
+    used = _indices(used, have)
+    state = st.get_chain_state(did)
+    last = state["next_index"] - 1 if state else -1
+    if have > last:
+        raise ValidationError(f"have {have} is beyond the last chain index issued ({last})")
+    ack = [i for i in used if i <= last]
+    st.mark_chain_used(did, ack, now, "device")
+    if have < last:              # tokens the device never received (a lost response, a wiped flash): void them
+        st.mark_chain_used(did, range(max(have + 1, last + 1 - MAX_ABANDON), last + 1), now, "abandoned")
+    remaining = 0
+    if state and have >= state["seg_first"]:
+        spent = st.used_chain_indices(did, state["seg_first"], have)
+        remaining = sum(1 for i in range(state["seg_first"], have + 1)
+                        if i not in spent and state["base"] + i * state["period"] + state["validity"] > now)
+    if remaining >= policy.chain_low_water and state is not None:
+        return ack, [], state
+    nxt = state["next_index"] if state else 0
+    count = min(policy.chain_len - remaining, chain.MAX_INDEX + 1 - nxt)
+    if count <= 0:
+        return ack, [], state
+    new = dict(state) if state else {"seg_first": 0}
+    new.update(period=policy.chain_period_s, validity=policy.chain_validity_s, next_index=nxt + count, updated_at=now)
+    if state is None or remaining == 0:
+        # a new segment whose first token is valid from now; whatever is left of the old one is dead
+        if state:
+            dead = set(range(state["seg_first"], nxt)) - st.used_chain_indices(did, state["seg_first"], nxt - 1)
+            st.mark_chain_used(did, sorted(dead), now, "abandoned")
+        new.update(base=now - nxt * policy.chain_period_s, seg_first=nxt)
+    elif (state["period"], state["validity"]) != (policy.chain_period_s, policy.chain_validity_s):
+        # the policy changed: a new segment that starts where the old schedule would have
+        new.update(base=state["base"] + nxt * state["period"] - nxt * policy.chain_period_s, seg_first=nxt)
+    key = keys.active(now)
+    prev = state["last_hash"] if state else chain.ZERO_PREV
+    base, period, validity = new["base"], new["period"], new["validity"]
+    tokens = []
+    for index in range(nxt, nxt + count):
+        nbf = base + index * period
+        tok = chain.encode_chain_token(key.kid_bytes, did, index, nbf, nbf + validity,
+                                       chain.tenant_hash(dev["tenant_id"]), prev, chain.signer(key.private))
+        tokens.append(tok)
+        prev = chain.chain_link(tok)
+    new["last_hash"] = prev
+    keys.note_signed(key, base + (nxt + count - 1) * period + validity)
+    if not st.put_chain_state(did, state["next_index"] if state else None, new):
+        raise Conflict("the device's chain changed during this sync; retry")
+    return ack, tokens, new
+
+
+async def sync(request):
+    st, now = request.app[STORAGE], _now(request)
+    dev, _ = validate_device_token(request.app, bearer(request), now)
+    doc = await _body(request)
+    policy = policy_of(st, dev["tenant_id"])
+    ota = doc.get("ota")
+    if ota is not None and (not isinstance(ota, dict) or ota.get("kind", "app") not in OTA_KINDS
+                            or not isinstance(ota.get("version"), (str, type(None)))
+                            or type(ota.get("counter", 0)) is not int):
+        raise ValidationError("ota must be {kind: app|firmware, version, counter}")
+    keys = request.app[TOKEN_KEYS]
+    with st.transaction():
+        ack, tokens, state = sync_chain(st, keys, dev, policy, doc.get("used", []), doc.get("have", -1), now)
+        st.add_audit([_audit(now, dev, "sync", "http", request.remote, "OK",
+                             f"used {len(ack)}, issued {len(tokens)}")])
+    update = False
+    if ota is not None:
+        update = ota_rollout.choose_update(st, dev, ota.get("kind", "app"), ota.get("version"),
+                                           ota.get("counter", 0), now) is not None
+    return web.json_response({
+        "used_ack": ack,
+        "tokens": [t.hex() for t in tokens],
+        "chain": {"period": state["period"], "validity": state["validity"], "next_index": state["next_index"]}
+        if state else None,
+        "keys": keys.jwks(now),
+        "revocations": {"devices": [d.hex() for d in st.revoked_device_ids(dev["tenant_id"])],
+                        "next_update": now + REVOCATION_REFRESH_S},
+        "config": {"token_ttl_s": policy.token_ttl_s, "token_refresh_s": policy.token_refresh_s,
+                   "drift_s": policy.drift_s, "session_ttl_s": policy.session_ttl_s,
+                   "chain_period_s": policy.chain_period_s, "chain_validity_s": policy.chain_validity_s,
+                   "chain_len": policy.chain_len, "chain_low_water": policy.chain_low_water},
+        "update_available": update,
+    }, headers={"Cache-Control": "no-store"})
+
+
+ROUTES = [
+    ("GET", "/.well-known/jwks.json", jwks),
+    ("POST", "/v1/auth/device/token", issue),
+    ("POST", "/v1/auth/device/refresh", refresh),
+    ("GET", "/v1/auth/device/whoami", whoami),
+    ("POST", "/v1/auth/device/offline", offline),
+    ("POST", "/v1/auth/device/sync", sync),
+    ("POST", "/v1/tokens/introspect", introspect),
+]
 
 
 def add_routes(app):

@@ -82,6 +82,9 @@ def run(store=None, clock=None):
         store.save_state(new)
     except JanuaError as e:
         line += " (state not saved: %s)" % e
+    if cfg.get("tokens"):
+        from janua.tokenapp import run as _tokens
+        line += _tokens(cfg, store, clock, client.reason is None and r is not None)
     return line
 
 

@@ -46,7 +46,25 @@ def lines(store=None, clock=None):
             st.get("result", "?"), st.get("at", "?"), st.get("transport", "?"))))
     else:
         out.append(("last_auth", "none recorded"))
+    out.extend(_tokens(store, clock))
     return out
+
+
+def _tokens(store, clock):
+    # expiry and chain status only: never a token's bytes
+    from janua.store import read_json
+    try:
+        t = read_json(store.fs, store.path("token.json"))
+        tok = "exp=%s refresh_at=%s" % (t["exp"], t["refresh_at"]) if isinstance(t, dict) else "none"
+    except (JanuaError, KeyError) as e:
+        tok = "unreadable (%s)" % e
+    from janua.chain import Chain
+    try:
+        n, nbf, high = Chain(b"", store.fs, store.root).status(clock.now() if clock else None)
+        ch = "%d unused next_nbf=%s high=%d" % (n, nbf, high) if high >= 0 else "none"
+    except (JanuaError, OSError) as e:
+        ch = "unreadable (%s)" % e
+    return [("token", tok), ("chain", ch)]
 
 
 def report(store=None, clock=None):

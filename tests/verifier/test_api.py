@@ -205,7 +205,9 @@ async def test_tenant_policy_patch(client, tenant_a):
     r = await client.get("/v1/tenant", headers=tenant_a.headers)
     pol = (await r.json())["policy"]
     assert pol == {"drift_s": 300, "session_ttl_s": 3600, "device_rate": {"capacity": 10, "refill_per_s": 0.2},
-                   "source_rate": {"capacity": 200, "refill_per_s": 100}, "lockout_failures": 5, "lockout_s": 300}
+                   "source_rate": {"capacity": 200, "refill_per_s": 100}, "lockout_failures": 5, "lockout_s": 300,
+                   "token_ttl_s": 3600, "token_refresh_s": 300, "chain_period_s": 86400,
+                   "chain_validity_s": 86400, "chain_len": 30, "chain_low_water": 10}
     r = await client.patch("/v1/tenant", json={"policy": {"drift_s": 60, "device_rate": {"capacity": 3}}},
                            headers=tenant_a.headers)
     pol = (await r.json())["policy"]

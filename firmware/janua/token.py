@@ -1,0 +1,228 @@
+"""The device's compact token (docs/tokens.md): obtain, keep on flash, refresh on time, present.
+
+    ts = TokenStore(cfg, clock)           # cfg = janua.json's config
+    if ts.due(clock.now()):
+        ts.ensure(clock.now())            # refresh while valid, else obtain with binary auth
+    headers = {"Authorization": ts.bearer()}
+
+The current JWT lives in "token.json" ({"token", "exp", "refresh_at"}), written atomically with
+janua.store (temp file + rename), so a power cut keeps the old token or the new one. `obtain()` sends
+a fresh 20-byte binary auth request (binauth.Client; an authenticated reply sets the clock, and
+TIME_SYNC/REPLAY are retried) to POST /v1/auth/device/token; `refresh()` presents the still-valid
+token to POST /v1/auth/device/refresh. The token is opaque here: the device neither decodes nor
+verifies it (ES256 is the verifier's and the broker's business); it trusts only the times the
+verifier sent with it. Also the minimal JSON-over-HTTP client the token and chain calls share
+(`call`): one request per connection, Content-Length bodies read into one capped buffer, no TLS,
+no redirects. Nothing here logs or prints a token.
+"""
+
+import json
+import socket
+from binascii import hexlify, unhexlify
+from micropython import const
+from janua import AuthError, StoreError, TransportError
+from janua.store import PosixFS, read_json, write_json
+
+FILE = "token.json"
+_MAX_HEAD = const(1024)
+_MAX_JSON = const(2048)     # a token answer is a few hundred bytes
+_MAX_TOKEN = const(1024)    # a compact JWT is about 250 characters
+_REFRESH_S = const(300)     # used only when the verifier's answer lacks refresh_at
+
+
+def _hostport(url):
+    """(host, port) of "http://host:port[/...]" or "host:port"."""
+    if url.startswith("http://"):
+        url = url[7:]
+    elif "://" in url:
+        raise TransportError("only http:// URLs are supported")
+    url = url.split("/", 1)[0]
+    host, sep, port = url.rpartition(":")
+    if not sep:
+        return url, 80
+    try:
+        return host, int(port)
+    except ValueError:
+        raise TransportError("bad port in %s" % url)
+
+
+def call(host, port, method, path, doc=None, bearer=None, cap=_MAX_JSON, timeout=10.0):
+    """(status, parsed JSON body or None) of one request. TransportError on framing or size."""
+    try:
+        addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
+    except OSError as e:
+        raise TransportError("cannot resolve %s: %s" % (host, e))
+    body = json.dumps(doc).encode() if doc is not None else None
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        s.connect(addr)
+        head = "%s %s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n" % (method, path, host, port)
+        if bearer:
+            head += "Authorization: %s\r\n" % bearer
+        if body is not None:
+            head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+        s.write(head.encode() + b"\r\n")
+        if body is not None:
+            s.write(body)
+        body = None
+        raw = b""
+        while True:
+            chunk = s.recv(256)
+            if not chunk:
+                raise TransportError("http response without end of headers")
+            raw += chunk
+            end = raw.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            if len(raw) > _MAX_HEAD:
+                raise TransportError("http headers over %d bytes" % _MAX_HEAD)
+        from janua.http import parse_head
+        status, length = parse_head(raw[:end])
+        if length is None or length < 0:
+            raise TransportError("http response without a valid content-length")
+        if length > cap:
+            raise TransportError("http body over %d bytes" % cap)
+        buf = bytearray(length)    # the one body buffer; JSON is parsed straight from it
+        mv = memoryview(buf)
+        got = len(raw) - end - 4
+        if got > length:
+            got = length
+        mv[:got] = raw[end + 4:end + 4 + got]
+        raw = None
+        while got < length:
+            n = s.readinto(mv[got:])
+            if not n:
+                raise TransportError("connection closed %d bytes early" % (length - got))
+            got += n
+    finally:
+        s.close()
+    if not length:
+        return status, None
+    try:
+        return status, json.loads(buf)
+    except ValueError:
+        raise TransportError("%s: http %d, not JSON" % (path, status))
+
+
+def _int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+class TokenStore:
+    """The current token of this device: on flash, refreshed on time."""
+
+    def __init__(self, cfg, clock, last_sent=0, fs=None, root="", timeout=10.0):
+        self.cfg = cfg
+        srv = cfg["server"]
+        self.host, self.port = srv["host"], srv.get("http_port", 8080)
+        self.clock = clock
+        self.last_sent = last_sent      # binary auth timestamp; the caller persists it
+        self.fs = fs or PosixFS()
+        self.path = root + "/" + FILE if root else FILE
+        self.timeout = timeout
+        self.doc = None
+        try:
+            doc = read_json(self.fs, self.path)
+        except StoreError:
+            doc = None                  # unreadable: as if there were none (obtain a new one)
+        if self._good(doc):
+            self.doc = doc
+
+    @staticmethod
+    def _good(doc):
+        return (isinstance(doc, dict) and isinstance(doc.get("token"), str)
+                and 0 < len(doc["token"]) <= _MAX_TOKEN and _int(doc.get("exp"))
+                and _int(doc.get("refresh_at")))
+
+    def exp(self):
+        return self.doc["exp"] if self.doc else None
+
+    def valid(self, now):
+        """True while the stored token has not expired (by this device's clock)."""
+        return self.doc is not None and now < self.doc["exp"]
+
+    def due(self, now):
+        """True when there is no token or it is time to refresh it (refresh_at = exp - 300 s)."""
+        return self.doc is None or now >= self.doc["refresh_at"]
+
+    def bearer(self):
+        """The Authorization header value; AuthError when there is no token."""
+        if self.doc is None:
+            raise AuthError("no device token (obtain one first)")
+        return "Bearer " + self.doc["token"]
+
+    def _keep(self, out, what):
+        if not isinstance(out, dict):
+            raise AuthError("%s: no answer" % what)
+        exp = out.get("expires_at")
+        doc = {"token": out.get("token"), "exp": exp,
+               "refresh_at": out.get("refresh_at", exp - _REFRESH_S if _int(exp) else None)}
+        if not self._good(doc):
+            raise AuthError("%s: malformed token answer" % what)
+        write_json(self.fs, self.path, doc)
+        self.doc = doc
+        return doc
+
+    def obtain(self):
+        """A new token for a fresh binary auth request (POST /v1/auth/device/token)."""
+        from janua.hkdf import derive
+        from janua.mac import HMAC
+        from janua.binauth import Client, DONE, RETRY
+        mac = HMAC(derive(unhexlify(self.cfg["master_secret"]), "binauth"))
+        client = Client(unhexlify(self.cfg["device_id"]), mac, self.clock, self.last_sent)
+        while True:
+            doc = {"auth": hexlify(client.request()).decode()}
+            self.last_sent = client.last_sent
+            status, out = call(self.host, self.port, "POST", "/v1/auth/device/token", doc,
+                               timeout=self.timeout)
+            auth = out.get("auth") if isinstance(out, dict) else None
+            if not isinstance(auth, str):
+                raise AuthError("token: http %d without a binary auth reply" % status)
+            try:
+                reply = unhexlify(auth)
+            except ValueError:
+                raise AuthError("token: bad binary auth reply")
+            state = client.receive(reply)
+            if state == DONE:
+                if status != 200:
+                    raise AuthError("token: http %d" % status)
+                return self._keep(out, "token")
+            if state != RETRY:
+                client.give_up("http %d" % status)
+                raise AuthError("token: %s" % client.reason)
+
+    def refresh(self):
+        """A new token for the current one (POST /v1/auth/device/refresh with it as bearer)."""
+        status, out = call(self.host, self.port, "POST", "/v1/auth/device/refresh", {},
+                           bearer=self.bearer(), timeout=self.timeout)
+        if status != 200:
+            raise AuthError("refresh: http %d" % status)
+        return self._keep(out, "refresh")
+
+    def ensure(self, now):
+        """Refresh when due; obtain when there is none, it expired, or the refresh was refused."""
+        if not self.due(now):
+            return self.doc
+        if self.valid(now):
+            try:
+                return self.refresh()
+            except AuthError:
+                pass        # refused (suspended, rotated key, clock off): binary auth decides
+        return self.obtain()
+
+    def forget(self):
+        """Drop the stored token (after the verifier refused it)."""
+        self.doc = None
+        try:
+            self.fs.remove(self.path)
+        except OSError:
+            pass
+
+    def whoami(self):
+        """GET /v1/auth/device/whoami: what the verifier knows of the token's device."""
+        status, out = call(self.host, self.port, "GET", "/v1/auth/device/whoami", None,
+                           bearer=self.bearer(), timeout=self.timeout)
+        if status != 200 or not isinstance(out, dict):
+            raise AuthError("whoami: http %d" % status)
+        return out

@@ -1,0 +1,185 @@
+"""The edge verifier application (`janua serve --edge --upstream URL`, docs/tokens.md "Edge verifier").
+
+verifier.app.create_app(config) hands over here when config.edge is set. The edge serves binary auth
+(UDP and POST /v1/binauth) with the cloud's BinAuthCore and group commit, fed from the edge cache
+(verifier.edge.EdgeBinAuthCore), offline chain tokens (POST /v1/auth/device/offline), /healthz, /metrics
+and GET /v1/edge/status. It has no registry, no admin API and no DTLS endpoint. A background task syncs
+with the upstream every sync_interval_s (sooner after a failure, and as soon as the upstream answers again).
+"""
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from verifier import http
+from verifier.appkeys import BATCHER, CONFIG, CORE, DTLS, DTLS_PORT, METRICS, SEALER, UDP_PORT
+from verifier.batch import AuthBatcher
+from verifier.binauth import HTTP_STATUS, MALFORMED, REQUEST_LEN, unauthenticated_reply
+from verifier.chain import TOKEN_LEN
+from verifier.config import load_kek
+from verifier.edge import EdgeBinAuthCore, EdgeCore
+from verifier.edge_store import EdgeStore
+from verifier.edge_upstream import Upstream
+from verifier.errors import ValidationError
+from verifier.keys import Sealer
+from verifier.metrics import Metrics
+from verifier.udp import open_udp
+
+log = logging.getLogger("janua.verifier.edge")
+
+EDGE = web.AppKey("edge", EdgeCore)
+EDGE_STORE = web.AppKey("edge_store", EdgeStore)
+POLL_S = 1.0                  # how often (real time) the sync task compares the clock with next_sync
+MAX_WAITING = 256             # UDP datagrams held back while their devices are fetched from the upstream
+MAX_BODY = 4096
+
+
+def create_edge_app(config):
+    """Build the edge verifier. Raises ConfigError at once if there is no KEK (the edge's own)."""
+    app = web.Application(middlewares=[http.error_middleware], client_max_size=MAX_BODY)
+    app[CONFIG] = config
+    app[SEALER] = Sealer(load_kek(config))
+    app.cleanup_ctx.append(_edge_ctx)
+    app.cleanup_ctx.append(_udp_ctx)
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+    return app
+
+
+async def _edge_ctx(app):
+    config = app[CONFIG]
+    store = EdgeStore(config.db_path)
+    upstream = Upstream(config.edge.upstream, config.edge.token)
+    task = None
+    try:
+        await upstream.open()
+        edge = EdgeCore(config.edge, store, app[SEALER], upstream)
+        core = EdgeBinAuthCore(edge, store, config.source_capacity, config.source_refill_per_s)
+        app[EDGE], app[EDGE_STORE], app[CORE] = edge, store, core
+        app[METRICS] = Metrics(core)
+        app[BATCHER] = AuthBatcher(core, app[METRICS], config.clock)
+        app[DTLS_PORT], app[DTLS] = 0, None
+        await edge.sync(config.clock())
+        edge.serving(config.clock())
+        task = asyncio.ensure_future(_sync_loop(edge, config.clock))
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        await upstream.close()
+        store.close()
+
+
+async def _sync_loop(edge, clock):
+    while True:
+        await asyncio.sleep(POLL_S)
+        now = clock()
+        if now >= edge.next_sync:
+            try:
+                await edge.sync(now)
+            except Exception:           # a bug must not end the loop: the next tick retries
+                log.exception("edge: sync failed")
+
+
+class _EdgeUDP:
+    """Between the UDP driver and the batcher: a datagram for a device the edge does not hold yet
+    waits (bounded) for the upstream look-up; the others are decided at once."""
+
+    def __init__(self, batcher, edge, clock):
+        self._batcher, self._edge, self._clock = batcher, edge, clock
+        self._waiting = 0
+        self._tasks = set()
+
+    def process_udp(self, datagrams, udp):
+        now = self._clock()
+        ready, later = [], []
+        for d in datagrams:
+            if len(d[0]) == REQUEST_LEN and self._waiting + len(later) < MAX_WAITING \
+                    and not self._edge.known(d[0][:8], now):
+                later.append(d)
+            else:
+                ready.append(d)
+        if ready:
+            self._batcher.process_udp(ready, udp)
+        if later:
+            self._waiting += len(later)
+            task = asyncio.ensure_future(self._after_fetch(later, udp, now))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _after_fetch(self, datagrams, udp, now):
+        try:
+            await asyncio.gather(*(self._edge.ensure(d[0][:8], now) for d in datagrams), return_exceptions=True)
+        finally:
+            self._waiting -= len(datagrams)
+        self._batcher.process_udp(datagrams, udp)
+
+
+async def _udp_ctx(app):
+    config = app[CONFIG]
+    if config.udp_port is None:
+        app[UDP_PORT] = 0
+        yield
+        return
+    udp = await open_udp(_EdgeUDP(app[BATCHER], app[EDGE], config.clock), config.udp_host, config.udp_port)
+    app[UDP_PORT] = udp.port
+    yield
+    udp.close()
+
+
+# routes
+
+async def binauth(request):
+    if request.content_length is not None and request.content_length > 64:
+        reply = unauthenticated_reply(MALFORMED)
+    else:
+        data = await request.content.read(65)
+        if len(data) == REQUEST_LEN:
+            await request.app[EDGE].ensure(data[:8], request.app[CONFIG].clock())
+        reply = await request.app[BATCHER].submit(data, request.remote or "?", "http")
+    return web.Response(body=reply, status=HTTP_STATUS[reply[0]], content_type="application/octet-stream")
+
+
+async def offline(request):
+    """The cloud's POST /v1/auth/device/offline, decided from the edge cache."""
+    raw = b""
+    try:
+        doc = await http._json(request)
+        text = doc.get("token") if isinstance(doc, dict) else None
+        if isinstance(text, str) and len(text) == 2 * TOKEN_LEN:
+            raw = bytes.fromhex(text)
+    except (ValidationError, ValueError):
+        raw = b""
+    ok, out = await request.app[EDGE].offline(raw, request.remote, request.app[CONFIG].clock())
+    if not ok:
+        return web.json_response({"error": "unauthenticated", "message": "refused"}, status=401,
+                                 headers={"WWW-Authenticate": "Bearer"})
+    return web.json_response(out)
+
+
+async def status(request):
+    """Local operations view: no secrets, no device list."""
+    edge, now = request.app[EDGE], request.app[CONFIG].clock()
+    return web.json_response({
+        "upstream": edge.upstream.url, "serving": edge.serving(now), "last_sync": edge.last_sync,
+        "next_sync": edge.next_sync, "max_offline_s": edge.settings.max_offline_s,
+        "cached_devices": edge.cached_count(), "pending": request.app[EDGE_STORE].pending_counts()})
+
+
+async def healthz(request):
+    request.app[EDGE_STORE].ping()
+    return web.json_response({"status": "ok"})
+
+
+ROUTES = [
+    ("POST", "/v1/binauth", binauth),
+    ("POST", "/v1/auth/device/offline", offline),
+    ("GET", "/v1/edge/status", status),
+    ("GET", "/healthz", healthz),
+    ("GET", "/metrics", http.metrics),
+]

@@ -1,0 +1,167 @@
+"""Cloud-side routes for edge verifiers (docs/tokens.md "Edge verifier"), tenant admin bearer:
+
+- GET /v1/edge/devices/{device_id}: what an edge needs to authenticate one device: the derived
+  binary-auth key (never the master secret), status, flags, tenant policy, recently used chain indices.
+- GET /v1/edge/snapshot[?since=unix]: the token public keys (JWKS), the tenant's revocation list, and the
+  entries of devices whose status changed (or that were provisioned) at or after `since`.
+- POST /v1/edge/reports: what an edge accepted while it was on its own: used chain indices (marked used
+  here, so the cloud refuses them too), binary-auth timestamps (the replay floor only rises) and audit rows
+  (stored under the caller's tenant, actor "edge:<token id>").
+
+An edge sees only its token's tenant; another tenant's device is as absent as a missing one.
+"""
+
+from aiohttp import web
+
+from verifier import chain, keys, registry
+from verifier.appkeys import CORE, SEALER, STORAGE
+from verifier.errors import ValidationError
+from verifier.http import _admin, _device_id, _json, _now
+from verifier.model import Policy, parse_device_id
+from verifier.token_http import REVOCATION_REFRESH_S
+from verifier.tokens import TOKEN_KEYS, device_may_authenticate
+
+MAX_SNAPSHOT_DEVICES = 10_000
+MAX_REPORT_ITEMS = 10_000
+MAX_TEXT = 500
+PAGE = 1000
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def edge_entry(app, dev, policy, now):
+    """The edge's view of one device. The binary-auth key is derived here from the sealed master secret;
+    the master secret itself never leaves this function."""
+    did, tenant_id = dev["id"], dev["tenant_id"]
+    key = keys.derive_key(app[SEALER].unseal(dev["sealed_secret"], did, tenant_id), keys.LABEL_BINAUTH)
+    return {"device_id": did.hex(), "tenant_id": tenant_id, "status": dev["status"],
+            "blocked": dev["compromised"] or dev["quarantined"], "permissions": dev["permissions"],
+            "binauth_key": key.hex(), "policy": policy.to_json(), "chain_revoked": not device_may_authenticate(dev),
+            "last_ts": dev["last_ts"], "status_changed_at": dev["status_changed_at"],
+            "chain_used": _recent_used(app[STORAGE], did, now)}
+
+
+def _recent_used(st, did, now):
+    """Used chain indices around the one valid now (what an edge must not accept again)."""
+    state = st.get_chain_state(did)
+    if state is None or state["next_index"] == 0:
+        return []
+    period = max(state["period"], 1)
+    current = (now - state["base"]) // period
+    span = state["validity"] // period + 2
+    lo, hi = max(0, current - span), min(state["next_index"] - 1, current + span)
+    return sorted(st.used_chain_indices(did, lo, hi)) if lo <= hi else []
+
+
+def _policy(st, tenant_id):
+    return Policy.from_json(st.get_tenant(tenant_id)["policy"])
+
+
+async def device(request):
+    _, tenant_id = _admin(request)
+    st = request.app[STORAGE]
+    dev = registry.get_device(st, tenant_id, _device_id(request))
+    return web.json_response(edge_entry(request.app, dev, _policy(st, tenant_id), _now(request)), headers=NO_STORE)
+
+
+async def snapshot(request):
+    _, tenant_id = _admin(request)
+    st, now = request.app[STORAGE], _now(request)
+    since = request.query.get("since")
+    if since is not None:
+        try:
+            since = int(since)
+        except ValueError:
+            raise ValidationError("since must be unix seconds") from None
+    devices, truncated = [], False
+    if since is not None:
+        policy, after = _policy(st, tenant_id), None
+        while not truncated:
+            page = st.list_devices(tenant_id, after=after, limit=PAGE)
+            for dev in page:
+                if dev["status_changed_at"] >= since or dev["provisioned_at"] >= since:
+                    if len(devices) == MAX_SNAPSHOT_DEVICES:
+                        truncated = True
+                        break
+                    devices.append(edge_entry(request.app, dev, policy, now))
+            if len(page) < PAGE:
+                break
+            after = page[-1]["id"]
+    return web.json_response({
+        "keys": request.app[TOKEN_KEYS].jwks(now),
+        "revocations": {"devices": [d.hex() for d in st.revoked_device_ids(tenant_id)],
+                        "next_update": now + REVOCATION_REFRESH_S},
+        "devices": devices, "truncated": truncated, "now": now}, headers=NO_STORE)
+
+
+def _list(body, name):
+    items = body.get(name, [])
+    if not isinstance(items, list) or len(items) > MAX_REPORT_ITEMS or not all(isinstance(i, dict) for i in items):
+        raise ValidationError(f"{name} must be a list of at most {MAX_REPORT_ITEMS} objects")
+    return items
+
+
+def _int(v, name, hi=chain.MAX_U32):
+    if type(v) is not int or not 0 <= v <= hi:
+        raise ValidationError(f"{name} must be an integer in [0, {hi}]")
+    return v
+
+
+def _text(v):
+    return v[:MAX_TEXT] if isinstance(v, str) else None
+
+
+async def reports(request):
+    token_id, tenant_id = _admin(request)
+    st, now = request.app[STORAGE], _now(request)
+    body = await _json(request)
+    if not isinstance(body, dict) or set(body) - {"used", "binauth", "audit"}:
+        raise ValidationError('body must be {"used": [...], "binauth": [...], "audit": [...]}')
+    used, auth, audit = _list(body, "used"), _list(body, "binauth"), _list(body, "audit")
+    # validate everything before writing anything
+    used = [(parse_device_id(u.get("device_id")), _int(u.get("index"), "index", chain.MAX_INDEX),
+             _int(u.get("ts"), "ts")) for u in used]
+    auth = [(parse_device_id(a.get("device_id")), _int(a.get("last_ts"), "last_ts")) for a in auth]
+    actor = f"edge:{token_id}"
+    rows = [(_int(a.get("ts"), "ts"), tenant_id, a.get("kind") if a.get("kind") in ("auth", "admin") else "auth",
+             a["device_id"] if parse_device_id(a.get("device_id")) else None, actor, _text(a.get("action")) or "edge",
+             _text(a.get("transport")), _text(a.get("source")), _text(a.get("result")) or "?", _text(a.get("reason")))
+            for a in audit]
+    ours = {}
+
+    def mine(did):
+        if did not in ours:
+            ours[did] = did is not None and st.get_device(did, tenant_id)
+        return ours[did]
+
+    accepted, ignored = 0, 0
+    with st.transaction():
+        for did, index, ts in used:
+            if mine(did):
+                st.use_chain_token(did, index, ts, "edge")
+                accepted += 1
+            else:
+                ignored += 1
+        floors = []
+        for did, last_ts in auth:
+            dev = mine(did)
+            if dev and last_ts > dev["last_ts"]:
+                floors.append((last_ts, now, did))
+        if floors:
+            st.record_auth(floors, [], [])
+        if rows:
+            st.add_audit(rows)
+    for _, _, did in floors:
+        request.app[CORE].forget(did)
+    return web.json_response({"used": accepted, "ignored": ignored, "binauth": len(floors), "audit": len(rows)})
+
+
+ROUTES = [
+    ("GET", "/v1/edge/devices/{device_id}", device),
+    ("GET", "/v1/edge/snapshot", snapshot),
+    ("POST", "/v1/edge/reports", reports),
+]
+
+
+def add_routes(app):
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)

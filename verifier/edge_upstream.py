@@ -1,0 +1,73 @@
+"""The edge verifier's client of its upstream (the cloud verifier's /v1/edge/* routes, docs/tokens.md
+"Edge verifier"), on one aiohttp ClientSession with short timeouts.
+
+Every failure to get an answer (connection refused, timeout, 5xx, a body that is not the expected JSON)
+is UpstreamUnavailable: the edge then serves from its cache within its offline window. A 401/403 means
+the edge's token is wrong or revoked: that is logged as an error (an operator must act) and also treated
+as unavailable. The admin token is sent only in the Authorization header and never logged.
+"""
+
+import logging
+
+import aiohttp
+
+from verifier.errors import StorageError
+
+log = logging.getLogger("janua.verifier.edge")
+
+TIMEOUT = aiohttp.ClientTimeout(total=10, sock_connect=3)
+MAX_RESPONSE = 64 * 1024 * 1024
+
+
+class UpstreamUnavailable(StorageError):
+    """The edge's upstream did not answer usefully (down, slow, refused the edge's token)."""
+
+    code = "upstream_unavailable"
+
+
+class Upstream:
+    def __init__(self, url, token, timeout=TIMEOUT):
+        self.url = url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._timeout = timeout
+        self._session = None
+
+    async def open(self):
+        self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers,
+                                              read_bufsize=2 ** 16)
+
+    async def close(self):
+        if self._session is not None:
+            await self._session.close()
+
+    async def _call(self, method, path, params=None, body=None, absent_ok=False):
+        try:
+            async with self._session.request(method, self.url + path, params=params, json=body) as r:
+                if r.status == 404 and absent_ok:
+                    return None
+                if r.status in (401, 403):
+                    log.error("edge: the upstream %s refused the edge's token (HTTP %d): check "
+                              "--upstream-token-file", self.url, r.status)
+                    raise UpstreamUnavailable(f"upstream refused the edge's token (HTTP {r.status})")
+                if r.status != 200:
+                    raise UpstreamUnavailable(f"upstream {method} {path}: HTTP {r.status}")
+                if r.content_length is not None and r.content_length > MAX_RESPONSE:
+                    raise UpstreamUnavailable(f"upstream {method} {path}: response too large")
+                doc = await r.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+            raise UpstreamUnavailable(f"upstream {method} {path}: {type(e).__name__}: {e}") from None
+        if not isinstance(doc, dict):
+            raise UpstreamUnavailable(f"upstream {method} {path}: not a JSON object")
+        return doc
+
+    async def device(self, device_hex):
+        """The upstream's entry for one device, or None if it does not know it (in the edge's tenant)."""
+        return await self._call("GET", f"/v1/edge/devices/{device_hex}", absent_ok=True)
+
+    async def snapshot(self, since=None):
+        """Keys, revocations, and (with `since`) the entries of devices changed since then."""
+        params = None if since is None else {"since": str(int(since))}
+        return await self._call("GET", "/v1/edge/snapshot", params=params)
+
+    async def report(self, body):
+        return await self._call("POST", "/v1/edge/reports", body=body)

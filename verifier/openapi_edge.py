@@ -1,0 +1,65 @@
+"""OpenAPI paths and schemas of the cloud-side routes for edge verifiers (verifier/edge_http.py),
+merged into verifier.openapi.OPENAPI. The edge app's own routes are a subset of the cloud's
+(/v1/binauth, /v1/auth/device/offline, /healthz, /metrics) plus GET /v1/edge/status (docs/tokens.md)."""
+
+from verifier.openapi import DEVICE_ID, ERR, _admin_op, _json, _ref
+
+_HEX_ID = {"type": "string", "pattern": "^[0-9a-f]{16}$"}
+_AUDIT_IN = {"type": "object", "description": "an audit row queued at the edge (as in GET /v1/audit, without seq)",
+             "properties": {"ts": {"type": "integer"}, "kind": {"type": "string", "enum": ["auth", "admin"]},
+                            "device_id": {"type": ["string", "null"]}, "action": {"type": "string"},
+                            "transport": {"type": ["string", "null"]}, "source": {"type": ["string", "null"]},
+                            "result": {"type": "string"}, "reason": {"type": ["string", "null"]}},
+             "required": ["ts"]}
+
+SCHEMAS = {
+    "EdgeDevice": {"type": "object", "description": "what an edge needs to authenticate one device; never the "
+                   "master secret", "required": ["device_id", "tenant_id", "status", "blocked", "permissions",
+                                                 "binauth_key", "policy", "chain_revoked"],
+                   "properties": {
+                       "device_id": _HEX_ID, "tenant_id": {"type": "string"},
+                       "status": {"type": "string", "enum": ["provisioning", "active", "suspended", "decommissioned"]},
+                       "blocked": {"type": "boolean", "description": "compromised or quarantined"},
+                       "permissions": {"type": "integer"},
+                       "binauth_key": {"type": "string", "pattern": "^[0-9a-f]{64}$",
+                                       "description": "K_binauth = HKDF(M, \"binauth\"), hex"},
+                       "policy": _ref("Policy"),
+                       "chain_revoked": {"type": "boolean", "description": "offline chain tokens of this device "
+                                         "must be refused (not active, compromised or quarantined)"},
+                       "last_ts": {"type": "integer", "description": "last accepted binary-auth timestamp"},
+                       "status_changed_at": {"type": "integer"},
+                       "chain_used": {"type": "array", "items": {"type": "integer"},
+                                      "description": "used chain indices around the one valid now"}}},
+}
+
+PATHS = {
+    "/v1/edge/devices/{device_id}": {"get": _admin_op(
+        "An edge fetches one device of its tenant (cloud fallback)", {"200": _json(_ref("EdgeDevice")), "404": ERR},
+        parameters=[DEVICE_ID])},
+    "/v1/edge/snapshot": {"get": _admin_op(
+        "An edge's periodic sync: keys, revocations, devices changed since `since`",
+        {"200": _json({"type": "object", "required": ["keys", "revocations", "devices", "now"], "properties": {
+            "keys": {"type": "object", "description": "JWK Set (RFC 7517) of the token keys"},
+            "revocations": {"type": "object", "properties": {
+                "devices": {"type": "array", "items": _HEX_ID}, "next_update": {"type": "integer"}}},
+            "devices": {"type": "array", "items": _ref("EdgeDevice"),
+                        "description": "empty without `since`; at most 10,000"},
+            "truncated": {"type": "boolean"}, "now": {"type": "integer"}}})},
+        parameters=[{"name": "since", "in": "query", "required": False, "schema": {"type": "integer"},
+                     "description": "unix seconds (the previous snapshot's `now`)"}])},
+    "/v1/edge/reports": {"post": _admin_op(
+        "An edge delivers what it accepted on its own: used chain indices, binary-auth timestamps, audit rows",
+        {"200": _json({"type": "object", "properties": {
+            "used": {"type": "integer"}, "ignored": {"type": "integer"}, "binauth": {"type": "integer"},
+            "audit": {"type": "integer"}}})},
+        requestBody={"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": False, "properties": {
+                "used": {"type": "array", "maxItems": 10000, "items": {
+                    "type": "object", "required": ["device_id", "index", "ts"], "properties": {
+                        "device_id": _HEX_ID, "index": {"type": "integer", "minimum": 0, "maximum": 65535},
+                        "ts": {"type": "integer"}}}},
+                "binauth": {"type": "array", "maxItems": 10000, "items": {
+                    "type": "object", "required": ["device_id", "last_ts"], "properties": {
+                        "device_id": _HEX_ID, "last_ts": {"type": "integer"}}}},
+                "audit": {"type": "array", "maxItems": 10000, "items": _AUDIT_IN}}}}}})},
+}
