@@ -35,8 +35,10 @@ N_DEVICES = 10_000
 
 # Feature benchmarks in their own modules: each has run(results, say) and adds its keys.
 FEATURE_BENCHES = [
+    "bench.x509",
     "bench.offline_device",
     "bench.tokens",
+    "bench.mqtt_device",
 ]
 ROUNDS = 30
 

@@ -16,6 +16,7 @@ COMMANDS = {
     "console": ("tools.console", "serial console to a board, or --diag to print its status"),
     "demo": ("tools.demo", "verifier + virtual board authenticating, end to end"),
     "ota": ("tools.ota", "signed OTA releases: keygen, build, sign, trust, install"),
+    "mqtt": ("tools.mqtt", "mosquitto config (per-tenant mutual TLS, dynamic security) and tenant CAs"),
     "token-key": ("tools.token_key", "list and rotate the verifier's token-signing keys (JWKS overlap)"),
 }
 
