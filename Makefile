@@ -7,10 +7,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the benchmarks and the interop tests need (command -> package).
-BENCH_DEBS := wrk:wrk taskset:util-linux gcc:gcc
-TEST_DEBS  := openssl:openssl gnutls-serv:gnutls-bin coap-server-openssl:libcoap3-bin
+BENCH_DEBS := wrk:wrk taskset:util-linux gcc:gcc mosquitto:mosquitto
+TEST_DEBS  := openssl:openssl gnutls-serv:gnutls-bin coap-server-openssl:libcoap3-bin mosquitto:mosquitto
 
-.PHONY: all demo test bench venv debs-bench debs-test clean
+.PHONY: all demo test bench venv mplib debs-bench debs-test clean
 
 all: test
 
@@ -23,6 +23,23 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# MicroPython libraries the device tests load from .venv/mplib (the unix port's path), taken from
+# PyPI. micropython-umqtt.simple is an sdist without setup.py: pip downloads and unpacks it, then
+# refuses to build it; --no-clean keeps the unpacked tree (under TMPDIR), from which simple.py is copied.
+MPLIB_STAMP := $(VENV)/.mplib-stamp
+UMQTT_PIN   := micropython-umqtt.simple==1.3.4
+$(MPLIB_STAMP): $(STAMP)
+	rm -rf $(VENV)/mpdeps && mkdir -p $(VENV)/mpdeps/tmp $(VENV)/mplib/umqtt
+	TMPDIR=$(abspath $(VENV)/mpdeps/tmp) $(VENV)/bin/pip download -q --no-clean --no-deps --no-binary :all: \
+	  $(UMQTT_PIN) -d $(VENV)/mpdeps >/dev/null 2>&1 || true
+	@src=$$(find $(VENV)/mpdeps -path '*/umqtt/simple.py' | head -n1); \
+	  [ -n "$$src" ] || { echo "make: could not obtain umqtt/simple.py ($(UMQTT_PIN)) from PyPI"; exit 1; }; \
+	  cp "$$src" $(VENV)/mplib/umqtt/simple.py
+	rm -rf $(VENV)/mpdeps/tmp
+	@touch $(MPLIB_STAMP)
+
+mplib: $(MPLIB_STAMP)
+
 debs-bench debs-test:
 	@missing=""; for pair in $(if $(filter debs-bench,$@),$(BENCH_DEBS),$(TEST_DEBS)); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
@@ -33,10 +50,10 @@ debs-bench debs-test:
 demo: $(STAMP)
 	$(VENV)/bin/janua demo
 
-test: $(STAMP) debs-test
+test: $(STAMP) $(MPLIB_STAMP) debs-test
 	$(PY) -m pytest -q -p no:cacheprovider
 
-bench: $(STAMP) debs-bench
+bench: $(STAMP) $(MPLIB_STAMP) debs-bench
 	$(PY) -m bench.run
 
 clean:

@@ -39,3 +39,10 @@ def probe():
     # Imported lazily so that the binauth path never loads caps.py.
     from janua.caps import probe as _probe
     return _probe()
+
+
+def select_protocol(caps, links=("udp", "tcp"), want=None):
+    # The constrained selector (docs/mqtt.md): coap-psk, mqtt-sas, http-basic or custom-binary
+    # from probe()'s capabilities. Lazy for the same reason as probe().
+    from janua.select import select_protocol as _select
+    return _select(caps, links, want)

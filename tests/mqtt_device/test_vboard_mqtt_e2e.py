@@ -1,0 +1,240 @@
+"""End to end on the virtual board: a verifier subprocess (`janua serve --dev`), the mosquitto config
+it generates (verifier/mqtt_broker.py) on a real broker, and the commands a user types:
+`janua flash`, `janua provision --credential certificate --port <pty>`; then the board connects with
+its certificate (umqtt.simple, installed as mip would) and publishes on its own topics only; its
+suspension puts the certificate on hold (CRL) and disables its MQTT password (dynamic security)."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.mosquitto import Mosquitto, free_ports
+from tests.mqtt_device.conftest import UMQTT_134, Watcher, host_publish
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+BOARD = """
+import json
+from janua.store import Store
+from janua import mqtt
+cfg = Store().load_config()
+try:
+%s
+except Exception as e:
+    print(json.dumps({"error": type(e).__name__, "msg": str(e)}))
+"""
+
+
+def janua(*a):
+    r = subprocess.run([sys.executable, "-m", "tools", *a], capture_output=True, text=True, cwd=ROOT, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def on_board(port, body):
+    from tools import mpremote_util
+    code = BOARD % "\n".join("    " + ln for ln in body.strip("\n").splitlines())
+    out = mpremote_util.exec_(port, code)
+    return [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+
+
+def _broker_config(db, out_dir):
+    """What `janua mqtt config --db DB --out DIR` does: the verifier's registry writes the broker directory."""
+    from verifier import keys, mqtt_broker
+    from verifier.config import Config, load_kek
+    from verifier.storage import SQLiteStorage
+    st = SQLiteStorage(str(db))
+    try:
+        base = free_ports(1)[0]
+        return mqtt_broker.write_config(st, keys.Sealer(load_kek(Config(db_path=str(db), dev=True))), out_dir,
+                                        int(time.time()), base_port=base)
+    finally:
+        st.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    if not UMQTT_134.is_file():
+        pytest.fail("umqtt.simple 1.3.4 is missing: run `make mplib`")
+    from tools import mpremote_util
+    from tools.demo import Verifier
+    from tools.vboard import VirtualBoard
+    work = tmp_path_factory.mktemp("mqtt-e2e")
+    v = Verifier(work)
+    mq = vb = None
+    st = {"v": v}
+    try:
+        conf = _broker_config(v.db, work / "broker")
+        mq = Mosquitto(work / "mq", conf=work / "broker").start()
+        vb = VirtualBoard("esp32", work / "flash")
+        vb.start()
+        janua("flash", "--port", vb.port, "--board", "esp32")
+        mpremote_util.cp_many(vb.port, [(UMQTT_134, "lib/umqtt/simple.py")])   # mip install umqtt.simple
+        auth = ["--server", v.url, "--token-file", str(v.token_file)]
+        out = janua("provision", "--serial", "MQTT-1", "--port", vb.port, "--credential", "certificate",
+                    "--udp-port", str(v.udp_port), "--transport", "udp", *auth)
+        dev = out.split("provisioned device ")[1].split()[0]
+        # Its first binary authentication (UDP) makes the device active in the registry.
+        auth_line = mpremote_util.exec_(vb.port, "from janua.app import run\nprint(run())").strip().splitlines()[-1]
+        # A second device, provisioned without a board: its package (key included) is printed once.
+        other_out = janua("provision", "--serial", "MQTT-2", "--credential", "certificate", *auth)
+        other = json.loads(other_out[other_out.index("{"):])
+        st.update(mq=mq, vb=vb, work=work, dev=dev, other=other, conf=conf, auth=auth, auth_line=auth_line)
+        yield st
+    finally:
+        if vb is not None:
+            vb.stop()
+        if mq is not None:
+            mq.stop()
+        v.stop()
+        if st["v"] is not v:    # restarted by a test
+            st["v"].stop()
+
+
+def _watcher(stack):
+    """A host-side subscriber of the tenant's listener with its own certificate and read access to the tree."""
+    import ssl
+
+    from verifier import mqtt_broker as mb
+    work, cfg = stack["work"], json.loads((stack["work"] / "flash" / "janua.json").read_text())
+    short = cfg["mqtt"]["topic_prefix"].split("/")[1]
+    tdir = work / "broker" / "tenants" / short
+    acl = tdir / "acl"
+    if "user watcher" not in acl.read_text():
+        acl.write_text(acl.read_text() + f"user watcher\ntopic read janua/{short}/#\n")
+        stack["mq"].reload()
+    from verifier import x509 as vx
+    # The watcher's certificate comes from the tenant CA through the verifier's own code (test only).
+    from verifier.config import Config, load_kek
+    from verifier.keys import Sealer
+    from verifier.storage import SQLiteStorage
+    st = SQLiteStorage(str(stack["v"].db))
+    try:
+        tenant = next(t for t in st.list_tenants_brief() if mb.tenant_short_id(t["id"]) == short)
+        ca = vx.TenantCA.load(st, Sealer(load_kek(Config(db_path=str(stack["v"].db), dev=True))), tenant)
+    finally:
+        st.close()
+    cert, key = vx.issue_device(ca.cert, ca.key, "watcher", "watcher", int(time.time()))
+    (work / "watcher.pem").write_bytes(vx.cert_pem(cert))
+    (work / "watcher.key").write_bytes(vx.key_pem(key))
+    ctx = ssl.create_default_context(cafile=str(tdir / "ca.pem"))
+    ctx.load_cert_chain(str(work / "watcher.pem"), str(work / "watcher.key"))
+    return Watcher(cfg["mqtt"]["port"], ctx, f"janua/{short}/#"), cfg
+
+
+def test_provision_writes_the_certificate_files_and_mqtt_settings_onto_the_board(stack):
+    flash = stack["work"] / "flash"
+    cfg = json.loads((flash / "janua.json").read_text())
+    assert cfg["device_id"] == stack["dev"]
+    assert cfg["mqtt"]["topic_prefix"].endswith("/" + stack["dev"])
+    assert cfg["mqtt"]["port"] in stack["conf"]["tenants"].values()
+    from cryptography import x509
+    cert = x509.load_der_x509_certificate((flash / "janua_cert.der").read_bytes())
+    assert cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == stack["dev"]
+    ca = x509.load_der_x509_certificate((flash / "janua_ca.der").read_bytes())
+    assert cert.issuer == ca.subject
+    assert not list(flash.glob("*.tmp"))
+
+
+def test_board_connects_with_its_certificate_and_publishes(stack):
+    w, cfg = _watcher(stack)
+    try:
+        out = on_board(stack["vb"].port, """
+s = mqtt.connect(cfg)
+s.publish("telemetry", b"hello from the virtual board")
+print(json.dumps({"ok": s.prefix}))
+s.close()
+""")
+        assert out == [{"ok": cfg["mqtt"]["topic_prefix"]}], out
+        assert w.wait_for(cfg["mqtt"]["topic_prefix"] + "/telemetry", b"hello from the virtual board")
+    finally:
+        w.close()
+
+
+def test_another_devices_topic_is_refused_to_the_board(stack):
+    other = stack["other"]
+    flash = stack["work"] / "flash"
+    cfg = json.loads((flash / "janua.json").read_text())
+    import base64
+    o = {"id": other["device_id"], "cert_der": base64.b64decode(other["certificate_der"]),
+         "key_der": base64.b64decode(other["key_der"]), "ca_der": base64.b64decode(other["ca_der"]),
+         "prefix": other["mqtt"]["topic_prefix"], "port": other["mqtt"]["port"]}
+    host_publish(stack["work"], o, "state", b"not for you")      # retained on the other device's topic
+    w, _ = _watcher(stack)
+    try:
+        out = on_board(stack["vb"].port, """
+got = []
+s = mqtt.connect(cfg)
+s.on_message = lambda t, m: got.append([t.decode(), m.decode()])
+try:
+    s.subscribe_to(%r)
+except mqtt.MQTTRefused:
+    pass
+s.publish_to(%r, b"forged")
+s.subscribe("marker")
+s.publish("marker", b"m")
+n = 0
+while n < 20 and not got:
+    s.wait()
+    n += 1
+print(json.dumps({"got": got}))
+s.close()
+""" % (o["prefix"] + "/state", o["prefix"] + "/cmd"))
+        assert out == [{"got": [[cfg["mqtt"]["topic_prefix"] + "/marker", "m"]]}], out
+        assert w.wait_for(cfg["mqtt"]["topic_prefix"] + "/marker", b"m")
+        assert (o["prefix"] + "/cmd", b"forged") not in w.messages
+    finally:
+        w.close()
+
+
+def test_board_reconnects_while_the_verifier_is_down_and_after_it_restarts(stack):
+    """Certificate logins need only the broker: the board connects with the verifier stopped, and again
+    once a new verifier process runs on the same registry."""
+    from tools.demo import Verifier
+    login = "s = mqtt.connect(cfg)\ns.publish('up', b'r')\nprint(json.dumps({'ok': True}))\ns.close()"
+    stack["v"].stop()
+    assert on_board(stack["vb"].port, login) == [{"ok": True}]
+    stack["v"] = Verifier(stack["work"])
+    assert stack["v"].api("GET", f"/v1/devices/{stack['dev']}")["device_id"] == stack["dev"]
+    assert on_board(stack["vb"].port, login) == [{"ok": True}]
+
+
+def test_suspension_stops_the_password_and_puts_the_certificate_on_hold(stack):
+    """The board (active since its first binary auth) gets an MQTT password; suspended, the
+    password is refused by the broker (dynamic security) and its certificate by the CRL; resumed, both work."""
+    import paho.mqtt.client as mqtt
+    from tools.api import API
+    v, dev, port = stack["v"], stack["dev"], stack["vb"].port
+    assert "authenticated" in stack["auth_line"], stack["auth_line"]
+    api = API(v.url, token_file=str(v.token_file))
+    pw = api.call("POST", f"/v1/devices/{dev}/mqtt-password", {})
+
+    def password_login():
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=dev, protocol=mqtt.MQTTv311)
+        c.username_pw_set(pw["username"], pw["password"])
+        try:
+            c.connect(pw["broker"]["host"], pw["broker"]["port"], keepalive=10)
+        except OSError:
+            return "unreachable"
+        box = {}
+        c.on_connect = lambda cl, u, f, rc, p=None: box.setdefault("rc", rc)
+        deadline = time.monotonic() + 10
+        while "rc" not in box and time.monotonic() < deadline:
+            c.loop(0.1)
+        c.disconnect()
+        return "ok" if box.get("rc") is not None and not box["rc"].is_failure else str(box.get("rc"))
+
+    cert_login = "s = mqtt.connect(cfg)\nprint(json.dumps({'ok': True}))\ns.close()"
+    assert password_login() == "ok"
+    api.call("POST", f"/v1/devices/{dev}/lifecycle", {"action": "suspend", "reason": "test"})
+    assert password_login() != "ok"
+    held = on_board(port, cert_login)
+    assert held[0].get("error") == "MQTTTLSError", held
+    api.call("POST", f"/v1/devices/{dev}/lifecycle", {"action": "resume"})
+    assert password_login() == "ok"
+    assert on_board(port, cert_login) == [{"ok": True}]
