@@ -50,14 +50,16 @@ def _janua(*argv, timeout=120, check=True):
 
 
 class Verifier:
-    """`janua serve --dev` as a subprocess on free ports."""
+    """`janua serve --dev` as a subprocess on free ports (or the ports given, to restart on the same
+    ones); `extra` arguments are appended (e.g. --edge --upstream URL for an edge verifier)."""
 
-    def __init__(self, workdir, listen_host="127.0.0.1"):
-        self.db = workdir / "janua.db"
+    def __init__(self, workdir, listen_host="127.0.0.1", db_name="janua.db", http_port=0, udp_port=0,
+                 extra=()):
+        self.db = workdir / db_name
         cmd = [sys.executable, "-m", "tools", "serve", "--dev", "--db", str(self.db),
                "--http-host", listen_host, "--udp-host", listen_host,
-               "--http-port", "0", "--udp-port", "0", "--dtls-host", listen_host, "--dtls-port", "0",
-               "--log-level", "WARNING"]
+               "--http-port", str(http_port), "--udp-port", str(udp_port), "--dtls-host", listen_host,
+               "--dtls-port", "0", "--log-level", "WARNING", *extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      cwd=Path(__file__).resolve().parent.parent)
         deadline = time.monotonic() + 30

@@ -61,6 +61,10 @@ def configure(p):
     p.add_argument("--mqtt-port", type=int, help="broker mutual-TLS port (default: the tenant's listener "
                                                  "from GET /v1/ca, else 8883)")
     p.add_argument("--mqtt-server-hostname", help="name the broker certificate must carry (default: --mqtt-host)")
+    p.add_argument("--tokens", action="store_true",
+                   help="the board also keeps a device token and a chain of offline tokens (docs/tokens.md)")
+    p.add_argument("--edge", metavar="URL", help="edge verifier the board authenticates to with its offline "
+                                                 "tokens when the verifier is unreachable (implies --tokens)")
     p.add_argument("--rotate-psk", metavar="DEVICE_ID",
                    help="rotate a device's DTLS PSK (a new key generation); with --port the board's "
                         "config is updated atomically so it uses the new generation")
@@ -230,6 +234,12 @@ def board_config(pkg, args):
         cfg["board"] = args.board
     if args.wifi_ssid:
         cfg["wifi"] = {"ssid": args.wifi_ssid, "password": args.wifi_password or ""}
+    if args.tokens or args.edge:
+        cfg["tokens"] = {"chain": True}
+        if args.edge:
+            if not args.edge.startswith("http://"):
+                raise CLIError(f"--edge must be an http:// URL the board can reach, not {args.edge!r}")
+            cfg["tokens"]["edge"] = args.edge
     return cfg
 
 

@@ -102,12 +102,20 @@ class EdgeCore:
         self._jwks = store.get_meta("jwks", {"keys": []})
         self.public_keys = public_keys_from_jwks(self._jwks)
         self._revoked = set(store.get_meta("revoked", []))
+        self._tenant = None                       # {"id", "policy"} of the edge's tenant, from the snapshot
+        self._set_tenant(store.get_meta("tenant"))
         for did, _, doc, sealed, fetched_at in store.load_devices(settings.cache_size):
             try:
                 doc = dict(doc, binauth_key=sealer.unseal(sealed, did, doc["tenant_id"]).hex())
                 self._put(parse_entry(doc, fetched_at))
             except VerifierError as x:
                 log.error("edge: cached device %s does not open (wrong KEK?): %s", did.hex(), x)
+
+    def _set_tenant(self, doc):
+        try:
+            self._tenant = {"id": doc["id"], "policy": Policy.from_json(doc["policy"])} if doc else None
+        except (KeyError, TypeError, VerifierError):
+            self._tenant = None
 
     # the offline window
     def serving(self, now):
@@ -282,8 +290,11 @@ class EdgeCore:
         changed = revoked ^ self._revoked
         self._jwks, self.public_keys, self._revoked = snap["keys"], keys, revoked
         self._since, self.last_sync, self._down_until = snap["now"], now, 0.0
+        tenant = snap.get("tenant")
+        if isinstance(tenant, dict):
+            self._set_tenant(tenant)
         self._store.set_meta({"jwks": self._jwks, "revoked": sorted(revoked), "since": self._since,
-                              "last_sync": now})
+                              "last_sync": now, "tenant": tenant if self._tenant else None})
         self._store.prune_used(int(now) - PRUNE_MARGIN_S)
         dropped = self._store.trim_outbox()
         if dropped:
@@ -309,6 +320,8 @@ class EdgeCore:
                 if not chain.es256_verify(key, tok["signature"], tok["signed"]):
                     raise chain.ChainTokenRefused("bad_signature")
             e = await self.ensure(tok["device_id"], now)
+            if e is None:
+                e = self._uncached(tok["device_id"], now)
             if e is None or e.tenant_hash != tok["tenant_hash"]:
                 raise chain.ChainTokenRefused("unknown_device")
             chain.verify_chain_token(data, self.public_keys, now, e.policy.drift_s)
@@ -322,6 +335,19 @@ class EdgeCore:
         period = e.policy.chain_period_s
         return True, {"ok": True, "device_id": e.hex, "index": tok["index"], "next_index": tok["index"] + 1,
                       "next_nbf": tok["nbf"] + period}
+
+    def _uncached(self, device_id, now):
+        """A stand-in entry for a device of the edge's tenant that is not cached while the upstream cannot be
+        asked: a chain token needs no device secret (the upstream's signature, the synced revocation list and
+        the edge's own used-token state decide), so it is checked with the tenant's synced policy. None if the
+        upstream said it does not know the device, or the edge has not learnt its tenant yet."""
+        if self._unknown.get(device_id, 0) > now or self._tenant is None:
+            return None
+        e = Entry()
+        e.id, e.hex, e.tenant_id = device_id, device_id.hex(), self._tenant["id"]
+        e.tenant_hash, e.policy = chain.tenant_hash(e.tenant_id), self._tenant["policy"]
+        e.status, e.blocked, e.chain_revoked = "active", False, False
+        return e
 
     def _offline_refused(self, tnow, e, tok, source, reason):
         hex_id = e.hex if e is not None else (tok["device_id"].hex() if tok is not None else None)

@@ -90,7 +90,8 @@ async def snapshot(request):
         "keys": request.app[TOKEN_KEYS].jwks(now),
         "revocations": {"devices": [d.hex() for d in st.revoked_device_ids(tenant_id)],
                         "next_update": now + REVOCATION_REFRESH_S},
-        "devices": devices, "truncated": truncated, "now": now}, headers=NO_STORE)
+        "devices": devices, "truncated": truncated, "now": now,
+        "tenant": {"id": tenant_id, "policy": _policy(st, tenant_id).to_json()}}, headers=NO_STORE)
 
 
 def _list(body, name):

@@ -44,7 +44,9 @@ PATHS = {
                 "devices": {"type": "array", "items": _HEX_ID}, "next_update": {"type": "integer"}}},
             "devices": {"type": "array", "items": _ref("EdgeDevice"),
                         "description": "empty without `since`; at most 10,000"},
-            "truncated": {"type": "boolean"}, "now": {"type": "integer"}}})},
+            "truncated": {"type": "boolean"}, "now": {"type": "integer"},
+            "tenant": {"type": "object", "description": "the edge's tenant: {id, policy}", "properties": {
+                "id": {"type": "string"}, "policy": _ref("Policy")}}}})},
         parameters=[{"name": "since", "in": "query", "required": False, "schema": {"type": "integer"},
                      "description": "unix seconds (the previous snapshot's `now`)"}])},
     "/v1/edge/reports": {"post": _admin_op(

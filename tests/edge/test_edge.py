@@ -178,3 +178,23 @@ async def test_forged_offline_token_is_refused_without_asking_upstream(world, cl
 def _edge_key():
     from verifier.edge_app import EDGE
     return EDGE
+
+
+async def test_chain_token_of_a_device_never_seen_here_is_verified_offline(world, clock):
+    """A chain token needs no device secret: the upstream's signature, the synced revocation list and
+    the tenant's synced policy decide, so a device that never came through this edge before the outage
+    still authenticates offline, once; a revoked one does not."""
+    dev, revoked = world.devices(2)
+    await world.get_chain(dev)
+    await world.get_chain(revoked)
+    edge = await world.start_edge()
+    await world.lifecycle(revoked, "suspend")
+    assert await edge.app[_edge_key()].sync(clock())
+    await world.stop_cloud()
+    clock.advance(DAY + 60)
+    assert edge.app[_edge_key()].cached_count() == 0
+    tok, f = _current(dev, clock())
+    status, body = await offline(world, edge.url, tok)
+    assert status == 200 and body["index"] == f["index"], body
+    assert (await offline(world, edge.url, tok))[0] == 401                      # once
+    assert (await offline(world, edge.url, _current(revoked, clock())[0]))[0] == 401
