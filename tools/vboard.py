@@ -33,20 +33,7 @@ from pathlib import Path
 from tools.boards import BOARD_NAMES, load_profile, micropython_cmd
 from tools.errors import CLIError
 
-RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n"
-FRIENDLY_BANNER = b'Type "help()" for more information.'
-SOFT_REBOOT = b"MPY: soft reboot\r\n"
-# Written by boards/shim.py when boot.py/main.py are done: an OSC escape that terminals ignore,
-# stripped by the supervisor so clients never see it.
-BOOT_MARK = "\x1b]janua-vboard-booted\x07"
-_MARK = BOOT_MARK.encode()
-# Written by the shim when boot.py/main.py calls sys.exit(code): the unix port started with -i would
-# swallow the SystemExit into its REPL, so the supervisor ends the interpreter itself and resets
-# the board as if it had exited with `code` (0: soft reset, else hard reset, as on a board).
-EXIT_MARK = "\x1b]janua-vboard-exit:"
-_EXIT = EXIT_MARK.encode()
-_OUT_STALL_S = 0.5   # nobody reading the port for this long: drop output, as a UART would
-_MAX_INQ = 65536
+from tools.vboard_serial import BOOT_MARK, EXIT_MARK, MAX_INQ, SOFT_REBOOT, SerialBytes
 
 
 def default_flash_dir(board):
@@ -74,7 +61,7 @@ def _child_termios(fd):
     termios.tcsetattr(fd, termios.TCSANOW, a)
 
 
-class VirtualBoard:
+class VirtualBoard(SerialBytes):
     """One virtual board: `start()` returns its serial port; `stop()` tears it down.
 
     `kill()` cuts the power at once (the interpreter gets SIGKILL and stays off); `restart()`
@@ -264,7 +251,7 @@ class VirtualBoard:
                     self._boot(soft=False, raw=False, note=None)
             cm = self._cm
             rlist = [self._wake_r]
-            if len(self._inq) < _MAX_INQ:
+            if len(self._inq) < MAX_INQ:
                 rlist.append(self._um)
             if cm is not None and not self._outq:
                 rlist.append(cm)
@@ -358,131 +345,6 @@ class VirtualBoard:
             self._child = None
             self._cm = None
             self._changed.notify_all()
-
-    # -- bytes from the interpreter -----------------------------------------------------------
-
-    def _from_child(self, data):
-        if self._phase == "run":
-            self._forward(data)
-            return
-        self._buf += data
-        if self._phase == "boot":
-            j = self._buf.find(_EXIT)
-            if j >= 0 and b"\x07" in self._buf[j:]:
-                end = self._buf.index(b"\x07", j)
-                try:
-                    code = int(self._buf[j + len(_EXIT):end])
-                except ValueError:
-                    code = 1
-                self._forward(self._buf[:j])
-                self._buf = b""
-                self._exit_status = code
-                self._child.kill()      # _child_gone() then resets the board with `code`
-                return
-            i = self._buf.find(_MARK)
-            if i < 0:
-                # Forward all but what could be the start of the marker.
-                keep = 0
-                for n in range(min(len(_MARK) - 1, len(self._buf)), 0, -1):
-                    if _MARK.startswith(self._buf[-n:]):
-                        keep = n
-                        break
-                self._forward(self._buf[: len(self._buf) - keep])
-                self._buf = self._buf[len(self._buf) - keep:]
-                return
-            self._forward(self._buf[:i])
-            rest = self._buf[i + len(_MARK):]
-            self._buf = b""
-            if self._raw:
-                self._phase = "rawsync"   # swallow the banner, enter the raw REPL, then run
-                self._buf = rest
-                self._from_child(b"")
-                return
-            self._phase = "run"
-            if rest:
-                self._forward(rest)
-            return
-        # rawsync: wait for the raw REPL prompt the Ctrl-A we sent produces.
-        i = self._buf.find(RAW_PROMPT)
-        if i < 0:
-            self._buf = self._buf[-len(RAW_PROMPT):]
-            return
-        rest = self._buf[i:]
-        self._buf = b""
-        self._phase = "run"
-        self._forward(rest)
-
-    def _forward(self, data):
-        if not data:
-            return
-        # Track the REPL mode from what the interpreter prints, across read boundaries.
-        seen = self._tail + data
-        r = seen.rfind(RAW_PROMPT)
-        f = seen.rfind(FRIENDLY_BANNER)
-        if r >= 0 or f >= 0:
-            self._raw = r > f
-        self._tail = seen[-64:]
-        self._emit(data)
-
-    def _emit(self, data):
-        self._outq += data
-        self._flush_out()
-
-    def _flush_out(self):
-        while self._outq:
-            try:
-                n = os.write(self._um, self._outq)
-            except BlockingIOError:
-                now = time.monotonic()
-                if self._out_stalled_since is None:
-                    self._out_stalled_since = now
-                elif now - self._out_stalled_since > _OUT_STALL_S:
-                    self._outq.clear()   # nobody reads the port: the bytes are lost, as on a UART
-                return
-            except OSError:
-                self._outq.clear()
-                return
-            del self._outq[:n]
-            self._out_stalled_since = None
-
-    # -- bytes from the client ----------------------------------------------------------------
-
-    def _from_client(self, data):
-        if self._child is None:
-            return  # powered off: the bytes go nowhere
-        parts = data.split(b"\x03")
-        for k, part in enumerate(parts):
-            if k:
-                self._ctrl_c()
-            if part:
-                self._inq += part
-        if self._phase == "run":
-            self._flush_in()
-
-    def _ctrl_c(self):
-        try:
-            running_code = termios.tcgetattr(self._cm)[3] & termios.ISIG
-        except termios.error:
-            running_code = False
-        if running_code:
-            self._flush_in()   # what came before the Ctrl-C is read before it, as on a board
-            try:
-                self._child.send_signal(signal.SIGINT)
-            except OSError:
-                pass
-        else:
-            self._inq += b"\x03"
-
-    def _flush_in(self):
-        if self._phase == "run" and self._inq:
-            n = self._write_child(bytes(self._inq))
-            del self._inq[:n]
-
-    def _write_child(self, data):
-        try:
-            return os.write(self._cm, data)
-        except (BlockingIOError, OSError):
-            return 0
 
 
 # -- CLI ----------------------------------------------------------------------------------------
