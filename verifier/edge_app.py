@@ -147,6 +147,7 @@ async def binauth(request):
 
 async def offline(request):
     """The cloud's POST /v1/auth/device/offline, decided from the edge cache."""
+    http.limit_source(request, request.app[EDGE_STORE].limits, "offline", request.app[CONFIG].clock())
     raw = b""
     try:
         doc = await http._json(request)

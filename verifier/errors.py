@@ -55,6 +55,12 @@ class InvalidTransition(Conflict):
     code = "invalid_transition"
 
 
+class RateLimited(VerifierError):
+    """Too many requests from this source; try again later."""
+
+    code = "rate_limited"
+
+
 class StorageError(VerifierError):
     """The registry database failed."""
 

@@ -9,14 +9,14 @@ from aiohttp import web
 from verifier import registry
 from verifier.appkeys import BATCHER, CONFIG, LIFECYCLE_HOOKS, METRICS, SEALER, STORAGE, CORE
 from verifier.binauth import HTTP_STATUS, MALFORMED, unauthenticated_reply
-from verifier.errors import (Conflict, ConfigError, NotFound, StorageError, Unauthorized, ValidationError,
-                             VerifierError)
+from verifier.errors import (Conflict, ConfigError, NotFound, RateLimited, StorageError, Unauthorized,
+                             ValidationError, VerifierError)
 from verifier.model import STATUSES, parse_device_id
 from verifier.openapi import OPENAPI
 
 log = logging.getLogger("janua.verifier.http")
 
-ERROR_STATUS = {ValidationError: 400, Unauthorized: 401, NotFound: 404, Conflict: 409,
+ERROR_STATUS = {ValidationError: 400, Unauthorized: 401, NotFound: 404, Conflict: 409, RateLimited: 429,
                 StorageError: 503, ConfigError: 500}
 MAX_LIST = 1000
 
@@ -40,7 +40,7 @@ async def error_middleware(request, handler):
         status = _http_status(e)
         if status >= 500:
             log.error("%s %s: %s", request.method, request.path, e)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {"Retry-After": "1"} if status == 429 else None
         return _error(status, e.code, str(e), headers)
     except web.HTTPException as e:
         if e.status < 400:
@@ -249,3 +249,12 @@ def add_routes(app):
         app.router.add_route(method, path, handler)
     for mod in (ota_http, token_http, mqtt_http, edge_http):
         mod.add_routes(app)
+
+
+def limit_source(request, limits, what, now):
+    """The verifier-wide per-source limit (Config.source_capacity/source_refill_per_s) in front of an
+    endpoint whose every request costs a signature check; RateLimited (429) when it is spent."""
+    cfg = request.app[CONFIG]
+    if not limits.take(f"{what}-src:{request.remote or '?'}", cfg.source_capacity,
+                                    cfg.source_refill_per_s, now):
+        raise RateLimited(f"too many {what} requests from this address; retry later")

@@ -75,7 +75,10 @@ PATHS = {
             "token": CHAIN_TOKEN}}),
         "responses": {"200": _json({"type": "object", "properties": {
             "ok": {"const": True}, "device_id": {"type": "string"}, "index": {"type": "integer"},
-            "next_index": {"type": "integer"}, "next_nbf": {"type": "integer"}}}), "401": REFUSED}}},
+            "next_index": {"type": "integer"}, "next_nbf": {"type": "integer"}}}), "401": REFUSED,
+            "429": {"description": "too many requests from this address (the verifier's per-source limit); "
+                                   "Retry-After", "content": {"application/json": {"schema": {
+                                       "$ref": "#/components/schemas/Error"}}}}}}},
     "/v1/auth/device/sync": {"post": {
         "summary": "Report used chain indices, get a top-up when fewer than chain_low_water remain, keys, "
                    "revocations, configuration and whether an update is available",

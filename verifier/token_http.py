@@ -13,7 +13,7 @@ from aiohttp import web
 from verifier import chain, ota_rollout
 from verifier.appkeys import CONFIG, STORAGE
 from verifier.errors import Conflict, Unauthorized, ValidationError
-from verifier.http import _admin, _json, _now
+from verifier.http import _admin, _json, _now, limit_source
 from verifier.ota_http import _device, _refused
 from verifier.tokens import (TOKEN_KEYS, bearer, device_may_authenticate, issue_device_token, policy_of,
                              token_keys_for, validate_device_token)
@@ -130,6 +130,7 @@ def authenticate_offline(app, raw, now, source):
 
 async def offline(request):
     now = _now(request)
+    limit_source(request, request.app[STORAGE].limits, "offline", now)
     raw = b""
     try:
         doc = await _body(request)

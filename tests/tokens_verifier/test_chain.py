@@ -248,3 +248,16 @@ async def test_sync_lists_the_tenants_revoked_devices(client, tenant, other, dev
     await other.lifecycle(client, other_dev, "suspend")
     body = await device.sync(client, have=-1)
     assert body["revocations"]["devices"] == [a.hex]
+
+
+async def test_offline_flood_from_one_address_is_rate_limited(tmp_path, aiohttp_client):
+    """Each offline request costs a signature check: one source gets its budget, then 429."""
+    from verifier.app import create_app
+    from verifier.config import Config
+    cfg = Config(db_path=str(tmp_path / "j.db"), kek=bytes(range(32)), http_port=0, udp_port=None, dtls_port=None,
+                 source_capacity=3, source_refill_per_s=0.001, clock=lambda: 1_767_225_600.0)
+    client = await aiohttp_client(create_app(cfg))
+    codes = [(await client.post("/v1/auth/device/offline", json={"token": "00" * 107})).status for _ in range(3)]
+    r = await client.post("/v1/auth/device/offline", json={"token": "00" * 107})
+    assert codes == [401, 401, 401]
+    assert r.status == 429 and r.headers["Retry-After"] == "1" and (await r.json())["error"] == "rate_limited"
