@@ -1,93 +1,108 @@
 """Ed25519 signature verification (RFC 8032 §5.1.7) in pure Python, for stock MicroPython.
 
-Verify only: this module never holds a private key and cannot sign. `valid(pub, msg, sig)` is
-True for a good signature and False for anything else, malformed input included; it never raises
-on untrusted bytes. The check is the cofactorless one RFC 8032 §5.1.7 allows: [S]B - [k]A is
-computed and encoded, then compared with R's 32 bytes (R is never decompressed, so a
-non-canonical R simply fails to match). S >= L and a non-canonical A (y >= p, or x = 0 with the
-sign bit set) are rejected.
+Verify only: no private key, no signing. `valid(pub, msg, sig)` is True for a good signature and
+False for anything else, malformed input included; it never raises on untrusted bytes. The check
+is the cofactorless one RFC 8032 §5.1.7 allows: [S]B - [k]A is encoded and compared with R's 32
+bytes (R is never decompressed: a non-canonical R fails to match). S >= L and a non-canonical A
+(y >= p, or x = 0 with the sign bit set) are rejected.
 
-How it stays fast and small enough for a microcontroller. On MicroPython every big-int operation
-allocates a new object (two heap blocks), so the cost that matters is the number of big-int
-operations, and the heap they churn through (each pass of the garbage collector scans the heap):
-- extended twisted-Edwards coordinates (X:Y:Z:T), RFC 8032 §5.1.4 formulas: no inversion in
-  the loop, one inversion at the end;
-- one joint pass for [S]B + [k](-A) (Straus/Shamir) over width-5 NAF digits (odd, -15..15, at
-  least 4 zeros between two non-zero ones): about 253 doublings and 2 x 42 additions;
-- tables of the odd multiples 1, 3, ..., 15 of B and of -A in the cached form (Y-X, Y+X, 2dT, 2Z),
-  so an addition costs 8 multiplications; a negative digit swaps Y-X and Y+X and the sign of 2dT,
-  which costs nothing. The B table is constants (affine, Z = 1: one multiplication fewer per
-  addition), not computed at import. T is computed only when an addition follows;
-- every product is reduced with one `% p` (two operations, one short-lived result; folding
-  2^255 = 19 by hand takes eight); subtractions add p first, so no big int is ever negative
-  (negative big ints are slow and allocation-hungry on MicroPython). The coordinates stay in local
-  variables: no tuple per point operation.
-One verification allocates about 1 MB on the unix port (64-bit, 32-byte heap blocks; less on a
-32-bit board), a fifth of it in SHA-512, all of it short-lived: live data stays at a few KiB.
+Speed and heap on a microcontroller, where every big-int operation allocates (MicroPython):
+- extended coordinates (X:Y:Z:T), RFC 8032 §5.1.4 formulas, one inversion at the end; the
+  inversion and A's square root use the 2^250 - 1 addition chain (faster than pow());
+- one joint pass for [S]B + [k](-A) (Straus) over width-4 NAF digits of both scalars, packed in
+  one bytearray: 253 doublings and about 2 x 51 additions; tables of 1, 3, 5, 7 times B
+  (constant bytes, affine: Z = 1) and -A (4 x 4 ints) in the cached form (Y-X, Y+X, 2dT, 2Z);
+  a negative digit swaps Y-X and Y+X and the sign of 2dT;
+- every product reduced by one `% p`; subtractions add p first, so no big int is negative
+  (slow on MicroPython); coordinates in locals, no tuples per point operation.
+The heap peak (about 6.5 KiB on the unix port, this module's 4.5 KiB included) is the A table
+being built; the update path (manifest.py) computes the SHA-512 and unloads its module before
+importing this one. A verification allocates about 1 MB of short-lived big ints on the unix port.
 """
 
 import gc
-from janua.sha512 import SHA512
+from micropython import const
 
 _P = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFED  # 2^255 - 19
 _MASK = (1 << 255) - 1
 _D = 0x52036CEE2B6FFE738CC740797779E89800700A4D4141D8AB75EB4DCA135978A3
 _D2 = 0x2406D9DC56DFFCE7198E80F2EEF3D13000E0149A8283B156EBD69B9426B2F159
 _SQRTM1 = 0x2B8324804FC1DF0B2B4D00993DFBD7A72F431806AD2FE478C4EE1B274A0EA0B0
+_WB = const(4)  # NAF width for [S]B: _BTAB holds 2^(_WB-2) multiples (_naf: widths <= 4)
+_WA = const(4)  # NAF width for [k]A: a table of 2^(_WA-2) multiples (4 big ints each) on the heap
 _L = 0x1000000000000000000000000000000014DEF9DEA2F79CD65812631A5CF5D3ED
 
-# (y-x, y+x, 2dxy) mod p of the affine odd multiples 1B, 3B, ..., 15B (the cached form with
-# 2Z = 2), generated once with exact arithmetic; any wrong entry fails the RFC 8032 vectors.
+# (y-x, y+x, 2dxy) mod p of the affine 1B, 3B, 5B, 7B (cached form, 2Z = 2), 32 bytes little-endian
+# each, made once with exact arithmetic (a wrong entry fails the RFC 8032 vectors). Bytes: big-int
+# constants would each stay on the heap as an object while the module is loaded.
 _BTAB = (
-    (0x44fd2f9298f81267a5c18434688f8a09fd399f05d140beb39d103905d740913e,
-     0x07cf9d3a33d4ba65270b4898643d42c2cf932dc6fb8c0e192fbc93c6f58c3b85,
-     0x6f117b689f0c65a85a1b7dcbdd43598c26d9e823ccaac49eabc91205877aaa68),
-    (0x2ab91587555bda628131f31a214bd6bd3bd353fde5c1ba7d56611fe8a4fcd265,
-     0x7a164e1b9a80f8f4c11b50029f016732025a8430e8864b8aaf25b0a84cee9730,
-     0x5a2826af12b9b4c6d170e5458cf2db4c589423221c35da6214ae933f0dd0d889),
-    (0x154a7e73eb1b55f3e33cf11cb864a087d50014d14b2729b77f9182c3a447d6ba,
-     0x2945ccf146e206ebdd1beb0c5abfec448d5048c3c75eed02a212bc4408a5bb33,
-     0x43aabe696b3bb69ab41b670b1bbda72d270e0807d0bdd1fcbcbbdbf1812a8285),
-    (0x1d6edd5d2e5317e09dea764f92192c3a6ca021533bba23a7ba6f2c9aaa3221b1,
-     0x461bea69283c927e71b2528228542e497470353ab39dc0d26b1a5cd0944ea3bf,
-     0x7a9fbb1c6a0f90a7529c41ba5877adf3b3035f47053ea49af1836dc801b8b3a2),
-    (0x49c05a51fadc9c8f96cbc608e75eb04498a081b6f520419bf36e217e039d8064,
-     0x34b9ed338add7f59ceb233c9c686f5b5a6509e6f51bc46c59b2e678aa6a8632f,
-     0x73c172021b008b06aaf6fc2993d4cf16e2ff83e8a719d22f06b4e8bf9045af1b),
-    (0x18ab598029d5c77fa3a075556a8deb953ed6b36977088381315f5b0249864348,
-     0x4275aae2546d8faf113e847117703406e5d9fecf02302e272fbf00848a802ade,
-     0x3dc65522b53df94844311199b51a8622031eb4a13282e4a4d82b2cc5fd6089e9),
-    (0x0267882d176024a79d12b232aaad5968aefcebc99b776f6b506f013b327fbf93,
-     0x234fd7eec346f241537a0e12fb07ba07bf84b39ab5bcdedbbf70c222a2007f6d,
-     0x497ba6fdaa097863a2ef37f891a7e5332437e6b1df8dd4715360a119732ea378),
-    (0x43b5cd4218d05ebf7508300807b25192d3829ba42a9910d6040bcd86468ccf0b,
-     0x61e22917f12de72b2dbdbdfac1f2d4d08648c28d189c246d24cecc0313cfeaa0,
-     0x511d61210ae4d842032e5a7d93d64270eb38af4e373fdeee5d9a762f9bd0b516),
+    b"\x3e\x91\x40\xd7\x05\x39\x10\x9d\xb3\xbe\x40\xd1\x05\x9f\x39\xfd\x09\x8a\x8f\x68\x34\x84\xc1\xa5"
+    b"\x67\x12\xf8\x98\x92\x2f\xfd\x44\x85\x3b\x8c\xf5\xc6\x93\xbc\x2f\x19\x0e\x8c\xfb\xc6\x2d\x93\xcf"
+    b"\xc2\x42\x3d\x64\x98\x48\x0b\x27\x65\xba\xd4\x33\x3a\x9d\xcf\x07\x68\xaa\x7a\x87\x05\x12\xc9\xab"
+    b"\x9e\xc4\xaa\xcc\x23\xe8\xd9\x26\x8c\x59\x43\xdd\xcb\x7d\x1b\x5a\xa8\x65\x0c\x9f\x68\x7b\x11\x6f"
+    b"\x65\xd2\xfc\xa4\xe8\x1f\x61\x56\x7d\xba\xc1\xe5\xfd\x53\xd3\x3b\xbd\xd6\x4b\x21\x1a\xf3\x31\x81"
+    b"\x62\xda\x5b\x55\x87\x15\xb9\x2a\x30\x97\xee\x4c\xa8\xb0\x25\xaf\x8a\x4b\x86\xe8\x30\x84\x5a\x02"
+    b"\x32\x67\x01\x9f\x02\x50\x1b\xc1\xf4\xf8\x80\x9a\x1b\x4e\x16\x7a\x89\xd8\xd0\x0d\x3f\x93\xae\x14"
+    b"\x62\xda\x35\x1c\x22\x23\x94\x58\x4c\xdb\xf2\x8c\x45\xe5\x70\xd1\xc6\xb4\xb9\x12\xaf\x26\x28\x5a"
+    b"\xba\xd6\x47\xa4\xc3\x82\x91\x7f\xb7\x29\x27\x4b\xd1\x14\x00\xd5\x87\xa0\x64\xb8\x1c\xf1\x3c\xe3"
+    b"\xf3\x55\x1b\xeb\x73\x7e\x4a\x15\x33\xbb\xa5\x08\x44\xbc\x12\xa2\x02\xed\x5e\xc7\xc3\x48\x50\x8d"
+    b"\x44\xec\xbf\x5a\x0c\xeb\x1b\xdd\xeb\x06\xe2\x46\xf1\xcc\x45\x29\x85\x82\x2a\x81\xf1\xdb\xbb\xbc"
+    b"\xfc\xd1\xbd\xd0\x07\x08\x0e\x27\x2d\xa7\xbd\x1b\x0b\x67\x1b\xb4\x9a\xb6\x3b\x6b\x69\xbe\xaa\x43"
+    b"\xb1\x21\x32\xaa\x9a\x2c\x6f\xba\xa7\x23\xba\x3b\x53\x21\xa0\x6c\x3a\x2c\x19\x92\x4f\x76\xea\x9d"
+    b"\xe0\x17\x53\x2e\x5d\xdd\x6e\x1d\xbf\xa3\x4e\x94\xd0\x5c\x1a\x6b\xd2\xc0\x9d\xb3\x3a\x35\x70\x74"
+    b"\x49\x2e\x54\x28\x82\x52\xb2\x71\x7e\x92\x3c\x28\x69\xea\x1b\x46\xa2\xb3\xb8\x01\xc8\x6d\x83\xf1"
+    b"\x9a\xa4\x3e\x05\x47\x5f\x03\xb3\xf3\xad\x77\x58\xba\x41\x9c\x52\xa7\x90\x0f\x6a\x1c\xbb\x9f\x7a"
 )
 
 
-def _naf(b):
-    # Width-5 NAF of the 32-byte little-endian scalar b (< 2^253): a bytearray of 256 digits, least
-    # significant first; a digit is 0, n (+n) or 128|n (-n) for odd n in 1..15, and any two non-zero
-    # digits are at least 5 apart. Small ints only: the scalar is read 5 bits at a time from b.
-    out = bytearray(256)
+def _naf(b, w, out, sh):
+    # Width-w NAF (w <= 4) of the 32-byte little-endian scalar b (< 2^253) into the bytearray `out`
+    # of 256 digits, least significant first, as 4-bit codes at bit `sh`: 0 for a zero digit, else
+    # 8 | 4 (negative) | n >> 1 for the digit +-n (n odd, < 2^(w-1)). Any two non-zero digits are at
+    # least w apart. Small ints only: b is read w bits at a time.
     b = bytes(b) + b"\x00\x00"
+    m = (1 << w) - 1
     i = 0
     c = 0  # carry into bit i
     while i < 256:
         j = i >> 3
-        v = (((b[j] | (b[j + 1] << 8)) >> (i & 7)) & 31) + c
+        v = (((b[j] | (b[j + 1] << 8)) >> (i & 7)) & m) + c
         if not v & 1:
             i += 1  # bit i equals the carry: digit 0, and the carry moves up unchanged
-        elif v < 16:
-            out[i] = v
-            c = 0
-            i += 5
-        else:
-            out[i] = 128 | (32 - v)  # v - 32
+            continue
+        if v >> (w - 1):
+            out[i] |= (12 | (m + 1 - v) >> 1) << sh  # v - 2^w
             c = 1
-            i += 5
-    return out
+        else:
+            out[i] |= (8 | v >> 1) << sh
+            c = 0
+        i += w
+
+
+def _sq(x, k):
+    # x^(2^k) mod p: k squarings
+    p = _P
+    for _ in range(k):
+        x = x * x % p
+    return x
+
+
+def _pow22501(z):
+    # (z^(2^250 - 1), z^11) mod p: the common part of the chains for z^(p-2) (inverse) and
+    # z^((p-5)/8) (square root). 254 squarings and 11 products in Python beat pow(), whose
+    # square-and-multiply does about 250 of each for these all-ones exponents.
+    p = _P
+    t0 = z * z % p
+    t1 = _sq(t0, 2) * z % p          # z^9
+    t0 = t0 * t1 % p                 # z^11
+    t1 = t0 * t0 % p * t1 % p        # z^31 = z^(2^5 - 1)
+    t1 = _sq(t1, 5) * t1 % p         # 2^10 - 1
+    t2 = _sq(t1, 10) * t1 % p        # 2^20 - 1
+    t2 = _sq(t2, 20) * t2 % p        # 2^40 - 1
+    t1 = _sq(t2, 10) * t1 % p        # 2^50 - 1
+    t2 = _sq(t1, 50) * t1 % p        # 2^100 - 1
+    t2 = _sq(t2, 100) * t2 % p       # 2^200 - 1
+    return _sq(t2, 50) * t1 % p, t0  # 2^250 - 1
 
 
 def _decode_point(b):
@@ -101,7 +116,8 @@ def _decode_point(b):
     u = (yy + _P - 1) % _P
     v = (_D * yy + 1) % _P
     v3 = v * v % _P * v % _P
-    x = u * v3 % _P * pow(u * v3 % _P * v3 % _P * v % _P, (_P - 5) // 8, _P) % _P
+    w = u * v3 % _P * v3 % _P * v % _P  # u v^7
+    x = u * v3 % _P * (_sq(_pow22501(w)[0], 2) * w % _P) % _P  # u v^3 (u v^7)^((p-5)/8)
     vxx = v * x % _P * x % _P
     if vxx != u:
         if vxx != (_P - u) % _P:
@@ -114,47 +130,63 @@ def _decode_point(b):
     return x, y
 
 
-def _atab(x1, y1):
-    # The odd multiples 1, 3, ..., 15 of the affine point (x1, y1) in cached form (Y-X, Y+X, 2dT, 2Z).
+def _put(tab, i, x, y, t, z2):
+    # One cached entry (Y-X, Y+X, 2dT, 2Z) at tab[i:i+4], each int re-made at its own size: a
+    # `% p` result keeps the buffer of the 510-bit product it reduced (twice the heap it needs).
     p = _P
+    for v in (y - x + p, y + x, t * _D2 % p, z2):
+        tab[i] = int.from_bytes(v.to_bytes(32, "little"), "little")
+        i += 1
+
+
+def _atab(pub):
+    # The odd multiples 1, 3, ..., 2^(_WA-1) - 1 of -A, cached form, flat; None when `pub` is not
+    # a canonical point. Names are reused so that few big ints are alive at once (the heap peak).
+    p = _P
+    x1 = _decode_point(pub)
+    if x1 is None:
+        return None
+    y1 = x1[1]
+    x1 = p - x1[0]
+    tab = [0] * (4 << (_WA - 2))  # sized once: growing a list reallocates it
     t1 = x1 * y1 % p
-    # 2P (dbl-2008-hwcd), then its cached form
+    _put(tab, 0, x1, y1, t1, 2)
+    # 2P (dbl-2008-hwcd, Z = 1), negated as in valid(), in cached form (ym2, yp2, td2, zz2)
     a = x1 * x1 % p
     b = y1 * y1 % p
     h = a + b
-    s = x1 + y1
-    e = h - s * s % p + p
-    g = a - b + p
-    f = g + 2
-    x2 = e * f % p
-    y2 = g * h % p
-    z2 = f * g % p
-    ym2 = (y2 - x2 + p)
-    yp2 = y2 + x2
+    e = t1 << 1
+    g = b - a + p
+    f = 2 - g + (p << 1)
+    a = e * f % p
+    b = g * h % p
+    ym2 = b - a + p
+    yp2 = b + a
     td2 = e * h % p * _D2 % p
-    zz2 = z2 << 1
-    tab = [(y1 - x1 + p, y1 + x1, t1 * _D2 % p, 2)]
+    zz2 = f * g % p << 1
     z1 = 1
-    for _ in range(7):
+    for i in range(4, 4 << (_WA - 2), 4):
         # (x1, y1, z1, t1) += 2P (add-2008-hwcd-3)
         a = (y1 - x1 + p) * ym2 % p
         b = (y1 + x1) * yp2 % p
-        c = t1 * td2 % p
-        d = z1 * zz2 % p
         e = b - a + p
-        f = d - c + p
-        g = d + c
         h = b + a
+        a = t1 * td2 % p  # C
+        b = z1 * zz2 % p  # D
+        f = b - a + p
+        g = b + a
         x1 = e * f % p
         y1 = g * h % p
         z1 = f * g % p
         t1 = e * h % p
-        tab.append((y1 - x1 + p, y1 + x1, t1 * _D2 % p, z1 << 1))
+        _put(tab, i, x1, y1, t1, z1 << 1)
     return tab
 
 
-def valid(pub, msg, sig):
-    """True iff `sig` is a valid Ed25519 signature of `msg` under the 32-byte public key `pub`."""
+def valid(pub, msg, sig, h=None):
+    """True iff `sig` is a valid Ed25519 signature of `msg` under the 32-byte public key `pub`.
+    `h`: SHA-512(sig[:32] || pub || msg) when the caller computed it (and unloaded janua.sha512
+    before importing this module, so that the two never occupy the heap together)."""
     if len(pub) != 32 or len(sig) != 64:
         return False
     s = int.from_bytes(sig[32:], "little")
@@ -163,89 +195,83 @@ def valid(pub, msg, sig):
     # Start from a collected heap: the few long-lived values of this call then sit together, and
     # the collector has the least to scan when the short-lived ones fill the heap.
     gc.collect()
-    a = _decode_point(pub)
-    if a is None:
-        return False
-    h = SHA512(sig[:32])
-    h.update(pub)
-    h.update(msg)
-    k = int.from_bytes(h.digest(), "little") % _L
-    h = None
+    if h is None:
+        from janua.sha512 import SHA512
+        h = SHA512(sig[:32]).update(pub).update(msg).digest()
+    k = int.from_bytes(h, "little") % _L
+    h = s = None
     p = _P
+    p2 = _P << 1
     btab = _BTAB
-    atab = _atab(p - a[0], a[1])  # multiples of -A
-    nb = _naf(sig[32:])
-    na = _naf(k.to_bytes(32, "little"))
+    fb = int.from_bytes
+    atab = _atab(pub)  # multiples of -A
+    if atab is None:
+        return False
+    nn = bytearray(256)  # both scalars' digits: [S] in the low nibble, [k] in the high one
+    _naf(sig[32:], _WB, nn, 0)
+    _naf(k.to_bytes(32, "little"), _WA, nn, 4)
+    k = None
     i = 255
-    while i >= 0 and not (nb[i] or na[i]):
+    while i >= 0 and not nn[i]:
         i -= 1
     x = 0  # the neutral element (0:1:1:0)
     y = 1
     z = 1
     t = 0
     while i >= 0:
-        db = nb[i]
-        da = na[i]
+        da = nn[i]
+        db = da & 15
+        da >>= 4
         # 2P (dbl-2008-hwcd); T only when an addition follows
         a = x * x % p
         b = y * y % p
         c = z * z % p << 1
         hh = a + b
-        e = x + y
-        e = hh - e * e % p + p
-        g = a - b + p
-        f = c + g
+        e = x * y % p << 1  # -E: (X+Y)^2 - A - B = 2XY; G and so the whole point are negated
+        g = b - a + p       # -G
+        f = c - g + p2      # F = C + G
         x = e * f % p
         y = g * hh % p
         z = f * g % p
         if db or da:
             t = e * hh % p
-        if db:
-            # + (+-) odd multiple of B, cached and affine: 2Z = 2
-            if db & 128:
-                yp, ym, c = btab[(db & 127) >> 1]
-            else:
-                ym, yp, c = btab[db >> 1]
-            a = (y - x + p) * ym % p
-            b = (y + x) * yp % p
-            c = t * c % p
-            d = z << 1
-            if db & 128:
-                f = d + c
-                g = d - c + p
-            else:
-                f = d - c + p
-                g = d + c
-            e = b - a + p
-            hh = b + a
-            x = e * f % p
-            y = g * hh % p
-            z = f * g % p
-            if da:
-                t = e * hh % p
-        if da:
-            # + (+-) odd multiple of -A; T is not needed next (a doubling follows)
-            if da & 128:
-                yp, ym, c, d = atab[(da & 127) >> 1]
-            else:
-                ym, yp, c, d = atab[da >> 1]
-            a = (y - x + p) * ym % p
-            b = (y + x) * yp % p
-            c = t * c % p
-            d = z * d % p
-            if da & 128:
-                f = d + c
-                g = d - c + p
-            else:
-                f = d - c + p
-                g = d + c
-            e = b - a + p
-            hh = b + a
-            x = e * f % p
-            y = g * hh % p
-            z = f * g % p
+            for dd in (db, da | 16):  # + (+-) an odd multiple of B, then of -A
+                if not dd & 15:
+                    continue
+                o = dd & 3
+                if dd & 16:
+                    o <<= 2
+                    ym = atab[o]
+                    yp = atab[o + 1]
+                    c = atab[o + 2]
+                    d = z * atab[o + 3] % p
+                else:  # B: constant and affine, 2Z = 2
+                    o *= 96
+                    ym = fb(btab[o:o + 32], "little")
+                    yp = fb(btab[o + 32:o + 64], "little")
+                    c = fb(btab[o + 64:o + 96], "little")
+                    d = z << 1
+                if dd & 4:  # a negative digit: -(x, y) = (-x, y) swaps Y-X and Y+X, negates 2dT
+                    ym, yp = yp, ym
+                a = (y - x + p) * ym % p
+                b = (y + x) * yp % p
+                c = t * c % p
+                if dd & 4:
+                    f = d + c
+                    g = d - c + p
+                else:
+                    f = d - c + p
+                    g = d + c
+                e = b - a + p
+                hh = b + a
+                x = e * f % p
+                y = g * hh % p
+                z = f * g % p
+                if da and not dd & 16:
+                    t = e * hh % p  # the A addition follows; after it, a doubling (no T needed)
         i -= 1
-    zi = pow(z, p - 2, p)
+    zi = _pow22501(z)
+    zi = _sq(zi[0], 5) * zi[1] % p  # z^(2^255 - 21) = z^(p-2) = 1/z
     x = x * zi % p
     y = y * zi % p
     return (y | ((x & 1) << 255)) == int.from_bytes(sig[:32], "little")

@@ -10,6 +10,7 @@ ota.py). `copy_verified` is the streaming digest check both backends share (app 
 partitions). This module does no flash I/O of its own and never trusts a field it has not checked.
 """
 
+import gc
 import json
 from binascii import unhexlify
 from hashlib import sha256
@@ -38,9 +39,11 @@ def _is_hex(s, n):
     return True
 
 
-def verify_signature(manifest_bytes, sig_bytes, keys):
+def verify_signature(manifest_bytes, sig_bytes, keys, unload=False):
     """Raise OTAError unless sig_bytes is a valid signature of manifest_bytes by a key in `keys`
-    ({kid hex: 32-byte public key}). Returns the kid that signed."""
+    ({kid hex: 32-byte public key}). Returns the kid that signed. `unload`: the SHA-512 module is
+    unloaded before Ed25519 is imported (both are unloaded by verify_manifest afterwards), so the
+    two never hold heap at the same time; without it they stay loaded for the next call."""
     if len(manifest_bytes) > MAX_MANIFEST:
         raise OTAError("manifest over %d bytes" % MAX_MANIFEST)
     if len(sig_bytes) > MAX_SIG:
@@ -57,8 +60,17 @@ def verify_signature(manifest_bytes, sig_bytes, keys):
         raise OTAError("unknown key id %r" % (kid,))
     if not _is_hex(sig.get("sig"), 128):
         raise OTAError("signature must be 128 hex characters")
+    sig = unhexlify(sig["sig"])
+    msg = signed_message(manifest_bytes)
+    if unload:
+        gc.collect()  # the modules load low in the heap, not above the garbage of the checks
+    from janua.sha512 import SHA512
+    h = SHA512(sig[:32]).update(pub).update(msg).digest()
+    if unload:
+        _drop_crypto(("sha512",))
+        gc.collect()
     from janua.ed25519 import valid
-    if not valid(pub, signed_message(manifest_bytes), unhexlify(sig["sig"])):
+    if not valid(pub, msg, sig, h):
         raise OTAError("bad signature (key %s)" % kid)
     return kid
 
@@ -123,16 +135,17 @@ def check_manifest(m):
         if not isinstance(m.get(k, {}), dict):
             raise OTAError("manifest: %s must be an object" % k)
     _int(m.get("rollback", {}).get("trial_boots", 3), 1, 100, "rollback.trial_boots")
+    _int(m.get("rollback", {}).get("trial_seconds", 0), 0, 0x7FFFFFFF, "rollback.trial_seconds")
 
 
-def _drop_crypto():
-    # The pure-Python Ed25519 and SHA-512 modules (code and constant tables: about 16 KiB on the
-    # unix port) are needed once per update. Unload them so that the collector can give that heap
+def _drop_crypto(names=("ed25519", "sha512")):
+    # The pure-Python Ed25519 and SHA-512 modules (code and constant tables: about 4 and 3 KiB on
+    # the unix port) are needed once per update. Unload them so that the collector can give that heap
     # to the download; the next update imports them again (a few hundred microseconds, and nothing
     # when they are frozen into the firmware).
     import sys
     import janua
-    for name in ("ed25519", "sha512"):
+    for name in names:
         sys.modules.pop("janua." + name, None)
         try:
             delattr(janua, name)
@@ -144,9 +157,10 @@ def verify_manifest(manifest_bytes, sig_bytes, keys):
     """Verify, then parse and check: the manifest dict, or OTAError. Unloads the signature code
     afterwards (the update path needs it once); verify_signature alone keeps it loaded."""
     try:
-        verify_signature(manifest_bytes, sig_bytes, keys)
+        verify_signature(manifest_bytes, sig_bytes, keys, True)
     finally:
         _drop_crypto()
+    gc.collect()  # the parsed manifest outlives the download: it goes low, not amid the garbage
     try:
         m = json.loads(manifest_bytes)
     except ValueError:

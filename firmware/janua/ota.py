@@ -5,7 +5,7 @@ Flash layout (docs/ota.md):
     ota_ptr.json       which slot runs, its state (trial | confirmed), boots counted, previous
     ota_ctr.0, .1      the anti-rollback counter: two alternating CRC-checked records
     ota_report.json    the last events (installed, confirmed, rolled_back, rejected) to send later
-    ota.json           provisioned config: {"keys": {kid: pub hex}, "hw_version", "trial_boots"}
+    ota.json           provisioned config: {"keys": {kid: pub hex}, "hw_version", "trial_boots", "trial_seconds"}
 
 `install()` verifies the manifest (signature, fields, compatibility, counter), streams every file
 into the inactive slot through one preallocated buffer while hashing, reads the slot back to check
@@ -17,7 +17,6 @@ of each file (`open_src(path)`, e.g. the staging area a host tool filled, or an 
 """
 
 import gc
-import json
 from micropython import const
 from janua import OTAError, StoreError
 from janua.otastore import FlashFS, Counter, read_json, write_json, crc32  # noqa: F401 (re-exported)
@@ -29,6 +28,8 @@ CONFIG = "ota.json"
 STAGE = "ota_stage"
 _MAX_REPORTS = const(8)
 _BUF = const(4096)
+_TRIAL_S = const(3600)  # default trial time limit (ota.json trial_seconds, manifest rollback.trial_seconds)
+_CHECKED = ("compat", "rollout", "created", "name")
 
 
 def _size(f):
@@ -110,23 +111,32 @@ class AppSlots:
             raise
 
     def _install(self, manifest_bytes, sig_bytes, open_src, device, probe, buf):
-        # The one streaming buffer, allocated while the heap is not yet fragmented by Ed25519.
-        buf = buf or bytearray(_BUF)
         ptr = self.pointer()
         if ptr.get("state") == "trial":
             raise OTAError("version %s is in trial: confirm it or let it roll back first" % ptr.get("version"))
-        cfg = self.config()
-        m = verify_manifest(manifest_bytes, sig_bytes, self.keys(cfg))
+        ptr = None  # heap: while Ed25519 runs, hold only what it needs (read again below)
+        m = verify_manifest(manifest_bytes, sig_bytes, self.keys())
         if m.get("kind", "app") != "app":
             raise OTAError("not an application release (kind %s)" % m.get("kind"))
+        cfg = self.config()
         check_compat(m, device or _device(cfg), probe)
+        boots = cfg.get("trial_boots", 3)
+        secs = cfg.get("trial_seconds", _TRIAL_S)
+        cfg = None
+        for k in _CHECKED:  # checked and no longer needed: their heap goes back before the download
+            m.pop(k, None)
+        ptr = self.pointer()
         stored = self.counter.read()
         if m["counter"] < stored:
             raise OTAError("downgrade: security counter %d < %d" % (m["counter"], stored))
         target = "b" if ptr["active"] == "a" else "a"
         d = self.p("app_" + target)
         self._wipe(d)
+        # The one streaming buffer, taken only now: the signature check (and its modules, unloaded
+        # by verify_manifest) is over, so the two never hold heap at the same time. A caller that
+        # fears fragmentation passes its own, allocated early.
         gc.collect()
+        buf = buf or bytearray(_BUF)
         try:
             self.fs.mkdir(d)
             for f in m["files"]:
@@ -153,7 +163,7 @@ class AppSlots:
         rb = m.get("rollback", {})
         trial = rb.get("allowed", True)
         new = {"active": target, "state": "trial" if trial else "confirmed", "boots": 0,
-               "max_boots": rb.get("trial_boots", cfg.get("trial_boots", 3)),
+               "max_boots": rb.get("trial_boots", boots), "max_seconds": rb.get("trial_seconds", secs),
                "version": m["version"], "counter": m["counter"], "entry": m.get("entry", "main"),
                "previous": ptr["active"], "prev_version": ptr.get("version"),
                "prev_entry": ptr.get("entry"), "prev_counter": ptr.get("counter", 0)}

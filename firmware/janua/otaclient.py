@@ -31,7 +31,6 @@ PENDING = "ota_client.json"   # {"release_id", "version"} of the update whose ou
 _MAX_HEAD = const(1024)       # status line + headers
 _MAX_JSON = const(2048)       # a check/report answer is a few hundred bytes
 _REASON = const(120)
-_BUF = const(4096)
 
 
 class HTTPBody:
@@ -118,9 +117,9 @@ class OTAClient:
     """One device talking to its verifier about updates (cfg = janua.json's config)."""
 
     def __init__(self, cfg, clock, last_sent=0, slots=None, timeout=10.0, buf=None):
-        # install()'s stream buffer, taken first: after HMAC, JSON and Ed25519 a small heap may
-        # have no 4 KiB hole left
-        self.buf = buf or bytearray(_BUF)
+        # install()'s stream buffer: None lets install() take it once the signature is checked and
+        # the Ed25519 code unloaded (the heap peak is then the larger of the two, not their sum)
+        self.buf = buf
         from janua.hkdf import derive
         from janua.mac import HMAC
         self.mac = HMAC(derive(unhexlify(cfg["master_secret"]), "binauth"))
@@ -131,6 +130,7 @@ class OTAClient:
         self.last_sent = last_sent
         self.slots = slots or AppSlots()
         self.timeout = timeout
+        self.persist = None  # persist(last_sent): write-ahead of each request's timestamp
 
     def _get(self, path, cap=None):
         status, body = request(self.host, self.port, "GET", path, None, self.timeout)
@@ -151,6 +151,10 @@ class OTAClient:
         while True:
             doc["auth"] = hexlify(client.request()).decode()
             self.last_sent = client.last_sent
+            if self.persist is not None:
+                # before sending: after a power cut the next timestamp is still above every one
+                # the verifier saw (else it answers REPLAY until the clock catches up)
+                self.persist(self.last_sent)
             status, body = request(self.host, self.port, "POST", path, json.dumps(doc).encode(), self.timeout)
             try:
                 out = json.loads(body.read_all(_MAX_JSON))
@@ -165,7 +169,8 @@ class OTAClient:
             if state == DONE:
                 return out
             if state != RETRY:
-                client.give_up("http %d" % status)
+                if client.reason is None:
+                    client.give_up("http %d" % status)
                 raise OTAError("%s: %s" % (path, client.reason))
 
     def report(self, state, release_id=None, version=None, reason=None):
@@ -229,7 +234,6 @@ def poll(store=None, clock=None, slots=None):
     the network or a refused update (main.py must not crash into a reboot loop); persists the
     binary-auth timestamp in the state file like app.run()."""
     gc.collect()
-    buf = bytearray(_BUF)
     from janua.store import Store
     from janua.clock import Clock
     store = store or Store()
@@ -238,7 +242,12 @@ def poll(store=None, clock=None, slots=None):
     except JanuaError as e:
         return "failed", "janua ota: not provisioned: %s" % e
     state = store.load_state()
-    c = OTAClient(cfg, clock or Clock(), state.get("last_sent", 0), slots, buf=buf)
+    c = OTAClient(cfg, clock or Clock(), state.get("last_sent", 0), slots)
+
+    def persist(last_sent):
+        state["last_sent"] = last_sent
+        store.save_state(state)
+    c.persist = persist
     try:
         c.send_outcome()
         up = c.check()

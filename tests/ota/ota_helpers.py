@@ -13,8 +13,10 @@ VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "ed25519
 MP = MPRun  # the shared runner (tools/boards.py)
 
 
-def ota_config(keys, hw=2, trial_boots=3, both=True):
+def ota_config(keys, hw=2, trial_boots=3, both=True, trial_seconds=None):
     cfg = {"keys": {}, "hw_version": hw, "trial_boots": trial_boots}
+    if trial_seconds is not None:
+        cfg["trial_seconds"] = trial_seconds
     for name in (("pub", "pub2") if both else ("pub",)):
         kid, raw = host.load_public(keys[name])
         cfg["keys"][kid] = raw.hex()
@@ -39,7 +41,13 @@ def release(tmp, keys, version, counter, key="key", body="", compile_py=True, **
     app = write_app(Path(tmp) / ("app-" + version), version, body)
     bundle = Path(tmp) / ("bundle-" + version)
     kw.setdefault("boards", ["esp32", "unix"])
+    trial_seconds = kw.pop("trial_seconds", None)
     host.build_bundle(app, bundle, version, counter, compile_py=compile_py, **kw)
+    if trial_seconds is not None:   # a manifest field the host tool does not write (yet)
+        mp = bundle / "manifest.json"
+        m = json.loads(mp.read_text())
+        m["rollback"]["trial_seconds"] = trial_seconds
+        mp.write_text(json.dumps(m, sort_keys=True, separators=(",", ":")))
     host.sign_bundle(bundle, keys[key])
     return bundle
 

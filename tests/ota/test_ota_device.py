@@ -210,3 +210,77 @@ def test_source_release_and_nested_paths(mp, keys, tmp_path):
     assert install(mp, b) == {"ok": "4.0.0"}
     out = boot(mp)
     assert {"app": "4.0.0"} in out and {"x": 42} in out
+
+
+TIMED_BOOT = """
+import json
+from janua import otaboot
+armed = []
+r = otaboot.main(reset=lambda: print(json.dumps({"reset": True})), now=lambda: %d,
+                 arm=lambda s, cb: armed.append((s, cb)))
+print(json.dumps({"boot": r, "armed": [a[0] for a in armed]}))
+if %r and armed:
+    armed[0][1]()      # the deadline timer fires
+"""
+
+
+def timed_boot(mp, now, fire=False):
+    return mp(TIMED_BOOT % (now, fire))
+
+
+def _v2_then_silent_v3(mp, keys, tmp_path, **kw):
+    setup_board(mp, keys, trial_boots=5, trial_seconds=60, **kw)
+    install(mp, release(tmp_path, keys, "2.0.0", 2))
+    assert {"app": "2.0.0"} in boot(mp)
+    # 3.0.0 neither crashes nor confirms: only time can end its trial
+    assert install(mp, release(tmp_path, keys, "3.0.0", 3, body="pass\n")) == {"ok": "3.0.0"}
+
+
+def test_trial_rolls_back_after_its_time_with_boots_left(mp, keys, tmp_path):
+    _v2_then_silent_v3(mp, keys, tmp_path)
+    out = timed_boot(mp, 1000)
+    assert {"app": "3.0.0"} in out and out[-1]["armed"] == [60]       # deadline timer for the whole trial
+    assert pointer(mp)["since"] == 1000 and pointer(mp)["max_seconds"] == 60
+    out = timed_boot(mp, 1059)                                       # boot 2 of 5, 1 s left
+    assert {"app": "3.0.0"} in out and out[-1]["armed"] == [1]
+    out = timed_boot(mp, 1061)                                       # boot 3 of 5, but over time
+    assert {"app": "2.0.0"} in out
+    ptr = pointer(mp)
+    assert ptr["version"] == "2.0.0" and ptr["state"] == "confirmed"
+    rb = reports(mp)[-1]
+    assert rb["event"] == "rolled_back" and rb["version"] == "3.0.0" and "not confirmed within 60 s" in rb["reason"]
+
+
+def test_trial_deadline_timer_rolls_back_a_running_app(mp, keys, tmp_path):
+    _v2_then_silent_v3(mp, keys, tmp_path)
+    out = timed_boot(mp, 1000, fire=True)        # the app runs (and hangs); the timer fires
+    assert {"app": "3.0.0"} in out and {"reset": True} in out
+    assert pointer(mp)["version"] == "2.0.0" and reports(mp)[-1]["event"] == "rolled_back"
+    assert {"app": "2.0.0"} in boot(mp)
+
+
+def test_trial_deadline_after_confirm_does_nothing(mp, keys, tmp_path):
+    setup_board(mp, keys, trial_boots=5, trial_seconds=60)
+    install(mp, release(tmp_path, keys, "2.0.0", 2))
+    out = timed_boot(mp, 1000, fire=True)        # the app confirms, then the timer fires
+    assert {"app": "2.0.0"} in out and {"reset": True} not in out
+    assert pointer(mp)["state"] == "confirmed"
+
+
+def test_trial_time_with_a_clock_that_went_back(mp, keys, tmp_path):
+    # an RTC reset by a power cut reads before the trial began: it proves nothing (no rollback),
+    # the timer gets a whole period, and the boot count still bounds the trial
+    _v2_then_silent_v3(mp, keys, tmp_path)
+    timed_boot(mp, 1000)
+    out = timed_boot(mp, 5)
+    assert {"app": "3.0.0"} in out and out[-1]["armed"] == [60]
+    assert pointer(mp)["state"] == "trial" and pointer(mp)["since"] == 1000
+
+
+def test_trial_time_from_the_manifest_and_none_when_zero(mp, keys, tmp_path):
+    setup_board(mp, keys, trial_seconds=60)
+    install(mp, release(tmp_path, keys, "2.0.0", 2, body="pass\n", trial_seconds=0))
+    out = timed_boot(mp, 1000)
+    assert out[-1]["armed"] == [] and pointer(mp)["max_seconds"] == 0
+    assert {"app": "2.0.0"} in timed_boot(mp, 10 ** 9)   # no time limit: still in trial
+    assert pointer(mp)["state"] == "trial"

@@ -2,6 +2,7 @@
 (release files beside it), a fake clock, tenants with admin tokens, active devices that build binary
 auth requests, and signed bundles made with the host tools (tools/ota.py, .py sources: no mpy-cross)."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,16 @@ from verifier.binauth import encode_request
 from verifier.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def pytest_collection_modifyitems(config, items):
+    # `slow` tests (the extended power-cut sets) run only when asked for: -m slow or JANUA_SLOW=1
+    if "slow" in (config.getoption("-m") or "") or os.environ.get("JANUA_SLOW"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow or JANUA_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 KEK = bytes(range(32))
 T0 = 1_767_225_600
