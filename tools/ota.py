@@ -113,13 +113,15 @@ def _check_path(p):
 
 def build_bundle(app_dir, out_dir, version, counter, boards=(), hw_min=None, hw_max=None,
                  mp_min=None, mp_max=None, features=(), entry="main", trial_boots=3, rollback=True,
-                 previous=None, compile_py=True, phases=None, name=None):
+                 previous=None, compile_py=True, phases=None, name=None, trial_seconds=None):
     """Make an unsigned bundle from the files under app_dir; return the manifest dict."""
     app_dir, out_dir = Path(app_dir), Path(out_dir)
     if not app_dir.is_dir():
         raise CLIError(f"no application directory {app_dir}")
     if not isinstance(counter, int) or not 0 <= counter <= 0x7FFFFFFF:
         raise CLIError("the security counter is an integer in 0..2147483647")
+    if trial_seconds is not None and not 0 <= trial_seconds <= 0x7FFFFFFF:
+        raise CLIError("--trial-seconds is an integer in 0..2147483647 (0: no time limit)")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     files_dir = out_dir / "files"
@@ -152,7 +154,8 @@ def build_bundle(app_dir, out_dir, version, counter, boards=(), hw_min=None, hw_
         "size": sum(f["size"] for f in files), "files": files,
         "compat": {"boards": list(boards), "hw_min": hw_min, "hw_max": hw_max,
                    "mp_min": mp_min, "mp_max": mp_max, "features": list(features)},
-        "rollback": {"allowed": rollback, "previous": previous, "trial_boots": trial_boots},
+        "rollback": {"allowed": rollback, "previous": previous, "trial_boots": trial_boots,
+                     **({"trial_seconds": trial_seconds} if trial_seconds is not None else {})},
         "rollout": {"strategy": "phased", "phases": phases or DEFAULT_PHASES},
     }
     (out_dir / "manifest.json").write_bytes(encode_manifest(m))
@@ -211,7 +214,7 @@ except OTAError as e:
 """
 
 
-def trust(port, pub_path, hw_version=None, trial_boots=None):
+def trust(port, pub_path, hw_version=None, trial_boots=None, trial_seconds=None):
     from tools import mpremote_util
     kid, raw = load_public(pub_path)
     code = ("import json\nfrom janua.ota import read_json, write_json, FlashFS\nfs = FlashFS()\n"
@@ -220,6 +223,8 @@ def trust(port, pub_path, hw_version=None, trial_boots=None):
         code += "c['hw_version'] = %d\n" % hw_version
     if trial_boots is not None:
         code += "c['trial_boots'] = %d\n" % trial_boots
+    if trial_seconds is not None:
+        code += "c['trial_seconds'] = %d\n" % trial_seconds
     code += "write_json(fs, 'ota.json', c)\nprint(json.dumps(c))\n"
     mpremote_util.exec_(mpremote_util.resolve_port(port), code)
     return kid
@@ -272,6 +277,8 @@ def configure(parser):
     p.add_argument("--feature", action="append", default=[], help="required janua.probe() feature, e.g. hashlib:sha256")
     p.add_argument("--entry", default="main", help="module the boot code imports (default main)")
     p.add_argument("--trial-boots", type=int, default=3)
+    p.add_argument("--trial-seconds", type=int, help="time the new version has to confirm itself before the board "
+                                                     "rolls back (default: the board's ota.json, 3600; 0: no limit)")
     p.add_argument("--no-rollback", action="store_true", help="security release: no trial, commit at once")
     p.add_argument("--previous", help="the version this release replaces (informative)")
     p.add_argument("--source", action="store_true", help="ship .py instead of compiling to .mpy")
@@ -282,6 +289,7 @@ def configure(parser):
     p.add_argument("--port", required=True)
     p.add_argument("--hw-version", type=int)
     p.add_argument("--trial-boots", type=int)
+    p.add_argument("--trial-seconds", type=int, help="the board's default trial time limit (0: none)")
     p.add_argument("pub")
     p = sub.add_parser("install", help="copy a signed bundle onto a board and install it")
     p.add_argument("--port", required=True)
@@ -301,13 +309,14 @@ def run(args):
     elif a == "build":
         m = build_bundle(args.app, args.out, args.version, args.counter, args.board, args.min_hw,
                          args.max_hw, args.mp_min, args.mp_max, args.feature, args.entry,
-                         args.trial_boots, not args.no_rollback, args.previous, not args.source)
+                         args.trial_boots, not args.no_rollback, args.previous, not args.source,
+                         trial_seconds=args.trial_seconds)
         print(f"{args.out}: {len(m['files'])} files, {m['size']} bytes, version {m['version']} "
               f"counter {m['counter']} (unsigned)")
     elif a == "sign":
         print(f"signed {args.bundle} with key {sign_bundle(args.bundle, args.key)}")
     elif a == "trust":
-        print(f"key {trust(args.port, args.pub, args.hw_version, args.trial_boots)} trusted by the board")
+        print(f"key {trust(args.port, args.pub, args.hw_version, args.trial_boots, args.trial_seconds)} trusted by the board")
     elif a == "install":
         print(f"installed {install(args.port, args.bundle)} in trial: reset the board to boot it")
     return 0

@@ -41,13 +41,7 @@ def release(tmp, keys, version, counter, key="key", body="", compile_py=True, **
     app = write_app(Path(tmp) / ("app-" + version), version, body)
     bundle = Path(tmp) / ("bundle-" + version)
     kw.setdefault("boards", ["esp32", "unix"])
-    trial_seconds = kw.pop("trial_seconds", None)
     host.build_bundle(app, bundle, version, counter, compile_py=compile_py, **kw)
-    if trial_seconds is not None:   # a manifest field the host tool does not write (yet)
-        mp = bundle / "manifest.json"
-        m = json.loads(mp.read_text())
-        m["rollback"]["trial_seconds"] = trial_seconds
-        mp.write_text(json.dumps(m, sort_keys=True, separators=(",", ":")))
     host.sign_bundle(bundle, keys[key])
     return bundle
 
