@@ -4,19 +4,51 @@ The board's platform decides the hal: a real ESP32 or Pico W gets boards/<board>
 virtual board (the unix port, sys.platform "linux") gets boards/unix/hal.py whatever profile it
 plays. Files already on the board with the same sha256 are skipped. The board is soft-reset at
 the end so main.py starts with the new code.
+
+The firmware's declared dependencies (firmware/package.json "deps", e.g. umqtt.simple) are installed too
+when a copy is found locally (DEP_DIRS: .venv/mplib, where `make mplib` puts them), compiled with mpy-cross
+like the rest, into lib/ as mip would put them. A missing one is not an error: a one-line hint says how to
+install it on the board (`mpremote mip install NAME`). `--no-deps` skips them.
 """
 
+import json
 import tempfile
 from pathlib import Path
 
 from tools import mpremote_util
-from tools.boards import BOARD_NAMES
-from tools.build import build_firmware
+from tools.boards import BOARD_NAMES, FIRMWARE_DIR, ROOT
+from tools.build import build_firmware, compile_mpy
 from tools.console import soft_reset
 from tools.errors import CLIError
 
 # sys.platform on the board -> the profile whose hal it needs.
 PLATFORM_BOARD = {"esp32": "esp32", "rp2": "rp2040", "linux": "unix"}
+
+
+DEP_DIRS = (ROOT / ".venv" / "mplib",)
+# umqtt.simple checks the broker's packets with asserts: compile dependencies at -O0 to keep them (mpy-cross
+# -O2, the level janua itself ships at, would drop them).
+DEP_OPT = 0
+
+
+def dep_files(out_dir, package_json=FIRMWARE_DIR / "package.json", search=DEP_DIRS):
+    """([(local .mpy, device path)], [missing dep names]) for package.json's "deps". A dep `a.b` is module
+    a/b.py (micropython-lib's naming), looked for in each of `search` in turn."""
+    try:
+        deps = json.loads(Path(package_json).read_text()).get("deps", [])
+    except (OSError, ValueError) as e:
+        raise CLIError(f"cannot read {package_json}: {e}")
+    files, missing = [], []
+    for entry in deps:
+        name = entry[0] if isinstance(entry, list) else entry
+        rel = name.replace(".", "/") + ".py"
+        src = next((Path(d) / rel for d in search if (Path(d) / rel).is_file()), None)
+        if src is None:
+            missing.append(name)
+            continue
+        dst = compile_mpy(src, Path(out_dir) / "deps" / (rel[:-3] + ".mpy"), rel, opt=DEP_OPT)
+        files.append((dst, "lib/" + rel[:-3] + ".mpy"))
+    return files, missing
 
 
 def detect_board(port):
@@ -30,8 +62,9 @@ def detect_board(port):
     return board
 
 
-def flash(port, board=None, package_dir=None, hal_file=None, main_file=None, force=False, echo=True):
-    """Build and copy the firmware; return [(local, device path)] installed."""
+def flash(port, board=None, package_dir=None, hal_file=None, main_file=None, force=False, echo=True, deps=True):
+    """Build and copy the firmware (and, with `deps`, the dependencies found locally); return
+    [(local, device path)] installed."""
     detected = detect_board(port)
     if board is not None and detected != "unix" and board != detected:
         raise CLIError(f"--board {board} but the board on {port} is an {detected}",
@@ -39,6 +72,12 @@ def flash(port, board=None, package_dir=None, hal_file=None, main_file=None, for
     hal_board = detected  # a virtual board plays any profile on the unix hal
     with tempfile.TemporaryDirectory(prefix="janua-build-") as out:
         files = build_firmware(out, hal_board, package_dir=package_dir, hal_file=hal_file, main_file=main_file)
+        if deps:
+            extra, missing = dep_files(out)
+            files += extra
+            for name in missing:
+                print(f"janua flash: dependency {name} not found locally (make mplib); install it on the board: "
+                      f"mpremote mip install {name}", flush=True)
         if echo:
             print(f"installing {len(files)} files onto {port} ({hal_board} hal)", flush=True)
         mpremote_util.cp_many(port, files, echo=echo, force=force)
@@ -51,6 +90,8 @@ def configure(parser):
     parser.add_argument("--board", choices=BOARD_NAMES, default=None,
                         help="check that the board is this one (default: detected from the board)")
     parser.add_argument("--force", action="store_true", help="copy every file, even unchanged ones")
+    parser.add_argument("--no-deps", action="store_true",
+                        help="do not install the firmware's dependencies (package.json deps, e.g. umqtt.simple)")
     parser.add_argument("--source", metavar="DIR", default=None,
                         help="install DIR/janua/*.py, DIR/hal.py and DIR/main.py instead of the repo's firmware")
 
@@ -62,6 +103,6 @@ def run(args):
           package_dir=src / "janua" if src else None,
           hal_file=(src / "hal.py") if src else None,
           main_file=(src / "main.py") if src else None,
-          force=args.force)
+          force=args.force, deps=not args.no_deps)
     print("done; the board was soft-reset", flush=True)
     return 0

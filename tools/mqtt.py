@@ -1,8 +1,9 @@
 """`janua mqtt`: the mosquitto side (docs/mqtt.md).
 
-    janua mqtt config --db DB --out DIR [--base-port N] [--host H] [--san NAME]...
-        write the mosquitto 2.0 config directory (a mutual-TLS listener per tenant, the dynamic-security
-        listener on N) and record the broker in the registry; run `mosquitto -c DIR/mosquitto.conf`.
+    janua mqtt config --db DB --out DIR [--base-port N] [--host H] [--san NAME]... [--password-tenant NAME]
+        write the mosquitto 2.0 config directory (a mutual-TLS listener per tenant, the TLS dynamic-security
+        listener on N with the password tenant's broker certificate) and record the broker in the registry;
+        run `mosquitto -c DIR/mosquitto.conf`.
     janua mqtt ca --db DB --tenant NAME       print the tenant's CA certificate (PEM)
 
 The tenant CA keys are sealed under the verifier's KEK: the same $JANUA_KEK / --kek-file / --dev as `janua serve`.
@@ -31,6 +32,9 @@ def configure(parser):
     p.add_argument("--host", default="127.0.0.1", help="address the listeners bind")
     p.add_argument("--san", action="append", help="name or address in the broker certificates (repeatable; "
                                                    "default localhost and 127.0.0.1)")
+    p.add_argument("--password-tenant", metavar="NAME",
+                   help="the tenant whose devices use the TLS password listener (it shows that tenant's broker "
+                        "certificate; default: the one chosen before, else the first tenant by name)")
     p = sub.add_parser("ca", help="print a tenant's CA certificate (PEM)")
     _common(p)
     p.add_argument("--tenant", required=True)
@@ -60,15 +64,15 @@ def run(args):
         hosts = tuple(args.san) if args.san else ("localhost", "127.0.0.1")
         try:
             out = mqtt_broker.write_config(storage, sealer, args.out, now, host=args.host, base_port=args.base_port,
-                                           hosts=hosts)
+                                           hosts=hosts, password_tenant=args.password_tenant)
         except VerifierError as e:
             raise CLIError(str(e), hint="is the KEK the one the verifier uses?") from e
         except OSError as e:
             raise CLIError(f"cannot write {args.out}: {e.strerror}") from e
     finally:
         storage.close()
-    print(f"janua mqtt: wrote {args.out}/mosquitto.conf (password listener {args.host}:{out['dynsec_port']})",
-          file=sys.stderr)
+    print(f"janua mqtt: wrote {args.out}/mosquitto.conf (TLS password listener {args.host}:{out['dynsec_port']} "
+          f"for tenant {out['password_tenant']})", file=sys.stderr)
     for name, port in out["tenants"].items():
         print(f"{name}\t{args.host}:{port}")
     return 0

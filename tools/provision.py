@@ -60,6 +60,10 @@ def configure(p):
                                        "device server host)")
     p.add_argument("--mqtt-port", type=int, help="broker mutual-TLS port (default: the tenant's listener "
                                                  "from GET /v1/ca, else 8883)")
+    p.add_argument("--mqtt-password", action="store_true",
+                   help="also get the device's MQTT password (POST /v1/devices/{id}/mqtt-password) and keep it in "
+                        "the board's config (mqtt.password): the board logs in with it on the broker's TLS "
+                        "password listener (janua.mqtt.connect(cfg, password=...))")
     p.add_argument("--mqtt-server-hostname", help="name the broker certificate must carry (default: --mqtt-host)")
     p.add_argument("--tokens", action="store_true",
                    help="the board also keeps a device token and a chain of offline tokens (docs/tokens.md)")
@@ -97,7 +101,7 @@ def provision_one(api, args):
     dev = pkg["device_id"]
     print(f"janua: provisioned device {dev} (serial {args.serial}, tenant {pkg.get('tenant')})")
     files = {}
-    if args.credential == "certificate":
+    if args.credential == "certificate" or args.mqtt_password:
         files = certificate_files(api, pkg, args)
     if not args.port:
         # Without a board the package is the only copy of the secret: print it once, to stdout.
@@ -133,35 +137,55 @@ CERT_FILES = ("janua_cert.der", "janua_key.der", "janua_ca.der")   # read by fir
 
 
 def certificate_files(api, pkg, args):
-    """Issue the device's certificate (POST /v1/devices/{id}/certificate), add its fields and the MQTT
-    settings to `pkg`, and return {board path: DER bytes} for the key, certificate and tenant CA."""
+    """The MQTT credentials: with --credential certificate, issue the device's certificate (POST
+    /v1/devices/{id}/certificate); with --mqtt-password, get its MQTT password. Add the MQTT settings (and
+    the certificate's fields) to `pkg` and return {board path: DER bytes} for the key, certificate and tenant
+    CA (only the CA for a password-only board: it still verifies the broker)."""
     import base64
+    import ssl
     dev = pkg["device_id"]
-    if not 1 <= args.cert_days <= 3650:
+    with_cert = args.credential == "certificate"
+    if with_cert and not 1 <= args.cert_days <= 3650:
         raise CLIError("--cert-days must be between 1 and 3650")
+    cert = pw = None
     try:
-        cert = api.call("POST", f"/v1/devices/{dev}/certificate", {"key_type": args.key_type, "days": args.cert_days})
-        broker = api.call("GET", "/v1/ca").get("broker") or {}
+        if with_cert:
+            cert = api.call("POST", f"/v1/devices/{dev}/certificate", {"key_type": args.key_type,
+                                                                        "days": args.cert_days})
+        ca = api.call("GET", "/v1/ca")
+        if args.mqtt_password:
+            pw = api.call("POST", f"/v1/devices/{dev}/mqtt-password", {})
     except CLIError as e:
-        _decommission(api, dev, "issuing its certificate failed")
-        raise CLIError(f"could not issue a certificate to device {dev}: {e}; the device was decommissioned",
+        _decommission(api, dev, "issuing its MQTT credentials failed")
+        raise CLIError(f"could not issue MQTT credentials to device {dev}: {e}; the device was decommissioned",
                        hint=e.hint)
+    broker = ca.get("broker") or {}
     host = (args.mqtt_host or (broker.get("host") if broker.get("host") not in (None, "0.0.0.0") else None)
             or args.device_server_host or urllib.parse.urlparse(args.server).hostname or "127.0.0.1")
-    mqtt = {"host": host, "port": args.mqtt_port or broker.get("tls_port") or 8883,
-            "topic_prefix": cert["topic_prefix"]}
+    prefix = (cert or pw)["topic_prefix"]
+    mqtt = {"host": host, "port": args.mqtt_port or broker.get("tls_port") or 8883, "topic_prefix": prefix}
     if broker.get("password_port"):
         mqtt["password_port"] = broker["password_port"]
     if args.mqtt_server_hostname:
         mqtt["server_hostname"] = args.mqtt_server_hostname
+    if pw is not None:
+        mqtt["password"] = pw["password"]
+        if not broker.get("password_port"):
+            print(f"janua: warning: the broker's password listener does not serve this tenant (or no broker is "
+                  f"configured): the password works only through the HTTP authentication endpoints", file=sys.stderr)
     pkg["mqtt"] = mqtt
-    pkg["certificate"] = {k: cert[k] for k in ("serial", "fingerprint", "not_before", "not_after",
-                                               "next_key_rotation", "key_type") if k in cert}
-    print(f"janua: device {dev}: certificate {cert['serial']} ({cert.get('key_type', args.key_type)}, "
-          f"until {cert['not_after']}), MQTT {host}:{mqtt['port']} topics {cert['topic_prefix']}/#")
-    files = {n: base64.b64decode(cert[k]) for n, k in zip(CERT_FILES, ("certificate_der", "key_der", "ca_der"))}
-    if not args.port:   # the package is then the only copy of the key: it is printed once, like the secret
-        pkg.update({k: cert[k] for k in ("certificate_der", "key_der", "ca_der")})
+    files = {CERT_FILES[2]: ssl.PEM_cert_to_DER_cert(ca["ca_pem"])}
+    if cert is not None:
+        pkg["certificate"] = {k: cert[k] for k in ("serial", "fingerprint", "not_before", "not_after",
+                                                   "next_key_rotation", "key_type") if k in cert}
+        print(f"janua: device {dev}: certificate {cert['serial']} ({cert.get('key_type', args.key_type)}, "
+              f"until {cert['not_after']}), MQTT {host}:{mqtt['port']} topics {prefix}/#")
+        files = {n: base64.b64decode(cert[k]) for n, k in zip(CERT_FILES, ("certificate_der", "key_der", "ca_der"))}
+        if not args.port:   # the package is then the only copy of the key: it is printed once, like the secret
+            pkg.update({k: cert[k] for k in ("certificate_der", "key_der", "ca_der")})
+    if pw is not None:
+        print(f"janua: device {dev}: MQTT password issued (user name {pw['username']}), password listener "
+              f"{host}:{mqtt.get('password_port')}")
     return files
 
 

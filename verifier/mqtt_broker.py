@@ -3,8 +3,8 @@ directory, CRL files with their reload (SIGHUP), and the dynamic-security admin 
 
 Layout written by `write_config(storage, sealer, out_dir, ...)`:
 
-    mosquitto.conf                    per_listener_settings true; pid_file; one TLS listener per tenant;
-                                      one username/password listener with the dynamic-security plugin
+    mosquitto.conf                    per_listener_settings true; pid_file; one mutual-TLS listener per tenant;
+                                      one TLS username/password listener with the dynamic-security plugin
     mosquitto.pid                     written by mosquitto; `reload()` sends SIGHUP to it
     dynsec.json                       the plugin's state (created once with the verifier's admin client)
     tenants/<short>/ca.pem            the tenant CA (the listener's cafile)
@@ -12,9 +12,12 @@ Layout written by `write_config(storage, sealer, out_dir, ...)`:
     tenants/<short>/broker.pem|.key   the broker's certificate issued by the tenant CA (SAN: the hosts)
     tenants/<short>/acl               `pattern readwrite janua/<short>/%u/#`
 
-The broker settings (dir, dynsec port, admin user, sealed admin password) are stored in the registry so
-the verifier finds them after a restart. Blocking calls (files, signals, MQTT) are run off the event loop
-by the HTTP layer.
+mosquitto 2.0 keeps the dynamic-security plugin's state in process globals: it can be loaded on one listener
+only. That listener speaks TLS with the broker certificate of one tenant (the "password tenant"): boards of
+that tenant verify it with their tenant CA. The verifier's admin connection uses the same listener (TLS,
+chain checked against that CA). The broker settings (dir, password port and tenant, admin user, sealed
+admin password) are stored in the registry so the verifier finds them after a restart. Blocking calls
+(files, signals, MQTT) are run off the event loop by the HTTP layer.
 """
 
 import base64
@@ -36,6 +39,10 @@ DYNSEC_PLUGIN = os.environ.get("JANUA_DYNSEC_PLUGIN", "/usr/lib/x86_64-linux-gnu
 DYNSEC_TOPIC = "$CONTROL/dynamic-security/v1"
 ADMIN_USER = "janua-admin"
 _ADMIN_SEAL_ID = b"dynsec\0\0"
+STATUS_FILTER = "janua/+/+/status"      # what the verifier's status subscriber reads (mqtt_status.py)
+ADMIN_ACLS = [{"acltype": t, "topic": "$CONTROL/dynamic-security/#", "allow": True}
+              for t in ("publishClientSend", "publishClientReceive", "subscribePattern")] + [
+             {"acltype": "subscribePattern", "topic": STATUS_FILTER, "allow": True}]
 
 
 class BrokerError(VerifierError):
@@ -76,23 +83,31 @@ def _dynsec_state(password):
     deny publish and subscribe (each device client gets its own role)."""
     salt = os.urandom(12)
     pw = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101, 64)
-    ctl = "$CONTROL/dynamic-security/#"
     return {
         "clients": [{"username": ADMIN_USER, "textName": "janua verifier", "password": base64.b64encode(pw).decode(),
                      "salt": base64.b64encode(salt).decode(), "iterations": 101, "roles": [{"rolename": "admin"}]}],
-        "roles": [{"rolename": "admin", "acls": [
-            {"acltype": t, "topic": ctl, "allow": True}
-            for t in ("publishClientSend", "publishClientReceive", "subscribePattern")]}],
+        "roles": [{"rolename": "admin", "acls": ADMIN_ACLS}],
         "defaultACLAccess": {"publishClientSend": False, "publishClientReceive": True, "subscribe": False,
                              "unsubscribe": True},
     }
 
 
+def _ports_doc(text):
+    """The registry's tenant_ports JSON: {"tls": {tenant id: port}, "password_tenant": id}; rows written before
+    the password listener spoke TLS hold only {tenant id: port}."""
+    doc = json.loads(text) if text else {}
+    if isinstance(doc.get("tls"), dict):
+        return doc["tls"], doc.get("password_tenant")
+    return doc, None
+
+
 def write_config(storage, sealer, out_dir, now, host="127.0.0.1", base_port=8883, hosts=("localhost", "127.0.0.1"),
-                 ports=None):
+                 ports=None, password_tenant=None):
     """Write the config directory for every tenant (creating tenant CAs that do not exist yet) and record the
     broker in the registry. Ports: the password listener on base_port, each tenant on `ports[tenant id]` if given,
-    else the port it had before, else the next free one above base_port (tenants by name). Returns {"dynsec_port", "tenants": {name: port}}."""
+    else the port it had before, else the next free one above base_port (tenants by name). The password listener
+    presents the broker certificate of `password_tenant` (a tenant name; default: the one it had, else the first
+    tenant by name). Returns {"dynsec_port", "password_tenant": name, "tenants": {name: port}}."""
     out = Path(out_dir).resolve()
     (out / "tenants").mkdir(parents=True, exist_ok=True)
     old = storage.get_mqtt_broker()
@@ -101,12 +116,21 @@ def write_config(storage, sealer, out_dir, now, host="127.0.0.1", base_port=8883
     else:
         admin_pw = secrets.token_urlsafe(24)
         _atomic_write(out / "dynsec.json", json.dumps(_dynsec_state(admin_pw), indent=1).encode(), 0o600)
-    kept = json.loads(old["tenant_ports"]) if old is not None else {}
+    kept, kept_pw = _ports_doc(old["tenant_ports"]) if old is not None else ({}, None)
+    tenants = storage.list_tenants_brief()
+    if password_tenant is not None:
+        pw_tenant = next((t for t in tenants if t["name"] == password_tenant), None)
+        if pw_tenant is None:
+            raise BrokerError(f"no tenant named {password_tenant!r}")
+    else:
+        pw_tenant = next((t for t in tenants if t["id"] == kept_pw), tenants[0] if tenants else None)
+    if pw_tenant is None:
+        raise BrokerError("no tenants: create one first")
     used = {int(p) for p in kept.values()} | {base_port}
     lines = ["# generated by `janua mqtt config`; edits are overwritten", "per_listener_settings true",
              f"pid_file {out / 'mosquitto.pid'}", "persistence false", ""]
     chosen = {}
-    for tenant in storage.list_tenants_brief():
+    for tenant in tenants:
         ca = vx.TenantCA.load(storage, sealer, tenant, now)
         short = tenant_short_id(tenant["id"])
         tdir = out / "tenants" / short
@@ -134,14 +158,19 @@ def write_config(storage, sealer, out_dir, now, host="127.0.0.1", base_port=8883
                   "# the client id is replaced by the identity: no device can take over another's session",
                   "use_username_as_clientid true",
                   "allow_anonymous false", f"acl_file {tdir / 'acl'}", ""]
-    lines += ["# username/password devices (dynamic security; the verifier is its admin client)",
-              f"listener {base_port} {host}", f"plugin {DYNSEC_PLUGIN}",
+    pdir = out / "tenants" / tenant_short_id(pw_tenant["id"])
+    lines += [f"# username/password devices of tenant {pw_tenant['name']!r} over TLS (no client certificate); dynamic",
+              "# security, loaded once per broker; the verifier is its admin client and reads janua/+/+/status here",
+              f"listener {base_port} {host}", f"certfile {pdir / 'broker.pem'}", f"keyfile {pdir / 'broker.key'}",
+              "tls_version tlsv1.2", f"plugin {DYNSEC_PLUGIN}",
               f"plugin_opt_config_file {out / 'dynsec.json'}", "allow_anonymous false", ""]
     _atomic_write(out / "mosquitto.conf", "\n".join(lines).encode())
     storage.set_mqtt_broker({"config_dir": str(out), "host": host, "dynsec_port": base_port, "admin_user": ADMIN_USER,
                              "sealed_admin_password": sealer.seal(admin_pw.encode(), _ADMIN_SEAL_ID, "broker"),
-                             "tenant_ports": json.dumps(chosen), "updated": int(now)})
-    return {"dynsec_port": base_port, "tenants": {t["name"]: chosen[t["id"]] for t in storage.list_tenants_brief()}}
+                             "tenant_ports": json.dumps({"tls": chosen, "password_tenant": pw_tenant["id"]}),
+                             "updated": int(now)})
+    return {"dynsec_port": base_port, "password_tenant": pw_tenant["name"],
+            "tenants": {t["name"]: chosen[t["id"]] for t in tenants}}
 
 
 class Broker:
@@ -152,8 +181,22 @@ class Broker:
         self.host, self.dynsec_port = row["host"], row["dynsec_port"]
         self.admin_user = row["admin_user"]
         self._admin_pw = sealer.unseal(row["sealed_admin_password"], _ADMIN_SEAL_ID, "broker").decode()
-        self.tenant_ports = json.loads(row["tenant_ports"])
+        self.tenant_ports, self.password_tenant = _ports_doc(row["tenant_ports"])
+        # None: a config written before the password listener spoke TLS (plain TCP, rerun `janua mqtt config`)
+        self.ca_file = (None if self.password_tenant is None else
+                        self.dir / "tenants" / tenant_short_id(self.password_tenant) / "ca.pem")
+        self.updated = row["updated"]
         self.timeout = timeout
+
+    @property
+    def local_host(self):
+        """Where the verifier dials the password listener (a wildcard bind is reached on loopback)."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+
+    def password_port(self, tenant_id):
+        """The TLS password listener's port for a device of `tenant_id`, or None: it presents another tenant's
+        certificate, which the device could not verify."""
+        return self.dynsec_port if tenant_id == self.password_tenant else None
 
     @classmethod
     def from_storage(cls, storage, sealer):
@@ -181,7 +224,12 @@ class Broker:
 
     def dynsec(self, commands):
         """Send dynamic-security commands; return their responses (each may hold "error")."""
-        return dynsec_send(self.host, self.dynsec_port, self.admin_user, self._admin_pw, commands, self.timeout)
+        return dynsec_send(self.local_host, self.dynsec_port, self.admin_user, self._admin_pw, commands,
+                           self.timeout, self.ca_file)
+
+    def admin_client(self, client_id):
+        """A paho client logged in as the dynsec admin on the password listener (TLS when configured so)."""
+        return _admin_client(client_id, self.admin_user, self._admin_pw, self.ca_file)
 
     # device clients ------------------------------------------------------------------------------
     def set_device_password(self, tenant_id, device_id_hex, password):
@@ -196,6 +244,14 @@ class Broker:
                            {"command": "createClient", "username": device_id_hex, "clientid": device_id_hex,
                             "password": password, "roles": [{"rolename": role}]}])
         _check(out)
+
+    def ensure_admin_acls(self):
+        """Grant the admin role what this version needs (a dynsec.json from an older version lacks the
+        status subscription); ACLs it already has are left alone."""
+        out = self.dynsec([{"command": "addRoleACL", "rolename": "admin", "priority": 0, **a} for a in ADMIN_ACLS])
+        for r in out:
+            if r.get("error") and "already exists" not in r["error"]:
+                raise BrokerError(f"dynamic-security addRoleACL: {r['error']}")
 
     def disable_device(self, device_id_hex):
         _check(self.dynsec([{"command": "disableClient", "username": device_id_hex}]), ok_missing=True)
@@ -215,14 +271,25 @@ def _check(responses, ok_missing=False):
             raise BrokerError(f"dynamic-security {r.get('command')}: {err}")
 
 
-def dynsec_send(host, port, user, password, commands, timeout=5.0):
-    """One admin connection: subscribe to the response topic, publish {"commands": [...]}, wait for the reply."""
-    import paho.mqtt.client as mqtt     # only the broker integration needs it
+def _admin_client(client_id, user, password, ca_file=None):
+    import ssl
 
-    done, box = threading.Event(), {}
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="janua-admin-" + secrets.token_hex(4),
-                    protocol=mqtt.MQTTv311)
+    import paho.mqtt.client as mqtt     # only the broker integration needs it
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
     c.username_pw_set(user, password)
+    if ca_file is not None:
+        # The chain must lead to the password tenant's CA; the name is not checked: the verifier dials the
+        # broker by loopback address, which `--san` may have left out of the broker certificate.
+        ctx = ssl.create_default_context(cafile=str(ca_file))
+        ctx.check_hostname = False
+        c.tls_set_context(ctx)
+    return c
+
+
+def dynsec_send(host, port, user, password, commands, timeout=5.0, ca_file=None):
+    """One admin connection: subscribe to the response topic, publish {"commands": [...]}, wait for the reply."""
+    done, box = threading.Event(), {}
+    c = _admin_client("janua-admin-" + secrets.token_hex(4), user, password, ca_file)
     subscribed = threading.Event()
 
     def on_connect(client, userdata, flags, rc, props=None):
@@ -243,7 +310,7 @@ def dynsec_send(host, port, user, password, commands, timeout=5.0):
     c.on_connect, c.on_subscribe, c.on_message = on_connect, on_subscribe, on_message
     try:
         c.connect(host, port, keepalive=30)
-    except OSError as e:
+    except (OSError, ValueError) as e:
         raise BrokerError(f"cannot reach the broker's dynamic-security listener {host}:{port}: {e}") from e
     c.loop_start()
     try:

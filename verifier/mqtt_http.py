@@ -13,7 +13,7 @@ import secrets
 
 from aiohttp import web
 
-from verifier import mqtt_auth as auth, registry, x509 as vx
+from verifier import mqtt_auth as auth, mqtt_status, registry, x509 as vx
 from verifier.appkeys import CONFIG, LIFECYCLE_HOOKS, SEALER, STORAGE
 from verifier.errors import Conflict, NotFound, ValidationError, VerifierError
 from verifier.http import _admin, _device_id, _json, _now
@@ -31,6 +31,7 @@ PEM = "application/x-pem-file"
 class MQTTState:
     def __init__(self):
         self.crl_cache = {}            # tenant id -> (made_at, pem)
+        self.status = None             # mqtt_status.Subscriber while one runs
 
 
 def _broker(app):
@@ -141,16 +142,13 @@ async def get_ca(request):
     st, now = request.app[STORAGE], _now(request)
     tenant = st.get_tenant(tenant_id)
     ca = vx.TenantCA.load(st, request.app[SEALER], tenant, now)
-    broker = st.get_mqtt_broker()
-    port = None
-    if broker is not None:
-        port = Broker(broker, request.app[SEALER]).tenant_ports.get(tenant_id)
+    broker = _broker(request.app)
     return web.json_response({
         "tenant": tenant["name"], "tenant_short": tenant_short_id(tenant_id), "topic_root": f"janua/{tenant_short_id(tenant_id)}",
         "ca_pem": vx.cert_pem(ca.cert).decode(), "crl_pem": (await _crl(request.app, tenant, now)).decode(),
         "fingerprint": vx.fingerprint(ca.cert), "not_after": int(ca.cert.not_valid_after_utc.timestamp()),
-        "broker": None if broker is None else {"host": broker["host"], "tls_port": port,
-                                               "password_port": broker["dynsec_port"]}})
+        "broker": None if broker is None else {"host": broker.host, "tls_port": broker.tenant_ports.get(tenant_id),
+                                               "password_port": broker.password_port(tenant_id)}})
 
 
 async def get_crl(request):
@@ -180,7 +178,8 @@ async def mqtt_password(request):
     _audit(st, now, dev, "device.mqtt_password.set", None, None, "ok", None, token_id, "admin")
     return web.json_response({"device_id": did.hex(), "username": did.hex(), "client_id": did.hex(),
                               "password": password, "topic_prefix": topic_prefix(tenant_id, did.hex()),
-                              "broker": None if broker is None else {"host": broker.host, "port": broker.dynsec_port}},
+                              "broker": None if broker is None else {"host": broker.host,
+                                                                     "port": broker.password_port(tenant_id)}},
                              status=201, headers={"Cache-Control": "no-store"})
 
 
@@ -347,13 +346,14 @@ async def _refresh_crls(app):
 async def ctx(app):
     """cleanup_ctx resource of this feature (app.py appends it)."""
     app[MQTT] = MQTTState()
-    task = asyncio.create_task(_refresh_crls(app))
+    tasks = [asyncio.create_task(_refresh_crls(app)), asyncio.create_task(mqtt_status.run(app, app[MQTT]))]
     yield
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
+    for task in tasks:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
 
 
 ROUTES = [

@@ -58,11 +58,11 @@ SCHEMAS = {
         "ca_pem": {"type": "string"}, "crl_pem": {"type": "string"}, "fingerprint": {"type": "string"},
         "not_after": {"type": "integer"},
         "broker": {"type": ["object", "null"], "properties": {
-            "host": {"type": "string"}, "tls_port": {"type": ["integer", "null"]}, "password_port": {"type": "integer"}}}}},
+            "host": {"type": "string"}, "tls_port": {"type": ["integer", "null"]}, "password_port": {"type": ["integer", "null"]}}}}},
     "MQTTPassword": {"description": "Returned once; stored only as a hash.", "type": "object", "properties": {
         "device_id": {"type": "string"}, "username": {"type": "string"}, "client_id": {"type": "string"},
         "password": {"type": "string"}, "topic_prefix": {"type": "string"},
-        "broker": {"type": ["object", "null"], "properties": {"host": {"type": "string"}, "port": {"type": "integer"}}}}},
+        "broker": {"type": ["object", "null"], "properties": {"host": {"type": "string"}, "port": {"type": ["integer", "null"]}}}}},
     "EMQXAuthRequest": {"type": "object", "properties": {
         "clientid": {"type": "string"}, "username": {"type": "string"},
         "password": {"type": "string", "description": "MQTT password, mqtt-sas token, or token:<device JWT>"},

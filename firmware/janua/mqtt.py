@@ -4,7 +4,9 @@
 flash: janua_cert.der, janua_key.der, janua_ca.der), verifies the broker against the tenant CA and
 keeps the device's topics under its prefix (cfg["mqtt"]["topic_prefix"], "janua/<tenant>/<device>").
 The same call can log in with a password instead (an mqtt-sas token from sas.py, or the password
-the verifier issued), still verifying the broker.
+the verifier issued, kept as cfg["mqtt"]["password"]) on mqtt.password_port, still verifying the
+broker. Right after the CONNACK it publishes b"online" (QoS 0, not retained) to <prefix>/status:
+the verifier records it as the device's last-seen (mqtt.status false turns it off).
 
 Both umqtt.simple constructor shapes work (<= 1.3 `ssl_params`, >= 1.4 SSLContext): mqtt_tls.py
 builds the client. The broker is dialled by IP (resolved here) and checked by name (server_hostname).
@@ -59,7 +61,7 @@ def settings(cfg):
         raise StoreError("mqtt.keepalive must be 0..65535 seconds")
     sni = m.get("server_hostname") or m["host"]
     return {"host": m["host"], "port": port, "password_port": pw_port, "server_hostname": sni,
-            "topic_prefix": prefix, "keepalive": ka}
+            "topic_prefix": prefix, "keepalive": ka, "status": m.get("status", True) is not False}
 
 
 def _close(client):
@@ -112,7 +114,8 @@ def open_client(client, api, MQTTException, where):
 
 def connect(cfg, password=None, fs=None, client_id=None):
     """A Session to the broker of cfg["mqtt"]. Without `password`: mutual TLS with the device
-    certificate. With it: TLS (broker verified) and user name = device id, e.g. an mqtt-sas token."""
+    certificate. With it: TLS (broker verified) on password_port and user name = device id, e.g.
+    cfg["mqtt"]["password"] or an mqtt-sas token."""
     MQTTClient, MQTTException = _umqtt()
     s = settings(cfg)
     ca = read_der(CA_FILE, fs)
@@ -131,7 +134,14 @@ def connect(cfg, password=None, fs=None, client_id=None):
                                 ca, cert, key)
     del cert, key
     open_client(client, shape, MQTTException, where)
-    return Session(client, MQTTException, s["topic_prefix"], shape)
+    session = Session(client, MQTTException, s["topic_prefix"], shape)
+    if s["status"]:
+        try:
+            session.publish("status", b"online")
+        except (MQTTError, TransportError):
+            session.close()
+            raise
+    return session
 
 
 def _check_topic(topic):

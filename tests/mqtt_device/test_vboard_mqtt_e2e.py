@@ -14,6 +14,7 @@ import pytest
 
 from tests.mosquitto import Mosquitto, free_ports
 from tests.mqtt_device.conftest import UMQTT_134, Watcher, host_publish
+from tools.api import API
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,18 +74,18 @@ def stack(tmp_path_factory):
         mq = Mosquitto(work / "mq", conf=work / "broker").start()
         vb = VirtualBoard("esp32", work / "flash")
         vb.start()
-        janua("flash", "--port", vb.port, "--board", "esp32")
-        mpremote_util.cp_many(vb.port, [(UMQTT_134, "lib/umqtt/simple.py")])   # mip install umqtt.simple
+        flashed = janua("flash", "--port", vb.port, "--board", "esp32")   # umqtt.simple too (package.json deps)
         auth = ["--server", v.url, "--token-file", str(v.token_file)]
         out = janua("provision", "--serial", "MQTT-1", "--port", vb.port, "--credential", "certificate",
-                    "--udp-port", str(v.udp_port), "--transport", "udp", *auth)
+                    "--mqtt-password", "--udp-port", str(v.udp_port), "--transport", "udp", *auth)
         dev = out.split("provisioned device ")[1].split()[0]
         # Its first binary authentication (UDP) makes the device active in the registry.
         auth_line = mpremote_util.exec_(vb.port, "from janua.app import run\nprint(run())").strip().splitlines()[-1]
         # A second device, provisioned without a board: its package (key included) is printed once.
         other_out = janua("provision", "--serial", "MQTT-2", "--credential", "certificate", *auth)
         other = json.loads(other_out[other_out.index("{"):])
-        st.update(mq=mq, vb=vb, work=work, dev=dev, other=other, conf=conf, auth=auth, auth_line=auth_line)
+        st.update(mq=mq, vb=vb, work=work, dev=dev, other=other, conf=conf, auth=auth, auth_line=auth_line,
+                  flashed=flashed)
         yield st
     finally:
         if vb is not None:
@@ -127,12 +128,20 @@ def _watcher(stack):
     return Watcher(cfg["mqtt"]["port"], ctx, f"janua/{short}/#"), cfg
 
 
+def test_flash_installs_umqtt_from_the_firmwares_deps(stack):
+    assert "not found locally" not in stack["flashed"], stack["flashed"]
+    lib = stack["work"] / "flash" / "lib" / "umqtt"
+    assert (lib / "simple.mpy").is_file() and not (lib / "simple.py").exists()
+    assert on_board(stack["vb"].port, "from umqtt.simple import MQTTClient\nprint(json.dumps({'ok': 1}))") == [{"ok": 1}]
+
+
 def test_provision_writes_the_certificate_files_and_mqtt_settings_onto_the_board(stack):
     flash = stack["work"] / "flash"
     cfg = json.loads((flash / "janua.json").read_text())
     assert cfg["device_id"] == stack["dev"]
     assert cfg["mqtt"]["topic_prefix"].endswith("/" + stack["dev"])
     assert cfg["mqtt"]["port"] in stack["conf"]["tenants"].values()
+    assert cfg["mqtt"]["password_port"] == stack["conf"]["dynsec_port"] and len(cfg["mqtt"]["password"]) == 43
     from cryptography import x509
     cert = x509.load_der_x509_certificate((flash / "janua_cert.der").read_bytes())
     assert cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == stack["dev"]
@@ -205,20 +214,22 @@ def test_board_reconnects_while_the_verifier_is_down_and_after_it_restarts(stack
 
 
 def test_suspension_stops_the_password_and_puts_the_certificate_on_hold(stack):
-    """The board (active since its first binary auth) gets an MQTT password; suspended, the
-    password is refused by the broker (dynamic security) and its certificate by the CRL; resumed, both work."""
+    """The board (active since its first binary auth) logs in with the MQTT password `janua provision
+    --mqtt-password` wrote into its config, over TLS. Suspended, the board's password login is refused by the
+    broker (dynamic security, CONNACK 5) and its certificate by the CRL; a host-side client with the same
+    password too. Resumed, all work again."""
     import paho.mqtt.client as mqtt
-    from tools.api import API
     v, dev, port = stack["v"], stack["dev"], stack["vb"].port
     assert "authenticated" in stack["auth_line"], stack["auth_line"]
     api = API(v.url, token_file=str(v.token_file))
-    pw = api.call("POST", f"/v1/devices/{dev}/mqtt-password", {})
+    cfg = json.loads((stack["work"] / "flash" / "janua.json").read_text())["mqtt"]
 
-    def password_login():
+    def host_password_login():
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=dev, protocol=mqtt.MQTTv311)
-        c.username_pw_set(pw["username"], pw["password"])
+        c.username_pw_set(dev, cfg["password"])
+        c.tls_set(ca_certs=str(stack["work"] / "broker" / "tenants" / cfg["topic_prefix"].split("/")[1] / "ca.pem"))
         try:
-            c.connect(pw["broker"]["host"], pw["broker"]["port"], keepalive=10)
+            c.connect(cfg["host"], cfg["password_port"], keepalive=10)
         except OSError:
             return "unreachable"
         box = {}
@@ -230,11 +241,35 @@ def test_suspension_stops_the_password_and_puts_the_certificate_on_hold(stack):
         return "ok" if box.get("rc") is not None and not box["rc"].is_failure else str(box.get("rc"))
 
     cert_login = "s = mqtt.connect(cfg)\nprint(json.dumps({'ok': True}))\ns.close()"
-    assert password_login() == "ok"
+    pw_login = ("s = mqtt.connect(cfg, password=cfg['mqtt']['password'])\ns.publish('up', b'pw')\n"
+                "print(json.dumps({'ok': True}))\ns.close()")
+    assert on_board(port, pw_login) == [{"ok": True}]
+    assert host_password_login() == "ok"
     api.call("POST", f"/v1/devices/{dev}/lifecycle", {"action": "suspend", "reason": "test"})
-    assert password_login() != "ok"
+    refused = on_board(port, pw_login)
+    assert refused[0].get("error") == "MQTTRefused" and "not authorized" in refused[0]["msg"], refused
+    assert host_password_login() != "ok"
     held = on_board(port, cert_login)
     assert held[0].get("error") == "MQTTTLSError", held
     api.call("POST", f"/v1/devices/{dev}/lifecycle", {"action": "resume"})
-    assert password_login() == "ok"
+    assert on_board(port, pw_login) == [{"ok": True}]
+    assert host_password_login() == "ok"
     assert on_board(port, cert_login) == [{"ok": True}]
+
+
+def test_certificate_login_is_seen_by_the_verifier(stack):
+    """The board's status message after a certificate login reaches the verifier's subscriber: last-seen
+    moves and the audit log has an mqtt.online entry."""
+    v, dev, port = stack["v"], stack["dev"], stack["vb"].port
+    api = API(v.url, token_file=str(v.token_file))
+    before = api.call("GET", f"/v1/devices/{dev}")["last_seen_at"]
+    time.sleep(1.1)                               # last-seen has a one-second resolution
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert on_board(port, "s = mqtt.connect(cfg)\nprint(json.dumps({'ok': True}))\ns.close()") == [{"ok": True}]
+        seen = api.call("GET", f"/v1/devices/{dev}")["last_seen_at"]
+        if seen is not None and (before is None or seen > before):
+            break
+        time.sleep(1)      # the subscriber may still be connecting (a restarted verifier polls every 2 s)
+    else:
+        raise AssertionError("the verifier never saw the board's certificate login")

@@ -147,7 +147,9 @@ async def password_client(client, acme, dev, broker, client_id=None, password=No
         doc = await r.json()
         assert doc["username"] == dev.hex and doc["broker"]["port"] == broker.password_port
         password = doc["password"]
-    return Client(client_id or dev.hex, broker.password_port, username=dev.hex, password=password), password
+    # the password listener speaks TLS with the broker certificate of the password tenant (acme: first by name)
+    return Client(client_id or dev.hex, broker.password_port, ca=broker.ca_file(acme), username=dev.hex,
+                  password=password), password
 
 
 async def test_password_device_reaches_only_its_topics(client, acme, broker, clock):

@@ -32,3 +32,23 @@ def test_mqtt_config_and_ca(tmp_path, capsys):
                  "--base-port", str(base)]) == 0
     assert capsys.readouterr().out.split() == lines
     assert main(["mqtt", "ca", "--db", db, "--kek-file", str(kek), "--tenant", "nope"]) == 1
+
+
+def test_password_tenant_chooses_the_password_listeners_certificate(tmp_path, capsys):
+    db, kek = str(tmp_path / "j.db"), tmp_path / "kek"
+    kek.write_text("11" * 32)
+    st = SQLiteStorage(db)
+    ids = {n: registry.create_tenant(st, n, 1_800_000_000)["id"] for n in ("acme", "beta")}
+    st.close()
+    base = free_ports(1)[0]
+    args = ["mqtt", "config", "--db", db, "--kek-file", str(kek), "--out", str(tmp_path / "b"), "--base-port", str(base)]
+    assert main(args + ["--password-tenant", "nope"]) == 1
+    assert main(args + ["--password-tenant", "beta"]) == 0
+    assert "for tenant beta" in capsys.readouterr().err
+    from verifier.mqtt_broker import tenant_short_id
+    conf = (tmp_path / "b" / "mosquitto.conf").read_text()
+    listener = conf[conf.index(f"listener {base} "):]
+    assert f"tenants/{tenant_short_id(ids['beta'])}/broker.pem" in listener.split("\n\n")[0]
+    assert "tls_version tlsv1.2" in listener.split("\n\n")[0]
+    assert main(args) == 0                       # rerun: the choice is kept
+    assert "for tenant beta" in capsys.readouterr().err
