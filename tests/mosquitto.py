@@ -25,6 +25,7 @@ root on sys.path). Never touches the system broker on 1883. MOSQUITTO env var ov
 """
 
 import os
+import random
 import re
 import signal
 import socket
@@ -36,18 +37,31 @@ BINARY = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
 _LISTENER = re.compile(r"^\s*listener\s+(\d+)", re.M)
 
 
-def free_ports(n):
-    """n distinct TCP ports that were free on 127.0.0.1 a moment ago (all held open while picking)."""
-    socks = []
+_LOW, _HIGH = 15000, 32000      # below Linux's ephemeral range (32768-60999): no outgoing connection takes these
+_SPARE = 4                      # ports after the block that must be free too (configs use base_port + i)
+
+
+def _bindable(port):
+    s = socket.socket()
     try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
     finally:
-        for s in socks:
-            s.close()
+        s.close()
+
+
+def free_ports(n):
+    """n consecutive TCP ports (followed by a few more) that were free on 127.0.0.1 a moment ago. They are
+    taken below the ephemeral range, so the kernel does not hand them to some client connection between
+    this call and the broker's bind (which happened with ports from bind(0))."""
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(_LOW, _HIGH - n - _SPARE)
+        if all(_bindable(p) for p in range(base, base + n + _SPARE)):
+            return list(range(base, base + n))
+    raise RuntimeError("no block of free ports found")
 
 
 def free_port():

@@ -8,26 +8,19 @@ cloud comes back on the same ports: the edge delivers its used-token report, so 
 token too, and the board's next online boot reports it and keeps a topped-up chain."""
 
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
+from tests.mosquitto import free_ports
 from tools.demo import Verifier, _janua, reset_and_read
 
 pytestmark = pytest.mark.e2e
 
 TOKEN_LEN = 107
 HEADER_LEN = 16
-
-
-def free_port(kind):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post(url, doc):
@@ -66,10 +59,9 @@ def chain_slot(flash, index):
 
 
 def test_board_authenticates_to_the_edge_while_the_cloud_is_down(tmp_path):
-    from tools import mpremote_util
     from tools.vboard import VirtualBoard
     flash = tmp_path / "flash"
-    http_port, udp_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
+    http_port, udp_port = free_ports(2)     # fixed, so that the cloud comes back on the same ones
     cloud = Verifier(tmp_path, http_port=http_port, udp_port=udp_port)
     edge = None
 
