@@ -10,7 +10,6 @@ over HTTP and over DTLS-lite + CoAP, and `janua console --diag` shows its status
 """
 
 import json
-import os
 import re
 import subprocess
 import sys

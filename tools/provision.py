@@ -171,8 +171,8 @@ def certificate_files(api, pkg, args):
     if pw is not None:
         mqtt["password"] = pw["password"]
         if not broker.get("password_port"):
-            print(f"janua: warning: the broker's password listener does not serve this tenant (or no broker is "
-                  f"configured): the password works only through the HTTP authentication endpoints", file=sys.stderr)
+            print("janua: warning: the broker's password listener does not serve this tenant (or no broker is "
+                  "configured): the password works only through the HTTP authentication endpoints", file=sys.stderr)
     pkg["mqtt"] = mqtt
     files = {CERT_FILES[2]: ssl.PEM_cert_to_DER_cert(ca["ca_pem"])}
     if cert is not None:

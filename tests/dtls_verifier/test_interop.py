@@ -4,7 +4,6 @@
 import asyncio
 import json
 import re
-import socket
 
 import cbor2
 import pytest

@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from aiohttp import web
 
 from verifier.app import create_app
 from verifier.config import Config
