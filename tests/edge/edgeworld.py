@@ -5,42 +5,20 @@ offline chain tokens from the cloud (POST /v1/auth/device/token, then /v1/auth/d
 
 import socket
 
+from tests.support import KEK, AuthDevice, FakeClock  # noqa: F401 (FakeClock: the conftest imports it from here)
 from verifier import keys, registry
 from verifier.app import start_server
 from verifier.appkeys import SEALER
-from verifier.binauth import decode_reply, encode_request
 from verifier.config import Config, EdgeConfig
 
-CLOUD_KEK = bytes(range(32))
+CLOUD_KEK = KEK
 EDGE_KEK = bytes(range(100, 132))
-T0 = 1_767_225_600
 
 
-class FakeClock:
-    def __init__(self, now=T0):
-        self.now = float(now)
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
-
-
-class Device:
+class Device(AuthDevice):
     def __init__(self, hex_id, master_hex, clock):
-        self.hex, self.id, self.clock = hex_id, bytes.fromhex(hex_id), clock
-        self.key = keys.derive_key(bytes.fromhex(master_hex), keys.LABEL_BINAUTH)
-        self.last = 0
+        super().__init__(hex_id, master_hex, clock)
         self.chain = []
-
-    def request(self):
-        """A fresh 20-byte binary auth request: the timestamp strictly increases."""
-        self.last = max(int(self.clock()), self.last + 1)
-        return encode_request(self.key, self.id, self.last)
-
-    def reply(self, req, data):
-        return decode_reply(self.key, req, data)
 
 
 class World:
@@ -86,11 +64,9 @@ class World:
         st = self.cloud.storage
         rows = [{"serial_number": f"SN-{keys.new_token()[4:20]}"} for _ in range(n)]
         out = registry.provision_bulk(st, self.cloud.app[SEALER], self.tenant_id, rows, self.clock())
-        devs = []
-        for r in out["results"]:
-            d = Device(r["device_id"], r["master_secret"], self.clock)
+        devs = [Device(r["device_id"], r["master_secret"], self.clock) for r in out["results"]]
+        for d in devs:
             st.update_device(self.tenant_id, d.id, {"status": "active"})
-            devs.append(d)
         return devs
 
     async def get_chain(self, dev):

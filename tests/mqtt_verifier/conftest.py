@@ -6,31 +6,18 @@ with admin tokens and active devices, a real mosquitto running the config direct
 import base64
 import queue
 import ssl
-import sys
 import threading
 import time
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 
 from tests.mosquitto import Mosquitto, free_port, free_ports
-from verifier import keys, mqtt_broker as mb, registry
+from tests.support import KEK, AdminTenant, FakeClock
+from verifier import mqtt_broker as mb
 from verifier.app import create_app
 from verifier.appkeys import SEALER, STORAGE
 from verifier.config import Config
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-KEK = bytes(range(32))
-
-
-class FakeClock:
-    def __init__(self, now):
-        self.now = float(now)
-
-    def __call__(self):
-        return self.now
 
 
 class Device:
@@ -40,20 +27,14 @@ class Device:
         self.prefix = mb.topic_prefix(tenant.id, hex_id)
 
 
-class Tenant:
+class Tenant(AdminTenant):
     def __init__(self, app, name, clock):
-        st = app[STORAGE]
-        self.app, self.name = app, name
-        self.id = registry.create_tenant(st, name, clock())["id"]
-        _, token = registry.issue_token(st, self.id, clock())
-        self.headers = {"Authorization": f"Bearer {token}"}
+        super().__init__(app, name, clock)
+        self.name = name
 
     def device(self, clock):
-        out = registry.provision_bulk(self.app[STORAGE], self.app[SEALER], self.id,
-                                      [{"serial_number": f"SN-{keys.new_token()[4:20]}"}], clock())
-        r = out["results"][0]
-        self.app[STORAGE].update_device(self.id, bytes.fromhex(r["device_id"]), {"status": "active"})
-        return Device(self, r["device_id"], r["master_secret"])
+        (hex_id, master), = self.provision([{}])
+        return Device(self, hex_id, master)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ dynamic-security plugin following the device lifecycle, and a verifier restart."
 
 import pytest
 
-from conftest import Client, write_identity
+from tests.mqtt_verifier.conftest import Client, write_identity
 from verifier.app import create_app
 
 

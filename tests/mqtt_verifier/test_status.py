@@ -5,8 +5,8 @@ message and updates its last-seen; forged status messages, plain TCP and other t
 import asyncio
 import time
 
-from conftest import Client, Mosquitto, write_identity
-from test_broker import issue, tls_client
+from tests.mqtt_verifier.conftest import Client, Mosquitto, write_identity
+from tests.mqtt_verifier.test_broker import issue, tls_client
 from verifier.appkeys import STORAGE
 from verifier.mqtt_http import MQTT
 

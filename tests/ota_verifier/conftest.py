@@ -3,20 +3,16 @@
 auth requests, and signed bundles made with the host tools (tools/ota.py, .py sources: no mpy-cross)."""
 
 import os
-import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from tests.support import KEK, AdminTenant, AuthDevice, FakeClock  # noqa: F401 (KEK re-exported)
 from tools import ota as host
-from verifier import keys, registry
 from verifier.app import create_app
-from verifier.appkeys import SEALER, STORAGE
-from verifier.binauth import encode_request
 from verifier.config import Config
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -28,50 +24,12 @@ def pytest_collection_modifyitems(config, items):
         if "slow" in item.keywords:
             item.add_marker(skip)
 
-KEK = bytes(range(32))
-T0 = 1_767_225_600
+Device = AuthDevice
 
 
-class FakeClock:
-    def __init__(self, now=T0):
-        self.now = float(now)
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
-
-
-class Device:
-    def __init__(self, hex_id, master_hex, clock):
-        self.hex, self.id, self.clock = hex_id, bytes.fromhex(hex_id), clock
-        self.key = keys.derive_key(bytes.fromhex(master_hex), keys.LABEL_BINAUTH)
-        self.last = 0
-
-    def auth(self):
-        """A fresh binary auth request (hex): the timestamp strictly increases."""
-        self.last = max(int(self.clock()), self.last + 1)
-        return encode_request(self.key, self.id, self.last).hex()
-
-
-class Tenant:
-    def __init__(self, app, name, clock):
-        st = app[STORAGE]
-        self.app, self.clock = app, clock
-        self.id = registry.create_tenant(st, name, clock())["id"]
-        self.token_id, self.token = registry.issue_token(st, self.id, clock())
-        self.headers = {"Authorization": f"Bearer {self.token}"}
-
+class Tenant(AdminTenant):
     def devices(self, n=1):
-        rows = [{"serial_number": f"SN-{keys.new_token()[4:20]}"} for _ in range(n)]
-        out = registry.provision_bulk(self.app[STORAGE], self.app[SEALER], self.id, rows, self.clock())
-        devs = []
-        for r in out["results"]:
-            d = Device(r["device_id"], r["master_secret"], self.clock)
-            self.app[STORAGE].update_device(self.id, d.id, {"status": "active"})
-            devs.append(d)
-        return devs
+        return [Device(h, m, self.clock) for h, m in self.provision([{}] * n)]
 
 
 @pytest.fixture

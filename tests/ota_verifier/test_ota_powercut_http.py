@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import make_bundle
+from tests.ota_verifier.conftest import make_bundle
 from tools import ota as host
 from tools import ota_release
 from tools.api import API

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_bundle
+from tests.ota_verifier.conftest import make_bundle
 from tools import mpremote_util
 from tools import ota as host
 from tools import ota_release

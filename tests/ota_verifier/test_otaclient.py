@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import KEK, Tenant, make_bundle
+from tests.ota_verifier.conftest import KEK, Tenant, make_bundle
 from tools import ota as host
 from tools import ota_release
 from tools.api import API

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import form, make_bundle, publish, trust
+from tests.ota_verifier.conftest import form, make_bundle, publish, trust
 from verifier.appkeys import CONFIG, OTA
 from verifier.ota_http import ADMIN_ROUTES
 

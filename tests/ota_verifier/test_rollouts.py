@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from conftest import make_bundle, publish, trust
+from tests.ota_verifier.conftest import make_bundle, publish, trust
 from verifier import ota_rollout as ota
 from verifier.binauth import OK, decode_reply
 

@@ -4,38 +4,14 @@ that build binary auth requests and keep their JWT."""
 
 import pytest
 
-from verifier import keys, registry
+from tests.support import KEK, AdminTenant, AuthDevice, FakeClock
 from verifier.app import create_app
-from verifier.appkeys import SEALER, STORAGE
-from verifier.binauth import encode_request
 from verifier.config import Config
 
-KEK = bytes(range(32))
-T0 = 1_767_225_600
-
-
-class FakeClock:
-    def __init__(self, now=T0):
-        self.now = float(now)
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
-
-
-class Device:
+class Device(AuthDevice):
     def __init__(self, tenant, hex_id, master_hex, clock):
-        self.tenant, self.hex, self.id, self.clock = tenant, hex_id, bytes.fromhex(hex_id), clock
-        self.key = keys.derive_key(bytes.fromhex(master_hex), keys.LABEL_BINAUTH)
-        self.last = 0
-        self.token = None
-
-    def auth(self):
-        """A fresh binary auth request (hex): the timestamp strictly increases."""
-        self.last = max(int(self.clock()), self.last + 1)
-        return encode_request(self.key, self.id, self.last).hex()
+        super().__init__(hex_id, master_hex, clock)
+        self.tenant, self.token = tenant, None
 
     @property
     def bearer(self):
@@ -56,23 +32,9 @@ class Device:
         return body
 
 
-class Tenant:
-    def __init__(self, app, name, clock):
-        st = app[STORAGE]
-        self.app, self.clock = app, clock
-        self.id = registry.create_tenant(st, name, clock())["id"]
-        self.token_id, self.token = registry.issue_token(st, self.id, clock())
-        self.headers = {"Authorization": f"Bearer {self.token}"}
-
+class Tenant(AdminTenant):
     def devices(self, n=1):
-        rows = [{"serial_number": f"SN-{keys.new_token()[4:20]}"} for _ in range(n)]
-        out = registry.provision_bulk(self.app[STORAGE], self.app[SEALER], self.id, rows, self.clock())
-        devs = []
-        for r in out["results"]:
-            d = Device(self, r["device_id"], r["master_secret"], self.clock)
-            self.app[STORAGE].update_device(self.id, d.id, {"status": "active"})
-            devs.append(d)
-        return devs
+        return [Device(self, h, m, self.clock) for h, m in self.provision([{}] * n)]
 
     async def lifecycle(self, client, dev, action):
         r = await client.post(f"/v1/devices/{dev.hex}/lifecycle", json={"action": action}, headers=self.headers)

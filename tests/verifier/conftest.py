@@ -7,25 +7,9 @@ import asyncio
 import aiohttp
 import pytest
 
-from verifier import keys, registry
+from tests.support import KEK, AdminTenant, AuthDevice, FakeClock
 from verifier.app import create_app, start_server
-from verifier.appkeys import SEALER, STORAGE
-from verifier.binauth import encode_request
 from verifier.config import Config
-
-KEK = bytes(range(32))
-T0 = 1_767_225_600
-
-
-class FakeClock:
-    def __init__(self, now=T0):
-        self.now = float(now)
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
 
 
 @pytest.fixture
@@ -39,36 +23,14 @@ def config(tmp_path, clock):
                   dtls_port=None)
 
 
-class Tenant:
-    def __init__(self, app, name, clock):
-        st = app[STORAGE]
-        self.app, self.clock = app, clock
-        self.tenant = registry.create_tenant(st, name, clock())
-        self.id = self.tenant["id"]
-        self.token_id, self.token = registry.issue_token(st, self.id, clock())
-        self.headers = {"Authorization": f"Bearer {self.token}"}
-
+class Tenant(AdminTenant):
     def device(self, status="active", **row):
         """Provision one device straight through the registry; return a Device handle."""
-        row.setdefault("serial_number", f"SN-{keys.new_token()[4:16]}")
-        out = registry.provision_bulk(self.app[STORAGE], self.app[SEALER], self.id, [row], self.clock())
-        r = out["results"][0]
-        assert r["ok"], r
-        dev = Device(r["device_id"], r["master_secret"])
-        if status != "provisioning":
-            self.app[STORAGE].update_device(self.id, dev.id, {"status": status})
-        return dev
+        (hex_id, master), = self.provision([row], status)
+        return Device(hex_id, master, self.clock)
 
 
-class Device:
-    def __init__(self, hex_id, master_hex):
-        self.hex = hex_id
-        self.id = bytes.fromhex(hex_id)
-        self.master = bytes.fromhex(master_hex)
-        self.key = keys.derive_key(self.master, keys.LABEL_BINAUTH)
-
-    def request(self, ts):
-        return encode_request(self.key, self.id, int(ts))
+Device = AuthDevice
 
 
 @pytest.fixture

@@ -1,0 +1,70 @@
+"""Helpers shared by the verifier-side suites (tests/verifier, ota_verifier, tokens_verifier, edge): the
+fixed KEK and start time, a fake clock (tests never sleep: time moves only when a test moves it), a
+tenant with an admin token made straight through the registry, and a device that builds binary auth
+requests. Each suite's conftest adds what only it needs by subclassing."""
+
+from verifier import keys, registry
+from verifier.appkeys import SEALER, STORAGE
+from verifier.binauth import decode_reply, encode_request
+
+KEK = bytes(range(32))
+T0 = 1_767_225_600
+
+
+class FakeClock:
+    def __init__(self, now=T0):
+        self.now = float(now)
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+class AuthDevice:
+    """A provisioned device as the test sees it: id, master secret, binary-auth key."""
+
+    def __init__(self, hex_id, master_hex, clock=None):
+        self.hex, self.id = hex_id, bytes.fromhex(hex_id)
+        self.master = bytes.fromhex(master_hex)
+        self.key = keys.derive_key(self.master, keys.LABEL_BINAUTH)
+        self.clock, self.last = clock, 0
+
+    def request(self, ts=None):
+        """A 20-byte binary auth request at `ts`; without one, the clock's time, strictly increasing."""
+        if ts is None:
+            ts = self.last = max(int(self.clock()), self.last + 1)
+        return encode_request(self.key, self.id, int(ts))
+
+    def auth(self):
+        """A fresh request as hex (the `auth` field of device routes)."""
+        return self.request().hex()
+
+    def reply(self, req, data):
+        return decode_reply(self.key, req, data)
+
+
+class AdminTenant:
+    """A tenant and one admin token, made through the registry of a running app."""
+
+    def __init__(self, app, name, clock):
+        st = app[STORAGE]
+        self.app, self.clock = app, clock
+        self.tenant = registry.create_tenant(st, name, clock())
+        self.id = self.tenant["id"]
+        self.token_id, self.token = registry.issue_token(st, self.id, clock())
+        self.headers = {"Authorization": f"Bearer {self.token}"}
+
+    def provision(self, rows, status="active"):
+        """Provision rows (serial numbers filled in) through the registry; [(device id hex, master hex)]."""
+        rows = [dict(r, serial_number=r.get("serial_number") or f"SN-{keys.new_token()[4:20]}") for r in rows]
+        out = registry.provision_bulk(self.app[STORAGE], self.app[SEALER], self.id, rows, self.clock())
+        made = []
+        for r in out["results"]:
+            if not r["ok"]:
+                raise AssertionError(r)
+            if status != "provisioning":
+                self.app[STORAGE].update_device(self.id, bytes.fromhex(r["device_id"]), {"status": status})
+            made.append((r["device_id"], r["master_secret"]))
+        return made
