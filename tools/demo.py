@@ -3,8 +3,8 @@
 A verifier (`janua serve --dev`, SQLite) and a virtual board (the MicroPython unix port on a
 pseudo-terminal, esp32 profile) are started; then, with the same commands a user types:
 `janua flash` installs the firmware with mpremote, `janua provision --port` registers the device and
-writes its credentials onto the board, the board is reset and authenticates over UDP at boot, then
-over HTTP and over DTLS-lite + CoAP, and `janua console --diag` shows its status. The verifier's audit trail closes the demo.
+writes its credentials onto the board, the board is reset and authenticates over UDP at boot (and
+takes a device token and a chain of offline tokens), then over HTTP and over DTLS-lite + CoAP, and `janua console --diag` shows its status. The verifier's audit trail closes the demo.
 
 `run_demo()` is also what the end-to-end test runs, so the demo cannot rot silently.
 """
@@ -139,11 +139,12 @@ def run_demo(workdir, board="esp32", say=print):
         p = _janua("provision", "--serial", "DEMO-0001", "--port", port, "--board", board,
                    "--server", verifier.url, "--token-file", str(verifier.token_file),
                    "--udp-port", str(verifier.udp_port), "--dtls-port", str(verifier.dtls_port),
-                   "--transport", "udp")
+                   "--transport", "udp", "--tokens")
         say(p.stdout.rstrip())
         m = re.search(r"provisioned device ([0-9a-f]{16})", p.stdout)
         out["device_id"] = device_id = m.group(1) if m else None
-        say("== reset the board: main.py authenticates over UDP at boot")
+        say("== reset the board: main.py authenticates over UDP at boot, then takes a device token (ES256 JWT)\n"
+            "   and a chain of offline tokens for when the verifier is unreachable")
         out["udp_line"] = reset_and_read(port)
         say("   board: " + out["udp_line"])
         say("== and once more over HTTP")

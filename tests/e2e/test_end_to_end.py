@@ -27,6 +27,11 @@ def test_board_authenticates_over_udp_at_boot(demo):
     assert "via udp" in demo["udp_line"]
 
 
+def test_board_takes_a_device_token_and_an_offline_chain_at_boot(demo):
+    assert "token: exp=" in demo["udp_line"] and "chain: 30 unused" in demo["udp_line"], demo["udp_line"]
+    assert "chain: 30 unused" in demo["diag"]
+
+
 def test_board_authenticates_over_http(demo):
     assert demo["http_line"].startswith("janua: authenticated device=" + demo["device_id"])
     assert "via http" in demo["http_line"]
