@@ -11,6 +11,8 @@
 An edge sees only its token's tenant; another tenant's device is as absent as a missing one.
 """
 
+import functools
+
 from aiohttp import web
 
 from verifier import chain, keys, registry
@@ -18,7 +20,7 @@ from verifier.appkeys import CORE, SEALER, STORAGE
 from verifier.errors import ValidationError
 from verifier.http import _admin, _device_id, _json, _now
 from verifier.model import Policy, parse_device_id
-from verifier.token_http import REVOCATION_REFRESH_S
+from verifier.token_http import REVOCATION_REFRESH_S, used_expires
 from verifier.tokens import TOKEN_KEYS, device_may_authenticate
 
 MAX_SNAPSHOT_DEVICES = 10_000
@@ -134,11 +136,14 @@ async def reports(request):
             ours[did] = did is not None and st.get_device(did, tenant_id)
         return ours[did]
 
-    accepted, ignored = 0, 0
+    accepted, ignored, states = 0, 0, {}
+    cap = functools.cache(request.app[TOKEN_KEYS].max_signed_until)
     with st.transaction():
         for did, index, ts in used:
             if mine(did):
-                st.use_chain_token(did, index, ts, "edge")
+                if did not in states:
+                    states[did] = st.get_chain_state(did)
+                st.use_chain_token(did, index, ts, "edge", used_expires(states[did], index, cap))
                 accepted += 1
             else:
                 ignored += 1

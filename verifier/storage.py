@@ -15,7 +15,8 @@ import sqlite3
 from verifier.errors import Conflict, StorageError
 from verifier.limits import MemoryLimitStore
 from verifier.storage_ota import OTA_SCHEMA, OTAStorage, SQLiteOTAStorage
-from verifier.storage_tokens import TOKEN_SCHEMA, SQLiteTokenStorage, TokenStorage
+from verifier.storage_tokens import (EXPIRES_UNKNOWN, TOKEN_INDEXES, TOKEN_SCHEMA, SQLiteTokenStorage,
+                                     TokenStorage)
 from verifier.storage_x509 import X509_SCHEMA, SQLiteX509Storage, X509Storage
 from verifier.model import PSK_LIFETIME_S
 
@@ -58,6 +59,8 @@ MIGRATIONS = (
     ("devices", "psk_generation", "ALTER TABLE devices ADD COLUMN psk_generation INTEGER NOT NULL DEFAULT 0", None),
     ("devices", "psk_expires_at", "ALTER TABLE devices ADD COLUMN psk_expires_at INTEGER",
      "UPDATE devices SET psk_expires_at = provisioned_at + %d WHERE psk_expires_at IS NULL" % PSK_LIFETIME_S),
+    ("chain_used", "expires",
+     "ALTER TABLE chain_used ADD COLUMN expires INTEGER NOT NULL DEFAULT %d" % EXPIRES_UNKNOWN, None),
 )
 
 
@@ -155,6 +158,7 @@ class SQLiteStorage(SQLiteOTAStorage, SQLiteTokenStorage, SQLiteX509Storage, Sto
             self._db.executescript(TOKEN_SCHEMA)
             self._db.executescript(X509_SCHEMA)
             self._migrate()
+            self._db.executescript(TOKEN_INDEXES)          # on a column a migration may have added
         except sqlite3.Error as e:
             raise StorageError(f"cannot open database {path}: {e}") from e
         self._db.row_factory = sqlite3.Row

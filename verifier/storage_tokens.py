@@ -12,7 +12,11 @@ import abc
 # starts when the device ran dry or the tenant's period/validity changed); next_index = last issued
 # index + 1; last_hash = SHA-256(last token issued)[:16].
 # chain_used: every chain index that may no longer be accepted (used offline here, reported used by
-# the device or an edge, or abandoned because the device never received it).
+# the device or an edge, or abandoned because the device never received it). `expires` is an upper
+# bound of that token's exp: once the clock is past expires + the largest drift_s, the token is refused
+# as expired anyway and the row may go (prune_chain_used; docs/tokens.md section 3.3). Its index is
+# created after the migrations (TOKEN_INDEXES), since a file from before the column has no `expires`
+# when TOKEN_SCHEMA runs.
 TOKEN_SCHEMA = """
 CREATE TABLE IF NOT EXISTS token_keys (
     kid TEXT PRIMARY KEY, sealed BLOB NOT NULL, pub BLOB NOT NULL, created INTEGER NOT NULL,
@@ -23,8 +27,14 @@ CREATE TABLE IF NOT EXISTS chain_state (
     updated_at INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS chain_used (
     device_id BLOB NOT NULL, idx INTEGER NOT NULL, used_at INTEGER NOT NULL, via TEXT NOT NULL,
-    PRIMARY KEY (device_id, idx)) WITHOUT ROWID;
+    expires INTEGER NOT NULL, PRIMARY KEY (device_id, idx)) WITHOUT ROWID;
 """
+TOKEN_INDEXES = """
+CREATE INDEX IF NOT EXISTS chain_used_expires ON chain_used (expires);
+"""
+# A chain_used row from a file made before `expires` existed gets this: never pruned (it is the largest
+# exp a chain token can carry, u32).
+EXPIRES_UNKNOWN = 0xFFFFFFFF
 CHAIN_STATE_FIELDS = ("base", "period", "validity", "seg_first", "next_index", "last_hash", "updated_at")
 USED_VIA = ("offline", "device", "edge", "abandoned")
 REVOKED_SQL = "(status IN ('suspended', 'decommissioned') OR compromised = 1 OR quarantined = 1)"
@@ -55,12 +65,19 @@ class TokenStorage(abc.ABC):
         False if another writer moved it first (compare and set)."""
 
     @abc.abstractmethod
-    def use_chain_token(self, device_id, index, now, via="offline"):
-        """Atomically mark one chain index used; False if it already was (a replay)."""
+    def use_chain_token(self, device_id, index, now, via, expires):
+        """Atomically mark one chain index used; False if it already was (a replay). `expires`: an upper
+        bound of the token's exp (unix seconds), kept for prune_chain_used."""
 
     @abc.abstractmethod
-    def mark_chain_used(self, device_id, indices, now, via):
-        """Mark chain indices used (those already marked keep their first record)."""
+    def mark_chain_used(self, device_id, used, now, via):
+        """Mark chain indices used, `used` = [(index, expires)] (expires as for use_chain_token); those
+        already marked keep their first record."""
+
+    @abc.abstractmethod
+    def prune_chain_used(self, before, limit):
+        """Delete at most `limit` chain_used rows with expires < `before` (one short transaction); returns
+        how many went. The caller repeats while it gets `limit` (verifier.token_http.prune_chain_used)."""
 
     @abc.abstractmethod
     def used_chain_indices(self, device_id, lo, hi): """The set of used indices in [lo, hi]."""
@@ -111,14 +128,19 @@ class SQLiteTokenStorage:
                     % ", ".join(f"{f} = ?" for f in CHAIN_STATE_FIELDS), (*vals, device_id, old_next_index))
         return cur.rowcount == 1
 
-    def use_chain_token(self, device_id, index, now, via="offline"):
-        cur = self._write("INSERT OR IGNORE INTO chain_used VALUES (?, ?, ?, ?)", (device_id, index, now, via))
+    def use_chain_token(self, device_id, index, now, via, expires):
+        cur = self._write(_USED_INSERT, (device_id, index, now, via, expires))
         return cur.rowcount == 1
 
-    def mark_chain_used(self, device_id, indices, now, via):
+    def mark_chain_used(self, device_id, used, now, via):
         with self.transaction():
-            self._db.executemany("INSERT OR IGNORE INTO chain_used VALUES (?, ?, ?, ?)",
-                                 [(device_id, i, now, via) for i in indices])
+            self._db.executemany(_USED_INSERT, [(device_id, i, now, via, exp) for i, exp in used])
+
+    def prune_chain_used(self, before, limit):
+        # the inner SELECT walks the expires index (covering: it holds the primary key too)
+        cur = self._write("DELETE FROM chain_used WHERE (device_id, idx) IN "
+                          "(SELECT device_id, idx FROM chain_used WHERE expires < ? LIMIT ?)", (before, limit))
+        return cur.rowcount
 
     def used_chain_indices(self, device_id, lo, hi):
         return {r[0] for r in self._db.execute(
@@ -127,3 +149,6 @@ class SQLiteTokenStorage:
     def revoked_device_ids(self, tenant_id):
         return [r[0] for r in self._db.execute(
             f"SELECT id FROM devices WHERE tenant_id = ? AND {REVOKED_SQL} ORDER BY id", (tenant_id,))]
+
+
+_USED_INSERT = "INSERT OR IGNORE INTO chain_used (device_id, idx, used_at, via, expires) VALUES (?, ?, ?, ?, ?)"

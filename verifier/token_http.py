@@ -3,9 +3,12 @@
 Routes: the JWKS; a device JWT for a binary auth request (the same device authentication as
 /v1/ota/check); refresh and whoami with the JWT as bearer; offline chain-token authentication (one use
 per index, persisted); sync (used indices reconciled, chain top-up, keys, revocations, config); and RFC
-7662 introspection for tenant admins. Domain errors become HTTP in verifier.http's middleware.
+7662 introspection for tenant admins. Domain errors become HTTP in verifier.http's middleware. A
+background task prunes the used-index marks no token can need any more (docs/tokens.md section 3.3).
 """
 
+import asyncio
+import functools
 import logging
 
 from aiohttp import web
@@ -26,12 +29,72 @@ MAX_ABANDON = 2000               # newest unreceived indices voided when a devic
 REVOCATION_REFRESH_S = 3600
 JWKS_MAX_AGE_S = 300
 OTA_KINDS = ("app", "firmware")
+# Retention of chain_used (docs/tokens.md section 3.3): a row goes once the clock is past its `expires`
+# (an upper bound of the token's exp) + the largest drift_s a Policy allows + a margin for clock steps.
+MAX_DRIFT_S = 86400              # = the upper bound of Policy.drift_s (verifier/model.py)
+PRUNE_MARGIN_S = 3600
+CHAIN_USED_KEEP_S = MAX_DRIFT_S + PRUNE_MARGIN_S
+PRUNE_FIRST_S = 60               # real seconds from start to the first prune, then every PRUNE_INTERVAL_S
+PRUNE_INTERVAL_S = 3600
+PRUNE_BATCH = 1000               # rows per transaction; the event loop runs between batches
 
 
 async def ctx(app):
-    """cleanup_ctx resource of this feature (app.py appends it): load (or create) the signing keys."""
+    """cleanup_ctx resource of this feature (app.py appends it): load (or create) the signing keys, and
+    run the chain_used pruning task for as long as the app runs."""
     app[TOKEN_KEYS] = token_keys_for(app, int(app[CONFIG].clock()))
+    task = asyncio.create_task(_prune_loop(app))
     yield
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
+
+async def _prune_loop(app):
+    await asyncio.sleep(PRUNE_FIRST_S)
+    while True:
+        try:
+            await prune_chain_used(app[STORAGE], app[CONFIG].clock())
+        except Exception:            # a bug or a busy database must not end the loop: the next run retries
+            log.exception("pruning used chain indices failed")
+        await asyncio.sleep(PRUNE_INTERVAL_S)
+
+
+async def prune_chain_used(st, now, batch=PRUNE_BATCH):
+    """Delete the chain_used rows with expires < now - CHAIN_USED_KEEP_S, `batch` rows per transaction;
+    returns how many went. Safe: such a row's token has exp <= expires, so verify_chain_token refuses it
+    as expired (now > exp + drift_s for every drift_s a policy allows) without the row, also later,
+    unless the clock steps back by more than PRUNE_MARGIN_S."""
+    before, total = int(now) - CHAIN_USED_KEEP_S, 0
+    while True:
+        n = st.prune_chain_used(before, batch)
+        total += n
+        if n < batch:
+            break
+        await asyncio.sleep(0)
+    if total:
+        log.info("pruned %d used chain indices that expired before %d", total, before)
+    return total
+
+
+def used_expires(state, index, signed_until):
+    """chain_used.expires for chain index `index` of a device whose chain state is `state`: an upper
+    bound of the exp of the token with that index. `signed_until`: a callable returning
+    TokenKeys.max_signed_until() (called only if needed; callers memoize it).
+    - Current segment (seg_first <= index < next_index): exact, the exp the verifier gave the token when
+      it issued it (a segment's base, period and validity never change once tokens are issued in it).
+    - An older segment (index < seg_first), whose schedule is gone: the largest signed_until of the
+      signing keys. It is safe: every token a key signed has exp <= that key's signed_until (note_signed
+      raises and persists it before the token leaves the verifier), keys are never deleted, and a token
+      whose kid is not in the table cannot verify at all.
+    - Not issued (yet): no bound exists (a future segment may give it any exp), so the row stays for good."""
+    if state is not None and state["seg_first"] <= index < state["next_index"]:
+        return state["base"] + index * state["period"] + state["validity"]
+    if state is not None and index < state["seg_first"]:
+        return signed_until()
+    return chain.MAX_U32
 
 
 def _audit(now, dev, action, transport, source, result, reason, device_hex=None):
@@ -116,7 +179,7 @@ def authenticate_offline(app, raw, now, source):
             raise chain.ChainTokenRefused("unknown_device")
         if not device_may_authenticate(dev):
             raise chain.ChainTokenRefused("revoked")
-        if not st.use_chain_token(dev["id"], fields["index"], now, "offline"):
+        if not st.use_chain_token(dev["id"], fields["index"], now, "offline", fields["exp"]):
             raise chain.ChainTokenRefused("replayed")
     except chain.ChainTokenRefused as e:
         reason = e.reason
@@ -171,9 +234,11 @@ def sync_chain(st, keys, dev, policy, used, have, now):
     if have > last:
         raise ValidationError(f"have {have} is beyond the last chain index issued ({last})")
     ack = [i for i in used if i <= last]
-    st.mark_chain_used(did, ack, now, "device")
+    cap = functools.cache(keys.max_signed_until)
+    st.mark_chain_used(did, [(i, used_expires(state, i, cap)) for i in ack], now, "device")
     if have < last:              # tokens the device never received (a lost response, a wiped flash): void them
-        st.mark_chain_used(did, range(max(have + 1, last + 1 - MAX_ABANDON), last + 1), now, "abandoned")
+        st.mark_chain_used(did, [(i, used_expires(state, i, cap))
+                                 for i in range(max(have + 1, last + 1 - MAX_ABANDON), last + 1)], now, "abandoned")
     remaining = 0
     if state and have >= state["seg_first"]:
         spent = st.used_chain_indices(did, state["seg_first"], have)
@@ -188,10 +253,12 @@ def sync_chain(st, keys, dev, policy, used, have, now):
     new = dict(state) if state else {"seg_first": 0}
     new.update(period=policy.chain_period_s, validity=policy.chain_validity_s, next_index=nxt + count, updated_at=now)
     if state is None or remaining == 0:
-        # a new segment whose first token is valid from now; whatever is left of the old one is dead
+        # a new segment whose first token is valid from now; whatever is left of the old one is dead.
+        # Tokens already past exp + CHAIN_USED_KEEP_S need no mark (refused as expired; pruned anyway).
         if state:
-            dead = set(range(state["seg_first"], nxt)) - st.used_chain_indices(did, state["seg_first"], nxt - 1)
-            st.mark_chain_used(did, sorted(dead), now, "abandoned")
+            spent = st.used_chain_indices(did, state["seg_first"], nxt - 1)
+            dead = [(i, used_expires(state, i, cap)) for i in range(state["seg_first"], nxt) if i not in spent]
+            st.mark_chain_used(did, [d for d in dead if d[1] >= now - CHAIN_USED_KEEP_S], now, "abandoned")
         new.update(base=now - nxt * policy.chain_period_s, seg_first=nxt)
     elif (state["period"], state["validity"]) != (policy.chain_period_s, policy.chain_validity_s):
         # the policy changed: a new segment that starts where the old schedule would have

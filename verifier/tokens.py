@@ -160,6 +160,12 @@ class TokenKeys:
                       reverse=True)
         return {"keys": [jwk(k.kid, k.public) for k in keys]}
 
+    def max_signed_until(self):
+        """An upper bound of the exp of every token any key has signed: the largest signed_until, in
+        memory (this process's signing) or stored (any other writer's). Keys are never deleted."""
+        stored = [r["signed_until"] for r in self._storage.list_token_keys()]
+        return max([k.signed_until for k in self._keys.values()] + stored)
+
     def note_signed(self, key, exp):
         """Record that `key` signed something valid until `exp` (persisted in SIGNED_UNTIL_STEP_S steps)."""
         if exp > key.signed_until:
