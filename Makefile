@@ -6,9 +6,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages the benchmarks and the interop tests need (command -> package).
+# Debian packages the benchmarks and the interop tests need (command -> package; a /path is a file test).
 BENCH_DEBS := wrk:wrk taskset:util-linux gcc:gcc mosquitto:mosquitto
-TEST_DEBS  := openssl:openssl gnutls-serv:gnutls-bin coap-server-openssl:libcoap3-bin mosquitto:mosquitto
+TEST_DEBS  := openssl:openssl gnutls-serv:gnutls-bin coap-server-openssl:libcoap3-bin mosquitto:mosquitto \
+              gcc:gcc /usr/include/mosquitto_plugin.h:mosquitto-dev /usr/include/mosquitto.h:libmosquitto-dev \
+              /usr/include/openssl/x509.h:libssl-dev
 
 .PHONY: all demo test bench venv mplib debs-bench debs-test clean
 
@@ -42,15 +44,21 @@ mplib: $(MPLIB_STAMP)
 
 debs-bench debs-test:
 	@missing=""; for pair in $(if $(filter debs-bench,$@),$(BENCH_DEBS),$(TEST_DEBS)); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
-	  command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
+	  case $$cmd in /*) [ -e $$cmd ];; *) command -v $$cmd >/dev/null;; esac || missing="$$missing $$pkg"; done; \
 	if [ "$@" = debs-bench ] && [ ! -f /usr/include/openssl/ssl.h ]; then missing="$$missing libssl-dev"; fi; \
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
 
+# The mosquitto plugin that refuses a certificate client whose client id is not its certificate's CN
+# (verifier/broker_plugin/janua_clientid.c); `janua mqtt config` loads it from here when it exists.
+CLIENTID_PLUGIN := $(VENV)/lib/janua_clientid.so
+$(CLIENTID_PLUGIN): verifier/broker_plugin/janua_clientid.c | $(STAMP) debs-test
+	gcc -shared -fPIC -O2 -Wall -Wextra -o $@ $< -lcrypto
+
 demo: $(STAMP)
 	$(VENV)/bin/janua demo
 
-test: $(STAMP) $(MPLIB_STAMP) debs-test
+test: $(STAMP) $(MPLIB_STAMP) debs-test $(CLIENTID_PLUGIN)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP) $(MPLIB_STAMP) debs-bench

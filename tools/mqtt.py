@@ -1,9 +1,12 @@
 """`janua mqtt`: the mosquitto side (docs/mqtt.md).
 
     janua mqtt config --db DB --out DIR [--base-port N] [--host H] [--san NAME]... [--password-tenant NAME]
+                      [--clientid-plugin PATH | --no-clientid-plugin]
         write the mosquitto 2.0 config directory (a mutual-TLS listener per tenant, the TLS dynamic-security
         listener on N with the password tenant's broker certificate) and record the broker in the registry;
-        run `mosquitto -c DIR/mosquitto.conf`.
+        run `mosquitto -c DIR/mosquitto.conf`. The certificate listeners load the janua_clientid plugin
+        (default: $JANUA_CLIENTID_PLUGIN, else .venv/lib/janua_clientid.so from `make`) so that a client id
+        other than the certificate's CN is refused; without it the client id is overridden with the CN.
     janua mqtt ca --db DB --tenant NAME       print the tenant's CA certificate (PEM)
 
 The tenant CA keys are sealed under the verifier's KEK: the same $JANUA_KEK / --kek-file / --dev as `janua serve`.
@@ -35,6 +38,12 @@ def configure(parser):
     p.add_argument("--password-tenant", metavar="NAME",
                    help="the tenant whose devices use the TLS password listener (it shows that tenant's broker "
                         "certificate; default: the one chosen before, else the first tenant by name)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--clientid-plugin", metavar="PATH",
+                   help="the janua_clientid mosquitto plugin (built from verifier/broker_plugin/janua_clientid.c) "
+                        "to load on the certificate listeners: a client id other than the certificate CN is refused")
+    g.add_argument("--no-clientid-plugin", action="store_true",
+                   help="do not load it: a client id other than the certificate CN is overridden with the CN")
     p = sub.add_parser("ca", help="print a tenant's CA certificate (PEM)")
     _common(p)
     p.add_argument("--tenant", required=True)
@@ -63,8 +72,14 @@ def run(args):
             raise CLIError(f"no tenants in {args.db}", hint="janua tenant create NAME --db " + args.db)
         hosts = tuple(args.san) if args.san else ("localhost", "127.0.0.1")
         try:
+            plugin = mqtt_broker.clientid_plugin_path(False if args.no_clientid_plugin else args.clientid_plugin)
+        except mqtt_broker.BrokerError as e:
+            raise CLIError(str(e), hint="build it: make .venv/lib/janua_clientid.so (gcc, mosquitto-dev, "
+                                        "libmosquitto-dev, libssl-dev)") from e
+        try:
             out = mqtt_broker.write_config(storage, sealer, args.out, now, host=args.host, base_port=args.base_port,
-                                           hosts=hosts, password_tenant=args.password_tenant)
+                                           hosts=hosts, password_tenant=args.password_tenant,
+                                           clientid_plugin=plugin or False)
         except VerifierError as e:
             raise CLIError(str(e), hint="is the KEK the one the verifier uses?") from e
         except OSError as e:
@@ -73,6 +88,10 @@ def run(args):
         storage.close()
     print(f"janua mqtt: wrote {args.out}/mosquitto.conf (TLS password listener {args.host}:{out['dynsec_port']} "
           f"for tenant {out['password_tenant']})", file=sys.stderr)
+    if out["clientid_plugin"] is None:
+        print("janua mqtt: warning: no janua_clientid plugin: the certificate listeners override a client id that is "
+              "not the certificate CN instead of refusing it (make .venv/lib/janua_clientid.so, then "
+              "--clientid-plugin)", file=sys.stderr)
     for name, port in out["tenants"].items():
         print(f"{name}\t{args.host}:{port}")
     return 0

@@ -1,10 +1,12 @@
 """`janua provision`: create devices in the verifier and put credentials where they belong.
 
-Three forms:
+Forms:
   janua provision --serial SN [--port P]   one device; with --port its credentials and configuration
                                            are written onto the board atomically (mpremote);
                                            --credential certificate adds an X.509 key and certificate
                                            (DER files) and the MQTT broker settings (docs/mqtt.md)
+  janua provision --rotate-cert ID --port P  a new certificate onto the board, then the old ones revoked
+                                           (tools/provision_cert.py)
   janua provision --bulk devices.csv       many devices from CSV or JSON lines, in batches, with a
                                            progress bar, a summary and a deployment manifest
 
@@ -72,6 +74,12 @@ def configure(p):
     p.add_argument("--rotate-psk", metavar="DEVICE_ID",
                    help="rotate a device's DTLS PSK (a new key generation); with --port the board's "
                         "config is updated atomically so it uses the new generation")
+    p.add_argument("--rotate-cert", metavar="DEVICE_ID",
+                   help="a new key pair and certificate for a board (with --port, required): written onto it "
+                        "atomically, the board's connection checked, then the previous certificates revoked "
+                        "(superseded); --key-type and --cert-days apply")
+    p.add_argument("--no-connect-check", action="store_true",
+                   help="with --rotate-cert: do not have the board connect to its broker before revoking")
     p.add_argument("--bulk", metavar="FILE", help="CSV (with a header row) or JSON lines file of devices")
     p.add_argument("--batch-size", type=int, default=1000, help="devices per request in --bulk (default 1000)")
     p.add_argument("--manifest", help="where --bulk writes the deployment manifest "
@@ -83,6 +91,9 @@ def run(args):
     api = API.from_args(args)
     if args.rotate_psk:
         return rotate_psk(api, args)
+    if args.rotate_cert:
+        from tools.provision_cert import rotate_cert
+        return rotate_cert(api, args)
     if args.bulk:
         return provision_bulk(api, args)
     if not args.serial:

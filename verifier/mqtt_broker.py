@@ -12,6 +12,11 @@ Layout written by `write_config(storage, sealer, out_dir, ...)`:
     tenants/<short>/broker.pem|.key   the broker's certificate issued by the tenant CA (SAN: the hosts)
     tenants/<short>/acl               `pattern readwrite janua/<short>/%u/#`
 
+The certificate listeners load the janua_clientid plugin (verifier/broker_plugin/janua_clientid.c, built by
+`make` into .venv/lib/janua_clientid.so): a client whose client id is not its certificate's CN gets CONNACK "not
+authorized". Without the plugin they fall back to mosquitto's own settings, which replace the client id with the
+CN (use_identity_as_username + use_username_as_clientid): a mismatch is then overridden, not refused.
+
 mosquitto 2.0 keeps the dynamic-security plugin's state in process globals: it can be loaded on one listener
 only. That listener speaks TLS with the broker certificate of one tenant (the "password tenant"): boards of
 that tenant verify it with their tenant CA. The verifier's admin connection uses the same listener (TLS,
@@ -37,6 +42,7 @@ log = logging.getLogger("janua.verifier.mqtt")
 
 DYNSEC_PLUGIN = os.environ.get("JANUA_DYNSEC_PLUGIN", "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
 DYNSEC_TOPIC = "$CONTROL/dynamic-security/v1"
+CLIENTID_PLUGIN = Path(__file__).resolve().parents[1] / ".venv" / "lib" / "janua_clientid.so"   # `make` builds it
 ADMIN_USER = "janua-admin"
 _ADMIN_SEAL_ID = b"dynsec\0\0"
 STATUS_FILTER = "janua/+/+/status"      # what the verifier's status subscriber reads (mqtt_status.py)
@@ -101,14 +107,47 @@ def _ports_doc(text):
     return doc, None
 
 
+def clientid_plugin_path(path=None):
+    """The janua_clientid plugin for the certificate listeners, as an absolute path, or None to fall back to the
+    client-id override. `path`: a file (it must exist), False for none, None for $JANUA_CLIENTID_PLUGIN or else
+    the one `make` builds, if it exists."""
+    if path is False:
+        return None
+    if path is not None:
+        p = Path(path).resolve()
+        if not p.is_file():
+            raise BrokerError(f"no mosquitto plugin at {path}")
+        return p
+    env = os.environ.get("JANUA_CLIENTID_PLUGIN")
+    if env:
+        return clientid_plugin_path(env)
+    return CLIENTID_PLUGIN if CLIENTID_PLUGIN.is_file() else None
+
+
+def _identity_lines(plugin):
+    """How a certificate listener binds the MQTT identity to the certificate (docs/mqtt.md section 2)."""
+    if plugin is not None:
+        return ["# janua_clientid: client id (and user name, if sent) must be the certificate CN, else CONNACK",
+                "# 'not authorized'; the user name becomes the CN (%u in the ACL)", f"plugin {plugin}"]
+    return ["# no janua_clientid plugin: a client id other than the certificate CN is overridden, not refused",
+            "use_identity_as_username true",
+            "# the client id is replaced by the identity: no device can take over another's session",
+            "use_username_as_clientid true"]
+
+
 def write_config(storage, sealer, out_dir, now, host="127.0.0.1", base_port=8883, hosts=("localhost", "127.0.0.1"),
-                 ports=None, password_tenant=None):
+                 ports=None, password_tenant=None, clientid_plugin=None):
     """Write the config directory for every tenant (creating tenant CAs that do not exist yet) and record the
     broker in the registry. Ports: the password listener on base_port, each tenant on `ports[tenant id]` if given,
     else the port it had before, else the next free one above base_port (tenants by name). The password listener
     presents the broker certificate of `password_tenant` (a tenant name; default: the one it had, else the first
-    tenant by name). Returns {"dynsec_port", "password_tenant": name, "tenants": {name: port}}."""
+    tenant by name). `clientid_plugin`: see clientid_plugin_path. Returns {"dynsec_port", "password_tenant": name,
+    "tenants": {name: port}, "clientid_plugin": path or None}."""
     out = Path(out_dir).resolve()
+    plugin = clientid_plugin_path(clientid_plugin)
+    if plugin is None:
+        log.warning("mosquitto config without the janua_clientid plugin: on the certificate listeners a client id "
+                    "other than the certificate CN is overridden with the CN, not refused")
     (out / "tenants").mkdir(parents=True, exist_ok=True)
     old = storage.get_mqtt_broker()
     if old is not None and Path(old["config_dir"]) == out and (out / "dynsec.json").exists():
@@ -154,10 +193,7 @@ def write_config(storage, sealer, out_dir, now, host="127.0.0.1", base_port=8883
                   f"listener {port} {host}",
                   f"cafile {tdir / 'ca.pem'}", f"certfile {tdir / 'broker.pem'}", f"keyfile {tdir / 'broker.key'}",
                   f"crlfile {tdir / 'crl.pem'}", "tls_version tlsv1.2", "require_certificate true",
-                  "use_identity_as_username true",
-                  "# the client id is replaced by the identity: no device can take over another's session",
-                  "use_username_as_clientid true",
-                  "allow_anonymous false", f"acl_file {tdir / 'acl'}", ""]
+                  *_identity_lines(plugin), "allow_anonymous false", f"acl_file {tdir / 'acl'}", ""]
     pdir = out / "tenants" / tenant_short_id(pw_tenant["id"])
     lines += [f"# username/password devices of tenant {pw_tenant['name']!r} over TLS (no client certificate); dynamic",
               "# security, loaded once per broker; the verifier is its admin client and reads janua/+/+/status here",
@@ -170,7 +206,7 @@ def write_config(storage, sealer, out_dir, now, host="127.0.0.1", base_port=8883
                              "tenant_ports": json.dumps({"tls": chosen, "password_tenant": pw_tenant["id"]}),
                              "updated": int(now)})
     return {"dynsec_port": base_port, "password_tenant": pw_tenant["name"],
-            "tenants": {t["name"]: chosen[t["id"]] for t in tenants}}
+            "tenants": {t["name"]: chosen[t["id"]] for t in tenants}, "clientid_plugin": plugin}
 
 
 class Broker:

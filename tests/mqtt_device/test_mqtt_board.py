@@ -319,3 +319,19 @@ print(json.dumps({"opts": [s1.opts, s2.opts], "legacy": legacy, "named": named, 
     assert r["legacy"] == [["cadata", "x"], ["server_hostname", "b.example"]]
     assert r["named"] == [["server_hostname", "b.example"]]
     assert r["during"] == "_LegacyTLS" and r["ussl_after"] is False
+
+
+@pytest.mark.parametrize("claimed", ["another_devices_id", "unregistered_id"])
+def test_board_claiming_another_client_id_is_refused_with_connack_5(pki, broker, board, claimed):
+    """The janua_clientid plugin on the certificate listener: the board's own valid certificate with a client
+    id other than its CN gets CONNACK 5 (MQTTRefused), not a TLS error; with its own id it connects."""
+    assert "janua_clientid.so" in (pki.work / "broker" / "mosquitto.conf").read_text(), \
+        "the janua_clientid plugin is missing: make .venv/lib/janua_clientid.so"
+    mp, flash = board
+    dev, other = pki.device(), pki.device()
+    put_board(flash, dev)
+    claim = other["id"] if claimed == "another_devices_id" else "f" * 16
+    out = board_run(mp, "s = mqtt.connect(cfg, client_id=%r)\nreport(connected=True)\ns.close()" % claim)
+    assert out[0].get("error") == "MQTTRefused" and out[0]["code"] == 5, out
+    out = board_run(mp, "s = mqtt.connect(cfg, client_id=%r)\nreport(connected=True)\ns.close()" % dev["id"])
+    assert out == [{"connected": True}], out

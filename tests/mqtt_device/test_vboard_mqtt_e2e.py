@@ -2,7 +2,8 @@
 it generates (verifier/mqtt_broker.py) on a real broker, and the commands a user types:
 `janua flash`, `janua provision --credential certificate --port <pty>`; then the board connects with
 its certificate (umqtt.simple, installed as mip would) and publishes on its own topics only; its
-suspension puts the certificate on hold (CRL) and disables its MQTT password (dynamic security)."""
+suspension puts the certificate on hold (CRL) and disables its MQTT password (dynamic security);
+`janua provision --rotate-cert` replaces its certificate and revokes the old one."""
 
 import json
 import subprocess
@@ -273,3 +274,85 @@ def test_certificate_login_is_seen_by_the_verifier(stack):
         time.sleep(1)      # the subscriber may still be connecting (a restarted verifier polls every 2 s)
     else:
         raise AssertionError("the verifier never saw the board's certificate login")
+
+
+def janua_fails(*a):
+    r = subprocess.run([sys.executable, "-m", "tools", *a], capture_output=True, text=True, cwd=ROOT, timeout=180)
+    assert r.returncode == 1, r.stdout + r.stderr
+    return r.stderr
+
+
+def _auth(stack):
+    """--server/--token-file of the verifier running now (a test above restarts it on another port)."""
+    return ["--server", stack["v"].url, "--token-file", str(stack["v"].token_file)]
+
+
+def _unrevoked(api, dev):
+    return [c["serial"] for c in api.call("GET", f"/v1/devices/{dev}/certificate")["certificates"]
+            if c["revoked_at"] is None]
+
+
+def _host_login(stack, name, cert_der, key_der):
+    """A host-side client logging in with this certificate and key as the board's device (client id = CN)."""
+    import base64
+
+    from tests.mqtt_verifier.conftest import Client, write_identity
+    cfg = json.loads((stack["work"] / "flash" / "janua.json").read_text())["mqtt"]
+    cert, key = write_identity(stack["work"] / name, {"certificate_der": base64.b64encode(cert_der).decode(),
+                                                      "key_der": base64.b64encode(key_der).decode()})
+    ca = stack["work"] / "broker" / "tenants" / cfg["topic_prefix"].split("/")[1] / "ca.pem"
+    c = Client(stack["dev"], cfg["port"], ca=ca, cert=cert, key=key)
+    try:
+        return c.connect()
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("wrong", ["without_port", "board_of_another_device"])
+def test_rotate_cert_refuses_before_issuing(stack, wrong):
+    """Without --port there is nowhere to put the new key; a board that is another device must not get this
+    device's certificate. Either way nothing is issued and nothing revoked."""
+    v, dev, other = stack["v"], stack["dev"], stack["other"]["device_id"]
+    api = API(v.url, token_file=str(v.token_file))
+    target = dev if wrong == "without_port" else other       # the board at the port is `dev`
+    before = api.call("GET", f"/v1/devices/{target}/certificate")["certificates"]
+    args = ["provision", "--rotate-cert", target, *_auth(stack)]
+    err = janua_fails(*(args if wrong == "without_port" else args + ["--port", stack["vb"].port]))
+    assert err.startswith("janua: ")
+    assert ("--rotate-cert needs --port" in err) if wrong == "without_port" else (f"is device {dev}, not" in err)
+    assert api.call("GET", f"/v1/devices/{target}/certificate")["certificates"] == before
+
+
+def test_rotate_cert_puts_a_new_certificate_on_the_board_and_revokes_the_old_one(stack):
+    """`janua provision --rotate-cert ID --port P`: the board's files hold the new certificate and its key, the
+    board connects with them to the real broker (checked by the command, then again here), the old serial is in
+    the CRL as superseded, and the broker refuses the old certificate while it takes the new one."""
+    from cryptography import x509
+    v, dev, port, flash = stack["v"], stack["dev"], stack["vb"].port, stack["work"] / "flash"
+    api = API(v.url, token_file=str(v.token_file))
+    old_cert, old_key = (flash / "janua_cert.der").read_bytes(), (flash / "janua_key.der").read_bytes()
+    old = _unrevoked(api, dev)
+    assert int(old[-1], 16) == x509.load_der_x509_certificate(old_cert).serial_number
+    assert _host_login(stack, "old-before", old_cert, old_key) == "ok"          # control: valid until rotated
+    reloads = stack["mq"].log.count("Reloading config")
+    out = janua("provision", "--rotate-cert", dev, "--port", port, *_auth(stack))
+    assert "connected to" in out and f"revoked {len(old)} previous certificate(s) as superseded" in out, out
+    new_cert, new_key = (flash / "janua_cert.der").read_bytes(), (flash / "janua_key.der").read_bytes()
+    assert new_cert != old_cert and new_key != old_key and not list(flash.glob("*.tmp"))
+    (new,) = _unrevoked(api, dev)
+    parsed = x509.load_der_x509_certificate(new_cert)
+    assert parsed.serial_number == int(new, 16) and new not in old
+    assert parsed.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == dev
+    crl = x509.load_pem_x509_crl(api.call("GET", "/v1/ca")["crl_pem"].encode())
+    for serial in old:
+        entry = crl.get_revoked_certificate_by_serial_number(int(serial, 16))
+        assert entry is not None, serial
+        assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.superseded
+    assert crl.get_revoked_certificate_by_serial_number(int(new, 16)) is None
+    assert on_board(port, "s = mqtt.connect(cfg)\nprint(json.dumps({'ok': True}))\ns.close()") == [{"ok": True}]
+    deadline = time.monotonic() + 10                    # the verifier SIGHUPs the broker after each revocation
+    while stack["mq"].log.count("Reloading config") < reloads + len(old) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)                                     # the log line comes before the CRL is re-read
+    assert _host_login(stack, "old-after", old_cert, old_key).startswith("refused")
+    assert _host_login(stack, "new", new_cert, new_key) == "ok"

@@ -71,12 +71,13 @@ def other(app, clock):
 class Broker:
     """The verifier-generated config running in a real mosquitto; .tls_port(tenant), .password_port."""
 
-    def __init__(self, app, tmp_path, clock, tenants):
+    def __init__(self, app, tmp_path, clock, tenants, clientid_plugin=None):
         ports = free_ports(len(tenants) + 1)
         self.password_port = ports[0]
         self.dir = tmp_path / "broker"
         self.conf = mb.write_config(app[STORAGE], app[SEALER], self.dir, int(clock()), base_port=ports[0],
-                                    ports={t.id: p for t, p in zip(tenants, ports[1:])})
+                                    ports={t.id: p for t, p in zip(tenants, ports[1:])},
+                                    clientid_plugin=clientid_plugin)
         self.ports = {t.id: p for t, p in zip(tenants, ports[1:])}
         self.mq = Mosquitto(tmp_path / "mq", conf=self.dir).start()
 
@@ -99,9 +100,25 @@ class Broker:
         time.sleep(0.2)   # the log line comes before the files are re-read
 
 
+def require_clientid_plugin():
+    """The janua_clientid plugin `make` builds (`make test` depends on it); its absence is a failure here."""
+    if not mb.CLIENTID_PLUGIN.is_file():
+        pytest.fail(f"the janua_clientid mosquitto plugin is missing: make {mb.CLIENTID_PLUGIN}")
+    return mb.CLIENTID_PLUGIN
+
+
 @pytest.fixture
 def broker(app, acme, other, tmp_path, clock):
-    b = Broker(app, tmp_path, clock, [acme, other])
+    """The broker as `make test` configures it: the certificate listeners load the janua_clientid plugin."""
+    b = Broker(app, tmp_path, clock, [acme, other], clientid_plugin=require_clientid_plugin())
+    yield b
+    b.mq.stop()
+
+
+@pytest.fixture
+def override_broker(app, acme, other, tmp_path, clock):
+    """The fallback without the plugin: mosquitto replaces the client id with the certificate CN."""
+    b = Broker(app, tmp_path, clock, [acme, other], clientid_plugin=False)
     yield b
     b.mq.stop()
 

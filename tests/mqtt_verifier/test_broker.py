@@ -1,6 +1,7 @@
 """Against a real mosquitto running the config the verifier generates: mutual TLS with device certificates,
-per-device topic ACLs, revocation through the CRL, expiry, other tenants' CAs, client ids, passwords in the
-dynamic-security plugin following the device lifecycle, and a verifier restart."""
+per-device topic ACLs, revocation through the CRL, expiry, other tenants' CAs, client ids (refused by the
+janua_clientid plugin, overridden without it), passwords in the dynamic-security plugin following the device
+lifecycle, and a verifier restart."""
 
 import pytest
 
@@ -104,10 +105,57 @@ async def test_certificate_of_another_tenants_ca_is_refused(client, acme, other,
     assert tls_client(broker, other, dev, files, port_tenant=acme).connect().startswith("refused")
 
 
-async def test_clientid_mismatch_cannot_take_over_another_devices_session(client, acme, broker, clock, tmp_path):
-    """mosquitto cannot refuse a CONNECT whose client id differs from the certificate CN; the generated listener
-    replaces the client id with the CN (use_username_as_clientid), so a device cannot take over another's
-    session nor act under its id: the victim stays connected and the attacker still reaches only its topics."""
+@pytest.mark.parametrize("claimed", ["another_devices_id", "unregistered_id", "id_with_suffix",
+                                     "username_of_another_device"])
+async def test_clientid_other_than_certificate_cn_is_refused(client, acme, broker, clock, tmp_path, claimed):
+    """The janua_clientid plugin on the certificate listener: a device presenting its own certificate but
+    claiming another client id (or another device's user name) gets CONNACK "not authorized"; the device whose
+    id it claimed stays connected (no session takeover) and hears nothing of it."""
+    assert broker.conf["clientid_plugin"] is not None
+    a, b = acme.device(clock), acme.device(clock)
+    cb = tls_client(broker, acme, b, write_identity(tmp_path / "b", await issue(client, acme, b)))
+    assert cb.connect() == "ok"
+    assert cb.subscribe(b.prefix + "/#") == [1]
+    files = write_identity(tmp_path / "a", await issue(client, acme, a))
+    client_id, username = {"another_devices_id": (b.hex, None), "unregistered_id": ("0" * 16, None),
+                           "id_with_suffix": (a.hex + "x", None),
+                           "username_of_another_device": (a.hex, b.hex)}[claimed]
+    ca = Client(client_id, broker.tls_port(acme), ca=broker.ca_file(acme), cert=files[0], key=files[1],
+                username=username)
+    assert ca.connect() == "refused: Not authorized", broker.mq.log[-2000:]
+    ca.close()
+    assert "janua_clientid: refused" in broker.mq.log
+    cb.publish(b.prefix + "/still", b"here")
+    assert cb.receive() == (b.prefix + "/still", b"here")
+    assert not cb.disconnected.is_set()
+    cb.close()
+
+
+async def test_clientid_equal_to_certificate_cn_connects_with_the_cn_as_user_name(client, acme, broker, clock,
+                                                                                  tmp_path):
+    """The positive side of the plugin: client id = CN connects, with or without a user name equal to the CN,
+    and the ACL (%u = the CN the plugin set as user name) gives it its own topics."""
+    dev = acme.device(clock)
+    files = write_identity(tmp_path / "a", await issue(client, acme, dev))
+    for username in (None, dev.hex):
+        c = Client(dev.hex, broker.tls_port(acme), ca=broker.ca_file(acme), cert=files[0], key=files[1],
+                   username=username)
+        assert c.connect() == "ok", broker.mq.log[-2000:]
+        assert c.subscribe(dev.prefix + "/#") == [1]
+        c.publish(dev.prefix + "/u", repr(username).encode())
+        assert c.receive() == (dev.prefix + "/u", repr(username).encode())
+        c.close()
+
+
+async def test_without_the_plugin_a_mismatched_clientid_is_overridden_not_taking_over(client, acme, override_broker,
+                                                                                     clock, tmp_path):
+    """The fallback (no janua_clientid plugin): mosquitto cannot refuse a CONNECT whose client id differs from the
+    certificate CN; the generated listener replaces the client id with the CN (use_username_as_clientid), so a
+    device cannot take over another's session nor act under its id: the victim stays connected and the attacker
+    still reaches only its topics."""
+    broker = override_broker
+    assert broker.conf["clientid_plugin"] is None
+    assert "use_username_as_clientid true" in (broker.dir / "mosquitto.conf").read_text()
     a, b = acme.device(clock), acme.device(clock)
     cb = tls_client(broker, acme, b, write_identity(tmp_path / "b", await issue(client, acme, b)))
     assert cb.connect() == "ok"
