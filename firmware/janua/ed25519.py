@@ -10,21 +10,21 @@ Speed and heap on a microcontroller, where every big-int operation allocates (Mi
 - extended coordinates (X:Y:Z:T), RFC 8032 §5.1.4 formulas, one inversion at the end; the
   inversion and A's square root use the 2^250 - 1 addition chain (faster than pow());
 - one joint pass for [S]B + [k](-A) (Straus) over width-4 NAF digits of both scalars, packed in
-  one bytearray: 253 doublings and about 2 x 51 additions; tables of 1, 3, 5, 7 times B
-  (constant bytes, affine: Z = 1) and -A (4 x 4 ints) in the cached form (Y-X, Y+X, 2dT, 2Z);
-  a negative digit swaps Y-X and Y+X and the sign of 2dT;
-- every product reduced by one `% p`; subtractions add p first, so no big int is negative
-  (slow on MicroPython); coordinates in locals, no tuples per point operation.
-The heap peak (about 6.5 KiB on the unix port, this module's 4.5 KiB included) is the A table
-being built; the update path (manifest.py) computes the SHA-512 and unloads its module before
-importing this one. A verification allocates about 1 MB of short-lived big ints on the unix port.
+  one bytearray: 253 doublings, about 2 x 51 additions; tables of 1, 3, 5, 7 times B (constant
+  bytes, affine) and -A (4 x 4 ints), cached form (Y-X, Y+X, 2dT, 2Z); a negative digit swaps
+  Y-X and Y+X and the sign of 2dT;
+- `% p` (a long division: twice a product's cost) only for point coordinates, after a fold
+  x = (x & (2^255-1)) + 19 (x >> 255) (2^255 = 19 mod p) that leaves under 2^278; a product that
+  only goes into sums multiplied again gets just the fold (< 2^262). Subtractions add a multiple
+  of p first, so no big int is negative (slow on MicroPython).
+Heap peak: the A table being built (about 6.3 KiB on the unix port, this module's 4.8 KiB
+included; manifest.py unloads SHA-512 before importing it); 1.9 MB of short-lived big ints.
 """
 
 import gc
 from micropython import const
 
 _P = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFED  # 2^255 - 19
-_MASK = (1 << 255) - 1
 _D = 0x52036CEE2B6FFE738CC740797779E89800700A4D4141D8AB75EB4DCA135978A3
 _D2 = 0x2406D9DC56DFFCE7198E80F2EEF3D13000E0149A8283B156EBD69B9426B2F159
 _SQRTM1 = 0x2B8324804FC1DF0B2B4D00993DFBD7A72F431806AD2FE478C4EE1B274A0EA0B0
@@ -62,8 +62,7 @@ def _naf(b, w, out, sh):
     # least w apart. Small ints only: b is read w bits at a time.
     b = bytes(b) + b"\x00\x00"
     m = (1 << w) - 1
-    i = 0
-    c = 0  # carry into bit i
+    i = c = 0  # c: the carry into bit i
     while i < 256:
         j = i >> 3
         v = (((b[j] | (b[j + 1] << 8)) >> (i & 7)) & m) + c
@@ -109,12 +108,11 @@ def _decode_point(b):
     # The affine (x, y) of a 32-byte encoding, or None when it is not a canonical point encoding.
     y = int.from_bytes(b, "little")
     sign = y >> 255
-    y &= _MASK
+    y &= _P | 31  # 2^255 - 1
     if y >= _P:
         return None
     yy = y * y % _P
-    u = (yy + _P - 1) % _P
-    v = (_D * yy + 1) % _P
+    u, v = (yy + _P - 1) % _P, (_D * yy + 1) % _P
     v3 = v * v % _P * v % _P
     w = u * v3 % _P * v3 % _P * v % _P  # u v^7
     x = u * v3 % _P * (_sq(_pow22501(w)[0], 2) * w % _P) % _P  # u v^3 (u v^7)^((p-5)/8)
@@ -201,9 +199,7 @@ def valid(pub, msg, sig, h=None):
     k = int.from_bytes(h, "little") % _L
     h = s = None
     p = _P
-    p2 = _P << 1
-    btab = _BTAB
-    fb = int.from_bytes
+    btab, fb = _BTAB, int.from_bytes
     atab = _atab(pub)  # multiples of -A
     if atab is None:
         return False
@@ -214,37 +210,41 @@ def valid(pub, msg, sig, h=None):
     i = 255
     while i >= 0 and not nn[i]:
         i -= 1
-    x = 0  # the neutral element (0:1:1:0)
-    y = 1
-    z = 1
-    t = 0
+    x, y, z, t = 0, 1, 1, 0  # the neutral element
+    m, pk, pk2 = _P | 31, _P << 8, _P << 9  # 2^255-1; 256p, 512p exceed what is subtracted
     while i >= 0:
         da = nn[i]
         db = da & 15
         da >>= 4
         # 2P (dbl-2008-hwcd); T only when an addition follows
-        a = x * x % p
-        b = y * y % p
-        c = z * z % p << 1
-        hh = a + b
-        e = x * y % p << 1  # -E: (X+Y)^2 - A - B = 2XY; G and so the whole point are negated
-        g = b - a + p       # -G
-        f = c - g + p2      # F = C + G
-        x = e * f % p
-        y = g * hh % p
-        z = f * g % p
+        a = x * x
+        a = (a & m) + (a >> 255) * 19
+        b = y * y
+        b = (b & m) + (b >> 255) * 19
+        c = z * z
+        c = ((c & m) + (c >> 255) * 19) << 1
+        hh, g = a + b, b - a + pk  # -H, -G
+        e = x * y
+        e = ((e & m) + (e >> 255) * 19) << 1  # -E = 2XY: G and so the whole point are negated
+        f = c - g + pk2  # F = C + G
+        x = e * f
+        x = ((x & m) + (x >> 255) * 19) % p
+        y = g * hh
+        y = ((y & m) + (y >> 255) * 19) % p
+        z = f * g
+        z = ((z & m) + (z >> 255) * 19) % p
         if db or da:
-            t = e * hh % p
+            t = e * hh
+            t = ((t & m) + (t >> 255) * 19) % p
             for dd in (db, da | 16):  # + (+-) an odd multiple of B, then of -A
                 if not dd & 15:
                     continue
                 o = dd & 3
                 if dd & 16:
                     o <<= 2
-                    ym = atab[o]
-                    yp = atab[o + 1]
-                    c = atab[o + 2]
-                    d = z * atab[o + 3] % p
+                    ym, yp, c = atab[o], atab[o + 1], atab[o + 2]
+                    d = z * atab[o + 3]
+                    d = (d & m) + (d >> 255) * 19
                 else:  # B: constant and affine, 2Z = 2
                     o *= 96
                     ym = fb(btab[o:o + 32], "little")
@@ -253,22 +253,25 @@ def valid(pub, msg, sig, h=None):
                     d = z << 1
                 if dd & 4:  # a negative digit: -(x, y) = (-x, y) swaps Y-X and Y+X, negates 2dT
                     ym, yp = yp, ym
-                a = (y - x + p) * ym % p
-                b = (y + x) * yp % p
-                c = t * c % p
+                a = (y - x + p) * ym
+                a = (a & m) + (a >> 255) * 19
+                b = (y + x) * yp
+                b = (b & m) + (b >> 255) * 19
+                c = t * c
+                c = (c & m) + (c >> 255) * 19
                 if dd & 4:
-                    f = d + c
-                    g = d - c + p
-                else:
-                    f = d - c + p
-                    g = d + c
-                e = b - a + p
-                hh = b + a
-                x = e * f % p
-                y = g * hh % p
-                z = f * g % p
+                    c = pk - c  # = -c (mod p), >= 0
+                f, g = d - c + pk, d + c
+                e, hh = b - a + pk, b + a
+                x = e * f
+                x = ((x & m) + (x >> 255) * 19) % p
+                y = g * hh
+                y = ((y & m) + (y >> 255) * 19) % p
+                z = f * g
+                z = ((z & m) + (z >> 255) * 19) % p
                 if da and not dd & 16:
-                    t = e * hh % p  # the A addition follows; after it, a doubling (no T needed)
+                    t = e * hh  # the A addition follows; after it, a doubling (no T needed)
+                    t = ((t & m) + (t >> 255) * 19) % p
         i -= 1
     zi = _pow22501(z)
     zi = _sq(zi[0], 5) * zi[1] % p  # z^(2^255 - 21) = z^(p-2) = 1/z

@@ -9,6 +9,7 @@ of a signature over a digest; it is not for hashing images (use hashlib.sha256 t
 from micropython import const
 
 _M = const(0xFFFFFFFFFFFFFFFF)
+_C = const(0x10000000000000001)  # 2^64 + 1
 
 # The round constants and initial hash value as big-endian 64-bit words, in bytes: 80 big-int
 # constants would each be a heap object (two blocks) for as long as the module is loaded.
@@ -65,28 +66,31 @@ _H0 = (
 
 def _compress(h, block):
     # 64-bit words are big ints here, and every operation on one allocates: the rounds are written
-    # to use few of them. A rotation reads a 128-bit copy x | x << 64 (two operations for any
-    # number of rotations of x); bits above 64 are dropped by the masks where sums are kept. No
-    # value is ever negative (no ~), so there are no two's-complement big ints.
+    # to use few of them. A rotation reads a 128-bit copy x * (2^64 + 1) = x | x << 64 (one
+    # operation for any number of rotations of x); bits above 64 are dropped by the masks where
+    # sums are kept. No value is ever negative (no ~), so there are no two's-complement big ints.
     w = [0] * 80
     for t in range(16):
         w[t] = int.from_bytes(block[8 * t:8 * t + 8], "big")
     for t in range(16, 80):
         x = w[t - 15]
-        xx = x | (x << 64)
+        xx = x * _C
         y = w[t - 2]
-        yy = y | (y << 64)
+        yy = y * _C
         w[t] = (w[t - 16] + w[t - 7] + ((xx >> 1) ^ (xx >> 8) ^ (x >> 7))
                 + ((yy >> 19) ^ (yy >> 61) ^ (y >> 6))) & _M
     a, b, c, d, e, f, g, hh = h
     K = _K
     fb = int.from_bytes
+    bc = b ^ c
     for t in range(80):
-        ee = e | (e << 64)
+        ee = e * _C
         t1 = fb(K[8 * t:8 * t + 8], "big") + w[t]
         t1 += hh + ((ee >> 14) ^ (ee >> 18) ^ (ee >> 41)) + (g ^ (e & (f ^ g)))
-        aa = a | (a << 64)
-        t2 = ((aa >> 28) ^ (aa >> 34) ^ (aa >> 39)) + ((a & b) | (c & (a | b)))
+        aa = a * _C
+        ab = a ^ b
+        t2 = ((aa >> 28) ^ (aa >> 34) ^ (aa >> 39)) + (b ^ (ab & bc))  # Maj(a, b, c)
+        bc = ab  # the next round's b ^ c
         hh = g
         g = f
         f = e
