@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from tools.boards import FIRMWARE_DIR, micropython_cmd  # noqa: E402
 from tools.build import compile_mpy, mpy_size  # noqa: E402
 
-MODULES = ["__init__", "token", "chain", "chainsync", "store", "http", "binauth", "packet", "mac", "hkdf"]
+MODULES = ["__init__", "token", "chain", "chainsync", "store", "http", "httpreq", "binauth", "packet", "mac", "hkdf"]
 DEV = "3f9a0c1b7d2e4a65"
 T0 = 1_767_225_600
 

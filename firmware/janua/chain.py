@@ -232,8 +232,8 @@ class Chain:
         """Authenticate offline to `url` (an edge or the verifier): pick the token for `now`,
         mark it used ON FLASH, then POST /v1/auth/device/offline. The answer (next-token hint)
         on success; AuthError when refused. A token is spent even if the network then fails."""
-        from janua.token import call, _hostport
-        host, port = _hostport(url)
+        from janua.httpreq import call, hostport
+        host, port = hostport(url)
         index, i = self.token_for(now, drift_s)
         self.mark_used(index)
         status, out = call(host, port, "POST", "/v1/auth/device/offline",

@@ -82,7 +82,11 @@ def top_up(ch, tokens, period, validity, now, acked=(), drift_s=300):
 def sync(ch, tokens, now, drift_s=300, ota=None):
     """POST /v1/auth/device/sync with `tokens.bearer()`: report used indices, store a top-up.
     Returns {"added", "used_ack", "update_available", "config", "next_update"}."""
-    from janua.token import call
+    import gc
+    from janua.httpreq import call
+    # The reply holds up to 30 tokens (~7 KB, read into one buffer, then parsed): collect first, so
+    # the request's small allocations fill the holes garbage left instead of splitting free space.
+    gc.collect()
     used = sorted(ch.load_used())
     try:
         have = ch.status()[2]

@@ -18,7 +18,7 @@ of each file (`open_src(path)`, e.g. the staging area a host tool filled, or an 
 
 import gc
 from micropython import const
-from janua import OTAError, StoreError
+from janua import OTAError, StoreError, TransportError
 from janua.otastore import FlashFS, Counter, read_json, write_json, crc32  # noqa: F401 (re-exported)
 from janua.manifest import verify_manifest, check_compat, copy_verified, MAX_MANIFEST, MAX_SIG
 
@@ -154,7 +154,7 @@ class AppSlots:
                     copy_verified(r, None, f["size"], f["sha256"], buf)
                 finally:
                     r.close()
-        except OTAError as e:
+        except (OTAError, TransportError) as e:   # TransportError: a download ended early
             self._wipe(d)
             raise OTAError("%s: %s" % (getattr(self, "_cur", "?"), e))
         except OSError as e:

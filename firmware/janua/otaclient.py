@@ -14,103 +14,22 @@ there; only then is each file streamed from its HTTP response straight into the 
 through install's one 4 KiB buffer, hashed on the way (the slot is the staging area: no second
 copy on flash). Nothing here trusts the verifier's JSON for integrity: the signed manifest decides.
 
-Minimal HTTP/1.1 (one request per connection, Content-Length bodies only, no TLS, no redirects).
-It does not reset the board and does not run in the background.
+HTTP goes through janua.httpreq (one request per connection, Content-Length bodies only, no TLS,
+no redirects). It does not reset the board and does not run in the background.
 """
 
 import gc
 import json
-import socket
 from binascii import hexlify, unhexlify
 from micropython import const
 from janua import JanuaError, OTAError, TransportError
 from janua.ota import AppSlots, read_json, write_json
 from janua.manifest import MAX_MANIFEST, MAX_SIG
+from janua.httpreq import request
 
 PENDING = "ota_client.json"   # {"release_id", "version"} of the update whose outcome is not yet sent
-_MAX_HEAD = const(1024)       # status line + headers
 _MAX_JSON = const(2048)       # a check/report answer is a few hundred bytes
 _REASON = const(120)
-
-
-class HTTPBody:
-    """A response body: readinto() stops at Content-Length; bytes read with the headers come first."""
-
-    def __init__(self, sock, early, length):
-        self.sock = sock
-        self.early = early
-        self.left = length
-
-    def readinto(self, buf):
-        if not self.left:
-            return 0
-        mv = memoryview(buf)
-        want = len(mv) if len(mv) < self.left else self.left
-        if self.early:
-            n = len(self.early) if len(self.early) < want else want
-            mv[:n] = self.early[:n]
-            self.early = self.early[n:]
-        else:
-            n = self.sock.readinto(mv[:want]) or 0
-            if not n:
-                raise OTAError("connection closed %d bytes early" % self.left)
-        self.left -= n
-        return n
-
-    def read_all(self, cap):
-        if self.left > cap:
-            raise TransportError("http body over %d bytes" % cap)
-        out = bytearray(self.left)
-        mv = memoryview(out)
-        got = 0
-        while got < len(out):
-            got += self.readinto(mv[got:])
-        return bytes(out)
-
-    def close(self):
-        self.sock.close()
-
-
-def request(host, port, method, path, body=None, timeout=10.0):
-    """(status, HTTPBody) of one request; the caller closes the body. TransportError on framing."""
-    try:
-        addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
-    except OSError as e:
-        raise TransportError("cannot resolve %s: %s" % (host, e))
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.settimeout(timeout)
-        s.connect(addr)
-        head = "%s %s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n" % (method, path, host, port)
-        if body is not None:
-            head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
-        s.write(head.encode() + b"\r\n")
-        if body is not None:
-            s.write(body)
-        raw = b""
-        while True:
-            chunk = s.recv(256)
-            if not chunk:
-                raise TransportError("http response without end of headers")
-            raw += chunk
-            end = raw.find(b"\r\n\r\n")
-            if end >= 0:
-                break
-            if len(raw) > _MAX_HEAD:
-                raise TransportError("http headers over %d bytes" % _MAX_HEAD)
-        status, length = _parse_head(raw[:end])
-        return status, HTTPBody(s, raw[end + 4:], length)
-    except BaseException:
-        s.close()
-        raise
-
-
-def _parse_head(head):
-    from janua.http import parse_head
-    status, length = parse_head(head)
-    if length is None or length < 0:
-        raise TransportError("http response without a valid content-length")
-    return status, length
 
 
 class OTAClient:
@@ -140,7 +59,7 @@ class OTAClient:
         if cap is None:
             return body
         try:
-            return body.read_all(cap)
+            return bytes(body.read_all(cap))
         finally:
             body.close()
 

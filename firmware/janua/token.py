@@ -11,98 +11,18 @@ a fresh 20-byte binary auth request (binauth.Client; an authenticated reply sets
 TIME_SYNC/REPLAY are retried) to POST /v1/auth/device/token; `refresh()` presents the still-valid
 token to POST /v1/auth/device/refresh. The token is opaque here: the device neither decodes nor
 verifies it (ES256 is the verifier's and the broker's business); it trusts only the times the
-verifier sent with it. Also the minimal JSON-over-HTTP client the token and chain calls share
-(`call`): one request per connection, Content-Length bodies read into one capped buffer, no TLS,
-no redirects. Nothing here logs or prints a token.
+verifier sent with it. HTTP goes through janua.httpreq.call. Nothing here logs or prints a token.
 """
 
-import json
-import socket
 from binascii import hexlify, unhexlify
 from micropython import const
-from janua import AuthError, StoreError, TransportError
+from janua import AuthError, StoreError
 from janua.store import PosixFS, read_json, write_json
+from janua.httpreq import call
 
 FILE = "token.json"
-_MAX_HEAD = const(1024)
-_MAX_JSON = const(2048)     # a token answer is a few hundred bytes
 _MAX_TOKEN = const(1024)    # a compact JWT is about 250 characters
 _REFRESH_S = const(300)     # used only when the verifier's answer lacks refresh_at
-
-
-def _hostport(url):
-    """(host, port) of "http://host:port[/...]" or "host:port"."""
-    if url.startswith("http://"):
-        url = url[7:]
-    elif "://" in url:
-        raise TransportError("only http:// URLs are supported")
-    url = url.split("/", 1)[0]
-    host, sep, port = url.rpartition(":")
-    if not sep:
-        return url, 80
-    try:
-        return host, int(port)
-    except ValueError:
-        raise TransportError("bad port in %s" % url)
-
-
-def call(host, port, method, path, doc=None, bearer=None, cap=_MAX_JSON, timeout=10.0):
-    """(status, parsed JSON body or None) of one request. TransportError on framing or size."""
-    try:
-        addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
-    except OSError as e:
-        raise TransportError("cannot resolve %s: %s" % (host, e))
-    body = json.dumps(doc).encode() if doc is not None else None
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.settimeout(timeout)
-        s.connect(addr)
-        head = "%s %s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n" % (method, path, host, port)
-        if bearer:
-            head += "Authorization: %s\r\n" % bearer
-        if body is not None:
-            head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
-        s.write(head.encode() + b"\r\n")
-        if body is not None:
-            s.write(body)
-        body = None
-        raw = b""
-        while True:
-            chunk = s.recv(256)
-            if not chunk:
-                raise TransportError("http response without end of headers")
-            raw += chunk
-            end = raw.find(b"\r\n\r\n")
-            if end >= 0:
-                break
-            if len(raw) > _MAX_HEAD:
-                raise TransportError("http headers over %d bytes" % _MAX_HEAD)
-        from janua.http import parse_head
-        status, length = parse_head(raw[:end])
-        if length is None or length < 0:
-            raise TransportError("http response without a valid content-length")
-        if length > cap:
-            raise TransportError("http body over %d bytes" % cap)
-        buf = bytearray(length)    # the one body buffer; JSON is parsed straight from it
-        mv = memoryview(buf)
-        got = len(raw) - end - 4
-        if got > length:
-            got = length
-        mv[:got] = raw[end + 4:end + 4 + got]
-        raw = None
-        while got < length:
-            n = s.readinto(mv[got:])
-            if not n:
-                raise TransportError("connection closed %d bytes early" % (length - got))
-            got += n
-    finally:
-        s.close()
-    if not length:
-        return status, None
-    try:
-        return status, json.loads(buf)
-    except ValueError:
-        raise TransportError("%s: http %d, not JSON" % (path, status))
 
 
 def _int(v):

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.e2e
 
 TICK = """
 import sys, json, time
-from janua import otaclient
+from janua import otaclient, httpreq
 from janua.ota import FlashFS, AppSlots
 LEFT = [%d]
 def tick(site):
@@ -41,11 +41,11 @@ def tick(site):
         print("CUT " + site)
         while True:
             time.sleep(1)    # the host kills the board here
-_readinto = otaclient.HTTPBody.readinto
+_readinto = httpreq.HTTPBody.readinto
 def readinto(self, buf):
     tick("http")
     return _readinto(self, buf)
-otaclient.HTTPBody.readinto = readinto
+httpreq.HTTPBody.readinto = readinto
 class CutFS(FlashFS):
     def open(self, path, mode):
         f = FlashFS.open(self, path, mode)
