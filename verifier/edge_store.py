@@ -8,12 +8,12 @@ undelivered reports) is written before the reply that depends on it is sent. One
 from the event-loop thread; every call is short. No wire protocol and no clock here: times are arguments.
 """
 
-import contextlib
 import json
 import sqlite3
 
 from verifier.errors import StorageError
 from verifier.limits import MemoryLimitStore
+from verifier.sqlite_tx import SQLiteTransactions
 from verifier.storage import AUDIT_COLUMNS
 
 EDGE_SCHEMA = """
@@ -36,7 +36,7 @@ MAX_VALIDITY_S = 61 * 86400   # the largest chain_validity_s a policy allows, pl
 MAX_OUTBOX = 1_000_000        # past this, the oldest undelivered audit rows are dropped (logged)
 
 
-class EdgeStore:
+class EdgeStore(SQLiteTransactions):
     """The edge's SQLite file. `limits` (rate limits, lockouts) is in process memory, as in the cloud."""
 
     def __init__(self, path):
@@ -50,22 +50,6 @@ class EdgeStore:
             raise StorageError(f"cannot open the edge database {path}: {e}") from e
         self._depth = 0
         self.limits = MemoryLimitStore()
-
-    @contextlib.contextmanager
-    def transaction(self):
-        if self._depth:
-            yield
-            return
-        self._db.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield
-        except BaseException:
-            self._depth = 0
-            self._db.execute("ROLLBACK")
-            raise
-        self._depth = 0
-        self._db.execute("COMMIT")
 
     def _run(self, fn, *args):
         try:

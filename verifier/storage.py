@@ -8,12 +8,12 @@ It knows nothing of the wire protocol.
 """
 
 import abc
-import contextlib
 import json
 import sqlite3
 
 from verifier.errors import Conflict, StorageError
 from verifier.limits import MemoryLimitStore
+from verifier.sqlite_tx import SQLiteTransactions
 from verifier.storage_ota import OTA_SCHEMA, OTAStorage, SQLiteOTAStorage
 from verifier.storage_tokens import (EXPIRES_UNKNOWN, TOKEN_INDEXES, TOKEN_SCHEMA, SQLiteTokenStorage,
                                      TokenStorage)
@@ -142,7 +142,7 @@ class Storage(OTAStorage, TokenStorage, X509Storage):
     def list_audit(self, tenant_id, device_id=None, limit=100): """Newest first."""
 
 
-class SQLiteStorage(SQLiteOTAStorage, SQLiteTokenStorage, SQLiteX509Storage, Storage):
+class SQLiteStorage(SQLiteTransactions, SQLiteOTAStorage, SQLiteTokenStorage, SQLiteX509Storage, Storage):
     """Storage on one SQLite file (WAL). Single instance: limits are in process memory."""
 
     def __init__(self, path):
@@ -182,26 +182,6 @@ class SQLiteStorage(SQLiteOTAStorage, SQLiteTokenStorage, SQLiteX509Storage, Sto
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
-
-    @contextlib.contextmanager
-    def transaction(self):
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        self._db.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield
-        except BaseException:
-            self._depth = 0
-            self._db.execute("ROLLBACK")
-            raise
-        self._depth = 0
         self._db.execute("COMMIT")
 
     def ping(self):

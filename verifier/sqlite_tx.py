@@ -1,0 +1,30 @@
+"""Transactions on a sqlite3 connection opened with isolation_level=None (autocommit), shared by the
+registry (verifier/storage.py) and the edge's own file (verifier/edge_store.py)."""
+
+import contextlib
+
+
+class SQLiteTransactions:
+    """Mixin: `transaction()` commits everything inside together or nothing (BEGIN IMMEDIATE, so a
+    writer takes the lock at once); a nested call joins the outer transaction. The class sets
+    `self._db` (the connection) and `self._depth = 0`."""
+
+    @contextlib.contextmanager
+    def transaction(self):
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self._db.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self._db.execute("COMMIT")
