@@ -52,3 +52,27 @@ def stage(flash, bundle):
     if st.exists():
         shutil.rmtree(st)
     shutil.copytree(bundle, st)
+
+
+# A boot on the board: which slot runs, and is every file of it the one its manifest names (size and
+# SHA-256)? Prints the pointer, then runs otaboot (a reset prints {"reset": true}).
+BOOT_CHECK = """
+import json
+from janua.ota import AppSlots
+from janua.manifest import copy_verified
+from janua import otaboot
+s = AppSlots()
+ptr = s.pointer()
+ok = True
+if ptr.get("active"):
+    d = "app_" + ptr["active"]
+    m = json.load(open(d + "/.manifest.json"))
+    ok = m["version"] == ptr["version"]
+    buf = bytearray(512)
+    for f in m["files"]:
+        r = open(d + "/" + f["path"], "rb")
+        copy_verified(r, None, f["size"], f["sha256"], buf)   # raises on any mix or truncation
+        r.close()
+print(json.dumps({"ptr": ptr.get("version"), "state": ptr.get("state"), "consistent": ok}))
+otaboot.main(reset=lambda: print(json.dumps({"reset": True})))
+"""

@@ -5,7 +5,7 @@ call (open for writing, write, flush, rename, remove, mkdir, rmdir, sync): nothi
 
 import json
 
-from ota_helpers import ota_config, release, stage
+from ota_helpers import BOOT_CHECK as CHECK, ota_config, release, stage
 
 CUTFS = """
 import sys, json
@@ -44,26 +44,6 @@ for name in ("rename", "remove", "mkdir", "rmdir", "sync"):
     setattr(CutFS, name, wrap(name))
 """
 
-CHECK = """
-import json
-from janua.ota import AppSlots
-from janua.manifest import copy_verified
-from janua import otaboot
-s = AppSlots()
-ptr = s.pointer()
-ok = True
-if ptr.get("active"):
-    d = "app_" + ptr["active"]
-    m = json.load(open(d + "/.manifest.json"))
-    ok = m["version"] == ptr["version"]
-    buf = bytearray(512)
-    for f in m["files"]:
-        r = open(d + "/" + f["path"], "rb")
-        copy_verified(r, None, f["size"], f["sha256"], buf)   # raises on any mix or truncation
-        r.close()
-print(json.dumps({"ptr": ptr.get("version"), "state": ptr.get("state"), "consistent": ok}))
-otaboot.main(reset=lambda: print(json.dumps({"reset": True})))
-"""
 
 INSTALL_CUT = CUTFS + """
 try:

@@ -20,6 +20,7 @@ import time
 
 import pytest
 
+from tests.ota.ota_helpers import BOOT_CHECK as CHECK
 from tests.ota_verifier.conftest import make_bundle
 from tools import ota as host
 from tools import ota_release
@@ -74,27 +75,6 @@ r, line = otaclient.poll(slots=AppSlots(CutFS()))
 print(json.dumps({"poll": r, "line": line, "steps": %d - LEFT[0]}))
 """
 
-# A boot: which slot runs, and is every file of it the one its manifest names (size and SHA-256)?
-CHECK = """
-import json
-from janua.ota import AppSlots
-from janua.manifest import copy_verified
-from janua import otaboot
-s = AppSlots()
-ptr = s.pointer()
-ok = True
-if ptr.get("active"):
-    d = "app_" + ptr["active"]
-    m = json.load(open(d + "/.manifest.json"))
-    ok = m["version"] == ptr["version"]
-    buf = bytearray(512)
-    for f in m["files"]:
-        r = open(d + "/" + f["path"], "rb")
-        copy_verified(r, None, f["size"], f["sha256"], buf)   # raises on any mix or truncation
-        r.close()
-print(json.dumps({"ptr": ptr.get("version"), "state": ptr.get("state"), "consistent": ok}))
-otaboot.main(reset=lambda: print(json.dumps({"reset": True})))
-"""
 
 POLL = """
 import json
