@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tools.boards import FIRMWARE_DIR, micropython_cmd  # noqa: E402
+from tools.boards import COUNTING_FS, FIRMWARE_DIR, micropython_cmd  # noqa: E402
 from tools.build import compile_mpy, mpy_size  # noqa: E402
 
 MODULES = ["__init__", "token", "chain", "chainsync", "store", "http", "httpreq", "binauth", "packet", "mac", "hkdf"]
@@ -44,21 +44,7 @@ DEV = unhexlify(%r)
 T0 = %d
 port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
 
-class Counting(PosixFS):
-    written = 0
-    def open(self, path, mode):
-        f = open(path, mode)
-        if "w" in mode or "a" in mode:
-            fs = self
-            class W:
-                def write(self, b):
-                    fs.written += len(b)
-                    return f.write(b)
-                def flush(self): f.flush()
-                def close(self): f.close()
-            return W()
-        return f
-
+%s
 Chain(DEV).top_up(json.load(open("new.json")), 86400, 86400, T0)
 fs = Counting()
 ch = Chain(DEV, fs=fs)
@@ -132,7 +118,7 @@ def run(results, say):
         flash = d / "flash"
         flash.mkdir()
         (flash / "new.json").write_text(json.dumps(_tokens()))
-        (d / "s.py").write_text(SCRIPT % (DEV, T0))
+        (d / "s.py").write_text(SCRIPT % (DEV, T0, COUNTING_FS))
         argv, env = micropython_cmd("esp32", d / "s.py", path=[lib])
         argv.append(str(_responder()))
         p = subprocess.run(argv, env=env, cwd=flash, capture_output=True, text=True, timeout=60)

@@ -18,6 +18,26 @@ BOARD_NAMES = ("unix", "esp32", "rp2040")
 
 from tools.errors import CLIError  # noqa: E402
 
+# For board scripts (tests and device benchmarks): a janua.store.PosixFS that counts the bytes the
+# firmware writes to flash (`fs.written`), so a test and `make bench` measure flash wear the same way.
+# Needs `from janua.store import PosixFS` in the script.
+COUNTING_FS = """
+class Counting(PosixFS):
+    written = 0
+    def open(self, path, mode):
+        f = open(path, mode)
+        if "w" in mode or "a" in mode:
+            fs = self
+            class W:
+                def write(self, b):
+                    fs.written += len(b)
+                    return f.write(b)
+                def flush(self): f.flush()
+                def close(self): f.close()
+            return W()
+        return f
+"""
+
 
 def load_profile(name):
     path = BOARDS_DIR / name / "profile.json"

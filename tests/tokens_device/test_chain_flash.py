@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from tests.tokens_device.conftest import DAY, DEV, T0, make_chain
+from tools.boards import COUNTING_FS
 
 PRELUDE = """
 import json, os, sys
@@ -266,21 +267,7 @@ print(json.dumps(r))
 def test_one_offline_use_writes_two_bytes_to_flash(mp):
     seed(mp, make_chain(0, 30))
     out = mp(PRELUDE + """
-class Counting(PosixFS):
-    written = 0
-    def open(self, path, mode):
-        f = open(path, mode)
-        if "w" in mode or "a" in mode:
-            fs = self
-            class W:
-                def write(self, b):
-                    fs.written += len(b)
-                    return f.write(b)
-                def flush(self): f.flush()
-                def close(self): f.close()
-            return W()
-        return f
-fs = Counting()
+%sfs = Counting()
 ch = Chain(DEV, fs=fs)
 sizes = []
 for day in (3, 4):
@@ -288,5 +275,5 @@ for day in (3, 4):
     ch.mark_used(i)
     sizes.append(os.stat("chain.used")[6])
 print(json.dumps([fs.written, sizes]))
-""" % T0)[0]
+""" % (COUNTING_FS, T0))[0]
     assert out == [4, [2, 4]]                           # two uses: 2 bytes each, append only

@@ -10,7 +10,7 @@ import time
 import aiohttp
 import pytest
 
-from tools.boards import micropython_cmd
+from tools.boards import COUNTING_FS, micropython_cmd
 from tools.build import build_firmware
 from verifier import registry, token_http
 from verifier.app import start_server
@@ -41,21 +41,7 @@ print(json.dumps({"obtained": True, "due": ts.due(clock.now()), "exp_in": ts.exp
 ts.refresh()
 print(json.dumps({"refreshed": ts.bearer() != first, "who2": ts.whoami()["device_id"],
                   "reloaded": TokenStore(cfg, clock).bearer() == ts.bearer()}))
-class Counting(PosixFS):
-    written = 0
-    def open(self, path, mode):
-        f = open(path, mode)
-        if "w" in mode or "a" in mode:
-            fs = self
-            class W:
-                def write(self, b):
-                    fs.written += len(b)
-                    return f.write(b)
-                def flush(self): f.flush()
-                def close(self): f.close()
-            return W()
-        return f
-fs = Counting()
+""" + COUNTING_FS + """fs = Counting()
 ch = Chain(unhexlify(cfg["device_id"]), fs=fs)
 r = ch.sync(ts, clock.now())
 st = ch.status(clock.now())
