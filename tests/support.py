@@ -1,11 +1,16 @@
 """Helpers shared by the verifier-side suites (tests/verifier, ota_verifier, tokens_verifier, edge): the
 fixed KEK and start time, a fake clock (tests never sleep: time moves only when a test moves it), a
 tenant with an admin token made straight through the registry, and a device that builds binary auth
-requests. Each suite's conftest adds what only it needs by subclassing."""
+requests, and the three fixtures of a suite that drives the app in-process (clock, config, client:
+import them into the suite's conftest). Each suite's conftest adds what only it needs by subclassing."""
+
+import pytest
 
 from verifier import keys, registry
+from verifier.app import create_app
 from verifier.appkeys import SEALER, STORAGE
 from verifier.binauth import decode_reply, encode_request
+from verifier.config import Config
 
 KEK = bytes(range(32))
 T0 = 1_767_225_600
@@ -68,3 +73,20 @@ class AdminTenant:
                 self.app[STORAGE].update_device(self.id, bytes.fromhex(r["device_id"]), {"status": status})
             made.append((r["device_id"], r["master_secret"]))
         return made
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def config(tmp_path, clock):
+    """The verifier on a tmp_path SQLite file, the fake clock, HTTP only (no UDP or DTLS sockets)."""
+    return Config(db_path=str(tmp_path / "janua.db"), kek=KEK, clock=clock, http_port=0, udp_port=None,
+                  dtls_port=None)
+
+
+@pytest.fixture
+async def client(aiohttp_client, config):
+    return await aiohttp_client(create_app(config))

@@ -8,10 +8,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.support import KEK, AdminTenant, AuthDevice, FakeClock  # noqa: F401 (KEK re-exported)
+from tests.support import KEK, AdminTenant, AuthDevice, clock, client, config  # noqa: F401 (KEK re-exported; fixtures)
 from tools import ota as host
-from verifier.app import create_app
-from verifier.config import Config
 
 
 
@@ -30,22 +28,6 @@ Device = AuthDevice
 class Tenant(AdminTenant):
     def devices(self, n=1):
         return [Device(h, m, self.clock) for h, m in self.provision([{}] * n)]
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def config(tmp_path, clock):
-    return Config(db_path=str(tmp_path / "janua.db"), kek=KEK, clock=clock, http_port=0, udp_port=None,
-                  dtls_port=None)
-
-
-@pytest.fixture
-async def client(aiohttp_client, config):
-    return await aiohttp_client(create_app(config))
 
 
 @pytest.fixture

@@ -4,9 +4,7 @@ that build binary auth requests and keep their JWT."""
 
 import pytest
 
-from tests.support import KEK, AdminTenant, AuthDevice, FakeClock
-from verifier.app import create_app
-from verifier.config import Config
+from tests.support import AdminTenant, AuthDevice, clock, client, config  # noqa: F401 (fixtures)
 
 class Device(AuthDevice):
     def __init__(self, tenant, hex_id, master_hex, clock):
@@ -43,22 +41,6 @@ class Tenant(AdminTenant):
     async def policy(self, client, **policy):
         r = await client.patch("/v1/tenant", json={"policy": policy}, headers=self.headers)
         assert r.status == 200, await r.text()
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def config(tmp_path, clock):
-    return Config(db_path=str(tmp_path / "janua.db"), kek=KEK, clock=clock, http_port=0, udp_port=None,
-                  dtls_port=None)
-
-
-@pytest.fixture
-async def client(aiohttp_client, config):
-    return await aiohttp_client(create_app(config))
 
 
 @pytest.fixture

@@ -7,20 +7,9 @@ import asyncio
 import aiohttp
 import pytest
 
-from tests.support import KEK, AdminTenant, AuthDevice, FakeClock
-from verifier.app import create_app, start_server
+from tests.support import KEK, AdminTenant, AuthDevice, clock, client, config  # noqa: F401 (fixtures)
+from verifier.app import start_server
 from verifier.config import Config
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def config(tmp_path, clock):
-    return Config(db_path=str(tmp_path / "janua.db"), kek=KEK, clock=clock, http_port=0, udp_port=None,
-                  dtls_port=None)
 
 
 class Tenant(AdminTenant):
@@ -31,11 +20,6 @@ class Tenant(AdminTenant):
 
 
 Device = AuthDevice
-
-
-@pytest.fixture
-async def client(aiohttp_client, config):
-    return await aiohttp_client(create_app(config))
 
 
 @pytest.fixture
