@@ -2,25 +2,7 @@
 tests/verifier/test_openapi.py checks that it names exactly the app's routes."""
 
 
-def _ref(name):
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema, description="OK"):
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-ERR = {"description": "error", "content": {"application/json": {"schema": _ref("Error")}}}
-ADMIN = [{"bearerAuth": []}]
-DEVICE_ID = {"name": "device_id", "in": "path", "required": True,
-             "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"}}
-
-
-def _admin_op(summary, responses, **kw):
-    op = {"summary": summary, "security": ADMIN,
-          "responses": {**responses, "400": ERR, "401": ERR}}
-    op.update(kw)
-    return op
+from verifier.openapi_common import DEVICE_ID, ERR, admin_op as _admin_op, json_body as _json, ref as _ref
 
 
 RATE = {"type": "object", "properties": {"capacity": {"type": "number", "minimum": 1},

@@ -1,18 +1,7 @@
 """OpenAPI paths and schemas of the mqtt feature, merged into verifier.openapi.OPENAPI (docs/mqtt.md)."""
 
 
-def _ref(name):
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema, description="OK"):
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-ERR = {"description": "error", "content": {"application/json": {"schema": _ref("Error")}}}
-ADMIN = [{"bearerAuth": []}]
-DEVICE_ID = {"name": "device_id", "in": "path", "required": True,
-             "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"}}
+from verifier.openapi_common import ADMIN, DEVICE_ID, ERR, json_body as _json, ref as _ref
 PEM = {"description": "PEM", "content": {"application/x-pem-file": {"schema": {"type": "string"}}}}
 
 

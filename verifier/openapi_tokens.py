@@ -1,19 +1,12 @@
 """OpenAPI paths and schemas of the tokens feature (docs/tokens.md), merged into verifier.openapi.OPENAPI."""
 
-
-def _ref(name):
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema, description="OK"):
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+from verifier.openapi_common import ERR, json_body as _json, ref as _ref
 
 
 def _body(schema):
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
-ERR = {"description": "error", "content": {"application/json": {"schema": _ref("Error")}}}
 DEVICE_BEARER = [{"deviceBearer": []}]
 CHAIN_TOKEN = {"type": "string", "pattern": "^[0-9a-f]{214}$",
                "description": "a 107-byte offline chain token (docs/tokens.md section 3), hex"}
