@@ -9,28 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import KEK, T0, FakeClock  # noqa: F401 (T0: tests import it from here)
 from verifier import keys, registry
 from verifier.app import start_server
 from verifier.appkeys import DTLS, SEALER, STORAGE
 from verifier.config import Config
 from verifier.dtls.auth import psk_for
 
-KEK = bytes(range(32))
-T0 = 1_767_225_600
 TENANT = "acme"
 ROOT = Path(__file__).parents[2]
 MICROPYTHON = Path(sys.executable).parent / "micropython"
-
-
-class FakeClock:
-    def __init__(self, now=T0):
-        self.now = float(now)
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
 
 
 class Device:
