@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 
+import aiohttp
 import pytest
 
 from tests.ota_verifier.conftest import KEK, Tenant, form, make_bundle
@@ -87,7 +88,6 @@ def board(server, tenant, dev, tmp_path, name, trusted):
 
 async def test_release_signed_with_the_rotated_key_installs_and_the_retired_key_no_longer_publishes(
         server, tmp_path, signing):
-    import aiohttp
     tenant = Tenant(server.app, "acme", time.time)
     both, old_only = tenant.devices(2)
     registry.patch_tenant_policy(server.app[STORAGE], tenant.id, {"policy": {
