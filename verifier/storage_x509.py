@@ -66,7 +66,8 @@ class X509Storage(abc.ABC):
         """[{serial, revoked_at, reason}] of revoked or held certificates not yet expired at `now`."""
 
     @abc.abstractmethod
-    def set_mqtt_password(self, tenant_id, device_id, pw_hash, now): """Insert or replace a device's password hash."""
+    def set_mqtt_password(self, tenant_id, device_id, pw_hash, now):
+        """Insert or replace a device's password hash; False if the device id's row is another tenant's."""
 
     @abc.abstractmethod
     def get_mqtt_password(self, device_id): """{tenant_id, hash, created} or None."""
@@ -135,8 +136,11 @@ class SQLiteX509Storage:
             "AND not_after >= ? ORDER BY serial", (tenant_id, now))]
 
     def set_mqtt_password(self, tenant_id, device_id, pw_hash, now):
-        self._write("INSERT INTO mqtt_passwords VALUES (?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET "
-                    "hash = excluded.hash, created = excluded.created", (device_id, tenant_id, pw_hash, now))
+        # a row of the same device id under another tenant is left alone (False)
+        return self._write("INSERT INTO mqtt_passwords VALUES (?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET "
+                           "hash = excluded.hash, created = excluded.created "
+                           "WHERE mqtt_passwords.tenant_id = excluded.tenant_id",
+                           (device_id, tenant_id, pw_hash, now)).rowcount == 1
 
     def get_mqtt_password(self, device_id):
         row = self._db.execute("SELECT tenant_id, hash, created FROM mqtt_passwords WHERE device_id = ?",

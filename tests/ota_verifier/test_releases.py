@@ -52,12 +52,6 @@ async def test_publish_valid_bundle(client, tenant_a, signing, tmp_path):
     assert any(e["action"] == "ota.release.publish" and e["result"] == "ok" for e in audit["entries"])
 
 
-async def test_rotated_key_publishes(client, tenant_a, signing, tmp_path):
-    await trust(client, tenant_a, signing)
-    await trust(client, tenant_a, signing, "rotated")
-    await publish(client, tenant_a, make_bundle(tmp_path, signing, "2.0.0", 2, key="rotated"))
-
-
 def _tamper_file(b):
     p = b / "files" / "main.py"
     return {"files/main.py": p.read_bytes().replace(b"print", b"prant")}

@@ -13,8 +13,6 @@ from verifier.config import Config, load_kek
 from verifier.errors import ConfigError
 from verifier.app import create_app
 from verifier.http import ROUTES
-from verifier.model import TRANSITIONS
-from verifier.openapi import OPENAPI
 
 DEVICE = {"serial_number": "SN-1", "manufacturer_id": "acme", "model_id": "pico-w",
           "metadata": {"firmware_version": "1.0", "group": "lab", "tags": ["east", "test"], "capabilities": ["udp"]}}
@@ -127,37 +125,6 @@ async def test_patch_device(client, tenant_a):
     assert dev["security"] == {"trust_level": 80, "compromised": False, "quarantined": True}
     for bad in ({"trust_level": 200}, {"compromised": "yes"}, {"status": "active"}, {"master_secret": "00"}, {}):
         assert (await client.patch(url, json=bad, headers=tenant_a.headers)).status == 400
-
-
-LEGAL = sorted(TRANSITIONS.items())
-PATH_TO = {"provisioning": [], "active": ["activate"], "suspended": ["activate", "suspend"],
-           "decommissioned": ["decommission"]}
-
-
-@pytest.mark.parametrize("transition", LEGAL, ids=lambda t: f"{t[0][0]}-{t[0][1]}")
-async def test_lifecycle_legal_transitions(client, tenant_a, transition):
-    (start, action), end = transition
-    pkg = await provision(client, tenant_a)
-    url = f"/v1/devices/{pkg['device_id']}/lifecycle"
-    for a in PATH_TO[start]:
-        assert (await client.post(url, json={"action": a}, headers=tenant_a.headers)).status == 200
-    r = await client.post(url, json={"action": action, "reason": "test"}, headers=tenant_a.headers)
-    assert r.status == 200 and (await r.json())["status"] == end
-
-
-ILLEGAL = [(s, a) for s in PATH_TO for a in ("activate", "suspend", "resume", "decommission")
-           if (s, a) not in TRANSITIONS]
-
-
-@pytest.mark.parametrize("start, action", ILLEGAL)
-async def test_lifecycle_illegal_transitions_409(client, tenant_a, start, action):
-    pkg = await provision(client, tenant_a)
-    url = f"/v1/devices/{pkg['device_id']}/lifecycle"
-    for a in PATH_TO[start]:
-        await client.post(url, json={"action": a}, headers=tenant_a.headers)
-    r = await client.post(url, json={"action": action}, headers=tenant_a.headers)
-    body = await r.json()
-    assert r.status == 409 and body["error"] == "invalid_transition" and start in body["message"]
 
 
 async def test_lifecycle_unknown_action_400(client, tenant_a):
@@ -273,16 +240,6 @@ async def test_audit_has_actions_and_no_secrets(client, tenant_a, clock, caplog,
         assert secret.encode() not in blob and secret not in text
     for raw in (bytes.fromhex(pkg["master_secret"]), key):
         assert raw not in blob
-
-
-async def test_openapi_covers_every_route(client):
-    r = await client.get("/openapi.json")
-    doc = await r.json()
-    assert doc["openapi"].startswith("3.1")
-    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
-    served = {(res.method, res.resource.canonical) for res in client.app.router.routes() if res.method != "HEAD"}
-    assert documented == served
-    assert doc == OPENAPI
 
 
 async def test_metrics_exposed(client, tenant_a, clock):

@@ -7,7 +7,7 @@ import pytest
 
 from verifier import registry
 from verifier.appkeys import STORAGE
-from verifier.binauth import (HTTP_STATUS, LOCKED_OUT, MALFORMED, NOT_ACTIVE, OK, RATE_LIMITED, REPLAY,
+from verifier.binauth import (LOCKED_OUT, MALFORMED, NOT_ACTIVE, OK, RATE_LIMITED, REPLAY,
                               SIGNATURE, TIME_SYNC, UNKNOWN_DEVICE, decode_reply,
                               unauthenticated_reply)
 from verifier.errors import StorageError
@@ -17,11 +17,14 @@ T0 = 1_767_225_600   # the clock fixture starts here
 
 pytestmark = pytest.mark.parametrize("driver", DRIVERS)
 
+# docs/protocol.md 3.5, written out: reply status byte (3.3) -> HTTP status of POST /v1/binauth
+HTTP_CODE = {0x00: 200, 0x01: 409, 0x02: 401, 0x03: 401, 0x04: 403, 0x05: 409, 0x06: 429, 0x07: 429, 0x08: 400}
+
 
 async def send(server, driver, request):
     reply = await server.send(driver, request)
     if driver == "http" and reply is not None:
-        assert server.last_http_status == HTTP_STATUS[reply[0]]
+        assert server.last_http_status == HTTP_CODE[reply[0]]
     return reply
 
 
