@@ -38,7 +38,7 @@ def cwt_bytes(private_key, kid, claims):
     """A real COSE_Sign1 (tag 18) CWT of the same claims: protected {1: -7}, unprotected {4: kid},
     claims {2: sub, 6: iat, 4: exp, 9: scope, -65537: tid}; measured, and verified once."""
     import cbor2
-    from verifier.chain import es256_sign, es256_verify
+    from verifier.tokens.chain import es256_sign, es256_verify
     payload = cbor2.dumps({2: claims["sub"], 6: claims["iat"], 4: claims["exp"], 9: claims["scp"],
                            -65537: claims["tid"]})
     protected = cbor2.dumps({1: -7})
@@ -52,7 +52,9 @@ def cwt_bytes(private_key, kid, claims):
 def run(results, say):
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
-    from verifier import chain, registry, tokens
+    from verifier import registry
+    from verifier.tokens import chain
+    from verifier.tokens import core as tokens
     from verifier.appkeys import STORAGE
     from verifier.keys import Sealer
     from verifier.model import Policy

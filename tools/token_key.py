@@ -23,7 +23,7 @@ def configure(parser):
 
 
 def _state(row, now):
-    from verifier.tokens import PUBLISH_GRACE_S
+    from verifier.tokens.core import PUBLISH_GRACE_S
     if row["retired_at"] is None:
         return "active", None
     until = max(row["signed_until"], row["retired_at"]) + PUBLISH_GRACE_S
@@ -31,7 +31,7 @@ def _state(row, now):
 
 
 def run(args):
-    from verifier import tokens
+    from verifier.tokens import core as tokens
     from verifier.config import Config, load_kek
     from verifier.errors import VerifierError
     from verifier.keys import Sealer

@@ -16,12 +16,12 @@ import logging
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from verifier import chain
+from verifier.tokens import chain
 from verifier.binauth import UNKNOWN_DEVICE, BinAuthCore, DeviceState, unauthenticated_reply
 from verifier.edge_upstream import UpstreamUnavailable
 from verifier.errors import VerifierError
 from verifier.model import STATUSES, Policy, parse_device_id
-from verifier.tokens import b64url_decode
+from verifier.tokens.core import b64url_decode
 
 log = logging.getLogger("janua.verifier.edge")
 

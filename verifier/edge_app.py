@@ -16,7 +16,7 @@ from verifier import http
 from verifier.appkeys import BATCHER, CONFIG, CORE, DTLS, DTLS_PORT, METRICS, SEALER, UDP_PORT
 from verifier.batch import AuthBatcher
 from verifier.binauth import HTTP_STATUS, MALFORMED, REQUEST_LEN, unauthenticated_reply
-from verifier.chain import TOKEN_LEN
+from verifier.tokens.chain import TOKEN_LEN
 from verifier.config import load_kek
 from verifier.edge import EdgeBinAuthCore, EdgeCore
 from verifier.edge_store import EdgeStore

@@ -15,13 +15,14 @@ import functools
 
 from aiohttp import web
 
-from verifier import chain, keys, registry
+from verifier import keys, registry
+from verifier.tokens import chain
 from verifier.appkeys import CORE, SEALER, STORAGE
 from verifier.errors import ValidationError
 from verifier.http import _admin, _device_id, _json, _now
 from verifier.model import Policy, parse_device_id
-from verifier.token_http import REVOCATION_REFRESH_S, used_expires
-from verifier.tokens import TOKEN_KEYS, device_may_authenticate
+from verifier.tokens.routes import REVOCATION_REFRESH_S, used_expires
+from verifier.tokens.core import TOKEN_KEYS, device_may_authenticate
 
 MAX_SNAPSHOT_DEVICES = 10_000
 MAX_REPORT_ITEMS = 10_000

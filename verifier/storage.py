@@ -15,7 +15,7 @@ from verifier.errors import Conflict, StorageError
 from verifier.limits import MemoryLimitStore
 from verifier.sqlite_tx import SQLiteTransactions
 from verifier.storage_ota import OTA_SCHEMA, OTAStorage, SQLiteOTAStorage
-from verifier.storage_tokens import (EXPIRES_UNKNOWN, TOKEN_INDEXES, TOKEN_SCHEMA, SQLiteTokenStorage,
+from verifier.tokens.store import (EXPIRES_UNKNOWN, TOKEN_INDEXES, TOKEN_SCHEMA, SQLiteTokenStorage,
                                      TokenStorage)
 from verifier.storage_x509 import X509_SCHEMA, SQLiteX509Storage, X509Storage
 from verifier.model import PSK_LIFETIME_S

@@ -8,7 +8,7 @@ import pytest
 
 from edgeworld import binauth_http, offline, udp_exchange
 from verifier.binauth import NOT_ACTIVE, OK, REPLAY, UNKNOWN_DEVICE
-from verifier.chain import decode_chain_token_unverified
+from verifier.tokens.chain import decode_chain_token_unverified
 
 DAY = 86400
 

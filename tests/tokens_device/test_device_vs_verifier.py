@@ -12,7 +12,8 @@ import pytest
 
 from tools.boards import COUNTING_FS, micropython_cmd
 from tools.build import build_firmware
-from verifier import registry, token_http
+from verifier import registry
+from verifier.tokens import routes as token_http
 from verifier.app import start_server
 from verifier.appkeys import CORE, SEALER, STORAGE
 from verifier.config import Config

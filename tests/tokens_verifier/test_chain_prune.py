@@ -10,7 +10,9 @@ import sqlite3
 
 import pytest
 
-from verifier import chain, token_http, tokens
+from verifier.tokens import chain
+from verifier.tokens import routes as token_http
+from verifier.tokens import core as tokens
 from verifier.app import create_app
 from verifier.appkeys import CONFIG, STORAGE
 from verifier.errors import ValidationError

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from verifier import tokens
+from verifier.tokens import core as tokens
 from verifier.appkeys import STORAGE
 
 

@@ -8,7 +8,8 @@ import sqlite3
 import pytest
 
 from tools import cli
-from verifier import chain, tokens
+from verifier.tokens import chain
+from verifier.tokens import core as tokens
 from verifier.app import create_app
 from verifier.appkeys import CONFIG, SEALER, STORAGE
 

@@ -2,7 +2,7 @@
 chain building and offline verification.
 
 Pure functions over bytes: no storage, no clock (every check takes `now`), no I/O. Shared by the cloud
-verifier (verifier/token_http.py), the edge verifier and the tests. What this module deliberately does
+verifier (verifier/tokens/routes.py), the edge verifier and the tests. What this module deliberately does
 not decide: whether a token was already used, and whether its device is still active; the caller
 checks those against its own state and raises ChainTokenRefused("replayed" / "revoked" / ...).
 
@@ -57,7 +57,7 @@ class ChainTokenRefused(Unauthorized):
         self.reason = reason
 
 
-# -- ES256 over raw r||s (shared with the JWT code in verifier/tokens.py) ------------------------
+# -- ES256 over raw r||s (shared with the JWT code in verifier/tokens/core.py) ------------------------
 
 def es256_sign(private_key, data):
     """ECDSA P-256 / SHA-256 signature of `data` as 64 raw bytes r||s."""

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives import serialization
 
 from verifier.appkeys import SEALER, STORAGE
-from verifier.chain import es256_sign, es256_verify
+from verifier.tokens.chain import es256_sign, es256_verify
 from verifier.errors import CryptoError, Unauthorized
 from verifier.model import Policy, parse_device_id
 

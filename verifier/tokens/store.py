@@ -1,4 +1,4 @@
-"""The device-token part of the storage interface (verifier/tokens.py, verifier/chain.py): tables,
+"""The device-token part of the storage interface (verifier/tokens/core.py, verifier/tokens/chain.py): tables,
 abstract methods, and their SQLite implementation as a mixin of verifier.storage.SQLiteStorage
 (which owns the connection `_db`, `transaction()` and `_write()`)."""
 
