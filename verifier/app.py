@@ -19,7 +19,7 @@ from verifier.keys import Sealer
 from verifier.metrics import Metrics
 from verifier import mqtt_http
 from verifier.tokens import routes as token_http
-from verifier.ota_http import ota_ctx
+from verifier.ota.routes import ota_ctx
 from verifier.storage import SQLiteStorage
 from verifier.udp import open_udp
 

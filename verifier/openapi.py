@@ -165,7 +165,7 @@ OPENAPI = {
 }
 
 
-# -- signed OTA (docs/ota.md section 7; verifier/ota_http.py) ---------------------------------
+# -- signed OTA (docs/ota.md section 7; verifier/ota/routes.py) ---------------------------------
 
 _RID = {"name": "release_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^rel_[0-9a-f]{16}$"}}
 _ROID = {"name": "rollout_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^ro_[0-9a-f]{16}$"}}

@@ -14,7 +14,7 @@ import sqlite3
 from verifier.errors import Conflict, StorageError
 from verifier.limits import MemoryLimitStore
 from verifier.sqlite_tx import SQLiteTransactions
-from verifier.storage_ota import OTA_SCHEMA, OTAStorage, SQLiteOTAStorage
+from verifier.ota.store import OTA_SCHEMA, OTAStorage, SQLiteOTAStorage
 from verifier.tokens.store import (EXPIRES_UNKNOWN, TOKEN_INDEXES, TOKEN_SCHEMA, SQLiteTokenStorage,
                                      TokenStorage)
 from verifier.storage_x509 import X509_SCHEMA, SQLiteX509Storage, X509Storage

@@ -8,7 +8,7 @@ import pytest
 
 from tests.ota_verifier.conftest import form, make_bundle, publish, trust
 from verifier.appkeys import CONFIG, OTA
-from verifier.ota_http import ADMIN_ROUTES
+from verifier.ota.routes import ADMIN_ROUTES
 
 
 def stored_blobs(client):

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from tests.ota_verifier.conftest import make_bundle, publish, trust
-from verifier import ota_rollout as ota
+from verifier.ota import rollout as ota
 from verifier.binauth import OK, decode_reply
 
 HOUR = 3600

@@ -13,12 +13,12 @@ import logging
 
 from aiohttp import web
 
-from verifier import ota_rollout
+from verifier.ota import rollout as ota_rollout
 from verifier.tokens import chain
 from verifier.appkeys import CONFIG, STORAGE
 from verifier.errors import Conflict, Unauthorized, ValidationError
 from verifier.http import _admin, _json, _now, limit_source
-from verifier.ota_http import _device, _refused
+from verifier.ota.routes import _device, _refused
 from verifier.tokens.core import (TOKEN_KEYS, bearer, device_may_authenticate, issue_device_token, policy_of,
                              token_keys_for, validate_device_token)
 

@@ -1,4 +1,4 @@
-"""The signed-OTA part of the storage interface (verifier/ota.py, verifier/ota_rollout.py): tables,
+"""The signed-OTA part of the storage interface (verifier/ota/core.py, verifier/ota/rollout.py): tables,
 abstract methods, and their SQLite implementation as a mixin of verifier.storage.SQLiteStorage
 (which owns the connection `_db`, `transaction()` and `_write()`)."""
 
@@ -8,7 +8,7 @@ import sqlite3
 
 from verifier.errors import Conflict, StorageError
 
-# Signed OTA (verifier/ota.py): release-signing public keys, releases (files on disk, see BlobStore),
+# Signed OTA (verifier/ota/core.py): release-signing public keys, releases (files on disk, see BlobStore),
 # rollouts (one per release) and each device's latest update report per release.
 OTA_SCHEMA = """
 CREATE TABLE IF NOT EXISTS ota_keys (
@@ -37,7 +37,7 @@ ROLLOUT_FIELDS = frozenset(("state", "phase", "phase_started_at", "started_at", 
 
 
 class OTAStorage(abc.ABC):
-    # signed OTA (verifier/ota.py)
+    # signed OTA (verifier/ota/core.py)
     @abc.abstractmethod
     def add_release_key(self, tenant_id, kid, pub, name, created): """Trust an Ed25519 public key (32 raw bytes)."""
 

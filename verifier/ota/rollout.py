@@ -1,7 +1,7 @@
 """Rollouts of signed releases (docs/ota.md section 7.3): deterministic cohorts, phases that advance
 by time and by health, the automatic halt, which release a device should run, its update reports,
 and the download capabilities a check hands out. Functions over a `Storage`; `now` is injected;
-no HTTP. Releases and keys are verifier/ota.py.
+no HTTP. Releases and keys are verifier/ota/core.py.
 """
 
 import hashlib
@@ -10,7 +10,7 @@ import json
 import secrets
 
 from verifier.errors import Conflict, NotFound, ValidationError
-from verifier.ota import DEFAULT_PHASES, _audit, check_phases, get_release
+from verifier.ota.core import DEFAULT_PHASES, _audit, check_phases, get_release
 
 REPORT_STATES = ("downloading", "verified", "installed", "confirmed", "rolled_back", "failed")
 FAILED = ("failed", "rolled_back")

@@ -1,7 +1,7 @@
 """Signed OTA on the verifier side (docs/ota.md section 7): release-signing public keys and releases.
-Rollouts, cohorts, device reports and download capabilities are verifier/ota_rollout.py.
+Rollouts, cohorts, device reports and download capabilities are verifier/ota/rollout.py.
 
-Functions over a `Storage` and a `BlobStore`; no HTTP (verifier/ota_http.py is the edge). The
+Functions over a `Storage` and a `BlobStore`; no HTTP (verifier/ota/routes.py is the edge). The
 verifier holds only public keys: it checks a bundle's Ed25519 signature and every file's size and
 SHA-256 before anything is stored, but it never signs.
 """

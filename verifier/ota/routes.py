@@ -8,7 +8,8 @@ import logging
 
 from aiohttp import web
 
-from verifier import ota, ota_rollout as rollouts
+from verifier.ota import core as ota
+from verifier.ota import rollout as rollouts
 from verifier.appkeys import BATCHER, CONFIG, OTA, STORAGE
 from verifier.binauth import HTTP_STATUS, OK, REQUEST_LEN, STATUS_NAMES
 from verifier.config import load_kek
