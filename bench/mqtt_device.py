@@ -2,7 +2,7 @@
 
 The board is the MicroPython unix port with the esp32 profile's heap, running the firmware as shipped
 (.mpy, tools/build.py) and umqtt.simple 1.3.4 compiled the same way, against a real mosquitto on
-loopback with the config the verifier generates (verifier/mqtt_broker.py: TLS 1.2, mutual TLS,
+loopback with the config the verifier generates (verifier/mqtt/broker.py: TLS 1.2, mutual TLS,
 require_certificate, CRL). The device certificate is ECDSA P-256 from the tenant CA.
 
 - device.mqtt.connect_ms: median of 15 janua.mqtt.connect() calls (TCP + mutual-TLS handshake + MQTT
@@ -75,8 +75,8 @@ def _setup(work):
     """A registry with one tenant and device, the broker config, the device's flash: (cfg dict, conf dir)."""
     from tests.mosquitto import free_port
     from verifier import keys, registry
-    from verifier import mqtt_broker as mb
-    from verifier import x509 as vx
+    from verifier.mqtt import broker as mb
+    from verifier.mqtt import x509 as vx
     from verifier.storage import SQLiteStorage
     now = int(time.time())
     st = SQLiteStorage(str(work / "janua.db"))

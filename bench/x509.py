@@ -12,7 +12,7 @@ import time
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from verifier import x509 as vx
+from verifier.mqtt import x509 as vx
 
 SECONDS = 3.0
 

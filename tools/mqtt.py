@@ -50,7 +50,8 @@ def configure(parser):
 
 
 def run(args):
-    from verifier import mqtt_broker, x509 as vx
+    from verifier.mqtt import broker as mqtt_broker
+    from verifier.mqtt import x509 as vx
     from verifier.config import Config, load_kek
     from verifier.errors import VerifierError
     from verifier.keys import Sealer

@@ -17,7 +17,7 @@ from verifier.dtls import open_dtls
 from verifier.http import add_routes, error_middleware
 from verifier.keys import Sealer
 from verifier.metrics import Metrics
-from verifier import mqtt_http
+from verifier.mqtt import routes as mqtt_http
 from verifier.tokens import routes as token_http
 from verifier.ota.routes import ota_ctx
 from verifier.storage import SQLiteStorage

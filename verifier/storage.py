@@ -17,7 +17,7 @@ from verifier.sqlite_tx import SQLiteTransactions
 from verifier.ota.store import OTA_SCHEMA, OTAStorage, SQLiteOTAStorage
 from verifier.tokens.store import (EXPIRES_UNKNOWN, TOKEN_INDEXES, TOKEN_SCHEMA, SQLiteTokenStorage,
                                      TokenStorage)
-from verifier.storage_x509 import X509_SCHEMA, SQLiteX509Storage, X509Storage
+from verifier.mqtt.store import X509_SCHEMA, SQLiteX509Storage, X509Storage
 from verifier.model import PSK_LIFETIME_S
 
 DEVICE_COLUMNS = ("id", "tenant_id", "serial_number", "manufacturer_id", "model_id", "credential_type",

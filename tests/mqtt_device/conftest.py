@@ -1,6 +1,6 @@
 """Fixtures for the device side of MQTT: a verifier registry on a tmp SQLite file with two tenants,
-device certificates from the tenant CAs (verifier/x509.py), a real mosquitto running the config the
-verifier writes (verifier/mqtt_broker.py, started by tests/mosquitto.py), a host-side watcher
+device certificates from the tenant CAs (verifier/mqtt/x509.py), a real mosquitto running the config the
+verifier writes (verifier/mqtt/broker.py, started by tests/mosquitto.py), a host-side watcher
 (paho-mqtt, with its own certificate) and boards: the MicroPython unix port with the esp32 heap,
 umqtt.simple installed in the board's lib/ as mip would put it.
 
@@ -21,8 +21,8 @@ import pytest
 from tests.mosquitto import Mosquitto, free_port
 from tools.boards import MPRun
 from verifier import keys, registry
-from verifier import mqtt_broker as mb
-from verifier import x509 as vx
+from verifier.mqtt import broker as mb
+from verifier.mqtt import x509 as vx
 from verifier.storage import SQLiteStorage
 
 ROOT = Path(__file__).resolve().parents[2]

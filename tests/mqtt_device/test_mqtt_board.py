@@ -8,8 +8,8 @@ import pytest
 
 from tests.mosquitto import Mosquitto, free_port
 from tests.mqtt_device.conftest import NOW, host_publish, put_board
-from verifier import mqtt_broker as mb
-from verifier import x509 as vx
+from verifier.mqtt import broker as mb
+from verifier.mqtt import x509 as vx
 
 # Runs on the board: `BODY` (indented by 4) inside a try that reports the janua error it raised.
 TEMPLATE = """

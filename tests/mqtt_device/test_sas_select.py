@@ -12,8 +12,8 @@ import pytest
 
 from tests.mqtt_device.conftest import put_board
 from verifier import keys
-from verifier import mqtt_auth as ma
-from verifier import mqtt_broker as mb
+from verifier.mqtt import core as ma
+from verifier.mqtt import broker as mb
 
 TENANT_ID = "3f1c2a9e-acme"
 DEVICES = ["0123456789abcdef", "fedcba9876543210"]

@@ -1,5 +1,5 @@
 """End to end on the virtual board: a verifier subprocess (`janua serve --dev`), the mosquitto config
-it generates (verifier/mqtt_broker.py) on a real broker, and the commands a user types:
+it generates (verifier/mqtt/broker.py) on a real broker, and the commands a user types:
 `janua flash`, `janua provision --credential certificate --port <pty>`; then the board connects with
 its certificate (umqtt.simple, installed as mip would) and publishes on its own topics only; its
 suspension puts the certificate on hold (CRL) and disables its MQTT password (dynamic security);
@@ -47,7 +47,8 @@ def on_board(port, body):
 
 def _broker_config(db, out_dir):
     """What `janua mqtt config --db DB --out DIR` does: the verifier's registry writes the broker directory."""
-    from verifier import keys, mqtt_broker
+    from verifier import keys
+    from verifier.mqtt import broker as mqtt_broker
     from verifier.config import Config, load_kek
     from verifier.storage import SQLiteStorage
     st = SQLiteStorage(str(db))
@@ -102,7 +103,7 @@ def _watcher(stack):
     """A host-side subscriber of the tenant's listener with its own certificate and read access to the tree."""
     import ssl
 
-    from verifier import mqtt_broker as mb
+    from verifier.mqtt import broker as mb
     work, cfg = stack["work"], json.loads((stack["work"] / "flash" / "janua.json").read_text())
     short = cfg["mqtt"]["topic_prefix"].split("/")[1]
     tdir = work / "broker" / "tenants" / short
@@ -110,7 +111,7 @@ def _watcher(stack):
     if "user watcher" not in acl.read_text():
         acl.write_text(acl.read_text() + f"user watcher\ntopic read janua/{short}/#\n")
         stack["mq"].reload()
-    from verifier import x509 as vx
+    from verifier.mqtt import x509 as vx
     # The watcher's certificate comes from the tenant CA through the verifier's own code (test only).
     from verifier.config import Config, load_kek
     from verifier.keys import Sealer

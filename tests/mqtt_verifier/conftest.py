@@ -1,7 +1,7 @@
 """Fixtures for the verifier side of X.509 and MQTT: the app from create_app on a tmp_path SQLite file with an
 injected clock that starts at the real time (the broker checks certificates against the real clock), tenants
 with admin tokens and active devices, a real mosquitto running the config directory the verifier writes
-(verifier/mqtt_broker.py, started by tests/mosquitto.py on free ports) and a small paho-mqtt client."""
+(verifier/mqtt/broker.py, started by tests/mosquitto.py on free ports) and a small paho-mqtt client."""
 
 import base64
 import queue
@@ -14,7 +14,7 @@ import pytest
 
 from tests.mosquitto import Mosquitto, free_port, free_ports
 from tests.support import KEK, AdminTenant, FakeClock
-from verifier import mqtt_broker as mb
+from verifier.mqtt import broker as mb
 from verifier.app import create_app
 from verifier.appkeys import SEALER, STORAGE
 from verifier.config import Config

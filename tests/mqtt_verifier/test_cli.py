@@ -47,7 +47,7 @@ def test_password_tenant_chooses_the_password_listeners_certificate(tmp_path, ca
     assert main(args + ["--password-tenant", "nope"]) == 1
     assert main(args + ["--password-tenant", "beta"]) == 0
     assert "for tenant beta" in capsys.readouterr().err
-    from verifier.mqtt_broker import tenant_short_id
+    from verifier.mqtt.broker import tenant_short_id
     conf = (tmp_path / "b" / "mosquitto.conf").read_text()
     listener = conf[conf.index(f"listener {base} "):]
     assert f"tenants/{tenant_short_id(ids['beta'])}/broker.pem" in listener.split("\n\n")[0]

@@ -5,7 +5,8 @@ import base64
 
 import pytest
 
-from verifier import keys, mqtt_auth as ma
+from verifier import keys
+from verifier.mqtt import core as ma
 from verifier.appkeys import STORAGE
 
 

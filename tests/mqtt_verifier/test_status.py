@@ -1,5 +1,5 @@
 """The TLS password listener and last-seen on the certificate path, against a real mosquitto running the config
-the verifier generates: the verifier's status subscriber (verifier/mqtt_status.py) sees a device's `status`
+the verifier generates: the verifier's status subscriber (verifier/mqtt/status.py) sees a device's `status`
 message and updates its last-seen; forged status messages, plain TCP and other tenants are refused."""
 
 import asyncio
@@ -8,7 +8,7 @@ import time
 from tests.mqtt_verifier.conftest import Client, Mosquitto, write_identity
 from tests.mqtt_verifier.test_broker import issue, tls_client
 from verifier.appkeys import STORAGE
-from verifier.mqtt_http import MQTT
+from verifier.mqtt.routes import MQTT
 
 
 async def device_view(client, tenant, dev):

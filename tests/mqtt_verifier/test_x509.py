@@ -1,4 +1,4 @@
-"""verifier/x509.py and the certificate admin routes: subjects, validity, key forms, the sealed CA key, CRLs."""
+"""verifier/mqtt/x509.py and the certificate admin routes: subjects, validity, key forms, the sealed CA key, CRLs."""
 
 import base64
 
@@ -7,7 +7,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_der_private_key
 
-from verifier import keys, x509 as vx
+from verifier import keys
+from verifier.mqtt import x509 as vx
 from verifier.appkeys import SEALER, STORAGE
 from verifier.errors import CryptoError
 

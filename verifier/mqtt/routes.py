@@ -13,12 +13,15 @@ import secrets
 
 from aiohttp import web
 
-from verifier import mqtt_auth as auth, mqtt_status, registry, x509 as vx
+from verifier import registry
+from verifier.mqtt import core as auth
+from verifier.mqtt import status as mqtt_status
+from verifier.mqtt import x509 as vx
 from verifier.appkeys import CONFIG, LIFECYCLE_HOOKS, SEALER, STORAGE
 from verifier.errors import Conflict, NotFound, ValidationError, VerifierError
 from verifier.http import _admin, _device_id, _json, _now
 from verifier.model import Policy, parse_device_id
-from verifier.mqtt_broker import Broker, tenant_short_id, topic_prefix
+from verifier.mqtt.broker import Broker, tenant_short_id, topic_prefix
 
 log = logging.getLogger("janua.verifier.mqtt")
 

@@ -35,7 +35,7 @@ import signal
 import threading
 from pathlib import Path
 
-from verifier import x509 as vx
+from verifier.mqtt import x509 as vx
 from verifier.errors import VerifierError
 
 log = logging.getLogger("janua.verifier.mqtt")
