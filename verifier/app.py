@@ -30,8 +30,8 @@ MAX_BODY = 16 * 1024 * 1024   # a bulk request of 10,000 rows fits
 
 def create_app(config):
     """Build the verifier application. Raises ConfigError at once if there is no KEK."""
-    if config.edge is not None:              # an edge verifier (verifier/edge_app.py)
-        from verifier.edge_app import create_edge_app
+    if config.edge is not None:              # an edge verifier (verifier/edge/app.py)
+        from verifier.edge.app import create_edge_app
         return create_edge_app(config)
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
     app[CONFIG] = config

@@ -244,7 +244,7 @@ ROUTES = [
 
 def add_routes(app):
     # feature modules (they import this module, so not at the top): each has add_routes(app)
-    from verifier import edge_http
+    from verifier.edge import routes as edge_http
     from verifier.mqtt import routes as mqtt_http
     from verifier.ota import routes as ota_http
     from verifier.tokens import routes as token_http

@@ -315,7 +315,7 @@ OPENAPI["paths"].update({
 SCHEMAS["AuditEntry"]["properties"]["kind"]["enum"] = ["auth", "admin", "ota"]
 
 # feature documents kept beside their handlers' owners (verifier/tokens/routes.py, verifier/mqtt/routes.py)
-from verifier import openapi_edge  # noqa: E402
+from verifier.edge import openapi as openapi_edge  # noqa: E402
 from verifier.mqtt import openapi as openapi_mqtt
 from verifier.tokens import openapi as openapi_tokens
 for _feature in (openapi_tokens, openapi_mqtt, openapi_edge):

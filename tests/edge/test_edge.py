@@ -176,7 +176,7 @@ async def test_forged_offline_token_is_refused_without_asking_upstream(world, cl
 
 
 def _edge_key():
-    from verifier.edge_app import EDGE
+    from verifier.edge.app import EDGE
     return EDGE
 
 

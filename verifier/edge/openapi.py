@@ -1,4 +1,4 @@
-"""OpenAPI paths and schemas of the cloud-side routes for edge verifiers (verifier/edge_http.py),
+"""OpenAPI paths and schemas of the cloud-side routes for edge verifiers (verifier/edge/routes.py),
 merged into verifier.openapi.OPENAPI. The edge app's own routes are a subset of the cloud's
 (/v1/binauth, /v1/auth/device/offline, /healthz, /metrics) plus GET /v1/edge/status (docs/tokens.md)."""
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from verifier.tokens import chain
 from verifier.binauth import UNKNOWN_DEVICE, BinAuthCore, DeviceState, unauthenticated_reply
-from verifier.edge_upstream import UpstreamUnavailable
+from verifier.edge.upstream import UpstreamUnavailable
 from verifier.errors import VerifierError
 from verifier.model import STATUSES, Policy, parse_device_id
 from verifier.tokens.core import b64url_decode

@@ -18,9 +18,9 @@ from verifier.batch import AuthBatcher
 from verifier.binauth import HTTP_STATUS, MALFORMED, REQUEST_LEN, unauthenticated_reply
 from verifier.tokens.chain import TOKEN_LEN
 from verifier.config import load_kek
-from verifier.edge import EdgeBinAuthCore, EdgeCore
-from verifier.edge_store import EdgeStore
-from verifier.edge_upstream import Upstream
+from verifier.edge.core import EdgeBinAuthCore, EdgeCore
+from verifier.edge.store import EdgeStore
+from verifier.edge.upstream import Upstream
 from verifier.errors import ValidationError
 from verifier.keys import Sealer
 from verifier.metrics import Metrics
