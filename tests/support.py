@@ -9,7 +9,7 @@ import pytest
 from verifier import keys, registry
 from verifier.app import create_app
 from verifier.appkeys import SEALER, STORAGE
-from verifier.binauth import decode_reply, encode_request
+from verifier.binauth.core import decode_reply, encode_request
 from verifier.config import Config
 
 KEK = bytes(range(32))

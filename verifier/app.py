@@ -10,18 +10,18 @@ import logging
 from aiohttp import web
 
 from verifier.appkeys import BATCHER, CONFIG, CORE, DTLS, DTLS_PORT, METRICS, SEALER, STORAGE, UDP_PORT
-from verifier.batch import AuthBatcher
-from verifier.binauth import BinAuthCore
+from verifier.binauth.batch import AuthBatcher
+from verifier.binauth.core import BinAuthCore
 from verifier.config import load_kek
 from verifier.dtls import open_dtls
 from verifier.http import add_routes, error_middleware
 from verifier.keys import Sealer
-from verifier.metrics import Metrics
+from verifier.binauth.metrics import Metrics
 from verifier.mqtt import routes as mqtt_http
 from verifier.tokens import routes as token_http
 from verifier.ota.routes import ota_ctx
 from verifier.storage import SQLiteStorage
-from verifier.udp import open_udp
+from verifier.binauth.udp import open_udp
 
 log = logging.getLogger("janua.verifier")
 

@@ -2,11 +2,11 @@
 
 from aiohttp import web
 
-from verifier.batch import AuthBatcher
-from verifier.binauth import BinAuthCore
+from verifier.binauth.batch import AuthBatcher
+from verifier.binauth.core import BinAuthCore
 from verifier.config import Config
 from verifier.keys import Sealer
-from verifier.metrics import Metrics
+from verifier.binauth.metrics import Metrics
 from verifier.storage import Storage
 
 CONFIG = web.AppKey("config", Config)

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from verifier import registry
 from verifier.appkeys import BATCHER, CONFIG, LIFECYCLE_HOOKS, METRICS, SEALER, STORAGE, CORE
-from verifier.binauth import HTTP_STATUS, MALFORMED, unauthenticated_reply
+from verifier.binauth.core import HTTP_STATUS, MALFORMED, unauthenticated_reply
 from verifier.errors import (Conflict, ConfigError, NotFound, RateLimited, StorageError, Unauthorized,
                              ValidationError, VerifierError)
 from verifier.model import STATUSES, parse_device_id

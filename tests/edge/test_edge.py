@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from edgeworld import binauth_http, offline, udp_exchange
-from verifier.binauth import NOT_ACTIVE, OK, REPLAY, UNKNOWN_DEVICE
+from verifier.binauth.core import NOT_ACTIVE, OK, REPLAY, UNKNOWN_DEVICE
 from verifier.tokens.chain import decode_chain_token_unverified
 
 DAY = 86400

@@ -5,7 +5,7 @@ import pytest
 
 from edgeworld import binauth_http
 from verifier import registry
-from verifier.binauth import REPLAY
+from verifier.binauth.core import REPLAY
 
 
 async def _get(w, path, headers=None, **params):

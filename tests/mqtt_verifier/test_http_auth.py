@@ -86,7 +86,7 @@ async def test_token_password_is_accepted_and_checked(client, acme, clock):
     from verifier.tokens.routes import ROUTES
     if not any(p == "/v1/auth/device/token" for _, p, _ in ROUTES):
         pytest.skip("the device token route (issue #5) is not there yet")
-    from verifier.binauth import encode_request
+    from verifier.binauth.core import encode_request
     dev = acme.device(clock)
     req = encode_request(keys.derive_key(dev.master, keys.LABEL_BINAUTH), dev.id, int(clock()))
     r = await client.post("/v1/auth/device/token", json={"auth": req.hex()})

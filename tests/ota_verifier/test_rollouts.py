@@ -8,7 +8,7 @@ import pytest
 
 from tests.ota_verifier.conftest import make_bundle, publish, trust
 from verifier.ota import rollout as ota
-from verifier.binauth import OK, decode_reply
+from verifier.binauth.core import OK, decode_reply
 
 HOUR = 3600
 

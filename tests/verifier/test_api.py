@@ -8,7 +8,7 @@ import pytest
 
 from verifier import keys, registry
 from verifier.appkeys import STORAGE
-from verifier.binauth import NOT_ACTIVE, OK, TIME_SYNC, decode_reply, encode_request
+from verifier.binauth.core import NOT_ACTIVE, OK, TIME_SYNC, decode_reply, encode_request
 from verifier.config import Config, load_kek
 from verifier.errors import ConfigError
 from verifier.app import create_app

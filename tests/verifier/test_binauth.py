@@ -7,7 +7,7 @@ import pytest
 
 from verifier import registry
 from verifier.appkeys import STORAGE
-from verifier.binauth import (LOCKED_OUT, MALFORMED, NOT_ACTIVE, OK, RATE_LIMITED, REPLAY,
+from verifier.binauth.core import (LOCKED_OUT, MALFORMED, NOT_ACTIVE, OK, RATE_LIMITED, REPLAY,
                               SIGNATURE, TIME_SYNC, UNKNOWN_DEVICE, decode_reply,
                               unauthenticated_reply)
 from verifier.errors import StorageError

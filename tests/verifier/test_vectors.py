@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from verifier import keys
-from verifier.binauth import OK, decode_reply, encode_reply, encode_request, unauthenticated_reply
+from verifier.binauth.core import OK, decode_reply, encode_reply, encode_request, unauthenticated_reply
 
 V = json.loads((Path(__file__).parents[1] / "vectors" / "binauth.json").read_text())
 M = bytes.fromhex(V["master_secret"])

@@ -18,7 +18,7 @@ import logging
 import os
 
 from verifier import keys
-from verifier.binauth import LOCKED_OUT, NOT_ACTIVE, OK, SIGNATURE, STATUS_NAMES, UNKNOWN_DEVICE
+from verifier.binauth.core import LOCKED_OUT, NOT_ACTIVE, OK, SIGNATURE, STATUS_NAMES, UNKNOWN_DEVICE
 from verifier.dtls.server import PSKGrant
 from verifier.errors import VerifierError
 from verifier.model import AUTHENTICATABLE, PSK_LIFETIME_S, Policy, parse_device_id

@@ -19,7 +19,7 @@ from aiocoap import ACK, CON, NON, RST, Code, Message
 from aiocoap.error import UnparsableMessage
 from aiocoap.numbers import ContentFormat
 
-from verifier.binauth import NOT_ACTIVE, OK
+from verifier.binauth.core import NOT_ACTIVE, OK
 
 log = logging.getLogger("janua.verifier.coap")
 

@@ -6,7 +6,7 @@ the core. Replies that come with nothing to record (HelloVerifyRequest, the Serv
 at once; the others (a handshake's final flight, a refusal's alert, CoAP responses) wait until the
 batch's audit rows and activations are committed in one transaction (DTLSAuth.flush), so nothing is
 told to a peer before the record of it is durable. (An asyncio DatagramProtocol delivers one datagram
-per event-loop iteration, which would make every commit a batch of one; see verifier/udp.py.)
+per event-loop iteration, which would make every commit a batch of one; see verifier/binauth/udp.py.)
 """
 
 import asyncio
@@ -15,7 +15,7 @@ import logging
 from verifier.dtls.auth import DTLSAuth
 from verifier.dtls.coap import CoAPResources
 from verifier.dtls.server import AppData, DTLSServer, Established, Refused
-from verifier.udp import bind_udp
+from verifier.binauth.udp import bind_udp
 
 log = logging.getLogger("janua.verifier.dtls")
 

@@ -14,8 +14,8 @@ from aiohttp import web
 
 from verifier import http
 from verifier.appkeys import BATCHER, CONFIG, CORE, DTLS, DTLS_PORT, METRICS, SEALER, UDP_PORT
-from verifier.batch import AuthBatcher
-from verifier.binauth import HTTP_STATUS, MALFORMED, REQUEST_LEN, unauthenticated_reply
+from verifier.binauth.batch import AuthBatcher
+from verifier.binauth.core import HTTP_STATUS, MALFORMED, REQUEST_LEN, unauthenticated_reply
 from verifier.tokens.chain import TOKEN_LEN
 from verifier.config import load_kek
 from verifier.edge.core import EdgeBinAuthCore, EdgeCore
@@ -23,8 +23,8 @@ from verifier.edge.store import EdgeStore
 from verifier.edge.upstream import Upstream
 from verifier.errors import ValidationError
 from verifier.keys import Sealer
-from verifier.metrics import Metrics
-from verifier.udp import open_udp
+from verifier.binauth.metrics import Metrics
+from verifier.binauth.udp import open_udp
 
 log = logging.getLogger("janua.verifier.edge")
 

@@ -17,7 +17,7 @@ import logging
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from verifier.tokens import chain
-from verifier.binauth import UNKNOWN_DEVICE, BinAuthCore, DeviceState, unauthenticated_reply
+from verifier.binauth.core import UNKNOWN_DEVICE, BinAuthCore, DeviceState, unauthenticated_reply
 from verifier.edge.upstream import UpstreamUnavailable
 from verifier.errors import VerifierError
 from verifier.model import STATUSES, Policy, parse_device_id

@@ -10,15 +10,14 @@ from aiohttp import web
 
 from verifier.ota import core as ota
 from verifier.ota import rollout as rollouts
-from verifier.appkeys import BATCHER, CONFIG, OTA, STORAGE
-from verifier.binauth import HTTP_STATUS, OK, REQUEST_LEN, STATUS_NAMES
+from verifier.appkeys import CONFIG, OTA, STORAGE
+from verifier.binauth.device import authenticate_device_request as _device, refused_response as _refused
 from verifier.config import load_kek
 from verifier.errors import NotFound, ValidationError
 from verifier.http import MAX_LIST, _admin, _json, _now
 
 log = logging.getLogger("janua.verifier.ota")
 
-MAX_DEVICE_BODY = 2048
 _CHUNK = 65536
 
 
@@ -182,32 +181,6 @@ async def resume_rollout(request):
 
 
 # -- devices ----------------------------------------------------------------------------------
-
-async def _device(request):
-    """(device, body, reply) for a device route: the body's "auth" (or the X-Janua-Auth header) is
-    a 20-byte binary auth request in hex, decided by the binauth core like POST /v1/binauth (so a
-    replayed or stale request is refused). Not OK: the handler answers with the reply."""
-    if request.content_length is None or request.content_length > MAX_DEVICE_BODY:
-        raise ValidationError(f"the body must be JSON of at most {MAX_DEVICE_BODY} bytes")
-    doc = await _json(request)
-    if not isinstance(doc, dict):
-        raise ValidationError("the body must be a JSON object")
-    auth = doc.get("auth", request.headers.get("X-Janua-Auth"))
-    try:
-        data = bytes.fromhex(auth) if isinstance(auth, str) else b""
-    except ValueError:
-        data = b""
-    if len(data) != REQUEST_LEN:
-        raise ValidationError("auth must be a binary auth request: 40 hex characters")
-    reply = await request.app[BATCHER].submit(data, request.remote or "?", "http")
-    dev = request.app[STORAGE].get_device(data[:8]) if reply[0] == OK else None
-    return dev, doc, reply
-
-
-def _refused(reply):
-    return web.json_response({"error": "unauthenticated", "message": STATUS_NAMES[reply[0]].lower(),
-                              "auth": reply.hex()}, status=HTTP_STATUS[reply[0]])
-
 
 async def check(request):
     dev, doc, reply = await _device(request)

@@ -18,7 +18,7 @@ from verifier.tokens import chain
 from verifier.appkeys import CONFIG, STORAGE
 from verifier.errors import Conflict, Unauthorized, ValidationError
 from verifier.http import _admin, _json, _now, limit_source
-from verifier.ota.routes import _device, _refused
+from verifier.binauth.device import authenticate_device_request as _device, refused_response as _refused
 from verifier.tokens.core import (TOKEN_KEYS, bearer, device_may_authenticate, issue_device_token, policy_of,
                              token_keys_for, validate_device_token)
 

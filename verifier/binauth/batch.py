@@ -12,8 +12,8 @@ import bisect
 import logging
 import time
 
-from verifier.binauth import OK, REQUEST_LEN
-from verifier.metrics import LATENCY_BUCKETS
+from verifier.binauth.core import OK, REQUEST_LEN
+from verifier.binauth.metrics import LATENCY_BUCKETS
 
 log = logging.getLogger("janua.verifier.batch")
 
