@@ -42,7 +42,7 @@ log = logging.getLogger("janua.verifier.mqtt")
 
 DYNSEC_PLUGIN = os.environ.get("JANUA_DYNSEC_PLUGIN", "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
 DYNSEC_TOPIC = "$CONTROL/dynamic-security/v1"
-CLIENTID_PLUGIN = Path(__file__).resolve().parents[1] / ".venv" / "lib" / "janua_clientid.so"   # `make` builds it
+CLIENTID_PLUGIN = Path(__file__).resolve().parents[2] / ".venv" / "lib" / "janua_clientid.so"   # `make` builds it
 ADMIN_USER = "janua-admin"
 _ADMIN_SEAL_ID = b"dynsec\0\0"
 STATUS_FILTER = "janua/+/+/status"      # what the verifier's status subscriber reads (mqtt_status.py)
