@@ -74,10 +74,11 @@ print(json.dumps({"grown": grown, "native": native, "median_us": ts[len(ts) // 2
 def _setup(work):
     """A registry with one tenant and device, the broker config, the device's flash: (cfg dict, conf dir)."""
     from tests.mosquitto import free_port
-    from verifier import keys, registry
+    from verifier import keys
+    from verifier.registry import core as registry
     from verifier.mqtt import broker as mb
     from verifier.mqtt import x509 as vx
-    from verifier.storage import SQLiteStorage
+    from verifier.registry.store import SQLiteStorage
     now = int(time.time())
     st = SQLiteStorage(str(work / "janua.db"))
     sealer = keys.Sealer(bytes(range(32)))

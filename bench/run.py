@@ -73,9 +73,9 @@ def bench_device(results):
 # ------------------------------------------------------------------ verifier setup
 
 def setup_registry(db, kek_file):
-    from verifier import registry
+    from verifier.registry import core as registry
     from verifier.keys import derive_key
-    from verifier.storage import SQLiteStorage
+    from verifier.registry.store import SQLiteStorage
     kek = os.urandom(32)
     kek_file.write_text(kek.hex() + "\n")
     storage = SQLiteStorage(str(db))
@@ -84,7 +84,7 @@ def setup_registry(db, kek_file):
     # device several times a second; the limiter still runs on every packet.
     policy = {"device_rate": {"capacity": 1e6, "refill_per_s": 1e6},
               "source_rate": {"capacity": 1e9, "refill_per_s": 1e9}}
-    from verifier.model import Policy
+    from verifier.registry.model import Policy
     tenant = registry.create_tenant(storage, "bench", now, policy=Policy.from_json(policy))
     rows = [{"serial_number": f"B-{i:06d}"} for i in range(N_DEVICES)]
     res = registry.provision_bulk(storage, kek, tenant["id"], rows, now=now, actor="bench")
@@ -190,9 +190,9 @@ def bench_dtls(results, clients=16, seconds=4.0, rounds=3):
     the same OpenSSL load generator (bench/dtls_loadgen.c) pinned to CPU 1, alternating `rounds` times;
     medians kept."""
     import re
-    from verifier import registry
+    from verifier.registry import core as registry
     from verifier.dtls.auth import psk_for
-    from verifier.storage import SQLiteStorage
+    from verifier.registry.store import SQLiteStorage
     db, kek_file = WORK / "dtls.db", WORK / "dtls.kek"
     for p in WORK.glob("dtls.db*"):
         p.unlink()
@@ -230,8 +230,8 @@ def bench_dtls(results, clients=16, seconds=4.0, rounds=3):
 
 
 def bench_provision(results):
-    from verifier import registry
-    from verifier.storage import SQLiteStorage
+    from verifier.registry import core as registry
+    from verifier.registry.store import SQLiteStorage
     db = WORK / "provision.db"
     for p in WORK.glob("provision.db*"):
         p.unlink()

@@ -52,13 +52,13 @@ def cwt_bytes(private_key, kid, claims):
 def run(results, say):
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
-    from verifier import registry
+    from verifier.registry import core as registry
     from verifier.tokens import chain
     from verifier.tokens import core as tokens
     from verifier.appkeys import STORAGE
     from verifier.keys import Sealer
-    from verifier.model import Policy
-    from verifier.storage import SQLiteStorage
+    from verifier.registry.model import Policy
+    from verifier.registry.store import SQLiteStorage
 
     before = os.sched_getaffinity(0)
     cpu = max(before)

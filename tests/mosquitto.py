@@ -14,7 +14,7 @@ API (small on purpose):
     with Mosquitto(...) as mq: ...   # start() / stop()
 
 `conf_text` is a whole mosquitto.conf; `conf` is a path to one, or to a directory holding `mosquitto.conf`
-(what `verifier.mqtt_broker.write_config` / `janua mqtt config --out DIR` write). Relative paths in the config are
+(what `verifier.mqtt.broker.write_config` / `janua mqtt config --out DIR` write). Relative paths in the config are
 resolved from the config's directory (the broker runs there). The runner writes `<workdir>/run.conf`: the config
 plus `log_dest stderr`, `log_type all` (when the config has no log_dest) and, when the tests run as root, `user root`
 (mosquitto otherwise drops to the `mosquitto` user and cannot read files under tmp_path). Ports are not picked

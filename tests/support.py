@@ -6,7 +6,8 @@ import them into the suite's conftest). Each suite's conftest adds what only it 
 
 import pytest
 
-from verifier import keys, registry
+from verifier import keys
+from verifier.registry import core as registry
 from verifier.app import create_app
 from verifier.appkeys import SEALER, STORAGE
 from verifier.binauth.core import decode_reply, encode_request

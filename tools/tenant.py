@@ -29,9 +29,9 @@ def configure(parser):
 
 
 def run(args):
-    from verifier import registry
+    from verifier.registry import core as registry
     from verifier.errors import VerifierError
-    from verifier.storage import SQLiteStorage
+    from verifier.registry.store import SQLiteStorage
     try:
         storage = SQLiteStorage(args.db)
     except VerifierError as e:

@@ -1,7 +1,8 @@
 """The app factory (the only way to build the verifier) and an in-process server starter.
 
 create_app(config) wires storage, the binauth core, group commit, metrics and (if config.udp_port /
-config.dtls_port is not None) the UDP and DTLS endpoints, all as cleanup_ctx resources. start_server(config) runs it on real
+config.dtls_port is not None) the UDP and DTLS endpoints, all as cleanup_ctx resources, then adds each
+feature of FEATURES: its cleanup contexts, its routes, and its part of the OpenAPI document. start_server(config) runs it on real
 sockets and returns a handle with the bound ports, for tools/serve.py, e2e tests and benchmarks.
 """
 
@@ -9,23 +10,43 @@ import logging
 
 from aiohttp import web
 
-from verifier.appkeys import BATCHER, CONFIG, CORE, DTLS, DTLS_PORT, METRICS, SEALER, STORAGE, UDP_PORT
+from verifier.appkeys import BATCHER, CONFIG, CORE, DTLS, DTLS_PORT, METRICS, OPENAPI, SEALER, STORAGE, UDP_PORT
+from verifier.binauth import openapi as binauth_openapi, routes as binauth_routes
 from verifier.binauth.batch import AuthBatcher
 from verifier.binauth.core import BinAuthCore
+from verifier.binauth.metrics import Metrics
+from verifier.binauth.udp import open_udp
 from verifier.config import load_kek
 from verifier.dtls import open_dtls
-from verifier.http import add_routes, error_middleware
+from verifier.edge import openapi as edge_openapi, routes as edge_routes
 from verifier.keys import Sealer
-from verifier.binauth.metrics import Metrics
-from verifier.mqtt import routes as mqtt_http
-from verifier.tokens import routes as token_http
-from verifier.ota.routes import ota_ctx
-from verifier.storage import SQLiteStorage
-from verifier.binauth.udp import open_udp
+from verifier.mqtt import openapi as mqtt_openapi, routes as mqtt_routes
+from verifier.ota import openapi as ota_openapi, routes as ota_routes
+from verifier.registry import openapi as registry_openapi, routes as registry_routes
+from verifier.registry.store import SQLiteStorage
+from verifier.tokens import openapi as tokens_openapi, routes as tokens_routes
+from verifier.web import ops
+from verifier.web.middleware import error_middleware
+from verifier.web.openapi import document
 
 log = logging.getLogger("janua.verifier")
 
 MAX_BODY = 16 * 1024 * 1024   # a bulk request of 10,000 rows fits
+
+# The features the cloud verifier is made of, in the order of the router and of the served document:
+# each gives its routes module (ROUTES, add_routes(app), CLEANUP_CTX: its cleanup contexts) and its part
+# of the OpenAPI document (PATHS, SCHEMAS). The only place that knows them all; no feature imports another's
+# routes. A new feature adds one line here (docs/architecture.md).
+FEATURES = (
+    ("registry", registry_routes, registry_openapi),
+    ("binauth", binauth_routes, binauth_openapi),
+    ("ops", ops, ops),                       # /healthz, /metrics, /openapi.json (verifier/web/ops.py)
+    ("ota", ota_routes, ota_openapi),
+    ("tokens", tokens_routes, tokens_openapi),
+    ("mqtt", mqtt_routes, mqtt_openapi),
+    ("edge", edge_routes, edge_openapi),     # the cloud-side routes edge verifiers sync from
+)
+OPENAPI_DOCUMENT = document(part for _, _, part in FEATURES)
 
 
 def create_app(config):
@@ -39,10 +60,11 @@ def create_app(config):
     app.cleanup_ctx.append(_storage_ctx)
     app.cleanup_ctx.append(_udp_ctx)
     app.cleanup_ctx.append(_dtls_ctx)
-    app.cleanup_ctx.append(ota_ctx)
-    app.cleanup_ctx.append(token_http.ctx)
-    app.cleanup_ctx.append(mqtt_http.ctx)
-    add_routes(app)
+    app[OPENAPI] = OPENAPI_DOCUMENT
+    for _, routes, _ in FEATURES:
+        app.cleanup_ctx.extend(routes.CLEANUP_CTX)
+    for _, routes, _ in FEATURES:
+        routes.add_routes(app)
     return app
 
 

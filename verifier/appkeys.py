@@ -7,7 +7,7 @@ from verifier.binauth.core import BinAuthCore
 from verifier.config import Config
 from verifier.keys import Sealer
 from verifier.binauth.metrics import Metrics
-from verifier.storage import Storage
+from verifier.registry.store import Storage
 
 CONFIG = web.AppKey("config", Config)
 SEALER = web.AppKey("sealer", Sealer)
@@ -18,5 +18,6 @@ METRICS = web.AppKey("metrics", Metrics)
 UDP_PORT = web.AppKey("udp_port", int)
 DTLS_PORT = web.AppKey("dtls_port", int)
 DTLS = web.AppKey("dtls", object)          # the verifier.dtls.DTLSEndpoint, or None
-OTA = web.AppKey("ota", object)            # verifier.ota_http.OTAState: release files, download key
+OTA = web.AppKey("ota", object)            # verifier.ota.routes.OTAState: release files, download key
+OPENAPI = web.AppKey("openapi", dict)     # the served document, composed by the app factory from the features' parts
 LIFECYCLE_HOOKS = web.AppKey("lifecycle_hooks", list)  # async (app, device id bytes, now) after a lifecycle change

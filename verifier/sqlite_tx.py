@@ -1,5 +1,5 @@
 """Transactions on a sqlite3 connection opened with isolation_level=None (autocommit), shared by the
-registry (verifier/storage.py) and the edge's own file (verifier/edge/store.py)."""
+registry (verifier/registry/store.py) and the edge's own file (verifier/edge/store.py)."""
 
 import contextlib
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.support import KEK, T0, FakeClock  # noqa: F401 (T0: tests import it from here)
-from verifier import keys, registry
+from verifier import keys
+from verifier.registry import core as registry
 from verifier.app import start_server
 from verifier.appkeys import DTLS, SEALER, STORAGE
 from verifier.config import Config

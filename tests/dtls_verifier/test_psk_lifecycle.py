@@ -14,10 +14,10 @@ from aiocoap import Code
 from tests.dtls_verifier.conftest import MICROPYTHON, ROOT, T0, run
 from tests.dtls_verifier.peers import MbedTLSClient
 from tests.dtls_verifier.test_interop import auth_rows, s_client
-from verifier import registry
+from verifier.registry import core as registry
 from verifier.dtls.auth import psk_for
-from verifier.model import PSK_LIFETIME_S
-from verifier.storage import SQLiteStorage
+from verifier.registry.model import PSK_LIFETIME_S
+from verifier.registry.store import SQLiteStorage
 
 DAY = 86400
 

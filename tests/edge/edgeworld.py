@@ -6,7 +6,8 @@ offline chain tokens from the cloud (POST /v1/auth/device/token, then /v1/auth/d
 import socket
 
 from tests.support import KEK, AuthDevice, FakeClock  # noqa: F401 (FakeClock: the conftest imports it from here)
-from verifier import keys, registry
+from verifier import keys
+from verifier.registry import core as registry
 from verifier.app import start_server
 from verifier.appkeys import SEALER
 from verifier.config import Config, EdgeConfig

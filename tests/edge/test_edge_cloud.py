@@ -4,7 +4,7 @@ on a real cloud verifier: tenant scoping, what an entry holds, and what reports 
 import pytest
 
 from edgeworld import binauth_http
-from verifier import registry
+from verifier.registry import core as registry
 from verifier.binauth.core import REPLAY
 
 

@@ -20,10 +20,11 @@ import pytest
 
 from tests.mosquitto import Mosquitto, free_port
 from tools.boards import MPRun
-from verifier import keys, registry
+from verifier import keys
+from verifier.registry import core as registry
 from verifier.mqtt import broker as mb
 from verifier.mqtt import x509 as vx
-from verifier.storage import SQLiteStorage
+from verifier.registry.store import SQLiteStorage
 
 ROOT = Path(__file__).resolve().parents[2]
 UMQTT_134 = ROOT / ".venv" / "mplib" / "umqtt" / "simple.py"

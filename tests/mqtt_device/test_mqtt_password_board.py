@@ -9,7 +9,7 @@ import pytest
 
 from tests.mqtt_device.conftest import KEK, NOW, put_board
 from tests.mqtt_device.test_mqtt_board import board_run
-from verifier import registry
+from verifier.registry import core as registry
 from verifier.app import create_app
 from verifier.config import Config
 

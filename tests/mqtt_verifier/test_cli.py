@@ -4,8 +4,8 @@ from cryptography import x509
 
 from tests.mosquitto import Mosquitto, free_ports
 from tools.cli import main
-from verifier import registry
-from verifier.storage import SQLiteStorage
+from verifier.registry import core as registry
+from verifier.registry.store import SQLiteStorage
 
 
 def test_mqtt_config_and_ca(tmp_path, capsys):

@@ -15,7 +15,7 @@ from tests.ota_verifier.conftest import KEK, Tenant, form, make_bundle
 from tools import ota as host
 from tools.boards import micropython_cmd
 from tools.build import build_firmware
-from verifier import registry
+from verifier.registry import core as registry
 from verifier.app import start_server
 from verifier.appkeys import CORE, SEALER, STORAGE
 from verifier.config import Config

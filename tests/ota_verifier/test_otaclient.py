@@ -16,7 +16,7 @@ from tools.api import API
 from tools.boards import micropython_cmd
 from tools.build import build_firmware
 from verifier.app import start_server
-from verifier import registry
+from verifier.registry import core as registry
 from verifier.appkeys import CORE, STORAGE
 from verifier.config import Config
 

@@ -12,7 +12,7 @@ import pytest
 
 from tools.boards import COUNTING_FS, micropython_cmd
 from tools.build import build_firmware
-from verifier import registry
+from verifier.registry import core as registry
 from verifier.tokens import routes as token_http
 from verifier.app import start_server
 from verifier.appkeys import CORE, SEALER, STORAGE

@@ -16,8 +16,8 @@ from verifier.tokens import core as tokens
 from verifier.app import create_app
 from verifier.appkeys import CONFIG, STORAGE
 from verifier.errors import ValidationError
-from verifier.model import Policy
-from verifier.storage import SQLiteStorage
+from verifier.registry.model import Policy
+from verifier.registry.store import SQLiteStorage
 
 DAY = 86400
 KEEP = token_http.CHAIN_USED_KEEP_S          # max drift + margin

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from verifier import keys, registry
+from verifier import keys
+from verifier.registry import core as registry
 from verifier.appkeys import STORAGE
 from verifier.binauth.core import NOT_ACTIVE, OK, TIME_SYNC, decode_reply, encode_request
 from verifier.config import Config, load_kek
 from verifier.errors import ConfigError
 from verifier.app import create_app
-from verifier.http import ROUTES
+from verifier.registry.routes import ROUTES
 
 DEVICE = {"serial_number": "SN-1", "manufacturer_id": "acme", "model_id": "pico-w",
           "metadata": {"firmware_version": "1.0", "group": "lab", "tags": ["east", "test"], "capabilities": ["udp"]}}

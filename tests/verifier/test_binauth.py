@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from verifier import registry
+from verifier.registry import core as registry
 from verifier.appkeys import STORAGE
 from verifier.binauth.core import (LOCKED_OUT, MALFORMED, NOT_ACTIVE, OK, RATE_LIMITED, REPLAY,
                               SIGNATURE, TIME_SYNC, UNKNOWN_DEVICE, decode_reply,

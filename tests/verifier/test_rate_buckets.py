@@ -10,10 +10,10 @@ import dataclasses
 import pytest
 
 from tests.support import T0, AuthDevice
-from verifier import registry
+from verifier.registry import core as registry
 from verifier.app import create_app
 from verifier.appkeys import STORAGE
-from verifier.limits import MemoryLimitStore
+from verifier.registry.limits import MemoryLimitStore
 
 DAY = 86400.0
 

@@ -1,4 +1,4 @@
-"""Tenant scoping at the storage interface itself (verifier/storage.py, storage_ota.py, storage_tokens.py,
+"""Tenant scoping at the storage interface itself (verifier/registry/store.py, storage_ota.py, storage_tokens.py,
 storage_x509.py), not through HTTP: every method that takes a tenant id, called with tenant B's id and
 tenant A's device, token, key, release, rollout or certificate, finds nothing, changes nothing (the
 whole database is compared row by row before and after) and says so (None, [], False, 0).
@@ -7,8 +7,8 @@ Two tenants with one of everything each, on a real SQLite file."""
 import pytest
 
 from tests.support import KEK, T0
-from verifier import registry
-from verifier.storage import SQLiteStorage
+from verifier.registry import core as registry
+from verifier.registry.store import SQLiteStorage
 
 NOW = T0 + 100
 

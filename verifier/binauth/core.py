@@ -2,7 +2,7 @@
 
 `BinAuthCore.decide(request, source, now, transport)` follows the processing order of section 3.4 in
 memory and queues what must become durable (accepted timestamps, activations, audit rows);
-`flush()` writes the queue in one transaction. A driver (verifier.batch) calls decide for a batch,
+`flush()` writes the queue in one transaction. A driver (verifier.binauth.batch) calls decide for a batch,
 then flush, and only then sends the replies, so an OK is never sent before its timestamp is durable.
 `handle()` does both for one request. No sockets, no clock: `now` is a parameter.
 
@@ -19,7 +19,7 @@ import struct
 
 from verifier import keys
 from verifier.errors import VerifierError
-from verifier.model import AUTHENTICATABLE, Policy
+from verifier.registry.model import AUTHENTICATABLE, Policy
 
 log = logging.getLogger("janua.verifier.binauth")
 

@@ -8,7 +8,7 @@ from aiohttp import web
 from verifier.appkeys import BATCHER, STORAGE
 from verifier.binauth.core import HTTP_STATUS, OK, REQUEST_LEN, STATUS_NAMES
 from verifier.errors import ValidationError
-from verifier.http import _json
+from verifier.web.request import read_json as _json
 
 MAX_DEVICE_BODY = 2048
 

@@ -1,7 +1,7 @@
 """The UDP driver of binary auth: one request per datagram, one reply datagram back (section 3.5).
 
 When the socket becomes readable, the driver drains it (up to MAX_BATCH datagrams) and hands the
-whole batch to verifier.batch, which decides, commits once, and only then sends the replies. (An
+whole batch to verifier.binauth.batch, which decides, commits once, and only then sends the replies. (An
 asyncio DatagramProtocol delivers one datagram per event-loop iteration, which would make every
 group commit a batch of one.) Nothing here parses or decides anything.
 """

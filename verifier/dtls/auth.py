@@ -11,7 +11,7 @@ Finished, so the status leaks to no one but the device. A locked-out device gets
 handshakes fail without telling a guesser anything.
 
 Audit rows and activations are queued and written by flush(), one transaction per batch of datagrams
-(the driver calls it before it sends the batch's replies: group commit, as verifier.batch does).
+(the driver calls it before it sends the batch's replies: group commit, as verifier.binauth.batch does).
 """
 
 import logging
@@ -21,7 +21,7 @@ from verifier import keys
 from verifier.binauth.core import LOCKED_OUT, NOT_ACTIVE, OK, SIGNATURE, STATUS_NAMES, UNKNOWN_DEVICE
 from verifier.dtls.server import PSKGrant
 from verifier.errors import VerifierError
-from verifier.model import AUTHENTICATABLE, PSK_LIFETIME_S, Policy, parse_device_id
+from verifier.registry.model import AUTHENTICATABLE, PSK_LIFETIME_S, Policy, parse_device_id
 
 log = logging.getLogger("janua.verifier.dtls")
 

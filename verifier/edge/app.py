@@ -12,7 +12,6 @@ import logging
 
 from aiohttp import web
 
-from verifier import http
 from verifier.appkeys import BATCHER, CONFIG, CORE, DTLS, DTLS_PORT, METRICS, SEALER, UDP_PORT
 from verifier.binauth.batch import AuthBatcher
 from verifier.binauth.core import HTTP_STATUS, MALFORMED, REQUEST_LEN, unauthenticated_reply
@@ -23,6 +22,9 @@ from verifier.edge.store import EdgeStore
 from verifier.edge.upstream import Upstream
 from verifier.errors import ValidationError
 from verifier.keys import Sealer
+from verifier.web import ops
+from verifier.web.middleware import error_middleware
+from verifier.web.request import limit_source, read_json
 from verifier.binauth.metrics import Metrics
 from verifier.binauth.udp import open_udp
 
@@ -37,7 +39,7 @@ MAX_BODY = 4096
 
 def create_edge_app(config):
     """Build the edge verifier. Raises ConfigError at once if there is no KEK (the edge's own)."""
-    app = web.Application(middlewares=[http.error_middleware], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
     app[CONFIG] = config
     app[SEALER] = Sealer(load_kek(config))
     app.cleanup_ctx.append(_edge_ctx)
@@ -147,10 +149,10 @@ async def binauth(request):
 
 async def offline(request):
     """The cloud's POST /v1/auth/device/offline, decided from the edge cache."""
-    http.limit_source(request, request.app[EDGE_STORE].limits, "offline", request.app[CONFIG].clock())
+    limit_source(request, request.app[EDGE_STORE].limits, "offline", request.app[CONFIG].clock())
     raw = b""
     try:
-        doc = await http._json(request)
+        doc = await read_json(request)
         text = doc.get("token") if isinstance(doc, dict) else None
         if isinstance(text, str) and len(text) == 2 * TOKEN_LEN:
             raw = bytes.fromhex(text)
@@ -182,5 +184,5 @@ ROUTES = [
     ("POST", "/v1/auth/device/offline", offline),
     ("GET", "/v1/edge/status", status),
     ("GET", "/healthz", healthz),
-    ("GET", "/metrics", http.metrics),
+    ("GET", "/metrics", ops.metrics),
 ]

@@ -20,7 +20,7 @@ from verifier.tokens import chain
 from verifier.binauth.core import UNKNOWN_DEVICE, BinAuthCore, DeviceState, unauthenticated_reply
 from verifier.edge.upstream import UpstreamUnavailable
 from verifier.errors import VerifierError
-from verifier.model import STATUSES, Policy, parse_device_id
+from verifier.registry.model import STATUSES, Policy, parse_device_id
 from verifier.tokens.core import b64url_decode
 
 log = logging.getLogger("janua.verifier.edge")

@@ -2,7 +2,7 @@
 merged into verifier.openapi.OPENAPI. The edge app's own routes are a subset of the cloud's
 (/v1/binauth, /v1/auth/device/offline, /healthz, /metrics) plus GET /v1/edge/status (docs/tokens.md)."""
 
-from verifier.openapi_common import DEVICE_ID, ERR, admin_op as _admin_op, json_body as _json, ref as _ref
+from verifier.web.openapi import DEVICE_ID, ERR, admin_op as _admin_op, json_body as _json, ref as _ref
 
 _HEX_ID = {"type": "string", "pattern": "^[0-9a-f]{16}$"}
 _AUDIT_IN = {"type": "object", "description": "an audit row queued at the edge (as in GET /v1/audit, without seq)",

@@ -15,13 +15,15 @@ import functools
 
 from aiohttp import web
 
-from verifier import keys, registry
+from verifier import keys
+from verifier.registry import core as registry
 from verifier.tokens import chain
 from verifier.appkeys import CORE, SEALER, STORAGE
 from verifier.errors import ValidationError
-from verifier.http import _admin, _device_id, _json, _now
-from verifier.model import Policy, parse_device_id
-from verifier.tokens.routes import REVOCATION_REFRESH_S, used_expires
+from verifier.web.auth import require_admin as _admin
+from verifier.web.request import path_device_id as _device_id, read_json as _json, request_now as _now
+from verifier.registry.model import Policy, parse_device_id
+from verifier.tokens.chain import REVOCATION_REFRESH_S, used_expires
 from verifier.tokens.core import TOKEN_KEYS, device_may_authenticate
 
 MAX_SNAPSHOT_DEVICES = 10_000
@@ -172,3 +174,6 @@ ROUTES = [
 def add_routes(app):
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
+
+
+CLEANUP_CTX = ()

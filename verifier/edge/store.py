@@ -12,9 +12,9 @@ import json
 import sqlite3
 
 from verifier.errors import StorageError
-from verifier.limits import MemoryLimitStore
+from verifier.registry.limits import MemoryLimitStore
 from verifier.sqlite_tx import SQLiteTransactions
-from verifier.storage import AUDIT_COLUMNS
+from verifier.registry.store import AUDIT_COLUMNS
 
 EDGE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS edge_devices (

@@ -13,7 +13,7 @@ import hmac
 
 from verifier import keys
 from verifier.errors import Unauthorized
-from verifier.model import Policy, parse_device_id
+from verifier.registry.model import Policy, parse_device_id
 from verifier.mqtt.broker import tenant_short_id, topic_allowed, topic_prefix
 
 SAS_PREFIX = "SharedAccessSignature "

@@ -1,7 +1,7 @@
 """OpenAPI paths and schemas of the mqtt feature, merged into verifier.openapi.OPENAPI (docs/mqtt.md)."""
 
 
-from verifier.openapi_common import ADMIN, DEVICE_ID, ERR, json_body as _json, ref as _ref
+from verifier.web.openapi import ADMIN, DEVICE_ID, ERR, json_body as _json, ref as _ref
 PEM = {"description": "PEM", "content": {"application/x-pem-file": {"schema": {"type": "string"}}}}
 
 

@@ -13,14 +13,15 @@ import secrets
 
 from aiohttp import web
 
-from verifier import registry
+from verifier.registry import core as registry
 from verifier.mqtt import core as auth
 from verifier.mqtt import status as mqtt_status
 from verifier.mqtt import x509 as vx
 from verifier.appkeys import CONFIG, LIFECYCLE_HOOKS, SEALER, STORAGE
 from verifier.errors import Conflict, NotFound, ValidationError, VerifierError
-from verifier.http import _admin, _device_id, _json, _now
-from verifier.model import Policy, parse_device_id
+from verifier.web.auth import require_admin as _admin
+from verifier.web.request import path_device_id as _device_id, read_json as _json, request_now as _now
+from verifier.registry.model import Policy, parse_device_id
 from verifier.mqtt.broker import Broker, tenant_short_id, topic_prefix
 
 log = logging.getLogger("janua.verifier.mqtt")
@@ -378,3 +379,6 @@ def add_routes(app):
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     app.setdefault(LIFECYCLE_HOOKS, []).append(on_lifecycle)
+
+
+CLEANUP_CTX = (ctx,)

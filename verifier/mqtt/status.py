@@ -23,7 +23,7 @@ import time
 
 from verifier.appkeys import CONFIG, SEALER, STORAGE
 from verifier.errors import VerifierError
-from verifier.model import parse_device_id
+from verifier.registry.model import parse_device_id
 from verifier.mqtt.broker import ADMIN_ACLS, DYNSEC_TOPIC, STATUS_FILTER, Broker, tenant_short_id
 
 log = logging.getLogger("janua.verifier.mqtt")

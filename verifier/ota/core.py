@@ -42,8 +42,12 @@ class ReleaseConflict(Conflict):
     code = "release_conflict"
 
 
-def _audit(now, tenant_id, actor, action, target=None, result="ok", reason=None, kind="admin", transport=None):
+def audit_row(now, tenant_id, actor, action, target=None, result="ok", reason=None, kind="admin", transport=None):
+    """One audit row (verifier.registry.store.AUDIT_COLUMNS order) of an OTA action."""
     return (int(now), tenant_id, kind, target, actor, action, transport, None, result, reason)
+
+
+_audit = audit_row
 
 
 # -- release-signing public keys --------------------------------------------------------------

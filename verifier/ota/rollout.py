@@ -10,7 +10,7 @@ import json
 import secrets
 
 from verifier.errors import Conflict, NotFound, ValidationError
-from verifier.ota.core import DEFAULT_PHASES, _audit, check_phases, get_release
+from verifier.ota.core import DEFAULT_PHASES, audit_row as _audit, check_phases, get_release
 
 REPORT_STATES = ("downloading", "verified", "installed", "confirmed", "rolled_back", "failed")
 FAILED = ("failed", "rolled_back")

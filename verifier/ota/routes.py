@@ -1,7 +1,7 @@
 """HTTP edge of signed OTA (docs/ota.md section 7, docs/api.md): admin routes for release keys,
 releases and rollouts (tenant-scoped like every admin route), and the device routes: check, report
 (authenticated by a binary-auth request, so replay protection applies) and downloads (gated by a
-capability token that the check hands out). Domain errors become HTTP in verifier.http's middleware.
+capability token that the check hands out). Domain errors become HTTP in verifier.web.middleware.
 """
 
 import logging
@@ -14,7 +14,8 @@ from verifier.appkeys import CONFIG, OTA, STORAGE
 from verifier.binauth.device import authenticate_device_request as _device, refused_response as _refused
 from verifier.config import load_kek
 from verifier.errors import NotFound, ValidationError
-from verifier.http import MAX_LIST, _admin, _json, _now
+from verifier.web.auth import require_admin as _admin
+from verifier.web.request import MAX_LIST, read_json as _json, request_now as _now
 
 log = logging.getLogger("janua.verifier.ota")
 
@@ -109,7 +110,7 @@ async def publish(request):
     except (ota.ReleaseRejected, ota.ReleaseConflict) as e:
         if upload is not None:
             upload.abort()
-        st.add_audit([ota._audit(now, tenant_id, token_id, "ota.release.publish", None, "error", str(e)[:300])])
+        st.add_audit([ota.audit_row(now, tenant_id, token_id, "ota.release.publish", None, "error", str(e)[:300])])
         raise
     except BaseException:
         if upload is not None:
@@ -266,3 +267,6 @@ ADMIN_ROUTES = [r for r in ROUTES if not r[1].startswith("/v1/ota/")]
 def add_routes(app):
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
+
+
+CLEANUP_CTX = (ota_ctx,)

@@ -155,3 +155,26 @@ def build_chain(kid, device_id, tenant_id, start, period, validity, first_index,
         out.append(tok)
         prev = chain_link(tok)
     return out
+
+
+# -- what the cloud and the edge both record for a used chain index (docs/tokens.md section 3.3) ---
+
+REVOCATION_REFRESH_S = 3600     # next_update of the revocation lists the cloud hands out
+
+
+def used_expires(state, index, signed_until):
+    """chain_used.expires for chain index `index` of a device whose chain state is `state`: an upper
+    bound of the exp of the token with that index. `signed_until`: a callable returning
+    TokenKeys.max_signed_until() (called only if needed; callers memoize it).
+    - Current segment (seg_first <= index < next_index): exact, the exp the verifier gave the token when
+      it issued it (a segment's base, period and validity never change once tokens are issued in it).
+    - An older segment (index < seg_first), whose schedule is gone: the largest signed_until of the
+      signing keys. It is safe: every token a key signed has exp <= that key's signed_until (note_signed
+      raises and persists it before the token leaves the verifier), keys are never deleted, and a token
+      whose kid is not in the table cannot verify at all.
+    - Not issued (yet): no bound exists (a future segment may give it any exp), so the row stays for good."""
+    if state is not None and state["seg_first"] <= index < state["next_index"]:
+        return state["base"] + index * state["period"] + state["validity"]
+    if state is not None and index < state["seg_first"]:
+        return signed_until()
+    return MAX_U32

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from verifier.appkeys import SEALER, STORAGE
 from verifier.tokens.chain import es256_sign, es256_verify
 from verifier.errors import CryptoError, Unauthorized
-from verifier.model import Policy, parse_device_id
+from verifier.registry.model import Policy, parse_device_id
 
 log = logging.getLogger("janua.verifier.tokens")
 

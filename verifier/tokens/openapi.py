@@ -1,6 +1,6 @@
 """OpenAPI paths and schemas of the tokens feature (docs/tokens.md), merged into verifier.openapi.OPENAPI."""
 
-from verifier.openapi_common import ERR, json_body as _json, ref as _ref
+from verifier.web.openapi import ERR, json_body as _json, ref as _ref
 
 
 def _body(schema):

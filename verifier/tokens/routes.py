@@ -3,7 +3,7 @@
 Routes: the JWKS; a device JWT for a binary auth request (the same device authentication as
 /v1/ota/check); refresh and whoami with the JWT as bearer; offline chain-token authentication (one use
 per index, persisted); sync (used indices reconciled, chain top-up, keys, revocations, config); and RFC
-7662 introspection for tenant admins. Domain errors become HTTP in verifier.http's middleware. A
+7662 introspection for tenant admins. Domain errors become HTTP in verifier.web.middleware. A
 background task prunes the used-index marks no token can need any more (docs/tokens.md section 3.3).
 """
 
@@ -15,9 +15,11 @@ from aiohttp import web
 
 from verifier.ota import rollout as ota_rollout
 from verifier.tokens import chain
+from verifier.tokens.chain import REVOCATION_REFRESH_S, used_expires
 from verifier.appkeys import CONFIG, STORAGE
 from verifier.errors import Conflict, Unauthorized, ValidationError
-from verifier.http import _admin, _json, _now, limit_source
+from verifier.web.auth import require_admin as _admin
+from verifier.web.request import limit_source, read_json as _json, request_now as _now
 from verifier.binauth.device import authenticate_device_request as _device, refused_response as _refused
 from verifier.tokens.core import (TOKEN_KEYS, bearer, device_may_authenticate, issue_device_token, policy_of,
                              token_keys_for, validate_device_token)
@@ -27,12 +29,11 @@ log = logging.getLogger("janua.verifier.tokens")
 MAX_BODY = 16 * 1024
 MAX_USED = 1000                  # indices per sync
 MAX_ABANDON = 2000               # newest unreceived indices voided when a device reports a lower `have`
-REVOCATION_REFRESH_S = 3600
 JWKS_MAX_AGE_S = 300
 OTA_KINDS = ("app", "firmware")
 # Retention of chain_used (docs/tokens.md section 3.3): a row goes once the clock is past its `expires`
 # (an upper bound of the token's exp) + the largest drift_s a Policy allows + a margin for clock steps.
-MAX_DRIFT_S = 86400              # = the upper bound of Policy.drift_s (verifier/model.py)
+MAX_DRIFT_S = 86400              # = the upper bound of Policy.drift_s (verifier/registry/model.py)
 PRUNE_MARGIN_S = 3600
 CHAIN_USED_KEEP_S = MAX_DRIFT_S + PRUNE_MARGIN_S
 PRUNE_FIRST_S = 60               # real seconds from start to the first prune, then every PRUNE_INTERVAL_S
@@ -78,24 +79,6 @@ async def prune_chain_used(st, now, batch=PRUNE_BATCH):
     if total:
         log.info("pruned %d used chain indices that expired before %d", total, before)
     return total
-
-
-def used_expires(state, index, signed_until):
-    """chain_used.expires for chain index `index` of a device whose chain state is `state`: an upper
-    bound of the exp of the token with that index. `signed_until`: a callable returning
-    TokenKeys.max_signed_until() (called only if needed; callers memoize it).
-    - Current segment (seg_first <= index < next_index): exact, the exp the verifier gave the token when
-      it issued it (a segment's base, period and validity never change once tokens are issued in it).
-    - An older segment (index < seg_first), whose schedule is gone: the largest signed_until of the
-      signing keys. It is safe: every token a key signed has exp <= that key's signed_until (note_signed
-      raises and persists it before the token leaves the verifier), keys are never deleted, and a token
-      whose kid is not in the table cannot verify at all.
-    - Not issued (yet): no bound exists (a future segment may give it any exp), so the row stays for good."""
-    if state is not None and state["seg_first"] <= index < state["next_index"]:
-        return state["base"] + index * state["period"] + state["validity"]
-    if state is not None and index < state["seg_first"]:
-        return signed_until()
-    return chain.MAX_U32
 
 
 def _audit(now, dev, action, transport, source, result, reason, device_hex=None):
@@ -330,3 +313,6 @@ ROUTES = [
 def add_routes(app):
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
+
+
+CLEANUP_CTX = (ctx,)

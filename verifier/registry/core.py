@@ -11,7 +11,7 @@ import time
 
 from verifier import keys
 from verifier.errors import Conflict, DuplicateSerial, NotFound, Unauthorized, ValidationError, VerifierError
-from verifier.model import (DEFAULT_PERMISSIONS, PSK_LIFETIME_S, Policy, next_status, validate_device_patch,
+from verifier.registry.model import (DEFAULT_PERMISSIONS, PSK_LIFETIME_S, Policy, next_status, validate_device_patch,
                             validate_new_device, validate_psk_rotation)
 
 BULK_MAX_ROWS = 10_000     # per HTTP request; provision_bulk itself takes any number

@@ -12,13 +12,13 @@ import json
 import sqlite3
 
 from verifier.errors import Conflict, StorageError
-from verifier.limits import MemoryLimitStore
+from verifier.registry.limits import MemoryLimitStore
 from verifier.sqlite_tx import SQLiteTransactions
 from verifier.ota.store import OTA_SCHEMA, OTAStorage, SQLiteOTAStorage
 from verifier.tokens.store import (EXPIRES_UNKNOWN, TOKEN_INDEXES, TOKEN_SCHEMA, SQLiteTokenStorage,
                                      TokenStorage)
 from verifier.mqtt.store import X509_SCHEMA, SQLiteX509Storage, X509Storage
-from verifier.model import PSK_LIFETIME_S
+from verifier.registry.model import PSK_LIFETIME_S
 
 DEVICE_COLUMNS = ("id", "tenant_id", "serial_number", "manufacturer_id", "model_id", "credential_type",
                   "sealed_secret", "metadata", "status", "provisioned_at", "status_changed_at", "trust_level",

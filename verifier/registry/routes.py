@@ -1,77 +1,14 @@
-"""HTTP edge of the verifier: the error middleware (the only place domain errors become HTTP),
-the tenant-scoped admin API, POST /v1/binauth, /healthz, /metrics and /openapi.json."""
-
-import json
-import logging
+"""HTTP routes of the registry: the tenant-scoped admin API (devices, lifecycle, PSK rotation,
+tenant policy, audit). Errors become HTTP in verifier.web.middleware."""
 
 from aiohttp import web
 
-from verifier import registry
-from verifier.appkeys import BATCHER, CONFIG, LIFECYCLE_HOOKS, METRICS, SEALER, STORAGE, CORE
-from verifier.binauth.core import HTTP_STATUS, MALFORMED, unauthenticated_reply
-from verifier.errors import (Conflict, ConfigError, NotFound, RateLimited, StorageError, Unauthorized,
-                             ValidationError, VerifierError)
-from verifier.model import STATUSES, parse_device_id
-from verifier.openapi import OPENAPI
-
-log = logging.getLogger("janua.verifier.http")
-
-ERROR_STATUS = {ValidationError: 400, Unauthorized: 401, NotFound: 404, Conflict: 409, RateLimited: 429,
-                StorageError: 503, ConfigError: 500}
-MAX_LIST = 1000
-
-
-def _http_status(exc):
-    for cls in type(exc).__mro__:
-        if cls in ERROR_STATUS:
-            return ERROR_STATUS[cls]
-    return 500
-
-
-def _error(status, code, message, headers=None):
-    return web.json_response({"error": code, "message": message}, status=status, headers=headers)
-
-
-@web.middleware
-async def error_middleware(request, handler):
-    try:
-        return await handler(request)
-    except VerifierError as e:
-        status = _http_status(e)
-        if status >= 500:
-            log.error("%s %s: %s", request.method, request.path, e)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {"Retry-After": "1"} if status == 429 else None
-        return _error(status, e.code, str(e), headers)
-    except web.HTTPException as e:
-        if e.status < 400:
-            raise
-        return _error(e.status, e.reason.lower().replace(" ", "_"), e.reason, {
-            k: v for k, v in e.headers.items() if k.lower() == "allow"})
-    except Exception:
-        log.exception("%s %s: unexpected error", request.method, request.path)
-        return _error(500, "internal", "internal error")
-
-
-def _admin(request):
-    return registry.authenticate_admin(request.app[STORAGE], request.headers.get("Authorization"))
-
-
-def _now(request):
-    return int(request.app[CONFIG].clock())
-
-
-async def _json(request):
-    try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ValidationError("the body must be JSON") from None
-
-
-def _device_id(request):
-    did = parse_device_id(request.match_info["device_id"])
-    if did is None:
-        raise NotFound("no such device")
-    return did
+from verifier.registry import core as registry
+from verifier.appkeys import CORE, LIFECYCLE_HOOKS, METRICS, SEALER, STORAGE
+from verifier.errors import ValidationError
+from verifier.registry.model import STATUSES, parse_device_id
+from verifier.web.auth import require_admin as _admin
+from verifier.web.request import MAX_LIST, path_device_id as _device_id, read_json as _json, request_now as _now
 
 
 def _tenant_name(request, tenant_id):
@@ -200,30 +137,6 @@ async def audit(request):
     return web.json_response({"entries": request.app[STORAGE].list_audit(tenant_id, device_id, limit)})
 
 
-# binary auth and operations
-
-async def binauth(request):
-    if request.content_length is not None and request.content_length > 64:
-        reply = unauthenticated_reply(MALFORMED)
-    else:
-        data = await request.content.read(65)
-        reply = await request.app[BATCHER].submit(data, request.remote or "?", "http")
-    return web.Response(body=reply, status=HTTP_STATUS[reply[0]], content_type="application/octet-stream")
-
-
-async def healthz(request):
-    request.app[STORAGE].ping()
-    return web.json_response({"status": "ok"})
-
-
-async def metrics(request):
-    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": "text/plain; version=0.0.4"})
-
-
-async def openapi(request):
-    return web.json_response(OPENAPI)
-
-
 ROUTES = [
     ("POST", "/v1/devices", provision),
     ("POST", "/v1/devices/bulk", provision_bulk),
@@ -235,29 +148,12 @@ ROUTES = [
     ("GET", "/v1/tenant", get_tenant),
     ("PATCH", "/v1/tenant", patch_tenant),
     ("GET", "/v1/audit", audit),
-    ("POST", "/v1/binauth", binauth),
-    ("GET", "/healthz", healthz),
-    ("GET", "/metrics", metrics),
-    ("GET", "/openapi.json", openapi),
 ]
 
 
 def add_routes(app):
-    # feature modules (they import this module, so not at the top): each has add_routes(app)
-    from verifier.edge import routes as edge_http
-    from verifier.mqtt import routes as mqtt_http
-    from verifier.ota import routes as ota_http
-    from verifier.tokens import routes as token_http
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
-    for mod in (ota_http, token_http, mqtt_http, edge_http):
-        mod.add_routes(app)
 
 
-def limit_source(request, limits, what, now):
-    """The verifier-wide per-source limit (Config.source_capacity/source_refill_per_s) in front of an
-    endpoint whose every request costs a signature check; RateLimited (429) when it is spent."""
-    cfg = request.app[CONFIG]
-    if not limits.take(f"{what}-src:{request.remote or '?'}", cfg.source_capacity,
-                                    cfg.source_refill_per_s, now):
-        raise RateLimited(f"too many {what} requests from this address; retry later")
+CLEANUP_CTX = ()

@@ -1,0 +1,40 @@
+"""Request parsing helpers shared by the feature routes: the app clock, a JSON body, the
+{device_id} path parameter, list limits, and the verifier-wide per-source limit."""
+
+import json
+
+from verifier.appkeys import CONFIG
+from verifier.errors import NotFound, RateLimited, ValidationError
+from verifier.registry.model import parse_device_id
+
+MAX_LIST = 1000
+
+
+def request_now(request):
+    """The app's clock (Config.clock), in whole unix seconds."""
+    return int(request.app[CONFIG].clock())
+
+
+async def read_json(request):
+    """The body as JSON; ValidationError (400) if it is not."""
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ValidationError("the body must be JSON") from None
+
+
+def path_device_id(request):
+    """The {device_id} path parameter as 8 bytes; NotFound (404) if it is not a device id."""
+    did = parse_device_id(request.match_info["device_id"])
+    if did is None:
+        raise NotFound("no such device")
+    return did
+
+
+def limit_source(request, limits, what, now):
+    """The verifier-wide per-source limit (Config.source_capacity/source_refill_per_s) in front of an
+    endpoint whose every request costs a signature check; RateLimited (429) when it is spent."""
+    cfg = request.app[CONFIG]
+    if not limits.take(f"{what}-src:{request.remote or '?'}", cfg.source_capacity,
+                                    cfg.source_refill_per_s, now):
+        raise RateLimited(f"too many {what} requests from this address; retry later")
