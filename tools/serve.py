@@ -1,155 +1,17 @@
-"""`janua serve`: run the verifier (HTTP admin API, binary auth over HTTP and UDP, DTLS/CoAP) in one
-process.
-
-Once listening it prints one machine-readable line to stdout:
-    janua serve: http=127.0.0.1:8080 udp=127.0.0.1:5685 dtls=127.0.0.1:5684
-With --dev it also generates a KEK file beside the database, creates a tenant "default" if there is
-none, and prints its admin token once (`janua serve: token=jna_... tenant=default file=...`).
-
-With --edge it runs an edge verifier instead (docs/tokens.md "Edge verifier"): binary auth and offline
-chain tokens from a cache of the upstream's devices, its own SQLite file (--db, default janua-edge.db)
-and KEK, no registry and no DTLS; its line ends with `edge upstream=URL`.
-"""
-
-import asyncio
-import logging
-import os
-import signal
-import sys
-import time
-from pathlib import Path
+"""`janua serve`: the verifier's own command line (verifier/serve.py: options, --dev, --edge) in the
+janua CLI; its ServeError becomes the CLI's one user-facing error."""
 
 from tools.errors import CLIError
+from verifier import serve
 
 
 def configure(parser):
-    parser.add_argument("--db", default=None,
-                        help="SQLite registry file (default: janua.db; the edge's own file with --edge: janua-edge.db)")
-    parser.add_argument("--http-host", default="127.0.0.1")
-    parser.add_argument("--http-port", type=int, default=8080, help="0 picks a free port")
-    parser.add_argument("--udp-host", default="127.0.0.1")
-    parser.add_argument("--udp-port", type=int, default=5685, help="0 picks a free port; -1 disables UDP")
-    parser.add_argument("--dtls-host", default="127.0.0.1")
-    parser.add_argument("--dtls-port", type=int, default=5684,
-                        help="DTLS/CoAP (coaps) port; 0 picks a free port; -1 disables DTLS")
-    parser.add_argument("--kek-file", help="key-encryption key file (32 bytes as 64 hex characters); "
-                                           "or set $JANUA_KEK")
-    parser.add_argument("--dev", action="store_true",
-                        help="local use: generate a KEK beside the db and a 'default' tenant with a token")
-    parser.add_argument("--source-rate", metavar="CAPACITY/REFILL", default="1000/500",
-                        help="verifier-wide per-source-address limit before device lookup (default 1000/500)")
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    edge = parser.add_argument_group("edge verifier")
-    edge.add_argument("--edge", action="store_true", help="run an edge verifier in front of --upstream")
-    edge.add_argument("--upstream", metavar="URL", help="the cloud verifier's base URL, e.g. http://cloud:8080")
-    edge.add_argument("--upstream-token-file", metavar="FILE",
-                      help="file holding a tenant admin token (jna_...) of the upstream; the edge serves that tenant")
-    edge.add_argument("--max-offline", metavar="SECONDS", type=int, default=7 * 86400,
-                      help="refuse everything after this long without a successful sync (default 604800: 7 days)")
-    edge.add_argument("--sync-interval", metavar="SECONDS", type=int, default=3600,
-                      help="sync with the upstream this often (default 3600)")
-    edge.add_argument("--cache-size", type=int, default=10_000, help="devices kept in the cache (default 10000)")
-    edge.add_argument("--cache-ttl", metavar="SECONDS", type=int, default=3600,
-                      help="re-fetch a cached device from the upstream after this long (default 3600)")
-
-
-def _config(args):
-    from verifier.config import Config
-    try:
-        cap, refill = (float(x) for x in args.source_rate.split("/"))
-    except ValueError:
-        raise CLIError(f"--source-rate must look like 1000/500, not {args.source_rate!r}") from None
-    edge = _edge_config(args)
-    return Config(db_path=args.db or ("janua-edge.db" if edge else "janua.db"), kek_file=args.kek_file,
-                  dev=args.dev, http_host=args.http_host, http_port=args.http_port, udp_host=args.udp_host,
-                  udp_port=None if args.udp_port < 0 else args.udp_port, dtls_host=args.dtls_host,
-                  dtls_port=None if args.dtls_port < 0 or edge else args.dtls_port, log_level=args.log_level,
-                  source_capacity=cap, source_refill_per_s=refill, edge=edge)
-
-
-def _edge_config(args):
-    from verifier.config import EdgeConfig
-    given = [f for f, v in (("--upstream", args.upstream), ("--upstream-token-file", args.upstream_token_file))
-             if v is not None]
-    if not args.edge:
-        if given:
-            raise CLIError(f"{given[0]} is an edge option", hint="add --edge to run an edge verifier")
-        return None
-    if not args.upstream:
-        raise CLIError("--edge needs --upstream URL: the cloud verifier the edge serves from",
-                       hint="e.g. janua serve --edge --upstream http://cloud:8080 --upstream-token-file edge.token")
-    if not args.upstream.startswith(("http://", "https://")):
-        raise CLIError(f"--upstream must be an http:// or https:// URL, not {args.upstream!r}")
-    if not args.upstream_token_file:
-        raise CLIError("--edge needs --upstream-token-file FILE: a tenant admin token (jna_...) of the upstream",
-                       hint="issue one on the cloud: janua tenant token NAME --label edge > edge.token")
-    try:
-        token = Path(args.upstream_token_file).read_text().strip()
-    except OSError as e:
-        raise CLIError(f"cannot read {args.upstream_token_file}: {e.strerror}") from None
-    if not token.startswith("jna_") or any(c.isspace() for c in token):
-        raise CLIError(f"{args.upstream_token_file} does not hold an admin token (jna_...)")
-    for name, value, lo in (("--max-offline", args.max_offline, 0), ("--sync-interval", args.sync_interval, 1),
-                            ("--cache-size", args.cache_size, 1), ("--cache-ttl", args.cache_ttl, 1)):
-        if value < lo:
-            raise CLIError(f"{name} must be at least {lo}")
-    return EdgeConfig(upstream=args.upstream, token=token, max_offline_s=args.max_offline,
-                      sync_interval_s=args.sync_interval, cache_size=args.cache_size, cache_ttl_s=args.cache_ttl)
-
-
-def ensure_dev_tenant(db_path):
-    """Create tenant 'default' and a token if the registry has no tenant; return (token, file) or None."""
-    from verifier import registry
-    from verifier.storage import SQLiteStorage
-    storage = SQLiteStorage(db_path)
-    try:
-        if storage.count_tenants():
-            return None
-        now = time.time()
-        tenant = registry.create_tenant(storage, "default", now)
-        _, token = registry.issue_token(storage, tenant["id"], now, label="dev")
-    finally:
-        storage.close()
-    path = Path(str(db_path) + ".token")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    return token, path
-
-
-async def _serve(config):
-    from verifier.app import start_server
-    try:
-        handle = await start_server(config)
-    except OSError as e:
-        raise CLIError(f"cannot listen: {e.strerror or e}",
-                       hint="is another verifier running? pick other ports with --http-port/--udp-port/"
-                            "--dtls-port") from e
-    line = handle.listen_line()
-    print(line + f" edge upstream={config.edge.upstream}" if config.edge else line, flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await handle.close()
+    serve.configure(parser)
 
 
 def run(args):
-    from verifier.config import load_kek
-    from verifier.errors import VerifierError
-    config = _config(args)
-    logging.basicConfig(level=config.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        load_kek(config)   # fail before anything else if there is no KEK (creates the dev key file)
-        if config.dev and not config.edge:
-            made = ensure_dev_tenant(config.db_path)
-            if made:
-                print(f"janua serve: token={made[0]} tenant=default file={made[1]}", flush=True)
-        asyncio.run(_serve(config))
-    except VerifierError as e:
-        raise CLIError(str(e), hint="janua serve --dev runs with a generated key for local use"
-                       if e.code == "config_error" else None) from e
+        return serve.run(args)
+    except serve.ServeError as e:
+        raise CLIError(str(e), hint=e.hint) from e
+

@@ -3,8 +3,7 @@
 import argparse
 import sys
 
-from tools import serve
-from tools.errors import CLIError
+from verifier import serve
 
 
 def main(argv=None):
@@ -13,7 +12,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return serve.run(args) or 0
-    except CLIError as e:
+    except serve.ServeError as e:
         print(f"janua: {e}", file=sys.stderr)
         if e.hint:
             print(f"janua: hint: {e.hint}", file=sys.stderr)
