@@ -78,7 +78,7 @@ def _setup(work):
     from verifier.registry import core as registry
     from verifier.mqtt import broker as mb
     from verifier.mqtt import x509 as vx
-    from verifier.registry.store import SQLiteStorage
+    from verifier.store import SQLiteStorage
     now = int(time.time())
     st = SQLiteStorage(str(work / "janua.db"))
     sealer = keys.Sealer(bytes(range(32)))

@@ -75,7 +75,7 @@ def bench_device(results):
 def setup_registry(db, kek_file):
     from verifier.registry import core as registry
     from verifier.keys import derive_key
-    from verifier.registry.store import SQLiteStorage
+    from verifier.store import SQLiteStorage
     kek = os.urandom(32)
     kek_file.write_text(kek.hex() + "\n")
     storage = SQLiteStorage(str(db))
@@ -192,7 +192,7 @@ def bench_dtls(results, clients=16, seconds=4.0, rounds=3):
     import re
     from verifier.registry import core as registry
     from verifier.dtls.auth import psk_for
-    from verifier.registry.store import SQLiteStorage
+    from verifier.store import SQLiteStorage
     db, kek_file = WORK / "dtls.db", WORK / "dtls.kek"
     for p in WORK.glob("dtls.db*"):
         p.unlink()
@@ -231,7 +231,7 @@ def bench_dtls(results, clients=16, seconds=4.0, rounds=3):
 
 def bench_provision(results):
     from verifier.registry import core as registry
-    from verifier.registry.store import SQLiteStorage
+    from verifier.store import SQLiteStorage
     db = WORK / "provision.db"
     for p in WORK.glob("provision.db*"):
         p.unlink()

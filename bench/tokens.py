@@ -58,7 +58,7 @@ def run(results, say):
     from verifier.appkeys import STORAGE
     from verifier.keys import Sealer
     from verifier.registry.model import Policy
-    from verifier.registry.store import SQLiteStorage
+    from verifier.store import SQLiteStorage
 
     before = os.sched_getaffinity(0)
     cpu = max(before)

@@ -55,7 +55,7 @@ def run(args):
     from verifier.config import Config, load_kek
     from verifier.errors import VerifierError
     from verifier.keys import Sealer
-    from verifier.registry.store import SQLiteStorage
+    from verifier.store import SQLiteStorage
     try:
         sealer = Sealer(load_kek(Config(db_path=args.db, kek_file=args.kek_file, dev=args.dev)))
         storage = SQLiteStorage(args.db)

@@ -31,7 +31,7 @@ def configure(parser):
 def run(args):
     from verifier.registry import core as registry
     from verifier.errors import VerifierError
-    from verifier.registry.store import SQLiteStorage
+    from verifier.store import SQLiteStorage
     try:
         storage = SQLiteStorage(args.db)
     except VerifierError as e:

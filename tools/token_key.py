@@ -35,7 +35,7 @@ def run(args):
     from verifier.config import Config, load_kek
     from verifier.errors import VerifierError
     from verifier.keys import Sealer
-    from verifier.registry.store import SQLiteStorage
+    from verifier.store import SQLiteStorage
     now = int(time.time())
     try:
         storage = SQLiteStorage(args.db)

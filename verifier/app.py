@@ -23,7 +23,7 @@ from verifier.keys import Sealer
 from verifier.mqtt import openapi as mqtt_openapi, routes as mqtt_routes
 from verifier.ota import openapi as ota_openapi, routes as ota_routes
 from verifier.registry import openapi as registry_openapi, routes as registry_routes
-from verifier.registry.store import SQLiteStorage
+from verifier.store import SQLiteStorage
 from verifier.tokens import openapi as tokens_openapi, routes as tokens_routes
 from verifier.web import ops
 from verifier.web.middleware import error_middleware

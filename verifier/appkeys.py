@@ -7,7 +7,7 @@ from verifier.binauth.core import BinAuthCore
 from verifier.config import Config
 from verifier.keys import Sealer
 from verifier.binauth.metrics import Metrics
-from verifier.registry.store import Storage
+from verifier.store import Storage
 
 CONFIG = web.AppKey("config", Config)
 SEALER = web.AppKey("sealer", Sealer)

@@ -108,7 +108,7 @@ def _edge_config(args):
 def ensure_dev_tenant(db_path):
     """Create tenant 'default' and a token if the registry has no tenant; return (token, file) or None."""
     from verifier.registry import core as registry
-    from verifier.registry.store import SQLiteStorage
+    from verifier.store import SQLiteStorage
     storage = SQLiteStorage(db_path)
     try:
         if storage.count_tenants():

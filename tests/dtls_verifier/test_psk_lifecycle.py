@@ -17,7 +17,7 @@ from tests.dtls_verifier.test_interop import auth_rows, s_client
 from verifier.registry import core as registry
 from verifier.dtls.auth import psk_for
 from verifier.registry.model import PSK_LIFETIME_S
-from verifier.registry.store import SQLiteStorage
+from verifier.store import SQLiteStorage
 
 DAY = 86400
 

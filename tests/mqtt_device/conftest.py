@@ -24,7 +24,7 @@ from verifier import keys
 from verifier.registry import core as registry
 from verifier.mqtt import broker as mb
 from verifier.mqtt import x509 as vx
-from verifier.registry.store import SQLiteStorage
+from verifier.store import SQLiteStorage
 
 ROOT = Path(__file__).resolve().parents[2]
 UMQTT_134 = ROOT / ".venv" / "mplib" / "umqtt" / "simple.py"

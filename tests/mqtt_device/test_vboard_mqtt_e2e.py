@@ -50,7 +50,7 @@ def _broker_config(db, out_dir):
     from verifier import keys
     from verifier.mqtt import broker as mqtt_broker
     from verifier.config import Config, load_kek
-    from verifier.registry.store import SQLiteStorage
+    from verifier.store import SQLiteStorage
     st = SQLiteStorage(str(db))
     try:
         base = free_ports(1)[0]
@@ -115,7 +115,7 @@ def _watcher(stack):
     # The watcher's certificate comes from the tenant CA through the verifier's own code (test only).
     from verifier.config import Config, load_kek
     from verifier.keys import Sealer
-    from verifier.registry.store import SQLiteStorage
+    from verifier.store import SQLiteStorage
     st = SQLiteStorage(str(stack["v"].db))
     try:
         tenant = next(t for t in st.list_tenants_brief() if mb.tenant_short_id(t["id"]) == short)

@@ -5,7 +5,7 @@ from cryptography import x509
 from tests.mosquitto import Mosquitto, free_ports
 from tools.cli import main
 from verifier.registry import core as registry
-from verifier.registry.store import SQLiteStorage
+from verifier.store import SQLiteStorage
 
 
 def test_mqtt_config_and_ca(tmp_path, capsys):

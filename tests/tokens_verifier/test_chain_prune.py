@@ -17,7 +17,7 @@ from verifier.app import create_app
 from verifier.appkeys import CONFIG, STORAGE
 from verifier.errors import ValidationError
 from verifier.registry.model import Policy
-from verifier.registry.store import SQLiteStorage
+from verifier.store import SQLiteStorage
 
 DAY = 86400
 KEEP = token_http.CHAIN_USED_KEEP_S          # max drift + margin

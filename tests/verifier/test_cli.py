@@ -12,7 +12,7 @@ import pytest
 
 from tools import tenant as tenant_cmd
 from tools.errors import CLIError
-from verifier.registry.store import SQLiteStorage
+from verifier.store import SQLiteStorage
 
 ROOT = Path(__file__).parents[2]
 

@@ -8,7 +8,7 @@ import pytest
 
 from tests.support import KEK, T0
 from verifier.registry import core as registry
-from verifier.registry.store import SQLiteStorage
+from verifier.store import SQLiteStorage
 
 NOW = T0 + 100
 

@@ -1,10 +1,12 @@
-"""Registry storage: the one interface for everything a second verifier instance would share.
+"""Registry storage: the registry's part of everything a second verifier instance would share.
 
-`Storage` is the abstract interface (tenants, admin tokens, devices, replay state, audit, and
-rate-limit/lockout state through `limits`). `SQLiteStorage` implements it on the stdlib sqlite3
+`RegistryStorage` is the abstract interface (tenants, admin tokens, devices, replay state, audit, and
+rate-limit/lockout state through `limits`). `SQLiteRegistryStorage` implements it on the stdlib sqlite3
 module: WAL, synchronous=NORMAL, one connection used only from the event-loop thread (every call is
 short). Its rate-limit/lockout state lives in process memory, so it serves a single instance.
-It knows nothing of the wire protocol.
+It opens the file and runs the SCHEMAS, MIGRATIONS and INDEXES of the class: verifier/store.py composes
+it with the other features' stores into the verifier's Storage/SQLiteStorage. It knows nothing of the
+wire protocol.
 """
 
 import abc
@@ -14,10 +16,6 @@ import sqlite3
 from verifier.errors import Conflict, StorageError
 from verifier.registry.limits import MemoryLimitStore
 from verifier.sqlite_tx import SQLiteTransactions
-from verifier.ota.store import OTA_SCHEMA, OTAStorage, SQLiteOTAStorage
-from verifier.tokens.store import (EXPIRES_UNKNOWN, TOKEN_INDEXES, TOKEN_SCHEMA, SQLiteTokenStorage,
-                                     TokenStorage)
-from verifier.mqtt.store import X509_SCHEMA, SQLiteX509Storage, X509Storage
 from verifier.registry.model import PSK_LIFETIME_S
 
 DEVICE_COLUMNS = ("id", "tenant_id", "serial_number", "manufacturer_id", "model_id", "credential_type",
@@ -54,18 +52,16 @@ CREATE INDEX IF NOT EXISTS audit_tenant ON audit (tenant_id, seq);
 """
 
 # Columns added after the first release, with the ALTER TABLE that adds each to an older file and the
-# UPDATE that fills it for the rows that file already holds (see SQLiteStorage._migrate).
+# UPDATE that fills it for the rows that file already holds (see SQLiteRegistryStorage._migrate).
 MIGRATIONS = (
     ("devices", "psk_generation", "ALTER TABLE devices ADD COLUMN psk_generation INTEGER NOT NULL DEFAULT 0", None),
     ("devices", "psk_expires_at", "ALTER TABLE devices ADD COLUMN psk_expires_at INTEGER",
      "UPDATE devices SET psk_expires_at = provisioned_at + %d WHERE psk_expires_at IS NULL" % PSK_LIFETIME_S),
-    ("chain_used", "expires",
-     "ALTER TABLE chain_used ADD COLUMN expires INTEGER NOT NULL DEFAULT %d" % EXPIRES_UNKNOWN, None),
 )
 
 
-class Storage(OTAStorage, TokenStorage, X509Storage):
-    """What the verifier needs from its database. Device ids are 8 bytes; times are unix seconds."""
+class RegistryStorage(abc.ABC):
+    """What the registry needs from its database. Device ids are 8 bytes; times are unix seconds."""
 
     limits = None  # a verifier.limits.LimitStore
 
@@ -142,8 +138,12 @@ class Storage(OTAStorage, TokenStorage, X509Storage):
     def list_audit(self, tenant_id, device_id=None, limit=100): """Newest first."""
 
 
-class SQLiteStorage(SQLiteTransactions, SQLiteOTAStorage, SQLiteTokenStorage, SQLiteX509Storage, Storage):
-    """Storage on one SQLite file (WAL). Single instance: limits are in process memory."""
+class SQLiteRegistryStorage(SQLiteTransactions, RegistryStorage):
+    """RegistryStorage on one SQLite file (WAL). Single instance: limits are in process memory."""
+
+    SCHEMAS = (SCHEMA,)        # what a composed store runs at open (verifier/store.py adds the features')
+    MIGRATIONS = MIGRATIONS
+    INDEXES = ()               # created after the migrations (on columns a migration may have added)
 
     def __init__(self, path):
         try:
@@ -153,12 +153,11 @@ class SQLiteStorage(SQLiteTransactions, SQLiteOTAStorage, SQLiteTokenStorage, SQ
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute("PRAGMA cache_size=-65536")
-            self._db.executescript(SCHEMA)
-            self._db.executescript(OTA_SCHEMA)
-            self._db.executescript(TOKEN_SCHEMA)
-            self._db.executescript(X509_SCHEMA)
+            for script in self.SCHEMAS:
+                self._db.executescript(script)
             self._migrate()
-            self._db.executescript(TOKEN_INDEXES)          # on a column a migration may have added
+            for script in self.INDEXES:                    # on a column a migration may have added
+                self._db.executescript(script)
         except sqlite3.Error as e:
             raise StorageError(f"cannot open database {path}: {e}") from e
         self._db.row_factory = sqlite3.Row
@@ -168,9 +167,9 @@ class SQLiteStorage(SQLiteTransactions, SQLiteOTAStorage, SQLiteTokenStorage, SQ
     def _migrate(self):
         """Bring a database file made by an older release up to SCHEMA, in one transaction."""
         cols = {}
-        for table in {m[0] for m in MIGRATIONS}:
+        for table in {m[0] for m in self.MIGRATIONS}:
             cols[table] = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
-        todo = [m for m in MIGRATIONS if m[1] not in cols[m[0]]]
+        todo = [m for m in self.MIGRATIONS if m[1] not in cols[m[0]]]
         if not todo:
             return
         self._db.execute("BEGIN IMMEDIATE")

@@ -35,6 +35,11 @@ CREATE INDEX IF NOT EXISTS chain_used_expires ON chain_used (expires);
 # A chain_used row from a file made before `expires` existed gets this: never pruned (it is the largest
 # exp a chain token can carry, u32).
 EXPIRES_UNKNOWN = 0xFFFFFFFF
+# Columns added to token tables after their first release (the shape of verifier.registry.store.MIGRATIONS).
+TOKEN_MIGRATIONS = (
+    ("chain_used", "expires",
+     "ALTER TABLE chain_used ADD COLUMN expires INTEGER NOT NULL DEFAULT %d" % EXPIRES_UNKNOWN, None),
+)
 CHAIN_STATE_FIELDS = ("base", "period", "validity", "seg_first", "next_index", "last_hash", "updated_at")
 USED_VIA = ("offline", "device", "edge", "abandoned")
 REVOKED_SQL = "(status IN ('suspended', 'decommissioned') OR compromised = 1 OR quarantined = 1)"
