@@ -2,8 +2,9 @@
 
 create_app(config) wires storage, the binauth core, group commit, metrics and (if config.udp_port /
 config.dtls_port is not None) the UDP and DTLS endpoints, all as cleanup_ctx resources, then adds each
-feature of FEATURES: its cleanup contexts, its routes, and its part of the OpenAPI document. start_server(config) runs it on real
-sockets and returns a handle with the bound ports, for tools/serve.py, e2e tests and benchmarks.
+feature of FEATURES: its cleanup contexts, its routes, and its part of the OpenAPI document.
+start_server(config) runs it on real sockets and returns a handle with the bound ports, for
+verifier/serve.py, e2e tests and benchmarks.
 """
 
 import logging
@@ -27,7 +28,6 @@ from verifier.store import SQLiteStorage
 from verifier.tokens import openapi as tokens_openapi, routes as tokens_routes
 from verifier.web import ops
 from verifier.web.middleware import error_middleware
-from verifier.web.openapi import document
 
 log = logging.getLogger("janua.verifier")
 
@@ -46,7 +46,30 @@ FEATURES = (
     ("mqtt", mqtt_routes, mqtt_openapi),
     ("edge", edge_routes, edge_openapi),     # the cloud-side routes edge verifiers sync from
 )
-OPENAPI_DOCUMENT = document(part for _, _, part in FEATURES)
+
+
+def openapi_document(parts):
+    """The OpenAPI 3.1 document of an app made of `parts` (modules with PATHS and SCHEMAS), in order."""
+    schemas, paths = {}, {}
+    for part in parts:
+        schemas.update(part.SCHEMAS)
+        paths.update(part.PATHS)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "janua verifier", "version": "1",
+                 "description": "Device registry (tenant-scoped admin API) and binary auth (docs/protocol.md)."},
+        "components": {
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
+                                               "description": "A tenant admin token (jna_...)."},
+                                "deviceBearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                                                 "description": "A device token (ES256 JWT, docs/tokens.md)."}},
+            "schemas": schemas,
+        },
+        "paths": paths,
+    }
+
+
+OPENAPI_DOCUMENT = openapi_document(part for _, _, part in FEATURES)
 
 
 def create_app(config):

@@ -45,7 +45,7 @@ DYNSEC_TOPIC = "$CONTROL/dynamic-security/v1"
 CLIENTID_PLUGIN = Path(__file__).resolve().parents[2] / ".venv" / "lib" / "janua_clientid.so"   # `make` builds it
 ADMIN_USER = "janua-admin"
 _ADMIN_SEAL_ID = b"dynsec\0\0"
-STATUS_FILTER = "janua/+/+/status"      # what the verifier's status subscriber reads (mqtt_status.py)
+STATUS_FILTER = "janua/+/+/status"      # what the verifier's status subscriber reads (verifier/mqtt/status.py)
 ADMIN_ACLS = [{"acltype": t, "topic": "$CONTROL/dynamic-security/#", "allow": True}
               for t in ("publishClientSend", "publishClientReceive", "subscribePattern")] + [
              {"acltype": "subscribePattern", "topic": STATUS_FILTER, "allow": True}]

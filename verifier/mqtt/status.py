@@ -106,7 +106,7 @@ def record(app, topic, seen, now):
 
 
 async def run(app, state):
-    """The task mqtt_http.ctx starts: (re)start the subscriber as the broker record says, apply messages."""
+    """The task verifier.mqtt.routes.ctx starts: (re)start the subscriber as the broker record says, apply messages."""
     loop = asyncio.get_running_loop()
     queue = asyncio.Queue(QUEUE_MAX)
     seen, sub, stamp, checked = {}, None, None, 0.0

@@ -284,7 +284,7 @@ def bearer(request):
 
 
 def token_keys_for(app, now):
-    """Build and load the app's TokenKeys (token_http.ctx)."""
+    """Build and load the app's TokenKeys (verifier.tokens.routes.ctx)."""
     keys = TokenKeys(app[STORAGE], app[SEALER])
     keys.load(now)
     return keys

@@ -82,7 +82,7 @@ class TokenStorage(abc.ABC):
     @abc.abstractmethod
     def prune_chain_used(self, before, limit):
         """Delete at most `limit` chain_used rows with expires < `before` (one short transaction); returns
-        how many went. The caller repeats while it gets `limit` (verifier.token_http.prune_chain_used)."""
+        how many went. The caller repeats while it gets `limit` (verifier.tokens.routes.prune_chain_used)."""
 
     @abc.abstractmethod
     def used_chain_indices(self, device_id, lo, hi): """The set of used indices in [lo, hi]."""
