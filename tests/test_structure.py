@@ -1,7 +1,8 @@
 """The layout rules of docs/architecture.md, checked on the source (AST only, nothing is imported):
 no import circle anywhere in verifier/, tools/ and firmware/ (function-level imports count: a circle
 hidden in a function is still a circle), no import of another module's private `_name`, the verifier
-never imports tools, and no verifier feature imports another feature's routes."""
+never imports tools, and no verifier feature imports another feature's routes. And one thing a move
+can break that no import shows: a path a module finds from its own file's depth."""
 
 import ast
 from pathlib import Path
@@ -174,6 +175,13 @@ def test_no_feature_imports_another_features_routes():
             if m[0] == "verifier" and len(m) == 3 and m[2] == "routes" and m[1] != parts[1]:
                 bad.append(f"{name}:{line} imports {mod}")
     assert bad == []
+
+
+def test_moved_broker_module_still_finds_the_plugin_make_builds():
+    # verifier/mqtt/broker.py is one folder deeper than verifier/mqtt_broker.py was: parents[1] of it
+    # would be verifier/, and `janua mqtt config` would silently fall back to the client-id override.
+    from verifier.mqtt import broker
+    assert broker.CLIENTID_PLUGIN == ROOT / ".venv" / "lib" / "janua_clientid.so"
 
 
 # -- the checks themselves, on a tree made for them ----------------------------------------------------
