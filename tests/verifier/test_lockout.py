@@ -244,3 +244,21 @@ def test_failure_count_forgotten_after_lockout_s_without_a_failure():
         st.fail("k", 5, 300, T0 + 300)
     assert st.fail("k", 5, 300, T0 + 599) is True     # the 5th within 300 s of the 4th
     assert st.locked_until("k", T0 + 600) == T0 + 899
+
+
+def test_limit_store_prunes_idle_failure_counts_and_trusted_hosts_at_its_cap():
+    """Unauthenticated traffic must not grow the store without bound: at the cap, entries whose
+    lockout is over or that are idle for lockout_s (failures), or older than their ttl (trust), go;
+    a lockout in force stays."""
+    st = MemoryLimitStore()
+    st.MAX_FAILURES = st.MAX_TRUSTED = 100
+    for _ in range(5):
+        st.fail(("locked",), 5, 1000, T0)         # locked until T0 + 1000
+    for i in range(99):
+        st.fail(("f", i), 5, 300, T0)
+    for i in range(100):
+        st.trust(("t", i), "h", T0, 4, 600)
+    st.fail(("new",), 5, 300, T0 + 300)          # the cap is reached: the idle counts go
+    st.trust(("new",), "h", T0 + 600, 4, 600)    # the cap is reached: the expired hosts go
+    assert st.sizes()[1:] == (2, 1)
+    assert st.locked_until(("locked",), T0 + 999) == T0 + 1000
