@@ -19,6 +19,7 @@ import struct
 
 from verifier import keys
 from verifier.errors import VerifierError
+from verifier.lockout import EXHAUSTED, Lockout
 from verifier.model import AUTHENTICATABLE, Policy
 
 log = logging.getLogger("janua.verifier.binauth")
@@ -82,6 +83,7 @@ class BinAuthCore:
     def __init__(self, storage, sealer, source_capacity=1000.0, source_refill_per_s=500.0, rand=os.urandom):
         self._storage = storage
         self._limits = storage.limits
+        self._lockout = Lockout(storage.limits, "binauth")
         self._sealer = sealer
         self._source_capacity = source_capacity
         self._source_refill = source_refill_per_s
@@ -165,23 +167,25 @@ class BinAuthCore:
             return self._finish(UNKNOWN_DEVICE, transport, source, tnow, None, f"unknown id {did.hex()}",
                                 unauthenticated_reply(UNKNOWN_DEVICE))
         pol = self._policies.get(st.tenant_id) or self._policy(st.tenant_id)
-        if limits.locked_until(did, now):
-            return self._finish(LOCKED_OUT, transport, source, tnow, st, "locked out after failed tags",
+        lockout = self._lockout
+        if lockout.locked(did, host, tnow):
+            return self._finish(LOCKED_OUT, transport, source, tnow, st, "locked out after failed tags from this host",
                                 unauthenticated_reply(LOCKED_OUT))
-        if not limits.take(did, pol.device_capacity, pol.device_refill_per_s, now):
-            return self._finish(RATE_LIMITED, transport, source, tnow, st, "device rate",
-                                unauthenticated_reply(RATE_LIMITED))
         if not limits.take((st.tenant_id, host), pol.source_capacity, pol.source_refill_per_s, now):
             return self._finish(RATE_LIMITED, transport, source, tnow, st, "source rate (tenant)",
                                 unauthenticated_reply(RATE_LIMITED))
+        charge = lockout.charge(did, host, pol, now)
+        if charge == EXHAUSTED:
+            return self._finish(LOCKED_OUT, transport, source, tnow, st, "failure budget exhausted (untrusted host)",
+                                unauthenticated_reply(LOCKED_OUT))
         key = st.key
         if not hmac.compare_digest(hmac.digest(key, req[:12], "sha256")[:8], req[12:20]):
-            if limits.fail(did, pol.lockout_failures, pol.lockout_s, now):
-                log.warning("device %s locked out for %d s after %d failed tags (last from %s)",
-                            st.hex, pol.lockout_s, pol.lockout_failures, host)
+            if lockout.failed(did, host, pol, tnow):
+                log.warning("device %s: host %s locked out for %d s after %d failed tags",
+                            st.hex, host, pol.lockout_s, pol.lockout_failures)
             return self._finish(SIGNATURE, transport, source, tnow, st, "tag does not verify",
                                 unauthenticated_reply(SIGNATURE))
-        limits.succeed(did)
+        lockout.verified(did, charge, pol, now)
         if st.blocked or st.status not in AUTHENTICATABLE:
             return self._finish(NOT_ACTIVE, transport, source, tnow, st,
                                 "blocked (compromised or quarantined)" if st.blocked else f"status {st.status}",
@@ -193,6 +197,12 @@ class BinAuthCore:
         if ts <= st.last_ts:
             return self._finish(REPLAY, transport, source, tnow, st, f"timestamp {ts} <= last accepted {st.last_ts}",
                                 encode_reply(key, req, REPLAY, tnow))
+        # the device bucket limits accepted authentications: only a fresh genuine request takes from it,
+        # so neither spoofed junk nor a replayed packet can drain it
+        if not limits.take(did, pol.device_capacity, pol.device_refill_per_s, now):
+            return self._finish(RATE_LIMITED, transport, source, tnow, st, "device rate",
+                                unauthenticated_reply(RATE_LIMITED))
+        lockout.accepted(did, host, tnow)
         st.last_ts = ts
         self._accepted.append((ts, tnow, did))
         if st.status == "provisioning":

@@ -17,6 +17,7 @@ from verifier import mqtt_auth as auth, mqtt_status, registry, x509 as vx
 from verifier.appkeys import CONFIG, LIFECYCLE_HOOKS, SEALER, STORAGE
 from verifier.errors import Conflict, NotFound, ValidationError, VerifierError
 from verifier.http import _admin, _device_id, _json, _now
+from verifier.lockout import EXHAUSTED, Lockout
 from verifier.model import Policy, parse_device_id
 from verifier.mqtt_broker import Broker, tenant_short_id, topic_prefix
 
@@ -185,21 +186,44 @@ async def mqtt_password(request):
 
 # -- broker-facing authentication ----------------------------------------------------------------
 
-def _limited(app, source, did, now):
-    """Per-source bucket (verifier-wide) and the device's failure lockout, as for binary auth."""
-    config, limits = app[CONFIG], app[STORAGE].limits
-    if not limits.take(("mqtt-src", source), config.source_capacity, config.source_refill_per_s, now):
-        return True
-    return did is not None and bool(limits.locked_until(("mqtt", did), now))
+# Refusals that come after the secret was proved (the device's state, a mismatched client id, an expired
+# but genuine SAS): they neither count as a failed guess nor reset the count.
+_PROVEN = frozenset(("clientid_mismatch", "username_mismatch", "expired", "lifetime_too_long"))
 
 
-def _failed(app, did, now):
-    if did is None:
+def _precheck(app, source, did, now):
+    """Before a device secret is checked: the verifier-wide per-source bucket, then, for a known device,
+    the lockout of verifier.lockout (scope "mqtt": per device and source host, and the device's failure
+    budget for hosts it was not recently accepted from). Return (refusal reason or None, guard)."""
+    config, st = app[CONFIG], app[STORAGE]
+    if not st.limits.take(("mqtt-src", source), config.source_capacity, config.source_refill_per_s, now):
+        return "rate_limited", None
+    dev = st.get_device(did) if did is not None else None
+    if dev is None:
+        return None, None
+    pol = Policy.from_json(st.get_tenant(dev["tenant_id"])["policy"])
+    lockout = Lockout(st.limits, "mqtt")
+    if lockout.locked(did, source, now):
+        return "locked_out", None
+    charge = lockout.charge(did, source, pol, now)
+    if charge == EXHAUSTED:
+        return "locked_out (failure budget)", None
+    return None, (lockout, did, pol, charge)
+
+
+def _outcome(guard, source, now, reason=None):
+    """After the check: accepted (reason None) resets the host's count and trusts it; a wrong secret
+    counts a failure; a refusal after the secret was proved only gives the budget token back."""
+    if guard is None:
         return
-    dev = app[STORAGE].get_device(did)
-    if dev is not None:
-        pol = Policy.from_json(app[STORAGE].get_tenant(dev["tenant_id"])["policy"])
-        app[STORAGE].limits.fail(("mqtt", did), pol.lockout_failures, pol.lockout_s, now)
+    lockout, did, pol, charge = guard
+    if reason is None or reason in _PROVEN or reason.startswith("device_"):
+        lockout.verified(did, charge, pol, now)
+        if reason is None:
+            lockout.accepted(did, source, now)
+    elif lockout.failed(did, source, pol, now):
+        log.warning("device %s: host %s locked out for %d s after %d failed MQTT/http-basic authentications",
+                    did.hex(), source, pol.lockout_s, pol.lockout_failures)
 
 
 async def _authenticate(request, doc, transport):
@@ -211,16 +235,18 @@ async def _authenticate(request, doc, transport):
     username, password, clientid = doc.get("username"), doc.get("password"), doc.get("clientid")
     source = doc.get("peerhost") if isinstance(doc.get("peerhost"), str) else (request.remote or "?")
     did = parse_device_id(username) if isinstance(username, str) else None
-    if _limited(app, source[:64], did, now):
-        _audit(st, now, st.get_device(did) if did else None, "mqtt.connect", transport, source[:64], "refused", "rate_limited")
-        raise auth.Refused("rate_limited")
+    source = source[:64]
+    refusal, guard = _precheck(app, source, did, now)
+    if refusal:
+        _audit(st, now, st.get_device(did) if did else None, "mqtt.connect", transport, source, "refused", refusal)
+        raise auth.Refused(refusal)
     try:
         dev, method = auth.authenticate_mqtt(app, st, app[SEALER], username, password, clientid, now)
     except auth.Refused as e:
-        _failed(app, did, now)
-        _audit(st, now, st.get_device(did) if did else None, "mqtt.connect", transport, source[:64], "refused", e.reason)
+        _outcome(guard, source, now, e.reason)
+        _audit(st, now, st.get_device(did) if did else None, "mqtt.connect", transport, source, "refused", e.reason)
         raise
-    st.limits.succeed(("mqtt", dev["id"]))
+    _outcome(guard if dev["id"] == did else None, source, now)
     st.touch_last_seen(dev["id"], now)
     _audit(st, now, dev, "mqtt.connect", transport, source[:64], "ok", method)
     return dev, method
@@ -276,20 +302,20 @@ async def basic(request):
     app, now = request.app, _now(request)
     st = app[STORAGE]
     source = request.remote or "?"
-    did = None
+    did = guard = None
     try:
         user, secret = auth.parse_basic_unverified(request.headers.get("Authorization"))
         did = bytes.fromhex(user)
-        if _limited(app, source, did, now):
-            raise auth.Refused("rate_limited")
+        refusal, guard = _precheck(app, source, did, now)
+        if refusal:
+            raise auth.Refused(refusal)
         dev = auth.verify_basic(st, app[SEALER], user, secret)
     except auth.Refused as e:
-        if e.reason != "rate_limited":
-            _failed(app, did, now)
+        _outcome(guard, source, now, e.reason)
         _audit(st, now, st.get_device(did) if did else None, "http.basic", "http-basic", source, "refused", e.reason)
         return web.json_response({"error": "unauthenticated", "message": "refused"}, status=401,
                                  headers={"WWW-Authenticate": 'Basic realm="janua"'})
-    st.limits.succeed(("mqtt", dev["id"]))
+    _outcome(guard, source, now)
     st.touch_last_seen(dev["id"], now)
     _audit(st, now, dev, "http.basic", "http-basic", source, "ok")
     return web.json_response({"device_id": dev["id"].hex(), "status": dev["status"]})

@@ -7,8 +7,9 @@ handshake. The cache listens to BinAuthCore's forget()/forget_tenant()/forget_al
 API calls after every device change, PSK rotation and policy change, so the next handshake sees it.
 Expiry and lockout are checked against `now` on every lookup. A device that is not authenticatable
 still gets its real key: the refusal is sent only after the client has proved the key with its
-Finished, so the status leaks to no one but the device. A locked-out device gets a random key, so its
-handshakes fail without telling a guesser anything.
+Finished, so the status leaks to no one but the device. A locked-out source host (verifier.lockout,
+scope "dtls": per device and source host, plus the device's failure budget for hosts it was not
+recently accepted from) gets a random key, so its handshakes fail without telling a guesser anything.
 
 Audit rows and activations are queued and written by flush(), one transaction per batch of datagrams
 (the driver calls it before it sends the batch's replies: group commit, as verifier.batch does).
@@ -21,6 +22,7 @@ from verifier import keys
 from verifier.binauth import LOCKED_OUT, NOT_ACTIVE, OK, SIGNATURE, STATUS_NAMES, UNKNOWN_DEVICE
 from verifier.dtls.server import PSKGrant
 from verifier.errors import VerifierError
+from verifier.lockout import EXHAUSTED, Lockout
 from verifier.model import AUTHENTICATABLE, PSK_LIFETIME_S, Policy, parse_device_id
 
 log = logging.getLogger("janua.verifier.dtls")
@@ -56,10 +58,11 @@ def psk_expires_at(dev):
 class DeviceRef:
     """What a grant carries for the layers above: who the peer is, and why it would be refused."""
 
-    __slots__ = ("device_id", "hex", "tenant_id", "status")
+    __slots__ = ("device_id", "hex", "tenant_id", "status", "charge")
 
     def __init__(self, device_id, tenant_id, status, hex_id=None):
         self.device_id, self.hex, self.tenant_id, self.status = device_id, hex_id or device_id.hex(), tenant_id, status
+        self.charge = None         # what verifier.lockout's charge() said at the lookup
 
 
 class PSKState:
@@ -85,7 +88,7 @@ class DTLSAuth:
 
     def __init__(self, storage, sealer, core, rand=os.urandom):
         self._storage = storage
-        self._limits = storage.limits
+        self._lockout = Lockout(storage.limits, "dtls")
         self._sealer = sealer
         self._core = core          # BinAuthCore: its counters by transport; its forget*() calls reach us
         self._rand = rand
@@ -164,9 +167,14 @@ class DTLSAuth:
         if st is None:
             return None
         ref = DeviceRef(st.device_id, st.tenant_id, OK, st.hex)
-        if self._limits.locked_until(st.device_id, now):
+        host = addr[0] if type(addr) is tuple else addr
+        if self._lockout.locked(st.device_id, host, int(now)):
             ref.status = LOCKED_OUT
-            return PSKGrant(self._rand(32), "locked out after failed handshakes", ref)
+            return PSKGrant(self._rand(32), "locked out after failed handshakes from this host", ref)
+        ref.charge = self._lockout.charge(st.device_id, host, self.policy(st.tenant_id), now)
+        if ref.charge == EXHAUSTED:
+            ref.status = LOCKED_OUT
+            return PSKGrant(self._rand(32), "failure budget exhausted (untrusted host)", ref)
         refused = _refusal(st.status, st.blocked, st.psk_expires_at, now)
         if refused:
             ref.status = refused[0]
@@ -188,7 +196,9 @@ class DTLSAuth:
             dev = self.load(ref)
             if dev is not None and dev["status"] == "provisioning":
                 activated = ((int(now), ref.device_id),)
-        self._limits.succeed(ref.device_id)
+        host = event.addr[0] if type(event.addr) is tuple else event.addr
+        self._lockout.verified(ref.device_id, ref.charge, self.policy(ref.tenant_id), now)
+        self._lockout.accepted(ref.device_id, host, int(now))
         self._record(OK, now, ref, event.addr, "dtls", f"handshake, suite {event.suite:04X}", activated)
 
     def refused(self, event, now):
@@ -202,9 +212,12 @@ class DTLSAuth:
             status = SIGNATURE if ref.status != LOCKED_OUT else LOCKED_OUT
             if status == SIGNATURE:
                 pol = self.policy(ref.tenant_id)
-                if self._limits.fail(ref.device_id, pol.lockout_failures, pol.lockout_s, now):
-                    log.warning("device %s locked out for %d s after %d failed DTLS handshakes",
-                                ref.hex, pol.lockout_s, pol.lockout_failures)
+                host = event.addr[0] if type(event.addr) is tuple else event.addr
+                if self._lockout.failed(ref.device_id, host, pol, int(now)):
+                    log.warning("device %s: host %s locked out for %d s after %d failed DTLS handshakes",
+                                ref.hex, host, pol.lockout_s, pol.lockout_failures)
+        else:                            # the client proved the key (a refusal for the device's state)
+            self._lockout.verified(ref.device_id, ref.charge, self.policy(ref.tenant_id), now)
         self._record(status, now, ref, event.addr, "dtls", event.reason)
 
     def record_coap_auth(self, status, now, ref, addr, reason=None):
