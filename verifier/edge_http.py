@@ -150,7 +150,9 @@ async def reports(request):
         floors = []
         for did, last_ts in auth:
             dev = mine(did)
-            if dev and last_ts > dev["last_ts"]:
+            if not dev:
+                ignored += 1
+            elif last_ts > dev["last_ts"]:
                 floors.append((last_ts, now, did))
         if floors:
             st.record_auth(floors, [], [])
