@@ -97,6 +97,7 @@ class EdgeCore:
         self._refusing = None
         self._lock = asyncio.Lock()
         self.last_sync = store.get_meta("last_sync")      # edge clock time of the last successful sync
+        self._synced_here = False                 # True once this process has synced (not only a previous run)
         self.next_sync = 0.0
         self._since = store.get_meta("since")             # the upstream's clock at that sync
         self._jwks = store.get_meta("jwks", {"keys": []})
@@ -122,8 +123,12 @@ class EdgeCore:
         """True while the last successful sync is at most max_offline_s old; logs each change."""
         ok = self.last_sync is not None and now - self.last_sync <= self.settings.max_offline_s
         if self._refusing is None or ok == self._refusing:      # first call, or a change
-            if ok:
+            if ok and self._synced_here:
                 log.info("edge: synced with %s; serving", self.upstream.url)
+            elif ok:
+                log.warning("edge: not synced with upstream %s since start; serving from the cache of the last "
+                            "sync %d s ago (max_offline_s %d)", self.upstream.url, now - self.last_sync,
+                            self.settings.max_offline_s)
             elif self.last_sync is None:
                 log.error("edge: never synced with upstream %s: refusing every authentication until the first "
                           "successful sync", self.upstream.url)
@@ -290,6 +295,9 @@ class EdgeCore:
         changed = revoked ^ self._revoked
         self._jwks, self.public_keys, self._revoked = snap["keys"], keys, revoked
         self._since, self.last_sync, self._down_until = snap["now"], now, 0.0
+        if not self._synced_here:
+            self._synced_here = True
+            self._refusing = None                 # serving() logs the first sync of this process
         tenant = snap.get("tenant")
         if isinstance(tenant, dict):
             self._set_tenant(tenant)
