@@ -14,7 +14,7 @@ import secrets
 from aiohttp import web
 
 from verifier import mqtt_auth as auth, mqtt_status, registry, x509 as vx
-from verifier.appkeys import CONFIG, LIFECYCLE_HOOKS, SEALER, STORAGE
+from verifier.appkeys import CONFIG, CORE, LIFECYCLE_HOOKS, SEALER, STORAGE
 from verifier.errors import Conflict, NotFound, ValidationError, VerifierError
 from verifier.http import _admin, _device_id, _json, _now
 from verifier.model import Policy, parse_device_id
@@ -186,11 +186,14 @@ async def mqtt_password(request):
 # -- broker-facing authentication ----------------------------------------------------------------
 
 def _limited(app, source, did, now):
-    """Per-source bucket (verifier-wide) and the device's failure lockout, as for binary auth."""
+    """Per-source bucket (verifier-wide) and the device's failure lockout, as for binary auth: None, or the
+    refusal's audit reason ("rate_limited" or "locked_out")."""
     config, limits = app[CONFIG], app[STORAGE].limits
     if not limits.take(("mqtt-src", source), config.source_capacity, config.source_refill_per_s, now):
-        return True
-    return did is not None and bool(limits.locked_until(("mqtt", did), now))
+        return "rate_limited"
+    if did is not None and limits.locked_until(("mqtt", did), now):
+        return "locked_out"
+    return None
 
 
 def _failed(app, did, now):
@@ -211,9 +214,10 @@ async def _authenticate(request, doc, transport):
     username, password, clientid = doc.get("username"), doc.get("password"), doc.get("clientid")
     source = doc.get("peerhost") if isinstance(doc.get("peerhost"), str) else (request.remote or "?")
     did = parse_device_id(username) if isinstance(username, str) else None
-    if _limited(app, source[:64], did, now):
-        _audit(st, now, st.get_device(did) if did else None, "mqtt.connect", transport, source[:64], "refused", "rate_limited")
-        raise auth.Refused("rate_limited")
+    limited = _limited(app, source[:64], did, now)
+    if limited:
+        _audit(st, now, st.get_device(did) if did else None, "mqtt.connect", transport, source[:64], "refused", limited)
+        raise auth.Refused(limited)
     try:
         dev, method = auth.authenticate_mqtt(app, st, app[SEALER], username, password, clientid, now)
     except auth.Refused as e:
@@ -223,7 +227,21 @@ async def _authenticate(request, doc, transport):
     st.limits.succeed(("mqtt", dev["id"]))
     st.touch_last_seen(dev["id"], now)
     _audit(st, now, dev, "mqtt.connect", transport, source[:64], "ok", method)
-    return dev, method
+    return _activate(app, dev, now, transport, source[:64]), method
+
+
+def _activate(app, dev, now, transport, source):
+    """A device still in provisioning that proved its credential becomes active, as on its first successful
+    binary auth or DTLS handshake (the broker accepts its certificate already): one transaction, audited."""
+    if dev["status"] != "provisioning":
+        return dev
+    row = (now, dev["tenant_id"], "admin", dev["id"].hex(), transport, "device.activate", transport, source, "ok",
+           "provisioning -> active: first successful authentication")
+    app[STORAGE].record_auth([], [(now, dev["id"])], [row])
+    core = app.get(CORE)
+    if core is not None:
+        core.forget(dev["id"])          # the binary-auth cache still holds "provisioning"
+    return {**dev, "status": "active", "status_changed_at": now}
 
 
 async def emqx_auth(request):
@@ -280,11 +298,12 @@ async def basic(request):
     try:
         user, secret = auth.parse_basic_unverified(request.headers.get("Authorization"))
         did = bytes.fromhex(user)
-        if _limited(app, source, did, now):
-            raise auth.Refused("rate_limited")
+        limited = _limited(app, source, did, now)
+        if limited:
+            raise auth.Refused(limited)
         dev = auth.verify_basic(st, app[SEALER], user, secret)
     except auth.Refused as e:
-        if e.reason != "rate_limited":
+        if e.reason not in ("rate_limited", "locked_out"):
             _failed(app, did, now)
         _audit(st, now, st.get_device(did) if did else None, "http.basic", "http-basic", source, "refused", e.reason)
         return web.json_response({"error": "unauthenticated", "message": "refused"}, status=401,
@@ -292,6 +311,7 @@ async def basic(request):
     st.limits.succeed(("mqtt", dev["id"]))
     st.touch_last_seen(dev["id"], now)
     _audit(st, now, dev, "http.basic", "http-basic", source, "ok")
+    dev = _activate(app, dev, now, "http-basic", source)
     return web.json_response({"device_id": dev["id"].hex(), "status": dev["status"]})
 
 
