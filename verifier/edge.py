@@ -342,11 +342,6 @@ class EdgeCore:
         except chain.ChainTokenRefused as x:
             if tok is None and e is None and isinstance(data, (bytes, bytearray)) and len(data) == chain.TOKEN_LEN:
                 e = self._entries.get(bytes(data[5:13]))   # malformed, but naming a device this edge holds
-            if x.reason in chain.UNAUTHENTICATED_REASONS:
-                more = self._sampler.admit(e.id if e is not None else None, now)
-                if more is None:
-                    return False, x.reason                 # counted; reported in the next admitted row
-                return self._offline_refused(tnow, e, tok, source, x.reason, join_detail(x.detail, more))
             return self._offline_refused(tnow, e, tok, source, x.reason, x.detail)
         row = _audit(tnow, e.tenant_id, e.hex, source, "OK", None, f"index {tok['index']}")
         if not self._store.use_token(e.id, tok["index"], tnow, tok["exp"], row):
@@ -369,6 +364,11 @@ class EdgeCore:
         return e
 
     def _offline_refused(self, tnow, e, tok, source, reason, extra=None):
+        if reason in chain.UNAUTHENTICATED_REASONS or reason == STALE_CODE:     # before any signature check
+            more = self._sampler.admit(e.id if e is not None else None, tnow)
+            if more is None:
+                return False, reason                       # counted; reported in the next admitted row
+            extra = join_detail(extra, more)
         hex_id = e.hex if e is not None else (tok["device_id"].hex() if tok is not None else None)
         detail = join_detail(None if tok is None else f"index {tok['index']}",
                              STALE_DETAIL if reason == STALE_CODE else None, extra)

@@ -216,7 +216,8 @@ async def _authenticate(request, doc, transport):
     did = parse_device_id(username) if isinstance(username, str) else None
     limited = _limited(app, source[:64], did, now)
     if limited:
-        _audit(st, now, st.get_device(did) if did else None, "mqtt.connect", transport, source[:64], "refused", limited)
+        _audit(st, now, st.get_device(did) if did else None, "mqtt.connect", transport, source[:64], "refused",
+               limited)
         raise auth.Refused(limited)
     try:
         dev, method = auth.authenticate_mqtt(app, st, app[SEALER], username, password, clientid, now)

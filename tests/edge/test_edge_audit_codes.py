@@ -61,3 +61,16 @@ async def test_edge_audits_a_malformed_token_naming_a_cached_device_and_bounds_t
     rows = [r for r in edge.app[EDGE_STORE].pending_reports(100)[0]["audit"] if r["result"] == "REFUSED"]
     assert [(r["tenant_id"], r["device_id"], r["reason"], r["detail"]) for r in rows] == [
         (world.tenant_id, dev.hex, "malformed", "version 2")] * 10
+
+
+async def test_stale_edge_refusals_cannot_grow_the_outbox_without_bound(world, clock):
+    dev, = world.devices(1)
+    await world.get_chain(dev)
+    edge = await world.start_edge(max_offline_s=2 * DAY)
+    await world.stop_cloud()
+    clock.advance(2 * DAY + 60)
+    tok, _ = _current(dev, clock())
+    for _ in range(30):
+        assert (await offline(world, edge.url, tok))[0] == 401
+    rows = [r for r in edge.app[EDGE_STORE].pending_reports(100)[0]["audit"] if r["reason"] == "stale"]
+    assert len(rows) == 10
