@@ -6,7 +6,7 @@ failure while the broker already accepts its certificate."""
 import base64
 
 from tests.support import AuthDevice
-from verifier import keys, mqtt_auth as ma
+from verifier import keys, mqtt_auth as ma, mqtt_broker as mb
 from verifier.appkeys import STORAGE
 from verifier.binauth import OK
 
@@ -98,3 +98,15 @@ async def test_binary_auth_after_an_mqtt_activation_does_not_activate_twice(clie
     assert dev.reply(req, await r.read())["status"] == OK
     actions = [a["action"] for a in _audit(app, acme, hex_id)]
     assert actions.count("device.activate") == 1
+
+
+async def test_go_auth_acl_lets_a_provisioning_device_reach_its_topics_like_the_broker(client, app, acme):
+    hex_id, _ = _provisioning(acme)
+    prefix = mb.topic_prefix(acme.id, hex_id)
+    r = await client.post("/v1/mqtt/go-auth/acl", json={"username": hex_id, "clientid": hex_id,
+                                                        "topic": prefix + "/telemetry", "acc": 2})
+    assert r.status == 200
+    r = await client.post("/v1/mqtt/go-auth/acl", json={"username": hex_id, "clientid": hex_id,
+                                                        "topic": "janua/other/x", "acc": 2})
+    assert r.status == 403
+    assert app[STORAGE].get_device(bytes.fromhex(hex_id))["status"] == "provisioning"   # an ACL check activates nothing
