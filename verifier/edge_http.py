@@ -127,7 +127,8 @@ async def reports(request):
     actor = f"edge:{token_id}"
     rows = [(_int(a.get("ts"), "ts"), tenant_id, a.get("kind") if a.get("kind") in ("auth", "admin") else "auth",
              a["device_id"] if parse_device_id(a.get("device_id")) else None, actor, _text(a.get("action")) or "edge",
-             _text(a.get("transport")), _text(a.get("source")), _text(a.get("result")) or "?", _text(a.get("reason")))
+             _text(a.get("transport")), _text(a.get("source")), _text(a.get("result")) or "?", _text(a.get("reason")),
+             _text(a.get("detail")))
             for a in audit]
     ours = {}
 
@@ -150,7 +151,9 @@ async def reports(request):
         floors = []
         for did, last_ts in auth:
             dev = mine(did)
-            if dev and last_ts > dev["last_ts"]:
+            if not dev:
+                ignored += 1
+            elif last_ts > dev["last_ts"]:
                 floors.append((last_ts, now, did))
         if floors:
             st.record_auth(floors, [], [])

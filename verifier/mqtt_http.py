@@ -14,7 +14,7 @@ import secrets
 from aiohttp import web
 
 from verifier import mqtt_auth as auth, mqtt_status, registry, x509 as vx
-from verifier.appkeys import CONFIG, LIFECYCLE_HOOKS, SEALER, STORAGE
+from verifier.appkeys import CONFIG, CORE, LIFECYCLE_HOOKS, SEALER, STORAGE
 from verifier.errors import Conflict, NotFound, ValidationError, VerifierError
 from verifier.http import _admin, _device_id, _json, _now
 from verifier.lockout import EXHAUSTED, Lockout
@@ -249,7 +249,21 @@ async def _authenticate(request, doc, transport):
     _outcome(guard if dev["id"] == did else None, source, now)
     st.touch_last_seen(dev["id"], now)
     _audit(st, now, dev, "mqtt.connect", transport, source[:64], "ok", method)
-    return dev, method
+    return _activate(app, dev, now, transport, source[:64]), method
+
+
+def _activate(app, dev, now, transport, source):
+    """A device still in provisioning that proved its credential becomes active, as on its first successful
+    binary auth or DTLS handshake (the broker accepts its certificate already): one transaction, audited."""
+    if dev["status"] != "provisioning":
+        return dev
+    row = (now, dev["tenant_id"], "admin", dev["id"].hex(), transport, "device.activate", transport, source, "ok",
+           "provisioning -> active: first successful authentication")
+    app[STORAGE].record_auth([], [(now, dev["id"])], [row])
+    core = app.get(CORE)
+    if core is not None:
+        core.forget(dev["id"])          # the binary-auth cache still holds "provisioning"
+    return {**dev, "status": "active", "status_changed_at": now}
 
 
 async def emqx_auth(request):
@@ -318,6 +332,7 @@ async def basic(request):
     _outcome(guard, source, now)
     st.touch_last_seen(dev["id"], now)
     _audit(st, now, dev, "http.basic", "http-basic", source, "ok")
+    dev = _activate(app, dev, now, "http-basic", source)
     return web.json_response({"device_id": dev["id"].hex(), "status": dev["status"]})
 
 

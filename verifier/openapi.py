@@ -70,7 +70,8 @@ SCHEMAS = {
         "kind": {"type": "string", "enum": ["auth", "admin"]}, "device_id": {"type": ["string", "null"]},
         "actor": {"type": ["string", "null"], "description": "admin token id (never the token), cli or binauth"},
         "action": {"type": "string"}, "transport": {"type": ["string", "null"]},
-        "source": {"type": ["string", "null"]}, "result": {"type": "string"}, "reason": {"type": ["string", "null"]}}},
+        "source": {"type": ["string", "null"]}, "result": {"type": "string"}, "reason": {"type": ["string", "null"]},
+        "detail": {"type": ["string", "null"], "description": "free text that goes with the reason code"}}},
 }
 
 OCTETS = {"application/octet-stream": {"schema": {"type": "string", "contentEncoding": "binary"}}}

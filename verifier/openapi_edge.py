@@ -9,7 +9,8 @@ _AUDIT_IN = {"type": "object", "description": "an audit row queued at the edge (
              "properties": {"ts": {"type": "integer"}, "kind": {"type": "string", "enum": ["auth", "admin"]},
                             "device_id": {"type": ["string", "null"]}, "action": {"type": "string"},
                             "transport": {"type": ["string", "null"]}, "source": {"type": ["string", "null"]},
-                            "result": {"type": "string"}, "reason": {"type": ["string", "null"]}},
+                            "result": {"type": "string"}, "reason": {"type": ["string", "null"]},
+                            "detail": {"type": ["string", "null"]}},
              "required": ["ts"]}
 
 SCHEMAS = {

@@ -24,7 +24,9 @@ DEVICE_COLUMNS = ("id", "tenant_id", "serial_number", "manufacturer_id", "model_
                   "sealed_secret", "metadata", "status", "provisioned_at", "status_changed_at", "trust_level",
                   "compromised", "quarantined", "permissions", "psk_generation", "psk_expires_at")
 AUDIT_COLUMNS = ("ts", "tenant_id", "kind", "device_id", "actor", "action", "transport", "source",
-                 "result", "reason")
+                 "result", "reason", "detail")
+# `reason` is a bare code (what scripts match on); `detail` the free text that goes with it (e.g. "index 3").
+# Rows written without a detail (10 values) get None.
 PATCHABLE = frozenset(("metadata", "trust_level", "compromised", "quarantined", "permissions",
                        "status", "status_changed_at"))
 
@@ -49,7 +51,7 @@ CREATE TABLE IF NOT EXISTS auth_state (
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, tenant_id TEXT, kind TEXT NOT NULL,
     device_id TEXT, actor TEXT, action TEXT NOT NULL, transport TEXT, source TEXT,
-    result TEXT NOT NULL, reason TEXT);
+    result TEXT NOT NULL, reason TEXT, detail TEXT);
 CREATE INDEX IF NOT EXISTS audit_tenant ON audit (tenant_id, seq);
 """
 
@@ -61,6 +63,7 @@ MIGRATIONS = (
      "UPDATE devices SET psk_expires_at = provisioned_at + %d WHERE psk_expires_at IS NULL" % PSK_LIFETIME_S),
     ("chain_used", "expires",
      "ALTER TABLE chain_used ADD COLUMN expires INTEGER NOT NULL DEFAULT %d" % EXPIRES_UNKNOWN, None),
+    ("audit", "detail", "ALTER TABLE audit ADD COLUMN detail TEXT", None),
 )
 
 
@@ -322,12 +325,12 @@ class SQLiteStorage(SQLiteTransactions, SQLiteOTAStorage, SQLiteTokenStorage, SQ
                 db.executemany("UPDATE devices SET status = 'active', status_changed_at = ? "
                                "WHERE id = ? AND status = 'provisioning'", activated)
             if audit_rows:
-                db.executemany(_AUDIT_INSERT, audit_rows)
+                db.executemany(_AUDIT_INSERT, audit_rows_full(audit_rows))
 
     # audit
     def add_audit(self, rows):
         with self.transaction():
-            self._db.executemany(_AUDIT_INSERT, rows)
+            self._db.executemany(_AUDIT_INSERT, audit_rows_full(rows))
 
     def list_audit(self, tenant_id, device_id=None, limit=100):
         q, args = "SELECT * FROM audit WHERE tenant_id = ?", [tenant_id]
@@ -335,6 +338,12 @@ class SQLiteStorage(SQLiteTransactions, SQLiteOTAStorage, SQLiteTokenStorage, SQ
             q += " AND device_id = ?"; args.append(device_id)
         q += " ORDER BY seq DESC LIMIT ?"; args.append(limit)
         return [dict(r) for r in self._db.execute(q, args)]
+
+
+def audit_rows_full(rows):
+    """Audit tuples with every AUDIT_COLUMNS value: a row without its trailing detail gets None."""
+    n = len(AUDIT_COLUMNS)
+    return [r if len(r) == n else tuple(r) + (None,) * (n - len(r)) for r in rows]
 
 
 _AUDIT_INSERT = "INSERT INTO audit (%s) VALUES (%s)" % (",".join(AUDIT_COLUMNS), ",".join("?" * len(AUDIT_COLUMNS)))

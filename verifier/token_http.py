@@ -18,10 +18,13 @@ from verifier.appkeys import CONFIG, STORAGE
 from verifier.errors import Conflict, Unauthorized, ValidationError
 from verifier.http import _admin, _json, _now, limit_source
 from verifier.ota_http import _device, _refused
+from verifier.refusal_sampler import RefusalSampler, join_detail
 from verifier.tokens import (TOKEN_KEYS, bearer, device_may_authenticate, issue_device_token, policy_of,
                              token_keys_for, validate_device_token)
 
 log = logging.getLogger("janua.verifier.tokens")
+
+REFUSAL_SAMPLER = web.AppKey("refusal_sampler", RefusalSampler)
 
 MAX_BODY = 16 * 1024
 MAX_USED = 1000                  # indices per sync
@@ -43,6 +46,7 @@ async def ctx(app):
     """cleanup_ctx resource of this feature (app.py appends it): load (or create) the signing keys, and
     run the chain_used pruning task for as long as the app runs."""
     app[TOKEN_KEYS] = token_keys_for(app, int(app[CONFIG].clock()))
+    app[REFUSAL_SAMPLER] = RefusalSampler(app[STORAGE].limits)
     task = asyncio.create_task(_prune_loop(app))
     yield
     task.cancel()
@@ -97,9 +101,10 @@ def used_expires(state, index, signed_until):
     return chain.MAX_U32
 
 
-def _audit(now, dev, action, transport, source, result, reason, device_hex=None):
+def _audit(now, dev, action, transport, source, result, reason, device_hex=None, detail=None):
+    """An auth audit row: `reason` a bare code (None for OK), `detail` free text (an index, an exp)."""
     return (now, dev["tenant_id"] if dev else None, "auth", dev["id"].hex() if dev else device_hex, None, action,
-            transport, source, result, reason)
+            transport, source, result, reason, detail)
 
 
 async def _body(request):
@@ -128,7 +133,7 @@ async def issue(request):
         return _refused(reply)
     st, now = request.app[STORAGE], _now(request)
     token, claims, refresh_at = issue_device_token(request.app[TOKEN_KEYS], dev, policy_of(st, dev["tenant_id"]), now)
-    st.add_audit([_audit(now, dev, "token.issue", "http", request.remote, "OK", f"exp {claims['exp']}")])
+    st.add_audit([_audit(now, dev, "token.issue", "http", request.remote, "OK", None, detail=f"exp {claims['exp']}")])
     out = _token_reply(token, claims, refresh_at)
     out["auth"] = reply.hex()
     return web.json_response(out, headers={"Cache-Control": "no-store"})
@@ -138,7 +143,7 @@ async def refresh(request):
     st, now = request.app[STORAGE], _now(request)
     dev, _ = validate_device_token(request.app, bearer(request), now)
     token, claims, refresh_at = issue_device_token(request.app[TOKEN_KEYS], dev, policy_of(st, dev["tenant_id"]), now)
-    st.add_audit([_audit(now, dev, "token.refresh", "http", request.remote, "OK", f"exp {claims['exp']}")])
+    st.add_audit([_audit(now, dev, "token.refresh", "http", request.remote, "OK", None, detail=f"exp {claims['exp']}")])
     return web.json_response(_token_reply(token, claims, refresh_at), headers={"Cache-Control": "no-store"})
 
 
@@ -168,10 +173,14 @@ async def introspect(request):
 
 def authenticate_offline(app, raw, now, source):
     """Decide one offline chain token (bytes) at the cloud: (device, fields, chain state), or raise
-    ChainTokenRefused after queueing its audit row. Accepted tokens are marked used before returning."""
-    st, dev, reason = app[STORAGE], None, None
+    ChainTokenRefused after writing its audit row. Accepted tokens are marked used before returning.
+    A refusal before the signature verifies (chain.UNAUTHENTICATED_REASONS) is audited under the tenant of
+    the device the token names, if it is known (also when the token is malformed but 107 bytes long), and
+    only as often as app[REFUSAL_SAMPLER] lets it (the rest are counted in the next row's detail)."""
+    st, dev, reason, detail = app[STORAGE], None, None, None
     try:
         fields = chain.decode_chain_token_unverified(raw)
+        detail = f"index {fields['index']}"
         dev = st.get_device(fields["device_id"])
         drift = policy_of(st, dev["tenant_id"]).drift_s if dev else 0
         fields = chain.verify_chain_token(raw, app[TOKEN_KEYS].chain_keys(now), now, drift)
@@ -183,11 +192,21 @@ def authenticate_offline(app, raw, now, source):
             raise chain.ChainTokenRefused("replayed")
     except chain.ChainTokenRefused as e:
         reason = e.reason
-        hex_id = raw[5:13].hex() if len(raw) == chain.TOKEN_LEN else None
-        st.add_audit([_audit(now, dev, "offline", "offline", source, "REFUSED", reason, hex_id)])
+        named = bytes(raw[5:13]) if len(raw) == chain.TOKEN_LEN else None
+        if dev is None and named is not None and reason == "malformed":
+            dev = st.get_device(named)                  # a malformed token naming a known device: its tenant sees it
+        detail = detail if e.detail is None else join_detail(e.detail, detail)
+        if reason in chain.UNAUTHENTICATED_REASONS:
+            more = app[REFUSAL_SAMPLER].admit(dev["id"] if dev else None, now)
+            if more is None:
+                log.debug("offline token refused: %s (not audited: over the refusal audit budget)", reason)
+                raise
+            detail = join_detail(detail, more)
+        st.add_audit([_audit(now, dev, "offline", "offline", source, "REFUSED", reason,
+                             named.hex() if named else None, detail)])
         log.info("offline token refused: %s", reason)
         raise
-    st.add_audit([_audit(now, dev, "offline", "offline", source, "OK", f"index {fields['index']}")])
+    st.add_audit([_audit(now, dev, "offline", "offline", source, "OK", None, detail=f"index {fields['index']}")])
     return dev, fields, st.get_chain_state(dev["id"])
 
 
@@ -293,8 +312,8 @@ async def sync(request):
     keys = request.app[TOKEN_KEYS]
     with st.transaction():
         ack, tokens, state = sync_chain(st, keys, dev, policy, doc.get("used", []), doc.get("have", -1), now)
-        st.add_audit([_audit(now, dev, "sync", "http", request.remote, "OK",
-                             f"used {len(ack)}, issued {len(tokens)}")])
+        st.add_audit([_audit(now, dev, "sync", "http", request.remote, "OK", None,
+                             detail=f"used {len(ack)}, issued {len(tokens)}")])
     update = False
     if ota is not None:
         update = ota_rollout.choose_update(st, dev, ota.get("kind", "app"), ota.get("version"),

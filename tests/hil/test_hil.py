@@ -23,7 +23,7 @@ import pytest
 pytestmark = pytest.mark.hil
 
 ROOT = Path(__file__).resolve().parents[2]
-VECTORS = json.loads((ROOT / "tests" / "vectors" / "binauth.json").read_text())
+VECTORS = json.loads((ROOT / "docs" / "vectors" / "binauth.json").read_text())
 
 
 def janua(*args, timeout=300):

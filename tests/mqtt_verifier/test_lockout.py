@@ -64,11 +64,12 @@ async def test_http_basic_total_failures_bounded_across_hosts(client, app, acme,
     assert got.count("bad_secret") == 11 and got.count("locked_out (failure budget)") == 29
 
 
-async def test_http_basic_refusal_of_provisioning_device_does_not_count_as_failure(client, app, acme, clock):
-    (hex_id, master), = acme.provision([{}], "provisioning")
-    dev = type("D", (), {"hex": hex_id, "master": bytes.fromhex(master)})
+async def test_http_basic_refusal_of_suspended_device_does_not_count_as_failure(client, app, acme, clock):
+    """The right secret of a suspended device is refused (401) but is no guess: 8 of them lock nothing out."""
+    dev = acme.device(clock)
+    app[STORAGE].update_device(acme.id, bytes.fromhex(dev.hex), {"status": "suspended"})
     out = [await basic(client, dev, "127.0.0.3") for _ in range(8)]
-    app[STORAGE].update_device(acme.id, bytes.fromhex(hex_id), {"status": "active"})
+    app[STORAGE].update_device(acme.id, bytes.fromhex(dev.hex), {"status": "active"})
     out.append(await basic(client, dev, "127.0.0.3"))
     assert out == [401] * 8 + [200]
 

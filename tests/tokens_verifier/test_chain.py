@@ -63,8 +63,8 @@ async def test_offline_token_is_accepted_once(client, tenant, device, clock):
     r = await client.post("/v1/auth/device/offline", json={"token": toks[0].hex()})
     assert r.status == 401 and await r.json() == {"error": "unauthenticated", "message": "refused"}
     rows = offline_audit(client.app, tenant.id)
-    assert [(e["kind"], e["result"], e["reason"]) for e in rows] == [("auth", "REFUSED", "replayed"),
-                                                                      ("auth", "OK", "index 0")]
+    assert [(e["kind"], e["result"], e["reason"], e["detail"]) for e in rows] == [
+        ("auth", "REFUSED", "replayed", "index 0"), ("auth", "OK", None, "index 0")]
     assert all(e["device_id"] == device.hex and e["action"] == "offline" for e in rows)
 
 
