@@ -73,6 +73,7 @@ def test_build_writes_the_phases_into_the_manifest(tmp_path, capsys):
         {"percent": 10, "hours": 12}, {"percent": 50, "hours": 24}, {"percent": 100, "hours": 0}]}
 
 
+@pytest.mark.e2e
 def test_rollout_phases_and_settings_from_the_command_line(tmp_path, signing, capsys):
     v = Verifier(tmp_path)
     try:
