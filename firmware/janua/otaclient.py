@@ -15,7 +15,8 @@ through install's one 4 KiB buffer, hashed on the way (the slot is the staging a
 copy on flash). Nothing here trusts the verifier's JSON for integrity: the signed manifest decides.
 
 HTTP goes through janua.httpreq (one request per connection, Content-Length bodies only, no TLS,
-no redirects). It does not reset the board and does not run in the background.
+no redirects). It does not reset the board and does not run in the background; when to poll is
+janua.otacheck's decision (main.py calls it after every boot).
 """
 
 import gc
@@ -205,3 +206,4 @@ def poll(store=None, clock=None, slots=None):
     except JanuaError:
         pass
     return result, line
+
