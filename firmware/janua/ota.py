@@ -19,7 +19,7 @@ of each file (`open_src(path)`, e.g. the staging area a host tool filled, or an 
 import gc
 from micropython import const
 from janua import OTAError, StoreError, TransportError
-from janua.otastore import FlashFS, Counter, read_json, write_json, crc32  # noqa: F401 (re-exported)
+from janua.otastore import FlashFS, Counter, read_json, write_json, crc32, wipe, size  # noqa: F401 (re-exported)
 from janua.manifest import verify_manifest, check_compat, copy_verified, MAX_MANIFEST, MAX_SIG
 
 PTR = "ota_ptr.json"
@@ -30,12 +30,6 @@ _MAX_REPORTS = const(8)
 _BUF = const(4096)
 _TRIAL_S = const(3600)  # default trial time limit (ota.json trial_seconds, manifest rollback.trial_seconds)
 _CHECKED = ("compat", "rollout", "created", "name")
-
-
-def _size(f):
-    n = f.seek(0, 2)
-    f.seek(0)
-    return n
 
 
 def _device(cfg):
@@ -198,17 +192,7 @@ class AppSlots:
             src.close()
 
     def _wipe(self, d):
-        try:
-            entries = self.fs.ilistdir(d)
-        except OSError:
-            return
-        for e in entries:
-            p = d + "/" + e[0]
-            if e[1] == 0x4000:
-                self._wipe(p)
-            else:
-                self.fs.remove(p)
-        self.fs.rmdir(d)
+        wipe(self.fs, d)
 
     # -- after the switch -------------------------------------------------------------------
 
@@ -258,7 +242,7 @@ class AppSlots:
                 except OSError:
                     raise OTAError("no %s in %s" % (name, STAGE))
                 try:
-                    n = _size(f)
+                    n = size(f)
                     if n > cap:
                         raise OTAError("%s over %d bytes" % (name, cap))
                     data.append(f.read(n))
