@@ -9,7 +9,10 @@ It knows nothing of the wire protocol.
 
 import abc
 import json
+import logging
+import os
 import sqlite3
+import stat
 
 from verifier.errors import Conflict, StorageError
 from verifier.limits import MemoryLimitStore
@@ -25,6 +28,7 @@ DEVICE_COLUMNS = ("id", "tenant_id", "serial_number", "manufacturer_id", "model_
                   "compromised", "quarantined", "permissions", "psk_generation", "psk_expires_at")
 AUDIT_COLUMNS = ("ts", "tenant_id", "kind", "device_id", "actor", "action", "transport", "source",
                  "result", "reason")
+log = logging.getLogger("janua.verifier.storage")
 PATCHABLE = frozenset(("metadata", "trust_level", "compromised", "quarantined", "permissions",
                        "status", "status_changed_at"))
 
@@ -125,6 +129,12 @@ class Storage(OTAStorage, TokenStorage, X509Storage):
     def update_device(self, tenant_id, device_id, fields): """Update PATCHABLE columns; False if absent."""
 
     @abc.abstractmethod
+    def delete_unused_device(self, tenant_id, device_id, audit_row):
+        """Delete a tenant's device that never authenticated and holds no live credential (no unrevoked
+        certificate, no MQTT password), with `audit_row` (AUDIT_COLUMNS order), in one transaction.
+        Returns "deleted", "absent" or why not: "authenticated" or "credentials"."""
+
+    @abc.abstractmethod
     def set_psk(self, tenant_id, device_id, old_generation, generation, expires_at):
         """Move a device's DTLS PSK from `old_generation` to `generation` with a new expiry, only if it
         is still at `old_generation` (compare and set); False if not (absent, or rotated meanwhile)."""
@@ -147,6 +157,7 @@ class SQLiteStorage(SQLiteTransactions, SQLiteOTAStorage, SQLiteTokenStorage, SQ
 
     def __init__(self, path):
         try:
+            make_private(path)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -161,6 +172,8 @@ class SQLiteStorage(SQLiteTransactions, SQLiteOTAStorage, SQLiteTokenStorage, SQ
             self._db.executescript(TOKEN_INDEXES)          # on a column a migration may have added
         except sqlite3.Error as e:
             raise StorageError(f"cannot open database {path}: {e}") from e
+        except OSError as e:
+            raise StorageError(f"cannot open database {path}: {e.strerror}") from e
         self._db.row_factory = sqlite3.Row
         self._depth = 0
         self.limits = MemoryLimitStore()
@@ -299,6 +312,27 @@ class SQLiteStorage(SQLiteTransactions, SQLiteOTAStorage, SQLiteTokenStorage, SQ
                           (*vals, device_id, tenant_id))
         return cur.rowcount == 1
 
+    def delete_unused_device(self, tenant_id, device_id, audit_row):
+        db = self._db
+        with self.transaction():
+            if db.execute("SELECT 1 FROM devices WHERE id = ? AND tenant_id = ?", (device_id, tenant_id)).fetchone() is None:
+                return "absent"
+            if (db.execute("SELECT 1 FROM auth_state WHERE id = ?", (device_id,)).fetchone()
+                    or db.execute("SELECT 1 FROM chain_used WHERE device_id = ? AND via != 'abandoned' LIMIT 1",
+                                  (device_id,)).fetchone()
+                    or db.execute("SELECT 1 FROM ota_reports WHERE device_id = ? LIMIT 1", (device_id,)).fetchone()):
+                return "authenticated"
+            if (db.execute("SELECT 1 FROM x509_certs WHERE device_id = ? AND tenant_id = ? AND revoked_at IS NULL "
+                           "LIMIT 1", (device_id, tenant_id)).fetchone()
+                    or db.execute("SELECT 1 FROM mqtt_passwords WHERE device_id = ?", (device_id,)).fetchone()):
+                return "credentials"
+            # revoked certificates stay: the tenant's CRL must keep listing them
+            db.execute("DELETE FROM chain_used WHERE device_id = ?", (device_id,))
+            db.execute("DELETE FROM chain_state WHERE device_id = ?", (device_id,))
+            db.execute("DELETE FROM devices WHERE id = ? AND tenant_id = ?", (device_id, tenant_id))
+            db.execute(_AUDIT_INSERT, audit_row)
+        return "deleted"
+
     def set_psk(self, tenant_id, device_id, old_generation, generation, expires_at):
         cur = self._write("UPDATE devices SET psk_generation = ?, psk_expires_at = ? "
                           "WHERE id = ? AND tenant_id = ? AND psk_generation = ?",
@@ -341,3 +375,38 @@ _AUDIT_INSERT = "INSERT INTO audit (%s) VALUES (%s)" % (",".join(AUDIT_COLUMNS),
 _DEVICE_INSERT = "INSERT INTO devices (%s) VALUES (%s)" % (",".join(DEVICE_COLUMNS), ",".join("?" * len(DEVICE_COLUMNS)))
 _DEVICE_SELECT = ("SELECT d.*, COALESCE(a.last_ts, 0) AS last_ts, a.last_authenticated_at, "
                   "a.last_authenticated_at AS last_seen_at FROM devices d LEFT JOIN auth_state a ON a.id = d.id")
+
+
+PRIVATE_MODE = 0o600
+
+
+def make_private(path):
+    """Make a SQLite file owner-only (0600) before sqlite3 opens it: create it empty with that mode if it
+    is not there, and take group/other bits off an existing one and off its -wal and -shm. SQLite creates
+    -wal and -shm with the mode of the main file, so they follow it. In-memory and URI names are left alone."""
+    p = os.fspath(path)
+    if p in ("", ":memory:") or p.startswith("file:"):
+        return
+    fd = os.open(p, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), PRIVATE_MODE)
+    try:
+        _tighten(fd, p)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        try:
+            fd = os.open(p + suffix, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            continue
+        try:
+            _tighten(fd, p + suffix)
+        finally:
+            os.close(fd)
+
+
+def _tighten(fd, name):
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    if mode & 0o077:
+        try:
+            os.fchmod(fd, mode & 0o700)
+        except PermissionError:
+            log.warning("%s is readable by others (mode %o) and is not ours to change", name, mode)
