@@ -110,7 +110,9 @@ class API:
             except ValueError:
                 msg = raw.decode(errors="replace")[:200]
             hint = "check --token / JANUA_TOKEN" if e.code == 401 else None
-            raise CLIError(f"verifier refused {method} {path}: HTTP {e.code}: {msg}", hint=hint)
+            err = CLIError(f"verifier refused {method} {path}: HTTP {e.code}: {msg}", hint=hint, status=e.code)
+            err.detail = msg
+            raise err
         except urllib.error.URLError as e:
             raise CLIError(f"cannot reach the verifier at {self.server}: {e.reason}",
                            hint="is `janua serve` running? (--server / JANUA_SERVER)")

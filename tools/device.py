@@ -25,10 +25,10 @@ def _run_delete(api, args):
     try:
         api.call("DELETE", f"/v1/devices/{dev}")
     except CLIError as e:
-        if "HTTP 409" in str(e):
-            raise CLIError(f"device {dev} was not deleted: {str(e).split(': ', 2)[-1]}",
-                           hint=f"janua device delete removes only a device that never authenticated") from None
-        if "HTTP 404" in str(e):
+        if e.status == 409:
+            raise CLIError(e.detail, hint="janua device delete removes only a device that never authenticated "
+                                          "and holds no certificate or MQTT password") from None
+        if e.status == 404:
             raise CLIError(f"no device {dev} in this tenant") from None
         raise
     print(f"janua: deleted device {dev}; its serial can be provisioned again")

@@ -14,7 +14,8 @@ import sqlite3
 from verifier.errors import StorageError
 from verifier.limits import MemoryLimitStore
 from verifier.sqlite_tx import SQLiteTransactions
-from verifier.storage import AUDIT_COLUMNS, make_private
+from verifier.sqlite_files import make_private
+from verifier.storage import AUDIT_COLUMNS
 
 EDGE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS edge_devices (

@@ -9,13 +9,11 @@ It knows nothing of the wire protocol.
 
 import abc
 import json
-import logging
-import os
 import sqlite3
-import stat
 
 from verifier.errors import Conflict, StorageError
 from verifier.limits import MemoryLimitStore
+from verifier.sqlite_files import make_private
 from verifier.sqlite_tx import SQLiteTransactions
 from verifier.storage_ota import OTA_SCHEMA, OTAStorage, SQLiteOTAStorage
 from verifier.storage_tokens import (EXPIRES_UNKNOWN, TOKEN_INDEXES, TOKEN_SCHEMA, SQLiteTokenStorage,
@@ -28,7 +26,6 @@ DEVICE_COLUMNS = ("id", "tenant_id", "serial_number", "manufacturer_id", "model_
                   "compromised", "quarantined", "permissions", "psk_generation", "psk_expires_at")
 AUDIT_COLUMNS = ("ts", "tenant_id", "kind", "device_id", "actor", "action", "transport", "source",
                  "result", "reason")
-log = logging.getLogger("janua.verifier.storage")
 PATCHABLE = frozenset(("metadata", "trust_level", "compromised", "quarantined", "permissions",
                        "status", "status_changed_at"))
 
@@ -376,37 +373,3 @@ _DEVICE_INSERT = "INSERT INTO devices (%s) VALUES (%s)" % (",".join(DEVICE_COLUM
 _DEVICE_SELECT = ("SELECT d.*, COALESCE(a.last_ts, 0) AS last_ts, a.last_authenticated_at, "
                   "a.last_authenticated_at AS last_seen_at FROM devices d LEFT JOIN auth_state a ON a.id = d.id")
 
-
-PRIVATE_MODE = 0o600
-
-
-def make_private(path):
-    """Make a SQLite file owner-only (0600) before sqlite3 opens it: create it empty with that mode if it
-    is not there, and take group/other bits off an existing one and off its -wal and -shm. SQLite creates
-    -wal and -shm with the mode of the main file, so they follow it. In-memory and URI names are left alone."""
-    p = os.fspath(path)
-    if p in ("", ":memory:") or p.startswith("file:"):
-        return
-    fd = os.open(p, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), PRIVATE_MODE)
-    try:
-        _tighten(fd, p)
-    finally:
-        os.close(fd)
-    for suffix in ("-wal", "-shm"):
-        try:
-            fd = os.open(p + suffix, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
-            continue
-        try:
-            _tighten(fd, p + suffix)
-        finally:
-            os.close(fd)
-
-
-def _tighten(fd, name):
-    mode = stat.S_IMODE(os.fstat(fd).st_mode)
-    if mode & 0o077:
-        try:
-            os.fchmod(fd, mode & 0o700)
-        except PermissionError:
-            log.warning("%s is readable by others (mode %o) and is not ours to change", name, mode)

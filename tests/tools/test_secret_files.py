@@ -122,3 +122,35 @@ def test_unique_secret_file_takes_the_next_free_number(tmp_path):
         f.write(b"run 3\n")
     assert path == tmp_path / "d.csv.manifest-3.jsonl" and mode(path) == 0o600
     assert base.read_bytes() == b"run 1\n" and (tmp_path / "d.csv.manifest-2.jsonl").read_bytes() == b"run 2\n"
+
+
+def test_broker_key_and_dynsec_never_inherit_a_stale_temp_files_mode(tmp_path, umask_022):
+    """`janua mqtt config` writes each file to <name>.tmp and renames it: a <name>.tmp left 0644 by an
+    interrupted run must not make broker.key or dynsec.json (the broker admin password hash) 0644."""
+    from verifier import registry
+    from verifier.keys import Sealer
+    from verifier.mqtt_broker import tenant_short_id, write_config
+    from verifier.storage import SQLiteStorage
+    st = SQLiteStorage(str(tmp_path / "janua.db"))
+    try:
+        tenant = registry.create_tenant(st, "t", 1_767_225_600)
+        out = tmp_path / "mqtt"
+        tdir = out / "tenants" / tenant_short_id(tenant["id"])
+        tdir.mkdir(parents=True)
+        for stale in (out / "dynsec.json.tmp", tdir / "broker.key.tmp"):
+            stale.write_bytes(b"")
+            os.chmod(stale, 0o644)
+        write_config(st, Sealer(bytes(range(32))), out, 1_767_225_600)
+    finally:
+        st.close()
+    assert {p: mode(p) for p in (out / "dynsec.json", tdir / "broker.key")} == {
+        out / "dynsec.json": 0o600, tdir / "broker.key": 0o600}
+
+
+def test_registry_created_under_a_strict_umask_is_still_writable(tmp_path):
+    old = os.umask(0o277)
+    try:
+        _use_registry(tmp_path / "janua.db").close()
+    finally:
+        os.umask(old)
+    assert mode(tmp_path / "janua.db") == 0o600

@@ -1,6 +1,8 @@
 """DELETE /v1/devices/{id}: the way back from a mistaken provisioning (a typo in --port). Only a device that
 never authenticated and holds no live credential goes; its serial is then free; every attempt is audited."""
 
+import pytest
+
 from verifier.appkeys import STORAGE
 from verifier.binauth import OK
 
@@ -81,3 +83,20 @@ async def test_storage_delete_is_scoped_to_the_tenant(client, tenant_a, tenant_b
     assert st.get_device(did, tenant_a.id) is not None
     assert st.delete_unused_device(tenant_a.id, did, row[:1] + (tenant_a.id,) + row[2:]) == "deleted"
     assert st.get_device(did) is None
+
+
+@pytest.mark.parametrize("use, outcome", [
+    (lambda st, did, now: st.touch_last_seen(did, now), "authenticated"),                 # MQTT / HTTP auth
+    (lambda st, did, now: st.use_chain_token(did, 0, now, "edge", now + 600), "authenticated"),   # offline token
+    (lambda st, did, now: st.use_chain_token(did, 0, now, "device", now + 600), "authenticated"),
+    (lambda st, did, now: st.use_chain_token(did, 0, now, "abandoned", now + 600), "deleted"),  # never reached it
+    (lambda st, did, now: None, "deleted"),
+])
+async def test_any_authentication_keeps_a_device_from_deletion(client, tenant_a, clock, use, outcome):
+    st = client.app[STORAGE]
+    (hex_id, _), = tenant_a.provision([{"serial_number": "USED-1"}], "active")
+    did, now = bytes.fromhex(hex_id), int(clock())
+    use(st, did, now)
+    row = (now, tenant_a.id, "admin", hex_id, "t", "device.delete", None, None, "ok", "x")
+    assert st.delete_unused_device(tenant_a.id, did, row) == outcome
+    assert (st.get_device(did) is None) == (outcome == "deleted")
