@@ -149,7 +149,7 @@ def _held_device(api, ident):
     except CLIError:
         d = None
     if not isinstance(d, dict) or "serial_number" not in d:
-        return d, f"device {dev} (serial unknown: not a device of this tenant)"
+        return d, f"device {dev} (serial unknown: this tenant has no such device, or no longer)"
     return d, f"device {dev} (serial {d['serial_number']}, {d.get('status')})"
 
 
@@ -196,6 +196,7 @@ def provision_one(api, args):
         # Do not leave a registered device whose credentials exist nowhere: decommission it (that revokes any
         # certificate it was issued), then delete it, so that its serial can be provisioned again.
         fate = _withdraw(api, dev, "provisioning onto the board failed")
+        _remove_temp_files(args.port, list(files) or [BOARD_CONFIG])
         raise CLIError(f"could not write the credentials onto the board at {args.port}: {e}; "
                        f"device {dev} was {fate}", hint=e.hint)
     extra = f" and {', '.join(n for n in files if n != BOARD_CONFIG)}" if files else ""
@@ -210,6 +211,18 @@ def provision_one(api, args):
             print(f"janua: warning: could not decommission the board's old device {held['device_id']}: {e}",
                   file=sys.stderr)
     return 0
+
+
+def _remove_temp_files(port, names):
+    """Best effort, after a failed write: take our <name>.tmp files off the board (they hold the withdrawn
+    identity, and the firmware's store would fall back to a complete janua.json.tmp)."""
+    from tools import mpremote_util
+    code = "import os\nfor n in %r:\n    try:\n        os.remove(n)\n    except OSError:\n        pass\n" % (
+        [n + ".tmp" for n in names],)
+    try:
+        mpremote_util.exec_(port, code, timeout=15)
+    except CLIError:
+        pass
 
 
 def _withdraw(api, dev, reason):

@@ -341,3 +341,24 @@ def test_board_holding_an_identity_is_refused_without_force(verifier, tmp_path):
         new = _board_device_id(port)
         assert new != held and [d["device_id"] for d in _devices(verifier, "HELD-2")] == [new]
         assert [d["status"] for d in _devices(verifier, "HELD-1")] == ["decommissioned"]
+
+
+def test_failed_board_write_leaves_the_serial_free(verifier, tmp_path):
+    """The board answers, but the credentials cannot be written (here: a non-empty directory named janua.json):
+    the device is withdrawn, decommissioned and deleted, so the same serial can be provisioned once it is fixed."""
+    flash = tmp_path / "flash"
+    with VirtualBoard("esp32", flash_dir=flash) as vb:
+        (flash / "janua.json").mkdir()
+        (flash / "janua.json" / "x").write_text("x")
+        r = janua("provision", "--serial", "WRITEFAIL-1", "--port", vb.port, *auth_args(verifier))
+        assert r.returncode == 1 and 'File "/' not in r.stderr     # the hint may quote the board's traceback
+        first = r.stderr.splitlines()[0]
+        assert first.startswith(f"janua: could not write the credentials onto the board at {vb.port}: ")
+        assert first.endswith("was deleted again (its serial is free)")
+        assert _devices(verifier, "WRITEFAIL-1") == []
+        assert not (flash / "janua.json.tmp").exists()       # the withdrawn identity is not left for the store
+        (flash / "janua.json" / "x").unlink()
+        (flash / "janua.json").rmdir()
+        r = janua("provision", "--serial", "WRITEFAIL-1", "--port", vb.port, *auth_args(verifier))
+        assert r.returncode == 0, r.stderr
+        assert [d["status"] for d in _devices(verifier, "WRITEFAIL-1")] == ["provisioning"]
