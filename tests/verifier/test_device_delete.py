@@ -90,6 +90,11 @@ async def test_storage_delete_is_scoped_to_the_tenant(client, tenant_a, tenant_b
     (lambda st, did, now: st.use_chain_token(did, 0, now, "edge", now + 600), "authenticated"),   # offline token
     (lambda st, did, now: st.use_chain_token(did, 0, now, "device", now + 600), "authenticated"),
     (lambda st, did, now: st.use_chain_token(did, 0, now, "abandoned", now + 600), "deleted"),  # never reached it
+    # a DTLS handshake: only the audit row it writes (verifier/dtls/auth.py) shows it
+    (lambda st, did, now: st.add_audit([(now, st.get_device(did)["tenant_id"], "auth", did.hex(), None, "dtls", "dtls",
+                                         "127.0.0.1:5000", "OK", None)]), "authenticated"),
+    (lambda st, did, now: st.add_audit([(now, st.get_device(did)["tenant_id"], "auth", did.hex(), None, "dtls", "dtls",
+                                         "127.0.0.1:5000", "SIGNATURE", "bad finished")]), "deleted"),
     (lambda st, did, now: None, "deleted"),
 ])
 async def test_any_authentication_keeps_a_device_from_deletion(client, tenant_a, clock, use, outcome):
