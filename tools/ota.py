@@ -45,9 +45,11 @@ def keygen(out_dir, name="release"):
     sk = Ed25519PrivateKey.generate()
     pem = sk.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                            serialization.NoEncryption())
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
+    from tools import secretfile
+    try:        # a new 0600 file whatever the umask, never over an existing one (a race with the check above)
+        secretfile.write_new(key_path, pem)
+    except FileExistsError:
+        raise CLIError(f"{key_path} exists", hint="choose another --name; keys are never overwritten") from None
     raw = sk.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     kid = key_id(raw)
     pub_path.write_text(json.dumps({"alg": "Ed25519", "kid": kid, "pub": raw.hex()}) + "\n")

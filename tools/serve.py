@@ -13,7 +13,6 @@ and KEK, no registry and no DTLS; its line ends with `edge upstream=URL`.
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 import time
@@ -78,8 +77,8 @@ def _edge_config(args):
     if not args.upstream:
         raise CLIError("--edge needs --upstream URL: the cloud verifier the edge serves from",
                        hint="e.g. janua serve --edge --upstream http://cloud:8080 --upstream-token-file edge.token")
-    if not args.upstream.startswith(("http://", "https://")):
-        raise CLIError(f"--upstream must be an http:// or https:// URL, not {args.upstream!r}")
+    from tools.api import check_url
+    check_url(args.upstream, "--upstream")
     if not args.upstream_token_file:
         raise CLIError("--edge needs --upstream-token-file FILE: a tenant admin token (jna_...) of the upstream",
                        hint="issue one on the cloud: janua tenant token NAME --label edge > edge.token")
@@ -110,10 +109,17 @@ def ensure_dev_tenant(db_path):
         _, token = registry.issue_token(storage, tenant["id"], now, label="dev")
     finally:
         storage.close()
+    # A fresh registry: a <db>.token already there is a stale token of a registry that no longer exists.
+    # The new one goes into a new 0600 file renamed over it (never written into the old file or its mode).
+    from tools import secretfile
     path = Path(str(db_path) + ".token")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
+    stale = path.exists()
+    try:
+        secretfile.replace(path, (token + "\n").encode())
+    except OSError as e:
+        raise CLIError(f"cannot write the dev token file {path}: {e.strerror}") from None
+    if stale:
+        print(f"janua serve: replaced {path}, the token of an earlier registry of that name", file=sys.stderr)
     return token, path
 
 

@@ -14,6 +14,7 @@ import sqlite3
 from verifier.errors import StorageError
 from verifier.limits import MemoryLimitStore
 from verifier.sqlite_tx import SQLiteTransactions
+from verifier.sqlite_files import make_private
 from verifier.storage import AUDIT_COLUMNS
 
 EDGE_SCHEMA = """
@@ -41,6 +42,7 @@ class EdgeStore(SQLiteTransactions):
 
     def __init__(self, path):
         try:
+            make_private(path)      # 0600, and so its -wal and -shm: it holds sealed device keys
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -48,6 +50,8 @@ class EdgeStore(SQLiteTransactions):
             self._db.executescript(EDGE_SCHEMA)
         except sqlite3.Error as e:
             raise StorageError(f"cannot open the edge database {path}: {e}") from e
+        except OSError as e:
+            raise StorageError(f"cannot open the edge database {path}: {e.strerror}") from e
         self._depth = 0
         self.limits = MemoryLimitStore()
 

@@ -158,6 +158,29 @@ async def lifecycle(request):
     return resp
 
 
+async def delete_device(request):
+    """Remove a device that never authenticated (a mistaken provisioning), so that its serial is free
+    again; audited. 409 once it has authenticated, or while it holds a certificate or an MQTT password
+    (decommission it first: that revokes them)."""
+    token_id, tenant_id = _admin(request)
+    did = _device_id(request)
+    st = request.app[STORAGE]
+    dev = registry.get_device(st, tenant_id, did)
+    now = _now(request)
+    row = (now, tenant_id, "admin", did.hex(), token_id, "device.delete", None, None, "ok",
+           f"serial {dev['serial_number']}, {dev['status']}, never authenticated")
+    outcome = st.delete_unused_device(tenant_id, did, row)
+    if outcome == "absent":
+        raise NotFound("no such device")
+    if outcome != "deleted":
+        why = ("it has authenticated: decommission it instead" if outcome == "authenticated" else
+               "it holds a certificate or an MQTT password: decommission it first (that revokes them)")
+        st.add_audit([row[:8] + ("error", why)])
+        raise Conflict(f"device {did.hex()} cannot be deleted: {why}")
+    request.app[CORE].forget(did)
+    return web.Response(status=204)
+
+
 async def rotate_psk(request):
     """A new DTLS PSK generation; the body is optional ({"lifetime_days": N})."""
     token_id, tenant_id = _admin(request)
@@ -230,6 +253,7 @@ ROUTES = [
     ("GET", "/v1/devices", list_devices),
     ("GET", "/v1/devices/{device_id}", get_device),
     ("PATCH", "/v1/devices/{device_id}", patch_device),
+    ("DELETE", "/v1/devices/{device_id}", delete_device),
     ("POST", "/v1/devices/{device_id}/lifecycle", lifecycle),
     ("POST", "/v1/devices/{device_id}/psk/rotate", rotate_psk),
     ("GET", "/v1/tenant", get_tenant),

@@ -117,6 +117,10 @@ OPENAPI = {
                                        "metadata": METADATA, "trust_level": {"type": "integer"},
                                        "compromised": {"type": "boolean"}, "quarantined": {"type": "boolean"},
                                        "permissions": {"type": "integer"}}}}}}),
+            "delete": _admin_op("Delete a device that never authenticated and holds no certificate or MQTT password "
+                                "(a mistaken provisioning), freeing its serial; audited as device.delete. 409 once it "
+                                "has authenticated (decommission it instead) or while it holds such a credential",
+                                {"204": {"description": "deleted"}, "404": ERR, "409": ERR}, parameters=[DEVICE_ID]),
         },
         "/v1/devices/{device_id}/lifecycle": {
             "post": _admin_op("Change lifecycle status; an illegal transition is 409",

@@ -13,6 +13,7 @@ import sqlite3
 
 from verifier.errors import Conflict, StorageError
 from verifier.limits import MemoryLimitStore
+from verifier.sqlite_files import make_private
 from verifier.sqlite_tx import SQLiteTransactions
 from verifier.storage_ota import OTA_SCHEMA, OTAStorage, SQLiteOTAStorage
 from verifier.storage_tokens import (EXPIRES_UNKNOWN, TOKEN_INDEXES, TOKEN_SCHEMA, SQLiteTokenStorage,
@@ -128,6 +129,12 @@ class Storage(OTAStorage, TokenStorage, X509Storage):
     def update_device(self, tenant_id, device_id, fields): """Update PATCHABLE columns; False if absent."""
 
     @abc.abstractmethod
+    def delete_unused_device(self, tenant_id, device_id, audit_row):
+        """Delete a tenant's device that never authenticated and holds no live credential (no unrevoked
+        certificate, no MQTT password), with `audit_row` (AUDIT_COLUMNS order), in one transaction.
+        Returns "deleted", "absent" or why not: "authenticated" or "credentials"."""
+
+    @abc.abstractmethod
     def set_psk(self, tenant_id, device_id, old_generation, generation, expires_at):
         """Move a device's DTLS PSK from `old_generation` to `generation` with a new expiry, only if it
         is still at `old_generation` (compare and set); False if not (absent, or rotated meanwhile)."""
@@ -150,6 +157,7 @@ class SQLiteStorage(SQLiteTransactions, SQLiteOTAStorage, SQLiteTokenStorage, SQ
 
     def __init__(self, path):
         try:
+            make_private(path)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -164,6 +172,8 @@ class SQLiteStorage(SQLiteTransactions, SQLiteOTAStorage, SQLiteTokenStorage, SQ
             self._db.executescript(TOKEN_INDEXES)          # on a column a migration may have added
         except sqlite3.Error as e:
             raise StorageError(f"cannot open database {path}: {e}") from e
+        except OSError as e:
+            raise StorageError(f"cannot open database {path}: {e.strerror}") from e
         self._db.row_factory = sqlite3.Row
         self._depth = 0
         self.limits = MemoryLimitStore()
@@ -302,6 +312,30 @@ class SQLiteStorage(SQLiteTransactions, SQLiteOTAStorage, SQLiteTokenStorage, SQ
                           (*vals, device_id, tenant_id))
         return cur.rowcount == 1
 
+    def delete_unused_device(self, tenant_id, device_id, audit_row):
+        db = self._db
+        with self.transaction():
+            if db.execute("SELECT 1 FROM devices WHERE id = ? AND tenant_id = ?", (device_id, tenant_id)).fetchone() is None:
+                return "absent"
+            if (db.execute("SELECT 1 FROM auth_state WHERE id = ?", (device_id,)).fetchone()
+                    or db.execute("SELECT 1 FROM chain_used WHERE device_id = ? AND via != 'abandoned' LIMIT 1",
+                                  (device_id,)).fetchone()
+                    or db.execute("SELECT 1 FROM ota_reports WHERE device_id = ? LIMIT 1", (device_id,)).fetchone()
+                    # a DTLS/CoAP handshake leaves no auth_state row, only its accepted audit row
+                    or db.execute("SELECT 1 FROM audit WHERE tenant_id = ? AND device_id = ? AND kind = 'auth' "
+                                  "AND result = 'OK' LIMIT 1", (tenant_id, device_id.hex())).fetchone()):
+                return "authenticated"
+            if (db.execute("SELECT 1 FROM x509_certs WHERE device_id = ? AND tenant_id = ? AND revoked_at IS NULL "
+                           "LIMIT 1", (device_id, tenant_id)).fetchone()
+                    or db.execute("SELECT 1 FROM mqtt_passwords WHERE device_id = ?", (device_id,)).fetchone()):
+                return "credentials"
+            # revoked certificates stay: the tenant's CRL must keep listing them
+            db.execute("DELETE FROM chain_used WHERE device_id = ?", (device_id,))
+            db.execute("DELETE FROM chain_state WHERE device_id = ?", (device_id,))
+            db.execute("DELETE FROM devices WHERE id = ? AND tenant_id = ?", (device_id, tenant_id))
+            db.execute(_AUDIT_INSERT, audit_row)
+        return "deleted"
+
     def set_psk(self, tenant_id, device_id, old_generation, generation, expires_at):
         cur = self._write("UPDATE devices SET psk_generation = ?, psk_expires_at = ? "
                           "WHERE id = ? AND tenant_id = ? AND psk_generation = ?",
@@ -350,3 +384,4 @@ _AUDIT_INSERT = "INSERT INTO audit (%s) VALUES (%s)" % (",".join(AUDIT_COLUMNS),
 _DEVICE_INSERT = "INSERT INTO devices (%s) VALUES (%s)" % (",".join(DEVICE_COLUMNS), ",".join("?" * len(DEVICE_COLUMNS)))
 _DEVICE_SELECT = ("SELECT d.*, COALESCE(a.last_ts, 0) AS last_ts, a.last_authenticated_at, "
                   "a.last_authenticated_at AS last_seen_at FROM devices d LEFT JOIN auth_state a ON a.id = d.id")
+
