@@ -7,6 +7,7 @@ capability token that the check hands out). Domain errors become HTTP in verifie
 import logging
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from verifier import ota, ota_rollout as rollouts
 from verifier.appkeys import BATCHER, CONFIG, OTA, STORAGE
@@ -66,10 +67,22 @@ async def retire_key(request):
 
 # -- releases ---------------------------------------------------------------------------------
 
+# what aiohttp's multipart reader raises on a malformed body (no or a bad boundary, a part header
+# without a colon, a body cut short): each becomes one 400, never a 500
+_MULTIPART_ERRORS = (ValueError, TypeError, RuntimeError, LookupError, AssertionError, HttpProcessingError)
+
+
+async def _multipart(call, *args):
+    try:
+        return await call(*args)
+    except _MULTIPART_ERRORS:
+        raise ValidationError("the body is not well-formed multipart/form-data") from None
+
+
 async def _read_part(part, cap, what):
     data = bytearray()
     while True:
-        chunk = await part.read_chunk(_CHUNK)
+        chunk = await _multipart(part.read_chunk, _CHUNK)
         if not chunk:
             return bytes(data)
         data += chunk
@@ -88,21 +101,21 @@ async def publish(request):
     try:
         if not request.content_type.startswith("multipart/form-data"):
             raise ValidationError("the body must be multipart/form-data (manifest.json, manifest.sig, files/...)")
-        reader = await request.multipart()
+        reader = await _multipart(request.multipart)
         head = {}
         for name, cap in (("manifest.json", ota.MAX_MANIFEST), ("manifest.sig", ota.MAX_SIG)):
-            part = await reader.next()
+            part = await _multipart(reader.next)
             if part is None or getattr(part, "name", None) != name:
                 raise ota.ReleaseRejected(f"part {len(head) + 1} must be {name}")
             head[name] = await _read_part(part, cap, name)
         upload = ota.Upload(st, state.blobs, tenant_id, head["manifest.json"], head["manifest.sig"], now,
                             token_id, state.max_bytes)
-        while (part := await reader.next()) is not None:
+        while (part := await _multipart(reader.next)) is not None:
             name = getattr(part, "name", None) or ""
             if not name.startswith("files/"):
                 raise ota.ReleaseRejected(f"unexpected part {name[:80]!r}")
             w = upload.open_file(name[6:])
-            while chunk := await part.read_chunk(_CHUNK):
+            while chunk := await _multipart(part.read_chunk, _CHUNK):
                 w.write(chunk)
             w.close()
         rel = upload.finish()
