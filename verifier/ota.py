@@ -28,6 +28,7 @@ DEFAULT_PHASES = [{"percent": 1, "hours": 24}, {"percent": 10, "hours": 48},
                   {"percent": 50, "hours": 72}, {"percent": 100, "hours": 0}]
 _PATH_PART = re.compile(r"[A-Za-z0-9_.\-]+\Z")
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+_KID = re.compile(r"[0-9a-f]{16}\Z")
 _MP_VERSION = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){0,2}\Z")
 
 
@@ -74,10 +75,12 @@ def add_key(storage, tenant_id, doc, now, actor):
     except ValueError:
         raise ValidationError("pub is not an Ed25519 public key") from None
     kid = key_id(raw)
-    if doc.get("kid") not in (None, kid):
-        raise ValidationError(f"kid does not match the key (it is {kid})")
+    if "kid" in doc and (not isinstance(doc["kid"], str) or not _KID.match(doc["kid"])):
+        raise ValidationError("kid must be 16 lowercase hex characters")
+    if doc.get("kid", kid) != kid:     # well-formed, but not this key's: the two fields conflict
+        raise Conflict(f"kid does not match the key (it is {kid})")
     name = doc.get("name")
-    if name is not None and (not isinstance(name, str) or len(name) > 64):
+    if "name" in doc and (not isinstance(name, str) or len(name) > 64):
         raise ValidationError("name must be a string of at most 64 characters")
     with storage.transaction():
         if storage.get_release_key(tenant_id, kid) is not None:

@@ -15,6 +15,7 @@ from verifier.binauth import HTTP_STATUS, OK, REQUEST_LEN, STATUS_NAMES
 from verifier.config import load_kek
 from verifier.errors import NotFound, ValidationError
 from verifier.http import MAX_LIST, _admin, _json, _now
+from verifier.model import as_int
 
 log = logging.getLogger("janua.verifier.ota")
 
@@ -225,9 +226,8 @@ async def check(request):
     dev, doc, reply = await _device(request)
     if dev is None:
         return _refused(reply)
-    kind, version, counter = doc.get("kind", "app"), doc.get("version"), doc.get("counter", 0)
-    if kind not in ota.KINDS or (version is not None and not isinstance(version, str)) \
-            or not isinstance(counter, int) or isinstance(counter, bool):
+    kind, version, counter = doc.get("kind", "app"), doc.get("version"), as_int(doc.get("counter", 0))
+    if kind not in ota.KINDS or (version is not None and not isinstance(version, str)) or counter is None:
         raise ValidationError("kind must be app|firmware, version a string or null, counter an integer")
     now = _now(request)
     best = rollouts.choose_update(request.app[STORAGE], dev, kind, version, counter, now)

@@ -10,6 +10,7 @@ import json
 import secrets
 
 from verifier.errors import Conflict, NotFound, ValidationError
+from verifier.model import as_int
 from verifier.ota import DEFAULT_PHASES, _audit, check_phases, get_release
 
 REPORT_STATES = ("downloading", "verified", "installed", "confirmed", "rolled_back", "failed")
@@ -51,7 +52,8 @@ def create_rollout(storage, tenant_id, release_id, doc, now, actor):
           "halt_threshold": _frac(doc, "halt_threshold", HALT_THRESHOLD),
           "halt_min_reports": doc.get("halt_min_reports", HALT_MIN_REPORTS), "halt_reason": None,
           "updated_at": int(now)}
-    if not isinstance(ro["halt_min_reports"], int) or not 1 <= ro["halt_min_reports"] <= 100000:
+    ro["halt_min_reports"] = as_int(ro["halt_min_reports"])
+    if ro["halt_min_reports"] is None or not 1 <= ro["halt_min_reports"] <= 100000:
         raise ValidationError("halt_min_reports must be an integer in 1..100000")
     with storage.transaction():
         if storage.get_rollout_for_release(tenant_id, release_id) is not None:
