@@ -114,7 +114,7 @@ def verify_bundle_signature(storage, tenant_id, manifest_bytes, sig_bytes):
     try:
         sig = json.loads(sig_bytes)
         alg, kid, raw_sig = sig["alg"], sig["kid"], bytes.fromhex(sig["sig"])
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise ReleaseRejected("manifest.sig is not {alg, kid, sig}") from None
     if alg != "Ed25519" or len(raw_sig) != 64:
         raise ReleaseRejected("manifest.sig: alg must be Ed25519 with a 64-byte signature")
@@ -129,7 +129,7 @@ def verify_bundle_signature(storage, tenant_id, manifest_bytes, sig_bytes):
         raise ReleaseRejected(f"bad signature (key {kid})") from None
     try:
         m = json.loads(manifest_bytes)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         raise ReleaseRejected("manifest.json is not JSON") from None
     check_manifest(m)
     return kid, m
