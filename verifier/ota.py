@@ -196,7 +196,7 @@ def check_manifest(m):
         bad('rollout.strategy must be "phased"')
     try:
         check_phases(rollout["phases"] if "phases" in rollout else DEFAULT_PHASES)
-    except ValidationError as e:
+    except (ValidationError, Conflict) as e:
         bad(f"rollout.{e}")
 
 
@@ -227,19 +227,24 @@ def _check_rollback(rb, bad):
         bad("rollback.trial_seconds must be an integer in 0..2147483647")
 
 
-def check_phases(phases):
+def check_phases(phases, order_error=ValidationError):
+    """Validate rollout phases. Shape, types and ranges are ValidationError; the rules across phases
+    (percents increase, the last is 100), which a schema cannot state, raise `order_error` (the
+    rollout API passes Conflict: 409)."""
     if not isinstance(phases, list) or not 1 <= len(phases) <= 10:
         raise ValidationError("phases must list 1 to 10 {percent, hours}")
     last = 0
     for p in phases:
         pc, h = (p.get("percent"), p.get("hours", 0)) if isinstance(p, dict) else (None, None)
-        if not isinstance(pc, (int, float)) or isinstance(pc, bool) or not last < pc <= 100:
-            raise ValidationError("phase percents must increase, each in (0, 100]")
+        if not isinstance(pc, (int, float)) or isinstance(pc, bool) or not 0 < pc <= 100:
+            raise ValidationError("phase percents must be numbers in (0, 100]")
         if not isinstance(h, (int, float)) or isinstance(h, bool) or not 0 <= h <= 24 * 365:
             raise ValidationError("phase hours must be in 0..8760")
+        if not last < pc:
+            raise order_error("phase percents must increase")
         last = pc
     if last != 100:
-        raise ValidationError("the last phase must reach 100 percent")
+        raise order_error("the last phase must reach 100 percent")
     return [{"percent": p["percent"], "hours": p.get("hours", 0)} for p in phases]
 
 

@@ -155,7 +155,7 @@ async def create_rollout(request):
     token_id, tenant_id = _admin(request)
     st = request.app[STORAGE]
     ota.get_release(st, tenant_id, request.match_info["release_id"])      # 404 before the body
-    doc = await _json(request) if await request.read() else None
+    doc = await _json(request) if await request.read() else {}
     ro = rollouts.create_rollout(st, tenant_id, request.match_info["release_id"], doc, _now(request), token_id)
     return web.json_response(rollouts.rollout_status(st, ro, _now(request)), status=201)
 
@@ -180,7 +180,9 @@ async def halt_rollout(request):
     st = request.app[STORAGE]
     rollouts.get_rollout(st, tenant_id, request.match_info["rollout_id"])
     doc = await _json(request) if await request.read() else {}
-    reason = doc.get("reason") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict):
+        raise ValidationError('the body must be empty or {"reason": "..."}')
+    reason = doc.get("reason")
     if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
         raise ValidationError("reason must be a string of at most 500 characters")
     ro = rollouts.halt(st, tenant_id, request.match_info["rollout_id"], _now(request), token_id, reason)

@@ -40,12 +40,13 @@ def eligible(device_id, release_id, percent):
 
 def create_rollout(storage, tenant_id, release_id, doc, now, actor):
     rel = get_release(storage, tenant_id, release_id)
-    doc = doc or {}
     allowed = {"phases", "health_threshold", "halt_threshold", "halt_min_reports", "start"}
-    if not isinstance(doc, dict) or set(doc) - allowed:
+    if not isinstance(doc, dict) or set(doc) - allowed:          # an empty body is {}; JSON null is not
         raise ValidationError(f"body may hold only {', '.join(sorted(allowed))}")
+    if not isinstance(doc.get("start", False), bool):
+        raise ValidationError("start must be true or false")
     phases = check_phases(doc["phases"] if "phases" in doc else (json.loads(rel["manifest"]).get("rollout") or {}).get("phases")
-                          or DEFAULT_PHASES)
+                          or DEFAULT_PHASES, Conflict)
     ro = {"id": "ro_" + secrets.token_hex(8), "tenant_id": tenant_id, "release_id": release_id,
           "state": "pending", "phases": phases, "phase": 0, "phase_started_at": None, "created": int(now),
           "started_at": None, "health_threshold": _frac(doc, "health_threshold", HEALTH_THRESHOLD),

@@ -10,18 +10,25 @@ import threading
 
 import pytest
 
+from tests.support import KEK, AdminTenant, FakeClock
+from tools import ota as host, ota_release
+from tools.api import API
 from verifier.app import start_server
 from verifier.config import Config
-from tests.support import KEK, AdminTenant, FakeClock
 
 MAX_EXAMPLES = 10       # per operation and phase; the coverage phase adds its own boundary cases
-# Path parameters name the provisioned device, so its routes are tested past the 404. A release is
+# Path parameters name the provisioned device, a trusted release key, a published release and its
+# rollout, so that their routes are tested past the 404 (the device routes, which need a fresh binary
+# auth request, get 401 and are checked as refusals). A release is
 # accepted only when manifest.sig is an Ed25519 signature by a key the tenant trusts, which no JSON
 # Schema can state: for that one operation a schema-valid upload may also be refused with 400
 # (release_rejected, docs/ota.md); every other check applies to it as to every operation.
 CONFIG = """
 [parameters]
 "path.device_id" = "{device_id}"
+"path.kid" = "{kid}"
+"path.release_id" = "{release_id}"
+"path.rollout_id" = "{rollout_id}"
 
 [[operations]]
 include-name = "POST /v1/releases"
@@ -66,6 +73,20 @@ class ServerThread:
         self.thread.join(30)
 
 
+def _release(url, token, tmp):
+    """A trusted key, a release signed by it and the release's rollout, made with the host CLI's code."""
+    api = API(url, token=token)
+    (tmp / "keys").mkdir()
+    key, pub, kid = host.keygen(tmp / "keys", "release")
+    ota_release.trust_key(api, pub)
+    (tmp / "app").mkdir()
+    (tmp / "app" / "main.py").write_text("print('v1')\n")
+    host.build_bundle(tmp / "app", tmp / "bundle", "1.0.0", 1, compile_py=False)
+    host.sign_bundle(tmp / "bundle", key)
+    release = ota_release.publish(api, tmp / "bundle")
+    return {"kid": kid, "release_id": release["id"], "rollout_id": ota_release.rollout(api, release["id"])["id"]}
+
+
 @pytest.fixture
 def served(tmp_path):
     srv = ServerThread(tmp_path / "janua.db")
@@ -73,15 +94,15 @@ def served(tmp_path):
     try:
         tenant = AdminTenant(handle.app, "acme", srv.clock)
         (device_id, _), = tenant.provision([{}])
-        yield handle, tenant, device_id
+        yield handle, tenant, {"device_id": device_id, **_release(handle.url, tenant.token, tmp_path)}
     finally:
         srv.stop()
 
 
 def test_schemathesis_every_check_passes(served, tmp_path):
-    handle, tenant, device_id = served
+    handle, tenant, ids = served
     cfg = tmp_path / "schemathesis.toml"
-    cfg.write_text(CONFIG.format(device_id=device_id))
+    cfg.write_text(CONFIG.format(**ids))
     # --generation-deterministic: derandomized (the same cases every run, so no seed is drawn); every
     # phase (examples, coverage, fuzzing, stateful) and every check
     cmd = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(cfg), "run", f"{handle.url}/openapi.json",
