@@ -60,10 +60,19 @@ def _now(request):
     return int(request.app[CONFIG].clock())
 
 
+def _no_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_strict(text):
+    """json.loads of RFC 8259 JSON only: NaN and Infinity are refused, as JSON Schema knows no such numbers."""
+    return json.loads(text, parse_constant=_no_constant)
+
+
 async def _json(request):
     try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return await request.json(loads=loads_strict)
+    except (ValueError, RecursionError):       # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ValidationError("the body must be JSON") from None
 
 
@@ -116,7 +125,7 @@ async def list_devices(request):
     if not 1 <= limit <= MAX_LIST:
         raise ValidationError(f"limit must be an integer in [1, {MAX_LIST}]")
     after = None
-    if q.get("cursor"):
+    if "cursor" in q:
         after = parse_device_id(q["cursor"])
         if after is None:
             raise ValidationError("cursor must be a device id")
@@ -187,7 +196,7 @@ async def rotate_psk(request):
     did = _device_id(request)
     st = request.app[STORAGE]
     registry.get_device(st, tenant_id, did)          # 404 before the body is read
-    body = await _json(request) if await request.read() else None
+    body = await _json(request) if await request.read() else {}
     out = registry.rotate_psk(st, request.app[SEALER], st.get_tenant(tenant_id), did, body, _now(request), token_id)
     request.app[CORE].forget(did)                    # the DTLS key cache: the old PSK stops working at once
     return web.json_response(out, headers={"Cache-Control": "no-store"})
@@ -266,13 +275,37 @@ ROUTES = [
 ]
 
 
+class _Router:
+    """app.router for add_routes: a {device_id} segment matches only a device id (16 lowercase hex, as
+    DEVICE_ID in the OpenAPI document), so that /v1/devices/bulk is not also a device's path (PATCH
+    /v1/devices/bulk is 405 with Allow: POST, not a 404 for a device named "bulk")."""
+
+    def __init__(self, router):
+        self._router = router
+
+    def add_route(self, method, path, handler, **kw):
+        return self._router.add_route(method, path.replace("{device_id}", "{device_id:[0-9a-f]{16}}"), handler, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self._router, name)
+
+
+class _App:
+    def __init__(self, app):
+        self._app, self.router = app, _Router(app.router)
+
+    def __getattr__(self, name):
+        return getattr(self._app, name)
+
+
 def add_routes(app):
     # feature modules (they import this module, so not at the top): each has add_routes(app)
     from verifier import edge_http, mqtt_http, ota_http, token_http
+    routed = _App(app)
     for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
+        routed.router.add_route(method, path, handler)
     for mod in (ota_http, token_http, mqtt_http, edge_http):
-        mod.add_routes(app)
+        mod.add_routes(routed)
 
 
 def limit_source(request, limits, what, now):

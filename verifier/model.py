@@ -4,8 +4,9 @@ Pure data and validation; no storage and no HTTP. Raises ValidationError / Inval
 """
 
 import dataclasses
+import re
 
-from verifier.errors import InvalidTransition, ValidationError
+from verifier.errors import Conflict, InvalidTransition, ValidationError
 
 STATUSES = ("provisioning", "active", "suspended", "decommissioned")
 AUTHENTICATABLE = frozenset(("provisioning", "active"))
@@ -15,6 +16,11 @@ MAX_TEXT = 128
 PSK_LIFETIME_S = 365 * 86400       # seed: a DTLS PSK lives 365 days from provisioning or its last rotation
 PSK_MAX_LIFETIME_DAYS = 3650
 MAX_LIST = 32
+# A text field (serial number, ids, metadata): 1 to MAX_TEXT characters, none of them a control
+# character, a surrogate or U+FFFE/U+FFFF. The OpenAPI document states the same pattern (TEXT_PATTERN).
+TEXT_CHARS = "[ -~\u00a0-\ud7ff\ue000-\ufffd]"
+TEXT_PATTERN = f"^{TEXT_CHARS}{{1,{MAX_TEXT}}}$"
+_TEXT = re.compile(f"{TEXT_CHARS}{{1,{MAX_TEXT}}}\\Z")
 # tenant policy fields of device tokens and offline chains (docs/tokens.md): name -> (min, max)
 TOKEN_POLICY_FIELDS = {"token_ttl_s": (60, 30 * 86400), "token_refresh_s": (0, 30 * 86400),
                        "chain_period_s": (60, 30 * 86400), "chain_validity_s": (60, 60 * 86400),
@@ -93,9 +99,9 @@ class Policy:
             if name in doc:
                 kw[name] = _int(doc[name], f"policy.{name}", lo, hi)
         for name in ("device", "source"):
-            rate = doc.get(f"{name}_rate")
-            if rate is None:
+            if f"{name}_rate" not in doc:
                 continue
+            rate = doc[f"{name}_rate"]
             if not isinstance(rate, dict) or set(rate) - {"capacity", "refill_per_s"}:
                 raise ValidationError(f"policy.{name}_rate must be {{capacity, refill_per_s}}")
             if "capacity" in rate:
@@ -103,17 +109,28 @@ class Policy:
             if "refill_per_s" in rate:
                 kw[f"{name}_refill_per_s"] = _num(rate["refill_per_s"], f"policy.{name}_rate.refill_per_s", 0, 1e9)
         out = dataclasses.replace(base, **kw)
+        # across fields, one of which may be the stored value: a conflict with the current policy (409)
         if out.token_refresh_s >= out.token_ttl_s:
-            raise ValidationError("policy.token_refresh_s must be below policy.token_ttl_s")
+            raise Conflict("policy.token_refresh_s must be below policy.token_ttl_s")
         if out.chain_low_water > out.chain_len:
-            raise ValidationError("policy.chain_low_water must not exceed policy.chain_len")
+            raise Conflict("policy.chain_low_water must not exceed policy.chain_len")
         return out
 
 
+def as_int(v):
+    """A JSON integer as an int, else None. As in JSON Schema, 5.0 is the integer 5; true is not one."""
+    if type(v) is int:
+        return v
+    if type(v) is float and v.is_integer():
+        return int(v)
+    return None
+
+
 def _int(v, name, lo, hi):
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+    n = as_int(v)
+    if n is None or not lo <= n <= hi:
         raise ValidationError(f"{name} must be an integer in [{lo}, {hi}]")
-    return v
+    return n
 
 
 def _num(v, name, lo, hi):
@@ -125,7 +142,7 @@ def _num(v, name, lo, hi):
 def _text(v, name, required=False):
     if v is None and not required:
         return None
-    if type(v) is not str or not v or len(v) > MAX_TEXT or not v.isprintable():
+    if type(v) is not str or not _TEXT.match(v):
         raise ValidationError(f"{name} must be a non-empty printable string of at most {MAX_TEXT} characters")
     return v
 
@@ -180,9 +197,9 @@ def validate_new_device(row):
         "manufacturer_id": _text(get("manufacturer_id"), "manufacturer_id"),
         "model_id": _text(get("model_id"), "model_id"),
         "credential_type": ctype,
-        "metadata": validate_metadata(meta) if meta else {"capabilities": [], "tags": []},
-        "permissions": perms if perms is DEFAULT_PERMISSIONS else _int(perms, "permissions", 0, 0xFFFFFFFF),
-        "trust_level": trust if trust == 50 and type(trust) is int else _int(trust, "trust_level", 0, 100),
+        "metadata": validate_metadata(meta) if "metadata" in row else {"capabilities": [], "tags": []},
+        "permissions": _int(perms, "permissions", 0, 0xFFFFFFFF),
+        "trust_level": _int(trust, "trust_level", 0, 100),
     }
 
 
@@ -222,12 +239,11 @@ def parse_device_id(text):
 
 
 def validate_psk_rotation(doc):
-    """The optional body of a PSK rotation -> lifetime in seconds (default PSK_LIFETIME_S)."""
-    if doc is None:
-        doc = {}
+    """The optional body of a PSK rotation ({} when there is none) -> lifetime in seconds (default
+    PSK_LIFETIME_S). JSON null is not an empty body."""
     if not isinstance(doc, dict) or set(doc) - {"lifetime_days"}:
         raise ValidationError('body must be empty or {"lifetime_days": N}')
-    days = doc.get("lifetime_days", PSK_LIFETIME_S // 86400)
-    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= PSK_MAX_LIFETIME_DAYS:
+    days = as_int(doc.get("lifetime_days", PSK_LIFETIME_S // 86400))
+    if days is None or not 1 <= days <= PSK_MAX_LIFETIME_DAYS:
         raise ValidationError(f"lifetime_days must be an integer in [1, {PSK_MAX_LIFETIME_DAYS}]")
     return days * 86400

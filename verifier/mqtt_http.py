@@ -18,7 +18,7 @@ from verifier.appkeys import CONFIG, CORE, LIFECYCLE_HOOKS, SEALER, STORAGE
 from verifier.errors import Conflict, NotFound, ValidationError, VerifierError
 from verifier.http import _admin, _device_id, _json, _now
 from verifier.lockout import EXHAUSTED, Lockout
-from verifier.model import Policy, parse_device_id
+from verifier.model import Policy, as_int, parse_device_id
 from verifier.mqtt_broker import Broker, tenant_short_id, topic_prefix
 
 log = logging.getLogger("janua.verifier.mqtt")
@@ -85,7 +85,8 @@ async def issue_certificate(request):
     key_type, days = body.get("key_type", "p256"), body.get("days", vx.DEVICE_DAYS)
     if key_type not in vx.KEY_TYPES:
         raise ValidationError(f"key_type must be one of {', '.join(vx.KEY_TYPES)}")
-    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= vx.MAX_DEVICE_DAYS:
+    days = as_int(days)
+    if days is None or not 1 <= days <= vx.MAX_DEVICE_DAYS:
         raise ValidationError(f"days must be an integer in [1, {vx.MAX_DEVICE_DAYS}]")
     if dev["status"] in ("suspended", "decommissioned"):
         raise Conflict(f"cannot issue a certificate to a {dev['status']} device")
@@ -126,7 +127,7 @@ async def revoke_certificate(request):
     serial, reason = body.get("serial"), body.get("reason", "unspecified")
     if reason not in REASONS:
         raise ValidationError(f"reason must be one of {', '.join(REASONS)}")
-    if serial is not None and not isinstance(serial, str):
+    if "serial" in body and not isinstance(serial, str):
         raise ValidationError("serial must be a hex string")
     n = st.revoke_certificates(tenant_id, did, now, reason, serial)
     if n == 0:
@@ -226,12 +227,22 @@ def _outcome(guard, source, now, reason=None):
                     did.hex(), source, pol.lockout_s, pol.lockout_failures)
 
 
+def _broker_request(doc, *names):
+    """A broker's request body: a JSON object whose fields `names`, where present, are strings (the
+    OpenAPI document's EMQXAuthRequest, GoAuthUser, GoAuthACL); ValidationError (400) otherwise."""
+    if not isinstance(doc, dict):
+        raise ValidationError("the body must be a JSON object")
+    for name in names:
+        if name in doc and not isinstance(doc[name], str):
+            raise ValidationError(f"{name} must be a string")
+    return doc
+
+
 async def _authenticate(request, doc, transport):
     """(device, method) or raise auth.Refused; audits both outcomes and updates last-seen."""
     app, now = request.app, _now(request)
     st = app[STORAGE]
-    if not isinstance(doc, dict):
-        raise ValidationError("the body must be a JSON object")
+    _broker_request(doc, "username", "password", "clientid", "peerhost")
     username, password, clientid = doc.get("username"), doc.get("password"), doc.get("clientid")
     source = doc.get("peerhost") if isinstance(doc.get("peerhost"), str) else (request.remote or "?")
     did = parse_device_id(username) if isinstance(username, str) else None
@@ -268,9 +279,8 @@ def _activate(app, dev, now, transport, source):
 
 async def emqx_auth(request):
     """EMQX 5 HTTP authentication: 200 {"result": "allow"|"deny"|"ignore", "is_superuser", "acl"}."""
-    doc = await _json(request)
-    username = doc.get("username") if isinstance(doc, dict) else None
-    password = doc.get("password") if isinstance(doc, dict) else None
+    doc = _broker_request(await _json(request), "username", "password", "clientid", "peerhost")
+    username, password = doc.get("username"), doc.get("password")
     if parse_device_id(username) is None and not (isinstance(password, str) and password.startswith(auth.TOKEN_PREFIX)):
         return web.json_response({"result": "ignore"})        # not a janua device: the next authenticator decides
     try:
@@ -293,10 +303,8 @@ async def go_user(request):
 
 
 async def go_acl(request):
-    doc = await _json(request)
-    if not isinstance(doc, dict):
-        raise ValidationError("the body must be a JSON object")
-    if doc.get("acc") not in (1, 2, 3, 4):
+    doc = _broker_request(await _json(request), "username", "clientid", "topic")
+    if doc.get("acc") not in (1, 2, 3, 4) or type(doc["acc"]) not in (int, float):
         raise ValidationError("acc must be 1 (read), 2 (write), 3 (readwrite) or 4 (subscribe)")
     try:
         auth.check_acl(request.app[STORAGE], doc.get("username"), doc.get("clientid"), doc.get("topic"))
@@ -306,7 +314,7 @@ async def go_acl(request):
 
 
 async def go_superuser(request):
-    await _json(request)
+    _broker_request(await _json(request))   # a body that is not a JSON object is a 400 (documented)
     return _go(False)           # no device is ever a superuser
 
 

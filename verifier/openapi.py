@@ -2,11 +2,24 @@
 tests/verifier/test_openapi.py checks that it names exactly the app's routes."""
 
 
+from verifier.model import ACTIONS, MAX_LIST, PSK_MAX_LIFETIME_DAYS, STATUSES, TEXT_PATTERN, TOKEN_POLICY_FIELDS
 from verifier.openapi_common import DEVICE_ID, ERR, admin_op as _admin_op, json_body as _json, ref as _ref
 
-
-RATE = {"type": "object", "properties": {"capacity": {"type": "number", "minimum": 1},
-                                         "refill_per_s": {"type": "number", "minimum": 0}}}
+# what the server validates (verifier/model.py), stated once here: the schema is the validation
+TEXT = {"type": "string", "pattern": TEXT_PATTERN}
+TEXT_OR_NULL = {"type": ["string", "null"], "pattern": TEXT_PATTERN}
+TEXT_LIST = {"type": ["array", "null"], "maxItems": MAX_LIST, "items": TEXT, "description": "null: empty"}
+LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
+CURSOR = {"type": "string", "pattern": "^[0-9a-f]{16}$"}
+RATE = {"type": "object", "additionalProperties": False, "properties": {
+    "capacity": {"type": "number", "minimum": 1, "maximum": 1e9},
+    "refill_per_s": {"type": "number", "minimum": 0, "maximum": 1e9}}}
+METADATA_IN = {"type": "object", "additionalProperties": False,
+               "description": "partial: each field given replaces the stored one; null clears it", "properties": {
+                   "firmware_version": TEXT_OR_NULL, "hardware_version": TEXT_OR_NULL, "capabilities": TEXT_LIST,
+                   "location": TEXT_OR_NULL, "group": TEXT_OR_NULL, "tags": TEXT_LIST}}
+_POLICY_INTS = {"drift_s": (0, 86400, 300), "session_ttl_s": (1, 30 * 86400, 3600),
+                "lockout_failures": (1, 1000, 5), "lockout_s": (0, 30 * 86400, 300)}
 METADATA = {"type": "object", "properties": {
     "firmware_version": {"type": ["string", "null"]}, "hardware_version": {"type": ["string", "null"]},
     "capabilities": {"type": "array", "items": {"type": "string"}}, "location": {"type": ["string", "null"]},
@@ -16,20 +29,23 @@ METADATA = {"type": "object", "properties": {
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error", "message"],
               "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
-    "Policy": {"type": "object", "properties": {
-        "drift_s": {"type": "integer", "default": 300}, "session_ttl_s": {"type": "integer", "default": 3600},
+    "Policy": {"type": "object", "additionalProperties": False,
+               "description": "token_refresh_s must stay below token_ttl_s and chain_low_water at most chain_len, "
+                              "after merging a partial change over the stored policy (409 otherwise)",
+               "properties": {
+        **{n: {"type": "integer", "minimum": lo, "maximum": hi, "default": d} for n, (lo, hi, d) in _POLICY_INTS.items()},
         "device_rate": RATE, "source_rate": RATE,
-        "lockout_failures": {"type": "integer", "default": 5}, "lockout_s": {"type": "integer", "default": 300},
-        **{n: {"type": "integer", "default": d, "description": "docs/tokens.md"} for n, d in (
+        **{n: {"type": "integer", "minimum": TOKEN_POLICY_FIELDS[n][0], "maximum": TOKEN_POLICY_FIELDS[n][1],
+               "default": d, "description": "docs/tokens.md"} for n, d in (
             ("token_ttl_s", 3600), ("token_refresh_s", 300), ("chain_period_s", 86400), ("chain_validity_s", 86400),
             ("chain_len", 30), ("chain_low_water", 10))}}},
     "Tenant": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"},
                                                 "created": {"type": "integer"}, "policy": _ref("Policy")}},
     "Metadata": METADATA,
     "NewDevice": {"type": "object", "required": ["serial_number"], "additionalProperties": False, "properties": {
-        "serial_number": {"type": "string", "maxLength": 128}, "manufacturer_id": {"type": "string"},
-        "model_id": {"type": "string"}, "credential_type": {"type": "string", "enum": ["symmetric"]},
-        "metadata": METADATA, "permissions": {"type": "integer", "minimum": 0, "maximum": 4294967295, "default": 15},
+        "serial_number": TEXT, "manufacturer_id": TEXT_OR_NULL,
+        "model_id": TEXT_OR_NULL, "credential_type": {"type": "string", "enum": ["symmetric"]},
+        "metadata": METADATA_IN, "permissions": {"type": "integer", "minimum": 0, "maximum": 4294967295, "default": 15},
         "trust_level": {"type": "integer", "minimum": 0, "maximum": 100, "default": 50}}},
     "Device": {"type": "object", "properties": {
         "device_id": {"type": "string"}, "tenant": {"type": "string"}, "tenant_id": {"type": "string"},
@@ -96,16 +112,21 @@ OPENAPI = {
             "get": _admin_op("List the tenant's devices, ordered by id", {"200": _json({"type": "object", "properties": {
                 "devices": {"type": "array", "items": _ref("Device")},
                 "next_cursor": {"type": ["string", "null"]}}})},
-                parameters=[{"name": n, "in": "query", "schema": {"type": t}} for n, t in
-                            (("status", "string"), ("group", "string"), ("tag", "string"),
-                             ("limit", "integer"), ("cursor", "string"))]),
+                parameters=[{"name": n, "in": "query", "schema": t} for n, t in
+                            (("status", {"type": "string", "enum": list(STATUSES)}), ("group", {"type": "string"}),
+                             ("tag", {"type": "string"}), ("limit", LIMIT), ("cursor", CURSOR))]),
         },
         "/v1/devices/bulk": {
             "post": _admin_op("Provision up to 10,000 devices; valid rows in one transaction, invalid rows reported",
                               {"200": _json(_ref("BulkResult"))},
                               requestBody={"required": True, "content": {"application/json": {"schema": {
-                                  "type": "object", "required": ["devices"], "properties": {
-                                      "devices": {"type": "array", "maxItems": 10000, "items": _ref("NewDevice")}}}}}}),
+                                  "type": "object", "required": ["devices"], "additionalProperties": False,
+                                  "properties": {"devices": {
+                                      "type": "array", "minItems": 1, "maxItems": 10000,
+                                      "description": "rows as NewDevice; a row that is not one is not a refusal of "
+                                                     "the request: it is reported in results (ok: false) and the "
+                                                     "other rows are provisioned",
+                                      "items": {}}}}}}}),
         },
         "/v1/devices/{device_id}": {
             "get": _admin_op("One device (a device of another tenant is 404)",
@@ -113,10 +134,10 @@ OPENAPI = {
             "patch": _admin_op("Update metadata, trust_level, compromised, quarantined, permissions",
                                {"200": _json(_ref("Device")), "404": ERR}, parameters=[DEVICE_ID],
                                requestBody={"required": True, "content": {"application/json": {"schema": {
-                                   "type": "object", "additionalProperties": False, "properties": {
-                                       "metadata": METADATA, "trust_level": {"type": "integer"},
+                                   "type": "object", "additionalProperties": False, "minProperties": 1, "properties": {
+                                       "metadata": METADATA_IN, "trust_level": {"type": "integer", "minimum": 0, "maximum": 100},
                                        "compromised": {"type": "boolean"}, "quarantined": {"type": "boolean"},
-                                       "permissions": {"type": "integer"}}}}}}),
+                                       "permissions": {"type": "integer", "minimum": 0, "maximum": 4294967295}}}}}}),
             "delete": _admin_op("Delete a device that never authenticated and holds no certificate or MQTT password "
                                 "(a mistaken provisioning), freeing its serial; audited as device.delete. 409 once it "
                                 "has authenticated (decommission it instead) or while it holds such a credential",
@@ -126,9 +147,9 @@ OPENAPI = {
             "post": _admin_op("Change lifecycle status; an illegal transition is 409",
                               {"200": _json(_ref("Device")), "404": ERR, "409": ERR}, parameters=[DEVICE_ID],
                               requestBody={"required": True, "content": {"application/json": {"schema": {
-                                  "type": "object", "required": ["action"], "properties": {
-                                      "action": {"type": "string", "enum": ["activate", "suspend", "resume", "decommission"]},
-                                      "reason": {"type": "string"}}}}}}),
+                                  "type": "object", "required": ["action"], "additionalProperties": False, "properties": {
+                                      "action": {"type": "string", "enum": list(ACTIONS)},
+                                      "reason": {"type": ["string", "null"], "maxLength": 500}}}}}}),
         },
         "/v1/devices/{device_id}/psk/rotate": {
             "post": _admin_op("Rotate the device's DTLS PSK to the next generation; the response is the only time the "
@@ -136,26 +157,28 @@ OPENAPI = {
                               {"200": _json(_ref("PSKRotation")), "404": ERR, "409": ERR}, parameters=[DEVICE_ID],
                               requestBody={"required": False, "content": {"application/json": {"schema": {
                                   "type": "object", "additionalProperties": False, "properties": {
-                                      "lifetime_days": {"type": "integer", "minimum": 1, "maximum": 3650,
+                                      "lifetime_days": {"type": "integer", "minimum": 1, "maximum": PSK_MAX_LIFETIME_DAYS,
                                                         "default": 365}}}}}}),
         },
         "/v1/tenant": {
             "get": _admin_op("The caller's tenant and policy", {"200": _json(_ref("Tenant"))}),
-            "patch": _admin_op("Change the caller's tenant policy (partial)", {"200": _json(_ref("Tenant"))},
+            "patch": _admin_op("Change the caller's tenant policy (partial)", {"200": _json(_ref("Tenant")), "409": ERR},
                                requestBody={"required": True, "content": {"application/json": {"schema": {
-                                   "type": "object", "properties": {"policy": _ref("Policy")}}}}}),
+                                   "type": "object", "required": ["policy"], "additionalProperties": False,
+                                   "properties": {"policy": _ref("Policy")}}}}}),
         },
         "/v1/audit": {
             "get": _admin_op("The caller's tenant's audit trail, newest first", {"200": _json({
                 "type": "object", "properties": {"entries": {"type": "array", "items": _ref("AuditEntry")}}})},
-                parameters=[{"name": "device_id", "in": "query", "schema": {"type": "string"}},
-                            {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 1000}}]),
+                parameters=[{"name": "device_id", "in": "query", "schema": CURSOR},
+                            {"name": "limit", "in": "query", "schema": LIMIT}]),
         },
         "/v1/binauth": {
             "post": {"summary": "Binary auth over HTTP (docs/protocol.md 3.5): the body is the 20-byte request; "
                                 "the response body is always the binary reply and the status mirrors it",
                      "security": [],
-                     "requestBody": {"required": True, "content": OCTETS},
+                     "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {
+                         "type": "string", "format": "binary", "minLength": 20, "maxLength": 20}}}},
                      "responses": {str(code): {"description": names, **BINAUTH_REPLY} for code, names in (
                          (200, "OK"), (400, "MALFORMED"), (401, "SIGNATURE, UNKNOWN_DEVICE"), (403, "NOT_ACTIVE"),
                          (409, "TIME_SYNC, REPLAY"), (429, "RATE_LIMITED, LOCKED_OUT"))}},
@@ -178,8 +201,11 @@ _KID = {"name": "kid", "in": "path", "required": True, "schema": {"type": "strin
 _TOKEN = {"name": "t", "in": "query", "required": True, "description": "download capability from /v1/ota/check",
           "schema": {"type": "string"}}
 _LIMIT = {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
-_PHASES = {"type": "array", "maxItems": 10, "items": {"type": "object", "required": ["percent"], "properties": {
-    "percent": {"type": "number", "exclusiveMinimum": 0, "maximum": 100}, "hours": {"type": "number", "minimum": 0}}}}
+_PHASES = {"type": "array", "minItems": 1, "maxItems": 10,
+           "description": "percents increase and the last is 100 (409 otherwise)",
+           "items": {"type": "object", "required": ["percent"], "properties": {
+               "percent": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+               "hours": {"type": "number", "minimum": 0, "maximum": 8760}}}}
 _DEVICE_AUTH = {"auth": {"type": "string", "pattern": "^[0-9a-f]{40}$",
                          "description": "a fresh 20-byte binary auth request (docs/protocol.md 3.1), hex"}}
 _REFUSED = {"description": "binary auth refused: the body holds the binary reply (auth, hex) as for /v1/binauth",
@@ -229,9 +255,11 @@ OPENAPI["paths"].update({
         "post": _admin_ota("Trust a release-signing Ed25519 public key (the private key never comes here)",
                            {"201": _json(_ref("ReleaseKey"), "created"), "409": ERR},
                            requestBody={"required": True, "content": {"application/json": {"schema": {
-                               "type": "object", "required": ["pub"], "properties": {
+                               "type": "object", "required": ["pub"], "additionalProperties": False, "properties": {
                                    "pub": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-                                   "kid": {"type": "string"}, "alg": {"const": "Ed25519"},
+                                   "kid": {"type": "string", "pattern": "^[0-9a-f]{16}$",
+                                           "description": "if given, the key's id (409 when it is not)"},
+                                   "alg": {"const": "Ed25519"},
                                    "name": {"type": "string", "maxLength": 64}}}}}}),
     },
     "/v1/release-keys/{kid}/retire": {
@@ -244,10 +272,11 @@ OPENAPI["paths"].update({
                            "before anything is stored",
                            {"201": _json(_ref("Release"), "created"), "409": ERR},
                            requestBody={"required": True, "content": {"multipart/form-data": {"schema": {
-                               "type": "object", "properties": {
-                                   "manifest.json": {"type": "string", "contentEncoding": "binary"},
-                                   "manifest.sig": {"type": "string", "contentEncoding": "binary"}},
-                               "additionalProperties": {"type": "string", "contentEncoding": "binary"}}}}}),
+                               "type": "object", "required": ["manifest.json", "manifest.sig"], "properties": {
+                                   "manifest.json": {"type": "string", "format": "binary"},
+                                   "manifest.sig": {"type": "string", "format": "binary"}},
+                               "patternProperties": {"^files/": {"type": "string", "format": "binary"}},
+                               "additionalProperties": False}}}}),
         "get": _admin_ota("The tenant's releases, newest first", {"200": _json({"type": "object", "properties": {
             "releases": {"type": "array", "items": _ref("Release")}}})},
             parameters=[{"name": "kind", "in": "query", "schema": {"type": "string"}}, _LIMIT]),
@@ -262,9 +291,12 @@ OPENAPI["paths"].update({
                            requestBody={"required": False, "content": {"application/json": {"schema": {
                                "type": "object", "additionalProperties": False, "properties": {
                                    "phases": _PHASES, "start": {"type": "boolean", "default": False},
-                                   "health_threshold": {"type": "number", "default": 0.05},
-                                   "halt_threshold": {"type": "number", "default": 0.2},
-                                   "halt_min_reports": {"type": "integer", "default": 5}}}}}}),
+                                   "health_threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
+                                                        "default": 0.05},
+                                   "halt_threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
+                                                      "default": 0.2},
+                                   "halt_min_reports": {"type": "integer", "minimum": 1, "maximum": 100000,
+                                                        "default": 5}}}}}}),
     },
     "/v1/rollouts": {
         "get": _admin_ota("The tenant's rollouts with their status, newest first", {"200": _json({
@@ -278,7 +310,7 @@ OPENAPI["paths"].update({
     "/v1/rollouts/{rollout_id}/halt": {
         "post": _admin_ota("Stop offering the release", {"200": _json(_ref("Rollout")), "404": ERR, "409": ERR},
                            parameters=[_ROID], requestBody={"required": False, "content": {"application/json": {
-                               "schema": {"type": "object", "properties": {"reason": {"type": "string"}}}}}}),
+                               "schema": {"type": "object", "properties": {"reason": {"type": ["string", "null"], "maxLength": 500}}}}}}),
     },
     "/v1/rollouts/{rollout_id}/resume": {
         "post": _admin_ota("Start a pending rollout or resume a halted one (its phase starts over)",

@@ -16,6 +16,7 @@ from aiohttp import web
 from verifier import chain, ota_rollout
 from verifier.appkeys import CONFIG, STORAGE
 from verifier.errors import Conflict, Unauthorized, ValidationError
+from verifier.model import as_int
 from verifier.http import _admin, _json, _now, limit_source
 from verifier.ota_http import _device, _refused
 from verifier.refusal_sampler import RefusalSampler, join_detail
@@ -236,18 +237,18 @@ async def offline(request):
 
 def _indices(used, have):
     if not isinstance(used, list) or len(used) > MAX_USED or \
-            any(type(i) is not int or not 0 <= i <= chain.MAX_INDEX for i in used):
+            any(as_int(i) is None or not 0 <= i <= chain.MAX_INDEX for i in used):
         raise ValidationError(f"used must be a list of at most {MAX_USED} chain indices (0..65535)")
-    if type(have) is not int or not -1 <= have <= chain.MAX_INDEX:
+    if as_int(have) is None or not -1 <= have <= chain.MAX_INDEX:
         raise ValidationError("have must be the highest chain index the device holds, or -1")
-    return sorted(set(used))
+    return sorted({int(i) for i in used}), int(have)
 
 
 def sync_chain(st, keys, dev, policy, used, have, now):
     """Reconcile a device's reported used indices and top its chain up (docs/tokens.md section 4.4).
     Returns (used_ack, new tokens as bytes, chain state after)."""
     did = dev["id"]
-    used = _indices(used, have)
+    used, have = _indices(used, have)
     state = st.get_chain_state(did)
     last = state["next_index"] - 1 if state else -1
     if have > last:
