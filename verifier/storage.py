@@ -333,7 +333,7 @@ class SQLiteStorage(SQLiteTransactions, SQLiteOTAStorage, SQLiteTokenStorage, SQ
             db.execute("DELETE FROM chain_used WHERE device_id = ?", (device_id,))
             db.execute("DELETE FROM chain_state WHERE device_id = ?", (device_id,))
             db.execute("DELETE FROM devices WHERE id = ? AND tenant_id = ?", (device_id, tenant_id))
-            db.execute(_AUDIT_INSERT, audit_row)
+            db.execute(_AUDIT_INSERT, audit_rows_full([audit_row])[0])
         return "deleted"
 
     def set_psk(self, tenant_id, device_id, old_generation, generation, expires_at):
