@@ -14,7 +14,7 @@ import secrets
 from aiohttp import web
 
 from verifier import mqtt_auth as auth, mqtt_status, registry, x509 as vx
-from verifier.appkeys import CONFIG, LIFECYCLE_HOOKS, SEALER, STORAGE
+from verifier.appkeys import CONFIG, CORE, LIFECYCLE_HOOKS, SEALER, STORAGE
 from verifier.errors import Conflict, NotFound, ValidationError, VerifierError
 from verifier.http import _admin, _device_id, _json, _now
 from verifier.model import Policy, parse_device_id
@@ -42,6 +42,22 @@ def _audit(st, now, dev_or_none, action, transport, source, result, reason=None,
     tenant = dev_or_none["tenant_id"] if dev_or_none else None
     did = dev_or_none["id"].hex() if dev_or_none else None
     st.add_audit([(now, tenant, kind, did, actor, action, transport, source, result, reason)])
+
+
+# refusal reasons decided after the password, SAS MAC or token verified (and every device_<state>)
+AUTHENTICATED_REFUSALS = frozenset(("clientid_mismatch", "username_mismatch", "expired", "lifetime_too_long"))
+
+
+def _refusal(app, now, did, action, transport, source, reason):
+    """Audit a refusal: one row if the credential had verified (the device's own state refused it),
+    else counted and summarised (verifier/audit.py), since anyone can send those."""
+    st = app[STORAGE]
+    dev = st.get_device(did) if did else None
+    if reason.startswith("device_") or reason in AUTHENTICATED_REFUSALS:
+        _audit(st, now, dev, action, transport, source, "refused", reason)
+    else:
+        app[CORE].summary.note(now, dev["tenant_id"] if dev else None, dev["id"].hex() if dev else None, action,
+                               transport, source, "refused", reason)
 
 
 async def publish_crl(app, tenant, now):
@@ -212,13 +228,13 @@ async def _authenticate(request, doc, transport):
     source = doc.get("peerhost") if isinstance(doc.get("peerhost"), str) else (request.remote or "?")
     did = parse_device_id(username) if isinstance(username, str) else None
     if _limited(app, source[:64], did, now):
-        _audit(st, now, st.get_device(did) if did else None, "mqtt.connect", transport, source[:64], "refused", "rate_limited")
+        _refusal(app, now, did, "mqtt.connect", transport, source[:64], "rate_limited")
         raise auth.Refused("rate_limited")
     try:
         dev, method = auth.authenticate_mqtt(app, st, app[SEALER], username, password, clientid, now)
     except auth.Refused as e:
         _failed(app, did, now)
-        _audit(st, now, st.get_device(did) if did else None, "mqtt.connect", transport, source[:64], "refused", e.reason)
+        _refusal(app, now, did, "mqtt.connect", transport, source[:64], e.reason)
         raise
     st.limits.succeed(("mqtt", dev["id"]))
     st.touch_last_seen(dev["id"], now)
@@ -286,7 +302,7 @@ async def basic(request):
     except auth.Refused as e:
         if e.reason != "rate_limited":
             _failed(app, did, now)
-        _audit(st, now, st.get_device(did) if did else None, "http.basic", "http-basic", source, "refused", e.reason)
+        _refusal(app, now, did, "http.basic", "http-basic", source, e.reason)
         return web.json_response({"error": "unauthenticated", "message": "refused"}, status=401,
                                  headers={"WWW-Authenticate": 'Basic realm="janua"'})
     st.limits.succeed(("mqtt", dev["id"]))

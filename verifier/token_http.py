@@ -14,7 +14,7 @@ import logging
 from aiohttp import web
 
 from verifier import chain, ota_rollout
-from verifier.appkeys import CONFIG, STORAGE
+from verifier.appkeys import CONFIG, CORE, STORAGE
 from verifier.errors import Conflict, Unauthorized, ValidationError
 from verifier.http import _admin, _json, _now, limit_source
 from verifier.ota_http import _device, _refused
@@ -95,6 +95,10 @@ def used_expires(state, index, signed_until):
     if state is not None and index < state["seg_first"]:
         return signed_until()
     return chain.MAX_U32
+
+
+# refusals of an offline token whose signature was not verified (verifier/audit.py summarises them)
+OFFLINE_UNAUTHENTICATED = frozenset(("malformed", "unknown_key", "bad_signature"))
 
 
 def _audit(now, dev, action, transport, source, result, reason, device_hex=None):
@@ -184,7 +188,11 @@ def authenticate_offline(app, raw, now, source):
     except chain.ChainTokenRefused as e:
         reason = e.reason
         hex_id = raw[5:13].hex() if len(raw) == chain.TOKEN_LEN else None
-        st.add_audit([_audit(now, dev, "offline", "offline", source, "REFUSED", reason, hex_id)])
+        row = _audit(now, dev, "offline", "offline", source, "REFUSED", reason, hex_id)
+        if reason in OFFLINE_UNAUTHENTICATED:    # before the signature verified: counted, summarised
+            app[CORE].summary.note(now, row[1], row[3], "offline", "offline", source, "REFUSED", reason)
+        else:
+            st.add_audit([row])
         log.info("offline token refused: %s", reason)
         raise
     st.add_audit([_audit(now, dev, "offline", "offline", source, "OK", f"index {fields['index']}")])

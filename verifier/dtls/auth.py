@@ -10,7 +10,8 @@ still gets its real key: the refusal is sent only after the client has proved th
 Finished, so the status leaks to no one but the device. A locked-out device gets a random key, so its
 handshakes fail without telling a guesser anything.
 
-Audit rows and activations are queued and written by flush(), one transaction per batch of datagrams
+Refusals before the peer proved its key (unknown identity, bad Finished, locked out) are counted and
+summarised (verifier/audit.py), not written one row each. Audit rows and activations are queued and written by flush(), one transaction per batch of datagrams
 (the driver calls it before it sends the batch's replies: group commit, as verifier.batch does).
 """
 
@@ -18,7 +19,7 @@ import logging
 import os
 
 from verifier import keys
-from verifier.binauth import LOCKED_OUT, NOT_ACTIVE, OK, SIGNATURE, STATUS_NAMES, UNKNOWN_DEVICE
+from verifier.binauth import AUTHENTICATED, LOCKED_OUT, NOT_ACTIVE, OK, SIGNATURE, STATUS_NAMES, UNKNOWN_DEVICE
 from verifier.dtls.server import PSKGrant
 from verifier.errors import VerifierError
 from verifier.model import AUTHENTICATABLE, PSK_LIFETIME_S, Policy, parse_device_id
@@ -94,6 +95,7 @@ class DTLSAuth:
         self._policies = {}        # tenant id -> Policy
         self._activated = []       # (now, device id) waiting for flush()
         self._audit = []
+        self._now = 0              # the latest decision's time: flush() writes the summaries due by then
         core.listeners.append(self)
 
     @property
@@ -211,12 +213,16 @@ class DTLSAuth:
         self._record(status, now, ref, addr, "coap.auth", reason, counts="coaps")
 
     def _record(self, status, now, ref, addr, action, reason, activated=(), counts=TRANSPORT):
-        tnow = int(now)
+        tnow = self._now = int(now)
         counters = self._core.counts.get(counts)
         if counters is None:
             counters = self._core.counts[counts] = [0] * len(STATUS_NAMES)
         counters[status] += 1
         source = f"{addr[0]}:{addr[1]}" if type(addr) is tuple else str(addr)
+        if status not in AUTHENTICATED:       # before the peer proved its key: counted and summarised
+            self._core.summary.note(tnow, ref.tenant_id if ref else None, ref.hex if ref else None, action,
+                                    TRANSPORT, addr, STATUS_NAMES[status], reason)
+            return
         self._audit.append((tnow, ref.tenant_id if ref else None, "auth", ref.hex if ref else None, None, action,
                             TRANSPORT, source, STATUS_NAMES[status], reason))
         for _, did in activated:
@@ -227,6 +233,9 @@ class DTLSAuth:
     def flush(self):
         """Write the queued audit rows and activations in one transaction. A failure is logged (the
         handshakes it describes have happened); the caches are dropped, as they may be ahead."""
+        due = self._core.summary.due(self._now)
+        if due:
+            self._audit[:0] = due         # they describe earlier requests than the rows queued since
         if not self._audit:
             return
         activated, audit = self._activated, self._audit
