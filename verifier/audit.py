@@ -89,7 +89,11 @@ class RefusalSummary:
         noted); those windows close, and the next refusal of the same key opens a new one."""
         now = self.last_now if now is None else max(int(now), self.last_now)
         limit = now - self.interval_s
-        keys = [k for k, w in self._open.items() if w.first <= limit]
+        keys = []
+        for k, w in self._open.items():     # oldest first: stop at the first window still open, so a
+            if w.first > limit:             # flush per batch costs O(due), not O(open windows)
+                break
+            keys.append(k)
         return [self._row(k, self._open.pop(k)) for k in keys]
 
     def drain(self):

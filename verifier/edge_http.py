@@ -125,7 +125,7 @@ async def reports(request):
              _int(u.get("ts"), "ts")) for u in used]
     auth = [(parse_device_id(a.get("device_id")), _int(a.get("last_ts"), "last_ts")) for a in auth]
     actor = f"edge:{token_id}"
-    rows = [(_int(a.get("ts"), "ts"), tenant_id, a.get("kind") if a.get("kind") in ("auth", "admin") else "auth",
+    rows = [(_int(a.get("ts"), "ts"), tenant_id, a.get("kind") if a.get("kind") in ("auth", "admin", "summary") else "auth",
              a["device_id"] if parse_device_id(a.get("device_id")) else None, actor, _text(a.get("action")) or "edge",
              _text(a.get("transport")), _text(a.get("source")), _text(a.get("result")) or "?", _text(a.get("reason")))
             for a in audit]

@@ -6,7 +6,7 @@ from verifier.openapi_common import DEVICE_ID, ERR, admin_op as _admin_op, json_
 
 _HEX_ID = {"type": "string", "pattern": "^[0-9a-f]{16}$"}
 _AUDIT_IN = {"type": "object", "description": "an audit row queued at the edge (as in GET /v1/audit, without seq)",
-             "properties": {"ts": {"type": "integer"}, "kind": {"type": "string", "enum": ["auth", "admin"]},
+             "properties": {"ts": {"type": "integer"}, "kind": {"type": "string", "enum": ["auth", "admin", "summary"]},
                             "device_id": {"type": ["string", "null"]}, "action": {"type": "string"},
                             "transport": {"type": ["string", "null"]}, "source": {"type": ["string", "null"]},
                             "result": {"type": "string"}, "reason": {"type": ["string", "null"]}},
