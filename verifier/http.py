@@ -199,7 +199,7 @@ async def audit(request):
         raise ValidationError("device_id must be 16 lowercase hex characters")
     before = q.get("cursor")
     if before is not None:           # the seq of the last entry of the previous page, as decimal text
-        if not (before.isdigit() and before.isascii() and 1 <= len(before) <= 19):
+        if not (before.isdigit() and before.isascii() and 1 <= len(before) <= 18):
             raise ValidationError("cursor must be a next_cursor value of an earlier page")
         before = int(before)
     entries = request.app[STORAGE].list_audit(tenant_id, device_id, limit, before)

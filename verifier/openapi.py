@@ -154,7 +154,7 @@ OPENAPI = {
                 parameters=[{"name": "device_id", "in": "query", "schema": {"type": "string"}},
                             {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 1000}},
                             {"name": "cursor", "in": "query",
-                             "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"}}]),
+                             "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}]),
         },
         "/v1/binauth": {
             "post": {"summary": "Binary auth over HTTP (docs/protocol.md 3.5): the body is the 20-byte request; "

@@ -297,7 +297,7 @@ async def test_audit_is_readable_past_1000_entries_with_the_cursor(client, clock
     assert seen == sorted(seqs(st, a.id), reverse=True) and len(set(seen)) == 2500
 
 
-@pytest.mark.parametrize("cursor", ["", "x", "-1", "1.5", "٣", "1" * 20])
+@pytest.mark.parametrize("cursor", ["", "x", "-1", "1.5", "٣", "9" * 19])
 async def test_audit_cursor_that_is_not_one_is_refused(client, clock, cursor):
     a = Tenant(client.app, "a", clock)
     r = await client.get("/v1/audit", params={"cursor": cursor}, headers=a.headers)
