@@ -6,7 +6,7 @@ password or signature was verified (a malformed packet, an unknown id, a rate li
 anyone can send those without limit, so they are counted (Prometheus, by transport and result) and
 turn into at most one audit row per (tenant, device, action, transport, result) per interval, which
 says how many requests were refused, from how many source hosts, a sample source and the last reason.
-Its memory is bounded (MAX_KEYS open windows, MAX_SOURCES distinct hosts each). Decisions made after
+Its memory is bounded (MAX_KEYS open windows, MAX_SOURCES distinct hosts each, MAX_HOSTS in all). Decisions made after
 the request was authenticated (OK, REPLAY, TIME_SYNC, NOT_ACTIVE) and admin actions keep one row each
 and never come here.
 
@@ -26,7 +26,8 @@ log = logging.getLogger("janua.verifier.audit")
 
 SUMMARY_KIND = "summary"      # the audit `kind` of a summary row
 MAX_KEYS = 10_000             # open windows; past it new keys fold into their tenant-wide key (no device)
-MAX_SOURCES = 1024            # distinct source hosts remembered per window; past it the count says "1024+"
+MAX_SOURCES = 1024            # distinct source hosts remembered per window; at it the count says "1024+"
+MAX_HOSTS = 100_000           # and in all open windows together; past it new hosts mark their window "+"
 PRUNE_BATCH = 500             # rows per DELETE statement (about 1 ms each on 1M rows)
 SCAN_STEP = 10_000            # index entries per statement while finding the row-count cutoff
 TICK_S = 5.0                  # how often maintain() writes due summaries
@@ -53,6 +54,7 @@ class RefusalSummary:
         self.counts = {}            # (transport, result) -> refusals noted (Prometheus, since start)
         self.rows_emitted = 0
         self.last_now = 0
+        self.hosts_held = 0         # source hosts remembered in all open windows (at most MAX_HOSTS)
         self._open = {}             # key -> _Window, oldest first
 
     @property
@@ -79,9 +81,17 @@ class RefusalSummary:
         w.count += 1
         w.reason = reason
         if not w.full:
-            w.hosts.add(source_host(source))
-            if len(w.hosts) >= MAX_SOURCES:
-                w.full = True
+            hosts = w.hosts
+            n = len(hosts)
+            if self.hosts_held >= MAX_HOSTS:
+                if source_host(source) not in hosts:
+                    w.full = True
+                return
+            hosts.add(source_host(source))
+            if len(hosts) > n:
+                self.hosts_held += 1
+                if len(hosts) >= MAX_SOURCES:
+                    w.full = True
 
     def due(self, now=None):
         """The summary rows of windows at least `interval_s` old at `now` (default: the latest time
@@ -104,6 +114,7 @@ class RefusalSummary:
     def _row(self, key, w):
         tenant_id, device_hex, action, transport, result = key
         self.rows_emitted += 1
+        self.hosts_held -= len(w.hosts)
         hosts = f"{len(w.hosts)}+" if w.full else str(len(w.hosts))
         reason = (f"{w.count} refused from {hosts} source host(s) in [{w.first}, {w.last}]; "
                   f"last reason: {w.reason}")[:300]

@@ -137,6 +137,18 @@ def test_refusal_summary_memory_stays_bounded_under_made_up_keys_and_sources():
     assert len(fold) == 1 and fold[0][9].startswith("20000 refused from 1024+ source host(s)")
 
 
+def test_refusal_summary_remembers_at_most_100k_source_hosts_in_all():
+    s = RefusalSummary()
+    for d in range(200):                 # 200 devices, each attacked from 1,000 (spoofed) hosts
+        for h in range(1000):
+            s.note(T0, "t1", f"{d:016x}", "binauth", "udp", (f"10.{d}.{h >> 8}.{h & 255}", 1), "SIGNATURE", "x")
+    assert s.hosts_held == 100_000
+    rows = s.drain()
+    assert s.hosts_held == 0 and len(rows) == 200
+    assert rows[0][9].startswith("1000 refused from 1000 source host(s)")
+    assert rows[-1][9].startswith("1000 refused from 0+ source host(s)")
+
+
 async def test_forged_tags_against_a_known_device_are_summarised_on_its_own_trail(client, clock):
     core = client.app[CORE]
     tenant = Tenant(client.app, "acme", clock)
