@@ -189,8 +189,9 @@ def authenticate_offline(app, raw, now, source):
         reason = e.reason
         hex_id = raw[5:13].hex() if len(raw) == chain.TOKEN_LEN else None
         row = _audit(now, dev, "offline", "offline", source, "REFUSED", reason, hex_id)
-        if reason in OFFLINE_UNAUTHENTICATED:    # before the signature verified: counted, summarised
-            app[CORE].summary.note(now, row[1], row[3], "offline", "offline", source, "REFUSED", reason)
+        if reason in OFFLINE_UNAUTHENTICATED:    # before the signature verified: counted, summarised, keyed
+            app[CORE].summary.note(now, row[1], dev["id"].hex() if dev else None,   # by a known device only
+                                   "offline", "offline", source, "REFUSED", reason)
         else:
             st.add_audit([row])
         log.info("offline token refused: %s", reason)

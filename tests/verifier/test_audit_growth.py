@@ -203,6 +203,15 @@ async def test_http_basic_guesses_are_summarised_not_written_one_by_one(client, 
     assert metric_sum(await r.text(), "janua_unauthenticated_refusals_total", transport="http-basic") == 50
 
 
+async def test_offline_tokens_naming_made_up_devices_share_one_summary(client, clock):
+    for _ in range(50):                  # 107 random bytes: a made-up device id at offset 5 each time
+        r = await client.post("/v1/auth/device/offline", json={"token": os.urandom(107).hex()})
+        assert r.status == 401
+    rows = [r for r in client.app[CORE].summary.drain() if r[5] == "offline"]
+    assert [(r[1], r[2], r[3]) for r in rows] == [(None, "summary", None)]
+    assert rows[0][9].startswith("50 refused from 1 source host(s)")
+
+
 async def test_open_summaries_are_written_when_the_verifier_stops(tmp_path, clock):
     cfg = Config(db_path=str(tmp_path / "janua.db"), kek=KEK, clock=clock, http_port=0, udp_port=None,
                  dtls_port=None)

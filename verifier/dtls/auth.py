@@ -11,8 +11,9 @@ Finished, so the status leaks to no one but the device. A locked-out device gets
 handshakes fail without telling a guesser anything.
 
 Refusals before the peer proved its key (unknown identity, bad Finished, locked out) are counted and
-summarised (verifier/audit.py), not written one row each. Audit rows and activations are queued and written by flush(), one transaction per batch of datagrams
-(the driver calls it before it sends the batch's replies: group commit, as verifier.batch does).
+summarised (verifier/audit.py), not written one row each. Audit rows and activations are queued and
+written by flush(), one transaction per batch of datagrams (the driver calls it before it sends the
+batch's replies: group commit, as verifier.batch does).
 """
 
 import logging
