@@ -25,7 +25,7 @@ from verifier.model import Policy
 log = logging.getLogger("janua.verifier.audit")
 
 SUMMARY_KIND = "summary"      # the audit `kind` of a summary row
-MAX_KEYS = 10_000             # open windows; past it new keys fold into their tenant-wide key (no device)
+MAX_KEYS = 1000               # open windows; past it new keys fold into their tenant-wide key (no device)
 MAX_SOURCES = 1024            # distinct source hosts remembered per window; at it the count says "1024+"
 MAX_HOSTS = 100_000           # and in all open windows together; past it new hosts mark their window "+"
 PRUNE_BATCH = 500             # rows per DELETE statement (about 1 ms each on 1M rows)
