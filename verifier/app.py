@@ -5,10 +5,13 @@ config.dtls_port is not None) the UDP and DTLS endpoints, all as cleanup_ctx res
 sockets and returns a handle with the bound ports, for tools/serve.py, e2e tests and benchmarks.
 """
 
+import asyncio
 import logging
 
 from aiohttp import web
 
+from verifier import audit
+from verifier.audit import RefusalSummary
 from verifier.appkeys import BATCHER, CONFIG, CORE, DTLS, DTLS_PORT, METRICS, SEALER, STORAGE, UDP_PORT
 from verifier.batch import AuthBatcher
 from verifier.binauth import BinAuthCore
@@ -36,6 +39,7 @@ def create_app(config):
     app[CONFIG] = config
     app[SEALER] = Sealer(load_kek(config))
     app.cleanup_ctx.append(_storage_ctx)
+    app.cleanup_ctx.append(_audit_ctx)
     app.cleanup_ctx.append(_udp_ctx)
     app.cleanup_ctx.append(_dtls_ctx)
     app.cleanup_ctx.append(ota_ctx)
@@ -49,6 +53,7 @@ async def _storage_ctx(app):
     config = app[CONFIG]
     storage = SQLiteStorage(config.db_path)
     core = BinAuthCore(storage, app[SEALER], config.source_capacity, config.source_refill_per_s)
+    core.summary = RefusalSummary(config.audit_summary_s)
     metrics = Metrics(core)
     app[STORAGE] = storage
     app[CORE] = core
@@ -56,6 +61,23 @@ async def _storage_ctx(app):
     app[BATCHER] = AuthBatcher(core, metrics, config.clock)
     yield
     storage.close()
+
+
+async def _audit_ctx(app):
+    """The audit trail's background task (summaries of unauthenticated refusals, retention). At shutdown
+    the summaries still open are written: cleanup runs in reverse order, so the UDP and DTLS endpoints
+    (registered later) are closed by then and nothing more is noted."""
+    config, storage, summary = app[CONFIG], app[STORAGE], app[CORE].summary
+    task = asyncio.create_task(audit.maintain(storage, summary, config.clock, config.audit_prune_s,
+                                              config.audit_untenanted_max_age_days * 86400,
+                                              config.audit_untenanted_max_rows))
+    yield
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    await audit.write_due(storage, summary, config.clock(), final=True)
 
 
 async def _udp_ctx(app):

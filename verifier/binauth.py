@@ -1,7 +1,9 @@
 """Binary auth (docs/protocol.md section 3): the 20-byte codec and the sans-IO verifier core.
 
 `BinAuthCore.decide(request, source, now, transport)` follows the processing order of section 3.4 in
-memory and queues what must become durable (accepted timestamps, activations, audit rows);
+memory and queues what must become durable (accepted timestamps, activations, audit rows of the
+decisions made after the tag verified; the refusals before that are counted and summarised by
+`summary`, a verifier.audit.RefusalSummary);
 `flush()` writes the queue in one transaction. A driver (verifier.batch) calls decide for a batch,
 then flush, and only then sends the replies, so an OK is never sent before its timestamp is durable.
 `handle()` does both for one request. No sockets, no clock: `now` is a parameter.
@@ -18,6 +20,7 @@ import os
 import struct
 
 from verifier import keys
+from verifier.audit import RefusalSummary
 from verifier.errors import VerifierError
 from verifier.lockout import EXHAUSTED, Lockout
 from verifier.model import AUTHENTICATABLE, Policy
@@ -93,6 +96,9 @@ class BinAuthCore:
         self._accepted = []     # (last_ts, now, device_id) waiting for flush()
         self._activated = []    # (now, device_id)
         self._audit = []
+        self._last = None       # (status, DeviceState or None, reason) of the latest decision, for handle()
+        self._now = 0           # its time: flush() writes the summaries due by then
+        self.summary = RefusalSummary()   # unauthenticated refusals; the app sets its interval
         self.counts = {}        # transport -> [count per status]; folded into Prometheus at scrape time
         self.listeners = []     # other caches of device state (DTLS): told of every forget*() call
 
@@ -146,8 +152,14 @@ class BinAuthCore:
         if counts is None:
             counts = self.counts[transport] = [0] * 9
         counts[status] += 1
-        self._audit.append((now, st.tenant_id if st else None, "auth", st.hex if st else None, None, "binauth",
-                            transport, source, STATUS_NAMES[status], reason))
+        self._last = (status, st, reason)
+        self._now = now
+        if status in AUTHENTICATED:          # the tag verified: one row per decision
+            self._audit.append((now, st.tenant_id, "auth", st.hex, None, "binauth",
+                                transport, source, STATUS_NAMES[status], reason))
+        else:                                # anyone can send these: counted, summarised (verifier/audit.py)
+            self.summary.note(now, st.tenant_id if st else None, st.hex if st else None, "binauth", transport,
+                              source, STATUS_NAMES[status], reason)
         return reply
 
     def decide(self, req, source, now, transport="udp"):
@@ -220,6 +232,9 @@ class BinAuthCore:
         If it fails, the cache is dropped (it may be ahead of the database) and the error propagates:
         the caller must not send the OK replies of this batch.
         """
+        due = self.summary.due(self._now)
+        if due:
+            self._audit[:0] = due         # they describe earlier requests than the rows queued since
         if not (self._accepted or self._audit):
             return
         accepted, activated, audit = self._accepted, self._activated, self._audit
@@ -234,7 +249,7 @@ class BinAuthCore:
     def handle(self, request, source, now, transport="test"):
         """Decide and persist one request: (reply, Decision)."""
         reply = self.decide(request, source, now, transport)
-        row = self._audit[-1]   # the auth row is always the last one queued
-        decision = Decision(reply[0], row[8], row[3], row[9])
+        status, st, reason = self._last
+        decision = Decision(reply[0], STATUS_NAMES[status], st.hex if st else None, reason)
         self.flush()
         return reply, decision

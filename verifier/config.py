@@ -54,6 +54,13 @@ class Config:
     # content-addressed by SHA-256; an upload over release_max_bytes is refused.
     release_dir: Optional[str] = None
     release_max_bytes: int = 8 * 1024 * 1024
+    # Audit trail (verifier/audit.py): refusals of unauthenticated requests are summarised, one row per
+    # key per audit_summary_s; expired rows are pruned every audit_prune_s. Tenants set their own
+    # retention in their policy; rows with no tenant (unknown devices) have these verifier-wide bounds.
+    audit_summary_s: int = 60
+    audit_prune_s: int = 300
+    audit_untenanted_max_age_days: int = 90
+    audit_untenanted_max_rows: int = 100_000
     # Edge mode (janua serve --edge): create_app builds an edge verifier; db_path is the edge's own file.
     edge: Optional[EdgeConfig] = None
 

@@ -128,8 +128,8 @@ def _text(a, name, nullable=True):
 
 
 def _audit_row(a, tenant_id, actor):
-    if a.get("kind", "auth") not in ("auth", "admin"):
-        raise ValidationError("audit.kind must be auth or admin")
+    if a.get("kind", "auth") not in ("auth", "admin", "summary"):
+        raise ValidationError("audit.kind must be auth, admin or summary")
     device = _text(a, "device_id")
     return (_int(a.get("ts"), "ts"), tenant_id, a.get("kind", "auth"),
             device if parse_device_id(device) else None, actor, _text(a, "action", False) or "edge",

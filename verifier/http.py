@@ -229,7 +229,14 @@ async def audit(request):
     device_id = q.get("device_id")
     if device_id is not None and parse_device_id(device_id) is None:
         raise ValidationError("device_id must be 16 lowercase hex characters")
-    return web.json_response({"entries": request.app[STORAGE].list_audit(tenant_id, device_id, limit)})
+    before = q.get("cursor")
+    if before is not None:           # the seq of the last entry of the previous page, as decimal text
+        if not (before.isdigit() and before.isascii() and 1 <= len(before) <= 18):
+            raise ValidationError("cursor must be a next_cursor value of an earlier page")
+        before = int(before)
+    entries = request.app[STORAGE].list_audit(tenant_id, device_id, limit, before)
+    return web.json_response({"entries": entries,
+                              "next_cursor": str(entries[-1]["seq"]) if len(entries) == limit else None})
 
 
 # binary auth and operations

@@ -25,6 +25,8 @@ _TEXT = re.compile(f"{TEXT_CHARS}{{1,{MAX_TEXT}}}\\Z")
 TOKEN_POLICY_FIELDS = {"token_ttl_s": (60, 30 * 86400), "token_refresh_s": (0, 30 * 86400),
                        "chain_period_s": (60, 30 * 86400), "chain_validity_s": (60, 60 * 86400),
                        "chain_len": (1, 1000), "chain_low_water": (0, 1000)}
+# tenant policy fields of audit retention (docs/api.md "Audit trail"): name -> (min, max)
+AUDIT_POLICY_FIELDS = {"audit_max_age_days": (1, 3650), "audit_max_rows": (1000, 100_000_000)}
 
 # (status, action) -> next status. A missing key is an illegal transition.
 TRANSITIONS = {
@@ -69,6 +71,8 @@ class Policy:
     chain_validity_s: int = 86400    # each valid this long from its nbf
     chain_len: int = 30              # a top-up fills the device's chain up to this many
     chain_low_water: int = 10        # sync tops up when fewer unused tokens remain
+    audit_max_age_days: int = 90     # audit rows older than this are deleted
+    audit_max_rows: int = 1_000_000  # past this many rows the tenant's oldest are deleted
 
     def to_json(self):
         return {
@@ -79,6 +83,7 @@ class Policy:
             "lockout_failures": self.lockout_failures,
             "lockout_s": self.lockout_s,
             **{name: getattr(self, name) for name in TOKEN_POLICY_FIELDS},
+            **{name: getattr(self, name) for name in AUDIT_POLICY_FIELDS},
         }
 
     @classmethod
@@ -88,14 +93,15 @@ class Policy:
             raise ValidationError("policy must be an object")
         base = base or cls()
         known = {"drift_s", "session_ttl_s", "device_rate", "source_rate", "lockout_failures", "lockout_s",
-                 *TOKEN_POLICY_FIELDS}
+                 *TOKEN_POLICY_FIELDS, *AUDIT_POLICY_FIELDS}
         unknown = set(doc) - known
         if unknown:
             raise ValidationError(f"unknown policy fields: {', '.join(sorted(unknown))}")
         kw = {}
         for name, lo, hi in (("drift_s", 0, 86400), ("session_ttl_s", 1, 30 * 86400),
                              ("lockout_failures", 1, 1000), ("lockout_s", 0, 30 * 86400),
-                             *((n, lo, hi) for n, (lo, hi) in TOKEN_POLICY_FIELDS.items())):
+                             *((n, lo, hi) for n, (lo, hi) in TOKEN_POLICY_FIELDS.items()),
+                             *((n, lo, hi) for n, (lo, hi) in AUDIT_POLICY_FIELDS.items())):
             if name in doc:
                 kw[name] = _int(doc[name], f"policy.{name}", lo, hi)
         for name in ("device", "source"):

@@ -45,6 +45,25 @@ def _audit(st, now, dev_or_none, action, transport, source, result, reason=None,
     st.add_audit([(now, tenant, kind, did, actor, action, transport, source, result, reason)])
 
 
+# Refusals that come after the secret was proved (the device's state, a mismatched client id, an expired
+# but genuine SAS): audited row by row, and they neither count as a failed guess nor reset the count.
+AUTHENTICATED_REFUSALS = frozenset(("clientid_mismatch", "username_mismatch", "expired", "lifetime_too_long"))
+
+
+def _refusal(app, now, did, action, transport, source, reason):
+    """Audit a refusal: one row if the credential had verified (the device's own state refused it),
+    else counted and summarised (verifier/audit.py), since anyone can send those."""
+    st = app[STORAGE]
+    dev = st.get_device(did) if did else None
+    if reason.startswith("device_") or reason in AUTHENTICATED_REFUSALS:
+        _audit(st, now, dev, action, transport, source, "refused", reason)
+    else:
+        # a refusal during a lockout (nothing checked) is summarised apart from the failed guesses
+        result = "locked_out" if reason.startswith("locked_out") else "refused"
+        app[CORE].summary.note(now, dev["tenant_id"] if dev else None, dev["id"].hex() if dev else None, action,
+                               transport, source, result, reason)
+
+
 async def publish_crl(app, tenant, now):
     """A fresh CRL for the tenant, cached for GET /v1/ca/crl and written to the broker (then SIGHUP)."""
     st = app[STORAGE]
@@ -187,11 +206,6 @@ async def mqtt_password(request):
 
 # -- broker-facing authentication ----------------------------------------------------------------
 
-# Refusals that come after the secret was proved (the device's state, a mismatched client id, an expired
-# but genuine SAS): they neither count as a failed guess nor reset the count.
-_PROVEN = frozenset(("clientid_mismatch", "username_mismatch", "expired", "lifetime_too_long"))
-
-
 def _precheck(app, source, did, now):
     """Before a device secret is checked: the verifier-wide per-source bucket, then, for a known device,
     the lockout of verifier.lockout (scope "mqtt": per device and source host, and the device's failure
@@ -218,7 +232,7 @@ def _outcome(guard, source, now, reason=None):
     if guard is None:
         return
     lockout, did, pol, charge = guard
-    if reason is None or reason in _PROVEN or reason.startswith("device_"):
+    if reason is None or reason in AUTHENTICATED_REFUSALS or reason.startswith("device_"):
         lockout.verified(did, charge, pol, now)
         if reason is None:
             lockout.accepted(did, source, now)
@@ -249,13 +263,13 @@ async def _authenticate(request, doc, transport):
     source = source[:64]
     refusal, guard = _precheck(app, source, did, now)
     if refusal:
-        _audit(st, now, st.get_device(did) if did else None, "mqtt.connect", transport, source, "refused", refusal)
+        _refusal(app, now, did, "mqtt.connect", transport, source, refusal)
         raise auth.Refused(refusal)
     try:
         dev, method = auth.authenticate_mqtt(app, st, app[SEALER], username, password, clientid, now)
     except auth.Refused as e:
         _outcome(guard, source, now, e.reason)
-        _audit(st, now, st.get_device(did) if did else None, "mqtt.connect", transport, source, "refused", e.reason)
+        _refusal(app, now, did, "mqtt.connect", transport, source, e.reason)
         raise
     _outcome(guard if dev["id"] == did else None, source, now)
     st.touch_last_seen(dev["id"], now)
@@ -334,7 +348,7 @@ async def basic(request):
         dev = auth.verify_basic(st, app[SEALER], user, secret)
     except auth.Refused as e:
         _outcome(guard, source, now, e.reason)
-        _audit(st, now, st.get_device(did) if did else None, "http.basic", "http-basic", source, "refused", e.reason)
+        _refusal(app, now, did, "http.basic", "http-basic", source, e.reason)
         return web.json_response({"error": "unauthenticated", "message": "refused"}, status=401,
                                  headers={"WWW-Authenticate": 'Basic realm="janua"'})
     _outcome(guard, source, now)

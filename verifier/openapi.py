@@ -38,7 +38,11 @@ SCHEMAS = {
         **{n: {"type": "integer", "minimum": TOKEN_POLICY_FIELDS[n][0], "maximum": TOKEN_POLICY_FIELDS[n][1],
                "default": d, "description": "docs/tokens.md"} for n, d in (
             ("token_ttl_s", 3600), ("token_refresh_s", 300), ("chain_period_s", 86400), ("chain_validity_s", 86400),
-            ("chain_len", 30), ("chain_low_water", 10))}}},
+            ("chain_len", 30), ("chain_low_water", 10))},
+        "audit_max_age_days": {"type": "integer", "default": 90, "minimum": 1, "maximum": 3650,
+                               "description": "audit rows older than this are deleted (docs/api.md)"},
+        "audit_max_rows": {"type": "integer", "default": 1000000, "minimum": 1000, "maximum": 100000000,
+                           "description": "past this many audit rows the oldest are deleted (docs/api.md)"}}},
     "Tenant": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"},
                                                 "created": {"type": "integer"}, "policy": _ref("Policy")}},
     "Metadata": METADATA,
@@ -83,7 +87,8 @@ SCHEMAS = {
                                                      "failed": {"type": "integer"}}}}},
     "AuditEntry": {"type": "object", "properties": {
         "seq": {"type": "integer"}, "ts": {"type": "integer"}, "tenant_id": {"type": ["string", "null"]},
-        "kind": {"type": "string", "enum": ["auth", "admin"]}, "device_id": {"type": ["string", "null"]},
+        "kind": {"type": "string", "enum": ["auth", "admin", "summary"],
+                 "description": "summary: a count of refused unauthenticated requests (docs/api.md)"}, "device_id": {"type": ["string", "null"]},
         "actor": {"type": ["string", "null"], "description": "admin token id (never the token), cli or binauth"},
         "action": {"type": "string"}, "transport": {"type": ["string", "null"]},
         "source": {"type": ["string", "null"]}, "result": {"type": "string"}, "reason": {"type": ["string", "null"]},
@@ -168,10 +173,15 @@ OPENAPI = {
                                    "properties": {"policy": _ref("Policy")}}}}}),
         },
         "/v1/audit": {
-            "get": _admin_op("The caller's tenant's audit trail, newest first", {"200": _json({
-                "type": "object", "properties": {"entries": {"type": "array", "items": _ref("AuditEntry")}}})},
+            "get": _admin_op("The caller's tenant's audit trail, newest first, a page at a time: pass the "
+                             "answer's next_cursor as cursor for the next (older) page; null: no more", {"200": _json({
+                "type": "object", "required": ["entries", "next_cursor"], "properties": {
+                    "entries": {"type": "array", "items": _ref("AuditEntry")},
+                    "next_cursor": {"type": ["string", "null"]}}})},
                 parameters=[{"name": "device_id", "in": "query", "schema": CURSOR},
-                            {"name": "limit", "in": "query", "schema": LIMIT}]),
+                            {"name": "limit", "in": "query", "schema": LIMIT},
+                            {"name": "cursor", "in": "query",
+                             "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}]),
         },
         "/v1/binauth": {
             "post": {"summary": "Binary auth over HTTP (docs/protocol.md 3.5): the body is the 20-byte request; "

@@ -9,7 +9,7 @@ _U32 = {"type": "integer", "minimum": 0, "maximum": 4294967295}
 _AUDIT_IN = {"type": "object", "description": "an audit row queued at the edge (as in GET /v1/audit, without seq); "
                                              "strings are cut at 500 characters, a device_id that is not a device id "
                                              "is stored as null",
-             "properties": {"ts": _U32, "kind": {"type": "string", "enum": ["auth", "admin"]},
+             "properties": {"ts": _U32, "kind": {"type": "string", "enum": ["auth", "admin", "summary"]},
                             "device_id": {"type": ["string", "null"]}, "action": {"type": "string"},
                             "transport": {"type": ["string", "null"]}, "source": {"type": ["string", "null"]},
                             "result": {"type": "string"}, "reason": {"type": ["string", "null"]},

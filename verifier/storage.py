@@ -149,7 +149,25 @@ class Storage(OTAStorage, TokenStorage, X509Storage):
     def add_audit(self, rows): """Append audit tuples in AUDIT_COLUMNS order."""
 
     @abc.abstractmethod
-    def list_audit(self, tenant_id, device_id=None, limit=100): """Newest first."""
+    def list_audit(self, tenant_id, device_id=None, limit=100, before=None):
+        """Newest first; only rows with seq below `before` if given (the cursor of GET /v1/audit)."""
+
+    # audit retention (verifier.audit.prune); tenant_id None means the rows that have no tenant
+    @abc.abstractmethod
+    def list_tenants(self): """[{id, name, created, policy}] of every tenant."""
+
+    @abc.abstractmethod
+    def audit_bounds(self, tenant_id): """(smallest seq, largest seq) of the tenant's audit rows, or None."""
+
+    @abc.abstractmethod
+    def audit_seq_before(self, tenant_id, below, skip):
+        """The seq of the tenant's row that has `skip` rows between it and `below` (newest end if None),
+        going back in seq order; None if there are not that many."""
+
+    @abc.abstractmethod
+    def delete_audit(self, tenant_id, limit, older_than=None, below_seq=None):
+        """Delete up to `limit` of the tenant's oldest rows, each only if ts < older_than (when given)
+        and seq < below_seq (when given); stop at the first oldest row that fails. Return the count."""
 
 
 class SQLiteStorage(SQLiteTransactions, SQLiteOTAStorage, SQLiteTokenStorage, SQLiteX509Storage, Storage):
@@ -366,12 +384,54 @@ class SQLiteStorage(SQLiteTransactions, SQLiteOTAStorage, SQLiteTokenStorage, SQ
         with self.transaction():
             self._db.executemany(_AUDIT_INSERT, audit_rows_full(rows))
 
-    def list_audit(self, tenant_id, device_id=None, limit=100):
+    def list_audit(self, tenant_id, device_id=None, limit=100, before=None):
         q, args = "SELECT * FROM audit WHERE tenant_id = ?", [tenant_id]
         if device_id is not None:
             q += " AND device_id = ?"; args.append(device_id)
+        if before is not None:
+            q += " AND seq < ?"; args.append(before)
         q += " ORDER BY seq DESC LIMIT ?"; args.append(limit)
         return [dict(r) for r in self._db.execute(q, args)]
+
+    def list_tenants(self):
+        return [self._tenant(r) for r in self._db.execute("SELECT * FROM tenants ORDER BY id")]
+
+    def audit_bounds(self, tenant_id):
+        # two index probes (min() and max() in one statement would scan the tenant's whole range)
+        lo = self._db.execute("SELECT seq FROM audit WHERE tenant_id IS ? ORDER BY seq LIMIT 1", (tenant_id,)).fetchone()
+        if lo is None:
+            return None
+        hi = self._db.execute("SELECT seq FROM audit WHERE tenant_id IS ? ORDER BY seq DESC LIMIT 1",
+                              (tenant_id,)).fetchone()
+        return lo[0], hi[0]
+
+    def audit_seq_before(self, tenant_id, below, skip):
+        q, args = "SELECT seq FROM audit WHERE tenant_id IS ?", [tenant_id]
+        if below is not None:
+            q += " AND seq < ?"; args.append(below)
+        row = self._db.execute(q + " ORDER BY seq DESC LIMIT 1 OFFSET ?", (*args, skip)).fetchone()
+        return None if row is None else row[0]
+
+    def delete_audit(self, tenant_id, limit, older_than=None, below_seq=None):
+        # the oldest `limit` rows by the (tenant_id, seq) index; among them the first that must stay
+        # ends the run, so rows a non-monotonic clock wrote out of order are kept, never skipped over
+        cond, args = [], []
+        if older_than is not None:
+            cond.append("ts >= ?"); args.append(older_than)
+        if below_seq is not None:
+            cond.append("seq >= ?"); args.append(below_seq)
+        keep = " OR ".join(cond) or "0"
+        try:
+            with self.transaction():
+                stop = self._db.execute(
+                    "SELECT seq FROM (SELECT seq, ts FROM audit WHERE tenant_id IS ? ORDER BY seq LIMIT ?) "
+                    f"WHERE {keep} ORDER BY seq LIMIT 1", (tenant_id, limit, *args)).fetchone()
+                q, qargs = "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE tenant_id IS ?", [tenant_id]
+                if stop is not None:
+                    q += " AND seq < ?"; qargs.append(stop[0])
+                return self._db.execute(q + " ORDER BY seq LIMIT ?)", (*qargs, limit)).rowcount
+        except sqlite3.Error as e:
+            raise StorageError(f"could not prune the audit trail: {e}") from e
 
 
 def audit_rows_full(rows):

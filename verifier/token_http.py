@@ -14,18 +14,17 @@ import logging
 from aiohttp import web
 
 from verifier import chain, ota_rollout
-from verifier.appkeys import CONFIG, STORAGE
+from verifier.appkeys import CONFIG, CORE, STORAGE
 from verifier.errors import Conflict, Unauthorized, ValidationError
 from verifier.model import as_int
 from verifier.http import _admin, _json, _now, limit_source
 from verifier.ota_http import _device, _refused
-from verifier.refusal_sampler import RefusalSampler, join_detail
+from verifier.refusal_sampler import join_detail
 from verifier.tokens import (TOKEN_KEYS, bearer, device_may_authenticate, issue_device_token, policy_of,
                              token_keys_for, validate_device_token)
 
 log = logging.getLogger("janua.verifier.tokens")
 
-REFUSAL_SAMPLER = web.AppKey("refusal_sampler", RefusalSampler)
 
 MAX_BODY = 16 * 1024
 MAX_USED = 1000                  # indices per sync
@@ -47,7 +46,6 @@ async def ctx(app):
     """cleanup_ctx resource of this feature (app.py appends it): load (or create) the signing keys, and
     run the chain_used pruning task for as long as the app runs."""
     app[TOKEN_KEYS] = token_keys_for(app, int(app[CONFIG].clock()))
-    app[REFUSAL_SAMPLER] = RefusalSampler(app[STORAGE].limits)
     task = asyncio.create_task(_prune_loop(app))
     yield
     task.cancel()
@@ -176,8 +174,8 @@ def authenticate_offline(app, raw, now, source):
     """Decide one offline chain token (bytes) at the cloud: (device, fields, chain state), or raise
     ChainTokenRefused after writing its audit row. Accepted tokens are marked used before returning.
     A refusal before the signature verifies (chain.UNAUTHENTICATED_REASONS) is audited under the tenant of
-    the device the token names, if it is known (also when the token is malformed but 107 bytes long), and
-    only as often as app[REFUSAL_SAMPLER] lets it (the rest are counted in the next row's detail)."""
+    the device the token names, if it is known (also when the token is malformed but 107 bytes long), as a
+    summary row (verifier/audit.py: counted, at most one row per device and interval), never row by row."""
     st, dev, reason, detail = app[STORAGE], None, None, None
     try:
         fields = chain.decode_chain_token_unverified(raw)
@@ -197,14 +195,12 @@ def authenticate_offline(app, raw, now, source):
         if dev is None and named is not None and reason == "malformed":
             dev = st.get_device(named)                  # a malformed token naming a known device: its tenant sees it
         detail = detail if e.detail is None else join_detail(e.detail, detail)
-        if reason in chain.UNAUTHENTICATED_REASONS:
-            more = app[REFUSAL_SAMPLER].admit(dev["id"] if dev else None, now)
-            if more is None:
-                log.debug("offline token refused: %s (not audited: over the refusal audit budget)", reason)
-                raise
-            detail = join_detail(detail, more)
-        st.add_audit([_audit(now, dev, "offline", "offline", source, "REFUSED", reason,
-                             named.hex() if named else None, detail)])
+        row = _audit(now, dev, "offline", "offline", source, "REFUSED", reason, named.hex() if named else None, detail)
+        if reason in chain.UNAUTHENTICATED_REASONS:     # before the signature verified: counted, summarised, keyed
+            app[CORE].summary.note(now, row[1], dev["id"].hex() if dev else None,   # by a known device only
+                                   "offline", "offline", source, "REFUSED", reason)
+        else:
+            st.add_audit([row])
         log.info("offline token refused: %s", reason)
         raise
     st.add_audit([_audit(now, dev, "offline", "offline", source, "OK", None, detail=f"index {fields['index']}")])

@@ -11,15 +11,17 @@ Finished, so the status leaks to no one but the device. A locked-out source host
 scope "dtls": per device and source host, plus the device's failure budget for hosts it was not
 recently accepted from) gets a random key, so its handshakes fail without telling a guesser anything.
 
-Audit rows and activations are queued and written by flush(), one transaction per batch of datagrams
-(the driver calls it before it sends the batch's replies: group commit, as verifier.batch does).
+Refusals before the peer proved its key (unknown identity, bad Finished, locked out) are counted and
+summarised (verifier/audit.py), not written one row each. Audit rows and activations are queued and
+written by flush(), one transaction per batch of datagrams (the driver calls it before it sends the
+batch's replies: group commit, as verifier.batch does).
 """
 
 import logging
 import os
 
 from verifier import keys
-from verifier.binauth import LOCKED_OUT, NOT_ACTIVE, OK, SIGNATURE, STATUS_NAMES, UNKNOWN_DEVICE
+from verifier.binauth import AUTHENTICATED, LOCKED_OUT, NOT_ACTIVE, OK, SIGNATURE, STATUS_NAMES, UNKNOWN_DEVICE
 from verifier.dtls.server import PSKGrant
 from verifier.errors import VerifierError
 from verifier.lockout import EXHAUSTED, Lockout
@@ -97,6 +99,7 @@ class DTLSAuth:
         self._policies = {}        # tenant id -> Policy
         self._activated = []       # (now, device id) waiting for flush()
         self._audit = []
+        self._now = 0              # the latest decision's time: flush() writes the summaries due by then
         core.listeners.append(self)
 
     @property
@@ -224,12 +227,16 @@ class DTLSAuth:
         self._record(status, now, ref, addr, "coap.auth", reason, counts="coaps")
 
     def _record(self, status, now, ref, addr, action, reason, activated=(), counts=TRANSPORT):
-        tnow = int(now)
+        tnow = self._now = int(now)
         counters = self._core.counts.get(counts)
         if counters is None:
             counters = self._core.counts[counts] = [0] * len(STATUS_NAMES)
         counters[status] += 1
         source = f"{addr[0]}:{addr[1]}" if type(addr) is tuple else str(addr)
+        if status not in AUTHENTICATED:       # before the peer proved its key: counted and summarised
+            self._core.summary.note(tnow, ref.tenant_id if ref else None, ref.hex if ref else None, action,
+                                    TRANSPORT, addr, STATUS_NAMES[status], reason)
+            return
         self._audit.append((tnow, ref.tenant_id if ref else None, "auth", ref.hex if ref else None, None, action,
                             TRANSPORT, source, STATUS_NAMES[status], reason))
         for _, did in activated:
@@ -240,6 +247,9 @@ class DTLSAuth:
     def flush(self):
         """Write the queued audit rows and activations in one transaction. A failure is logged (the
         handshakes it describes have happened); the caches are dropped, as they may be ahead."""
+        due = self._core.summary.due(self._now)
+        if due:
+            self._audit[:0] = due         # they describe earlier requests than the rows queued since
         if not self._audit:
             return
         activated, audit = self._activated, self._audit
