@@ -101,7 +101,7 @@ class EdgeStore(SQLiteTransactions):
         row = self._db.execute("SELECT last_ts FROM edge_auth_state WHERE id = ?", (device_id,)).fetchone()
         return 0 if row is None else row[0]
 
-    def record_auth(self, accepted, activated, audit_rows):
+    def record_auth(self, accepted, activated, audit_rows, seen=()):
         """One transaction: accepted [(last_ts, now, device_id)] raise the replay floor (never lower it);
         audit rows go to the outbox. Activations are applied to the cached entry by the caller."""
         def write(db):

@@ -140,9 +140,10 @@ class Storage(OTAStorage, TokenStorage, X509Storage):
         is still at `old_generation` (compare and set); False if not (absent, or rotated meanwhile)."""
 
     @abc.abstractmethod
-    def record_auth(self, accepted, activated, audit_rows):
+    def record_auth(self, accepted, activated, audit_rows, seen=()):
         """One transaction: accepted = [(last_ts, now, device_id)], activated = [(now, device_id)]
-        (provisioning -> active), audit rows as for add_audit."""
+        (provisioning -> active), audit rows as for add_audit, seen = [(now, device_id)] authenticated
+        by a protocol without a binary-auth timestamp (DTLS): last_authenticated_at only."""
 
     # audit
     @abc.abstractmethod
@@ -339,7 +340,8 @@ class SQLiteStorage(SQLiteTransactions, SQLiteOTAStorage, SQLiteTokenStorage, SQ
                     or db.execute("SELECT 1 FROM chain_used WHERE device_id = ? AND via != 'abandoned' LIMIT 1",
                                   (device_id,)).fetchone()
                     or db.execute("SELECT 1 FROM ota_reports WHERE device_id = ? LIMIT 1", (device_id,)).fetchone()
-                    # a DTLS/CoAP handshake leaves no auth_state row, only its accepted audit row
+                    # a DTLS handshake leaves an auth_state row too (record_auth's seen); the audit row is
+                    # kept for databases written before that (audit rows expire, so it is not the proof)
                     or db.execute("SELECT 1 FROM audit WHERE tenant_id = ? AND device_id = ? AND kind = 'auth' "
                                   "AND result = 'OK' LIMIT 1", (tenant_id, device_id.hex())).fetchone()):
                 return "authenticated"
@@ -360,15 +362,19 @@ class SQLiteStorage(SQLiteTransactions, SQLiteOTAStorage, SQLiteTokenStorage, SQ
                           (generation, expires_at, device_id, tenant_id, old_generation))
         return cur.rowcount == 1
 
-    def record_auth(self, accepted, activated, audit_rows):
+    def record_auth(self, accepted, activated, audit_rows, seen=()):
         db = self._db
         try:
-            self._record_auth(db, accepted, activated, audit_rows)
+            self._record_auth(db, accepted, activated, audit_rows, seen)
         except sqlite3.Error as e:
             raise StorageError(f"could not persist auth state: {e}") from e
 
-    def _record_auth(self, db, accepted, activated, audit_rows):
+    def _record_auth(self, db, accepted, activated, audit_rows, seen=()):
         with self.transaction():
+            if seen:                      # leaves last_ts (the binary-auth replay floor) as it is
+                db.executemany("INSERT INTO auth_state (last_ts, last_authenticated_at, id) VALUES (0, ?, ?) "
+                               "ON CONFLICT (id) DO UPDATE SET last_authenticated_at = excluded.last_authenticated_at",
+                               seen)
             if accepted:
                 db.executemany("INSERT INTO auth_state (last_ts, last_authenticated_at, id) VALUES (?, ?, ?) "
                                "ON CONFLICT (id) DO UPDATE SET last_ts = excluded.last_ts, "

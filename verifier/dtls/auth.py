@@ -98,6 +98,7 @@ class DTLSAuth:
         self._identities = {}      # device id -> identity bytes in the cache
         self._policies = {}        # tenant id -> Policy
         self._activated = []       # (now, device id) waiting for flush()
+        self._seen = []            # (now, device id) of established handshakes: last_authenticated_at
         self._audit = []
         self._now = 0              # the latest decision's time: flush() writes the summaries due by then
         core.listeners.append(self)
@@ -202,6 +203,7 @@ class DTLSAuth:
         host = event.addr[0] if type(event.addr) is tuple else event.addr
         self._lockout.verified(ref.device_id, ref.charge, self.policy(ref.tenant_id), now)
         self._lockout.accepted(ref.device_id, host, int(now))
+        self._seen.append((int(now), ref.device_id))
         self._record(OK, now, ref, event.addr, "dtls", f"handshake, suite {event.suite:04X}", activated)
 
     def refused(self, event, now):
@@ -252,10 +254,10 @@ class DTLSAuth:
             self._audit[:0] = due         # they describe earlier requests than the rows queued since
         if not self._audit:
             return
-        activated, audit = self._activated, self._audit
-        self._activated, self._audit = [], []
+        activated, audit, seen = self._activated, self._audit, self._seen
+        self._activated, self._audit, self._seen = [], [], []
         try:
-            self._storage.record_auth([], activated, audit)
+            self._storage.record_auth([], activated, audit, seen)
         except VerifierError:
             log.exception("dtls: could not write %d audit row(s)", len(audit))
             self.forget_all()
