@@ -59,7 +59,7 @@ def bench_device(results):
         results["device.firmware.mpy_bytes_total"] = mpy_size([Path(f[0]) for f in files
                                                                if str(f[0]).endswith(".mpy")])
         argv, env = micropython_cmd("esp32", ROOT / "bench" / "device_binauth.py", path=[lib])
-        argv.append(str(ROOT / "tests" / "vectors" / "binauth.json"))
+        argv.append(str(ROOT / "docs" / "vectors" / "binauth.json"))
         out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, cwd=d)
         if out.returncode != 0:
             raise RuntimeError("device bench failed: " + out.stdout + out.stderr)

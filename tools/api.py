@@ -4,6 +4,7 @@ Errors become CLIError with a hint: connection refused ("is `janua serve` runnin
 and the verifier's own JSON error message otherwise.
 """
 
+import http.client
 import json
 import os
 import urllib.error
@@ -23,9 +24,18 @@ def add_server_arguments(parser):
                         help="file holding the tenant admin token")
 
 
+def check_url(url, flag="--server"):
+    """`url` if it is an http:// or https:// URL with a host (and a valid port), else CLIError."""
+    from verifier.config import is_http_url      # the one definition, shared with janua serve --upstream
+    if not is_http_url(url):
+        raise CLIError(f"{flag} must be an http:// or https:// URL, not {url!r}",
+                       hint=f"e.g. {flag} {DEFAULT_SERVER}")
+    return url
+
+
 class API:
     def __init__(self, server, token=None, token_file=None, timeout=60):
-        self.server = server.rstrip("/")
+        self.server = check_url(server).rstrip("/")
         if token is None and token_file:
             try:
                 with open(token_file) as f:
@@ -94,13 +104,22 @@ class API:
             except ValueError:
                 msg = raw.decode(errors="replace")[:200]
             hint = "check --token / JANUA_TOKEN" if e.code == 401 else None
-            raise CLIError(f"verifier refused {method} {path}: HTTP {e.code}: {msg}", hint=hint)
+            err = CLIError(f"verifier refused {method} {path}: HTTP {e.code}: {msg}", hint=hint, status=e.code)
+            err.detail = msg
+            raise err
         except urllib.error.URLError as e:
             raise CLIError(f"cannot reach the verifier at {self.server}: {e.reason}",
                            hint="is `janua serve` running? (--server / JANUA_SERVER)")
         except (TimeoutError, ConnectionError) as e:
             raise CLIError(f"the verifier at {self.server} did not answer: {e}")
-        return json.loads(raw) if raw else None
+        except http.client.HTTPException as e:
+            raise CLIError(f"the verifier at {self.server} gave a broken answer ({type(e).__name__})",
+                           hint="is --server the verifier's URL?")
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            raise CLIError(f"{self.server} answered {method} {path} with something that is not JSON",
+                           hint="is --server the verifier's URL?") from None
 
 
 def _file_chunks(path, size=65536):

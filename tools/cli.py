@@ -11,6 +11,7 @@ COMMANDS = {
     "serve": ("tools.serve", "run the verifier (HTTP + UDP binary auth)"),
     "tenant": ("tools.tenant", "create tenants and admin tokens in the registry"),
     "provision": ("tools.provision", "provision devices (one, onto a board, or in bulk)"),
+    "device": ("tools.device", "act on one registered device (delete one that never authenticated)"),
     "vboard": ("tools.vboard", "run a virtual board: MicroPython unix port on a pseudo-terminal"),
     "flash": ("tools.flash", "compile the firmware and install it onto a board"),
     "console": ("tools.console", "serial console to a board, or --diag to print its status"),

@@ -45,9 +45,11 @@ def keygen(out_dir, name="release"):
     sk = Ed25519PrivateKey.generate()
     pem = sk.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                            serialization.NoEncryption())
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
+    from verifier import secretfile
+    try:        # a new 0600 file whatever the umask, never over an existing one (a race with the check above)
+        secretfile.write_new(key_path, pem)
+    except FileExistsError:
+        raise CLIError(f"{key_path} exists", hint="choose another --name; keys are never overwritten") from None
     raw = sk.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     kid = key_id(raw)
     pub_path.write_text(json.dumps({"alg": "Ed25519", "kid": kid, "pub": raw.hex()}) + "\n")
@@ -282,6 +284,9 @@ def configure(parser):
     p.add_argument("--no-rollback", action="store_true", help="security release: no trial, commit at once")
     p.add_argument("--previous", help="the version this release replaces (informative)")
     p.add_argument("--source", action="store_true", help="ship .py instead of compiling to .mpy")
+    p.add_argument("--phases", metavar="P[:H],...",
+                   help="the rollout's default phases: percent of devices and hours, e.g. 10:24,50:48,100 "
+                        "(hours default 24; the last phase must be 100; default 1:24,10:48,50:72,100)")
     p = sub.add_parser("sign", help="sign a bundle's manifest")
     p.add_argument("--key", required=True)
     p.add_argument("bundle")
@@ -307,10 +312,11 @@ def run(args):
         key, pub, kid = keygen(args.out, args.name)
         print(f"private key: {key} (keep it secret; mode 0600)\npublic key:  {pub}\nkid: {kid}")
     elif a == "build":
+        phases = ota_release.parse_phases(args.phases) if args.phases is not None else None
         m = build_bundle(args.app, args.out, args.version, args.counter, args.board, args.min_hw,
                          args.max_hw, args.mp_min, args.mp_max, args.feature, args.entry,
                          args.trial_boots, not args.no_rollback, args.previous, not args.source,
-                         trial_seconds=args.trial_seconds)
+                         phases=phases, trial_seconds=args.trial_seconds)
         print(f"{args.out}: {len(m['files'])} files, {m['size']} bytes, version {m['version']} "
               f"counter {m['counter']} (unsigned)")
     elif a == "sign":

@@ -1,4 +1,4 @@
-"""`janua ota trust-key|publish|rollout|status|halt|resume`: the verifier side of a release.
+"""`janua ota trust-key|publish|rollout|start|status|halt|resume`: the verifier side of a release.
 
 publish uploads a signed bundle (docs/ota.md section 7.2: multipart, manifest.json, manifest.sig,
 files/<path>) with a progress bar; the verifier checks the signature and every file again before
@@ -32,8 +32,60 @@ def publish(api, bundle):
             bar.close()
 
 
-def rollout(api, release_id, start=False):
-    return api.call("POST", f"/v1/releases/{release_id}/rollout", {"start": bool(start)})
+PHASES_HINT = "write PERCENT[:HOURS],... with increasing percents ending at 100, e.g. --phases 10:24,50:48,100"
+PHASE_HOURS = 24   # a phase given without hours lasts this long (the last one's hours do not matter)
+
+
+def parse_phases(text):
+    """`--phases 10:24,50:48,100` -> [{"percent": 10, "hours": 24}, ..., {"percent": 100, "hours": 0}]
+    (docs/ota.md 7.3); CLIError (one line and a hint) for anything the verifier would refuse."""
+    def num(s, what):
+        try:
+            v = float(s)
+        except ValueError:
+            raise CLIError(f"--phases {text}: {s!r} is not a {what}", hint=PHASES_HINT)
+        if v != v or v in (float("inf"), float("-inf")):
+            raise CLIError(f"--phases {text}: {s!r} is not a {what}", hint=PHASES_HINT)
+        return int(v) if v == int(v) else v
+    items = [x.strip() for x in text.split(",")]
+    if not 1 <= len(items) <= 10:
+        raise CLIError(f"--phases {text}: a rollout has 1 to 10 phases", hint=PHASES_HINT)
+    out, last = [], 0
+    for i, item in enumerate(items):
+        pc, _, h = item.partition(":")
+        pc = num(pc, "percentage")
+        hours = num(h, "number of hours") if h else (PHASE_HOURS if i < len(items) - 1 else 0)
+        if not last < pc <= 100:
+            raise CLIError(f"--phases {text}: percentages must increase, each above 0 and at most 100",
+                           hint=PHASES_HINT)
+        if not 0 <= hours <= 8760:
+            raise CLIError(f"--phases {text}: a phase lasts 0 to 8760 hours", hint=PHASES_HINT)
+        out.append({"percent": pc, "hours": hours})
+        last = pc
+    if last != 100:
+        raise CLIError(f"--phases {text}: the last phase must reach 100 (every device)", hint=PHASES_HINT)
+    return out
+
+
+def rollout(api, release_id, start=False, phases=None, health_threshold=None, halt_threshold=None,
+            halt_min_reports=None):
+    """Create a release's rollout; phases (a list or `--phases` text) default to the manifest's."""
+    doc = {"start": bool(start)}
+    if isinstance(phases, str):
+        phases = parse_phases(phases)
+    if phases is not None:
+        doc["phases"] = phases
+    for name, v in (("health_threshold", health_threshold), ("halt_threshold", halt_threshold)):
+        if v is not None:
+            if not 0 < v <= 1:
+                raise CLIError(f"--{name.replace('_', '-')} {v}: a failure rate above 0 and at most 1 "
+                               "(e.g. 0.05 for 5 %)")
+            doc[name] = v
+    if halt_min_reports is not None:
+        if not 1 <= halt_min_reports <= 100000:
+            raise CLIError(f"--halt-min-reports {halt_min_reports}: a number of devices in 1..100000")
+        doc["halt_min_reports"] = halt_min_reports
+    return api.call("POST", f"/v1/releases/{release_id}/rollout", doc)
 
 
 def status(api, rollout_id):
@@ -66,15 +118,28 @@ def configure(sub):
     p = sub.add_parser("rollout", help="create the rollout of a published release")
     add_server_arguments(p)
     p.add_argument("release_id")
-    p.add_argument("--start", action="store_true", help="start at once (else: `janua ota resume ID`)")
+    p.add_argument("--start", action="store_true", help="start at once (else: `janua ota start ROLLOUT_ID`)")
+    p.add_argument("--phases", metavar="P[:H],...",
+                   help="percent of devices per phase and its hours, e.g. 10:24,50:48,100 (hours default "
+                        f"{PHASE_HOURS}; the last phase must be 100); default: the manifest's")
+    p.add_argument("--health-threshold", type=float, metavar="RATE",
+                   help="advance a phase only below this failure rate (default 0.05)")
+    p.add_argument("--halt-threshold", type=float, metavar="RATE",
+                   help="halt by itself above this failure rate (default 0.2)")
+    p.add_argument("--halt-min-reports", type=int, metavar="N",
+                   help="...once at least N devices reported an outcome (default 5)")
     for name, what in (("status", "show a rollout's phase, health and reports"),
-                       ("halt", "stop offering a rollout's release"), ("resume", "start or resume a rollout")):
+                       ("start", "start a pending rollout (its first phase begins now)"),
+                       ("halt", "stop offering a rollout's release"),
+                       ("resume", "resume a halted rollout (its current phase starts over) or start a pending one")):
         p = sub.add_parser(name, help=what)
         add_server_arguments(p)
         p.add_argument("rollout_id")
+        if name == "halt":
+            p.add_argument("--reason", help="recorded with the halt (default: manual)")
 
 
-COMMANDS = ("trust-key", "publish", "rollout", "status", "halt", "resume")
+COMMANDS = ("trust-key", "publish", "rollout", "start", "status", "halt", "resume")
 
 
 def run(args):
@@ -89,9 +154,19 @@ def run(args):
         print(f"published {r['id']}: {r['kind']} {r['version']} counter {r['counter']}, {len(r['files'])} files, "
               f"{r['size']} bytes\nnext: janua ota rollout {r['id']} --start")
     elif a == "rollout":
-        print(format_status(rollout(api, args.release_id, args.start)))
+        print(format_status(rollout(api, args.release_id, args.start, args.phases, args.health_threshold,
+                                    args.halt_threshold, args.halt_min_reports)))
     elif a == "status":
         print(format_status(status(api, args.rollout_id)))
+    elif a == "start":
+        s = status(api, args.rollout_id)
+        if s["state"] != "pending":
+            raise CLIError(f"rollout {args.rollout_id} is {s['state']}, not pending",
+                           hint="`janua ota resume ID` restarts a halted rollout's phase")
+        print(format_status(api.call("POST", f"/v1/rollouts/{args.rollout_id}/resume", {})))
+    elif a == "halt":
+        body = {"reason": args.reason} if args.reason else {}
+        print(format_status(api.call("POST", f"/v1/rollouts/{args.rollout_id}/halt", body)))
     else:
         print(format_status(api.call("POST", f"/v1/rollouts/{args.rollout_id}/{a}", {})))
     return 0

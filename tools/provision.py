@@ -10,28 +10,24 @@ Forms:
   janua provision --bulk devices.csv       many devices from CSV or JSON lines, in batches, with a
                                            progress bar, a summary and a deployment manifest
 
-A device whose credentials could not be written onto its board is decommissioned again in the
-registry (with the reason), so nothing is left half-created.
+With --port the board is asked for the identity it holds before anything is registered: a wrong port
+fails then, and a board that already holds a device is refused unless --force. A device whose
+credentials could not be written onto its board is decommissioned and deleted again in the registry
+(DELETE /v1/devices/{id}: it never authenticated), so nothing is left half-created and its serial stays
+usable.
 """
 
-import csv
 import json
 import os
 import sys
 import urllib.parse
-from pathlib import Path
 
-from tools.api import API, add_server_arguments
+from tools.api import API, add_server_arguments, check_url
 from tools.errors import CLIError
 
 BOARD_CONFIG = "janua.json"  # on the board's flash; read by firmware/janua/store.py
-LIST_FIELDS = ("tags", "capabilities")
 # Flat columns of a CSV/JSON row that the API nests under "metadata".
 META_FIELDS = ("firmware_version", "hardware_version", "capabilities", "location", "group", "tags")
-INT_FIELDS = ("permissions", "trust_level")
-MAX_BATCH = 10000
-# One manifest line per created device: what a factory station needs to flash it.
-MANIFEST_FIELDS = ("device_id", "serial_number", "tenant", "master_secret")
 
 
 def configure(p):
@@ -40,7 +36,11 @@ def configure(p):
     p.add_argument("--manufacturer", dest="manufacturer_id", help="manufacturer id")
     p.add_argument("--model", dest="model_id", help="model id")
     p.add_argument("--group", help="device group")
-    p.add_argument("--port", help="serial port of the board to write the credentials onto")
+    p.add_argument("--port", help="serial port of the board to write the credentials onto (checked, and the "
+                                  "board's current identity read, before anything is registered)")
+    p.add_argument("--force", action="store_true",
+                   help="with --port: provision a board that already holds an identity; its old device is "
+                        "decommissioned once the new one is written")
     p.add_argument("--board", default=None, help="board profile (esp32, rp2040, unix); informs the config")
     p.add_argument("--transport", choices=("auto", "udp", "http", "dtls"), default="auto",
                    help="how the board authenticates (default auto: binary auth over UDP, then HTTP; "
@@ -82,8 +82,9 @@ def configure(p):
                    help="with --rotate-cert: do not have the board connect to its broker before revoking")
     p.add_argument("--bulk", metavar="FILE", help="CSV (with a header row) or JSON lines file of devices")
     p.add_argument("--batch-size", type=int, default=1000, help="devices per request in --bulk (default 1000)")
-    p.add_argument("--manifest", help="where --bulk writes the deployment manifest "
-                                      "(default: <FILE>.manifest.jsonl; it holds secrets, mode 0600)")
+    p.add_argument("--manifest", help="where --bulk writes the deployment manifest, a new file (default: "
+                                      "<FILE>.manifest.jsonl, or <FILE>.manifest-2.jsonl, ... when an earlier "
+                                      "run's is there; it holds secrets, mode 0600; never overwritten)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -95,6 +96,7 @@ def run(args):
         from tools.provision_cert import rotate_cert
         return rotate_cert(api, args)
     if args.bulk:
+        from tools.provision_bulk import provision_bulk
         return provision_bulk(api, args)
     if not args.serial:
         raise CLIError("say which device: --serial SN (or --bulk FILE)")
@@ -103,7 +105,69 @@ def run(args):
 
 # ---------------------------------------------------------------- one device
 
+# Runs on the board: which identity it holds (janua.json, else the complete janua.json.tmp the firmware's
+# store falls back to). Prints one line; never the secret.
+BOARD_IDENTITY = """
+import json
+cfg = None
+for name in ('janua.json', 'janua.json.tmp'):
+    try:
+        with open(name) as f:
+            cfg = json.loads(f.read())
+        break
+    except Exception:
+        pass
+if not isinstance(cfg, dict):
+    cfg = {}
+print('JANUA-IDENTITY ' + json.dumps({'device_id': cfg.get('device_id'), 'tenant': cfg.get('tenant')}))
+"""
+
+
+def board_identity(port):
+    """{"device_id", "tenant"} of the identity the board at `port` holds (None values if it holds none).
+    Talking to the board is also the check that the port is right: a CLIError (no such port, busy, no
+    MicroPython) comes from here, before anything is registered."""
+    from tools import mpremote_util
+    out = mpremote_util.exec_(port, BOARD_IDENTITY)
+    for line in reversed(out.splitlines()):
+        if line.startswith("JANUA-IDENTITY "):
+            try:
+                ident = json.loads(line[len("JANUA-IDENTITY "):])
+            except ValueError:
+                break
+            if isinstance(ident, dict):
+                return ident
+    raise CLIError(f"the board at {port} did not answer the identity check",
+                   hint="is the janua firmware's MicroPython running on it? `janua console --port PORT`")
+
+
+def _held_device(api, ident):
+    """A description of the device a board holds: id, serial and status when this tenant knows it."""
+    dev = ident["device_id"]
+    try:
+        d = api.call("GET", f"/v1/devices/{urllib.parse.quote(str(dev), safe='')}")
+    except CLIError:
+        d = None
+    if not isinstance(d, dict) or "serial_number" not in d:
+        return d, f"device {dev} (serial unknown: this tenant has no such device, or no longer)"
+    return d, f"device {dev} (serial {d['serial_number']}, {d.get('status')})"
+
+
 def provision_one(api, args):
+    if args.edge:
+        _check_edge(args.edge)      # every argument is checked before anything is registered
+    held = None
+    if args.port:
+        # Before anything is registered: the port must reach a board, and the board must not hold an identity
+        # (unless --force).
+        ident = board_identity(args.port)
+        if ident.get("device_id"):
+            held, what = _held_device(api, ident)
+            if not args.force:
+                raise CLIError(f"the board at {args.port} already holds {what}; nothing was registered",
+                               hint="pass --force to give it a new identity (the old device is then decommissioned), "
+                                    "or --rotate-psk/--rotate-cert to renew the one it has")
+            print(f"janua: --force: replacing {what} on the board at {args.port}")
     row = {"serial_number": args.serial}
     for k in ("manufacturer_id", "model_id", "group"):
         if getattr(args, k):
@@ -129,17 +193,50 @@ def provision_one(api, args):
         else:
             mpremote_util.write_file_atomic(args.port, BOARD_CONFIG, json.dumps(config).encode())
     except CLIError as e:
-        # Do not leave a registered device whose credentials exist nowhere.
-        try:
-            api.call("POST", f"/v1/devices/{dev}/lifecycle",
-                     {"action": "decommission", "reason": "provisioning onto the board failed"})
-        except CLIError:
-            pass
+        # Do not leave a registered device whose credentials exist nowhere: decommission it (that revokes any
+        # certificate it was issued), then delete it, so that its serial can be provisioned again.
+        fate = _withdraw(api, dev, "provisioning onto the board failed")
+        _remove_temp_files(args.port, list(files) or [BOARD_CONFIG])
         raise CLIError(f"could not write the credentials onto the board at {args.port}: {e}; "
-                       f"device {dev} was decommissioned", hint=e.hint)
+                       f"device {dev} was {fate}", hint=e.hint)
     extra = f" and {', '.join(n for n in files if n != BOARD_CONFIG)}" if files else ""
     print(f"janua: wrote {BOARD_CONFIG}{extra} onto the board at {args.port}; reset it to authenticate")
+    if held and held.get("status") not in (None, "decommissioned"):
+        try:
+            api.call("POST", f"/v1/devices/{held['device_id']}/lifecycle",
+                     {"action": "decommission", "reason": f"its board was provisioned again as device {dev}"})
+            print(f"janua: decommissioned device {held['device_id']} (serial {held['serial_number']}): "
+                  "its board now holds the new identity")
+        except CLIError as e:
+            print(f"janua: warning: could not decommission the board's old device {held['device_id']}: {e}",
+                  file=sys.stderr)
     return 0
+
+
+def _remove_temp_files(port, names):
+    """Best effort, after a failed write: take our <name>.tmp files off the board (they hold the withdrawn
+    identity, and the firmware's store would fall back to a complete janua.json.tmp)."""
+    from tools import mpremote_util
+    code = "import os\nfor n in %r:\n    try:\n        os.remove(n)\n    except OSError:\n        pass\n" % (
+        [n + ".tmp" for n in names],)
+    try:
+        mpremote_util.exec_(port, code, timeout=15)
+    except CLIError:
+        pass
+
+
+def _withdraw(api, dev, reason):
+    """Take back a device that never reached its board: decommissioned, then deleted (it never
+    authenticated). Returns what became of it, for the message."""
+    try:
+        api.call("POST", f"/v1/devices/{dev}/lifecycle", {"action": "decommission", "reason": reason})
+    except CLIError:
+        pass
+    try:
+        api.call("DELETE", f"/v1/devices/{dev}")
+        return "deleted again (its serial is free)"
+    except CLIError:
+        return "decommissioned"
 
 
 # ---------------------------------------------------------------- X.509 certificate (docs/mqtt.md)
@@ -167,8 +264,8 @@ def certificate_files(api, pkg, args):
         if args.mqtt_password:
             pw = api.call("POST", f"/v1/devices/{dev}/mqtt-password", {})
     except CLIError as e:
-        _decommission(api, dev, "issuing its MQTT credentials failed")
-        raise CLIError(f"could not issue MQTT credentials to device {dev}: {e}; the device was decommissioned",
+        fate = _withdraw(api, dev, "issuing its MQTT credentials failed")
+        raise CLIError(f"could not issue MQTT credentials to device {dev}: {e}; the device was {fate}",
                        hint=e.hint)
     broker = ca.get("broker") or {}
     host = (args.mqtt_host or (broker.get("host") if broker.get("host") not in (None, "0.0.0.0") else None)
@@ -220,13 +317,6 @@ def write_files_atomic(port, files):
         mpremote_util.run(port, *args, "exec", code)
 
 
-def _decommission(api, dev, reason):
-    try:
-        api.call("POST", f"/v1/devices/{dev}/lifecycle", {"action": "decommission", "reason": reason})
-    except CLIError:
-        pass
-
-
 def rotate_psk(api, args):
     """New PSK generation in the verifier, then (with --port) on the board. The board derives the
     key itself from its master secret (docs/protocol.md section 4.1): only the generation travels."""
@@ -254,6 +344,12 @@ def rotate_psk(api, args):
     return 0
 
 
+def _check_edge(url):
+    if not url.startswith("http://"):   # the board's HTTP client speaks plain HTTP only
+        raise CLIError(f"--edge must be an http:// URL the board can reach, not {url!r}")
+    check_url(url, "--edge")
+
+
 def board_config(pkg, args):
     host = args.device_server_host or urllib.parse.urlparse(args.server).hostname or "127.0.0.1"
     http_port = urllib.parse.urlparse(args.server).port or 80
@@ -272,43 +368,9 @@ def board_config(pkg, args):
     if args.tokens or args.edge:
         cfg["tokens"] = {"chain": True}
         if args.edge:
-            if not args.edge.startswith("http://"):
-                raise CLIError(f"--edge must be an http:// URL the board can reach, not {args.edge!r}")
+            _check_edge(args.edge)
             cfg["tokens"]["edge"] = args.edge
     return cfg
-
-
-# ---------------------------------------------------------------- bulk
-
-def read_rows(path):
-    """Rows from CSV (header row; list fields separated by ';') or JSON lines. Yields (line, row|error)."""
-    p = Path(path)
-    if not p.is_file():
-        raise CLIError(f"no such file: {path}")
-    with open(p, newline="") as f:
-        first = f.read(1)
-        f.seek(0)
-        if first in ("{", "["):
-            for n, line in enumerate(f, 1):
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    row = json.loads(line)
-                    if not isinstance(row, dict):
-                        raise ValueError("not a JSON object")
-                    yield n, row
-                except ValueError as e:
-                    yield n, ValueError(f"line {n}: not valid JSON ({e})")
-        else:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "serial_number" not in reader.fieldnames:
-                raise CLIError(f"{path}: the CSV header must name a serial_number column")
-            for n, row in enumerate(reader, 2):
-                try:
-                    yield n, _clean_csv_row(row)
-                except ValueError as e:
-                    yield n, ValueError(f"line {n}: {e}")
 
 
 def to_api_row(row):
@@ -319,70 +381,3 @@ def to_api_row(row):
     if meta:
         out["metadata"] = meta
     return out
-
-
-def _clean_csv_row(row):
-    out = {}
-    for k, v in row.items():
-        if k is None:
-            raise ValueError("more fields than the header names")
-        v = (v or "").strip()
-        if v == "":
-            continue
-        if k in LIST_FIELDS:
-            out[k] = [t for t in (s.strip() for s in v.split(";")) if t]
-        elif k in INT_FIELDS:
-            out[k] = int(v, 0)
-        else:
-            out[k] = v
-    return out
-
-
-def provision_bulk(api, args):
-    size = max(1, min(args.batch_size, MAX_BATCH))
-    rows = list(read_rows(args.bulk))
-    tenant = api.call("GET", "/v1/tenant")   # fail fast on a wrong token or server, before any batch
-    manifest_path = Path(args.manifest or (args.bulk + ".manifest.jsonl"))
-    total, ok, failed = len(rows), 0, []
-    bar = _progress(total, args.no_progress)
-    fd = os.open(manifest_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as manifest:
-        for start in range(0, total, size):
-            chunk = rows[start:start + size]
-            good = [(line, r) for line, r in chunk if not isinstance(r, Exception)]
-            failed += [(line, str(r)) for line, r in chunk if isinstance(r, Exception)]
-            if good:
-                try:
-                    resp = api.call("POST", "/v1/devices/bulk", {"devices": [to_api_row(r) for _, r in good]})
-                    results = resp["results"]
-                except CLIError as e:
-                    results = [{"ok": False, "error": str(e)}] * len(good)
-                for (line, row), res in zip(good, results):
-                    if res.get("ok"):
-                        ok += 1
-                        entry = {k: res[k] for k in MANIFEST_FIELDS if k in res}
-                        entry.setdefault("tenant", tenant.get("name"))
-                        entry["line"] = line
-                        manifest.write(json.dumps(entry) + "\n")
-                    else:
-                        failed.append((line, res.get("message") or res.get("error") or "refused"))
-            bar.update(len(chunk))
-    bar.close()
-    print(f"janua: {total} devices: {ok} provisioned, {len(failed)} failed")
-    for line, why in failed[:50]:
-        print(f"  line {line}: {why}")
-    if len(failed) > 50:
-        print(f"  ... and {len(failed) - 50} more")
-    print(f"janua: deployment manifest (holds device secrets, mode 0600): {manifest_path}")
-    return 0 if not failed else 1
-
-
-def _progress(total, disabled):
-    try:
-        from tqdm import tqdm
-        return tqdm(total=total, unit="dev", desc="provisioning", disable=disabled, file=sys.stderr)
-    except ImportError:  # tqdm is a dependency; keep working without a bar if it is missing
-        class _Null:
-            def update(self, n): pass
-            def close(self): pass
-        return _Null()

@@ -7,6 +7,7 @@ start_server(config) runs it on real sockets and returns a handle with the bound
 verifier/serve.py, e2e tests and benchmarks.
 """
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -23,11 +24,13 @@ from verifier.edge import openapi as edge_openapi, routes as edge_routes
 from verifier.keys import Sealer
 from verifier.mqtt import openapi as mqtt_openapi, routes as mqtt_routes
 from verifier.ota import openapi as ota_openapi, routes as ota_routes
-from verifier.registry import openapi as registry_openapi, routes as registry_routes
+from verifier.registry import audit, openapi as registry_openapi, routes as registry_routes
+from verifier.registry.audit import RefusalSummary
 from verifier.store import SQLiteStorage
 from verifier.tokens import openapi as tokens_openapi, routes as tokens_routes
 from verifier.web import ops
 from verifier.web.middleware import error_middleware
+from verifier.web.routing import RoutedApp
 
 log = logging.getLogger("janua.verifier")
 
@@ -81,13 +84,15 @@ def create_app(config):
     app[CONFIG] = config
     app[SEALER] = Sealer(load_kek(config))
     app.cleanup_ctx.append(_storage_ctx)
+    app.cleanup_ctx.append(_audit_ctx)
     app.cleanup_ctx.append(_udp_ctx)
     app.cleanup_ctx.append(_dtls_ctx)
     app[OPENAPI] = OPENAPI_DOCUMENT
     for _, routes, _ in FEATURES:
         app.cleanup_ctx.extend(routes.CLEANUP_CTX)
+    routed = RoutedApp(app)                  # {device_id} segments match device ids only (verifier/web/routing.py)
     for _, routes, _ in FEATURES:
-        routes.add_routes(app)
+        routes.add_routes(routed)
     return app
 
 
@@ -95,6 +100,7 @@ async def _storage_ctx(app):
     config = app[CONFIG]
     storage = SQLiteStorage(config.db_path)
     core = BinAuthCore(storage, app[SEALER], config.source_capacity, config.source_refill_per_s)
+    core.summary = RefusalSummary(config.audit_summary_s)
     metrics = Metrics(core)
     app[STORAGE] = storage
     app[CORE] = core
@@ -102,6 +108,23 @@ async def _storage_ctx(app):
     app[BATCHER] = AuthBatcher(core, metrics, config.clock)
     yield
     storage.close()
+
+
+async def _audit_ctx(app):
+    """The audit trail's background task (summaries of unauthenticated refusals, retention). At shutdown
+    the summaries still open are written: cleanup runs in reverse order, so the UDP and DTLS endpoints
+    (registered later) are closed by then and nothing more is noted."""
+    config, storage, summary = app[CONFIG], app[STORAGE], app[CORE].summary
+    task = asyncio.create_task(audit.maintain(storage, summary, config.clock, config.audit_prune_s,
+                                              config.audit_untenanted_max_age_days * 86400,
+                                              config.audit_untenanted_max_rows))
+    yield
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    await audit.write_due(storage, summary, config.clock(), final=True)
 
 
 async def _udp_ctx(app):

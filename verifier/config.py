@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import os
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -18,6 +19,19 @@ from verifier.keys import KEK_LEN
 log = logging.getLogger("janua.verifier")
 
 KEK_ENV = "JANUA_KEK"
+
+
+def is_http_url(url):
+    """Whether `url` is an http:// or https:// URL with a host (and, if it has one, a port in 0-65535),
+    without whitespace or control characters: the shape of EdgeConfig.upstream, and of the host tools'
+    --server (tools/api.py check_url)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port                      # ValueError for a port that is not a number in 0-65535
+    except ValueError:
+        return False
+    return (parts.scheme in ("http", "https") and bool(parts.hostname)
+            and not any(c.isspace() or ord(c) < 32 for c in url))
 
 
 @dataclasses.dataclass
@@ -54,6 +68,13 @@ class Config:
     # content-addressed by SHA-256; an upload over release_max_bytes is refused.
     release_dir: Optional[str] = None
     release_max_bytes: int = 8 * 1024 * 1024
+    # Audit trail (verifier/registry/audit.py): refusals of unauthenticated requests are summarised, one row per
+    # key per audit_summary_s; expired rows are pruned every audit_prune_s. Tenants set their own
+    # retention in their policy; rows with no tenant (unknown devices) have these verifier-wide bounds.
+    audit_summary_s: int = 60
+    audit_prune_s: int = 300
+    audit_untenanted_max_age_days: int = 90
+    audit_untenanted_max_rows: int = 100_000
     # Edge mode (janua serve --edge): create_app builds an edge verifier; db_path is the edge's own file.
     edge: Optional[EdgeConfig] = None
 

@@ -1,4 +1,4 @@
-"""The verifier's one exception root and its subclasses. HTTP mapping lives only in verifier.http."""
+"""The verifier's one exception root and its subclasses. HTTP mapping lives only in verifier.web.middleware."""
 
 
 class VerifierError(Exception):

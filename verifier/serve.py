@@ -13,7 +13,6 @@ and KEK, no registry and no DTLS; its line ends with `edge upstream=URL`.
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 import time
@@ -76,7 +75,7 @@ def _config(args):
 
 
 def _edge_config(args):
-    from verifier.config import EdgeConfig
+    from verifier.config import EdgeConfig, is_http_url
     given = [f for f, v in (("--upstream", args.upstream), ("--upstream-token-file", args.upstream_token_file))
              if v is not None]
     if not args.edge:
@@ -86,8 +85,9 @@ def _edge_config(args):
     if not args.upstream:
         raise ServeError("--edge needs --upstream URL: the cloud verifier the edge serves from",
                        hint="e.g. janua serve --edge --upstream http://cloud:8080 --upstream-token-file edge.token")
-    if not args.upstream.startswith(("http://", "https://")):
-        raise ServeError(f"--upstream must be an http:// or https:// URL, not {args.upstream!r}")
+    if not is_http_url(args.upstream):
+        raise ServeError(f"--upstream must be an http:// or https:// URL, not {args.upstream!r}",
+                         hint="e.g. --upstream http://127.0.0.1:8080")
     if not args.upstream_token_file:
         raise ServeError("--edge needs --upstream-token-file FILE: a tenant admin token (jna_...) of the upstream",
                        hint="issue one on the cloud: janua tenant token NAME --label edge > edge.token")
@@ -118,10 +118,17 @@ def ensure_dev_tenant(db_path):
         _, token = registry.issue_token(storage, tenant["id"], now, label="dev")
     finally:
         storage.close()
+    # A fresh registry: a <db>.token already there is a stale token of a registry that no longer exists.
+    # The new one goes into a new 0600 file renamed over it (never written into the old file or its mode).
+    from verifier import secretfile
     path = Path(str(db_path) + ".token")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
+    stale = path.exists()
+    try:
+        secretfile.replace(path, (token + "\n").encode())
+    except OSError as e:
+        raise ServeError(f"cannot write the dev token file {path}: {e.strerror}") from None
+    if stale:
+        print(f"janua serve: replaced {path}, the token of an earlier registry of that name", file=sys.stderr)
     return token, path
 
 

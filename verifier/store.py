@@ -19,3 +19,29 @@ class SQLiteStorage(SQLiteRegistryStorage, SQLiteOTAStorage, SQLiteTokenStorage,
     SCHEMAS = (SCHEMA, OTA_SCHEMA, TOKEN_SCHEMA, X509_SCHEMA)
     MIGRATIONS = MIGRATIONS + TOKEN_MIGRATIONS
     INDEXES = (TOKEN_INDEXES,)
+
+    # a device delete spans every feature's tables, so it is implemented here, where they are all known
+    def delete_unused_device(self, tenant_id, device_id, audit_row):
+        db = self._db
+        with self.transaction():
+            if db.execute("SELECT 1 FROM devices WHERE id = ? AND tenant_id = ?", (device_id, tenant_id)).fetchone() is None:
+                return "absent"
+            if (db.execute("SELECT 1 FROM auth_state WHERE id = ?", (device_id,)).fetchone()
+                    or db.execute("SELECT 1 FROM chain_used WHERE device_id = ? AND via != 'abandoned' LIMIT 1",
+                                  (device_id,)).fetchone()
+                    or db.execute("SELECT 1 FROM ota_reports WHERE device_id = ? LIMIT 1", (device_id,)).fetchone()
+                    # a DTLS handshake leaves an auth_state row too (record_auth's seen); the audit row is
+                    # kept for databases written before that (audit rows expire, so it is not the proof)
+                    or db.execute("SELECT 1 FROM audit WHERE tenant_id = ? AND device_id = ? AND kind = 'auth' "
+                                  "AND result = 'OK' LIMIT 1", (tenant_id, device_id.hex())).fetchone()):
+                return "authenticated"
+            if (db.execute("SELECT 1 FROM x509_certs WHERE device_id = ? AND tenant_id = ? AND revoked_at IS NULL "
+                           "LIMIT 1", (device_id, tenant_id)).fetchone()
+                    or db.execute("SELECT 1 FROM mqtt_passwords WHERE device_id = ?", (device_id,)).fetchone()):
+                return "credentials"
+            # revoked certificates stay: the tenant's CRL must keep listing them
+            db.execute("DELETE FROM chain_used WHERE device_id = ?", (device_id,))
+            db.execute("DELETE FROM chain_state WHERE device_id = ?", (device_id,))
+            db.execute("DELETE FROM devices WHERE id = ? AND tenant_id = ?", (device_id, tenant_id))
+            self.add_audit([audit_row])              # nested: the same transaction
+        return "deleted"

@@ -3,7 +3,7 @@ boards/rp2040/hal.py links here): the only janua device code that imports machin
 
 board(), unique_id() (esp32: the 6-byte factory MAC from eFuse; rp2040: the 8-byte id of the QSPI
 flash chip), connect_network(cfg) (WLAN station with cfg["wifi"] {"ssid", "password"} and a timeout)
-and reset(). No protocol logic lives here.
+and reset(), woke_from_sleep(). No protocol logic lives here.
 """
 
 import sys
@@ -45,3 +45,11 @@ def connect_network(cfg):
 def reset():
     import machine
     machine.reset()
+
+
+def woke_from_sleep():
+    # True when this boot is a wake from deep sleep (esp32: machine.DEEPSLEEP_RESET); the OTA check
+    # then waits until it is due (janua/otacheck.py). Untested on hardware.
+    import machine
+    cause = getattr(machine, "DEEPSLEEP_RESET", None)
+    return cause is not None and machine.reset_cause() == cause

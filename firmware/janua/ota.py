@@ -19,7 +19,7 @@ of each file (`open_src(path)`, e.g. the staging area a host tool filled, or an 
 import gc
 from micropython import const
 from janua import OTAError, StoreError, TransportError
-from janua.otastore import FlashFS, Counter, read_json, write_json, crc32  # noqa: F401 (re-exported)
+from janua.otastore import FlashFS, Counter, read_json, write_json, crc32, wipe, size  # noqa: F401 (re-exported)
 from janua.manifest import verify_manifest, check_compat, copy_verified, MAX_MANIFEST, MAX_SIG
 
 PTR = "ota_ptr.json"
@@ -30,12 +30,6 @@ _MAX_REPORTS = const(8)
 _BUF = const(4096)
 _TRIAL_S = const(3600)  # default trial time limit (ota.json trial_seconds, manifest rollback.trial_seconds)
 _CHECKED = ("compat", "rollout", "created", "name")
-
-
-def _size(f):
-    n = f.seek(0, 2)
-    f.seek(0)
-    return n
 
 
 def _device(cfg):
@@ -99,18 +93,20 @@ class AppSlots:
 
     # -- install ----------------------------------------------------------------------------
 
-    def install(self, manifest_bytes, sig_bytes, open_src, device=None, probe=None, buf=None):
+    def install(self, manifest_bytes, sig_bytes, open_src, device=None, probe=None, buf=None, before_switch=None):
         """Verify and stage a release, then switch to it in trial. Returns the manifest.
 
+        `before_switch(manifest)` runs once the slot is complete and verified, just before the
+        pointer rename (otaclient records there which release's outcome it owes the verifier).
         Rejections raise OTAError with the reason (also recorded as a "rejected" report); the
         running slot and the pointer are untouched then."""
         try:
-            return self._install(manifest_bytes, sig_bytes, open_src, device, probe, buf)
+            return self._install(manifest_bytes, sig_bytes, open_src, device, probe, buf, before_switch)
         except OTAError as e:
             self.report("rejected", reason=str(e))
             raise
 
-    def _install(self, manifest_bytes, sig_bytes, open_src, device, probe, buf):
+    def _install(self, manifest_bytes, sig_bytes, open_src, device, probe, buf, before_switch):
         ptr = self.pointer()
         if ptr.get("state") == "trial":
             raise OTAError("version %s is in trial: confirm it or let it roll back first" % ptr.get("version"))
@@ -167,6 +163,8 @@ class AppSlots:
                "version": m["version"], "counter": m["counter"], "entry": m.get("entry", "main"),
                "previous": ptr["active"], "prev_version": ptr.get("version"),
                "prev_entry": ptr.get("entry"), "prev_counter": ptr.get("counter", 0)}
+        if before_switch is not None:
+            before_switch(m)
         self.set_pointer(new)  # the switch
         if not trial:
             self.counter.write(max(stored, m["counter"]))
@@ -194,17 +192,7 @@ class AppSlots:
             src.close()
 
     def _wipe(self, d):
-        try:
-            entries = self.fs.ilistdir(d)
-        except OSError:
-            return
-        for e in entries:
-            p = d + "/" + e[0]
-            if e[1] == 0x4000:
-                self._wipe(p)
-            else:
-                self.fs.remove(p)
-        self.fs.rmdir(d)
+        wipe(self.fs, d)
 
     # -- after the switch -------------------------------------------------------------------
 
@@ -212,9 +200,11 @@ class AppSlots:
         """The running version is healthy: make it current and commit its counter. Idempotent."""
         ptr = self.pointer()
         if ptr.get("state") == "trial":
+            # The event first, then the pointer: a cut between the two leaves the trial running
+            # (its next boot confirms again) rather than a confirmed slot without its event.
+            self.report("confirmed", version=ptr.get("version"), boots=ptr.get("boots"))
             ptr["state"] = "confirmed"
             self.set_pointer(ptr)
-            self.report("confirmed", version=ptr.get("version"), boots=ptr.get("boots"))
         c = ptr.get("counter", 0)
         if c > self.counter.read():
             self.counter.write(c)
@@ -234,10 +224,12 @@ class AppSlots:
             raise OTAError("nothing to roll back: the running version is confirmed")
         if ptr.get("last_error"):
             reason = "%s; last error: %s" % (reason, ptr["last_error"])
+        # The event first: a cut before the switch back leaves the trial pointer, whose next boot
+        # rolls back (and records it) again; never the old slot back without the event saying why.
+        self.report("rolled_back", version=ptr.get("version"), to=ptr.get("prev_version"), reason=reason)
         self.set_pointer({"active": ptr.get("previous") or "", "state": "confirmed",
                           "version": ptr.get("prev_version"), "entry": ptr.get("prev_entry"),
                           "counter": ptr.get("prev_counter", 0)})
-        self.report("rolled_back", version=ptr.get("version"), to=ptr.get("prev_version"), reason=reason)
 
     def install_staged(self, device=None, probe=None):
         """Install the release a host tool copied into ota_stage/ (then remove it)."""
@@ -250,7 +242,7 @@ class AppSlots:
                 except OSError:
                     raise OTAError("no %s in %s" % (name, STAGE))
                 try:
-                    n = _size(f)
+                    n = size(f)
                     if n > cap:
                         raise OTAError("%s over %d bytes" % (name, cap))
                     data.append(f.read(n))

@@ -15,7 +15,8 @@ through install's one 4 KiB buffer, hashed on the way (the slot is the staging a
 copy on flash). Nothing here trusts the verifier's JSON for integrity: the signed manifest decides.
 
 HTTP goes through janua.httpreq (one request per connection, Content-Length bodies only, no TLS,
-no redirects). It does not reset the board and does not run in the background.
+no redirects). It does not reset the board and does not run in the background; when to poll is
+janua.otacheck's decision (main.py calls it after every boot).
 """
 
 import gc
@@ -27,7 +28,7 @@ from janua.ota import AppSlots, read_json, write_json
 from janua.manifest import MAX_MANIFEST, MAX_SIG
 from janua.httpreq import request
 
-PENDING = "ota_client.json"   # {"release_id", "version"} of the update whose outcome is not yet sent
+PENDING = "ota_client.json"   # {"release_id", "version"}: the update whose outcome is owed (written before the switch)
 _MAX_JSON = const(2048)       # a check/report answer is a few hundred bytes
 _REASON = const(120)
 
@@ -111,17 +112,34 @@ class OTAClient:
         return up if isinstance(up, dict) else None
 
     def send_outcome(self):
-        """Report how the last installed update ended (confirmed / rolled_back); the event it sent."""
+        """Report how the last installed update ended (confirmed / rolled_back); the event it sent,
+        or None (nothing owed, or the release is still in trial).
+
+        The pointer decides, not the event log alone: the release noted in PENDING (written
+        before the switch) is confirmed when the pointer runs it confirmed, rolled back when the
+        pointer is elsewhere and a rolled_back event names it (rollback() records the event before
+        it switches back), and still owed otherwise (in trial, or a cut came before the switch)."""
         fs = self.slots.fs
         pending = read_json(fs, self.slots.p(PENDING))
         if not isinstance(pending, dict) or not pending.get("version"):
             return None
-        for e in self.slots.reports():
-            if e.get("event") in ("confirmed", "rolled_back") and e.get("version") == pending["version"]:
-                self.report(e["event"], pending.get("release_id"), pending["version"], e.get("reason"))
-                write_json(fs, self.slots.p(PENDING), {})
-                return e["event"]
-        return None
+        v = pending["version"]
+        ptr = self.slots.pointer()
+        event = reason = None
+        if ptr.get("version") == v:
+            if ptr.get("state") == "confirmed":
+                event = "confirmed"
+        else:
+            for e in self.slots.reports():
+                if e.get("event") == "rolled_back" and e.get("version") == v:
+                    event, reason = "rolled_back", e.get("reason")   # the latest one wins
+        if event is None:
+            return None
+        self.report(event, pending.get("release_id"), v, reason)
+        pending.pop("release_id", None)
+        pending.pop("version", None)
+        write_json(fs, self.slots.p(PENDING), pending)   # a cut before this only sends it twice
+        return event
 
     def apply(self, up):
         """Download and install an offered update; report each step. Returns the manifest."""
@@ -138,12 +156,17 @@ class OTAClient:
                     return self._get(files.replace("{path}", path))
                 except TransportError as e:
                     raise OTAError(str(e))
+            def owe(manifest):
+                # before the pointer switch: from the rename on, this release's outcome is owed
+                doc = read_json(self.slots.fs, self.slots.p(PENDING))
+                doc = doc if isinstance(doc, dict) else {}
+                doc["release_id"], doc["version"] = rid, manifest["version"]
+                write_json(self.slots.fs, self.slots.p(PENDING), doc)
             gc.collect()   # Ed25519 (pure Python) needs the heap the HTTP and JSON work left behind
-            manifest = self.slots.install(m, sig, open_src, buf=self.buf)
+            manifest = self.slots.install(m, sig, open_src, buf=self.buf, before_switch=owe)
         except (JanuaError, OSError) as e:
             self.report("failed", rid, reason=e)
             raise OTAError(str(e))
-        write_json(self.slots.fs, self.slots.p(PENDING), {"release_id": rid, "version": manifest["version"]})
         self.report("installed", rid)
         return manifest
 
@@ -183,3 +206,4 @@ def poll(store=None, clock=None, slots=None):
     except JanuaError:
         pass
     return result, line
+

@@ -30,6 +30,28 @@ class FlashFS(PosixFS):
         return list(os.ilistdir(path))
 
 
+def wipe(fs, d):
+    """Remove the directory d and everything under it (no error when it does not exist)."""
+    try:
+        entries = fs.ilistdir(d)
+    except OSError:
+        return
+    for e in entries:
+        p = d + "/" + e[0]
+        if e[1] == 0x4000:
+            wipe(fs, p)
+        else:
+            fs.remove(p)
+    fs.rmdir(d)
+
+
+def size(f):
+    """The length of an open file (left at its start)."""
+    n = f.seek(0, 2)
+    f.seek(0)
+    return n
+
+
 def read_json(fs, path, default=None):
     """The JSON at path (or at path.tmp when a rename was cut short), else `default`."""
     for p in (path, path + ".tmp"):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tools.boards import MPRun as _MPRun
 
-VECTORS = Path(__file__).resolve().parents[1] / "vectors"
+VECTORS = Path(__file__).resolve().parents[2] / "docs" / "vectors"
 PSK_TEXT = b"secretPSK"
 IDENTITY = b"Client_identity"
 

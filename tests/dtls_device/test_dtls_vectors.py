@@ -1,7 +1,7 @@
 """Known-answer tests for the device DTLS pieces on the MicroPython unix port (esp32 heap):
-AES-128-CCM_8 (tests/vectors/aes_ccm8_and_prf.json, made with cryptography's AESCCM), the TLS 1.2
+AES-128-CCM_8 (docs/vectors/aes_ccm8_and_prf.json, made with cryptography's AESCCM), the TLS 1.2
 PRF (the IETF TLS-list P_SHA256 vector, PROTOCOLS.md 1.11), the DTLS-PSK key schedule and the
-epoch-1 Finished record (tests/vectors/dtls_psk_ccm8_key_schedule.json), and the record layer's
+epoch-1 Finished record (docs/vectors/dtls_psk_ccm8_key_schedule.json), and the record layer's
 replay window and tamper handling (RFC 6347 4.1.2.6-7) driven sans-IO."""
 
 import json

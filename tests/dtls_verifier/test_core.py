@@ -14,7 +14,7 @@ from verifier.dtls.server import DTLSServer, Established, PSKGrant, Refused, App
 
 from tests.dtls_verifier.rawclient import RawClient, client_hello
 
-VECTORS = Path(__file__).parents[1] / "vectors"
+VECTORS = Path(__file__).parents[2] / "docs" / "vectors"
 PSK = b"secretPSK"
 ID = b"Client_identity"
 
@@ -27,7 +27,7 @@ def server(**kw):
     return DTLSServer(lookup, 0.0, **kw)
 
 
-# vectors (PROTOCOLS.md §1.11; tests/vectors)
+# vectors (docs/vectors)
 
 @pytest.mark.parametrize("key, data, mac", [
     ("0b" * 20, b"Hi There", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),        # RFC 4231 §4.2

@@ -21,7 +21,8 @@ async def test_unknown_identity_gets_unknown_psk_identity_alert(verifier, device
     rc, out, err = await run(s_client(verifier.port, f"{device.hex}@other-tenant", device.psk.hex()))
     assert rc != 0 and "alert unknown psk identity" in err, err
     rows = [r for r in verifier.all_audit() if r["action"] == "dtls"]
-    assert [(r["result"], r["tenant_id"]) for r in rows] == [("UNKNOWN_DEVICE", None)] * 2
+    assert [(r["kind"], r["result"], r["tenant_id"]) for r in rows] == [("summary", "UNKNOWN_DEVICE", None)]
+    assert rows[0]["reason"].startswith("2 refused from 1 source host(s)")
     assert verifier.audit(device) == verifier.audit(device)[-1:]   # only its provisioning row
 
 

@@ -72,9 +72,21 @@ async def test_reports_raise_the_binauth_replay_floor_only_for_the_callers_devic
     ts = int.from_bytes(req[8:12], "big")
     body = {"binauth": [{"device_id": dev.hex, "last_ts": ts}], "used": [{"device_id": dev.hex, "index": 0, "ts": ts}]}
     r = await world.http.post(world.cloud.url + "/v1/edge/reports", json=body, headers=headers)
-    assert (await r.json()) == {"used": 0, "ignored": 1, "binauth": 0, "audit": 0}
+    assert (await r.json()) == {"used": 0, "ignored": 2, "binauth": 0, "audit": 0}
     r = await world.http.post(world.cloud.url + "/v1/edge/reports", json=body, headers=world.admin)
     assert (await r.json())["binauth"] == 1
     # the request the edge accepted is now a replay at the cloud as well
     _, reply = await binauth_http(world, world.cloud, dev, req)
     assert dev.reply(req, reply)["status"] == REPLAY
+
+
+async def test_an_edges_refusal_summary_stays_a_summary_at_the_cloud(world):
+    """Edges summarise unauthenticated refusals too (kind "summary"); the cloud must not relabel them
+    as single auth decisions."""
+    dev, = world.devices(1)
+    row = {"ts": 1, "kind": "summary", "device_id": dev.hex, "action": "binauth", "transport": "udp",
+           "source": "192.0.2.1:1", "result": "SIGNATURE", "reason": "7 refused from 2 source host(s) in [1, 1]"}
+    r = await world.http.post(world.cloud.url + "/v1/edge/reports", json={"audit": [row]}, headers=world.admin)
+    assert (await r.json())["audit"] == 1
+    status, body = await _get(world, "/v1/audit", device_id=dev.hex)
+    assert [(e["kind"], e["result"]) for e in body["entries"] if e["action"] == "binauth"] == [("summary", "SIGNATURE")]

@@ -12,7 +12,7 @@ import pytest
 
 from tools.boards import MPRun  # noqa: F401 (tests import it from here too)
 
-VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "binauth.json").read_text())
+VECTORS = json.loads((Path(__file__).resolve().parents[2] / "docs" / "vectors" / "binauth.json").read_text())
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""HMAC, ct_eq, HKDF, derived keys and the binauth codec against tests/vectors/binauth.json,
+"""HMAC, ct_eq, HKDF, derived keys and the binauth codec against docs/vectors/binauth.json,
 on MicroPython with the esp32 heap, and (the pure codec) under CPython too."""
 
 import json
@@ -170,7 +170,7 @@ for c in V["replies"]:
     assert not c.get("reject") and r[0] == c["status"] and r[5] == c["authenticated"], c["name"]
 print("ok")
 """
-    vec = FIRMWARE_DIR.parent / "tests" / "vectors" / "binauth.json"
+    vec = FIRMWARE_DIR.parent / "docs" / "vectors" / "binauth.json"
     p = subprocess.run([sys.executable, "-c", code, str(vec)], cwd=FIRMWARE_DIR,
                        capture_output=True, text=True, timeout=60)
     assert p.stdout.strip() == "ok", p.stderr

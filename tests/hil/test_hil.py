@@ -23,7 +23,7 @@ import pytest
 pytestmark = pytest.mark.hil
 
 ROOT = Path(__file__).resolve().parents[2]
-VECTORS = json.loads((ROOT / "tests" / "vectors" / "binauth.json").read_text())
+VECTORS = json.loads((ROOT / "docs" / "vectors" / "binauth.json").read_text())
 
 
 def janua(*args, timeout=300):
@@ -118,7 +118,8 @@ def test_board_authenticates_end_to_end(board, request, tmp_path):
     from tools.demo import Verifier, reset_and_read
     v = Verifier(tmp_path, listen_host="0.0.0.0")
     try:
-        args = ["provision", "--serial", f"HIL-{int(time.time())}", "--port", board.port, "--board", board.name,
+        # --force: a real board keeps the identity of the previous run (its verifier's registry is gone)
+        args = ["provision", "--serial", f"HIL-{int(time.time())}", "--port", board.port, "--force", "--board", board.name,
                 "--server", v.url, "--token-file", str(v.token_file), "--udp-port", str(v.udp_port),
                 "--device-server-host", host or "127.0.0.1"]
         if ssid:

@@ -7,7 +7,7 @@ from pathlib import Path
 from tools import ota as host
 from tools.boards import MPRun
 
-VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "ed25519_and_sha512.json").read_text())
+VECTORS = json.loads((Path(__file__).resolve().parents[2] / "docs" / "vectors" / "ed25519_and_sha512.json").read_text())
 
 
 MP = MPRun  # the shared runner (tools/boards.py)

@@ -134,3 +134,62 @@ def test_power_cut_during_trial_boots_and_rollback(mp, keys, tmp_path):
     assert ("2.0.0", "confirmed") in seen and points >= 5
     reps = json.loads((mp.flash / "ota_report.json").read_text())
     assert reps[-1]["event"] == "rolled_back" and "OSError" in reps[-1]["reason"]
+
+
+STEP_CUT = CUTFS + """
+s = AppSlots(CutFS(%d))
+s.%s
+print(json.dumps({"done": True}))
+"""
+
+
+def _cut_each_step(mp, call, limit=30):
+    """Cut `call` (an AppSlots method call) at each of its flash operations in turn, from the same
+    flash every time; yield (pointer, events) after each cut."""
+    names = ("ota_ptr.json", "ota_report.json", "ota_ctr.0", "ota_ctr.1")
+    saved = {n: (mp.flash / n).read_bytes() if (mp.flash / n).exists() else None for n in names}
+    for k in range(1, limit):
+        for n, b in saved.items():
+            if b is None:
+                (mp.flash / n).unlink(missing_ok=True)
+            else:
+                (mp.flash / n).write_bytes(b)
+        for t in mp.flash.glob("*.tmp"):
+            t.unlink()
+        p = mp.raw(STEP_CUT % (k, call))
+        if p.returncode == 0:
+            return
+        assert p.returncode == 3, p.stderr
+        ptr = json.loads((mp.flash / "ota_ptr.json").read_text())
+        yield ptr, json.loads((mp.flash / "ota_report.json").read_text())
+    raise AssertionError("%s did not finish within %d flash operations" % (call, limit))
+
+
+def test_cut_in_confirm_never_leaves_a_confirmed_slot_without_its_event(mp, keys, tmp_path):
+    (mp.flash / "ota.json").write_text(json.dumps(ota_config(keys)))
+    stage(mp.flash, release(tmp_path, keys, "2.0.0", 2, body="pass\n"))   # an app that does not confirm
+    mp(INSTALL_CUT % 10_000)
+    seen = []
+    for ptr, events in _cut_each_step(mp, "confirm()"):
+        seen.append(ptr["state"])
+        if ptr["state"] == "confirmed":
+            assert {"event": "confirmed", "version": "2.0.0", "boots": 0} in events, events
+    assert seen[0] == "trial" and "confirmed" in seen, seen   # cuts before and after the switch
+
+
+def test_cut_in_rollback_never_returns_to_the_old_slot_without_the_event(mp, keys, tmp_path):
+    (mp.flash / "ota.json").write_text(json.dumps(ota_config(keys)))
+    stage(mp.flash, release(tmp_path, keys, "2.0.0", 2))
+    mp(INSTALL_CUT % 10_000)
+    mp(CHECK)                                            # 2.0.0 runs and confirms
+    stage(mp.flash, release(tmp_path, keys, "3.0.0", 3, body="pass\n"))
+    mp(INSTALL_CUT % 10_000)
+    event = {"event": "rolled_back", "version": "3.0.0", "to": "2.0.0", "reason": "test"}
+    cuts = 0
+    for ptr, events in _cut_each_step(mp, 'rollback("test")'):
+        cuts += 1
+        if ptr["version"] == "2.0.0":                    # back on the old slot: the event says so
+            assert event in events, events
+    assert cuts >= 8, cuts                               # the event's write and the pointer's
+    ptr = json.loads((mp.flash / "ota_ptr.json").read_text())
+    assert ptr["version"] == "2.0.0" and event in json.loads((mp.flash / "ota_report.json").read_text())

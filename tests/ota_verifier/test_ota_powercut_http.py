@@ -7,7 +7,7 @@ writing, write, flush, rename, remove, mkdir, rmdir, sync). Then the board boots
 complete, verified application, v1 or v2 (never a mix), and a later poll must end on v2.
 
 The default run kills at every step of a 12 KiB update (about 60 points, every third one followed by
-the resumed update); `-m slow` (or JANUA_SLOW=1) does it for a 100 KiB application with every cut
+the resumed update and a poll that must deliver v2's `confirmed` to the verifier); `-m slow` (or JANUA_SLOW=1) does it for a 100 KiB application with every cut
 resumed, and kills at 40 random wall-clock moments of the poll (HTTP, Ed25519, hashing, flash)."""
 
 import json
@@ -36,12 +36,15 @@ import sys, json, time
 from janua import otaclient, httpreq
 from janua.ota import FlashFS, AppSlots
 LEFT = [%d]
+AFTER = None     # a file name: the power also goes right after the rename onto it completes
+def cut(site):
+    print("CUT " + site)
+    while True:
+        time.sleep(1)    # the host kills the board here
 def tick(site):
     LEFT[0] -= 1
     if LEFT[0] == 0:
-        print("CUT " + site)
-        while True:
-            time.sleep(1)    # the host kills the board here
+        cut(site)
 _readinto = httpreq.HTTPBody.readinto
 def readinto(self, buf):
     tick("http")
@@ -67,7 +70,10 @@ def _wrap(name):
     real = getattr(FlashFS, name)
     def op(self, *a):
         tick("fs")
-        return real(self, *a)
+        r = real(self, *a)
+        if name == "rename" and a[1] == AFTER:
+            cut("after-rename:" + a[1])
+        return r
     return op
 for _n in ("rename", "remove", "mkdir", "rmdir", "sync"):
     setattr(CutFS, _n, _wrap(_n))
@@ -114,10 +120,14 @@ class Board:
         assert p.returncode in (0, 1), p.stdout + p.stderr   # 1: janua_hal.reset on the unix port
         return [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")], p.stdout + p.stderr
 
-    def cut_at(self, k):
+    def cut_at(self, k, after=None):
         """Run the poll and kill the board at its k-th I/O step: the site ("http"/"fs"), or None
-        when the poll ended before step k (its JSON result is returned then)."""
-        argv, env = self._argv(TICK % (k, k))
+        when the poll ended before step k (its JSON result is returned then). `after`: also kill
+        it right after a rename onto that file (site "after-rename:<file>")."""
+        script = TICK % (k, k)
+        if after is not None:
+            script = script.replace("AFTER = None", "AFTER = %r" % after)
+        argv, env = self._argv(script)
         p = subprocess.Popen(argv, env=env, cwd=self.flash, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
         try:
@@ -167,6 +177,7 @@ def fleet(tmp_path, signing):
         ota_release.trust_key(api, signing["release"]["pub"], "release")
         pkg = api.call("POST", "/v1/devices", {"serial_number": "CUT-1"})
         board = Board(tmp_path / "board")
+        board.api, board.db = api, v.db
         (board.flash / "janua.json").write_text(json.dumps({
             "device_id": pkg["device_id"], "master_secret": pkg["master_secret"], "transport": "http",
             "server": {"host": "127.0.0.1", "http_port": v.http_port}}))
@@ -177,26 +188,28 @@ def fleet(tmp_path, signing):
         v.stop()
 
 
-def publish(v, api, tmp_path, signing, version, counter, kib):
+def publish(v, api, tmp_path, signing, version, counter, kib, files=None, **kw):
     b = make_bundle(tmp_path / "rel", signing, version, counter, boards=["esp32", "unix"],
-                    files=app_files(version, kib))
+                    files=files or app_files(version, kib), **kw)
     rel = ota_release.publish(api, b)
-    ro = ota_release.rollout(api, rel["id"], True)
-    with sqlite3.connect(v.db) as c:   # one device is in the 1 % phase only by chance: 100 % (test only)
-        c.execute("UPDATE ota_rollouts SET phase = 3 WHERE id = ?", (ro["id"],))
+    # one device is in a 1 % phase only by chance: a single 100 % phase (as an operator would)
+    ro = api.call("POST", f"/v1/releases/{rel['id']}/rollout", {"start": True, "phases": [{"percent": 100}]})
+    rel["rollout_id"] = ro["id"]
     return rel
 
 
-def on_v1(v, api, board, tmp_path, signing, kib):
-    """Install and confirm v1, publish v2; return the flash snapshot to restart every cut from."""
+def on_v1(v, api, board, tmp_path, signing, kib, v2_files=None, **kw):
+    """Install and confirm v1, publish v2; return the flash snapshot to restart every cut from
+    (and v2's release)."""
     publish(v, api, tmp_path, signing, "1.0.0", 1, kib)
     out, text = board.run(POLL)
     assert {"poll": "installed", "line": "janua ota: installed 1.0.0 (trial): reset to run it"} in out, text
     out, text = board.run(CHECK)
     assert {"app": "1.0.0", "blob": kib * 1024} in out, text
-    publish(v, api, tmp_path, signing, "2.0.0", 2, kib)
+    rel = publish(v, api, tmp_path, signing, "2.0.0", 2, kib, v2_files, **kw)
     snap = tmp_path / "snap"
     board.snapshot(snap)
+    board.v2 = rel
     return snap
 
 
@@ -209,6 +222,11 @@ def check_boot(board, where):
     return apps[0]
 
 
+def outcome(api, rel):
+    """The verifier's devices by latest report for a release's rollout (only the non-zero ones)."""
+    return {k: n for k, n in ota_release.status(api, rel["rollout_id"])["counts"].items() if n}
+
+
 def finish(board, where):
     """After the cut and a boot: polling again ends on v2, confirmed (the update restarts cleanly)."""
     if board.ptr().get("version") != "2.0.0":
@@ -218,6 +236,11 @@ def finish(board, where):
         assert check_boot(board, where) == "2.0.0"
     p = board.ptr()
     assert p["version"] == "2.0.0" and p["state"] == "confirmed", (where, p)
+    out, text = board.run(POLL)                 # and the verifier hears of it
+    assert {"poll": "none", "line": "janua ota: up to date"} in out, (where, text)
+    assert outcome(board.api, board.v2) == {"confirmed": 1}, where
+    with sqlite3.connect(board.db) as c:        # test only: forget it, so the next cut is offered v2 again
+        c.execute("DELETE FROM ota_reports WHERE release_id = ?", (board.v2["id"],))
 
 
 def count_points(board, snap):
@@ -256,6 +279,47 @@ def test_power_cut_at_every_step_of_an_http_update(fleet, tmp_path, signing):
     assert seen == {"1.0.0", "2.0.0"}                          # cuts before and after the switch
     board.restore(snap)                                        # and the uncut update, to the end
     finish(board, "uncut")
+
+
+def test_cut_right_after_the_slot_switch_still_reports_confirmed(fleet, tmp_path, signing):
+    # The window of issue #10: the pointer rename is done, the client state is not yet written (it
+    # still held {} from v1's outcome). v2 boots and confirms; the next poll must tell the verifier.
+    v, api, board = fleet
+    snap = on_v1(v, api, board, tmp_path, signing, kib=4)
+    board.restore(snap)
+    site, res = board.cut_at(10 ** 6, after="ota_ptr.json")
+    assert site == "after-rename:ota_ptr.json", res
+    assert check_boot(board, "after switch") == "2.0.0"
+    assert board.ptr()["state"] == "confirmed"
+    out, text = board.run(POLL)
+    assert {"poll": "none", "line": "janua ota: up to date"} in out, text
+    assert outcome(api, board.v2) == {"confirmed": 1}
+
+
+def test_cut_right_after_the_slot_switch_still_reports_the_rollback(fleet, tmp_path, signing):
+    # The same window with a release that crashes at start: its trial boots run out, the board goes
+    # back to v1 by itself, and the verifier must hear "rolled_back" (its health check and
+    # automatic halt count it), with the crash as the reason.
+    v, api, board = fleet
+    bad = {"main.py": "raise RuntimeError('v2 cannot start')\n"}
+    snap = on_v1(v, api, board, tmp_path, signing, kib=4, v2_files=bad, trial_boots=2)
+    board.restore(snap)
+    site, res = board.cut_at(10 ** 6, after="ota_ptr.json")
+    assert site == "after-rename:ota_ptr.json", res
+    runs = []
+    for _ in range(4):
+        out, text = board.run(CHECK)   # the pointer before the boot, then what ran
+        runs.append((out[0]["ptr"], [o["app"] for o in out if "app" in o]))
+        if runs[-1][1]:
+            break
+    # two trial boots crash (and reset), the third finds them used up and runs v1
+    assert runs == [("2.0.0", []), ("2.0.0", []), ("2.0.0", ["1.0.0"])], runs
+    out, text = board.run(POLL)
+    assert {"poll": "none", "line": "janua ota: up to date"} in out, text
+    assert outcome(api, board.v2) == {"rolled_back": 1}
+    with sqlite3.connect(v.db) as c:
+        (reason,) = c.execute("SELECT reason FROM ota_reports WHERE state = 'rolled_back'").fetchone()
+    assert reason == "not confirmed after 2 boots; last error: RuntimeError: v2 cannot start"
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 from verifier.tokens import chain
 from verifier.tokens import core as tokens
 from verifier.app import create_app
-from verifier.appkeys import CONFIG, STORAGE
+from verifier.appkeys import CONFIG, CORE, STORAGE
 
 DAY = 86400
 
@@ -31,7 +31,9 @@ async def offline(client, token, status=200):
 
 
 def offline_audit(app, tenant_id):
-    """The offline auth rows of a tenant, newest first; tenant_id None: every tenant's and none."""
+    """The offline auth rows of a tenant, newest first; tenant_id None: every tenant's and none. The
+    summaries of unauthenticated refusals still open are written first (as when their interval ends)."""
+    app[STORAGE].add_audit(app[CORE].summary.drain())
     if tenant_id is not None:
         return [e for e in app[STORAGE].list_audit(tenant_id, limit=1000) if e["transport"] == "offline"]
     with sqlite3.connect(app[CONFIG].db_path) as db:
@@ -64,8 +66,8 @@ async def test_offline_token_is_accepted_once(client, tenant, device, clock):
     r = await client.post("/v1/auth/device/offline", json={"token": toks[0].hex()})
     assert r.status == 401 and await r.json() == {"error": "unauthenticated", "message": "refused"}
     rows = offline_audit(client.app, tenant.id)
-    assert [(e["kind"], e["result"], e["reason"]) for e in rows] == [("auth", "REFUSED", "replayed"),
-                                                                      ("auth", "OK", "index 0")]
+    assert [(e["kind"], e["result"], e["reason"], e["detail"]) for e in rows] == [
+        ("auth", "REFUSED", "replayed", "index 0"), ("auth", "OK", None, "index 0")]
     assert all(e["device_id"] == device.hex and e["action"] == "offline" for e in rows)
 
 
@@ -140,7 +142,9 @@ async def test_tampered_chain_token_is_refused(client, tenant, device, field):
     toks, _ = await first_chain(client, device)
     make, reason = TAMPERED[field]
     await offline(client, make(toks[0]), status=401)
-    assert offline_audit(client.app, None)[0]["reason"] == reason
+    row = offline_audit(client.app, None)[0]          # before the signature verified: a summary row
+    assert row["kind"] == "summary" and row["reason"].startswith("1 refused from 1 source host(s)")
+    assert row["reason"].endswith(f"last reason: {reason}")
     await offline(client, toks[0])                 # the genuine token was not spent by the forgery
 
 
@@ -156,7 +160,8 @@ async def test_chain_token_of_another_tenant_device_cannot_be_rebound(client, te
     stranger = other.devices(1)[0]
     moved = toks[0][:5] + stranger.id + toks[0][13:]
     await offline(client, moved, status=401)
-    assert offline_audit(client.app, other.id)[0]["reason"] == "bad_signature"
+    row = offline_audit(client.app, other.id)[0]
+    assert row["kind"] == "summary" and row["reason"].endswith("last reason: bad_signature")
 
 
 async def test_sync_reconciles_used_indices_so_the_cloud_refuses_them(client, device):

@@ -76,12 +76,25 @@ def test_bulk_without_token_is_a_clear_error(verifier, tmp_path):
     assert r.returncode == 1 and r.stderr.startswith("janua: ") and "401" in r.stderr
 
 
-def test_provision_onto_missing_port_leaves_no_active_device(verifier, tmp_path):
+def _devices(verifier, serial):
+    listed = verifier.api("GET", "/v1/devices?limit=1000")
+    return [d for d in listed["devices"] if d["serial_number"] == serial]
+
+
+def test_port_typo_registers_no_device(verifier, tmp_path):
     r = janua("provision", "--serial", "PORTLESS-1", "--port", str(tmp_path / "nope"), *auth_args(verifier))
-    assert r.returncode == 1 and "janua: " in r.stderr
-    listed = verifier.api("GET", "/v1/devices?limit=200")
-    devs = [d for d in listed.get("devices", listed.get("items", [])) if d["serial_number"] == "PORTLESS-1"]
-    assert devs and all(d["status"] == "decommissioned" for d in devs)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[0] == f"janua: no such port: {tmp_path / 'nope'}"
+    assert _devices(verifier, "PORTLESS-1") == []           # nothing to decommission: the serial stays free
+    assert "provisioned device" not in r.stdout
+
+
+def test_port_that_is_no_board_registers_no_device(verifier, tmp_path):
+    not_a_board = tmp_path / "ttyFAKE"
+    not_a_board.write_text("")
+    r = janua("provision", "--serial", "NOBOARD-1", "--port", str(not_a_board), *auth_args(verifier), timeout=90)
+    assert r.returncode == 1 and r.stderr.startswith("janua: ") and "Traceback" not in r.stderr
+    assert _devices(verifier, "NOBOARD-1") == [] and "provisioned device" not in r.stdout   # not even for a moment
 
 
 def _board_device_id(port):
@@ -105,7 +118,7 @@ def test_config_write_survives_power_loss_old_or_new(verifier, tmp_path):
         seen_states = set()
         for i, delay in enumerate((0.05, 0.15, 0.3, 0.45, 0.6, 0.8, 1.0, 1.3)):
             proc = subprocess.Popen([sys.executable, "-m", "tools", "provision", "--serial", f"PL-{i + 1}",
-                                     "--port", port, *auth_args(verifier)], cwd=ROOT,
+                                     "--port", port, "--force", *auth_args(verifier)], cwd=ROOT,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                     start_new_session=True)
             time.sleep(delay)
@@ -116,8 +129,7 @@ def test_config_write_survives_power_loss_old_or_new(verifier, tmp_path):
                 os.killpg(proc.pid, signal.SIGKILL)   # the CLI and the mpremote it runs
                 out, _ = proc.communicate()
             m = [w for w in out.split() if len(w) == 16 and all(c in "0123456789abcdef" for c in w)]
-            if m:
-                ids.add(m[0])
+            ids.update(m)                  # the new id (and, after --force, the old one it names)
             vb.restart()
             assert vb.wait_repl(10)
             now = _board_device_id(port)
@@ -126,3 +138,227 @@ def test_config_write_survives_power_loss_old_or_new(verifier, tmp_path):
             ids = {now} | ids
         files = os.listdir(tmp_path / "flash")
         assert "janua.json" in files or "janua.json.tmp" in files
+
+
+# ---------------------------------------------------------------- bulk: the manifest is never lost
+
+def test_second_bulk_run_never_truncates_manifest(verifier, tmp_path):
+    csv = tmp_path / "factory.csv"
+    csv.write_text("serial_number\nRERUN-1\nRERUN-2\n")
+    r = janua("provision", "--bulk", str(csv), "--no-progress", *auth_args(verifier))
+    assert r.returncode == 0, r.stderr
+    first = Path(str(csv) + ".manifest.jsonl")
+    saved = first.read_bytes()
+    assert [json.loads(x)["serial_number"] for x in saved.splitlines()] == ["RERUN-1", "RERUN-2"]
+    # the operator adds rows to the partly done file and runs it again: the first two are refused as duplicates
+    csv.write_text("serial_number\nRERUN-1\nRERUN-2\nRERUN-3\n")
+    r = janua("provision", "--bulk", str(csv), "--no-progress", *auth_args(verifier))
+    assert r.returncode == 1 and "3 devices: 1 provisioned, 2 failed" in r.stdout
+    assert first.read_bytes() == saved                       # the first run's secrets, untouched
+    second = tmp_path / "factory.csv.manifest-2.jsonl"
+    assert f"janua: deployment manifest (holds device secrets, mode 0600): {second}" in r.stdout.splitlines()
+    assert stat.S_IMODE(second.stat().st_mode) == 0o600
+    assert [json.loads(x)["serial_number"] for x in second.read_text().splitlines()] == ["RERUN-3"]
+
+
+def test_rerun_that_creates_nothing_leaves_no_empty_manifest(verifier, tmp_path):
+    csv = tmp_path / "done.csv"
+    csv.write_text("serial_number\nDONE-1\n")
+    assert janua("provision", "--bulk", str(csv), "--no-progress", *auth_args(verifier)).returncode == 0
+    r = janua("provision", "--bulk", str(csv), "--no-progress", *auth_args(verifier))
+    assert r.returncode == 1 and "janua: no device was created, so no manifest was written" in r.stdout
+    assert sorted(os.listdir(tmp_path)) == ["done.csv", "done.csv.manifest.jsonl"]
+
+
+def test_existing_manifest_named_with_flag_is_refused_before_any_device_is_made(verifier, tmp_path):
+    csv = tmp_path / "d.csv"
+    csv.write_text("serial_number\nKEEP-1\n")
+    old = tmp_path / "old.jsonl"
+    old.write_text('{"device_id": "earlier", "master_secret": "only copy"}\n')
+    os.chmod(old, 0o644)
+    r = janua("provision", "--bulk", str(csv), "--manifest", str(old), "--no-progress", *auth_args(verifier))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[0] == (f"janua: the manifest {old} exists; it may hold the only copy of "
+                                        "devices' secrets")
+    assert old.read_text() == '{"device_id": "earlier", "master_secret": "only copy"}\n'
+    assert stat.S_IMODE(old.stat().st_mode) == 0o644         # not ours: left exactly as it was
+    assert _devices(verifier, "KEEP-1") == []
+
+
+def test_manifest_is_0600_under_a_permissive_umask(verifier, tmp_path):
+    csv = tmp_path / "u.csv"
+    csv.write_text("serial_number\nUMASK-1\n")
+    r = subprocess.run([sys.executable, "-m", "tools", "provision", "--bulk", str(csv), "--no-progress",
+                        *auth_args(verifier)], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                       preexec_fn=lambda: os.umask(0))
+    assert r.returncode == 0, r.stderr
+    assert stat.S_IMODE(Path(str(csv) + ".manifest.jsonl").stat().st_mode) == 0o600
+
+
+# ---------------------------------------------------------------- bulk: what the file holds
+
+def test_bulk_file_that_is_not_utf8_is_one_line_error(verifier, tmp_path):
+    f = tmp_path / "latin.csv"
+    f.write_bytes(bytes.fromhex("0a850a"))
+    r = janua("provision", "--bulk", str(f), "--no-progress", *auth_args(verifier))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.splitlines() == [f"janua: {f}: line 2: not UTF-8 text (byte 0x85)",
+                                     'janua: hint: save it as UTF-8 (a spreadsheet\'s "CSV UTF-8"), or as JSON lines']
+    assert not Path(str(f) + ".manifest.jsonl").exists()
+
+
+def test_bulk_csv_with_a_utf8_bom_keeps_its_serial_number_column(verifier, tmp_path):
+    f = tmp_path / "excel.csv"
+    f.write_bytes(b"\xef\xbb\xbfserial_number,location\r\nBOM-1,Z\xc3\xbcrich\r\n")
+    r = janua("provision", "--bulk", str(f), "--no-progress", *auth_args(verifier))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 devices: 1 provisioned, 0 failed" in r.stdout
+    assert _devices(verifier, "BOM-1")[0]["metadata"]["location"] == "Zürich"
+
+
+def test_semicolon_csv_is_one_line_error_naming_the_separator(verifier, tmp_path):
+    f = tmp_path / "semi.csv"
+    f.write_text("serial_number;model_id\nSEMI-1;m1\n")
+    r = janua("provision", "--bulk", str(f), "--no-progress", *auth_args(verifier))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[0] == (f"janua: {f}: line 1: the columns are separated by semicolons; "
+                                        "janua reads comma-separated CSV")
+    assert _devices(verifier, "SEMI-1") == [] and _devices(verifier, "SEMI-1;m1") == []
+
+
+def test_bulk_errors_name_each_line_once_and_count_quoted_line_breaks(verifier, tmp_path):
+    f = tmp_path / "lines.csv"
+    f.write_text('serial_number,location,trust_level\n'
+                 'LN-1,"two\nlines",\n'           # one record on lines 2-3
+                 '\n'                              # a blank line 4
+                 'LN-2,,notanumber\n'              # line 5
+                 'LN-3,,1,extra\n')                # line 6
+    r = janua("provision", "--bulk", str(f), "--no-progress", *auth_args(verifier))
+    assert r.returncode == 1
+    lines = r.stdout.splitlines()
+    assert "  line 5: trust_level must be an integer, not 'notanumber'" in lines
+    assert "  line 6: 4 fields, but the header names 3" in lines
+    assert "line 6: line 6" not in r.stdout and "line 5: line 5" not in r.stdout
+
+
+def test_jsonl_error_names_its_line_once(verifier, tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text('{"serial_number": "JL-1"}\n[1]\n{"serial_number": \n')
+    r = janua("provision", "--bulk", str(f), "--no-progress", *auth_args(verifier))
+    lines = r.stdout.splitlines()
+    assert "  line 2: not a JSON object" in lines
+    assert [ln for ln in lines if ln.startswith("  line 3: not valid JSON")] and r.stdout.count("line 3") == 1
+
+
+# ---------------------------------------------------------------- URLs
+
+@pytest.mark.parametrize("argv", [
+    ("provision", "--serial", "URL-1", "--server", "notaurl", "--token", "jna_x"),
+    ("provision", "--bulk", "whatever.csv", "--server", "notaurl", "--token", "jna_x"),
+    ("device", "delete", "0123456789abcdef", "--server", "http://127.0.0.1:notaport", "--token", "jna_x"),
+    ("ota", "status", "r1", "--server", "ftp://127.0.0.1/", "--token", "jna_x"),
+    ("provision", "--serial", "URL-2", "--server", "http://", "--token", "jna_x"),
+])
+def test_server_that_is_not_a_url_is_one_line_error(argv):
+    r = janua(*argv)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[0].startswith(f"janua: --server must be an http:// or https:// URL, not ")
+
+
+def test_edge_upstream_that_is_not_a_url_is_one_line_error(tmp_path):
+    tok = tmp_path / "edge.token"
+    tok.write_text("jna_" + "a" * 43 + "\n")
+    r = janua("serve", "--edge", "--upstream", "http://cloud:port", "--upstream-token-file", str(tok),
+              "--db", str(tmp_path / "e.db"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[0] == "janua: --upstream must be an http:// or https:// URL, not 'http://cloud:port'"
+
+
+def test_bad_edge_url_registers_no_device(verifier):
+    r = janua("provision", "--serial", "EDGE-URL-1", "--edge", "http://edge:port", *auth_args(verifier))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert _devices(verifier, "EDGE-URL-1") == []
+
+
+# ---------------------------------------------------------------- janua device delete
+
+def test_device_delete_frees_the_serial_of_a_device_that_never_authenticated(verifier):
+    r = janua("provision", "--serial", "DEL-1", *auth_args(verifier))
+    assert r.returncode == 0, r.stderr
+    dev = json.loads(r.stdout[r.stdout.index("{"):])["device_id"]
+    r = janua("device", "delete", dev, *auth_args(verifier))
+    assert r.returncode == 0 and r.stdout == f"janua: deleted device {dev}; its serial can be provisioned again\n"
+    assert _devices(verifier, "DEL-1") == []
+    assert janua("provision", "--serial", "DEL-1", *auth_args(verifier)).returncode == 0
+    r = janua("device", "delete", dev, *auth_args(verifier))
+    assert r.returncode == 1 and r.stderr.splitlines()[0] == f"janua: no device {dev} in this tenant"
+
+
+def test_device_delete_never_removes_a_device_that_authenticated(verifier):
+    import urllib.request
+    from verifier import keys
+    from verifier.binauth.core import encode_request
+    r = janua("provision", "--serial", "DEL-AUTH-1", *auth_args(verifier))
+    pkg = json.loads(r.stdout[r.stdout.index("{"):])
+    key = keys.derive_key(bytes.fromhex(pkg["master_secret"]), keys.LABEL_BINAUTH)
+    req = urllib.request.Request(verifier.url + "/v1/binauth", method="POST",
+                                 data=encode_request(key, bytes.fromhex(pkg["device_id"]), int(time.time())),
+                                 headers={"Content-Type": "application/octet-stream"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200 and resp.read()[0] == 0           # OK: it authenticated
+    r = janua("device", "delete", pkg["device_id"], *auth_args(verifier))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[0] == (f"janua: device {pkg['device_id']} cannot be deleted: it has "
+                                        "authenticated: decommission it instead")
+    assert [d["status"] for d in _devices(verifier, "DEL-AUTH-1")] == ["active"]
+
+
+@pytest.mark.parametrize("bad", ["xyz", "0123456789abcde", "0123456789abcdefg"])
+def test_device_delete_refuses_what_is_no_device_id(verifier, bad):
+    r = janua("device", "delete", bad, *auth_args(verifier))
+    assert r.returncode == 1 and r.stderr.splitlines()[0] == f"janua: a device id is 16 hex characters, not {bad!r}"
+
+
+# ---------------------------------------------------------------- a board that already holds an identity
+
+def test_board_holding_an_identity_is_refused_without_force(verifier, tmp_path):
+    with VirtualBoard("esp32", flash_dir=tmp_path / "flash") as vb:
+        port = vb.port
+        r = janua("flash", "--port", port, "--board", "esp32")
+        assert r.returncode == 0, r.stderr
+        r = janua("provision", "--serial", "HELD-1", "--port", port, "--transport", "udp", *auth_args(verifier))
+        assert r.returncode == 0, r.stderr
+        held = _board_device_id(port)
+        before = (tmp_path / "flash" / "janua.json").read_bytes()
+        r = janua("provision", "--serial", "HELD-2", "--port", port, *auth_args(verifier))
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert r.stderr.splitlines()[0] == (f"janua: the board at {port} already holds device {held} (serial HELD-1, "
+                                            "provisioning); nothing was registered")
+        assert _devices(verifier, "HELD-2") == []
+        assert (tmp_path / "flash" / "janua.json").read_bytes() == before
+        r = janua("provision", "--serial", "HELD-2", "--port", port, "--force", *auth_args(verifier))
+        assert r.returncode == 0, r.stderr
+        new = _board_device_id(port)
+        assert new != held and [d["device_id"] for d in _devices(verifier, "HELD-2")] == [new]
+        assert [d["status"] for d in _devices(verifier, "HELD-1")] == ["decommissioned"]
+
+
+def test_failed_board_write_leaves_the_serial_free(verifier, tmp_path):
+    """The board answers, but the credentials cannot be written (here: a non-empty directory named janua.json):
+    the device is withdrawn, decommissioned and deleted, so the same serial can be provisioned once it is fixed."""
+    flash = tmp_path / "flash"
+    with VirtualBoard("esp32", flash_dir=flash) as vb:
+        (flash / "janua.json").mkdir()
+        (flash / "janua.json" / "x").write_text("x")
+        r = janua("provision", "--serial", "WRITEFAIL-1", "--port", vb.port, *auth_args(verifier))
+        assert r.returncode == 1 and 'File "/' not in r.stderr     # the hint may quote the board's traceback
+        first = r.stderr.splitlines()[0]
+        assert first.startswith(f"janua: could not write the credentials onto the board at {vb.port}: ")
+        assert first.endswith("was deleted again (its serial is free)")
+        assert _devices(verifier, "WRITEFAIL-1") == []
+        assert not (flash / "janua.json.tmp").exists()       # the withdrawn identity is not left for the store
+        (flash / "janua.json" / "x").unlink()
+        (flash / "janua.json").rmdir()
+        r = janua("provision", "--serial", "WRITEFAIL-1", "--port", vb.port, *auth_args(verifier))
+        assert r.returncode == 0, r.stderr
+        assert [d["status"] for d in _devices(verifier, "WRITEFAIL-1")] == ["provisioning"]

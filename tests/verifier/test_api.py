@@ -175,7 +175,8 @@ async def test_tenant_policy_patch(client, tenant_a):
     assert pol == {"drift_s": 300, "session_ttl_s": 3600, "device_rate": {"capacity": 10, "refill_per_s": 0.2},
                    "source_rate": {"capacity": 200, "refill_per_s": 100}, "lockout_failures": 5, "lockout_s": 300,
                    "token_ttl_s": 3600, "token_refresh_s": 300, "chain_period_s": 86400,
-                   "chain_validity_s": 86400, "chain_len": 30, "chain_low_water": 10}
+                   "chain_validity_s": 86400, "chain_len": 30, "chain_low_water": 10,
+                   "audit_max_age_days": 90, "audit_max_rows": 1000000}
     r = await client.patch("/v1/tenant", json={"policy": {"drift_s": 60, "device_rate": {"capacity": 3}}},
                            headers=tenant_a.headers)
     pol = (await r.json())["policy"]
@@ -226,11 +227,15 @@ async def test_audit_has_actions_and_no_secrets(client, tenant_a, clock, caplog,
         await client.post("/v1/binauth", data=req)
     bad = req[:19] + bytes((req[19] ^ 1,))
     await client.post("/v1/binauth", data=bad)
+    clock.advance(60)                     # the forged tag is summarised once its 60 s window has passed
+    await client.post("/v1/binauth", data=encode_request(key, bytes.fromhex(did), int(clock())))
     r = await client.get("/v1/audit", params={"device_id": did}, headers=tenant_a.headers)
     entries = (await r.json())["entries"]
     summary = [(e["kind"], e["action"], e["result"]) for e in reversed(entries)]
     assert summary == [("admin", "device.provision", "ok"), ("admin", "device.activate", "ok"),
-                       ("auth", "binauth", "OK"), ("auth", "binauth", "REPLAY"), ("auth", "binauth", "SIGNATURE")]
+                       ("auth", "binauth", "OK"), ("auth", "binauth", "REPLAY"), ("summary", "binauth", "SIGNATURE"),
+                       ("auth", "binauth", "OK")]
+    assert entries[1]["reason"].startswith("1 refused from 1 source host(s)")
     assert entries[-1]["actor"] == tenant_a.token_id and entries[0]["transport"] == "http"
     assert entries[0]["source"].startswith("127.0.0.1")
     # grep the whole database (and WAL) and the logs for secrets

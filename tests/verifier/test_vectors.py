@@ -1,4 +1,4 @@
-"""Key derivation and binary auth MACs against tests/vectors/binauth.json (docs/protocol.md 1, 3)."""
+"""Key derivation and binary auth MACs against docs/vectors/binauth.json (docs/protocol.md 1, 3)."""
 
 import hashlib
 import hmac
@@ -10,7 +10,7 @@ import pytest
 from verifier import keys
 from verifier.binauth.core import OK, decode_reply, encode_reply, encode_request, unauthenticated_reply
 
-V = json.loads((Path(__file__).parents[1] / "vectors" / "binauth.json").read_text())
+V = json.loads((Path(__file__).parents[2] / "docs" / "vectors" / "binauth.json").read_text())
 M = bytes.fromhex(V["master_secret"])
 K = keys.derive_key(M, b"binauth")
 

@@ -1,7 +1,9 @@
 """Binary auth (docs/protocol.md section 3): the 20-byte codec and the sans-IO verifier core.
 
 `BinAuthCore.decide(request, source, now, transport)` follows the processing order of section 3.4 in
-memory and queues what must become durable (accepted timestamps, activations, audit rows);
+memory and queues what must become durable (accepted timestamps, activations, audit rows of the
+decisions made after the tag verified; the refusals before that are counted and summarised by
+`summary`, a verifier.registry.audit.RefusalSummary);
 `flush()` writes the queue in one transaction. A driver (verifier.binauth.batch) calls decide for a batch,
 then flush, and only then sends the replies, so an OK is never sent before its timestamp is durable.
 `handle()` does both for one request. No sockets, no clock: `now` is a parameter.
@@ -18,7 +20,9 @@ import os
 import struct
 
 from verifier import keys
+from verifier.registry.audit import RefusalSummary
 from verifier.errors import VerifierError
+from verifier.registry.lockout import EXHAUSTED, Lockout
 from verifier.registry.model import AUTHENTICATABLE, Policy
 
 log = logging.getLogger("janua.verifier.binauth")
@@ -82,6 +86,7 @@ class BinAuthCore:
     def __init__(self, storage, sealer, source_capacity=1000.0, source_refill_per_s=500.0, rand=os.urandom):
         self._storage = storage
         self._limits = storage.limits
+        self._lockout = Lockout(storage.limits, "binauth")
         self._sealer = sealer
         self._source_capacity = source_capacity
         self._source_refill = source_refill_per_s
@@ -91,6 +96,9 @@ class BinAuthCore:
         self._accepted = []     # (last_ts, now, device_id) waiting for flush()
         self._activated = []    # (now, device_id)
         self._audit = []
+        self._last = None       # (status, DeviceState or None, reason) of the latest decision, for handle()
+        self._now = 0           # its time: flush() writes the summaries due by then
+        self.summary = RefusalSummary()   # unauthenticated refusals; the app sets its interval
         self.counts = {}        # transport -> [count per status]; folded into Prometheus at scrape time
         self.listeners = []     # other caches of device state (DTLS): told of every forget*() call
 
@@ -144,8 +152,14 @@ class BinAuthCore:
         if counts is None:
             counts = self.counts[transport] = [0] * 9
         counts[status] += 1
-        self._audit.append((now, st.tenant_id if st else None, "auth", st.hex if st else None, None, "binauth",
-                            transport, source, STATUS_NAMES[status], reason))
+        self._last = (status, st, reason)
+        self._now = now
+        if status in AUTHENTICATED:          # the tag verified: one row per decision
+            self._audit.append((now, st.tenant_id, "auth", st.hex, None, "binauth",
+                                transport, source, STATUS_NAMES[status], reason))
+        else:                                # anyone can send these: counted, summarised (verifier/registry/audit.py)
+            self.summary.note(now, st.tenant_id if st else None, st.hex if st else None, "binauth", transport,
+                              source, STATUS_NAMES[status], reason)
         return reply
 
     def decide(self, req, source, now, transport="udp"):
@@ -165,23 +179,25 @@ class BinAuthCore:
             return self._finish(UNKNOWN_DEVICE, transport, source, tnow, None, f"unknown id {did.hex()}",
                                 unauthenticated_reply(UNKNOWN_DEVICE))
         pol = self._policies.get(st.tenant_id) or self._policy(st.tenant_id)
-        if limits.locked_until(did, now):
-            return self._finish(LOCKED_OUT, transport, source, tnow, st, "locked out after failed tags",
+        lockout = self._lockout
+        if lockout.locked(did, host, tnow):
+            return self._finish(LOCKED_OUT, transport, source, tnow, st, "locked out after failed tags from this host",
                                 unauthenticated_reply(LOCKED_OUT))
-        if not limits.take(did, pol.device_capacity, pol.device_refill_per_s, now):
-            return self._finish(RATE_LIMITED, transport, source, tnow, st, "device rate",
-                                unauthenticated_reply(RATE_LIMITED))
         if not limits.take((st.tenant_id, host), pol.source_capacity, pol.source_refill_per_s, now):
             return self._finish(RATE_LIMITED, transport, source, tnow, st, "source rate (tenant)",
                                 unauthenticated_reply(RATE_LIMITED))
+        charge = lockout.charge(did, host, pol, now)
+        if charge == EXHAUSTED:
+            return self._finish(LOCKED_OUT, transport, source, tnow, st, "failure budget exhausted (untrusted host)",
+                                unauthenticated_reply(LOCKED_OUT))
         key = st.key
         if not hmac.compare_digest(hmac.digest(key, req[:12], "sha256")[:8], req[12:20]):
-            if limits.fail(did, pol.lockout_failures, pol.lockout_s, now):
-                log.warning("device %s locked out for %d s after %d failed tags (last from %s)",
-                            st.hex, pol.lockout_s, pol.lockout_failures, host)
+            if lockout.failed(did, host, pol, tnow):
+                log.warning("device %s: host %s locked out for %d s after %d failed tags",
+                            st.hex, host, pol.lockout_s, pol.lockout_failures)
             return self._finish(SIGNATURE, transport, source, tnow, st, "tag does not verify",
                                 unauthenticated_reply(SIGNATURE))
-        limits.succeed(did)
+        lockout.verified(did, charge, pol, now)
         if st.blocked or st.status not in AUTHENTICATABLE:
             return self._finish(NOT_ACTIVE, transport, source, tnow, st,
                                 "blocked (compromised or quarantined)" if st.blocked else f"status {st.status}",
@@ -193,6 +209,12 @@ class BinAuthCore:
         if ts <= st.last_ts:
             return self._finish(REPLAY, transport, source, tnow, st, f"timestamp {ts} <= last accepted {st.last_ts}",
                                 encode_reply(key, req, REPLAY, tnow))
+        # the device bucket limits accepted authentications: only a fresh genuine request takes from it,
+        # so neither spoofed junk nor a replayed packet can drain it
+        if not limits.take(did, pol.device_capacity, pol.device_refill_per_s, now):
+            return self._finish(RATE_LIMITED, transport, source, tnow, st, "device rate",
+                                unauthenticated_reply(RATE_LIMITED))
+        lockout.accepted(did, host, tnow)
         st.last_ts = ts
         self._accepted.append((ts, tnow, did))
         if st.status == "provisioning":
@@ -210,6 +232,9 @@ class BinAuthCore:
         If it fails, the cache is dropped (it may be ahead of the database) and the error propagates:
         the caller must not send the OK replies of this batch.
         """
+        due = self.summary.due(self._now)
+        if due:
+            self._audit[:0] = due         # they describe earlier requests than the rows queued since
         if not (self._accepted or self._audit):
             return
         accepted, activated, audit = self._accepted, self._activated, self._audit
@@ -224,7 +249,7 @@ class BinAuthCore:
     def handle(self, request, source, now, transport="test"):
         """Decide and persist one request: (reply, Decision)."""
         reply = self.decide(request, source, now, transport)
-        row = self._audit[-1]   # the auth row is always the last one queued
-        decision = Decision(reply[0], row[8], row[3], row[9])
+        status, st, reason = self._last
+        decision = Decision(reply[0], STATUS_NAMES[status], st.hex if st else None, reason)
         self.flush()
         return reply, decision

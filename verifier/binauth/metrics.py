@@ -56,6 +56,17 @@ class Metrics:
                 buckets.append(("+Inf" if bound == float("inf") else repr(bound), acc))
             hist.add_metric((transport,), buckets, lat.sum)
         yield hist
+        summary = self.core.summary
+        ref = CounterMetricFamily("janua_unauthenticated_refusals",
+                                  "Refusals of requests that were not authenticated (every protocol), by "
+                                  "transport and result; the audit trail holds only summaries of them",
+                                  labels=("transport", "result"))
+        for (transport, result), n in sorted(summary.counts.items()):
+            ref.add_metric((transport, result), n)
+        yield ref
+        rows = CounterMetricFamily("janua_audit_summary_rows", "Summary rows written for unauthenticated refusals")
+        rows.add_metric((), summary.rows_emitted)
+        yield rows
         prov = CounterMetricFamily("janua_devices_provisioned", "Devices provisioned by this process")
         prov.add_metric((), self.provisioned)
         yield prov

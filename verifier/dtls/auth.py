@@ -7,20 +7,24 @@ handshake. The cache listens to BinAuthCore's forget()/forget_tenant()/forget_al
 API calls after every device change, PSK rotation and policy change, so the next handshake sees it.
 Expiry and lockout are checked against `now` on every lookup. A device that is not authenticatable
 still gets its real key: the refusal is sent only after the client has proved the key with its
-Finished, so the status leaks to no one but the device. A locked-out device gets a random key, so its
-handshakes fail without telling a guesser anything.
+Finished, so the status leaks to no one but the device. A locked-out source host (verifier.registry.lockout,
+scope "dtls": per device and source host, plus the device's failure budget for hosts it was not
+recently accepted from) gets a random key, so its handshakes fail without telling a guesser anything.
 
-Audit rows and activations are queued and written by flush(), one transaction per batch of datagrams
-(the driver calls it before it sends the batch's replies: group commit, as verifier.binauth.batch does).
+Refusals before the peer proved its key (unknown identity, bad Finished, locked out) are counted and
+summarised (verifier/registry/audit.py), not written one row each. Audit rows and activations are queued and
+written by flush(), one transaction per batch of datagrams (the driver calls it before it sends the
+batch's replies: group commit, as verifier.binauth.batch does).
 """
 
 import logging
 import os
 
 from verifier import keys
-from verifier.binauth.core import LOCKED_OUT, NOT_ACTIVE, OK, SIGNATURE, STATUS_NAMES, UNKNOWN_DEVICE
+from verifier.binauth.core import AUTHENTICATED, LOCKED_OUT, NOT_ACTIVE, OK, SIGNATURE, STATUS_NAMES, UNKNOWN_DEVICE
 from verifier.dtls.server import PSKGrant
 from verifier.errors import VerifierError
+from verifier.registry.lockout import EXHAUSTED, Lockout
 from verifier.registry.model import AUTHENTICATABLE, PSK_LIFETIME_S, Policy, parse_device_id
 
 log = logging.getLogger("janua.verifier.dtls")
@@ -56,10 +60,11 @@ def psk_expires_at(dev):
 class DeviceRef:
     """What a grant carries for the layers above: who the peer is, and why it would be refused."""
 
-    __slots__ = ("device_id", "hex", "tenant_id", "status")
+    __slots__ = ("device_id", "hex", "tenant_id", "status", "charge")
 
     def __init__(self, device_id, tenant_id, status, hex_id=None):
         self.device_id, self.hex, self.tenant_id, self.status = device_id, hex_id or device_id.hex(), tenant_id, status
+        self.charge = None         # what verifier.registry.lockout's charge() said at the lookup
 
 
 class PSKState:
@@ -85,7 +90,7 @@ class DTLSAuth:
 
     def __init__(self, storage, sealer, core, rand=os.urandom):
         self._storage = storage
-        self._limits = storage.limits
+        self._lockout = Lockout(storage.limits, "dtls")
         self._sealer = sealer
         self._core = core          # BinAuthCore: its counters by transport; its forget*() calls reach us
         self._rand = rand
@@ -93,7 +98,9 @@ class DTLSAuth:
         self._identities = {}      # device id -> identity bytes in the cache
         self._policies = {}        # tenant id -> Policy
         self._activated = []       # (now, device id) waiting for flush()
+        self._seen = []            # (now, device id) of established handshakes: last_authenticated_at
         self._audit = []
+        self._now = 0              # the latest decision's time: flush() writes the summaries due by then
         core.listeners.append(self)
 
     @property
@@ -164,9 +171,14 @@ class DTLSAuth:
         if st is None:
             return None
         ref = DeviceRef(st.device_id, st.tenant_id, OK, st.hex)
-        if self._limits.locked_until(st.device_id, now):
+        host = addr[0] if type(addr) is tuple else addr
+        if self._lockout.locked(st.device_id, host, int(now)):
             ref.status = LOCKED_OUT
-            return PSKGrant(self._rand(32), "locked out after failed handshakes", ref)
+            return PSKGrant(self._rand(32), "locked out after failed handshakes from this host", ref)
+        ref.charge = self._lockout.charge(st.device_id, host, self.policy(st.tenant_id), now)
+        if ref.charge == EXHAUSTED:
+            ref.status = LOCKED_OUT
+            return PSKGrant(self._rand(32), "failure budget exhausted (untrusted host)", ref)
         refused = _refusal(st.status, st.blocked, st.psk_expires_at, now)
         if refused:
             ref.status = refused[0]
@@ -188,7 +200,10 @@ class DTLSAuth:
             dev = self.load(ref)
             if dev is not None and dev["status"] == "provisioning":
                 activated = ((int(now), ref.device_id),)
-        self._limits.succeed(ref.device_id)
+        host = event.addr[0] if type(event.addr) is tuple else event.addr
+        self._lockout.verified(ref.device_id, ref.charge, self.policy(ref.tenant_id), now)
+        self._lockout.accepted(ref.device_id, host, int(now))
+        self._seen.append((int(now), ref.device_id))
         self._record(OK, now, ref, event.addr, "dtls", f"handshake, suite {event.suite:04X}", activated)
 
     def refused(self, event, now):
@@ -202,21 +217,28 @@ class DTLSAuth:
             status = SIGNATURE if ref.status != LOCKED_OUT else LOCKED_OUT
             if status == SIGNATURE:
                 pol = self.policy(ref.tenant_id)
-                if self._limits.fail(ref.device_id, pol.lockout_failures, pol.lockout_s, now):
-                    log.warning("device %s locked out for %d s after %d failed DTLS handshakes",
-                                ref.hex, pol.lockout_s, pol.lockout_failures)
+                host = event.addr[0] if type(event.addr) is tuple else event.addr
+                if self._lockout.failed(ref.device_id, host, pol, int(now)):
+                    log.warning("device %s: host %s locked out for %d s after %d failed DTLS handshakes",
+                                ref.hex, host, pol.lockout_s, pol.lockout_failures)
+        else:                            # the client proved the key (a refusal for the device's state)
+            self._lockout.verified(ref.device_id, ref.charge, self.policy(ref.tenant_id), now)
         self._record(status, now, ref, event.addr, "dtls", event.reason)
 
     def record_coap_auth(self, status, now, ref, addr, reason=None):
         self._record(status, now, ref, addr, "coap.auth", reason, counts="coaps")
 
     def _record(self, status, now, ref, addr, action, reason, activated=(), counts=TRANSPORT):
-        tnow = int(now)
+        tnow = self._now = int(now)
         counters = self._core.counts.get(counts)
         if counters is None:
             counters = self._core.counts[counts] = [0] * len(STATUS_NAMES)
         counters[status] += 1
         source = f"{addr[0]}:{addr[1]}" if type(addr) is tuple else str(addr)
+        if status not in AUTHENTICATED:       # before the peer proved its key: counted and summarised
+            self._core.summary.note(tnow, ref.tenant_id if ref else None, ref.hex if ref else None, action,
+                                    TRANSPORT, addr, STATUS_NAMES[status], reason)
+            return
         self._audit.append((tnow, ref.tenant_id if ref else None, "auth", ref.hex if ref else None, None, action,
                             TRANSPORT, source, STATUS_NAMES[status], reason))
         for _, did in activated:
@@ -227,12 +249,15 @@ class DTLSAuth:
     def flush(self):
         """Write the queued audit rows and activations in one transaction. A failure is logged (the
         handshakes it describes have happened); the caches are dropped, as they may be ahead."""
+        due = self._core.summary.due(self._now)
+        if due:
+            self._audit[:0] = due         # they describe earlier requests than the rows queued since
         if not self._audit:
             return
-        activated, audit = self._activated, self._audit
-        self._activated, self._audit = [], []
+        activated, audit, seen = self._activated, self._audit, self._seen
+        self._activated, self._audit, self._seen = [], [], []
         try:
-            self._storage.record_auth([], activated, audit)
+            self._storage.record_auth([], activated, audit, seen)
         except VerifierError:
             log.exception("dtls: could not write %d audit row(s)", len(audit))
             self.forget_all()

@@ -39,6 +39,23 @@ LINKS = (b'</auth>;rt="janua.auth";ct="50 60",</telemetry>;rt="janua.telemetry",
          b'</config>;rt="janua.config";ct=50,</ota>;rt="janua.ota";ct=50,</commands>;rt="janua.commands";ct=50')
 
 
+def bad_request(payload, rand=os.urandom):
+    """4.00 Bad Request to a request whose header parses but whose options do not (RFC 7252 §5.4:
+    not UTF-8 where a string is due); None when `payload` is no CON/NON request header at all."""
+    if len(payload) < 4 or payload[0] >> 6 != 1:
+        return None
+    mtype, tkl, code = (payload[0] >> 4) & 3, payload[0] & 15, payload[1]
+    if mtype not in (CON, NON) or tkl > 8 or len(payload) < 4 + tkl or not 1 <= code <= 31:
+        return None
+    msg = Message(code=Code.BAD_REQUEST, payload=b"malformed option")
+    if mtype == CON:
+        msg.mtype, msg.mid = ACK, int.from_bytes(payload[2:4], "big")
+    else:
+        msg.mtype, msg.mid = NON, int.from_bytes(rand(2), "big")
+    msg.token = payload[4:4 + tkl]
+    return msg.encode()
+
+
 class CoAPResources:
     def __init__(self, auth, rand=os.urandom):
         self._auth = auth          # verifier.dtls.auth.DTLSAuth
@@ -53,6 +70,9 @@ class CoAPResources:
         except UnparsableMessage as e:
             log.debug("coap %s: unparsable: %s", addr, e)
             return None
+        except ValueError as e:     # an option aiocoap cannot decode, e.g. a Uri-Path that is not UTF-8
+            log.debug("coap %s: bad option: %s", addr, e)
+            return bad_request(payload, self._rand)
         if req.mtype in (ACK, RST) or not req.code.is_request():
             return None
         resp = self._respond(req, ref, addr, now)
@@ -64,6 +84,8 @@ class CoAPResources:
         return resp.encode()
 
     def _respond(self, req, ref, addr, now):
+        # every string option (Uri-Host, Uri-Path, Uri-Query, Location-*, Proxy-*) is UTF-8 (RFC 7252
+        # §3.2); aiocoap decodes them in Message.decode, so a request that got here has valid ones
         path = tuple(req.opt.uri_path)
         entry = RESOURCES.get((path, req.code))
         if entry is None:

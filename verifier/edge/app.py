@@ -15,6 +15,7 @@ from aiohttp import web
 from verifier.appkeys import BATCHER, CONFIG, CORE, DTLS, DTLS_PORT, METRICS, SEALER, UDP_PORT
 from verifier.binauth.batch import AuthBatcher
 from verifier.binauth.core import HTTP_STATUS, MALFORMED, REQUEST_LEN, unauthenticated_reply
+from verifier.registry.audit import RefusalSummary, write_due
 from verifier.tokens.chain import TOKEN_LEN
 from verifier.config import load_kek
 from verifier.edge.core import EdgeBinAuthCore, EdgeCore
@@ -58,13 +59,14 @@ async def _edge_ctx(app):
         await upstream.open()
         edge = EdgeCore(config.edge, store, app[SEALER], upstream)
         core = EdgeBinAuthCore(edge, store, config.source_capacity, config.source_refill_per_s)
+        core.summary = RefusalSummary(config.audit_summary_s)    # unauthenticated refusals (verifier/registry/audit.py)
         app[EDGE], app[EDGE_STORE], app[CORE] = edge, store, core
         app[METRICS] = Metrics(core)
         app[BATCHER] = AuthBatcher(core, app[METRICS], config.clock)
         app[DTLS_PORT], app[DTLS] = 0, None
         await edge.sync(config.clock())
         edge.serving(config.clock())
-        task = asyncio.ensure_future(_sync_loop(edge, config.clock))
+        task = asyncio.ensure_future(_sync_loop(edge, config.clock, core.summary, store))
         yield
     finally:
         if task is not None:
@@ -73,14 +75,16 @@ async def _edge_ctx(app):
                 await task
             except asyncio.CancelledError:
                 pass
+            await write_due(store, core.summary, config.clock(), final=True)   # into the outbox
         await upstream.close()
         store.close()
 
 
-async def _sync_loop(edge, clock):
+async def _sync_loop(edge, clock, summary, store):
     while True:
         await asyncio.sleep(POLL_S)
         now = clock()
+        await write_due(store, summary, now)     # refusal summaries due while no datagram flushed them
         if now >= edge.next_sync:
             try:
                 await edge.sync(now)

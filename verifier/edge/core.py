@@ -22,6 +22,7 @@ from verifier.edge.upstream import UpstreamUnavailable
 from verifier.errors import VerifierError
 from verifier.registry.model import STATUSES, Policy, parse_device_id
 from verifier.tokens.core import b64url_decode
+from verifier.tokens.refusal_sampler import RefusalSampler, join_detail
 
 log = logging.getLogger("janua.verifier.edge")
 
@@ -32,7 +33,9 @@ FETCH_CAPACITY, FETCH_REFILL_PER_S = 100.0, 20.0   # edge-wide budget of upstrea
 REPORT_BATCH = 1000
 MAX_REPORT_ROUNDS = 100
 PRUNE_MARGIN_S = 86400       # a used token is kept this long past its exp (the largest drift_s)
-STALE = "edge: no successful sync within max_offline_s"
+STALE = "edge: no successful sync within max_offline_s"       # binary auth's audit reason
+STALE_CODE = "stale"                                            # an offline token's, with STALE_DETAIL
+STALE_DETAIL = "no successful sync within max_offline_s"
 
 
 class EdgeError(VerifierError):
@@ -96,7 +99,9 @@ class EdgeCore:
         self._down_until = 0.0
         self._refusing = None
         self._lock = asyncio.Lock()
+        self._sampler = RefusalSampler(store.limits)   # bounds the audit rows of unauthenticated refusals
         self.last_sync = store.get_meta("last_sync")      # edge clock time of the last successful sync
+        self._synced_here = False                 # True once this process has synced (not only a previous run)
         self.next_sync = 0.0
         self._since = store.get_meta("since")             # the upstream's clock at that sync
         self._jwks = store.get_meta("jwks", {"keys": []})
@@ -122,8 +127,12 @@ class EdgeCore:
         """True while the last successful sync is at most max_offline_s old; logs each change."""
         ok = self.last_sync is not None and now - self.last_sync <= self.settings.max_offline_s
         if self._refusing is None or ok == self._refusing:      # first call, or a change
-            if ok:
+            if ok and self._synced_here:
                 log.info("edge: synced with %s; serving", self.upstream.url)
+            elif ok:
+                log.warning("edge: not synced with upstream %s since start; serving from the cache of the last "
+                            "sync %d s ago (max_offline_s %d)", self.upstream.url, now - self.last_sync,
+                            self.settings.max_offline_s)
             elif self.last_sync is None:
                 log.error("edge: never synced with upstream %s: refusing every authentication until the first "
                           "successful sync", self.upstream.url)
@@ -290,6 +299,9 @@ class EdgeCore:
         changed = revoked ^ self._revoked
         self._jwks, self.public_keys, self._revoked = snap["keys"], keys, revoked
         self._since, self.last_sync, self._down_until = snap["now"], now, 0.0
+        if not self._synced_here:
+            self._synced_here = True
+            self._refusing = None                 # serving() logs the first sync of this process
         tenant = snap.get("tenant")
         if isinstance(tenant, dict):
             self._set_tenant(tenant)
@@ -310,7 +322,7 @@ class EdgeCore:
         try:
             tok = chain.decode_chain_token_unverified(data)
             if not self.serving(now):
-                return self._offline_refused(tnow, None, tok, source, STALE)
+                return self._offline_refused(tnow, None, tok, source, STALE_CODE)
             e = self._entries.get(tok["device_id"])
             if e is None:
                 # the signature first, so that garbage never makes the edge ask the upstream
@@ -328,8 +340,10 @@ class EdgeCore:
             if self.revoked(e):
                 raise chain.ChainTokenRefused("revoked")
         except chain.ChainTokenRefused as x:
-            return self._offline_refused(tnow, e, tok, source, x.reason)
-        row = _audit(tnow, e.tenant_id, e.hex, source, "OK", f"index {tok['index']}")
+            if tok is None and e is None and isinstance(data, (bytes, bytearray)) and len(data) == chain.TOKEN_LEN:
+                e = self._entries.get(bytes(data[5:13]))   # malformed, but naming a device this edge holds
+            return self._offline_refused(tnow, e, tok, source, x.reason, x.detail)
+        row = _audit(tnow, e.tenant_id, e.hex, source, "OK", None, f"index {tok['index']}")
         if not self._store.use_token(e.id, tok["index"], tnow, tok["exp"], row):
             return self._offline_refused(tnow, e, tok, source, "replayed")
         period = e.policy.chain_period_s
@@ -349,15 +363,24 @@ class EdgeCore:
         e.status, e.blocked, e.chain_revoked = "active", False, False
         return e
 
-    def _offline_refused(self, tnow, e, tok, source, reason):
+    def _offline_refused(self, tnow, e, tok, source, reason, extra=None):
+        if reason in chain.UNAUTHENTICATED_REASONS or reason == STALE_CODE:     # before any signature check
+            more = self._sampler.admit(e.id if e is not None else None, tnow)
+            if more is None:
+                return False, reason                       # counted; reported in the next admitted row
+            extra = join_detail(extra, more)
         hex_id = e.hex if e is not None else (tok["device_id"].hex() if tok is not None else None)
+        detail = join_detail(None if tok is None else f"index {tok['index']}",
+                             STALE_DETAIL if reason == STALE_CODE else None, extra)
         self._store.add_audit([_audit(tnow, e.tenant_id if e is not None else None, hex_id, source, "REFUSED",
-                                      reason if tok is None else f"{reason} (index {tok['index']})")])
+                                      reason, detail)])
         return False, reason
 
 
-def _audit(tnow, tenant_id, hex_id, source, result, reason):
-    return (tnow, tenant_id, "auth", hex_id, None, "offline", "offline", source, result, reason)
+def _audit(tnow, tenant_id, hex_id, source, result, reason, detail=None):
+    """An offline-token audit row: `reason` a bare code (chain.REASONS or "stale"; None for OK), `detail`
+    free text such as the token's index."""
+    return (tnow, tenant_id, "auth", hex_id, None, "offline", "offline", source, result, reason, detail)
 
 
 class EdgeBinAuthCore(BinAuthCore):

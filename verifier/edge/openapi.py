@@ -5,11 +5,15 @@ merged into verifier.openapi.OPENAPI. The edge app's own routes are a subset of 
 from verifier.web.openapi import DEVICE_ID, ERR, admin_op as _admin_op, json_body as _json, ref as _ref
 
 _HEX_ID = {"type": "string", "pattern": "^[0-9a-f]{16}$"}
-_AUDIT_IN = {"type": "object", "description": "an audit row queued at the edge (as in GET /v1/audit, without seq)",
-             "properties": {"ts": {"type": "integer"}, "kind": {"type": "string", "enum": ["auth", "admin"]},
+_U32 = {"type": "integer", "minimum": 0, "maximum": 4294967295}
+_AUDIT_IN = {"type": "object", "description": "an audit row queued at the edge (as in GET /v1/audit, without seq); "
+                                             "strings are cut at 500 characters, a device_id that is not a device id "
+                                             "is stored as null",
+             "properties": {"ts": _U32, "kind": {"type": "string", "enum": ["auth", "admin", "summary"]},
                             "device_id": {"type": ["string", "null"]}, "action": {"type": "string"},
                             "transport": {"type": ["string", "null"]}, "source": {"type": ["string", "null"]},
-                            "result": {"type": "string"}, "reason": {"type": ["string", "null"]}},
+                            "result": {"type": "string"}, "reason": {"type": ["string", "null"]},
+                            "detail": {"type": ["string", "null"]}},
              "required": ["ts"]}
 
 SCHEMAS = {
@@ -59,9 +63,9 @@ PATHS = {
                 "used": {"type": "array", "maxItems": 10000, "items": {
                     "type": "object", "required": ["device_id", "index", "ts"], "properties": {
                         "device_id": _HEX_ID, "index": {"type": "integer", "minimum": 0, "maximum": 65535},
-                        "ts": {"type": "integer"}}}},
+                        "ts": _U32}}},
                 "binauth": {"type": "array", "maxItems": 10000, "items": {
                     "type": "object", "required": ["device_id", "last_ts"], "properties": {
-                        "device_id": _HEX_ID, "last_ts": {"type": "integer"}}}},
+                        "device_id": _HEX_ID, "last_ts": _U32}}},
                 "audit": {"type": "array", "maxItems": 10000, "items": _AUDIT_IN}}}}}})},
 }

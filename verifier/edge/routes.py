@@ -22,7 +22,7 @@ from verifier.appkeys import CORE, SEALER, STORAGE
 from verifier.errors import ValidationError
 from verifier.web.auth import require_admin as _admin
 from verifier.web.request import path_device_id as _device_id, read_json as _json, request_now as _now
-from verifier.registry.model import Policy, parse_device_id
+from verifier.registry.model import Policy, as_int, parse_device_id
 from verifier.tokens.chain import REVOCATION_REFRESH_S, used_expires
 from verifier.tokens.core import TOKEN_KEYS, device_may_authenticate
 
@@ -107,13 +107,37 @@ def _list(body, name):
 
 
 def _int(v, name, hi=chain.MAX_U32):
-    if type(v) is not int or not 0 <= v <= hi:
+    n = as_int(v)
+    if n is None or not 0 <= n <= hi:
         raise ValidationError(f"{name} must be an integer in [0, {hi}]")
-    return v
+    return n
 
 
-def _text(v):
-    return v[:MAX_TEXT] if isinstance(v, str) else None
+def _did(v, name):
+    did = parse_device_id(v)
+    if did is None:
+        raise ValidationError(f"{name}.device_id must be a device id (16 lowercase hex)")
+    return did
+
+
+def _text(a, name, nullable=True):
+    """An optional string field of an audit row (cut at MAX_TEXT); None when absent (or null, where allowed)."""
+    v = a.get(name)
+    if name not in a or (v is None and nullable):
+        return None
+    if not isinstance(v, str):
+        raise ValidationError(f"audit.{name} must be a string" + (" or null" if nullable else ""))
+    return v[:MAX_TEXT]
+
+
+def _audit_row(a, tenant_id, actor):
+    if a.get("kind", "auth") not in ("auth", "admin", "summary"):
+        raise ValidationError("audit.kind must be auth, admin or summary")
+    device = _text(a, "device_id")
+    return (_int(a.get("ts"), "ts"), tenant_id, a.get("kind", "auth"),
+            device if parse_device_id(device) else None, actor, _text(a, "action", False) or "edge",
+            _text(a, "transport"), _text(a, "source"), _text(a, "result", False) or "?", _text(a, "reason"),
+            _text(a, "detail"))
 
 
 async def reports(request):
@@ -124,14 +148,11 @@ async def reports(request):
         raise ValidationError('body must be {"used": [...], "binauth": [...], "audit": [...]}')
     used, auth, audit = _list(body, "used"), _list(body, "binauth"), _list(body, "audit")
     # validate everything before writing anything
-    used = [(parse_device_id(u.get("device_id")), _int(u.get("index"), "index", chain.MAX_INDEX),
+    used = [(_did(u.get("device_id"), "used"), _int(u.get("index"), "index", chain.MAX_INDEX),
              _int(u.get("ts"), "ts")) for u in used]
-    auth = [(parse_device_id(a.get("device_id")), _int(a.get("last_ts"), "last_ts")) for a in auth]
+    auth = [(_did(a.get("device_id"), "binauth"), _int(a.get("last_ts"), "last_ts")) for a in auth]
     actor = f"edge:{token_id}"
-    rows = [(_int(a.get("ts"), "ts"), tenant_id, a.get("kind") if a.get("kind") in ("auth", "admin") else "auth",
-             a["device_id"] if parse_device_id(a.get("device_id")) else None, actor, _text(a.get("action")) or "edge",
-             _text(a.get("transport")), _text(a.get("source")), _text(a.get("result")) or "?", _text(a.get("reason")))
-            for a in audit]
+    rows = [_audit_row(a, tenant_id, actor) for a in audit]
     ours = {}
 
     def mine(did):
@@ -153,7 +174,9 @@ async def reports(request):
         floors = []
         for did, last_ts in auth:
             dev = mine(did)
-            if dev and last_ts > dev["last_ts"]:
+            if not dev:
+                ignored += 1
+            elif last_ts > dev["last_ts"]:
                 floors.append((last_ts, now, did))
         if floors:
             st.record_auth(floors, [], [])

@@ -15,6 +15,7 @@ from verifier.errors import StorageError
 from verifier.registry.limits import MemoryLimitStore
 from verifier.sqlite_tx import SQLiteTransactions
 from verifier.registry.store import AUDIT_COLUMNS
+from verifier.sqlite_files import make_private
 
 EDGE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS edge_devices (
@@ -41,6 +42,7 @@ class EdgeStore(SQLiteTransactions):
 
     def __init__(self, path):
         try:
+            make_private(path)      # 0600, and so its -wal and -shm: it holds sealed device keys
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -48,6 +50,8 @@ class EdgeStore(SQLiteTransactions):
             self._db.executescript(EDGE_SCHEMA)
         except sqlite3.Error as e:
             raise StorageError(f"cannot open the edge database {path}: {e}") from e
+        except OSError as e:
+            raise StorageError(f"cannot open the edge database {path}: {e.strerror}") from e
         self._depth = 0
         self.limits = MemoryLimitStore()
 
@@ -92,12 +96,12 @@ class EdgeStore(SQLiteTransactions):
     def delete_devices(self, ids):
         self._run(lambda db: db.executemany("DELETE FROM edge_devices WHERE id = ?", [(i,) for i in ids]))
 
-    # binary-auth replay state (the part of verifier.storage.Storage that BinAuthCore.flush uses)
+    # binary-auth replay state (the part of verifier.store.Storage that BinAuthCore.flush uses)
     def last_ts(self, device_id):
         row = self._db.execute("SELECT last_ts FROM edge_auth_state WHERE id = ?", (device_id,)).fetchone()
         return 0 if row is None else row[0]
 
-    def record_auth(self, accepted, activated, audit_rows):
+    def record_auth(self, accepted, activated, audit_rows, seen=()):
         """One transaction: accepted [(last_ts, now, device_id)] raise the replay floor (never lower it);
         audit rows go to the outbox. Activations are applied to the cached entry by the caller."""
         def write(db):

@@ -77,6 +77,7 @@ def _atomic_write(path, data, mode=0o644):
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.fchmod(fd, mode)     # a stale <name>.tmp left 0644 must not carry broker.key or dynsec.json
     with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()

@@ -13,7 +13,7 @@ import hmac
 
 from verifier import keys
 from verifier.errors import Unauthorized
-from verifier.registry.model import Policy, parse_device_id
+from verifier.registry.model import AUTHENTICATABLE, Policy, parse_device_id
 from verifier.mqtt.broker import tenant_short_id, topic_allowed, topic_prefix
 
 SAS_PREFIX = "SharedAccessSignature "
@@ -99,8 +99,9 @@ def _device(storage, device_id_hex):
 
 
 def _active(dev):
-    """The device may authenticate: active, neither compromised nor quarantined (as for device tokens)."""
-    if dev["status"] != "active":
+    """The device may authenticate: active or still in provisioning (its first success activates it, as on
+    binary auth and DTLS: the caller does that), neither compromised nor quarantined."""
+    if dev["status"] not in AUTHENTICATABLE:
         raise Refused(f"device_{dev['status']}")
     if dev["compromised"] or dev["quarantined"]:
         raise Refused("device_compromised" if dev["compromised"] else "device_quarantined")
@@ -150,7 +151,7 @@ def device_acl(dev):
 
 
 def check_acl(storage, username, clientid, topic):
-    """go-auth ACL check: the device (username = client id) is active and the topic is inside its subtree."""
+    """go-auth ACL check: the device (username = client id) may authenticate and the topic is inside its subtree."""
     dev = _device(storage, username)
     if clientid is not None and clientid != username:
         raise Refused("clientid_mismatch")

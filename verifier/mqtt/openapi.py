@@ -102,7 +102,8 @@ PATHS = {
                                       "requestBody": _body(_ref("GoAuthACL"), True), "responses": {**GO_OK, "400": ERR}}},
     "/v1/mqtt/go-auth/superuser": {"post": {"summary": "mosquitto-go-auth HTTP backend: no device is a superuser (403)",
                                             "requestBody": _body({"type": "object"}, True),
-                                            "responses": {"403": _json(_ref("GoAuthResult"), "never")}}},
+                                            "responses": {"403": _json(_ref("GoAuthResult"), "never"),
+                                                          "400": ERR}}},
     "/v1/auth/device/basic": {"get": {
         "summary": "http-basic: Authorization: Basic base64(<device id>:<hex of K_http-basic>)",
         "security": [{"deviceBasic": []}],

@@ -17,11 +17,12 @@ from verifier.registry import core as registry
 from verifier.mqtt import core as auth
 from verifier.mqtt import status as mqtt_status
 from verifier.mqtt import x509 as vx
-from verifier.appkeys import CONFIG, LIFECYCLE_HOOKS, SEALER, STORAGE
+from verifier.appkeys import CONFIG, CORE, LIFECYCLE_HOOKS, SEALER, STORAGE
 from verifier.errors import Conflict, NotFound, ValidationError, VerifierError
 from verifier.web.auth import require_admin as _admin
 from verifier.web.request import path_device_id as _device_id, read_json as _json, request_now as _now
-from verifier.registry.model import Policy, parse_device_id
+from verifier.registry.lockout import EXHAUSTED, Lockout
+from verifier.registry.model import Policy, as_int, parse_device_id
 from verifier.mqtt.broker import Broker, tenant_short_id, topic_prefix
 
 log = logging.getLogger("janua.verifier.mqtt")
@@ -46,6 +47,25 @@ def _audit(st, now, dev_or_none, action, transport, source, result, reason=None,
     tenant = dev_or_none["tenant_id"] if dev_or_none else None
     did = dev_or_none["id"].hex() if dev_or_none else None
     st.add_audit([(now, tenant, kind, did, actor, action, transport, source, result, reason)])
+
+
+# Refusals that come after the secret was proved (the device's state, a mismatched client id, an expired
+# but genuine SAS): audited row by row, and they neither count as a failed guess nor reset the count.
+AUTHENTICATED_REFUSALS = frozenset(("clientid_mismatch", "username_mismatch", "expired", "lifetime_too_long"))
+
+
+def _refusal(app, now, did, action, transport, source, reason):
+    """Audit a refusal: one row if the credential had verified (the device's own state refused it),
+    else counted and summarised (verifier/registry/audit.py), since anyone can send those."""
+    st = app[STORAGE]
+    dev = st.get_device(did) if did else None
+    if reason.startswith("device_") or reason in AUTHENTICATED_REFUSALS:
+        _audit(st, now, dev, action, transport, source, "refused", reason)
+    else:
+        # a refusal during a lockout (nothing checked) is summarised apart from the failed guesses
+        result = "locked_out" if reason.startswith("locked_out") else "refused"
+        app[CORE].summary.note(now, dev["tenant_id"] if dev else None, dev["id"].hex() if dev else None, action,
+                               transport, source, result, reason)
 
 
 async def publish_crl(app, tenant, now):
@@ -88,7 +108,8 @@ async def issue_certificate(request):
     key_type, days = body.get("key_type", "p256"), body.get("days", vx.DEVICE_DAYS)
     if key_type not in vx.KEY_TYPES:
         raise ValidationError(f"key_type must be one of {', '.join(vx.KEY_TYPES)}")
-    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= vx.MAX_DEVICE_DAYS:
+    days = as_int(days)
+    if days is None or not 1 <= days <= vx.MAX_DEVICE_DAYS:
         raise ValidationError(f"days must be an integer in [1, {vx.MAX_DEVICE_DAYS}]")
     if dev["status"] in ("suspended", "decommissioned"):
         raise Conflict(f"cannot issue a certificate to a {dev['status']} device")
@@ -129,7 +150,7 @@ async def revoke_certificate(request):
     serial, reason = body.get("serial"), body.get("reason", "unspecified")
     if reason not in REASONS:
         raise ValidationError(f"reason must be one of {', '.join(REASONS)}")
-    if serial is not None and not isinstance(serial, str):
+    if "serial" in body and not isinstance(serial, str):
         raise ValidationError("serial must be a hex string")
     n = st.revoke_certificates(tenant_id, did, now, reason, serial)
     if n == 0:
@@ -189,52 +210,95 @@ async def mqtt_password(request):
 
 # -- broker-facing authentication ----------------------------------------------------------------
 
-def _limited(app, source, did, now):
-    """Per-source bucket (verifier-wide) and the device's failure lockout, as for binary auth."""
-    config, limits = app[CONFIG], app[STORAGE].limits
-    if not limits.take(("mqtt-src", source), config.source_capacity, config.source_refill_per_s, now):
-        return True
-    return did is not None and bool(limits.locked_until(("mqtt", did), now))
+def _precheck(app, source, did, now):
+    """Before a device secret is checked: the verifier-wide per-source bucket, then, for a known device,
+    the lockout of verifier.registry.lockout (scope "mqtt": per device and source host, and the device's failure
+    budget for hosts it was not recently accepted from). Return (refusal reason or None, guard)."""
+    config, st = app[CONFIG], app[STORAGE]
+    if not st.limits.take(("mqtt-src", source), config.source_capacity, config.source_refill_per_s, now):
+        return "rate_limited", None
+    dev = st.get_device(did) if did is not None else None
+    if dev is None:
+        return None, None
+    pol = Policy.from_json(st.get_tenant(dev["tenant_id"])["policy"])
+    lockout = Lockout(st.limits, "mqtt")
+    if lockout.locked(did, source, now):
+        return "locked_out", None
+    charge = lockout.charge(did, source, pol, now)
+    if charge == EXHAUSTED:
+        return "locked_out (failure budget)", None
+    return None, (lockout, did, pol, charge)
 
 
-def _failed(app, did, now):
-    if did is None:
+def _outcome(guard, source, now, reason=None):
+    """After the check: accepted (reason None) resets the host's count and trusts it; a wrong secret
+    counts a failure; a refusal after the secret was proved only gives the budget token back."""
+    if guard is None:
         return
-    dev = app[STORAGE].get_device(did)
-    if dev is not None:
-        pol = Policy.from_json(app[STORAGE].get_tenant(dev["tenant_id"])["policy"])
-        app[STORAGE].limits.fail(("mqtt", did), pol.lockout_failures, pol.lockout_s, now)
+    lockout, did, pol, charge = guard
+    if reason is None or reason in AUTHENTICATED_REFUSALS or reason.startswith("device_"):
+        lockout.verified(did, charge, pol, now)
+        if reason is None:
+            lockout.accepted(did, source, now)
+    elif lockout.failed(did, source, pol, now):
+        log.warning("device %s: host %s locked out for %d s after %d failed MQTT/http-basic authentications",
+                    did.hex(), source, pol.lockout_s, pol.lockout_failures)
+
+
+def _broker_request(doc, *names):
+    """A broker's request body: a JSON object whose fields `names`, where present, are strings (the
+    OpenAPI document's EMQXAuthRequest, GoAuthUser, GoAuthACL); ValidationError (400) otherwise."""
+    if not isinstance(doc, dict):
+        raise ValidationError("the body must be a JSON object")
+    for name in names:
+        if name in doc and not isinstance(doc[name], str):
+            raise ValidationError(f"{name} must be a string")
+    return doc
 
 
 async def _authenticate(request, doc, transport):
     """(device, method) or raise auth.Refused; audits both outcomes and updates last-seen."""
     app, now = request.app, _now(request)
     st = app[STORAGE]
-    if not isinstance(doc, dict):
-        raise ValidationError("the body must be a JSON object")
+    _broker_request(doc, "username", "password", "clientid", "peerhost")
     username, password, clientid = doc.get("username"), doc.get("password"), doc.get("clientid")
     source = doc.get("peerhost") if isinstance(doc.get("peerhost"), str) else (request.remote or "?")
     did = parse_device_id(username) if isinstance(username, str) else None
-    if _limited(app, source[:64], did, now):
-        _audit(st, now, st.get_device(did) if did else None, "mqtt.connect", transport, source[:64], "refused", "rate_limited")
-        raise auth.Refused("rate_limited")
+    source = source[:64]
+    refusal, guard = _precheck(app, source, did, now)
+    if refusal:
+        _refusal(app, now, did, "mqtt.connect", transport, source, refusal)
+        raise auth.Refused(refusal)
     try:
         dev, method = auth.authenticate_mqtt(app, st, app[SEALER], username, password, clientid, now)
     except auth.Refused as e:
-        _failed(app, did, now)
-        _audit(st, now, st.get_device(did) if did else None, "mqtt.connect", transport, source[:64], "refused", e.reason)
+        _outcome(guard, source, now, e.reason)
+        _refusal(app, now, did, "mqtt.connect", transport, source, e.reason)
         raise
-    st.limits.succeed(("mqtt", dev["id"]))
+    _outcome(guard if dev["id"] == did else None, source, now)
     st.touch_last_seen(dev["id"], now)
     _audit(st, now, dev, "mqtt.connect", transport, source[:64], "ok", method)
-    return dev, method
+    return _activate(app, dev, now, transport, source[:64]), method
+
+
+def _activate(app, dev, now, transport, source):
+    """A device still in provisioning that proved its credential becomes active, as on its first successful
+    binary auth or DTLS handshake (the broker accepts its certificate already): one transaction, audited."""
+    if dev["status"] != "provisioning":
+        return dev
+    row = (now, dev["tenant_id"], "admin", dev["id"].hex(), transport, "device.activate", transport, source, "ok",
+           "provisioning -> active: first successful authentication")
+    app[STORAGE].record_auth([], [(now, dev["id"])], [row])
+    core = app.get(CORE)
+    if core is not None:
+        core.forget(dev["id"])          # the binary-auth cache still holds "provisioning"
+    return {**dev, "status": "active", "status_changed_at": now}
 
 
 async def emqx_auth(request):
     """EMQX 5 HTTP authentication: 200 {"result": "allow"|"deny"|"ignore", "is_superuser", "acl"}."""
-    doc = await _json(request)
-    username = doc.get("username") if isinstance(doc, dict) else None
-    password = doc.get("password") if isinstance(doc, dict) else None
+    doc = _broker_request(await _json(request), "username", "password", "clientid", "peerhost")
+    username, password = doc.get("username"), doc.get("password")
     if parse_device_id(username) is None and not (isinstance(password, str) and password.startswith(auth.TOKEN_PREFIX)):
         return web.json_response({"result": "ignore"})        # not a janua device: the next authenticator decides
     try:
@@ -257,10 +321,8 @@ async def go_user(request):
 
 
 async def go_acl(request):
-    doc = await _json(request)
-    if not isinstance(doc, dict):
-        raise ValidationError("the body must be a JSON object")
-    if doc.get("acc") not in (1, 2, 3, 4):
+    doc = _broker_request(await _json(request), "username", "clientid", "topic")
+    if doc.get("acc") not in (1, 2, 3, 4) or type(doc["acc"]) not in (int, float):
         raise ValidationError("acc must be 1 (read), 2 (write), 3 (readwrite) or 4 (subscribe)")
     try:
         auth.check_acl(request.app[STORAGE], doc.get("username"), doc.get("clientid"), doc.get("topic"))
@@ -270,7 +332,7 @@ async def go_acl(request):
 
 
 async def go_superuser(request):
-    await _json(request)
+    _broker_request(await _json(request))   # a body that is not a JSON object is a 400 (documented)
     return _go(False)           # no device is ever a superuser
 
 
@@ -280,22 +342,23 @@ async def basic(request):
     app, now = request.app, _now(request)
     st = app[STORAGE]
     source = request.remote or "?"
-    did = None
+    did = guard = None
     try:
         user, secret = auth.parse_basic_unverified(request.headers.get("Authorization"))
         did = bytes.fromhex(user)
-        if _limited(app, source, did, now):
-            raise auth.Refused("rate_limited")
+        refusal, guard = _precheck(app, source, did, now)
+        if refusal:
+            raise auth.Refused(refusal)
         dev = auth.verify_basic(st, app[SEALER], user, secret)
     except auth.Refused as e:
-        if e.reason != "rate_limited":
-            _failed(app, did, now)
-        _audit(st, now, st.get_device(did) if did else None, "http.basic", "http-basic", source, "refused", e.reason)
+        _outcome(guard, source, now, e.reason)
+        _refusal(app, now, did, "http.basic", "http-basic", source, e.reason)
         return web.json_response({"error": "unauthenticated", "message": "refused"}, status=401,
                                  headers={"WWW-Authenticate": 'Basic realm="janua"'})
-    st.limits.succeed(("mqtt", dev["id"]))
+    _outcome(guard, source, now)
     st.touch_last_seen(dev["id"], now)
     _audit(st, now, dev, "http.basic", "http-basic", source, "ok")
+    dev = _activate(app, dev, now, "http-basic", source)
     return web.json_response({"device_id": dev["id"].hex(), "status": dev["status"]})
 
 

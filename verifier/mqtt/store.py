@@ -1,5 +1,5 @@
 """The X.509 and MQTT part of the storage interface (verifier/mqtt/x509.py, verifier/mqtt_*.py): tables,
-abstract methods, and their SQLite implementation as a mixin of verifier.storage.SQLiteStorage
+abstract methods, and their SQLite implementation as a mixin of verifier.store.SQLiteStorage
 (which owns the connection `_db`, `transaction()` and `_write()`)."""
 
 import abc

@@ -28,6 +28,8 @@ DEFAULT_PHASES = [{"percent": 1, "hours": 24}, {"percent": 10, "hours": 48},
                   {"percent": 50, "hours": 72}, {"percent": 100, "hours": 0}]
 _PATH_PART = re.compile(r"[A-Za-z0-9_.\-]+\Z")
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+_KID = re.compile(r"[0-9a-f]{16}\Z")
+_MP_VERSION = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){0,2}\Z")
 
 
 class ReleaseRejected(ValidationError):
@@ -77,10 +79,12 @@ def add_key(storage, tenant_id, doc, now, actor):
     except ValueError:
         raise ValidationError("pub is not an Ed25519 public key") from None
     kid = key_id(raw)
-    if doc.get("kid") not in (None, kid):
-        raise ValidationError(f"kid does not match the key (it is {kid})")
+    if "kid" in doc and (not isinstance(doc["kid"], str) or not _KID.match(doc["kid"])):
+        raise ValidationError("kid must be 16 lowercase hex characters")
+    if doc.get("kid", kid) != kid:     # well-formed, but not this key's: the two fields conflict
+        raise Conflict(f"kid does not match the key (it is {kid})")
     name = doc.get("name")
-    if name is not None and (not isinstance(name, str) or len(name) > 64):
+    if "name" in doc and (not isinstance(name, str) or len(name) > 64):
         raise ValidationError("name must be a string of at most 64 characters")
     with storage.transaction():
         if storage.get_release_key(tenant_id, kid) is not None:
@@ -114,7 +118,7 @@ def verify_bundle_signature(storage, tenant_id, manifest_bytes, sig_bytes):
     try:
         sig = json.loads(sig_bytes)
         alg, kid, raw_sig = sig["alg"], sig["kid"], bytes.fromhex(sig["sig"])
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise ReleaseRejected("manifest.sig is not {alg, kid, sig}") from None
     if alg != "Ed25519" or len(raw_sig) != 64:
         raise ReleaseRejected("manifest.sig: alg must be Ed25519 with a 64-byte signature")
@@ -129,7 +133,7 @@ def verify_bundle_signature(storage, tenant_id, manifest_bytes, sig_bytes):
         raise ReleaseRejected(f"bad signature (key {kid})") from None
     try:
         m = json.loads(manifest_bytes)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         raise ReleaseRejected("manifest.json is not JSON") from None
     check_manifest(m)
     return kid, m
@@ -140,54 +144,111 @@ def _check_path(p):
             and all(x and x[0] != "." and _PATH_PART.match(x) for x in p.split("/")))
 
 
+def _is_int(v, lo, hi):
+    return type(v) is int and lo <= v <= hi          # bool is not an int, 2.0 is not an int
+
+
+def _is_text(v, hi):
+    return type(v) is str and len(v) <= hi
+
+
 def check_manifest(m):
-    """The fields the verifier relies on (docs/ota.md 1.2); ReleaseRejected otherwise."""
+    """Every field of docs/ota.md 1.2 that is present has its documented type (bool is not an int,
+    a float is not an int, nested objects are objects); ReleaseRejected otherwise. Unknown fields
+    are ignored (the device ignores them too)."""
     def bad(why):
         raise ReleaseRejected("manifest: " + why)
-    if not isinstance(m, dict) or m.get("format") != 1:
+    if type(m) is not dict or type(m.get("format")) is not int or m["format"] != 1:
         bad("format must be 1")
     if m.get("kind", "app") not in KINDS:
         bad(f"kind must be one of {', '.join(KINDS)}")
     v = m.get("version")
-    if not isinstance(v, str) or not 0 < len(v) <= 32:
+    if type(v) is not str or not 0 < len(v) <= 32:
         bad("version must be a string of 1 to 32 characters")
-    c = m.get("counter")
-    if not isinstance(c, int) or isinstance(c, bool) or not 0 <= c <= 0x7FFFFFFF:
+    if not _is_int(m.get("counter"), 0, 0x7FFFFFFF):
         bad("counter must be an integer in 0..2147483647")
+    if "name" in m and not _is_text(m["name"], 128):
+        bad("name must be a string of at most 128 characters")
+    if "created" in m and not _is_int(m["created"], 0, 2**63 - 1):
+        bad("created must be an integer (Unix seconds)")
+    if "entry" in m and (type(m["entry"]) is not str or not _check_path(m["entry"])):
+        bad("entry must be a module name")
     files = m.get("files")
-    if not isinstance(files, list) or not 1 <= len(files) <= MAX_FILES:
+    if type(files) is not list or not 1 <= len(files) <= MAX_FILES:
         bad(f"files must list 1 to {MAX_FILES} entries")
     seen = set()
     for f in files:
-        if not isinstance(f, dict) or not _check_path(f.get("path")):
+        if type(f) is not dict or not _check_path(f.get("path")):
             bad("a file path is invalid")
         if f["path"] in seen:
             bad(f"file {f['path']} is listed twice")
         seen.add(f["path"])
-        if not isinstance(f.get("size"), int) or isinstance(f["size"], bool) or f["size"] < 0:
+        if not _is_int(f.get("size"), 0, 2**63 - 1):
             bad(f"file {f['path']}: size must be an integer >= 0")
-        if not isinstance(f.get("sha256"), str) or not _HEX64.match(f["sha256"]):
+        if type(f.get("sha256")) is not str or not _HEX64.match(f["sha256"]):
             bad(f"file {f['path']}: sha256 must be 64 lowercase hex")
-    if m.get("size") != sum(f["size"] for f in files):
-        bad("size is not the sum of the file sizes")
+    if not _is_int(m.get("size"), 0, 2**63 - 1) or m["size"] != sum(f["size"] for f in files):
+        bad("size must be an integer, the sum of the file sizes")
     if m.get("kind") == "firmware" and len(files) != 1:
         bad("a firmware release has exactly one file")
-    check_phases(((m.get("rollout") or {}).get("phases")) or DEFAULT_PHASES)
+    _check_compat(m.get("compat", {}), bad)
+    _check_rollback(m.get("rollback", {}), bad)
+    rollout = m.get("rollout", {})
+    if type(rollout) is not dict:
+        bad("rollout must be an object")
+    if "strategy" in rollout and rollout["strategy"] != "phased":
+        bad('rollout.strategy must be "phased"')
+    try:
+        check_phases(rollout["phases"] if "phases" in rollout else DEFAULT_PHASES)
+    except (ValidationError, Conflict) as e:
+        bad(f"rollout.{e}")
 
 
-def check_phases(phases):
+def _check_compat(c, bad):
+    if type(c) is not dict:
+        bad("compat must be an object")
+    for name in ("boards", "features"):
+        if name in c and (type(c[name]) is not list or not all(_is_text(x, 64) for x in c[name])):
+            bad(f"compat.{name} must be a list of strings")
+    for name in ("hw_min", "hw_max"):
+        if c.get(name) is not None and not _is_int(c[name], 0, 2**31 - 1):
+            bad(f"compat.{name} must be an integer or null")
+    for name in ("mp_min", "mp_max"):
+        if c.get(name) is not None and (type(c[name]) is not str or not _MP_VERSION.match(c[name])):
+            bad(f'compat.{name} must be a version like "1.22.0" or null')
+
+
+def _check_rollback(rb, bad):
+    if type(rb) is not dict:
+        bad("rollback must be an object")
+    if "allowed" in rb and type(rb["allowed"]) is not bool:
+        bad("rollback.allowed must be true or false")
+    if rb.get("previous") is not None and not _is_text(rb["previous"], 32):
+        bad("rollback.previous must be a string or null")
+    if "trial_boots" in rb and not _is_int(rb["trial_boots"], 1, 100):
+        bad("rollback.trial_boots must be an integer in 1..100")
+    if "trial_seconds" in rb and not _is_int(rb["trial_seconds"], 0, 0x7FFFFFFF):
+        bad("rollback.trial_seconds must be an integer in 0..2147483647")
+
+
+def check_phases(phases, order_error=ValidationError):
+    """Validate rollout phases. Shape, types and ranges are ValidationError; the rules across phases
+    (percents increase, the last is 100), which a schema cannot state, raise `order_error` (the
+    rollout API passes Conflict: 409)."""
     if not isinstance(phases, list) or not 1 <= len(phases) <= 10:
         raise ValidationError("phases must list 1 to 10 {percent, hours}")
     last = 0
     for p in phases:
         pc, h = (p.get("percent"), p.get("hours", 0)) if isinstance(p, dict) else (None, None)
-        if not isinstance(pc, (int, float)) or isinstance(pc, bool) or not last < pc <= 100:
-            raise ValidationError("phase percents must increase, each in (0, 100]")
+        if not isinstance(pc, (int, float)) or isinstance(pc, bool) or not 0 < pc <= 100:
+            raise ValidationError("phase percents must be numbers in (0, 100]")
         if not isinstance(h, (int, float)) or isinstance(h, bool) or not 0 <= h <= 24 * 365:
             raise ValidationError("phase hours must be in 0..8760")
+        if not last < pc:
+            raise order_error("phase percents must increase")
         last = pc
     if last != 100:
-        raise ValidationError("the last phase must reach 100 percent")
+        raise order_error("the last phase must reach 100 percent")
     return [{"percent": p["percent"], "hours": p.get("hours", 0)} for p in phases]
 
 

@@ -12,8 +12,11 @@ _KID = {"name": "kid", "in": "path", "required": True, "schema": {"type": "strin
 _TOKEN = {"name": "t", "in": "query", "required": True, "description": "download capability from /v1/ota/check",
           "schema": {"type": "string"}}
 _LIMIT = {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
-_PHASES = {"type": "array", "maxItems": 10, "items": {"type": "object", "required": ["percent"], "properties": {
-    "percent": {"type": "number", "exclusiveMinimum": 0, "maximum": 100}, "hours": {"type": "number", "minimum": 0}}}}
+_PHASES = {"type": "array", "minItems": 1, "maxItems": 10,
+           "description": "percents increase and the last is 100 (409 otherwise)",
+           "items": {"type": "object", "required": ["percent"], "properties": {
+               "percent": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+               "hours": {"type": "number", "minimum": 0, "maximum": 8760}}}}
 _DEVICE_AUTH = {"auth": {"type": "string", "pattern": "^[0-9a-f]{40}$",
                          "description": "a fresh 20-byte binary auth request (docs/protocol.md 3.1), hex"}}
 _REFUSED = {"description": "binary auth refused: the body holds the binary reply (auth, hex) as for /v1/binauth",
@@ -63,9 +66,11 @@ PATHS = {
         "post": _admin_ota("Trust a release-signing Ed25519 public key (the private key never comes here)",
                            {"201": _json(_ref("ReleaseKey"), "created"), "409": ERR},
                            requestBody={"required": True, "content": {"application/json": {"schema": {
-                               "type": "object", "required": ["pub"], "properties": {
+                               "type": "object", "required": ["pub"], "additionalProperties": False, "properties": {
                                    "pub": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-                                   "kid": {"type": "string"}, "alg": {"const": "Ed25519"},
+                                   "kid": {"type": "string", "pattern": "^[0-9a-f]{16}$",
+                                           "description": "if given, the key's id (409 when it is not)"},
+                                   "alg": {"const": "Ed25519"},
                                    "name": {"type": "string", "maxLength": 64}}}}}}),
     },
     "/v1/release-keys/{kid}/retire": {
@@ -78,10 +83,11 @@ PATHS = {
                            "before anything is stored",
                            {"201": _json(_ref("Release"), "created"), "409": ERR},
                            requestBody={"required": True, "content": {"multipart/form-data": {"schema": {
-                               "type": "object", "properties": {
-                                   "manifest.json": {"type": "string", "contentEncoding": "binary"},
-                                   "manifest.sig": {"type": "string", "contentEncoding": "binary"}},
-                               "additionalProperties": {"type": "string", "contentEncoding": "binary"}}}}}),
+                               "type": "object", "required": ["manifest.json", "manifest.sig"], "properties": {
+                                   "manifest.json": {"type": "string", "format": "binary"},
+                                   "manifest.sig": {"type": "string", "format": "binary"}},
+                               "patternProperties": {"^files/": {"type": "string", "format": "binary"}},
+                               "additionalProperties": False}}}}),
         "get": _admin_ota("The tenant's releases, newest first", {"200": _json({"type": "object", "properties": {
             "releases": {"type": "array", "items": _ref("Release")}}})},
             parameters=[{"name": "kind", "in": "query", "schema": {"type": "string"}}, _LIMIT]),
@@ -96,9 +102,12 @@ PATHS = {
                            requestBody={"required": False, "content": {"application/json": {"schema": {
                                "type": "object", "additionalProperties": False, "properties": {
                                    "phases": _PHASES, "start": {"type": "boolean", "default": False},
-                                   "health_threshold": {"type": "number", "default": 0.05},
-                                   "halt_threshold": {"type": "number", "default": 0.2},
-                                   "halt_min_reports": {"type": "integer", "default": 5}}}}}}),
+                                   "health_threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
+                                                        "default": 0.05},
+                                   "halt_threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
+                                                      "default": 0.2},
+                                   "halt_min_reports": {"type": "integer", "minimum": 1, "maximum": 100000,
+                                                        "default": 5}}}}}}),
     },
     "/v1/rollouts": {
         "get": _admin_ota("The tenant's rollouts with their status, newest first", {"200": _json({
@@ -112,7 +121,7 @@ PATHS = {
     "/v1/rollouts/{rollout_id}/halt": {
         "post": _admin_ota("Stop offering the release", {"200": _json(_ref("Rollout")), "404": ERR, "409": ERR},
                            parameters=[_ROID], requestBody={"required": False, "content": {"application/json": {
-                               "schema": {"type": "object", "properties": {"reason": {"type": "string"}}}}}}),
+                               "schema": {"type": "object", "properties": {"reason": {"type": ["string", "null"], "maxLength": 500}}}}}}),
     },
     "/v1/rollouts/{rollout_id}/resume": {
         "post": _admin_ota("Start a pending rollout or resume a halted one (its phase starts over)",

@@ -11,6 +11,7 @@ import secrets
 
 from verifier.errors import Conflict, NotFound, ValidationError
 from verifier.ota.core import DEFAULT_PHASES, audit_row as _audit, check_phases, get_release
+from verifier.registry.model import as_int
 
 REPORT_STATES = ("downloading", "verified", "installed", "confirmed", "rolled_back", "failed")
 FAILED = ("failed", "rolled_back")
@@ -39,19 +40,21 @@ def eligible(device_id, release_id, percent):
 
 def create_rollout(storage, tenant_id, release_id, doc, now, actor):
     rel = get_release(storage, tenant_id, release_id)
-    doc = doc or {}
     allowed = {"phases", "health_threshold", "halt_threshold", "halt_min_reports", "start"}
-    if not isinstance(doc, dict) or set(doc) - allowed:
+    if not isinstance(doc, dict) or set(doc) - allowed:          # an empty body is {}; JSON null is not
         raise ValidationError(f"body may hold only {', '.join(sorted(allowed))}")
+    if not isinstance(doc.get("start", False), bool):
+        raise ValidationError("start must be true or false")
     phases = check_phases(doc["phases"] if "phases" in doc else (json.loads(rel["manifest"]).get("rollout") or {}).get("phases")
-                          or DEFAULT_PHASES)
+                          or DEFAULT_PHASES, Conflict)
     ro = {"id": "ro_" + secrets.token_hex(8), "tenant_id": tenant_id, "release_id": release_id,
           "state": "pending", "phases": phases, "phase": 0, "phase_started_at": None, "created": int(now),
           "started_at": None, "health_threshold": _frac(doc, "health_threshold", HEALTH_THRESHOLD),
           "halt_threshold": _frac(doc, "halt_threshold", HALT_THRESHOLD),
           "halt_min_reports": doc.get("halt_min_reports", HALT_MIN_REPORTS), "halt_reason": None,
           "updated_at": int(now)}
-    if not isinstance(ro["halt_min_reports"], int) or not 1 <= ro["halt_min_reports"] <= 100000:
+    ro["halt_min_reports"] = as_int(ro["halt_min_reports"])
+    if ro["halt_min_reports"] is None or not 1 <= ro["halt_min_reports"] <= 100000:
         raise ValidationError("halt_min_reports must be an integer in 1..100000")
     with storage.transaction():
         if storage.get_rollout_for_release(tenant_id, release_id) is not None:

@@ -7,6 +7,7 @@ capability token that the check hands out). Domain errors become HTTP in verifie
 import logging
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from verifier.ota import core as ota
 from verifier.ota import rollout as rollouts
@@ -16,6 +17,7 @@ from verifier.config import load_kek
 from verifier.errors import NotFound, ValidationError
 from verifier.web.auth import require_admin as _admin
 from verifier.web.request import MAX_LIST, read_json as _json, request_now as _now
+from verifier.registry.model import as_int
 
 log = logging.getLogger("janua.verifier.ota")
 
@@ -67,10 +69,22 @@ async def retire_key(request):
 
 # -- releases ---------------------------------------------------------------------------------
 
+# what aiohttp's multipart reader raises on a malformed body (no or a bad boundary, a part header
+# without a colon, a body cut short): each becomes one 400, never a 500
+_MULTIPART_ERRORS = (ValueError, TypeError, RuntimeError, LookupError, AssertionError, HttpProcessingError)
+
+
+async def _multipart(call, *args):
+    try:
+        return await call(*args)
+    except _MULTIPART_ERRORS:
+        raise ValidationError("the body is not well-formed multipart/form-data") from None
+
+
 async def _read_part(part, cap, what):
     data = bytearray()
     while True:
-        chunk = await part.read_chunk(_CHUNK)
+        chunk = await _multipart(part.read_chunk, _CHUNK)
         if not chunk:
             return bytes(data)
         data += chunk
@@ -89,21 +103,21 @@ async def publish(request):
     try:
         if not request.content_type.startswith("multipart/form-data"):
             raise ValidationError("the body must be multipart/form-data (manifest.json, manifest.sig, files/...)")
-        reader = await request.multipart()
+        reader = await _multipart(request.multipart)
         head = {}
         for name, cap in (("manifest.json", ota.MAX_MANIFEST), ("manifest.sig", ota.MAX_SIG)):
-            part = await reader.next()
+            part = await _multipart(reader.next)
             if part is None or getattr(part, "name", None) != name:
                 raise ota.ReleaseRejected(f"part {len(head) + 1} must be {name}")
             head[name] = await _read_part(part, cap, name)
         upload = ota.Upload(st, state.blobs, tenant_id, head["manifest.json"], head["manifest.sig"], now,
                             token_id, state.max_bytes)
-        while (part := await reader.next()) is not None:
+        while (part := await _multipart(reader.next)) is not None:
             name = getattr(part, "name", None) or ""
             if not name.startswith("files/"):
                 raise ota.ReleaseRejected(f"unexpected part {name[:80]!r}")
             w = upload.open_file(name[6:])
-            while chunk := await part.read_chunk(_CHUNK):
+            while chunk := await _multipart(part.read_chunk, _CHUNK):
                 w.write(chunk)
             w.close()
         rel = upload.finish()
@@ -142,7 +156,7 @@ async def create_rollout(request):
     token_id, tenant_id = _admin(request)
     st = request.app[STORAGE]
     ota.get_release(st, tenant_id, request.match_info["release_id"])      # 404 before the body
-    doc = await _json(request) if await request.read() else None
+    doc = await _json(request) if await request.read() else {}
     ro = rollouts.create_rollout(st, tenant_id, request.match_info["release_id"], doc, _now(request), token_id)
     return web.json_response(rollouts.rollout_status(st, ro, _now(request)), status=201)
 
@@ -167,7 +181,9 @@ async def halt_rollout(request):
     st = request.app[STORAGE]
     rollouts.get_rollout(st, tenant_id, request.match_info["rollout_id"])
     doc = await _json(request) if await request.read() else {}
-    reason = doc.get("reason") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict):
+        raise ValidationError('the body must be empty or {"reason": "..."}')
+    reason = doc.get("reason")
     if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
         raise ValidationError("reason must be a string of at most 500 characters")
     ro = rollouts.halt(st, tenant_id, request.match_info["rollout_id"], _now(request), token_id, reason)
@@ -187,9 +203,8 @@ async def check(request):
     dev, doc, reply = await _device(request)
     if dev is None:
         return _refused(reply)
-    kind, version, counter = doc.get("kind", "app"), doc.get("version"), doc.get("counter", 0)
-    if kind not in ota.KINDS or (version is not None and not isinstance(version, str)) \
-            or not isinstance(counter, int) or isinstance(counter, bool):
+    kind, version, counter = doc.get("kind", "app"), doc.get("version"), as_int(doc.get("counter", 0))
+    if kind not in ota.KINDS or (version is not None and not isinstance(version, str)) or counter is None:
         raise ValidationError("kind must be app|firmware, version a string or null, counter an integer")
     now = _now(request)
     best = rollouts.choose_update(request.app[STORAGE], dev, kind, version, counter, now)

@@ -1,5 +1,5 @@
 """The signed-OTA part of the storage interface (verifier/ota/core.py, verifier/ota/rollout.py): tables,
-abstract methods, and their SQLite implementation as a mixin of verifier.storage.SQLiteStorage
+abstract methods, and their SQLite implementation as a mixin of verifier.store.SQLiteStorage
 (which owns the connection `_db`, `transaction()` and `_write()`)."""
 
 import abc

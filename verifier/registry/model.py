@@ -4,8 +4,9 @@ Pure data and validation; no storage and no HTTP. Raises ValidationError / Inval
 """
 
 import dataclasses
+import re
 
-from verifier.errors import InvalidTransition, ValidationError
+from verifier.errors import Conflict, InvalidTransition, ValidationError
 
 STATUSES = ("provisioning", "active", "suspended", "decommissioned")
 AUTHENTICATABLE = frozenset(("provisioning", "active"))
@@ -15,10 +16,17 @@ MAX_TEXT = 128
 PSK_LIFETIME_S = 365 * 86400       # seed: a DTLS PSK lives 365 days from provisioning or its last rotation
 PSK_MAX_LIFETIME_DAYS = 3650
 MAX_LIST = 32
+# A text field (serial number, ids, metadata): 1 to MAX_TEXT characters, none of them a control
+# character, a surrogate or U+FFFE/U+FFFF. The OpenAPI document states the same pattern (TEXT_PATTERN).
+TEXT_CHARS = "[ -~\u00a0-\ud7ff\ue000-\ufffd]"
+TEXT_PATTERN = f"^{TEXT_CHARS}{{1,{MAX_TEXT}}}$"
+_TEXT = re.compile(f"{TEXT_CHARS}{{1,{MAX_TEXT}}}\\Z")
 # tenant policy fields of device tokens and offline chains (docs/tokens.md): name -> (min, max)
 TOKEN_POLICY_FIELDS = {"token_ttl_s": (60, 30 * 86400), "token_refresh_s": (0, 30 * 86400),
                        "chain_period_s": (60, 30 * 86400), "chain_validity_s": (60, 60 * 86400),
                        "chain_len": (1, 1000), "chain_low_water": (0, 1000)}
+# tenant policy fields of audit retention (docs/api.md "Audit trail"): name -> (min, max)
+AUDIT_POLICY_FIELDS = {"audit_max_age_days": (1, 3650), "audit_max_rows": (1000, 100_000_000)}
 
 # (status, action) -> next status. A missing key is an illegal transition.
 TRANSITIONS = {
@@ -63,6 +71,8 @@ class Policy:
     chain_validity_s: int = 86400    # each valid this long from its nbf
     chain_len: int = 30              # a top-up fills the device's chain up to this many
     chain_low_water: int = 10        # sync tops up when fewer unused tokens remain
+    audit_max_age_days: int = 90     # audit rows older than this are deleted
+    audit_max_rows: int = 1_000_000  # past this many rows the tenant's oldest are deleted
 
     def to_json(self):
         return {
@@ -73,6 +83,7 @@ class Policy:
             "lockout_failures": self.lockout_failures,
             "lockout_s": self.lockout_s,
             **{name: getattr(self, name) for name in TOKEN_POLICY_FIELDS},
+            **{name: getattr(self, name) for name in AUDIT_POLICY_FIELDS},
         }
 
     @classmethod
@@ -82,20 +93,21 @@ class Policy:
             raise ValidationError("policy must be an object")
         base = base or cls()
         known = {"drift_s", "session_ttl_s", "device_rate", "source_rate", "lockout_failures", "lockout_s",
-                 *TOKEN_POLICY_FIELDS}
+                 *TOKEN_POLICY_FIELDS, *AUDIT_POLICY_FIELDS}
         unknown = set(doc) - known
         if unknown:
             raise ValidationError(f"unknown policy fields: {', '.join(sorted(unknown))}")
         kw = {}
         for name, lo, hi in (("drift_s", 0, 86400), ("session_ttl_s", 1, 30 * 86400),
                              ("lockout_failures", 1, 1000), ("lockout_s", 0, 30 * 86400),
-                             *((n, lo, hi) for n, (lo, hi) in TOKEN_POLICY_FIELDS.items())):
+                             *((n, lo, hi) for n, (lo, hi) in TOKEN_POLICY_FIELDS.items()),
+                             *((n, lo, hi) for n, (lo, hi) in AUDIT_POLICY_FIELDS.items())):
             if name in doc:
                 kw[name] = _int(doc[name], f"policy.{name}", lo, hi)
         for name in ("device", "source"):
-            rate = doc.get(f"{name}_rate")
-            if rate is None:
+            if f"{name}_rate" not in doc:
                 continue
+            rate = doc[f"{name}_rate"]
             if not isinstance(rate, dict) or set(rate) - {"capacity", "refill_per_s"}:
                 raise ValidationError(f"policy.{name}_rate must be {{capacity, refill_per_s}}")
             if "capacity" in rate:
@@ -103,17 +115,28 @@ class Policy:
             if "refill_per_s" in rate:
                 kw[f"{name}_refill_per_s"] = _num(rate["refill_per_s"], f"policy.{name}_rate.refill_per_s", 0, 1e9)
         out = dataclasses.replace(base, **kw)
+        # across fields, one of which may be the stored value: a conflict with the current policy (409)
         if out.token_refresh_s >= out.token_ttl_s:
-            raise ValidationError("policy.token_refresh_s must be below policy.token_ttl_s")
+            raise Conflict("policy.token_refresh_s must be below policy.token_ttl_s")
         if out.chain_low_water > out.chain_len:
-            raise ValidationError("policy.chain_low_water must not exceed policy.chain_len")
+            raise Conflict("policy.chain_low_water must not exceed policy.chain_len")
         return out
 
 
+def as_int(v):
+    """A JSON integer as an int, else None. As in JSON Schema, 5.0 is the integer 5; true is not one."""
+    if type(v) is int:
+        return v
+    if type(v) is float and v.is_integer():
+        return int(v)
+    return None
+
+
 def _int(v, name, lo, hi):
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+    n = as_int(v)
+    if n is None or not lo <= n <= hi:
         raise ValidationError(f"{name} must be an integer in [{lo}, {hi}]")
-    return v
+    return n
 
 
 def _num(v, name, lo, hi):
@@ -125,7 +148,7 @@ def _num(v, name, lo, hi):
 def _text(v, name, required=False):
     if v is None and not required:
         return None
-    if type(v) is not str or not v or len(v) > MAX_TEXT or not v.isprintable():
+    if type(v) is not str or not _TEXT.match(v):
         raise ValidationError(f"{name} must be a non-empty printable string of at most {MAX_TEXT} characters")
     return v
 
@@ -180,9 +203,9 @@ def validate_new_device(row):
         "manufacturer_id": _text(get("manufacturer_id"), "manufacturer_id"),
         "model_id": _text(get("model_id"), "model_id"),
         "credential_type": ctype,
-        "metadata": validate_metadata(meta) if meta else {"capabilities": [], "tags": []},
-        "permissions": perms if perms is DEFAULT_PERMISSIONS else _int(perms, "permissions", 0, 0xFFFFFFFF),
-        "trust_level": trust if trust == 50 and type(trust) is int else _int(trust, "trust_level", 0, 100),
+        "metadata": validate_metadata(meta) if "metadata" in row else {"capabilities": [], "tags": []},
+        "permissions": _int(perms, "permissions", 0, 0xFFFFFFFF),
+        "trust_level": _int(trust, "trust_level", 0, 100),
     }
 
 
@@ -222,12 +245,11 @@ def parse_device_id(text):
 
 
 def validate_psk_rotation(doc):
-    """The optional body of a PSK rotation -> lifetime in seconds (default PSK_LIFETIME_S)."""
-    if doc is None:
-        doc = {}
+    """The optional body of a PSK rotation ({} when there is none) -> lifetime in seconds (default
+    PSK_LIFETIME_S). JSON null is not an empty body."""
     if not isinstance(doc, dict) or set(doc) - {"lifetime_days"}:
         raise ValidationError('body must be empty or {"lifetime_days": N}')
-    days = doc.get("lifetime_days", PSK_LIFETIME_S // 86400)
-    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= PSK_MAX_LIFETIME_DAYS:
+    days = as_int(doc.get("lifetime_days", PSK_LIFETIME_S // 86400))
+    if days is None or not 1 <= days <= PSK_MAX_LIFETIME_DAYS:
         raise ValidationError(f"lifetime_days must be an integer in [1, {PSK_MAX_LIFETIME_DAYS}]")
     return days * 86400

@@ -5,7 +5,7 @@ from aiohttp import web
 
 from verifier.registry import core as registry
 from verifier.appkeys import CORE, LIFECYCLE_HOOKS, METRICS, SEALER, STORAGE
-from verifier.errors import ValidationError
+from verifier.errors import Conflict, NotFound, ValidationError
 from verifier.registry.model import STATUSES, parse_device_id
 from verifier.web.auth import require_admin as _admin
 from verifier.web.request import MAX_LIST, path_device_id as _device_id, read_json as _json, request_now as _now
@@ -53,7 +53,7 @@ async def list_devices(request):
     if not 1 <= limit <= MAX_LIST:
         raise ValidationError(f"limit must be an integer in [1, {MAX_LIST}]")
     after = None
-    if q.get("cursor"):
+    if "cursor" in q:
         after = parse_device_id(q["cursor"])
         if after is None:
             raise ValidationError("cursor must be a device id")
@@ -95,13 +95,36 @@ async def lifecycle(request):
     return resp
 
 
+async def delete_device(request):
+    """Remove a device that never authenticated (a mistaken provisioning), so that its serial is free
+    again; audited. 409 once it has authenticated, or while it holds a certificate or an MQTT password
+    (decommission it first: that revokes them)."""
+    token_id, tenant_id = _admin(request)
+    did = _device_id(request)
+    st = request.app[STORAGE]
+    dev = registry.get_device(st, tenant_id, did)
+    now = _now(request)
+    row = (now, tenant_id, "admin", did.hex(), token_id, "device.delete", None, None, "ok",
+           f"serial {dev['serial_number']}, {dev['status']}, never authenticated")
+    outcome = st.delete_unused_device(tenant_id, did, row)
+    if outcome == "absent":
+        raise NotFound("no such device")
+    if outcome != "deleted":
+        why = ("it has authenticated: decommission it instead" if outcome == "authenticated" else
+               "it holds a certificate or an MQTT password: decommission it first (that revokes them)")
+        st.add_audit([row[:8] + ("error", why)])
+        raise Conflict(f"device {did.hex()} cannot be deleted: {why}")
+    request.app[CORE].forget(did)
+    return web.Response(status=204)
+
+
 async def rotate_psk(request):
     """A new DTLS PSK generation; the body is optional ({"lifetime_days": N})."""
     token_id, tenant_id = _admin(request)
     did = _device_id(request)
     st = request.app[STORAGE]
     registry.get_device(st, tenant_id, did)          # 404 before the body is read
-    body = await _json(request) if await request.read() else None
+    body = await _json(request) if await request.read() else {}
     out = registry.rotate_psk(st, request.app[SEALER], st.get_tenant(tenant_id), did, body, _now(request), token_id)
     request.app[CORE].forget(did)                    # the DTLS key cache: the old PSK stops working at once
     return web.json_response(out, headers={"Cache-Control": "no-store"})
@@ -134,7 +157,14 @@ async def audit(request):
     device_id = q.get("device_id")
     if device_id is not None and parse_device_id(device_id) is None:
         raise ValidationError("device_id must be 16 lowercase hex characters")
-    return web.json_response({"entries": request.app[STORAGE].list_audit(tenant_id, device_id, limit)})
+    before = q.get("cursor")
+    if before is not None:           # the seq of the last entry of the previous page, as decimal text
+        if not (before.isdigit() and before.isascii() and 1 <= len(before) <= 18):
+            raise ValidationError("cursor must be a next_cursor value of an earlier page")
+        before = int(before)
+    entries = request.app[STORAGE].list_audit(tenant_id, device_id, limit, before)
+    return web.json_response({"entries": entries,
+                              "next_cursor": str(entries[-1]["seq"]) if len(entries) == limit else None})
 
 
 ROUTES = [
@@ -143,6 +173,7 @@ ROUTES = [
     ("GET", "/v1/devices", list_devices),
     ("GET", "/v1/devices/{device_id}", get_device),
     ("PATCH", "/v1/devices/{device_id}", patch_device),
+    ("DELETE", "/v1/devices/{device_id}", delete_device),
     ("POST", "/v1/devices/{device_id}/lifecycle", lifecycle),
     ("POST", "/v1/devices/{device_id}/psk/rotate", rotate_psk),
     ("GET", "/v1/tenant", get_tenant),

@@ -15,6 +15,7 @@ import sqlite3
 
 from verifier.errors import Conflict, StorageError
 from verifier.registry.limits import MemoryLimitStore
+from verifier.sqlite_files import make_private
 from verifier.sqlite_tx import SQLiteTransactions
 from verifier.registry.model import PSK_LIFETIME_S
 
@@ -22,7 +23,9 @@ DEVICE_COLUMNS = ("id", "tenant_id", "serial_number", "manufacturer_id", "model_
                   "sealed_secret", "metadata", "status", "provisioned_at", "status_changed_at", "trust_level",
                   "compromised", "quarantined", "permissions", "psk_generation", "psk_expires_at")
 AUDIT_COLUMNS = ("ts", "tenant_id", "kind", "device_id", "actor", "action", "transport", "source",
-                 "result", "reason")
+                 "result", "reason", "detail")
+# `reason` is a bare code (what scripts match on); `detail` the free text that goes with it (e.g. "index 3").
+# Rows written without a detail (10 values) get None.
 PATCHABLE = frozenset(("metadata", "trust_level", "compromised", "quarantined", "permissions",
                        "status", "status_changed_at"))
 
@@ -47,7 +50,7 @@ CREATE TABLE IF NOT EXISTS auth_state (
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, tenant_id TEXT, kind TEXT NOT NULL,
     device_id TEXT, actor TEXT, action TEXT NOT NULL, transport TEXT, source TEXT,
-    result TEXT NOT NULL, reason TEXT);
+    result TEXT NOT NULL, reason TEXT, detail TEXT);
 CREATE INDEX IF NOT EXISTS audit_tenant ON audit (tenant_id, seq);
 """
 
@@ -57,13 +60,14 @@ MIGRATIONS = (
     ("devices", "psk_generation", "ALTER TABLE devices ADD COLUMN psk_generation INTEGER NOT NULL DEFAULT 0", None),
     ("devices", "psk_expires_at", "ALTER TABLE devices ADD COLUMN psk_expires_at INTEGER",
      "UPDATE devices SET psk_expires_at = provisioned_at + %d WHERE psk_expires_at IS NULL" % PSK_LIFETIME_S),
+    ("audit", "detail", "ALTER TABLE audit ADD COLUMN detail TEXT", None),
 )
 
 
 class RegistryStorage(abc.ABC):
     """What the registry needs from its database. Device ids are 8 bytes; times are unix seconds."""
 
-    limits = None  # a verifier.limits.LimitStore
+    limits = None  # a verifier.registry.limits.LimitStore
 
     @abc.abstractmethod
     def transaction(self):
@@ -121,21 +125,47 @@ class RegistryStorage(abc.ABC):
     def update_device(self, tenant_id, device_id, fields): """Update PATCHABLE columns; False if absent."""
 
     @abc.abstractmethod
+    def delete_unused_device(self, tenant_id, device_id, audit_row):
+        """Delete a tenant's device that never authenticated and holds no live credential (no unrevoked
+        certificate, no MQTT password), with `audit_row` (AUDIT_COLUMNS order), in one transaction.
+        Returns "deleted", "absent" or why not: "authenticated" or "credentials". It reads every feature's
+        tables (chain tokens, OTA reports, certificates), so the SQLite one is verifier/store.py's."""
+
+    @abc.abstractmethod
     def set_psk(self, tenant_id, device_id, old_generation, generation, expires_at):
         """Move a device's DTLS PSK from `old_generation` to `generation` with a new expiry, only if it
         is still at `old_generation` (compare and set); False if not (absent, or rotated meanwhile)."""
 
     @abc.abstractmethod
-    def record_auth(self, accepted, activated, audit_rows):
+    def record_auth(self, accepted, activated, audit_rows, seen=()):
         """One transaction: accepted = [(last_ts, now, device_id)], activated = [(now, device_id)]
-        (provisioning -> active), audit rows as for add_audit."""
+        (provisioning -> active), audit rows as for add_audit, seen = [(now, device_id)] authenticated
+        by a protocol without a binary-auth timestamp (DTLS): last_authenticated_at only."""
 
     # audit
     @abc.abstractmethod
     def add_audit(self, rows): """Append audit tuples in AUDIT_COLUMNS order."""
 
     @abc.abstractmethod
-    def list_audit(self, tenant_id, device_id=None, limit=100): """Newest first."""
+    def list_audit(self, tenant_id, device_id=None, limit=100, before=None):
+        """Newest first; only rows with seq below `before` if given (the cursor of GET /v1/audit)."""
+
+    # audit retention (verifier.registry.audit.prune); tenant_id None means the rows that have no tenant
+    @abc.abstractmethod
+    def list_tenants(self): """[{id, name, created, policy}] of every tenant."""
+
+    @abc.abstractmethod
+    def audit_bounds(self, tenant_id): """(smallest seq, largest seq) of the tenant's audit rows, or None."""
+
+    @abc.abstractmethod
+    def audit_seq_before(self, tenant_id, below, skip):
+        """The seq of the tenant's row that has `skip` rows between it and `below` (newest end if None),
+        going back in seq order; None if there are not that many."""
+
+    @abc.abstractmethod
+    def delete_audit(self, tenant_id, limit, older_than=None, below_seq=None):
+        """Delete up to `limit` of the tenant's oldest rows, each only if ts < older_than (when given)
+        and seq < below_seq (when given); stop at the first oldest row that fails. Return the count."""
 
 
 class SQLiteRegistryStorage(SQLiteTransactions, RegistryStorage):
@@ -147,6 +177,7 @@ class SQLiteRegistryStorage(SQLiteTransactions, RegistryStorage):
 
     def __init__(self, path):
         try:
+            make_private(path)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -160,6 +191,8 @@ class SQLiteRegistryStorage(SQLiteTransactions, RegistryStorage):
                 self._db.executescript(script)
         except sqlite3.Error as e:
             raise StorageError(f"cannot open database {path}: {e}") from e
+        except OSError as e:
+            raise StorageError(f"cannot open database {path}: {e.strerror}") from e
         self._db.row_factory = sqlite3.Row
         self._depth = 0
         self.limits = MemoryLimitStore()
@@ -304,15 +337,19 @@ class SQLiteRegistryStorage(SQLiteTransactions, RegistryStorage):
                           (generation, expires_at, device_id, tenant_id, old_generation))
         return cur.rowcount == 1
 
-    def record_auth(self, accepted, activated, audit_rows):
+    def record_auth(self, accepted, activated, audit_rows, seen=()):
         db = self._db
         try:
-            self._record_auth(db, accepted, activated, audit_rows)
+            self._record_auth(db, accepted, activated, audit_rows, seen)
         except sqlite3.Error as e:
             raise StorageError(f"could not persist auth state: {e}") from e
 
-    def _record_auth(self, db, accepted, activated, audit_rows):
+    def _record_auth(self, db, accepted, activated, audit_rows, seen=()):
         with self.transaction():
+            if seen:                      # leaves last_ts (the binary-auth replay floor) as it is
+                db.executemany("INSERT INTO auth_state (last_ts, last_authenticated_at, id) VALUES (0, ?, ?) "
+                               "ON CONFLICT (id) DO UPDATE SET last_authenticated_at = excluded.last_authenticated_at",
+                               seen)
             if accepted:
                 db.executemany("INSERT INTO auth_state (last_ts, last_authenticated_at, id) VALUES (?, ?, ?) "
                                "ON CONFLICT (id) DO UPDATE SET last_ts = excluded.last_ts, "
@@ -321,22 +358,71 @@ class SQLiteRegistryStorage(SQLiteTransactions, RegistryStorage):
                 db.executemany("UPDATE devices SET status = 'active', status_changed_at = ? "
                                "WHERE id = ? AND status = 'provisioning'", activated)
             if audit_rows:
-                db.executemany(_AUDIT_INSERT, audit_rows)
+                db.executemany(_AUDIT_INSERT, audit_rows_full(audit_rows))
 
     # audit
     def add_audit(self, rows):
         with self.transaction():
-            self._db.executemany(_AUDIT_INSERT, rows)
+            self._db.executemany(_AUDIT_INSERT, audit_rows_full(rows))
 
-    def list_audit(self, tenant_id, device_id=None, limit=100):
+    def list_audit(self, tenant_id, device_id=None, limit=100, before=None):
         q, args = "SELECT * FROM audit WHERE tenant_id = ?", [tenant_id]
         if device_id is not None:
             q += " AND device_id = ?"; args.append(device_id)
+        if before is not None:
+            q += " AND seq < ?"; args.append(before)
         q += " ORDER BY seq DESC LIMIT ?"; args.append(limit)
         return [dict(r) for r in self._db.execute(q, args)]
+
+    def list_tenants(self):
+        return [self._tenant(r) for r in self._db.execute("SELECT * FROM tenants ORDER BY id")]
+
+    def audit_bounds(self, tenant_id):
+        # two index probes (min() and max() in one statement would scan the tenant's whole range)
+        lo = self._db.execute("SELECT seq FROM audit WHERE tenant_id IS ? ORDER BY seq LIMIT 1", (tenant_id,)).fetchone()
+        if lo is None:
+            return None
+        hi = self._db.execute("SELECT seq FROM audit WHERE tenant_id IS ? ORDER BY seq DESC LIMIT 1",
+                              (tenant_id,)).fetchone()
+        return lo[0], hi[0]
+
+    def audit_seq_before(self, tenant_id, below, skip):
+        q, args = "SELECT seq FROM audit WHERE tenant_id IS ?", [tenant_id]
+        if below is not None:
+            q += " AND seq < ?"; args.append(below)
+        row = self._db.execute(q + " ORDER BY seq DESC LIMIT 1 OFFSET ?", (*args, skip)).fetchone()
+        return None if row is None else row[0]
+
+    def delete_audit(self, tenant_id, limit, older_than=None, below_seq=None):
+        # the oldest `limit` rows by the (tenant_id, seq) index; among them the first that must stay
+        # ends the run, so rows a non-monotonic clock wrote out of order are kept, never skipped over
+        cond, args = [], []
+        if older_than is not None:
+            cond.append("ts >= ?"); args.append(older_than)
+        if below_seq is not None:
+            cond.append("seq >= ?"); args.append(below_seq)
+        keep = " OR ".join(cond) or "0"
+        try:
+            with self.transaction():
+                stop = self._db.execute(
+                    "SELECT seq FROM (SELECT seq, ts FROM audit WHERE tenant_id IS ? ORDER BY seq LIMIT ?) "
+                    f"WHERE {keep} ORDER BY seq LIMIT 1", (tenant_id, limit, *args)).fetchone()
+                q, qargs = "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE tenant_id IS ?", [tenant_id]
+                if stop is not None:
+                    q += " AND seq < ?"; qargs.append(stop[0])
+                return self._db.execute(q + " ORDER BY seq LIMIT ?)", (*qargs, limit)).rowcount
+        except sqlite3.Error as e:
+            raise StorageError(f"could not prune the audit trail: {e}") from e
+
+
+def audit_rows_full(rows):
+    """Audit tuples with every AUDIT_COLUMNS value: a row without its trailing detail gets None."""
+    n = len(AUDIT_COLUMNS)
+    return [r if len(r) == n else tuple(r) + (None,) * (n - len(r)) for r in rows]
 
 
 _AUDIT_INSERT = "INSERT INTO audit (%s) VALUES (%s)" % (",".join(AUDIT_COLUMNS), ",".join("?" * len(AUDIT_COLUMNS)))
 _DEVICE_INSERT = "INSERT INTO devices (%s) VALUES (%s)" % (",".join(DEVICE_COLUMNS), ",".join("?" * len(DEVICE_COLUMNS)))
 _DEVICE_SELECT = ("SELECT d.*, COALESCE(a.last_ts, 0) AS last_ts, a.last_authenticated_at, "
                   "a.last_authenticated_at AS last_seen_at FROM devices d LEFT JOIN auth_state a ON a.id = d.id")
+

@@ -45,16 +45,21 @@ REASONS = ("malformed", "unknown_key", "bad_signature", "not_yet_valid", "expire
            "unknown_device")
 
 
+# refused before the signature is checked: anyone can cause these (their audit rows are bounded)
+UNAUTHENTICATED_REASONS = frozenset(("malformed", "unknown_key", "bad_signature"))
+
+
 class ChainTokenRefused(Unauthorized):
-    """An offline chain token was refused; `.reason` is one of REASONS (audit only, never sent out)."""
+    """An offline chain token was refused; `.reason` is one of REASONS, `.detail` optional free text (both
+    audit only, never sent out)."""
 
     code = "unauthenticated"
 
-    def __init__(self, reason):
+    def __init__(self, reason, detail=None):
         if reason not in REASONS:
             raise ValueError(f"unknown refusal reason {reason!r}")
         super().__init__("refused")
-        self.reason = reason
+        self.reason, self.detail = reason, detail
 
 
 # -- ES256 over raw r||s (shared with the JWT code in verifier/tokens/core.py) ------------------------
@@ -112,11 +117,14 @@ def encode_chain_token(kid, device_id, index, nbf, exp, tenant_hash_, prev, sign
 def decode_chain_token_unverified(b):
     """The fields of a token, before any signature check. Raises ChainTokenRefused("malformed")."""
     if not isinstance(b, (bytes, bytearray, memoryview)) or len(b) != TOKEN_LEN:
-        raise ChainTokenRefused("malformed")
+        raise ChainTokenRefused("malformed", f"{len(b) if isinstance(b, (bytes, bytearray, memoryview)) else 0} "
+                                             f"bytes, not {TOKEN_LEN}")
     b = bytes(b)
     version, kid, device_id, index, nbf, exp, th, prev = _HEAD.unpack_from(b)
-    if version != VERSION or exp < nbf:
-        raise ChainTokenRefused("malformed")
+    if version != VERSION:
+        raise ChainTokenRefused("malformed", f"version {version}")
+    if exp < nbf:
+        raise ChainTokenRefused("malformed", "exp before nbf")
     return {"version": version, "kid": kid, "device_id": device_id, "index": index, "nbf": nbf, "exp": exp,
             "tenant_hash": th, "prev": prev, "signature": b[SIGNED_LEN:], "signed": b[:SIGNED_LEN]}
 

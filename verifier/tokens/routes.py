@@ -16,15 +16,18 @@ from aiohttp import web
 from verifier.ota import rollout as ota_rollout
 from verifier.tokens import chain
 from verifier.tokens.chain import REVOCATION_REFRESH_S, used_expires
-from verifier.appkeys import CONFIG, STORAGE
+from verifier.appkeys import CONFIG, CORE, STORAGE
 from verifier.errors import Conflict, Unauthorized, ValidationError
+from verifier.registry.model import as_int
 from verifier.web.auth import require_admin as _admin
 from verifier.web.request import limit_source, read_json as _json, request_now as _now
 from verifier.binauth.device import authenticate_device_request as _device, refused_response as _refused
+from verifier.tokens.refusal_sampler import join_detail
 from verifier.tokens.core import (TOKEN_KEYS, bearer, device_may_authenticate, issue_device_token, policy_of,
                              token_keys_for, validate_device_token)
 
 log = logging.getLogger("janua.verifier.tokens")
+
 
 MAX_BODY = 16 * 1024
 MAX_USED = 1000                  # indices per sync
@@ -81,9 +84,10 @@ async def prune_chain_used(st, now, batch=PRUNE_BATCH):
     return total
 
 
-def _audit(now, dev, action, transport, source, result, reason, device_hex=None):
+def _audit(now, dev, action, transport, source, result, reason, device_hex=None, detail=None):
+    """An auth audit row: `reason` a bare code (None for OK), `detail` free text (an index, an exp)."""
     return (now, dev["tenant_id"] if dev else None, "auth", dev["id"].hex() if dev else device_hex, None, action,
-            transport, source, result, reason)
+            transport, source, result, reason, detail)
 
 
 async def _body(request):
@@ -112,7 +116,7 @@ async def issue(request):
         return _refused(reply)
     st, now = request.app[STORAGE], _now(request)
     token, claims, refresh_at = issue_device_token(request.app[TOKEN_KEYS], dev, policy_of(st, dev["tenant_id"]), now)
-    st.add_audit([_audit(now, dev, "token.issue", "http", request.remote, "OK", f"exp {claims['exp']}")])
+    st.add_audit([_audit(now, dev, "token.issue", "http", request.remote, "OK", None, detail=f"exp {claims['exp']}")])
     out = _token_reply(token, claims, refresh_at)
     out["auth"] = reply.hex()
     return web.json_response(out, headers={"Cache-Control": "no-store"})
@@ -122,7 +126,7 @@ async def refresh(request):
     st, now = request.app[STORAGE], _now(request)
     dev, _ = validate_device_token(request.app, bearer(request), now)
     token, claims, refresh_at = issue_device_token(request.app[TOKEN_KEYS], dev, policy_of(st, dev["tenant_id"]), now)
-    st.add_audit([_audit(now, dev, "token.refresh", "http", request.remote, "OK", f"exp {claims['exp']}")])
+    st.add_audit([_audit(now, dev, "token.refresh", "http", request.remote, "OK", None, detail=f"exp {claims['exp']}")])
     return web.json_response(_token_reply(token, claims, refresh_at), headers={"Cache-Control": "no-store"})
 
 
@@ -152,10 +156,14 @@ async def introspect(request):
 
 def authenticate_offline(app, raw, now, source):
     """Decide one offline chain token (bytes) at the cloud: (device, fields, chain state), or raise
-    ChainTokenRefused after queueing its audit row. Accepted tokens are marked used before returning."""
-    st, dev, reason = app[STORAGE], None, None
+    ChainTokenRefused after writing its audit row. Accepted tokens are marked used before returning.
+    A refusal before the signature verifies (chain.UNAUTHENTICATED_REASONS) is audited under the tenant of
+    the device the token names, if it is known (also when the token is malformed but 107 bytes long), as a
+    summary row (verifier/registry/audit.py: counted, at most one row per device and interval), never row by row."""
+    st, dev, reason, detail = app[STORAGE], None, None, None
     try:
         fields = chain.decode_chain_token_unverified(raw)
+        detail = f"index {fields['index']}"
         dev = st.get_device(fields["device_id"])
         drift = policy_of(st, dev["tenant_id"]).drift_s if dev else 0
         fields = chain.verify_chain_token(raw, app[TOKEN_KEYS].chain_keys(now), now, drift)
@@ -167,11 +175,19 @@ def authenticate_offline(app, raw, now, source):
             raise chain.ChainTokenRefused("replayed")
     except chain.ChainTokenRefused as e:
         reason = e.reason
-        hex_id = raw[5:13].hex() if len(raw) == chain.TOKEN_LEN else None
-        st.add_audit([_audit(now, dev, "offline", "offline", source, "REFUSED", reason, hex_id)])
+        named = bytes(raw[5:13]) if len(raw) == chain.TOKEN_LEN else None
+        if dev is None and named is not None and reason == "malformed":
+            dev = st.get_device(named)                  # a malformed token naming a known device: its tenant sees it
+        detail = detail if e.detail is None else join_detail(e.detail, detail)
+        row = _audit(now, dev, "offline", "offline", source, "REFUSED", reason, named.hex() if named else None, detail)
+        if reason in chain.UNAUTHENTICATED_REASONS:     # before the signature verified: counted, summarised, keyed
+            app[CORE].summary.note(now, row[1], dev["id"].hex() if dev else None,   # by a known device only
+                                   "offline", "offline", source, "REFUSED", reason)
+        else:
+            st.add_audit([row])
         log.info("offline token refused: %s", reason)
         raise
-    st.add_audit([_audit(now, dev, "offline", "offline", source, "OK", f"index {fields['index']}")])
+    st.add_audit([_audit(now, dev, "offline", "offline", source, "OK", None, detail=f"index {fields['index']}")])
     return dev, fields, st.get_chain_state(dev["id"])
 
 
@@ -201,18 +217,18 @@ async def offline(request):
 
 def _indices(used, have):
     if not isinstance(used, list) or len(used) > MAX_USED or \
-            any(type(i) is not int or not 0 <= i <= chain.MAX_INDEX for i in used):
+            any(as_int(i) is None or not 0 <= i <= chain.MAX_INDEX for i in used):
         raise ValidationError(f"used must be a list of at most {MAX_USED} chain indices (0..65535)")
-    if type(have) is not int or not -1 <= have <= chain.MAX_INDEX:
+    if as_int(have) is None or not -1 <= have <= chain.MAX_INDEX:
         raise ValidationError("have must be the highest chain index the device holds, or -1")
-    return sorted(set(used))
+    return sorted({int(i) for i in used}), int(have)
 
 
 def sync_chain(st, keys, dev, policy, used, have, now):
     """Reconcile a device's reported used indices and top its chain up (docs/tokens.md section 4.4).
     Returns (used_ack, new tokens as bytes, chain state after)."""
     did = dev["id"]
-    used = _indices(used, have)
+    used, have = _indices(used, have)
     state = st.get_chain_state(did)
     last = state["next_index"] - 1 if state else -1
     if have > last:
@@ -277,8 +293,8 @@ async def sync(request):
     keys = request.app[TOKEN_KEYS]
     with st.transaction():
         ack, tokens, state = sync_chain(st, keys, dev, policy, doc.get("used", []), doc.get("have", -1), now)
-        st.add_audit([_audit(now, dev, "sync", "http", request.remote, "OK",
-                             f"used {len(ack)}, issued {len(tokens)}")])
+        st.add_audit([_audit(now, dev, "sync", "http", request.remote, "OK", None,
+                             detail=f"used {len(ack)}, issued {len(tokens)}")])
     update = False
     if ota is not None:
         update = ota_rollout.choose_update(st, dev, ota.get("kind", "app"), ota.get("version"),

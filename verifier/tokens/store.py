@@ -1,5 +1,5 @@
 """The device-token part of the storage interface (verifier/tokens/core.py, verifier/tokens/chain.py): tables,
-abstract methods, and their SQLite implementation as a mixin of verifier.storage.SQLiteStorage
+abstract methods, and their SQLite implementation as a mixin of verifier.store.SQLiteStorage
 (which owns the connection `_db`, `transaction()` and `_write()`)."""
 
 import abc

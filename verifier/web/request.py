@@ -15,11 +15,20 @@ def request_now(request):
     return int(request.app[CONFIG].clock())
 
 
+def _no_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_strict(text):
+    """json.loads of RFC 8259 JSON only: NaN and Infinity are refused, as JSON Schema knows no such numbers."""
+    return json.loads(text, parse_constant=_no_constant)
+
+
 async def read_json(request):
     """The body as JSON; ValidationError (400) if it is not."""
     try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return await request.json(loads=loads_strict)
+    except (ValueError, RecursionError):       # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ValidationError("the body must be JSON") from None
 
 
