@@ -77,7 +77,8 @@ def guard(one_input, allowed, known_log=None):
             if what not in hits:
                 hits[what] = {"count": 0, "input_hex": data[:4096].hex()}
             hits[what]["count"] += 1
-            if known_log:
+            c = hits[what]["count"]
+            if known_log and (c & (c - 1) == 0 or c % 1000 == 0):      # 1, 2, 4, 8, ... and every 1000th
                 with open(known_log, "w") as f:
                     json.dump(hits, f)
         dt = time.perf_counter() - t0

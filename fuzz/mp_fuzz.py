@@ -164,7 +164,7 @@ def t_manifest(ctx):
     n = [0]
 
     def probe():
-        return {"features": ["tls", "dtls"]}
+        return {"tls": True, "dtls": True, "hashlib": ["sha256"]}
 
     def one(data):
         m_bytes, _, sig = data.partition(SEP)

@@ -68,7 +68,10 @@ def run_host(name, seconds, runs, seed, crashes, work, tolerate_known):
         budget = [f"-max_total_time={int(left)}"] if seconds else [f"-runs={runs}"]
         argv = [sys.executable, "-m", "fuzz.atheris_main", name, *budget, f"-seed={seed + attempt}",
                 "-print_final_stats=1", "-timeout=20", "-rss_limit_mb=2048", f"-max_len={MAX_LEN.get(name, 4096)}",
-                f"-artifact_prefix={crashes}/{name}-", str(corpus), str(seeds_dir)]
+                f"-artifact_prefix={crashes}/{name}-"]
+        if (FUZZ_DIR / "dicts" / f"{name}.dict").is_file():
+            argv.append(f"-dict={FUZZ_DIR / 'dicts' / f'{name}.dict'}")
+        argv += [str(corpus), str(seeds_dir)]
         p = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, errors="replace",
                            timeout=(seconds or 600) + 300)
         out = p.stdout + p.stderr
