@@ -180,8 +180,59 @@ def t_manifest(ctx):
     return one, (OTAError,)
 
 
+class MemFS:
+    # the flash in RAM (the store's fs interface: open, rename, remove, sync), so that an input
+    # costs no real file writes; chain.py reads and writes it as it would the board's flash
+    def __init__(self):
+        self.files = {}
+
+    def open(self, path, mode):
+        return MemFile(self, path, mode)
+
+    def rename(self, src, dst):
+        if src not in self.files:
+            raise OSError(2)
+        self.files[dst] = self.files.pop(src)
+
+    def remove(self, path):
+        if self.files.pop(path, None) is None:
+            raise OSError(2)
+
+    def sync(self):
+        pass
+
+
+class MemFile:
+    def __init__(self, fs, path, mode):
+        import io
+        if "r" in mode and path not in fs.files:
+            raise OSError(2)
+        self.fs, self.path, self.w = fs, path, "w" in mode or "a" in mode
+        self.b = io.BytesIO(b"" if "w" in mode else fs.files.get(path, b""))
+        if "a" in mode:
+            self.b.seek(0, 2)
+
+    def read(self, n=-1):
+        return self.b.read(n)
+
+    def readinto(self, buf):
+        return self.b.readinto(buf)
+
+    def seek(self, off, whence=0):
+        return self.b.seek(off, whence)
+
+    def write(self, data):
+        return self.b.write(data)
+
+    def flush(self):
+        if self.w:
+            self.fs.files[self.path] = self.b.getvalue()
+
+    def close(self):
+        self.flush()
+
+
 def t_chain(ctx):
-    import os
     from janua import StoreError
     from janua.chain import Chain, ChainError
     did = unhexlify(ctx["device_id"])
@@ -189,16 +240,11 @@ def t_chain(ctx):
 
     def one(data):
         parts = data.split(SEP)
-        for name, body in (("chain.bin", parts[0]), ("chain.used", parts[1] if len(parts) > 1 else None)):
-            if body is None:
-                try:
-                    os.remove(name)
-                except OSError:
-                    pass
-            else:
-                with open(name, "wb") as f:
-                    f.write(body)
-        c = Chain(did)
+        fs = MemFS()
+        fs.files["chain.bin"] = parts[0]
+        if len(parts) > 1:
+            fs.files["chain.used"] = parts[1]
+        c = Chain(did, fs)
         c.header()
         c.status(now)
         try:
@@ -207,6 +253,7 @@ def t_chain(ctx):
             return
         c.slot(slot)
         c.mark_used(index)
+        c.load_used()
     return one, (ChainError, StoreError)
 
 
