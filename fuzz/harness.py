@@ -56,6 +56,42 @@ def join(messages):
     return SEP.join(messages)
 
 
+# values of every JSON type, for type confusion (a structure-aware mutation libFuzzer's byte
+# mutations rarely make: a whole object turned into a string, an integer into a float)
+PALETTE = ("x", "", 0, -1, 1.5, 0.0, 2 ** 31, True, None, [], [1], {}, {"a": 1})
+
+
+def json_paths(doc, prefix=()):
+    """Every (path of keys and indexes) inside a parsed JSON document, itself included."""
+    out = [prefix]
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out += json_paths(v, prefix + (k,))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            out += json_paths(v, prefix + (i,))
+    return out
+
+
+def confuse(doc, data):
+    """`doc` with the value at one path replaced by a value of another type, both chosen by a
+    hash of the input `data` (so a crash replays from its input), or None if doc has no paths."""
+    import copy
+    import zlib
+    h = zlib.crc32(data)
+    paths = json_paths(doc)[1:]
+    if not paths:
+        return None
+    path = paths[h % len(paths)]
+    value = PALETTE[(h >> 12) % len(PALETTE)]
+    out = copy.deepcopy(doc)
+    node = out
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    return out
+
+
 def guard(one_input, allowed, known_log=None):
     """The per-input function atheris runs. With JANUA_FUZZ_KNOWN=tolerate, an input failing as one of
     fuzz.known.KNOWN is counted in the JSON file `known_log` ($JANUA_FUZZ_KNOWN_LOG) instead."""

@@ -63,7 +63,7 @@ def _now(request):
 async def _json(request):
     try:
         return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):   # RecursionError: nested too deep
         raise ValidationError("the body must be JSON") from None
 
 

@@ -125,7 +125,7 @@ def verify_bundle_signature(storage, tenant_id, manifest_bytes, sig_bytes):
         raise ReleaseRejected(f"bad signature (key {kid})") from None
     try:
         m = json.loads(manifest_bytes)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):   # RecursionError: nested too deep
         raise ReleaseRejected("manifest.json is not JSON") from None
     check_manifest(m)
     return kid, m

@@ -5,7 +5,8 @@ tenant's release key, and the bundle signature check on raw input.
 An input is the manifest (message 0) and files (messages 1.., each `path NUL content`), split at
 fuzz.harness.SEP. The harness signs the manifest with the trusted key, so mutations get past the
 signature to the manifest checks (as a compromised or careless signer's bundle would); the raw
-input is also checked as a signature file. Documented errors: ReleaseRejected, ReleaseConflict and
+input is also checked as a signature file. A manifest that parses as JSON is tried a second time
+with one value replaced by one of another type (fuzz.harness.confuse, chosen by the input's hash). Documented errors: ReleaseRejected, ReleaseConflict and
 the ValidationError of the rollout phases (all ValidationError or Conflict). A manifest that is
 accepted must have the types docs/ota.md gives (integer sizes and counter, `rollout` an object).
 """
@@ -16,7 +17,7 @@ import json
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from fuzz.harness import Invariant, frames, join
+from fuzz.harness import Invariant, confuse, frames, join
 from fuzz.world import T0, World
 from verifier import ota
 from verifier.errors import Conflict, ValidationError
@@ -49,11 +50,23 @@ def make(workdir):
 
     def one_input(data):
         msgs = frames(data, 1 + ota.MAX_FILES)
-        manifest = msgs[0]
         try:
-            ota.verify_bundle_signature(storage, tid, manifest, data[-ota.MAX_SIG:])
+            ota.verify_bundle_signature(storage, tid, msgs[0], data[-ota.MAX_SIG:])
         except ota.ReleaseRejected:
             pass
+        try:
+            upload(msgs[0], msgs[1:])
+        except ALLOWED:
+            pass
+        try:
+            doc = json.loads(msgs[0])
+        except (ValueError, RecursionError):
+            doc = None
+        other = confuse(doc, data) if isinstance(doc, (dict, list)) else None
+        if other is not None:
+            upload(json.dumps(other).encode(), msgs[1:])
+
+    def upload(manifest, parts):
         try:
             with storage.transaction():
                 up = ota.Upload(storage, blobs, tid, manifest, sign(manifest), T0, "fuzz", MAX_BYTES)
@@ -63,7 +76,7 @@ def make(workdir):
                     raise Invariant(f"manifest accepted with a non-integer size or counter or a non-object rollout: "
                                     f"{manifest[:200]!r}")
                 try:
-                    for part in msgs[1:]:
+                    for part in parts:
                         path, _, content = part.partition(b"\x00")
                         w = up.open_file(path.decode("utf-8", "replace"))
                         for i in range(0, len(content), 64):
