@@ -6,7 +6,8 @@
   --seed S      libFuzzer's and the device mutator's seed (default 1)
   --only a,b    these targets (host names, or device.<name>)
   --out FILE    the JSON results (default fuzz/results.json): per target executions, crashes,
-                exec/s, peak memory (host: libFuzzer's peak RSS in MB; device: the peak of
+                exec/s (over the wall time, start-up included; host targets also libFuzzer's own
+                figure of the last process, `fuzzing_exec_per_s`), peak memory (host: libFuzzer's peak RSS in MB; device: the peak of
                 gc.mem_alloc() on the board heap), seconds, and the known defects hit (fuzz/known.py)
   --crashes DIR crashing inputs are saved here (default fuzz/crashes/), one file each
 
@@ -77,6 +78,7 @@ def run_host(name, seconds, runs, seed, crashes, work, tolerate_known):
         out = p.stdout + p.stderr
         res["executions"] += _stat(out, "number_of_executed_units")
         res["peak_rss_mb"] = max(res["peak_rss_mb"], _stat(out, "peak_rss_mb"))
+        res["fuzzing_exec_per_s"] = _stat(out, "average_exec_per_sec")     # libFuzzer's, without start-up
         if p.returncode == 0:
             break
         res["crashes"] += 1
