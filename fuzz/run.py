@@ -45,13 +45,19 @@ def _crash_kind(text):
     return m.group(1)[:300] if m else ("timeout" if "timeout" in text.lower() else "libFuzzer error")
 
 
+def _shown(path):
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+
+
 def run_host(name, seconds, runs, seed, crashes, work, tolerate_known):
     target = load(name)
     seeds_dir = work / "seeds"
     seeds_dir.mkdir(parents=True, exist_ok=True)
     for i, s in enumerate(target.seeds(str(work))):
         (seeds_dir / f"seed-{i:03d}").write_bytes(s)
-    corpus = (FUZZ_DIR / "corpus" / name) if seconds else (work / "corpus")
+    # the corpus kept between long runs holds no input that hits a tolerated defect
+    corpus = (FUZZ_DIR / "corpus" / name) if seconds and not tolerate_known else (work / "corpus")
     corpus.mkdir(parents=True, exist_ok=True)
     crashes.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=str(ROOT), JANUA_FUZZ_WORKDIR=str(work / "world"))
@@ -83,9 +89,17 @@ def run_host(name, seconds, runs, seed, crashes, work, tolerate_known):
             break
         res["crashes"] += 1
         res["crash_kinds"].append(_crash_kind(out))
-        res["crash_files"] += [os.path.relpath(f, ROOT) for f in re.findall(r"Test unit written to (\S+)", out)]
+        for f in re.findall(r"Test unit written to (\S+)", out):
+            res["crash_files"].append(_shown(f))
+            # libFuzzer names corpus files by the SHA-1 of their content, as it names the crash:
+            # a crashing input found while loading the corpus must not stop every restart
+            (corpus / Path(f).name.rsplit("-", 1)[-1]).unlink(missing_ok=True)
         if not res["crash_files"] and not res["executions"]:
             res["crash_kinds"][-1] += " | " + out[-2000:]
+    kinds = {}
+    for k in res["crash_kinds"]:
+        kinds[k] = kinds.get(k, 0) + 1
+    res["crash_kinds"] = [f"{k} (x{n})" for k, n in kinds.items()]
     res["seconds"] = round(time.monotonic() - t0, 1)
     res["exec_per_s"] = round(res["executions"] / res["seconds"], 1) if res["seconds"] else 0
     res["known"] = json.loads(known_log.read_text()) if known_log.is_file() else {}
