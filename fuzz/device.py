@@ -84,13 +84,15 @@ def seeds(target, work):
     return globals()["_seeds_" + target](Path(work))
 
 
-def run(target, seconds, runs, seed, crashes, work):
+def run(target, seconds, runs, seed, crashes, work, inputs=None):
     from tools.boards import FIRMWARE_DIR, micropython_cmd
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     flash = work / "flash"
     flash.mkdir(exist_ok=True)
     ss, ctx = seeds(target, work)
+    if inputs is not None:                 # a replay: exactly these inputs (the seeds run first)
+        ss, runs, seconds = list(inputs), len(inputs), 0
     ctx["seed"] = seed
     cfg = work / "mp_fuzz.json"
     cfg.write_text(json.dumps({"target": target, "seed": seed, "runs": runs, "seconds": seconds,
@@ -119,3 +121,14 @@ def run(target, seconds, runs, seed, crashes, work):
     res["exec_per_s"] = round(res["executions"] / res["seconds"], 1) if res.get("seconds") else 0
     res["board"] = BOARD
     return res
+
+
+if __name__ == "__main__":
+    # python -m fuzz.device TARGET FILE...: run saved inputs (e.g. from fuzz/crashes/) once each
+    import sys
+    import tempfile
+    target, files = sys.argv[1], sys.argv[2:]
+    out = run(target, 0, 0, 1, Path(tempfile.mkdtemp()) / "crashes", tempfile.mkdtemp(),
+              [Path(f).read_bytes() for f in files])
+    print(json.dumps(out, indent=1))
+    sys.exit(1 if out["crashes"] else 0)

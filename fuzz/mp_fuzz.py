@@ -134,16 +134,17 @@ def t_dtls(ctx):
     from janua import PacketError
     ident, psk = unhexlify(ctx["identity"]), unhexlify(ctx["psk"])
     flights = [unhexlify(x) for x in ctx["server"]]
-    r2 = PRNG(ctx["seed"] + 7)
 
     def one(data):
-        # the recorded server datagrams in order, one of them replaced by the mutated input
+        # the recorded server datagrams in order, one of them (chosen by the input, so that a crash
+        # replays from its input alone) replaced by the mutated input
         c = DTLSClient(ident, psk, Rand(b"device"))
         c.start()
-        k = r2.below(len(flights))
+        h = len(data) + (data[-1] if data else 0)
+        k = h % len(flights)
         for i, d in enumerate(flights):
             c.receive(data if i == k else d)
-            if i >= k and r2.below(2):
+            if i >= k and h & 64:
                 break
         for m in c.inbox:
             try:
