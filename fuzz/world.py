@@ -59,6 +59,16 @@ class DetRand:
         return out
 
 
+def insert_device(storage, sealer, tenant_id):
+    """Provision the fixed device (DEVICE_ID, MASTER), active, in `tenant_id` (the registry's own
+    provisioning draws a random id and secret, which recorded seeds could not replay)."""
+    sealed = sealer.seal(MASTER, DEVICE_ID, tenant_id, bytes(12))
+    meta = json.dumps({"capabilities": [], "tags": []})
+    with storage.transaction():
+        storage.insert_devices([(DEVICE_ID, tenant_id, "SN-FUZZ-1", None, None, "symmetric", sealed, meta, "active",
+                                 T0, T0, 50, 0, 0, PERMISSIONS, 0, T0 + PSK_LIFETIME_S)])
+
+
 class World:
     """The registry, the sealer, the tenant and the device, on a fresh SQLite file."""
 
@@ -73,12 +83,7 @@ class World:
         self.tenant = registry.create_tenant(self.storage, TENANT, T0)
         self.tenant_id = self.tenant["id"]
         self.device_id, self.master = DEVICE_ID, MASTER
-        sealed = self.sealer.seal(MASTER, DEVICE_ID, self.tenant_id, bytes(12))
-        meta = json.dumps({"capabilities": [], "tags": []})
-        with self.storage.transaction():
-            self.storage.insert_devices([(DEVICE_ID, self.tenant_id, "SN-FUZZ-1", None, None, "symmetric", sealed,
-                                          meta, "active", T0, T0, 50, 0, 0, PERMISSIONS, 0,
-                                          T0 + PSK_LIFETIME_S)])
+        insert_device(self.storage, self.sealer, self.tenant_id)
         self.binauth_key = keys.derive_key(MASTER, keys.LABEL_BINAUTH)
         self.identity = f"{DEVICE_ID.hex()}@{TENANT}".encode()
         self.psk = keys.dtls_psk(MASTER, 0)
