@@ -38,3 +38,22 @@ def test_deeply_nested_signed_manifest_is_rejected_not_a_crash(tmp_path):
     with pytest.raises(ota.ReleaseRejected, match="^manifest.json is not JSON$"):
         ota.verify_bundle_signature(st, tenant["id"], manifest, sig)
     st.close()
+
+
+def test_hello_with_the_last_message_seq_is_refused_not_a_crash(tmp_path):
+    # found by the dtls target: a cookie-verified ClientHello with message_seq 65535 made the server
+    # number its ServerHelloDone 65536 (struct.error out of receive(), a traceback per datagram)
+    from tests.dtls_verifier.rawclient import client_hello
+    from verifier.dtls import DTLSServer
+    from verifier.dtls import wire
+
+    srv = DTLSServer(lambda identity, addr, now: None, T0, rand=lambda n: bytes(n))
+    addr, rnd = ("192.0.2.1", 5684), bytes(range(32))
+    (hvr,) = srv.receive(client_hello(rnd, msg_seq=0xFFFF), addr, T0)[0]
+    cookie = wire.decode_handshakes(wire.decode_records(hvr)[0].fragment)[0].body[3:]
+    replies, events = srv.receive(client_hello(rnd, cookie, msg_seq=0xFFFF, rec_seq=1), addr, T0)
+    assert replies == [bytes.fromhex("15fefd00000000000000010002022f")]   # fatal alert 47, illegal_parameter
+    assert srv.half_open_count == 0
+    # 65533 still leaves room (ServerHello 65533, ServerHelloDone 65534, Finished 65535)
+    replies, events = srv.receive(client_hello(rnd, cookie, msg_seq=0xFFFD, rec_seq=2), addr, T0)
+    assert srv.half_open_count == 1 and len(replies) == 1 and replies[0][0] == 22
