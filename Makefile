@@ -65,11 +65,12 @@ bench: $(STAMP) $(MPLIB_STAMP) debs-bench
 	$(PY) -m bench.run
 
 # Every fuzz target (atheris on the host, the MicroPython unix port for the device) for FUZZ_S seconds
-# each; results in fuzz/results.json, crashing inputs in fuzz/crashes/. The short deterministic run is
-# part of `make test` (tests/fuzz/test_fuzz_short.py).
+# each, or with FUZZ_EXECS=N until N inputs each; results in fuzz/results.json, crashing inputs in
+# fuzz/crashes/. The short deterministic run is part of `make test` (tests/fuzz/test_fuzz_short.py).
 FUZZ_S ?= 60
+FUZZ_EXECS ?=
 fuzz: $(STAMP)
-	$(PY) -m fuzz.run --seconds $(FUZZ_S)
+	$(PY) -m fuzz.run $(if $(FUZZ_EXECS),--execs $(FUZZ_EXECS),--seconds $(FUZZ_S))
 
 clean:
 	rm -rf $(VENV) build *.egg-info bench/work fuzz/corpus fuzz/crashes

@@ -2,6 +2,8 @@
 
   --seconds S   the long run: each target fuzzes for S seconds (restarted after a crash until S
                 is used up, every crash kept); the corpus grows in fuzz/corpus/<target>/
+  --execs N     the long run by count: each target until N inputs (1,000,000 host, 100,000 device
+                is issue #10's goal), with the kept corpus, restarted after a crash
   --runs N      the short, deterministic run: N inputs per target from the seeds only, fixed seed
   --seed S      libFuzzer's and the device mutator's seed (default 1)
   --only a,b    these targets (host names, or device.<name>)
@@ -50,14 +52,15 @@ def _shown(path):
     return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
 
 
-def run_host(name, seconds, runs, seed, crashes, work, tolerate_known):
+def run_host(name, seconds, runs, seed, crashes, work, tolerate_known, execs=0):
     target = load(name)
     seeds_dir = work / "seeds"
     seeds_dir.mkdir(parents=True, exist_ok=True)
     for i, s in enumerate(target.seeds(str(work))):
         (seeds_dir / f"seed-{i:03d}").write_bytes(s)
     # the corpus kept between long runs holds no input that hits a tolerated defect
-    corpus = (FUZZ_DIR / "corpus" / name) if seconds and not tolerate_known else (work / "corpus")
+    long_run = bool(seconds or execs)
+    corpus = (FUZZ_DIR / "corpus" / name) if long_run and not tolerate_known else (work / "corpus")
     corpus.mkdir(parents=True, exist_ok=True)
     crashes.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=str(ROOT), JANUA_FUZZ_WORKDIR=str(work / "world"))
@@ -68,11 +71,12 @@ def run_host(name, seconds, runs, seed, crashes, work, tolerate_known):
         env.pop("JANUA_FUZZ_KNOWN", None)
     res = {"executions": 0, "crashes": 0, "crash_kinds": [], "crash_files": [], "peak_rss_mb": 0}
     t0 = time.monotonic()
-    for attempt in range(MAX_RESTARTS if seconds else 1):
+    for attempt in range(MAX_RESTARTS if long_run else 1):
         left = seconds - (time.monotonic() - t0) if seconds else None
-        if seconds and left < 1:
+        if (seconds and left < 1) or (execs and res["executions"] >= execs):
             break
-        budget = [f"-max_total_time={int(left)}"] if seconds else [f"-runs={runs}"]
+        budget = ([f"-max_total_time={int(left)}"] if seconds else
+                  [f"-runs={execs - res['executions']}"] if execs else [f"-runs={runs}"])
         argv = [sys.executable, "-m", "fuzz.atheris_main", name, *budget, f"-seed={seed + attempt}",
                 "-print_final_stats=1", "-timeout=20", "-rss_limit_mb=2048", f"-max_len={MAX_LEN.get(name, 4096)}",
                 f"-artifact_prefix={crashes}/{name}-"]
@@ -80,7 +84,7 @@ def run_host(name, seconds, runs, seed, crashes, work, tolerate_known):
             argv.append(f"-dict={FUZZ_DIR / 'dicts' / f'{name}.dict'}")
         argv += [str(corpus), str(seeds_dir)]
         p = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, errors="replace",
-                           timeout=(seconds or 600) + 300)
+                           timeout=(seconds or (86400 if execs else 600)) + 300)
         out = p.stdout + p.stderr
         res["executions"] += _stat(out, "number_of_executed_units")
         res["peak_rss_mb"] = max(res["peak_rss_mb"], _stat(out, "peak_rss_mb"))
@@ -110,6 +114,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m fuzz.run", description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=0)
     ap.add_argument("--runs", type=int, default=0)
+    ap.add_argument("--execs", type=int, default=0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--only", default="")
     ap.add_argument("--out", default=str(FUZZ_DIR / "results.json"))
@@ -117,8 +122,8 @@ def main(argv=None):
     ap.add_argument("--tolerate-known", action="store_true",
                     help="count the open defects of fuzz/known.py instead of stopping at them (the short run)")
     a = ap.parse_args(argv)
-    if bool(a.seconds) == bool(a.runs):
-        ap.error("give exactly one of --seconds and --runs")
+    if sum(map(bool, (a.seconds, a.runs, a.execs))) != 1:
+        ap.error("give exactly one of --seconds, --execs and --runs")
     names = [n for n in a.only.split(",") if n] or list(TARGETS) + [f"device.{d}" for d in device.TARGETS]
     crashes = Path(a.crashes)
     results = {}
@@ -128,9 +133,9 @@ def main(argv=None):
             work = work_root / name
             work.mkdir(parents=True)
             if name.startswith("device."):
-                res = device.run(name[7:], a.seconds, a.runs, a.seed, crashes, work)
+                res = device.run(name[7:], a.seconds, a.runs or a.execs, a.seed, crashes, work)
             else:
-                res = run_host(name, a.seconds, a.runs, a.seed, crashes, work, a.tolerate_known)
+                res = run_host(name, a.seconds, a.runs, a.seed, crashes, work, a.tolerate_known, a.execs)
             key = name if name.startswith("device.") else "host." + name
             results[key] = res
             print(f"{key:24} {res['executions']:>9} execs {res['exec_per_s']:>9.1f}/s  crashes {res['crashes']}"
@@ -139,7 +144,8 @@ def main(argv=None):
                 print(f"    crash: {kind[:400]}", flush=True)
     finally:
         shutil.rmtree(work_root, ignore_errors=True)
-    doc = {"mode": {"seconds_per_target": a.seconds} if a.seconds else {"runs_per_target": a.runs, "seed": a.seed},
+    doc = {"mode": {"seconds_per_target": a.seconds} if a.seconds else
+           {"executions_per_target": a.execs} if a.execs else {"runs_per_target": a.runs, "seed": a.seed},
            "targets": results}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
