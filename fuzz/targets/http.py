@@ -1,5 +1,5 @@
 """The verifier's HTTP routes that take a body from the field or from an edge, on the app built by
-create_app on a SQLite file with the fixed device, driven in process by aiohttp's test client:
+create_app on a SQLite file with the fixed device, driven in process by aiohttp's TestServer and a client session:
 POST /v1/edge/reports (edge reports: used chain tokens, binary-auth floors, audit rows;
 verifier/edge_http.py), POST /v1/releases (a multipart OTA bundle; verifier/ota_http.py over
 verifier/ota.py), and the device token routes (verifier/token_http.py): /v1/auth/device/token,
@@ -16,7 +16,8 @@ body is a 4xx with the JSON error, never a 500.
 import asyncio
 import json
 
-from aiohttp.test_utils import TestClient, TestServer
+import aiohttp
+from aiohttp.test_utils import TestServer
 
 from fuzz.harness import Invariant
 from fuzz.targets.ota import SIGNER, _manifest, sign
@@ -53,11 +54,18 @@ def make(workdir):
     clock = [float(T0)]
     cfg = Config(db_path=workdir + "/janua.db", kek=KEK, clock=lambda: clock[0], http_port=0, udp_port=None,
                  dtls_port=None)
-    client = TestClient(TestServer(create_app(cfg)), loop=loop)
-    loop.run_until_complete(client.start_server())
-    st = client.app[STORAGE]
+    # a TestServer and a plain session (aiohttp's TestClient keeps every response until it closes,
+    # which grows without bound over a million inputs)
+    server = TestServer(create_app(cfg), loop=loop)
+    loop.run_until_complete(server.start_server())
+
+    async def new_session():
+        return aiohttp.ClientSession()
+    session = loop.run_until_complete(new_session())
+    app = server.app
+    st = app[STORAGE]
     tenant = registry.create_tenant(st, "acme", T0)
-    insert_device(st, client.app[SEALER], tenant["id"])
+    insert_device(st, app[SEALER], tenant["id"])
     _, token = registry.issue_token(st, tenant["id"], T0)
     pub = SIGNER.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     ota.add_key(st, tenant["id"], {"pub": pub.hex()}, T0, "fuzz")
@@ -67,14 +75,14 @@ def make(workdir):
 
     def device_jwt(now):
         if now > jwt["exp"] - 600:
-            tk = client.app[TOKEN_KEYS]
+            tk = app[TOKEN_KEYS]
             tk.load(now)
             jwt["token"], claims, _ = issue_device_token(tk, st.get_device(DEVICE_ID), policy_of(st, tenant["id"]), now)
             jwt["exp"] = claims["exp"]
         return jwt["token"]
 
     async def post(path, body, headers):
-        async with client.post(path, data=body, headers=headers) as r:
+        async with session.post(server.make_url(path), data=body, headers=headers) as r:
             await r.read()
             return r.status
 
