@@ -1,4 +1,4 @@
-"""The bulk provisioning reader (tools/provision.py read_rows and to_api_row): a CSV with a header
+"""The bulk provisioning reader (tools/provision_bulk.py read_rows, tools/provision.py to_api_row): a CSV with a header
 row, or JSON lines, as a factory operator's spreadsheet writes them. An input is the file's bytes.
 Documented: CLIError for a file that cannot be read as rows (one `janua:` line), and per row a
 ValueError yielded in place of the row; rows that come out are dicts the API takes
@@ -9,7 +9,8 @@ import os
 
 from fuzz.harness import check
 from tools.errors import CLIError
-from tools.provision import read_rows, to_api_row
+from tools.provision import to_api_row
+from tools.provision_bulk import read_rows
 
 ALLOWED = (CLIError,)
 
