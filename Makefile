@@ -12,7 +12,7 @@ TEST_DEBS  := openssl:openssl gnutls-serv:gnutls-bin coap-server-openssl:libcoap
               gcc:gcc /usr/include/mosquitto_plugin.h:mosquitto-dev /usr/include/mosquitto.h:libmosquitto-dev \
               /usr/include/openssl/x509.h:libssl-dev
 
-.PHONY: all demo test bench venv mplib debs-bench debs-test clean
+.PHONY: all demo test bench fuzz venv mplib debs-bench debs-test clean
 
 all: test
 
@@ -64,5 +64,13 @@ test: $(STAMP) $(MPLIB_STAMP) debs-test $(CLIENTID_PLUGIN)
 bench: $(STAMP) $(MPLIB_STAMP) debs-bench
 	$(PY) -m bench.run
 
+# Every fuzz target (atheris on the host, the MicroPython unix port for the device) for FUZZ_S seconds
+# each, or with FUZZ_EXECS=N until N inputs each; results in fuzz/results.json, crashing inputs in
+# fuzz/crashes/. The short deterministic run is part of `make test` (tests/fuzz/test_fuzz_short.py).
+FUZZ_S ?= 60
+FUZZ_EXECS ?=
+fuzz: $(STAMP)
+	$(PY) -m fuzz.run $(if $(FUZZ_EXECS),--execs $(FUZZ_EXECS),--seconds $(FUZZ_S))
+
 clean:
-	rm -rf $(VENV) build *.egg-info bench/work
+	rm -rf $(VENV) build *.egg-info bench/work fuzz/corpus fuzz/crashes

@@ -136,6 +136,19 @@ def check_manifest(m):
             raise OTAError("manifest: %s must be an object" % k)
     _int(m.get("rollback", {}).get("trial_boots", 3), 1, 100, "rollback.trial_boots")
     _int(m.get("rollback", {}).get("trial_seconds", 0), 0, 0x7FFFFFFF, "rollback.trial_seconds")
+    # compat's types (docs/ota.md 1.2), so that check_compat compares only like with like (a
+    # board name in a string would be a substring test; an int against a str a TypeError)
+    c = m.get("compat", {})
+    for k in ("boards", "features"):
+        v = c.get(k)
+        if v is not None and (not isinstance(v, list) or not all(isinstance(x, str) for x in v)):
+            raise OTAError("manifest: compat.%s must be a list of strings" % k)
+    for k in ("hw_min", "hw_max"):
+        if c.get(k) is not None:
+            _int(c[k], 0, 0x7FFFFFFF, "compat." + k)
+    for k in ("mp_min", "mp_max"):
+        if c.get(k) is not None:
+            parse_version(c[k])
 
 
 def _drop_crypto(names=("ed25519", "sha512")):

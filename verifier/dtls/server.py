@@ -224,6 +224,8 @@ class DTLSServer:
                                         wire.encode_hello_verify_request(self._cookies.make(addr, ch.cookie_input, now)))
             ctx.out.append(wire.encode_record(HANDSHAKE, 0, rec.seq, hvr, wire.DTLS_1_0))
             return
+        if msg.msg_seq > 0xFFFF - 2:                 # our ServerHelloDone and Finished take the next two
+            raise DTLSError("ClientHello message_seq leaves no room for the handshake", wire.ILLEGAL_PARAMETER)
         if int.from_bytes(ch.version, "big") > 0xFEFD:  # DTLS versions count down: fefd is 1.2
             raise DTLSError("client does not offer DTLS 1.2", wire.PROTOCOL_VERSION)
         suite = next((s for s in SUITES if s in ch.suites), None)
