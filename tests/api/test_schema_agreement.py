@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from verifier.appkeys import CORE, STORAGE
+
 PUB = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"   # RFC 8032 7.1 test 1 public key
 PUB_KID = "21fe31dfa154a261"                                                # its kid (docs/ota.md 1.1)
 
@@ -153,3 +155,17 @@ async def test_lifecycle_with_unknown_field_is_refused_and_null_reason_is_not(cl
     r = await client.post(f"/v1/devices/{device}/lifecycle", json={"action": "suspend", "reason": None},
                           headers=tenant.headers)
     assert r.status == 200 and (await r.json())["status"] == "suspended"
+
+
+async def test_audit_summary_rows_are_in_the_documented_kind_enum(client, tenant, device):
+    """GET /v1/audit returns kind "summary" rows (forged tags are summarised): the served AuditEntry
+    schema must list that kind, or a client validating answers against /openapi.json rejects them."""
+    now = int(client.app[CORE].summary.last_now) or 1_700_000_000
+    client.app[CORE].summary.note(now, tenant.id, device, "binauth", "udp", ("192.0.2.1", 9), "SIGNATURE", "tag")
+    client.app[STORAGE].add_audit(client.app[CORE].summary.drain())
+    r = await client.get("/v1/audit", headers=tenant.headers)
+    kinds = {e["kind"] for e in (await r.json())["entries"]}
+    assert "summary" in kinds
+    doc = await (await client.get("/openapi.json")).json()
+    assert doc["components"]["schemas"]["AuditEntry"]["properties"]["kind"]["enum"] == ["auth", "admin", "ota",
+                                                                                         "summary"]

@@ -88,9 +88,7 @@ SCHEMAS = {
                                                      "failed": {"type": "integer"}}}}},
     "AuditEntry": {"type": "object", "properties": {
         "seq": {"type": "integer"}, "ts": {"type": "integer"}, "tenant_id": {"type": ["string", "null"]},
-        # the enum as served before the #11 move (the flat openapi.py overwrote it after its OTA section),
-        # kept byte for byte; it lacks "summary", which GET /v1/audit does return (docs/api.md): a follow-up
-        "kind": {"type": "string", "enum": ["auth", "admin", "ota"],
+        "kind": {"type": "string", "enum": ["auth", "admin", "ota", "summary"],
                  "description": "summary: a count of refused unauthenticated requests (docs/api.md)"}, "device_id": {"type": ["string", "null"]},
         "actor": {"type": ["string", "null"], "description": "admin token id (never the token), cli or binauth"},
         "action": {"type": "string"}, "transport": {"type": ["string", "null"]},
