@@ -10,13 +10,13 @@ from tools.errors import CLIError
 COMMANDS = {
     "serve": ("tools.serve", "run the verifier (HTTP + UDP binary auth)"),
     "tenant": ("tools.tenant", "create tenants and admin tokens in the registry"),
-    "provision": ("tools.provision", "provision devices (one, onto a board, or in bulk)"),
+    "provision": ("tools.provision_cli", "provision devices (one, onto a board, or in bulk)"),
     "device": ("tools.device", "act on one registered device (delete one that never authenticated)"),
     "vboard": ("tools.vboard", "run a virtual board: MicroPython unix port on a pseudo-terminal"),
     "flash": ("tools.flash", "compile the firmware and install it onto a board"),
     "console": ("tools.console", "serial console to a board, or --diag to print its status"),
     "demo": ("tools.demo", "verifier + virtual board authenticating, end to end"),
-    "ota": ("tools.ota", "signed OTA releases: keygen, build, sign, trust, install"),
+    "ota": ("tools.ota_cli", "signed OTA releases: keygen, build, sign, trust, install"),
     "mqtt": ("tools.mqtt", "mosquitto config (per-tenant mutual TLS, dynamic security) and tenant CAs"),
     "token-key": ("tools.token_key", "list and rotate the verifier's token-signing keys (JWKS overlap)"),
 }

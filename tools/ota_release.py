@@ -17,14 +17,14 @@ def trust_key(api, pub_path, name=None):
 
 
 def publish(api, bundle):
-    from tools.ota import _progress, check_bundle
+    from tools.ota import check_bundle, progress
     bundle = Path(bundle)
     if not (bundle / "manifest.sig").is_file():
         raise CLIError(f"{bundle} is not signed", hint="run `janua ota sign --key K BUNDLE` first")
     raw, m = check_bundle(bundle)
     parts = [("manifest.json", raw), ("manifest.sig", (bundle / "manifest.sig").read_bytes())]
     parts += [("files/" + f["path"], bundle / "files" / f["path"]) for f in m["files"]]
-    bar = _progress(m["size"], "uploading")
+    bar = progress(m["size"], "uploading")
     try:
         return api.upload("/v1/releases", parts, bar.update if bar is not None else None)
     finally:
