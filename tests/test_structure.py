@@ -13,20 +13,19 @@ ROOT = Path(__file__).resolve().parent.parent
 # (directory, the package name its files are imported under)
 TREES = ((ROOT / "verifier", "verifier"), (ROOT / "tools", "tools"), (ROOT / "firmware" / "janua", "janua"))
 
-# Circles that exist today and are fixed in their own change (issue #11: the files are being edited on
-# other branches). Each entry is one circle, as the set of its modules. Empty this list as they go;
-# test_allowed_circles_still_exist fails once an entry is stale, so the list cannot outlive its circle.
+# Circles that remain, each one circle as the set of its modules, and why. Both are device modules
+# whose only import back is a lazy one inside a function (so nothing is imported twice at load time),
+# and breaking them costs code size on every board, which issue #11 forbids: janua.chain's
+# Chain.top_up/sync facade defers to janua.chainsync (kept out of the offline path's heap), which needs
+# chain's slot constants and ChainError; janua's select_protocol() facade calls janua.select, which
+# raises janua.JanuaError. test_allowed_circles_still_exist fails once an entry is stale, so the list
+# cannot outlive its circle.
 ALLOWED_CIRCLES = [
-    frozenset({"janua.chain", "janua.chainsync"}),            # issue #11, device modules
-    # janua/__init__.py's lazy select_protocol() facade calls janua.select, which raises janua.JanuaError
-    # (found by this test, not listed in issue #11): the lead decides between moving the exception
-    # tree to its own module and dropping the facade; both touch the device code size.
+    frozenset({"janua.chain", "janua.chainsync"}),
     frozenset({"janua", "janua.select"}),
 ]
-# Private names imported from another module today, in files being edited on other branches (the
-# same #11 follow-up as the tools/ circles and the firmware OTA split). Same rule: empty it as they go.
+# Private names imported from another module: none. Same rule if one is ever added.
 ALLOWED_PRIVATE_IMPORTS = [
-    "janua.otafw imports _device from janua.ota",             # with the split of firmware/janua/ota.py
 ]
 
 

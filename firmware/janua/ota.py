@@ -32,7 +32,7 @@ _TRIAL_S = const(3600)  # default trial time limit (ota.json trial_seconds, mani
 _CHECKED = ("compat", "rollout", "created", "name")
 
 
-def _device(cfg):
+def device_info(cfg):
     import sys
     try:
         import janua_hal
@@ -115,7 +115,7 @@ class AppSlots:
         if m.get("kind", "app") != "app":
             raise OTAError("not an application release (kind %s)" % m.get("kind"))
         cfg = self.config()
-        check_compat(m, device or _device(cfg), probe)
+        check_compat(m, device or device_info(cfg), probe)
         boots = cfg.get("trial_boots", 3)
         secs = cfg.get("trial_seconds", _TRIAL_S)
         cfg = None

@@ -69,8 +69,8 @@ def install(slots, manifest_bytes, sig_bytes, src, device=None, probe=None, runn
         m = verify_manifest(manifest_bytes, sig_bytes, slots.keys(cfg))
         if m.get("kind") != "firmware" or len(m["files"]) != 1:
             raise OTAError("not a firmware release (kind firmware, one image file)")
-        from janua.ota import _device
-        check_compat(m, device or _device(cfg), probe)
+        from janua.ota import device_info
+        check_compat(m, device or device_info(cfg), probe)
         stored = slots.counter.read()
         if m["counter"] < stored:
             raise OTAError("downgrade: security counter %d < %d" % (m["counter"], stored))
