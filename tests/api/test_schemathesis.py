@@ -110,5 +110,6 @@ def test_schemathesis_every_check_passes(served, tmp_path):
            "--continue-on-failure", "--workers", "2", "--no-color", "--header", f"Authorization: Bearer {tenant.token}"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=280, cwd=tmp_path)
     report = out.stdout + out.stderr
+    print(report[-3000:])                        # the summary, for `pytest -s tests/api/test_schemathesis.py`
     assert out.returncode == 0, report[-20000:]
     assert "Schemathesis v4.32.5" in report and " 0 passed" not in report
