@@ -60,7 +60,11 @@ def _json_rows(text):
         except ValueError as e:
             rows.append((n, ValueError(f"not valid JSON ({getattr(e, 'msg', e)}, column {getattr(e, 'colno', '?')})")))
             continue
-        rows.append((n, row if isinstance(row, dict) else ValueError("not a JSON object")))
+        if not isinstance(row, dict):
+            row = ValueError("not a JSON object")
+        elif "metadata" in row and not isinstance(row["metadata"], (dict, type(None))):
+            row = ValueError("metadata must be a JSON object")
+        rows.append((n, row))
     return rows
 
 
@@ -107,6 +111,9 @@ def _clean_csv_row(header, fields):
         v = v.strip()
         if v == "":
             continue
+        if k == "metadata":
+            raise ValueError("a CSV has no metadata column: use the flat columns (firmware_version, "
+                             "hardware_version, location, group, tags, ...) or JSON lines")
         if k in LIST_FIELDS:
             out[k] = [t for t in (s.strip() for s in v.split(";")) if t]
         elif k in INT_FIELDS:

@@ -250,6 +250,20 @@ def test_jsonl_error_names_its_line_once(verifier, tmp_path):
     assert [ln for ln in lines if ln.startswith("  line 3: not valid JSON")] and r.stdout.count("line 3") == 1
 
 
+def test_bulk_metadata_that_is_not_an_object_is_a_row_error_not_a_traceback(verifier, tmp_path):
+    """Found by the bulk fuzz target (make fuzz): a JSON-lines `metadata` that is no object, or a CSV
+    column named metadata, made to_api_row raise out of the batch."""
+    f = tmp_path / "m.jsonl"
+    f.write_text('{"serial_number": "MD-1", "metadata": 3}\n{"serial_number": "MD-2", "metadata": {"group": "g"}}\n')
+    r = janua("provision", "--bulk", str(f), "--no-progress", *auth_args(verifier))
+    assert "Traceback" not in r.stderr and "  line 1: metadata must be a JSON object" in r.stdout.splitlines()
+    c = tmp_path / "m.csv"
+    c.write_text("serial_number,metadata\nMD-3,x\n")
+    r = janua("provision", "--bulk", str(c), "--no-progress", *auth_args(verifier))
+    assert "Traceback" not in r.stderr
+    assert [ln for ln in r.stdout.splitlines() if ln.startswith("  line 2: a CSV has no metadata column")]
+
+
 # ---------------------------------------------------------------- URLs
 
 @pytest.mark.parametrize("argv", [
