@@ -20,8 +20,8 @@ from verifier.registry.model import PSK_LIFETIME_S
 from verifier.store import SQLiteStorage
 
 ROOT = Path(__file__).resolve().parents[1]
-# The shared test vectors: tests/vectors today, docs/vectors once they are published beside the docs.
-VECTOR_DIRS = (ROOT / "docs" / "vectors", ROOT / "tests" / "vectors")
+# The shared test vectors, published beside the docs (docs/vectors/README.md).
+VECTOR_DIRS = (ROOT / "docs" / "vectors",)
 
 KEK = bytes(range(32))
 T0 = 1_767_225_600                    # the start time of the test suites (2026-01-01)
