@@ -2,13 +2,21 @@
 fixed KEK and start time, a fake clock (tests never sleep: time moves only when a test moves it), a
 tenant with an admin token made straight through the registry, and a device that builds binary auth
 requests, and the three fixtures of a suite that drives the app in-process (clock, config, client:
-import them into the suite's conftest). Each suite's conftest adds what only it needs by subclassing."""
+import them into the suite's conftest). Each suite's conftest adds what only it needs by subclassing.
+For suites where a board on the unix port talks to a real verifier: the `live_server` fixture and
+`run_mp_json`."""
+
+import asyncio
+import json
+import time
 
 import pytest
 
+from tools.boards import micropython_cmd
+
 from verifier import keys
 from verifier.registry import core as registry
-from verifier.app import create_app
+from verifier.app import create_app, start_server
 from verifier.appkeys import SEALER, STORAGE
 from verifier.binauth.core import decode_reply, encode_request
 from verifier.config import Config
@@ -91,3 +99,31 @@ def config(tmp_path, clock):
 @pytest.fixture
 async def client(aiohttp_client, config):
     return await aiohttp_client(create_app(config))
+
+
+@pytest.fixture
+async def live_server(tmp_path):
+    """A real verifier on a tmp_path SQLite file, HTTP on a free port (no UDP or DTLS), on real time: a
+    device's binary-auth timestamps come from its own clock (set from the server's replies)."""
+    cfg = Config(db_path=str(tmp_path / "janua.db"), kek=KEK, clock=time.time, http_port=0, udp_port=None,
+                 dtls_port=None)
+    h = await start_server(cfg)
+    yield h
+    await h.close()
+
+
+async def run_mp_json(path, flash, lib, board="esp32", timeout=120):
+    """Run the script at `path` on the MicroPython unix port with `board`'s profile (its heap), in the
+    board's flash folder `flash` with `lib` on its module path: (the JSON values it printed, one per
+    line, in order; its whole output)."""
+    argv, env = micropython_cmd(board, path, path=[lib])
+    p = await asyncio.create_subprocess_exec(*argv, env=env, cwd=flash, stdout=asyncio.subprocess.PIPE,
+                                             stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(p.communicate(), timeout)
+    lines = []
+    for line in out.decode().splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            pass
+    return lines, out.decode() + err.decode()

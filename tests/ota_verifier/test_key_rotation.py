@@ -4,21 +4,18 @@ confirmed by firmware/janua/otaclient.py on the MicroPython unix port (esp32 hea
 ota.json trusts both keys; the retired key no longer publishes; a board that trusts only the old key
 refuses the new release. A verifier on real sockets, real time (the device sets its clock from it)."""
 
-import asyncio
 import json
 import time
 
 import aiohttp
 import pytest
 
-from tests.ota_verifier.conftest import KEK, Tenant, form, make_bundle
+from tests.ota_verifier.conftest import Tenant, form, make_bundle
+from tests.support import live_server, run_mp_json  # noqa: F401 (fixture)
 from tools import ota as host
-from tools.boards import micropython_cmd
 from tools.build import build_firmware
 from verifier.registry import core as registry
-from verifier.app import start_server
 from verifier.appkeys import CORE, SEALER, STORAGE
-from verifier.config import Config
 
 POLL = """
 import json
@@ -42,26 +39,12 @@ APP = ("import json\nprint(json.dumps({'app': '%s'}))\n"
 async def run_mp(fw, flash, script):
     path = flash.parent / (flash.name + "-script.py")
     path.write_text(script)
-    argv, env = micropython_cmd("esp32", path, path=[fw / "lib"])
-    p = await asyncio.create_subprocess_exec(*argv, env=env, cwd=flash, stdout=asyncio.subprocess.PIPE,
-                                             stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(p.communicate(), 120)
-    lines = []
-    for line in out.decode().splitlines():
-        try:
-            lines.append(json.loads(line))
-        except ValueError:
-            pass
-    return lines, out.decode() + err.decode()
+    return await run_mp_json(path, flash, fw / "lib")
 
 
 @pytest.fixture
-async def server(tmp_path):
-    cfg = Config(db_path=str(tmp_path / "janua.db"), kek=KEK, clock=time.time, http_port=0,
-                 udp_port=None, dtls_port=None)
-    h = await start_server(cfg)
-    yield h
-    await h.close()
+async def server(live_server):
+    return live_server
 
 
 async def api(session, method, url, tenant, status, **kw):

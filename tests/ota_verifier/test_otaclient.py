@@ -9,16 +9,14 @@ import time
 
 import pytest
 
-from tests.ota_verifier.conftest import KEK, Tenant, make_bundle
+from tests.ota_verifier.conftest import Tenant, make_bundle
+from tests.support import live_server, run_mp_json  # noqa: F401 (fixture)
 from tools import ota as host
 from tools import ota_release
 from tools.api import API
-from tools.boards import micropython_cmd
 from tools.build import build_firmware
-from verifier.app import start_server
 from verifier.registry import core as registry
 from verifier.appkeys import CORE, STORAGE
-from verifier.config import Config
 
 POLL = """
 import json
@@ -54,17 +52,7 @@ async def run_mp(flash, script, n=[0]):
     # the pure-Python Ed25519 check) must fit it. It used to fail with MemoryError from heap
     # fragmentation now and then (issue #4); a failure here is a device bug, not a reason to test
     # on a bigger heap.
-    argv, env = micropython_cmd("esp32", path, path=[flash.parent / "fw" / "lib"])
-    p = await asyncio.create_subprocess_exec(*argv, env=env, cwd=flash, stdout=asyncio.subprocess.PIPE,
-                                             stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(p.communicate(), 120)
-    lines = []
-    for line in out.decode().splitlines():
-        try:
-            lines.append(json.loads(line))
-        except ValueError:
-            pass
-    return lines, out.decode() + err.decode()
+    return await run_mp_json(path, flash, flash.parent / "fw" / "lib")
 
 
 def app_files(version, body):
@@ -73,13 +61,8 @@ def app_files(version, body):
 
 
 @pytest.fixture
-async def server(tmp_path):
-    # real time: the device's binary auth timestamps come from its own clock (set by the server)
-    cfg = Config(db_path=str(tmp_path / "janua.db"), kek=KEK, clock=time.time, http_port=0,
-                 udp_port=None, dtls_port=None)
-    h = await start_server(cfg)
-    yield h
-    await h.close()
+async def server(live_server):
+    return live_server
 
 
 async def test_device_updates_confirms_then_rolls_back(server, tmp_path, signing):

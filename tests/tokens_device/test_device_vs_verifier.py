@@ -11,16 +11,14 @@ import aiohttp
 import pytest
 
 from tools.boards import COUNTING_FS, micropython_cmd
+from tests.support import live_server  # noqa: F401 (fixture)
 from tools.build import build_firmware
 from verifier.registry import core as registry
 from verifier.tokens import routes as token_http
-from verifier.app import start_server
 from verifier.appkeys import CORE, SEALER, STORAGE
-from verifier.config import Config
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not token_http.ROUTES, reason="verifier token routes not there yet")]
-KEK = bytes(range(32))
 
 FLOW = """
 import json
@@ -85,12 +83,8 @@ async def run_mp(flash, fw, script, n=[0]):
 
 
 @pytest.fixture
-async def server(tmp_path):
-    cfg = Config(db_path=str(tmp_path / "janua.db"), kek=KEK, clock=time.time, http_port=0,
-                 udp_port=None, dtls_port=None)
-    h = await start_server(cfg)
-    yield h
-    await h.close()
+async def server(live_server):
+    return live_server
 
 
 def board(server, tmp_path, name, **extra):
