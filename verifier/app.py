@@ -37,7 +37,7 @@ log = logging.getLogger("janua.verifier")
 MAX_BODY = 16 * 1024 * 1024   # a bulk request of 10,000 rows fits
 
 # The features the cloud verifier is made of, in the order of the router and of the served document:
-# each gives its routes module (ROUTES, add_routes(app), CLEANUP_CTX: its cleanup contexts) and its part
+# each gives its routes module (ROUTES, CLEANUP_CTX: its cleanup contexts, optionally setup(app)) and its part
 # of the OpenAPI document (PATHS, SCHEMAS). The only place that knows them all; no feature imports another's
 # routes. A new feature adds one line here (docs/architecture.md).
 FEATURES = (
@@ -92,7 +92,11 @@ def create_app(config):
         app.cleanup_ctx.extend(routes.CLEANUP_CTX)
     routed = RoutedApp(app)                  # {device_id} segments match device ids only (verifier/web/routing.py)
     for _, routes, _ in FEATURES:
-        routes.add_routes(routed)
+        for method, path, handler in routes.ROUTES:
+            routed.router.add_route(method, path, handler)
+        setup = getattr(routes, "setup", None)   # anything else a feature adds to the app (mqtt: a lifecycle hook)
+        if setup is not None:
+            setup(routed)
     return app
 
 

@@ -22,9 +22,4 @@ ROUTES = [
 ]
 
 
-def add_routes(app):
-    for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
-
-
 CLEANUP_CTX = ()

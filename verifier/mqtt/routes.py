@@ -438,9 +438,8 @@ ROUTES = [
 ]
 
 
-def add_routes(app):
-    for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
+def setup(app):
+    """What the feature needs besides its ROUTES (verifier/app.py calls it after adding them)."""
     app.setdefault(LIFECYCLE_HOOKS, []).append(on_lifecycle)
 
 

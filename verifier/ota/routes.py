@@ -279,9 +279,4 @@ ROUTES = [
 ADMIN_ROUTES = [r for r in ROUTES if not r[1].startswith("/v1/ota/")]
 
 
-def add_routes(app):
-    for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
-
-
 CLEANUP_CTX = (ota_ctx,)

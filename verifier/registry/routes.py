@@ -182,9 +182,4 @@ ROUTES = [
 ]
 
 
-def add_routes(app):
-    for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
-
-
 CLEANUP_CTX = ()

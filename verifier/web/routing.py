@@ -1,4 +1,4 @@
-"""The app the factory hands to every feature's add_routes(app) (verifier/app.py): the same app, except
+"""The app the factory adds every feature's ROUTES to (verifier/app.py): the same app, except
 that a {device_id} path segment matches only a device id (16 lowercase hex, as DEVICE_ID in the OpenAPI
 document), so that /v1/devices/bulk is not also a device's path (PATCH /v1/devices/bulk is 405 with
 Allow: POST, not a 404 for a device named "bulk"). What it deliberately does not do: check the id
@@ -8,7 +8,7 @@ DEVICE_ID_SEGMENT = "{device_id:[0-9a-f]{16}}"
 
 
 class DeviceIdRouter:
-    """app.router for add_routes, with {device_id} segments constrained to DEVICE_ID_SEGMENT."""
+    """app.router for the features' ROUTES, with {device_id} segments constrained to DEVICE_ID_SEGMENT."""
 
     def __init__(self, router):
         self._router = router
