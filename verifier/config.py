@@ -13,6 +13,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Callable, Optional
 
+from verifier import secretfile
 from verifier.errors import ConfigError
 from verifier.keys import KEK_LEN
 
@@ -116,9 +117,8 @@ def load_kek(config):
         if path.exists():
             return _parse_kek(path.read_bytes(), str(path))
         key = os.urandom(KEK_LEN)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(key.hex() + "\n")
+        # new, 0600 and fsynced with its directory: losing it to a power cut would lose every sealed secret
+        secretfile.write_new(path, (key.hex() + "\n").encode())
         log.warning("dev mode: generated a KEK in %s; keep it with the database, and use $%s or "
                     "--kek-file in production", path, KEK_ENV)
         return key
