@@ -4,19 +4,21 @@ owns its part in verifier/<feature>/store.py (the interface, its SQLite implemen
 this module only lists them. A PostgreSQL store composes the features' PostgreSQL parts the same way."""
 
 from verifier.mqtt.store import X509_SCHEMA, SQLiteX509Storage, X509Storage
+from verifier.notify.store import NOTIFY_SCHEMA, NotifyStorage, SQLiteNotifyStorage
 from verifier.ota.store import OTA_SCHEMA, OTAStorage, SQLiteOTAStorage
 from verifier.registry.store import MIGRATIONS, SCHEMA, RegistryStorage, SQLiteRegistryStorage
 from verifier.tokens.store import TOKEN_INDEXES, TOKEN_MIGRATIONS, TOKEN_SCHEMA, SQLiteTokenStorage, TokenStorage
 
 
-class Storage(RegistryStorage, OTAStorage, TokenStorage, X509Storage):
+class Storage(RegistryStorage, OTAStorage, TokenStorage, X509Storage, NotifyStorage):
     """What the verifier needs from its database. Device ids are 8 bytes; times are unix seconds."""
 
 
-class SQLiteStorage(SQLiteRegistryStorage, SQLiteOTAStorage, SQLiteTokenStorage, SQLiteX509Storage, Storage):
+class SQLiteStorage(SQLiteRegistryStorage, SQLiteOTAStorage, SQLiteTokenStorage, SQLiteX509Storage,
+                    SQLiteNotifyStorage, Storage):
     """Storage on one SQLite file (WAL). Single instance: limits are in process memory."""
 
-    SCHEMAS = (SCHEMA, OTA_SCHEMA, TOKEN_SCHEMA, X509_SCHEMA)
+    SCHEMAS = (SCHEMA, OTA_SCHEMA, TOKEN_SCHEMA, X509_SCHEMA, NOTIFY_SCHEMA)
     MIGRATIONS = MIGRATIONS + TOKEN_MIGRATIONS
     INDEXES = (TOKEN_INDEXES,)
 
