@@ -247,9 +247,12 @@ def set_quarantined(storage, tenant_id, device_id, quarantined, reason, actor, n
     audit row (`device.quarantine` or `device.release`, actor `actor`, reason `reason`: text of at
     most 500 characters, or None) commit together. A flag that already has the value changes nothing
     and writes no row (so a caller that quarantines on every failed appraisal writes one row, not
-    many). NotFound for a device of another tenant. The caller tells the device caches afterwards
-    (BinAuthCore.forget(device_id), which also reaches DTLS's), as every admin change does: this
-    function has only the storage."""
+    many). NotFound for a device of another tenant.
+
+    This function has only the storage, so the caller finishes the change as the lifecycle route does
+    (verifier/registry/routes.py `lifecycle`): `app[CORE].forget(device_id)` (binary auth's and DTLS's
+    device caches: the next packet sees the flag), then `await hook(app, device_id, now)` for each hook
+    of `app[LIFECYCLE_HOOKS]` (MQTT: certificates on hold, broker client disabled while quarantined)."""
     if type(quarantined) is not bool:
         raise ValidationError("quarantined must be true or false")
     _check_reason(reason)
