@@ -58,6 +58,9 @@ def test_quarantined_board_installs_and_confirms_a_repair_instead_of_rolling_it_
         assert rc == 1, (lines, err)                  # janua_hal.reset() after the install
         assert lines == ["janua: auth failed: not_active",
                          "janua ota: installed 2.0.1 (trial): reset to run it"], (lines, err)
+        state = json.loads((flash / "janua_state.json").read_text())
+        # the authenticated NOT_ACTIVE set the clock, so a deep-sleep wake's check schedule works too
+        assert (state["result"], state["clock_source"]) == ("failed: not_active", "server")
 
         rc, lines, err = boot(tmp_path, flash)        # 2.0.1 in trial: refused too, confirms all the same
         assert rc == 0, err
