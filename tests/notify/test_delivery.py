@@ -249,3 +249,18 @@ async def test_the_apps_background_task_delivers_without_being_driven(aiohttp_cl
     emit(client, tenant)
     await asyncio.wait_for(receiver.arrived.wait(), 5)
     assert receiver.requests[0]["headers"]["X-Janua-Event"] == "device.quarantined"
+
+
+async def test_claim_lost_to_another_instance_between_select_and_update_sends_nothing(client, tenant, receiver,
+                                                                                      config):
+    # both instances read the same due deliveries, then both try to claim them: only the first may win
+    await add_hook(client, tenant, receiver.url)
+    for _ in range(3):
+        emit(client, tenant)
+    a, b = client.app[STORAGE], SQLiteStorage(config.db_path)
+    a.fan_out(T0, iter(f"dlv_{i:024x}" for i in range(3)).__next__, core.matches)
+    due_a, due_b = a.due_deliveries(T0, 10), b.due_deliveries(T0, 10)
+    assert len(due_a) == 3 and due_b == due_a
+    assert all(a.claim_delivery(seq, T0, "lease-a", T0 + 60) is not None for seq in due_a)
+    assert [b.claim_delivery(seq, T0, "lease-b", T0 + 60) for seq in due_b] == [None, None, None]
+    b.close()
