@@ -81,6 +81,9 @@ class Config:
     # most notify_timeout_s.
     notify_tick_s: Optional[float] = 1.0
     notify_timeout_s: float = 5.0
+    # Whether webhooks may reach loopback, private and link-local addresses (a lab's receiver); None: only
+    # with dev. Off, a tenant admin cannot point the verifier at internal services.
+    notify_private_targets: Optional[bool] = None
     # Edge mode (janua serve --edge): create_app builds an edge verifier; db_path is the edge's own file.
     edge: Optional[EdgeConfig] = None
 

@@ -17,9 +17,9 @@ from verifier.config import Config
 @pytest.fixture
 def config(tmp_path, clock):
     """HTTP only; notify_tick_s None: the test drives the passes; a receiver that never answers costs
-    half a second (notify_timeout_s)."""
+    half a second (notify_timeout_s); the receiver is on 127.0.0.1, so private targets are allowed."""
     return Config(db_path=str(tmp_path / "janua.db"), kek=KEK, clock=clock, http_port=0, udp_port=None,
-                  dtls_port=None, notify_tick_s=None, notify_timeout_s=0.5)
+                  dtls_port=None, notify_tick_s=None, notify_timeout_s=0.5, notify_private_targets=True)
 
 
 @pytest.fixture

@@ -9,9 +9,11 @@ import json
 import re
 
 from tests.support import T0, AdminTenant
-from verifier.appkeys import SEALER, STORAGE
+import pytest
+
+from verifier.appkeys import NOTIFY, SEALER, STORAGE
 from verifier.notify import core
-from verifier.notify.delivery import Deliverer
+from verifier.notify.delivery import Deliverer, is_public
 from verifier.store import SQLiteStorage
 
 
@@ -205,8 +207,8 @@ async def test_two_delivery_loops_on_one_sqlite_file_do_not_send_a_delivery_twic
     import aiohttp
     second = SQLiteStorage(config.db_path)              # another verifier instance: its own connection
     async with aiohttp.ClientSession() as s1, aiohttp.ClientSession() as s2:
-        a = Deliverer(client.app[STORAGE], client.app[SEALER], s1, timeout_s=5)
-        b = Deliverer(second, client.app[SEALER], s2, timeout_s=5)
+        a = Deliverer(client.app[STORAGE], client.app[SEALER], s1, timeout_s=5, private_targets=True)
+        b = Deliverer(second, client.app[SEALER], s2, timeout_s=5, private_targets=True)
         receiver.hold = asyncio.Event()                  # every request waits until both loops have run a pass
         pa = asyncio.ensure_future(a.run_once(T0))
         pb = asyncio.ensure_future(b.run_once(T0))
@@ -264,3 +266,29 @@ async def test_claim_lost_to_another_instance_between_select_and_update_sends_no
     assert all(a.claim_delivery(seq, T0, "lease-a", T0 + 60) is not None for seq in due_a)
     assert [b.claim_delivery(seq, T0, "lease-b", T0 + 60) for seq in due_b] == [None, None, None]
     b.close()
+
+
+@pytest.mark.parametrize("host, error", [
+    ("127.0.0.1", "OSError: 127.0.0.1 is not a public address (private targets are not allowed)"),
+    ("localhost", "ClientConnectorDNSError: Cannot connect to host localhost:{port} ssl:default "
+                  "[localhost has no public address (private targets are not allowed)]")])
+async def test_private_target_is_not_called_unless_allowed(aiohttp_client, config, receiver, clock, host, error):
+    from verifier.app import create_app
+    config.notify_private_targets = False
+    client = await aiohttp_client(create_app(config))
+    tenant = AdminTenant(client.app, "acme", clock)
+    port = receiver.url.rsplit(":", 1)[1]
+    hook = await add_hook(client, tenant, f"http://{host}:{port}/")
+    emit(client, tenant)
+    assert await client.app[NOTIFY].run_once(T0) == 1
+    assert receiver.requests == []
+    (d,) = await deliveries(client, tenant, hook["id"])
+    assert (d["state"], d["last_status"], d["last_error"]) == ("pending", None, error.format(port=port))
+
+
+@pytest.mark.parametrize("host, public", [("127.0.0.1", False), ("10.1.2.3", False), ("192.168.0.1", False),
+                                          ("169.254.169.254", False), ("100.64.0.1", False), ("::1", False),
+                                          ("fd00::1", False), ("0.0.0.0", False), ("8.8.8.8", True),
+                                          ("2001:4860:4860::8888", True), ("example.com", False)])
+def test_public_address_check(host, public):
+    assert is_public(host) is public

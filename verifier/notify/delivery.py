@@ -8,17 +8,28 @@ another instance skips it while it is in flight, and takes it over if this one d
 send them concurrently: one POST each, `timeout_s` in all, no redirect followed, at most
 RESPONSE_KEEP bytes of the answer read. 2xx is delivered; anything else (a status, a timeout, a
 refused connection) is logged and retried on core.RETRY_S, then failed. `maintain` runs passes every
-tick and prunes the log every prune_every_s. What it does not do: order deliveries (a retry may arrive
+tick and prunes the log every prune_every_s. Unless private targets are allowed (Config.notify_private_targets,
+on by default only with --dev), a webhook's host must be, or resolve to, a globally routable address:
+the check is on the address actually connected to (PublicResolver, and the URL's own IP literal), so a
+tenant admin cannot make the verifier POST to its loopback, a private network or a cloud metadata
+endpoint and read the answer in the delivery log, even through a DNS name that changes its answer.
+What it does not do: order deliveries (a retry may arrive
 after a later event), or promise exactly once (a lease that expires mid-send, or a lost 2xx, means a
 second send of the same X-Janua-Delivery id: receivers drop duplicates by it)."""
 
 import asyncio
+import ipaddress
 import logging
 import os
+import socket
 import time
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import DefaultResolver
+from yarl import URL
 
+from verifier.errors import CryptoError
 from verifier.notify import core
 
 log = logging.getLogger("janua.verifier.notify")
@@ -36,12 +47,53 @@ def _delivery_id():
     return "dlv_" + os.urandom(12).hex()
 
 
+def is_public(host):
+    """Whether `host` is an IP address that is globally routable (not loopback, private, link-local,
+    shared, documentation or reserved space)."""
+    try:
+        return ipaddress.ip_address(host).is_global
+    except ValueError:
+        return False
+
+
+def _is_ip(host):
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class PublicResolver(AbstractResolver):
+    """aiohttp's default resolver, keeping only the globally routable addresses of a name."""
+
+    def __init__(self):
+        self._inner = DefaultResolver()
+
+    async def resolve(self, host, port=0, family=socket.AF_INET):
+        found = [r for r in await self._inner.resolve(host, port, family) if is_public(r["host"])]
+        if not found:
+            raise socket.gaierror(socket.EAI_NONAME, f"{host} has no public address (private targets are not allowed)")
+        return found
+
+    async def close(self):
+        await self._inner.close()
+
+
+def new_session(private_targets):
+    """The HTTP client session of a Deliverer: CONCURRENCY connections, no decompression, and unless
+    `private_targets` the PublicResolver."""
+    kw = {} if private_targets else {"resolver": PublicResolver()}
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY, **kw), auto_decompress=False)
+
+
 class Deliverer:
     """Fan-out and delivery for one verifier instance on `storage`; `sealer` opens webhook secrets."""
 
-    def __init__(self, storage, sealer, session, timeout_s=core.TIMEOUT_S, concurrency=CONCURRENCY):
+    def __init__(self, storage, sealer, session, timeout_s=core.TIMEOUT_S, concurrency=CONCURRENCY,
+                 private_targets=False):
         self.storage, self.sealer, self.session = storage, sealer, session
-        self.timeout_s, self.concurrency = timeout_s, concurrency
+        self.timeout_s, self.concurrency, self.private_targets = timeout_s, concurrency, private_targets
         self.sent = 0               # attempts made by this instance (metrics, tests)
 
     async def run_once(self, now):
@@ -65,7 +117,7 @@ class Deliverer:
         try:
             secret = core.secret_text(self.sealer.unseal(hook["sealed_secret"], core.seal_id(hook["id"]),
                                                          hook["tenant_id"]))
-        except Exception as e:             # CryptoError: wrong KEK or a tampered row; never retried into
+        except CryptoError as e:           # a wrong KEK or a tampered row: retrying cannot help
             self._finish(seq, lease, {"at": int(now), "status": None, "duration_ms": 0, "response": None,
                                       "error": f"the signing secret does not open: {type(e).__name__}"},
                          d, now, final=True)
@@ -75,7 +127,10 @@ class Deliverer:
                    "X-Janua-Signature": core.sign(secret, now, body)}
         status = error = response = None
         start = time.monotonic()
+        host = URL(hook["url"]).host or ""
         try:
+            if not self.private_targets and not is_public(host) and _is_ip(host):
+                raise OSError(f"{host} is not a public address (private targets are not allowed)")
             async with self.session.post(hook["url"], data=body, headers=headers, allow_redirects=False,
                                          timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as resp:
                 status = resp.status

@@ -4,7 +4,6 @@ become HTTP in verifier.web.middleware."""
 
 import asyncio
 
-import aiohttp
 from aiohttp import web
 
 from verifier.appkeys import CONFIG, NOTIFY, SEALER, STORAGE
@@ -121,12 +120,14 @@ ROUTES = [
 
 
 async def _delivery_ctx(app):
-    """The delivery task: one HTTP client session (its own connection pool, bounded like the task), one
-    Deliverer in app[NOTIFY], and maintain() every Config.notify_tick_s unless that is None."""
+    """The delivery task: one HTTP client session (its own connection pool, bounded like the task; public
+    addresses only unless Config.notify_private_targets, which defaults to Config.dev), one Deliverer in
+    app[NOTIFY], and maintain() every Config.notify_tick_s unless that is None."""
     config = app[CONFIG]
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=delivery.CONCURRENCY),
-                                    auto_decompress=False)
-    app[NOTIFY] = delivery.Deliverer(app[STORAGE], app[SEALER], session, timeout_s=config.notify_timeout_s)
+    private = config.dev if config.notify_private_targets is None else config.notify_private_targets
+    session = delivery.new_session(private)
+    app[NOTIFY] = delivery.Deliverer(app[STORAGE], app[SEALER], session, timeout_s=config.notify_timeout_s,
+                                     private_targets=private)
     task = None
     if config.notify_tick_s is not None:
         task = asyncio.create_task(delivery.maintain(app[NOTIFY], config.clock, config.notify_tick_s))
