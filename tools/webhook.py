@@ -20,7 +20,8 @@ _ID = re.compile(r"whk_[0-9a-f]{16}\Z")
 def _webhook_id(value):
     v = value.strip()
     if not _ID.match(v):
-        raise CLIError(f"a webhook id is whk_ and 16 hex characters, not {value!r}", hint="`janua webhook list` shows them")
+        raise CLIError(f"a webhook id is whk_ and 16 hex characters, not {value!r}",
+                       hint="`janua webhook list` shows them")
     return v
 
 

@@ -34,7 +34,7 @@ from verifier.notify import core
 
 log = logging.getLogger("janua.verifier.notify")
 
-LEASE_S = 60                   # a claimed delivery is another instance's to take after this (> timeout)
+LEASE_S = 60                   # a claimed delivery is another instance's to take after this (at least 2x the timeout)
 CONCURRENCY = 8                # deliveries in flight per instance
 FAN_OUT_BATCH = 500
 KEEP_S = 30 * 86400            # finished deliveries (and their attempts) are kept 30 days ...
@@ -101,10 +101,10 @@ class Deliverer:
         return the number of attempts made."""
         while self.storage.fan_out(now, _delivery_id, core.matches, FAN_OUT_BATCH) == FAN_OUT_BATCH:
             await asyncio.sleep(0)
-        lease = os.urandom(12).hex()
+        lease, lease_s = os.urandom(12).hex(), max(LEASE_S, 2 * int(self.timeout_s) + 1)
         claimed = []
         for seq in self.storage.due_deliveries(now, self.concurrency):
-            job = self.storage.claim_delivery(seq, now, lease, int(now) + LEASE_S)
+            job = self.storage.claim_delivery(seq, now, lease, int(now) + lease_s)
             if job is not None:
                 claimed.append((seq, job))
         if claimed:
