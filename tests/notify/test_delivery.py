@@ -292,3 +292,19 @@ async def test_private_target_is_not_called_unless_allowed(aiohttp_client, confi
                                           ("2001:4860:4860::8888", True), ("example.com", False)])
 def test_public_address_check(host, public):
     assert is_public(host) is public
+
+
+async def test_secret_that_does_not_open_fails_the_delivery_and_sends_nothing(client, tenant, receiver, deliverer):
+    hook = await add_hook(client, tenant, receiver.url)
+    other = await add_hook(client, tenant, receiver.url + "/other")
+    st = client.app[STORAGE]
+    # the sealed secret of another webhook, moved onto this one's row: bound to its own id, so it must not open
+    sealed = st.get_webhook(tenant.id, other["id"])["sealed_secret"]
+    st._write("UPDATE notify_webhooks SET sealed_secret = ? WHERE id = ?", (sealed, hook["id"]))
+    r = await client.delete(f"/v1/webhooks/{other['id']}", headers=tenant.headers)
+    assert r.status == 204
+    emit(client, tenant)
+    assert await deliverer.run_once(T0) == 1
+    assert receiver.requests == []
+    (d,) = await deliveries(client, tenant, hook["id"])
+    assert (d["state"], d["attempts"], d["last_error"]) == ("failed", 1, "the signing secret does not open: CryptoError")
