@@ -29,6 +29,7 @@ CONFIG = """
 "path.kid" = "{kid}"
 "path.release_id" = "{release_id}"
 "path.rollout_id" = "{rollout_id}"
+"path.webhook_id" = "{webhook_id}"
 
 [[operations]]
 include-name = "POST /v1/releases"
@@ -41,8 +42,9 @@ class ServerThread:
 
     def __init__(self, db_path):
         self.clock = FakeClock()
+        # no webhook delivery task: the webhooks schemathesis adds name made-up hosts, not to be called
         self.config = Config(db_path=str(db_path), kek=KEK, clock=self.clock, http_port=0, udp_port=None,
-                             dtls_port=None)
+                             dtls_port=None, notify_tick_s=None)
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -94,7 +96,9 @@ def served(tmp_path):
     try:
         tenant = AdminTenant(handle.app, "acme", srv.clock)
         (device_id, _), = tenant.provision([{}])
-        yield handle, tenant, {"device_id": device_id, **_release(handle.url, tenant.token, tmp_path)}
+        hook = API(handle.url, token=tenant.token).call("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/hook"})
+        yield handle, tenant, {"device_id": device_id, "webhook_id": hook["id"],
+                               **_release(handle.url, tenant.token, tmp_path)}
     finally:
         srv.stop()
 
