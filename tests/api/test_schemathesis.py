@@ -108,10 +108,12 @@ def test_schemathesis_every_check_passes(served, tmp_path):
     cfg = tmp_path / "schemathesis.toml"
     cfg.write_text(CONFIG.format(**ids))
     # --generation-deterministic: derandomized (the same cases every run, so no seed is drawn); every
-    # phase (examples, coverage, fuzzing, stateful) and every check
+    # phase (examples, coverage, fuzzing, stateful) and every check. One worker: with two, CPython 3.11's
+    # ast.parse in schemathesis's threads fails now and then with "SystemError: AST constructor recursion
+    # depth mismatch" (CPython gh-106905), a failure of the tool, not of the API
     cmd = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(cfg), "run", f"{handle.url}/openapi.json",
            "--checks", "all", "--max-examples", str(MAX_EXAMPLES), "--generation-deterministic",
-           "--continue-on-failure", "--workers", "2", "--no-color", "--header", f"Authorization: Bearer {tenant.token}"]
+           "--continue-on-failure", "--workers", "1", "--no-color", "--header", f"Authorization: Bearer {tenant.token}"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=280, cwd=tmp_path)
     report = out.stdout + out.stderr
     print(report[-3000:])                        # the summary, for `pytest -s tests/api/test_schemathesis.py`
