@@ -16,6 +16,7 @@ Not measured, ever: credential files (_SECRET), the slot's .manifest.json and an
 ".". It does not send anything (attestnet.py does), does not write to flash and does not appraise.
 """
 
+import gc
 import sys
 from hashlib import sha256
 from micropython import const
@@ -306,9 +307,12 @@ class Attester:
             for r in head + tail:
                 n += len(r)
             _cap(n)
+            # the walk's garbage goes first, so the one buffer is not squeezed between its pieces
+            gc.collect()
             out = bytearray(_HEADER + n + _TAG)
             _header(out, self.device_id, nonce, now, n)
             o = _put(out, _HEADER, head)
+            head = None
             # second walk: hash each file into its record
             end = _HEADER + n - sum(len(r) for r in tail)
             for rtype, path, name in self._entries(slot_dir):
