@@ -189,11 +189,14 @@ class Faulty(Flash):
             return Bad()
         return f
     def ilistdir(self, d):
-        if self.mode == "grows" and d == "app_a":
+        if self.mode in ("grows", "shrinks") and d == "app_a":
             self.listed += 1
-            if self.listed == 2:      # a file appears between the sizing walk and the hashing walk
+            if self.listed == 2 and self.mode == "grows":   # a file appears between the two walks
                 with open("app_a/new.py", "wb") as f:
                     f.write(b"new")
+            elif self.listed == 2:                          # a file goes between the two walks
+                import os
+                os.remove("app_a/main.py")
         return Flash.ilistdir(self, d)
 
 att = Attester(%r, pkg="pkg", fs=Faulty(%r, "app_a/data.bin"))
@@ -209,6 +212,7 @@ except AttestError as e:
     ("missing", "cannot open app_a/data.bin: [Errno 2] ENOENT"),
     ("eio", "cannot read app_a/data.bin: [Errno 5] EIO"),
     ("grows", "the flash changed during measurement"),
+    ("shrinks", "the flash changed during measurement"),
 ])
 def test_unreadable_or_changing_flash_gives_a_clear_error_and_no_evidence(mp, mode, message):
     flash_slot(mp.flash)

@@ -301,3 +301,31 @@ def test_coap_evidence_over_one_message_is_refused_before_sending(mp):
 def test_coap_challenge_that_is_not_json_is_a_clear_error(mp):
     out = mp(COAP % (b"nonce please", CFG, CFG, ""))[0]
     assert out["r"] == "CoAP GET /attest: the answer is not JSON"
+
+
+FULL = """
+import json
+from janua.attestnet import http
+from janua.attest import Attester
+from janua.store import Store, PosixFS
+class FullFlash(PosixFS):
+    # the real flash, full: every file opened for writing fails with ENOSPC
+    def open(self, path, mode):
+        if "w" in mode:
+            raise OSError(28)
+        return open(path, mode)
+store = Store(fs=FullFlash())
+cfg = store.load_config()
+try:
+    http(cfg, store=store, attester=Attester(cfg, pkg=""))
+    print(json.dumps({"error": None}))
+except Exception as e:
+    print(json.dumps({"error": "%s: %s" % (type(e).__name__, e)}))
+"""
+
+
+def test_full_flash_before_the_challenge_is_a_clear_error_and_sends_nothing(mp, verifier):
+    # the binary-auth timestamp is persisted before each request; a full flash stops the call there
+    provision(mp, verifier.port)
+    assert mp(FULL) == [{"error": "StoreError: flash full while writing janua_state.json; old file kept"}]
+    assert verifier.paths == []
