@@ -8,16 +8,19 @@ package as .mpy in lib/janua (what attest measures as its modules).
   the janua modules it imports (__init__, mac, hkdf); device.attestnet.mpy_bytes: the transports plus
   devcall (HTTP challenge), which the board loads only to send.
 - device.attest.peak_heap_bytes: the peak live heap of one Attester.evidence() call (after one warm-up
-  call): the filesystem it is given samples gc.mem_alloc() after a full gc.collect() at every file open,
-  every 512-byte read and every directory entry; the largest sample minus the same reading just before
-  the call. So short-lived garbage does not count (the collector runs on a board too), the evidence
-  buffer (device.attest.evidence_bytes) does, and so do the sampling wrappers (a file wrapper and a
-  generator: up to a few hundred bytes). Fragmentation is not in it. device.attest.peak_heap_bytes_app_only:
+  call): the filesystem it is given samples gc.mem_alloc() after a full gc.collect() at every file open
+  and every 512-byte read (the second walk, when the evidence buffer is held, is all opens and reads),
+  and once at the end; the largest sample minus the same reading just before the call. So short-lived
+  garbage does not count (the collector runs on a board too), the evidence buffer
+  (device.attest.evidence_bytes) does, and so does the sampling file wrapper (one small object at a
+  time). Fragmentation is not in it. device.attest.peak_heap_bytes_app_only:
   the same without module records (pkg="").
 - device.attest.alloc_bytes: gc.collect(), gc.disable(), the growth of gc.mem_alloc() across one call:
   everything it allocates, short-lived listing tuples included (not a peak: garbage is never freed).
 - device.attest.measure_ms: median of 9 evidence() calls after one warm-up, unix port of this host
-  (not a board).
+  (not a board). device.attest.measure_instructions: valgrind's callgrind on the same port, the
+  instructions of 3 calls minus those of 1, halved (start-up, imports and the first call cancel out);
+  deterministic, for estimating a board's time. Left out when valgrind is not installed.
 """
 
 import json
@@ -65,10 +68,6 @@ class Sampling(Flash):
         f = File(open(p, m))
         sample()
         return f
-    def ilistdir(self, d):
-        for e in Flash.ilistdir(self, d):
-            sample()
-            yield e
 
 att = Attester(%r%s, fs=Sampling())
 nonce = bytes(16)
@@ -119,6 +118,37 @@ def _peak(d, script):
     return json.loads(p.stdout.strip().splitlines()[-1])["peak"]
 
 
+CALLGRIND = """
+import sys
+from janua.attest import Attester
+att = Attester(%r)
+for i in range(int(sys.argv[1])):
+    att.evidence(bytes(16), 1767225600)
+"""
+
+
+def _instructions(d):
+    """Instructions of one evidence() call: callgrind's I refs of 3 calls minus those of 1, halved (the
+    interpreter's start, the imports and the first call's one-time work cancel out). None without valgrind."""
+    import re
+    import shutil
+    if not shutil.which("valgrind"):
+        return None
+    path = d / "bench_attest_cg.py"
+    path.write_text(CALLGRIND % (CFG,))
+    refs = []
+    for n in (1, 3):
+        argv, env = micropython_cmd("esp32", path, path=[d / "lib"])
+        out = d / ("cg.%d.out" % n)
+        p = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % out] + argv + [str(n)],
+                           env=env, cwd=d / "flash", capture_output=True, text=True, timeout=600)
+        m = re.search(r"I\s+refs:\s+([\d,]+)", p.stderr)
+        if p.returncode != 0 or not m:
+            raise RuntimeError("callgrind run failed: " + p.stderr[-2000:])
+        refs.append(int(m.group(1).replace(",", "")))
+    return (refs[1] - refs[0]) // 2
+
+
 def _flash(d):
     flash = d / "flash"
     (flash / "app_a").mkdir(parents=True)
@@ -146,6 +176,9 @@ def run(results, say):
         if p.returncode != 0:
             raise RuntimeError("attest bench failed: " + p.stdout + p.stderr)
         r = json.loads(p.stdout.strip().splitlines()[-1])
+        ins = _instructions(d)
+    if ins is not None:
+        results["device.attest.measure_instructions"] = ins
     results["device.attest.alloc_bytes"] = r["alloc"]
     results["device.attest.evidence_bytes"] = r["evidence"]
     results["device.attest.measure_ms"] = round(r["ms"], 2)
@@ -153,7 +186,8 @@ def run(results, say):
         f"({results['device.attest.mpy_bytes_with_deps']} with deps), peak heap "
         f"{peaks['device.attest.peak_heap_bytes']} B ({peaks['device.attest.peak_heap_bytes_app_only']} B app only), "
         f"evidence {r['evidence']} B, alloc {r['alloc']} B, {r['ms']:.2f} ms per measurement of "
-        f"{N_FILES} x {FILE_BYTES} B + the janua package (unix port, esp32 heap {r['heap_total']})")
+        f"{N_FILES} x {FILE_BYTES} B + the janua package (unix port, esp32 heap {r['heap_total']}), "
+        f"{ins} instructions per measurement")
 
 
 if __name__ == "__main__":

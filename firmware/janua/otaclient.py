@@ -139,6 +139,18 @@ class OTAClient(DeviceCaller):
         return manifest
 
 
+def _unload(*names):
+    import sys
+    import janua
+    for n in names:
+        sys.modules.pop(n, None)
+        try:
+            delattr(janua, n[6:])
+        except AttributeError:
+            pass
+    gc.collect()
+
+
 def poll(store=None, clock=None, slots=None):
     """Send the last outcome, check, install: ("none"|"installed"|"failed", line). Never raises for
     the network or a refused update (main.py must not crash into a reboot loop); persists the
@@ -166,6 +178,8 @@ def poll(store=None, clock=None, slots=None):
             # changes what runs (docs/attestation.md 2.3); a failure here never stops the update
             from janua.attestnet import after_check
             line_attest = after_check(c, cfg, c.attest)
+            after_check = None
+            _unload("janua.attestnet", "janua.attest")   # their heap goes back before an install
         else:
             line_attest = ""
         if up is None:
