@@ -17,6 +17,7 @@ Not measured, ever: credential files (_SECRET), the slot's .manifest.json and an
 """
 
 import gc
+import os
 import sys
 from hashlib import sha256
 from micropython import const
@@ -53,8 +54,7 @@ class AttestError(JanuaError):
 
 
 def record(rtype, value):
-    if len(value) > 255:
-        raise AttestError("record over 255 bytes")
+    # callers keep values within 255 bytes (names are checked, text cut); bytes() refuses more
     return bytes((rtype, len(value))) + value
 
 
@@ -88,7 +88,7 @@ def hw_record(flags, raw=b""):
 
 def _header(out, device_id, nonce, now, n):
     if len(device_id) != 8 or len(nonce) != 16:
-        raise AttestError("device id is 8 bytes and the nonce 16")
+        raise AttestError("bad device id or nonce")
     out[0] = _VERSION
     out[1:9] = device_id
     out[9:25] = nonce
@@ -126,16 +126,17 @@ def encode(mac, device_id, nonce, now, records):
     return _seal(mac, out, n)
 
 
-def _walk(fs, d, rel):
-    # (path on flash, path in the slot) of every file below d, dot names skipped (.manifest.json too)
+def _walk(fs, d, rel, fn):
+    # fn(type, path on flash, path in the slot) for every file below d, dot names skipped (so the
+    # slot's .manifest.json) and credential files; plain recursion: no generator frames on the heap
     for e in fs.ilistdir(d):
         name = e[0]
         if name[0] == "." or name in _SECRET or (name.endswith(".tmp") and name[:-4] in _SECRET):
             continue
         if e[1] == _DIR:
-            yield from _walk(fs, d + "/" + name, rel + name + "/")
+            _walk(fs, d + "/" + name, rel + name + "/", fn)
         else:
-            yield d + "/" + name, rel + name
+            fn(_APP_FILE, d + "/" + name, rel + name)
 
 
 class Flash:
@@ -146,7 +147,6 @@ class Flash:
         return open(path, mode)
 
     def ilistdir(self, d):
-        import os
         return os.ilistdir(d)
 
 
@@ -195,7 +195,7 @@ class Attester:
 
     # -- what is measured -----------------------------------------------------------------------
 
-    def _pkg_dir(self):
+    def _pkg(self):
         if self.pkg is not None:
             return self.pkg or None
         import janua
@@ -214,8 +214,8 @@ class Attester:
         return (1 if a == "a" else 2), ptr.get("state") == "trial", v if isinstance(v, str) else "", \
             self.root + "app_" + a
 
-    def _entries(self, slot_dir):
-        # (record type, path on flash, name in the record) of every measured file, in a stable order
+    def _all(self, slot_dir, fn):
+        # fn(record type, path on flash, name in the record) for every measured file, in a stable order
         fs = self.fs
         if slot_dir is None:
             for name in ("main.py", "boot.py"):
@@ -224,21 +224,37 @@ class Attester:
                     fs.open(p, "rb").close()
                 except OSError:
                     continue
-                yield _APP_FILE, p, name
+                fn(_APP_FILE, p, name)
         else:
-            for p, rel in _walk(fs, slot_dir, ""):
-                yield _APP_FILE, p, rel
-        d = self._pkg_dir()
+            _walk(fs, slot_dir, "", fn)
+        d = self._pkg()
         if d is not None:
             for e in fs.ilistdir(d or "."):
                 n = e[0]
                 if e[1] != _DIR and n[0] != "." and (n.endswith(".py") or n.endswith(".mpy")):
-                    yield _MODULE, (d + "/" + n) if d else n, n
+                    fn(_MODULE, (d + "/" + n) if d else n, n)
 
-    def _fixed(self):
+    def _size(self, rtype, path, name):
+        # first walk: count and size a record
+        k = len(name.encode())
+        if not 0 < k <= _MAX_NAME:
+            raise AttestError("%s: a measured name is 1 to 64 bytes" % name)
+        self._k[rtype - _APP_FILE] += 1
+        self._n += 38 + k
+
+    def _fill(self, rtype, path, name):
+        # second walk: hash a file into its record
+        size, digest = self._hash(path)
+        r = file_record(rtype, name, size, digest)
+        o = self._o
+        if o + len(r) > self._e:
+            raise AttestError("the flash changed during measurement")
+        self._b[o:o + len(r)] = r
+        self._o = o + len(r)
+
+    def _fix(self):
         # The records that need no file: versions, board, app, boot, hardware state.
         hal = self.hal
-        import os
         v = sys.implementation.version
         recs = [text_record(_MP_VERSION, "%d.%d.%d" % (v[0], v[1], v[2])),
                 text_record(_MP_BUILD, os.uname().version if hasattr(os, "uname") else sys.version)]
@@ -290,45 +306,32 @@ class Attester:
             from time import time as now
             now = now()
         try:
-            head, tail, slot_dir = self._fixed()
+            head, tail, slot_dir = self._fix()
             # first walk: names only, to size the one evidence buffer and check the caps
-            n = files = mods = 0
-            for rtype, _, name in self._entries(slot_dir):
-                k = len(name.encode())
-                if not 0 < k <= _MAX_NAME:
-                    raise AttestError("%s: a measured name is 1 to 64 bytes" % name)
-                if rtype == _APP_FILE:
-                    files += 1
-                else:
-                    mods += 1
-                n += 38 + k
+            self._n, self._k = 0, [0, 0]
+            self._all(slot_dir, self._size)
+            files, mods = self._k
             if files > _MAX_FILES or mods > _MAX_MODULES:
                 raise AttestError("%d files, %d modules: at most 64 and 96" % (files, mods))
+            n = self._n
             for r in head + tail:
                 n += len(r)
             _cap(n)
             # the walk's garbage goes first, so the one buffer is not squeezed between its pieces
             gc.collect()
-            out = bytearray(_HEADER + n + _TAG)
+            out = self._b = bytearray(_HEADER + n + _TAG)
             _header(out, self.device_id, nonce, now, n)
-            o = _put(out, _HEADER, head)
+            self._o = _put(out, _HEADER, head)
             head = None
             # second walk: hash each file into its record
-            end = _HEADER + n - sum(len(r) for r in tail)
-            for rtype, path, name in self._entries(slot_dir):
-                b = name.encode()
-                if o + 38 + len(b) > end:
-                    raise AttestError("the flash changed during measurement")
-                size, digest = self._hash(path)
-                out[o] = rtype
-                out[o + 1] = 36 + len(b)
-                out[o + 2:o + 6] = size.to_bytes(4, "big")
-                out[o + 6:o + 38] = digest
-                out[o + 38:o + 38 + len(b)] = b
-                o += 38 + len(b)
+            self._e = end = _HEADER + n - sum(len(r) for r in tail)
+            self._all(slot_dir, self._fill)
+            o = self._o
             if o != end:
                 raise AttestError("the flash changed during measurement")
         except OSError as e:      # a directory that cannot be listed
             raise AttestError("measurement failed: %s" % e)
+        finally:
+            self._b = None      # the Attester keeps no evidence
         _put(out, o, tail)
         return _seal(self.mac, out, n)
