@@ -120,6 +120,8 @@ def test_http_challenge_then_evidence_with_the_nonce_and_a_valid_tag(mp, verifie
     ({"expires_at": 2000000000}, "AttestError: challenge without a nonce"),
     ({"nonce": "zz" * 16}, "AttestError: challenge nonce is not hex"),
     ({"nonce": "0f" * 8}, "AttestError: challenge without a nonce"),
+    # found by fuzzing (device.attest): MicroPython's unhexlify made 15 bytes of these 32 characters
+    ({"nonce": "a0a1a2a3a4a5a6a7a8a9aaabacad\x0c\x0caf"}, "AttestError: challenge nonce is not hex"),
 ])
 def test_challenge_without_a_usable_nonce_sends_no_evidence(mp, verifier, challenge, message):
     provision(mp, verifier.port)
@@ -242,6 +244,8 @@ def test_mqtt_attest_command_publishes_evidence_on_the_attest_topic(mp):
     (b"janua/t1/dev/cmd", b'{"cmd": "attest"}', "challenge without a nonce"),
     (b"janua/t1/dev/cmd", b'{"cmd": "attest", "nonce": "' + b"0" * 600 + b'"}', "command over 512 bytes"),
     (b"janua/t1/dev/cmd", b'{"cmd": "reboot"}', False),
+    (b"janua/t1/dev/cmd", b'{"cmd": "attest", "nonce": "a0a1a2a3a4a5a6a7a8a9aaabacad\x0c\x0caf"}',
+     "challenge nonce is not hex"),     # found by fuzzing: 15 bytes out of MicroPython's unhexlify
     (b"janua/t1/other/cmd", b'{"cmd": "attest", "nonce": "' + NONCE_HEX.encode() + b'"}', False),
 ])
 def test_mqtt_other_or_malformed_commands_publish_nothing(mp, topic, msg, r):
