@@ -31,6 +31,7 @@ _MAX_FILES = const(64)
 _MAX_MODULES = const(96)
 _MAX_NAME = const(64)
 _BUF = const(512)
+_BATCH = const(8)             # module names kept per listing of the package (0x09)
 _DIR = const(0x4000)
 
 _MP_VERSION = const(1)
@@ -41,6 +42,7 @@ _APP_FILE = const(5)
 _MODULE = const(6)
 _BOOT = const(7)
 _HW = const(8)
+_PKG = const(9)
 
 # Never measured or sent, wherever they are: the config with the master secret and the auth state
 # (store.py CONFIG, STATE), the MQTT certificate, key and CA (mqtt.py), the device token (token.py
@@ -76,6 +78,10 @@ def app_record(slot, trial, version=""):
 
 def file_record(rtype, name, size, digest):
     return record(rtype, size.to_bytes(4, "big") + digest + name.encode())
+
+
+def package_record(count, size, digest):
+    return record(_PKG, count.to_bytes(2, "big") + size.to_bytes(4, "big") + digest)
 
 
 def boot_record(count, cause, uptime):
@@ -124,6 +130,20 @@ def encode(mac, device_id, nonce, now, records):
     _header(out, device_id, nonce, now, n)
     _put(out, _HEADER, records)
     return _seal(mac, out, n)
+
+
+def _name(name):
+    # a measured name's UTF-8 length, 1 to 64
+    k = len(name.encode())
+    if not 0 < k <= _MAX_NAME:
+        raise AttestError("%s: a measured name is 1 to 64 bytes" % name)
+    return k
+
+
+def _is_mod(e):
+    # a janua module in a listing of the package directory
+    n = e[0]
+    return e[1] != _DIR and n[0] != "." and (n.endswith(".py") or n.endswith(".mpy"))
 
 
 def _walk(fs, d, rel, fn):
@@ -181,7 +201,7 @@ def _hal():
 class Attester:
     """One device's evidence maker: K_attest derived once (its HMAC pads cached), one read buffer."""
 
-    def __init__(self, cfg, fs=None, root="", hal=False, pkg=None):
+    def __init__(self, cfg, fs=None, root="", hal=False, pkg=None, modules="digest"):
         from binascii import unhexlify
         from janua.hkdf import derive
         from janua.mac import HMAC
@@ -191,6 +211,7 @@ class Attester:
         self.root = root
         self.hal = _hal() if hal is False else hal
         self.pkg = pkg            # the janua package directory; None: where janua was imported from
+        self.list = modules == "list"     # one 0x06 record per module (diagnosis) instead of the 0x09 digest
         self.buf = bytearray(_BUF)
 
     # -- what is measured -----------------------------------------------------------------------
@@ -227,20 +248,48 @@ class Attester:
                 fn(_APP_FILE, p, name)
         else:
             _walk(fs, slot_dir, "", fn)
-        d = self._pkg()
+        d = self._pkg() if self.list else None
         if d is not None:
             for e in fs.ilistdir(d or "."):
-                n = e[0]
-                if e[1] != _DIR and n[0] != "." and (n.endswith(".py") or n.endswith(".mpy")):
+                if _is_mod(e):
+                    n = e[0]
                     fn(_MODULE, (d + "/" + n) if d else n, n)
 
     def _size(self, rtype, path, name):
         # first walk: count and size a record
-        k = len(name.encode())
-        if not 0 < k <= _MAX_NAME:
-            raise AttestError("%s: a measured name is 1 to 64 bytes" % name)
         self._k[rtype - _APP_FILE] += 1
-        self._n += 38 + k
+        self._n += 38 + _name(name)
+
+    def _package(self, d):
+        # The 0x09 record: the modules 0x06 would list, hashed in ascending byte order of their names
+        # (MicroPython compares str by their UTF-8 bytes). A listing gives the next _BATCH names after
+        # the last one hashed, so at most _BATCH names are on the heap, not the whole package.
+        h = sha256()
+        count = size = 0
+        prev = ""
+        while True:
+            batch = []
+            for e in self.fs.ilistdir(d or "."):
+                n = e[0]
+                if n > prev and _is_mod(e) and (len(batch) < _BATCH or n < batch[-1]):
+                    i = len(batch)
+                    while i and batch[i - 1] > n:
+                        i -= 1
+                    batch.insert(i, n)
+                    if len(batch) > _BATCH:
+                        batch.pop()
+            for n in batch:
+                count += 1
+                if count > _MAX_MODULES:
+                    raise AttestError("more than 96 modules")
+                _name(n)
+                k, digest = self._hash((d + "/" + n) if d else n)
+                h.update(n.encode())
+                h.update(b"\0" + k.to_bytes(4, "big") + digest)
+                size += k
+            if len(batch) < _BATCH:
+                return package_record(count, size, h.digest())
+            prev = batch[-1]
 
     def _fill(self, rtype, path, name):
         # second walk: hash a file into its record
@@ -307,6 +356,10 @@ class Attester:
             now = now()
         try:
             head, tail, slot_dir = self._fix()
+            d = None if self.list else self._pkg()
+            if d is not None:
+                # every module is hashed before the evidence buffer exists; its record is 40 bytes
+                tail.insert(0, self._package(d))
             # first walk: names only, to size the one evidence buffer and check the caps
             self._n, self._k = 0, [0, 0]
             self._all(slot_dir, self._size)

@@ -3,11 +3,13 @@
 
 import json
 
+import hashlib
+
 import pytest
 
-from verifier.attest.evidence import check_tag, decode
+from verifier.attest.evidence import check_tag, decode, package_digest
 
-from attest_helpers import CFG, K_ATTEST, VECTORS
+from attest_helpers import CFG, K_ATTEST, ROOT, VECTORS
 
 NONCE = bytes.fromhex("a0a1a2a3a4a5a6a7a8a9aaabacadaeaf")
 
@@ -30,6 +32,9 @@ for v in V["valid"]:
         recs.append(A.file_record(5, f["path"], f["size"], unhexlify(f["sha256"])))
     for f in m.get("modules", ()):
         recs.append(A.file_record(6, f["name"], f["size"], unhexlify(f["sha256"])))
+    if "package" in m:
+        p = m["package"]
+        recs.append(A.package_record(p["count"], p["size"], unhexlify(p["sha256"])))
     if "boot" in m:
         b = m["boot"]
         recs.append(A.boot_record(b["boot_count"], b["reset_cause"], b["uptime_s"]))
@@ -47,7 +52,7 @@ def test_vectors_byte_for_byte(mp):
     (mp.flash / "attest.json").write_text(json.dumps(VECTORS))
     out = {o["name"]: o["hex"] for o in mp(VECTOR_SCRIPT)}
     assert out == {v["name"]: v["evidence"] for v in VECTORS["valid"]}
-    assert sorted(out) == ["extension_record_skipped", "full", "header_only"]
+    assert sorted(out) == ["extension_record_skipped", "full", "header_only", "package_digest"]
 
 
 # -- measure() over a flash directory --------------------------------------------------------
@@ -60,12 +65,14 @@ SHA_MAIN = "caf026f25d7140209f98072605307a438914b9ce6f3c14b23d15d9667241de52"
 SHA_UTIL = "5b76d0962c09ab4ee309fac65fad3568c97abdec983b405146ae3e86a235e352"
 SHA_BIG = "b2ab79fa78fa8f29d6685a6abf83c4976c35938aaf318c20982cd5816f65b71f"
 SHA_MOD = "fc11d6f28e59d3cc33c0b14ceb644bf0902ebd63d61218dffe9e7dac7c254542"
+# SHA-256 of b"binauth.mpy" 00 0000000a || SHA_MOD: the 0x09 digest of a package of that one module
+PKG_ONE_MOD = "4d6331bda138ffc04757f8dbcfe8a6174e1f709faaeeb3a484a07f772ac56c5f"
 
 MEASURE = """
 import json
 from binascii import hexlify
 from janua.attest import Attester, AttestError
-att = Attester(%r, pkg=%r)
+att = Attester(%r, pkg=%r%s)
 try:
     print(json.dumps({"ev": hexlify(att.evidence(%r, 1767225600)).decode()}))
 except AttestError as e:
@@ -73,8 +80,8 @@ except AttestError as e:
 """
 
 
-def measure(mp, pkg="pkg", script=MEASURE, board="esp32"):
-    out = mp(script % (CFG, pkg, NONCE), board=board)
+def measure(mp, pkg="pkg", script=MEASURE, board="esp32", opt=""):
+    out = mp(script % (CFG, pkg, opt, NONCE), board=board)
     return out[-1]
 
 
@@ -110,7 +117,8 @@ def test_measured_slot_has_literal_sizes_and_digests(mp):
     ev = evidence(mp)
     assert ev.device_id.hex() == VECTORS["device_id"] and ev.nonce == NONCE and ev.time == 1767225600
     assert ev.files == {"main.py": (12, SHA_MAIN), "lib/util.py": (22, SHA_UTIL), "data.bin": (1284, SHA_BIG)}
-    assert ev.modules == {"binauth.mpy": (10, SHA_MOD)}
+    assert ev.modules == {}                                  # by default the package digest, not the list
+    assert ev.package == {"count": 1, "size": 10, "sha256": PKG_ONE_MOD}
     assert ev.app == {"slot": "app_a", "trial": True, "version": "1.2.0"}
     assert ev.board == "unix" and ev.micropython == "1.29.0"
     assert ev.build.startswith("3.4.0; MicroPython")      # the unix port has no os.uname: sys.version
@@ -158,12 +166,77 @@ def test_factory_application_is_main_and_boot_at_the_root(mp):
 
 
 def test_installed_janua_package_is_measured_where_it_was_imported(mp):
-    # without pkg=: the directory janua was imported from (firmware/janua in this run)
+    # without pkg=: the directory janua was imported from (firmware/janua in this run), as a list
     (mp.flash / "main.py").write_bytes(MAIN)
-    r = mp(MEASURE.replace(", pkg=%r", "") % (CFG, NONCE))[-1]
+    r = mp(MEASURE.replace("pkg=%r%s", "modules='list'") % (CFG, NONCE))[-1]
     ev = decode(bytes.fromhex(r["ev"]))
     assert {"__init__.py", "attest.py", "mac.py", "hkdf.py"} <= set(ev.modules)
     assert all(n.endswith(".py") for n in ev.modules)
+    assert ev.package is None
+
+
+def test_default_package_digest_covers_every_installed_module(mp):
+    # the 0x09 digest of firmware/janua equals the verifier's package_digest over the same files
+    (mp.flash / "main.py").write_bytes(MAIN)
+    ev = decode(bytes.fromhex(mp(MEASURE.replace(", pkg=%r%s", "") % (CFG, NONCE))[-1]["ev"]))
+    pkg = ROOT / "firmware" / "janua"
+    mods = [(f.name, f.stat().st_size, hashlib.sha256(f.read_bytes()).hexdigest())
+            for f in pkg.iterdir() if f.suffix in (".py", ".mpy") and not f.name.startswith(".")]
+    assert len(mods) > 40 and ev.modules == {}
+    assert ev.package == package_digest(mods)
+
+
+def test_package_digest_of_the_vector_modules_on_the_board(mp):
+    # the board hashes the vector's module files (listed unsorted) into the vector's 0x09 value
+    [case] = [v for v in VECTORS["valid"] if v["name"] == "package_digest"]
+    pkg = mp.flash / "pkg"
+    pkg.mkdir()
+    for m in case["package_modules"]:
+        (pkg / m["name"]).write_bytes(bytes.fromhex(m["content_hex"]))
+    (pkg / "README.txt").write_text("not a module")
+    ev = evidence(mp, pkg="pkg")
+    assert ev.package == {"count": 3, "size": 33,
+                          "sha256": "64f5da0fa5bfe7d8b49f99e35c6623cf5149cdf4e2b4e5df538a2ccb01c28b02"}
+    assert ev.package == case["measurements"]["package"]
+
+
+def test_package_digest_follows_name_byte_order_past_one_batch(mp):
+    # 20 modules (more than the 8 names a listing keeps) created in reverse order: the board's digest
+    # is the one over the names in ascending byte order, upper case before "_" before lower case
+    pkg = mp.flash / "pkg"
+    pkg.mkdir()
+    names = ["m%02d.py" % i for i in range(17)] + ["Zed.py", "_x.mpy", "a.mpy"]
+    for i, n in enumerate(reversed(names)):
+        (pkg / n).write_bytes(b"%d" % i)
+    ev = evidence(mp, pkg="pkg")
+    mods = [(n, len(b"%d" % i), hashlib.sha256(b"%d" % i).hexdigest()) for i, n in enumerate(reversed(names))]
+    assert ev.package == package_digest(mods)
+    assert ev.package["count"] == 20 and ev.package["size"] == 30
+
+
+def test_package_digest_function_literal_and_refusals():
+    # the verifier's side alone: a literal digest, independent of input order; a name twice is refused
+    one = [("binauth.mpy", 10, SHA_MOD)]
+    assert package_digest(one) == {"count": 1, "size": 10, "sha256": PKG_ONE_MOD}
+    assert package_digest([]) == {"count": 0, "size": 0, "sha256": hashlib.sha256(b"").hexdigest()}
+    two = [("b.py", 1, "00" * 32), ("a.py", 2, "11" * 32)]
+    assert package_digest(two) == package_digest(two[::-1])
+    with pytest.raises(ValueError, match="listed twice"):
+        package_digest(one + one)
+    with pytest.raises(ValueError, match="bad size or sha256"):
+        package_digest([("a.py", 1, "00" * 31)])
+
+
+def test_module_list_option_sends_0x06_records_and_no_digest(mp):
+    flash_slot(mp.flash)
+    ev = evidence(mp, opt=", modules='list'")
+    assert ev.modules == {"binauth.mpy": (10, SHA_MOD)} and ev.package is None
+
+
+def test_frozen_or_absent_package_gives_no_package_record(mp):
+    flash_slot(mp.flash)
+    ev = evidence(mp, pkg="")
+    assert ev.package is None and ev.modules == {}
 
 
 # -- failures: a clear error, no evidence ---------------------------------------------------
@@ -230,7 +303,8 @@ def test_more_than_64_files_is_refused_not_truncated(mp):
     flash_slot(mp.flash)
     for i in range(62):
         (mp.flash / "app_a" / ("f%02d.py" % i)).write_bytes(b"")
-    assert measure(mp) == {"error": "65 files, 1 modules: at most 64 and 96"}
+    assert measure(mp, opt=", modules='list'") == {"error": "65 files, 1 modules: at most 64 and 96"}
+    assert measure(mp) == {"error": "65 files, 0 modules: at most 64 and 96"}
 
 
 def test_name_over_64_bytes_is_refused_not_dropped(mp):

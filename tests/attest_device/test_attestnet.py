@@ -187,7 +187,7 @@ def test_ota_check_answer_with_a_challenge_attests_after_the_check(mp, verifier)
     assert out == [{"poll": ["none", "janua ota: up to date; attested: affirming"]}, {"loaded": []}]
     assert verifier.paths == ["/v1/ota/check", "/v1/attest/evidence"]
     ev = sent(verifier)
-    assert ev.nonce.hex() == NONCE_HEX and "attest.mpy" in ev.modules
+    assert ev.nonce.hex() == NONCE_HEX and ev.modules == {} and ev.package["count"] > 40
 
 
 def test_ota_check_without_a_challenge_does_not_attest(mp, verifier):
@@ -295,10 +295,21 @@ def test_coap_get_then_post_attest_with_the_evidence(mp):
     assert check_tag(ev, K_ATTEST) and ev.nonce.hex() == NONCE_HEX and set(ev.files) == {"main.py"}
 
 
-def test_coap_evidence_over_one_message_is_refused_before_sending(mp):
-    # the whole janua package measured: about 2 KB, over the verifier's 1,024-byte CoAP message
+def test_whole_package_as_its_digest_attests_over_coap(mp):
+    # the default 0x09 record: the whole janua package in 40 bytes, so the evidence fits one CoAP message
+    (mp.flash / "main.py").write_bytes(b"print('hi')\n")
     get = json.dumps({"nonce": NONCE_HEX}).encode()
     out = mp(COAP.replace(", pkg=%r", "") % (get, CFG, CFG))[0]
+    assert out["r"] == {"status": "affirming"}
+    ev = decode(bytes.fromhex(out["sent"][1][2]))
+    assert check_tag(ev, K_ATTEST) and ev.modules == {} and ev.package["count"] > 40
+    assert len(bytes.fromhex(out["sent"][1][2])) < 300
+
+
+def test_coap_evidence_over_one_message_is_refused_before_sending(mp):
+    # the whole janua package listed (0x06): about 2 KB, over the verifier's 1,024-byte CoAP message
+    get = json.dumps({"nonce": NONCE_HEX}).encode()
+    out = mp(COAP.replace(", pkg=%r", ", modules='list'") % (get, CFG, CFG))[0]
     assert out["r"].startswith("evidence of ") and out["r"].endswith(
         "bytes does not fit one CoAP message of 1024 bytes (no block-wise transfer): attest over HTTP or MQTT")
     assert [s[0] for s in out["sent"][:-1]] == [1] and out["sent"][-1] == "closed"

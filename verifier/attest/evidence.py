@@ -19,8 +19,8 @@ MAX_MODULES = 96
 
 # record types (docs/attestation.md 2.2). 0x01..0x7f are defined by this version (an unknown one is
 # malformed); 0x80..0xff are extensions, skipped by this verifier.
-MP_VERSION, MP_BUILD, BOARD, APP, APP_FILE, FW_MODULE, BOOT, HW_SECURITY = range(1, 9)
-SINGLE = frozenset((MP_VERSION, MP_BUILD, BOARD, APP, BOOT, HW_SECURITY))
+MP_VERSION, MP_BUILD, BOARD, APP, APP_FILE, FW_MODULE, BOOT, HW_SECURITY, FW_PACKAGE = range(1, 10)
+SINGLE = frozenset((MP_VERSION, MP_BUILD, BOARD, APP, BOOT, HW_SECURITY, FW_PACKAGE))
 TEXT_RECORDS = {MP_VERSION: "micropython", MP_BUILD: "build", BOARD: "board"}
 
 SLOTS = {0: "factory", 1: "app_a", 2: "app_b"}
@@ -41,14 +41,15 @@ class Evidence:
     """The parsed evidence; `signed` is the byte range the tag covers, `tag` the 16 bytes after it."""
 
     __slots__ = ("device_id", "nonce", "time", "micropython", "build", "board", "app", "files",
-                 "modules", "boot", "hw", "signed", "tag", "extensions")
+                 "modules", "package", "boot", "hw", "signed", "tag", "extensions")
 
     def to_json(self):
         """The measurements as the API shows them (no tag, no nonce)."""
         return {"device_time": self.time, "micropython": self.micropython, "build": self.build,
                 "board": self.board, "app": self.app, "boot": self.boot, "hw_claimed": self.hw,
                 "files": [{"path": p, "size": s, "sha256": h} for p, (s, h) in sorted(self.files.items())],
-                "modules": [{"name": n, "size": s, "sha256": h} for n, (s, h) in sorted(self.modules.items())]}
+                "modules": [{"name": n, "size": s, "sha256": h} for n, (s, h) in sorted(self.modules.items())],
+                "package": self.package}
 
 
 def _text(value, what, lo=1, hi=255):
@@ -86,7 +87,7 @@ def decode(data):
     if len(data) != HEADER_LEN + n + TAG_LEN:
         raise EvidenceError("malformed", f"records length {n} does not match {len(data)} bytes")
     ev.signed, ev.tag = data[:HEADER_LEN + n], data[HEADER_LEN + n:]
-    ev.micropython = ev.build = ev.board = ev.app = ev.boot = ev.hw = None
+    ev.micropython = ev.build = ev.board = ev.app = ev.boot = ev.hw = ev.package = None
     ev.files, ev.modules, ev.extensions = {}, {}, 0
     seen = set()
     off, end = HEADER_LEN, HEADER_LEN + n
@@ -120,6 +121,11 @@ def decode(data):
             if len(table) >= cap:
                 raise EvidenceError("malformed", f"more than {cap} entries")
             table[name] = (size, digest)
+        elif rtype == FW_PACKAGE:
+            if len(value) != 38:
+                raise EvidenceError("malformed", "janua package record")
+            ev.package = {"count": int.from_bytes(value[0:2], "big"), "size": int.from_bytes(value[2:6], "big"),
+                          "sha256": value[6:38].hex()}
         elif rtype == BOOT:
             if len(value) != 9:
                 raise EvidenceError("malformed", "boot record")
@@ -135,6 +141,26 @@ def decode(data):
         else:
             raise EvidenceError("malformed", f"unknown record type 0x{rtype:02x}")
     return ev
+
+
+def package_digest(modules):
+    """The janua package digest a board sends as record 0x09 (docs/attestation.md 2.2), from a module list
+    [(name, size, hex sha256)] (a model reference's): {"count", "size", "sha256"}, as Evidence.package.
+    SHA-256 over name (UTF-8) || 0x00 || size (u32) || sha256 (32) of every module, in ascending byte
+    order of the names. ValueError for a name listed twice, a bad digest or a size over 32 bits."""
+    entries = sorted((name.encode(), size, bytes.fromhex(digest)) for name, size, digest in modules)
+    h = hashlib.sha256()
+    total = 0
+    for i, (name, size, digest) in enumerate(entries):
+        if i and entries[i - 1][0] == name:
+            raise ValueError(f"module {name.decode()} listed twice")
+        if len(digest) != 32 or not 0 <= size <= 0xFFFFFFFF or not name:
+            raise ValueError(f"module {name.decode()}: bad size or sha256")
+        h.update(name + b"\0" + struct.pack(">I", size) + digest)
+        total += size
+    if len(entries) > 0xFFFF or total > 0xFFFFFFFF:
+        raise ValueError("a package of more than 65535 modules or 4 GiB")
+    return {"count": len(entries), "size": total, "sha256": h.hexdigest()}
 
 
 def check_tag(ev, key):
@@ -155,9 +181,10 @@ def file_record(rtype, name, size, digest):
 
 
 def encode(key, device_id, nonce, device_time, *, micropython=None, build=None, board=None, app=None,
-           files=(), modules=(), boot=None, hw=None, extra=b""):
+           files=(), modules=(), package=None, boot=None, hw=None, extra=b""):
     """Evidence bytes. `app` = (slot number, trial 0|1, version); files/modules = [(name, size, hex sha256)];
-    boot = (boot_count, reset cause code, uptime_s); hw = (flags, raw bytes); `extra` is appended raw."""
+    package = {"count", "size", "sha256"} (package_digest's); boot = (boot_count, reset cause code,
+    uptime_s); hw = (flags, raw bytes); `extra` is appended raw."""
     recs = b""
     for rtype, text in ((MP_VERSION, micropython), (MP_BUILD, build), (BOARD, board)):
         if text is not None:
@@ -168,6 +195,9 @@ def encode(key, device_id, nonce, device_time, *, micropython=None, build=None, 
         recs += file_record(APP_FILE, name, size, digest)
     for name, size, digest in modules:
         recs += file_record(FW_MODULE, name, size, digest)
+    if package is not None:
+        recs += record(FW_PACKAGE, struct.pack(">HI", package["count"], package["size"])
+                       + bytes.fromhex(package["sha256"]))
     if boot is not None:
         recs += record(BOOT, struct.pack(">IBI", *boot))
     if hw is not None:
