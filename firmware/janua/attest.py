@@ -146,6 +146,31 @@ def _is_mod(e):
     return e[1] != _DIR and n[0] != "." and (n.endswith(".py") or n.endswith(".mpy"))
 
 
+def _read(f, buf):
+    # (size, SHA-256) of an open file, read into buf
+    h = sha256()
+    size = 0
+    while True:
+        n = f.readinto(buf)
+        if not n:
+            return size, h.digest()
+        h.update(buf if n == _BUF else memoryview(buf)[:n])
+        size += n
+
+
+def _batch(entries, prev):
+    # the first _BATCH module names after prev in byte order, from one listing of the package
+    batch = []
+    for e in entries:
+        n = e[0]
+        if n > prev and _is_mod(e):
+            batch.append(n)
+            batch.sort()
+            if len(batch) > _BATCH:
+                batch.pop()
+    return batch
+
+
 def _walk(fs, d, rel, fn):
     # fn(type, path on flash, path in the slot) for every file below d, dot names skipped (so the
     # slot's .manifest.json) and credential files; plain recursion: no generator frames on the heap
@@ -236,21 +261,28 @@ class Attester:
             self.root + "app_" + a
 
     def _all(self, slot_dir, fn):
-        # fn(record type, path on flash, name in the record) for every measured file, in a stable order
-        fs = self.fs
+        # fn(record type, path on flash, name in the record) for every measured file, in a stable
+        # order; small frames (no loop here) since the hashing runs below them
         if slot_dir is None:
-            for name in ("main.py", "boot.py"):
-                p = self.root + name
-                try:
-                    fs.open(p, "rb").close()
-                except OSError:
-                    continue
-                fn(_APP_FILE, p, name)
+            self._factory(fn)
         else:
-            _walk(fs, slot_dir, "", fn)
-        d = self._pkg() if self.list else None
+            _walk(self.fs, slot_dir, "", fn)
+        if self.list:
+            self._mods(fn)
+
+    def _factory(self, fn):
+        for name in ("main.py", "boot.py"):
+            p = self.root + name
+            try:
+                self.fs.open(p, "rb").close()
+            except OSError:
+                continue
+            fn(_APP_FILE, p, name)
+
+    def _mods(self, fn):
+        d = self._pkg()
         if d is not None:
-            for e in fs.ilistdir(d or "."):
+            for e in self.fs.ilistdir(d or "."):
                 if _is_mod(e):
                     n = e[0]
                     fn(_MODULE, (d + "/" + n) if d else n, n)
@@ -265,36 +297,31 @@ class Attester:
         # (MicroPython compares str by their UTF-8 bytes). A listing gives the next _BATCH names after
         # the last one hashed, so at most _BATCH names are on the heap, not the whole package.
         h = sha256()
-        count = size = 0
+        self._c = self._s = 0
         prev = ""
         while True:
-            batch = []
-            for e in self.fs.ilistdir(d or "."):
-                n = e[0]
-                if n > prev and _is_mod(e) and (len(batch) < _BATCH or n < batch[-1]):
-                    i = len(batch)
-                    while i and batch[i - 1] > n:
-                        i -= 1
-                    batch.insert(i, n)
-                    if len(batch) > _BATCH:
-                        batch.pop()
+            batch = _batch(self.fs.ilistdir(d or "."), prev)
             for n in batch:
-                count += 1
-                if count > _MAX_MODULES:
-                    raise AttestError("more than 96 modules")
-                _name(n)
-                k, digest = self._hash((d + "/" + n) if d else n)
-                h.update(n.encode())
-                h.update(b"\0" + k.to_bytes(4, "big") + digest)
-                size += k
+                self._module(h, (d + "/" + n) if d else n, n)
             if len(batch) < _BATCH:
-                return package_record(count, size, h.digest())
+                return package_record(self._c, self._s, h.digest())
             prev = batch[-1]
+
+    def _module(self, h, path, name):
+        # one module into the package digest: name || 0x00 || size || SHA-256
+        self._c += 1
+        if self._c > _MAX_MODULES:
+            raise AttestError("more than 96 modules")
+        _name(name)
+        r = self._hash(path)
+        h.update(name.encode())
+        h.update(b"\0" + r[0].to_bytes(4, "big") + r[1])
+        self._s += r[0]
 
     def _fill(self, rtype, path, name):
         # second walk: hash a file into its record
-        size, digest = self._hash(path)
-        r = file_record(rtype, name, size, digest)
+        r = self._hash(path)
+        r = file_record(rtype, name, r[0], r[1])
         o = self._o
         if o + len(r) > self._e:
             raise AttestError("the flash changed during measurement")
@@ -326,26 +353,19 @@ class Attester:
         return recs, tail, d
 
     def _hash(self, path):
-        # (size, SHA-256) of one file through the one buffer
-        buf = self.buf
-        h = sha256()
-        size = 0
+        # (size, SHA-256) of one file through the one buffer. One try at a time (each is a frame slot):
+        # a file left open by any other exception is closed by its finaliser.
         try:
             f = self.fs.open(path, "rb")
         except OSError as e:
             raise AttestError("cannot open %s: %s" % (path, e))
         try:
-            while True:
-                n = f.readinto(buf)
-                if not n:
-                    break
-                h.update(buf if n == _BUF else memoryview(buf)[:n])
-                size += n
+            r = _read(f, self.buf)
         except OSError as e:
-            raise AttestError("cannot read %s: %s" % (path, e))
-        finally:
             f.close()
-        return size, h.digest()
+            raise AttestError("cannot read %s: %s" % (path, e))
+        f.close()
+        return r
 
     # -- the evidence ---------------------------------------------------------------------------
 
@@ -355,36 +375,44 @@ class Attester:
             from time import time as now
             now = now()
         try:
-            head, tail, slot_dir = self._fix()
-            d = None if self.list else self._pkg()
-            if d is not None:
-                # every module is hashed before the evidence buffer exists; its record is 40 bytes
-                tail.insert(0, self._package(d))
-            # first walk: names only, to size the one evidence buffer and check the caps
-            self._n, self._k = 0, [0, 0]
-            self._all(slot_dir, self._size)
-            files, mods = self._k
-            if files > _MAX_FILES or mods > _MAX_MODULES:
-                raise AttestError("%d files, %d modules: at most 64 and 96" % (files, mods))
-            n = self._n
-            for r in head + tail:
-                n += len(r)
-            _cap(n)
-            # the walk's garbage goes first, so the one buffer is not squeezed between its pieces
-            gc.collect()
-            out = self._b = bytearray(_HEADER + n + _TAG)
-            _header(out, self.device_id, nonce, now, n)
-            self._o = _put(out, _HEADER, head)
-            head = None
-            # second walk: hash each file into its record
-            self._e = end = _HEADER + n - sum(len(r) for r in tail)
-            self._all(slot_dir, self._fill)
-            o = self._o
-            if o != end:
-                raise AttestError("the flash changed during measurement")
-        except OSError as e:      # a directory that cannot be listed
-            raise AttestError("measurement failed: %s" % e)
-        finally:
-            self._b = None      # the Attester keeps no evidence
-        _put(out, o, tail)
+            out = self._measure()
+        except Exception as e:    # one handler, not a finally as well: a smaller frame
+            self._b = None        # the Attester keeps no evidence
+            if isinstance(e, OSError):    # a directory that cannot be listed
+                raise AttestError("measurement failed: %s" % e)
+            raise
+        self._b = None
+        n = len(out) - _HEADER - _TAG
+        _header(out, self.device_id, nonce, now, n)
         return _seal(self.mac, out, n)
+
+    def _measure(self):
+        # The evidence buffer with its records, header and tag not yet written. Few locals and no
+        # try: the frames below the hashing are what is on the heap besides the buffer.
+        d = None if self.list else self._pkg()
+        # the modules are hashed first, before anything else of this call is on the heap
+        pkg = None if d is None else self._package(d)
+        head, tail, d = self._fix()
+        if pkg is not None:
+            tail.insert(0, pkg)
+            pkg = None
+        # first walk: names only, to size the one evidence buffer and check the caps
+        self._n, self._k = 0, [0, 0]
+        self._all(d, self._size)
+        if self._k[0] > _MAX_FILES or self._k[1] > _MAX_MODULES:
+            raise AttestError("%d files, %d modules: at most 64 and 96" % tuple(self._k))
+        n = self._n + sum(len(r) for r in head) + sum(len(r) for r in tail)
+        _cap(n)
+        # the walk's garbage goes first, so the one buffer is not squeezed between its pieces
+        gc.collect()
+        out = self._b = bytearray(_HEADER + n + _TAG)
+        self._o = _put(out, _HEADER, head)
+        # the records after the files go in now, at their place: nothing but the buffer is kept
+        self._e = _HEADER + n - sum(len(r) for r in tail)
+        _put(out, self._e, tail)
+        head = tail = None
+        # second walk: hash each file into its record
+        self._all(d, self._fill)
+        if self._o != self._e:
+            raise AttestError("the flash changed during measurement")
+        return out
