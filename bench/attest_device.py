@@ -2,7 +2,8 @@
 prints JSON). Firmware compiled as shipped (tools/build.py, mpy-cross -O MPY_OPT) and run on the
 MicroPython unix port with the esp32 profile's heap. The board's flash: ota_ptr.json naming app_a, an
 application of 8 files of 12,800 bytes (100 KB, random bytes), janua_state.json, and the whole janua
-package as .mpy in lib/janua (what attest measures as its modules).
+package as .mpy in lib/janua (what attest measures as its modules). Every key measures the default
+evidence, the package as one 0x09 digest record, unless its name says otherwise.
 
 - device.attest.mpy_bytes: attest.mpy alone (issue #12's budget); device.attest.mpy_bytes_with_deps adds
   the janua modules it imports (__init__, mac, hkdf); device.attestnet.mpy_bytes: the transports plus
@@ -14,7 +15,9 @@ package as .mpy in lib/janua (what attest measures as its modules).
   garbage does not count (the collector runs on a board too), the evidence buffer
   (device.attest.evidence_bytes) does, and so does the sampling file wrapper (one small object at a
   time). Fragmentation is not in it. device.attest.peak_heap_bytes_app_only:
-  the same without module records (pkg="").
+  the same without the package (pkg=""); device.attest.peak_heap_bytes_module_list: the same with the
+  package as one 0x06 record per module (modules="list", the diagnosis option).
+- device.attest.evidence_bytes: the size of that default evidence (header, records, tag).
 - device.attest.alloc_bytes: gc.collect(), gc.disable(), the growth of gc.mem_alloc() across one call:
   everything it allocates, short-lived listing tuples included (not a peak: garbage is never freed).
 - device.attest.measure_ms: median of 9 evidence() calls after one warm-up, unix port of this host
@@ -170,7 +173,8 @@ def run(results, say):
         results["device.attestnet.mpy_bytes"] = mpy_size([lib / "attestnet.mpy", lib / "devcall.mpy"])
         _flash(d)
         peaks = {}
-        for key, pkg in (("device.attest.peak_heap_bytes", ""), ("device.attest.peak_heap_bytes_app_only", ", pkg=''")):
+        for key, pkg in (("device.attest.peak_heap_bytes", ""), ("device.attest.peak_heap_bytes_app_only", ", pkg=''"),
+                         ("device.attest.peak_heap_bytes_module_list", ", modules='list'")):
             peaks[key] = results[key] = _peak(d, SCRIPT % (CFG, pkg))
         p = _run(d, TIMING % (CFG, ""), 112640)
         if p.returncode != 0:
@@ -184,7 +188,8 @@ def run(results, say):
     results["device.attest.measure_ms"] = round(r["ms"], 2)
     say(f"device attest: {results['device.attest.mpy_bytes']} mpy bytes "
         f"({results['device.attest.mpy_bytes_with_deps']} with deps), peak heap "
-        f"{peaks['device.attest.peak_heap_bytes']} B ({peaks['device.attest.peak_heap_bytes_app_only']} B app only), "
+        f"{peaks['device.attest.peak_heap_bytes']} B ({peaks['device.attest.peak_heap_bytes_app_only']} B app only, "
+        f"{peaks['device.attest.peak_heap_bytes_module_list']} B with the module list), "
         f"evidence {r['evidence']} B, alloc {r['alloc']} B, {r['ms']:.2f} ms per measurement of "
         f"{N_FILES} x {FILE_BYTES} B + the janua package (unix port, esp32 heap {r['heap_total']}), "
         f"{ins} instructions per measurement")

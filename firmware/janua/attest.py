@@ -102,13 +102,6 @@ def _header(out, device_id, nonce, now, n):
     out[29:31] = n.to_bytes(2, "big")
 
 
-def _put(out, o, recs):
-    for r in recs:
-        out[o:o + len(r)] = r
-        o += len(r)
-    return o
-
-
 def _seal(mac, out, n):
     # The tag: HMAC-SHA256(K_attest, bytes[0:31+L])[0:16], written after the records.
     out[_HEADER + n:] = mac.digest(memoryview(out)[:_HEADER + n])[:_TAG]
@@ -122,14 +115,19 @@ def _cap(n):
 
 def encode(mac, device_id, nonce, now, records):
     """Evidence (a bytearray) of the given records, in their order; `mac` is HMAC(K_attest)."""
-    n = 0
-    for r in records:
-        n += len(r)
+    records = b"".join(records)
+    n = len(records)
     _cap(n)
     out = bytearray(_HEADER + n + _TAG)
     _header(out, device_id, nonce, now, n)
-    _put(out, _HEADER, records)
+    out[_HEADER:_HEADER + n] = records
     return _seal(mac, out, n)
+
+
+def _ask(hal, name, default):
+    # hal.name() when the hal has it
+    f = getattr(hal, name, None)
+    return f() if f else default
 
 
 def _name(name):
@@ -328,29 +326,24 @@ class Attester:
         self._b[o:o + len(r)] = r
         self._o = o + len(r)
 
-    def _fix(self):
-        # The records that need no file: versions, board, app, boot, hardware state.
+    def _fix(self, tail):
+        # The records that need no file, as two byte strings: versions, board and app (before the
+        # files); `tail` (the 0x09 record or b""), boot and hardware state (after them).
         hal = self.hal
-        v = sys.implementation.version
-        recs = [text_record(_MP_VERSION, "%d.%d.%d" % (v[0], v[1], v[2])),
-                text_record(_MP_BUILD, os.uname().version if hasattr(os, "uname") else sys.version)]
+        head = text_record(_MP_VERSION, "%d.%d.%d" % sys.implementation.version[:3]) + \
+            text_record(_MP_BUILD, os.uname().version if hasattr(os, "uname") else sys.version)
         if hal is not None:
-            recs.append(text_record(_BOARD, hal.board()))
+            head += text_record(_BOARD, hal.board())
         slot, trial, version, d = self._app()
-        recs.append(app_record(slot, trial, version))
-        tail = []
+        head += app_record(slot, trial, version)
         st = _json(self.fs, self.root + "janua_state.json")
         count = st.get("boots", 0) if isinstance(st, dict) else 0
-        f = getattr(hal, "reset_code", None)
-        cause = f() if f else 0
-        f = getattr(hal, "uptime_s", None)
-        up = f() if f else 0
-        tail.append(boot_record(count if isinstance(count, int) else 0, cause, up))
-        f = getattr(hal, "security_state", None)
-        hw = f() if f else None
+        tail += boot_record(count if isinstance(count, int) else 0, _ask(hal, "reset_code", 0),
+                            _ask(hal, "uptime_s", 0))
+        hw = _ask(hal, "security_state", None)
         if hw is not None:
-            tail.append(hw_record(hw[0], hw[1]))
-        return recs, tail, d
+            tail += hw_record(hw[0], hw[1])
+        return head, tail, d
 
     def _hash(self, path):
         # (size, SHA-256) of one file through the one buffer. One try at a time (each is a frame slot):
@@ -391,25 +384,22 @@ class Attester:
         # try: the frames below the hashing are what is on the heap besides the buffer.
         d = None if self.list else self._pkg()
         # the modules are hashed first, before anything else of this call is on the heap
-        pkg = None if d is None else self._package(d)
-        head, tail, d = self._fix()
-        if pkg is not None:
-            tail.insert(0, pkg)
-            pkg = None
+        head, tail, d = self._fix(b"" if d is None else self._package(d))
         # first walk: names only, to size the one evidence buffer and check the caps
         self._n, self._k = 0, [0, 0]
         self._all(d, self._size)
         if self._k[0] > _MAX_FILES or self._k[1] > _MAX_MODULES:
             raise AttestError("%d files, %d modules: at most 64 and 96" % tuple(self._k))
-        n = self._n + sum(len(r) for r in head) + sum(len(r) for r in tail)
+        n = self._n + len(head) + len(tail)
         _cap(n)
         # the walk's garbage goes first, so the one buffer is not squeezed between its pieces
         gc.collect()
         out = self._b = bytearray(_HEADER + n + _TAG)
-        self._o = _put(out, _HEADER, head)
+        self._o = _HEADER + len(head)
+        out[_HEADER:self._o] = head
         # the records after the files go in now, at their place: nothing but the buffer is kept
-        self._e = _HEADER + n - sum(len(r) for r in tail)
-        _put(out, self._e, tail)
+        self._e = _HEADER + n - len(tail)
+        out[self._e:_HEADER + n] = tail
         head = tail = None
         # second walk: hash each file into its record
         self._all(d, self._fill)
