@@ -31,7 +31,7 @@ _MAX_FILES = const(64)
 _MAX_MODULES = const(96)
 _MAX_NAME = const(64)
 _BUF = const(512)
-_BATCH = const(8)             # module names kept per listing of the package (0x09)
+_BATCH = const(6)             # module names kept per listing of the package (0x09)
 _DIR = const(0x4000)
 
 _MP_VERSION = const(1)
@@ -60,11 +60,11 @@ def record(rtype, value):
     return bytes((rtype, len(value))) + value
 
 
-def text_record(rtype, s, cap=255):
-    # UTF-8, cut to `cap` bytes on a character boundary (a build string could be long).
+def text_record(rtype, s):
+    # UTF-8, cut to 255 bytes on a character boundary (a build string could be long).
     b = s.encode()
-    if len(b) > cap:
-        n = cap
+    if len(b) > 255:
+        n = 255
         while n and b[n] & 0xC0 == 0x80:
             n -= 1
         b = b[:n]
@@ -265,8 +265,9 @@ class Attester:
             self._factory(fn)
         else:
             _walk(self.fs, slot_dir, "", fn)
-        if self.list:
-            self._mods(fn)
+        d = self._pkg() if self.list else None
+        if d is not None:
+            self._mods(d, fn)
 
     def _factory(self, fn):
         for name in ("main.py", "boot.py"):
@@ -277,13 +278,18 @@ class Attester:
                 continue
             fn(_APP_FILE, p, name)
 
-    def _mods(self, fn):
-        d = self._pkg()
-        if d is not None:
-            for e in self.fs.ilistdir(d or "."):
-                if _is_mod(e):
-                    n = e[0]
-                    fn(_MODULE, (d + "/" + n) if d else n, n)
+    def _mods(self, d, fn):
+        # fn(_MODULE, path on flash, name) for every janua module in d, in ascending byte order of the
+        # names (MicroPython compares str by their UTF-8 bytes): each listing gives the next _BATCH
+        # names after the last one, so at most _BATCH names are on the heap, not the whole package.
+        prev = ""
+        while True:
+            batch = _batch(self.fs.ilistdir(d or "."), prev)
+            for n in batch:
+                fn(_MODULE, (d + "/" + n) if d else n, n)
+            if len(batch) < _BATCH:
+                return
+            prev = batch[-1]
 
     def _size(self, rtype, path, name):
         # first walk: count and size a record
@@ -291,29 +297,23 @@ class Attester:
         self._n += 38 + _name(name)
 
     def _package(self, d):
-        # The 0x09 record: the modules 0x06 would list, hashed in ascending byte order of their names
-        # (MicroPython compares str by their UTF-8 bytes). A listing gives the next _BATCH names after
-        # the last one hashed, so at most _BATCH names are on the heap, not the whole package.
-        h = sha256()
+        # The 0x09 record: the modules 0x06 would list, hashed in that order into one digest
+        self._h = sha256()
         self._c = self._s = 0
-        prev = ""
-        while True:
-            batch = _batch(self.fs.ilistdir(d or "."), prev)
-            for n in batch:
-                self._module(h, (d + "/" + n) if d else n, n)
-            if len(batch) < _BATCH:
-                return package_record(self._c, self._s, h.digest())
-            prev = batch[-1]
+        self._mods(d, self._module)
+        r = package_record(self._c, self._s, self._h.digest())
+        self._h = None
+        return r
 
-    def _module(self, h, path, name):
+    def _module(self, rtype, path, name):
         # one module into the package digest: name || 0x00 || size || SHA-256
         self._c += 1
         if self._c > _MAX_MODULES:
             raise AttestError("more than 96 modules")
         _name(name)
         r = self._hash(path)
-        h.update(name.encode())
-        h.update(b"\0" + r[0].to_bytes(4, "big") + r[1])
+        self._h.update(name.encode())
+        self._h.update(b"\0" + r[0].to_bytes(4, "big") + r[1])
         self._s += r[0]
 
     def _fill(self, rtype, path, name):

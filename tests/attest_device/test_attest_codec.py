@@ -311,3 +311,21 @@ def test_name_over_64_bytes_is_refused_not_dropped(mp):
     flash_slot(mp.flash)
     (mp.flash / "app_a" / ("n" * 62 + ".py")).write_bytes(b"")
     assert measure(mp)["error"] == "n" * 62 + ".py: a measured name is 1 to 64 bytes"
+
+
+@pytest.mark.parametrize("value_len", [37, 39])
+def test_package_record_of_another_length_is_malformed(value_len):
+    # 0x09 is exactly count (2) + size (4) + SHA-256 (32): a short or long one is refused, not read
+    from verifier.attest.evidence import EvidenceError, encode
+    ev = encode(K_ATTEST, bytes(8), NONCE, 1, extra=bytes((9, value_len)) + bytes(value_len))
+    with pytest.raises(EvidenceError, match="janua package record"):
+        decode(ev)
+
+
+def test_package_record_twice_is_malformed():
+    from verifier.attest.evidence import EvidenceError, encode
+    one = {"count": 1, "size": 10, "sha256": PKG_ONE_MOD}
+    ev = encode(K_ATTEST, bytes(8), NONCE, 1, package=one, extra=bytes((9, 38)) + bytes(38))
+    with pytest.raises(EvidenceError, match="0x09 twice"):
+        decode(ev)
+    assert decode(encode(K_ATTEST, bytes(8), NONCE, 1, package=one)).to_json()["package"] == one
