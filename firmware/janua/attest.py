@@ -6,11 +6,16 @@
 Two layers. The codec (`encode` and the `*_record` builders) turns given records into evidence: the
 vectors in docs/vectors/attest.json are reproduced from it. `Attester.evidence()` gathers the records
 itself: MicroPython version and build, the hal's board id, the active application slot (ota_ptr.json)
-and its files, the installed janua modules, the boot record, the hal's claimed hardware security state.
-Each file is hashed by streaming it through the Attester's one 512-byte buffer; the evidence is one
-bytearray of its exact size, laid out by a first walk over the file names (no hashing) and filled by a
-second. If a file cannot be read, or the flash changes between the two walks, AttestError is raised
-and no evidence exists: nothing partial is ever returned.
+and its files, the installed janua modules (by default one 0x09 digest of the whole package;
+`Attester(cfg, modules="list")` sends one 0x06 record per module instead, for diagnosis), the boot
+record, the hal's claimed hardware security state. Each file is hashed by streaming it through the
+Attester's one 512-byte buffer. The modules are hashed first, in ascending byte order of their names,
+a few names per listing of the package; the evidence is then one bytearray of its exact size, laid out
+by a first walk over the file names (no hashing) and filled by a second. If a file cannot be read, or
+the flash changes between the two walks, AttestError is raised and no evidence exists: nothing partial
+is ever returned. Heap: the frames that stay live while a file is hashed are kept small (few locals,
+at most one try, no loop in those that call the walks): MicroPython puts a frame whose locals, stack and
+on the heap.
 
 Not measured, ever: credential files (_SECRET), the slot's .manifest.json and any name starting with
 ".". It does not send anything (attestnet.py does), does not write to flash and does not appraise.
