@@ -6,6 +6,7 @@ fixture's boot extends."""
 import base64
 import hashlib
 import json
+import subprocess
 import urllib.request
 
 import pytest
@@ -240,3 +241,27 @@ def test_ecdsa_p256_ak_passes(cloud, soft_tpm):
     soft_tpm.boot()
     gw = enrol(api.call, soft_tpm.tpm, "gw-e", MODEL, ek_chain=[soft_tpm.issuer_der], ak_alg="ecc")
     assert attest(api.call, soft_tpm.tpm, gw["id"])["status"] == "affirming"
+
+
+def test_janua_gateway_enrol_then_attest_from_the_command_line(cloud, soft_tpm, tmp_path, capsys):
+    from tools.cli import main
+    prepare_tenant(cloud, soft_tpm)
+    _, api = cloud.edge_token()
+    (tmp_path / "edge.token").write_text(api.token + "\n")
+    (tmp_path / "issuer.pem").write_bytes(subprocess.run(
+        ["openssl", "x509", "-inform", "der", "-outform", "pem"], input=soft_tpm.issuer_der, capture_output=True,
+        check=True).stdout)
+    soft_tpm.boot()
+    common = ["--tpm", soft_tpm.tpm.tcti, "--upstream", cloud.url, "--token-file", str(tmp_path / "edge.token"),
+              "--state", str(tmp_path / "gw.json")]
+    assert main(["gateway", "enrol", *common, "--name", "gw-cli", "--model", MODEL,
+                 "--ek-chain", str(tmp_path / "issuer.pem")]) == 0
+    enrolled_line = json.loads(capsys.readouterr().out)
+    assert enrolled_line["status"] == "active"
+    assert main(["gateway", "attest", *common]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["status"], out["passed"], out["trust_level"]) == ("affirming", True, 100)
+    soft_tpm.tpm.extend(7, PCR7_SECURE_BOOT_OFF)
+    assert main(["gateway", "attest", *common]) == 1
+    err = capsys.readouterr().err
+    assert "janua: attestation did not pass: contraindicated" in err and "PCRs 7 differ" in err
