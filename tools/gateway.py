@@ -52,13 +52,15 @@ def _pem_to_der(path):
 
 
 def run(args):
+    import asyncio
     from verifier.edge import tpm as gw
     api = API(args.upstream, token=args.token, token_file=args.token_file)
+    call = gw.sync_call(api.call)
     tpm = gw.TPM(args.tpm, args.workdir)
     try:
         if args.gateway_command == "enrol":
             chain = [_pem_to_der(p) for p in args.ek_chain]
-            made = gw.enrol(api.call, tpm, args.name, args.model, ek_chain=chain, ak_alg=args.ak)
+            made = asyncio.run(gw.enrol(call, tpm, args.name, args.model, ek_chain=chain, ak_alg=args.ak))
             with open(args.state, "w") as f:
                 json.dump({"id": made["id"], "upstream": args.upstream}, f)
             print(json.dumps({"id": made["id"], "status": made["status"]}))
@@ -69,7 +71,7 @@ def run(args):
         except (OSError, ValueError, KeyError):
             raise CLIError(f"no gateway id in {args.state}", hint="run `janua gateway enrol` first") from None
         while True:
-            result = gw.attest(api.call, tpm, gateway_id)
+            result = asyncio.run(gw.attest(call, tpm, gateway_id))
             print(json.dumps({k: result[k] for k in ("status", "passed", "trust_level", "ear")}), flush=True)
             if args.every is None:
                 if not result["passed"]:

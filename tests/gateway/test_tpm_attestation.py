@@ -3,6 +3,7 @@ tpm2-tools through verifier/edge/tpm.py, the cloud verifier on a real HTTP port.
 written out: the reference PCRs are SHA-256(0^32 || SHA-256("janua gateway boot i")), what the
 fixture's boot extends."""
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -16,7 +17,16 @@ from tests.gateway.conftest import needs_swtpm
 from tools.errors import CLIError
 from verifier.appkeys import STORAGE
 from verifier.attest.ear import verify_ear
-from verifier.edge.tpm import TPMToolError, attest, enrol
+from verifier.edge import tpm as gw
+from verifier.edge.tpm import TPMToolError
+
+
+def enrol(call, tpm, name, model, ek_chain=(), ak_alg="rsa"):
+    return asyncio.run(gw.enrol(gw.sync_call(call), tpm, name, model, ek_chain, ak_alg))
+
+
+def attest(call, tpm, gateway_id):
+    return asyncio.run(gw.attest(gw.sync_call(call), tpm, gateway_id))
 
 pytestmark = needs_swtpm
 

@@ -2,8 +2,8 @@
 TCTI (`device:/dev/tpmrm0` by default; `swtpm:host=127.0.0.1,port=N` for a software TPM) to read the
 endorsement key and its certificate, create the attestation key, activate the verifier's credential and
 quote PCRs 0-7 of the SHA-256 bank; and the two exchanges with the cloud's /v1/gateways routes that use
-it (`enrol`, `attest`), over any `call(method, path, body) -> JSON` (tools/api.py's API.call for
-`janua gateway`).
+it (`enrol`, `attest`), over any async `call(method, path, body) -> JSON` (the edge's upstream client
+for `janua serve --edge --tpm`, tools/api.py's API.call through `sync_call` for `janua gateway`).
 
 Keys live in the TPM at persistent handles (the EK at 0x81010001, where swtpm_setup and most
 provisioning put it, else created there; the AK at 0x81010002), so nothing secret is ever on disk and
@@ -12,6 +12,7 @@ What it deliberately does not do: ECC EKs, the event log, or an owner/endorsemen
 endorsement hierarchy with a password is not supported).
 """
 
+import asyncio
 import os
 import subprocess
 import tempfile
@@ -127,19 +128,30 @@ class TPM:
         self._run("tpm2_pcrextend", f"{pcr}:sha256={digest.hex()}")
 
 
-def enrol(call, tpm, name, model, ek_chain=(), ak_alg="rsa"):
+async def enrol(call, tpm, name, model, ek_chain=(), ak_alg="rsa"):
     """Enrol this gateway: POST /v1/gateways, activate the credential in the TPM, POST .../activate.
-    Returns the gateway (JSON) as the verifier answers."""
-    body = {"name": name, "model": model, "ek_public": tpm.ek_public().hex(), "ek_cert": tpm.ek_cert().hex(),
-            "ak_public": tpm.ak_public(ak_alg).hex(), "ek_chain": [bytes(c).hex() for c in ek_chain]}
-    made = call("POST", "/v1/gateways", body)
-    credential = tpm.activate(bytes.fromhex(made["credential_blob"]), bytes.fromhex(made["encrypted_secret"]))
-    return call("POST", f"/v1/gateways/{made['id']}/activate", {"credential": credential.hex()})
+    `call` is an async (method, path, body) -> JSON; the TPM commands run in a thread. Returns the
+    gateway (JSON) as the verifier answers."""
+    ek, cert = await asyncio.to_thread(tpm.ek_public), await asyncio.to_thread(tpm.ek_cert)
+    ak = await asyncio.to_thread(tpm.ak_public, ak_alg)
+    body = {"name": name, "model": model, "ek_public": ek.hex(), "ek_cert": cert.hex(), "ak_public": ak.hex(),
+            "ek_chain": [bytes(c).hex() for c in ek_chain]}
+    made = await call("POST", "/v1/gateways", body)
+    credential = await asyncio.to_thread(tpm.activate, bytes.fromhex(made["credential_blob"]),
+                                         bytes.fromhex(made["encrypted_secret"]))
+    return await call("POST", f"/v1/gateways/{made['id']}/activate", {"credential": credential.hex()})
 
 
-def attest(call, tpm, gateway_id):
+async def attest(call, tpm, gateway_id):
     """One attestation: a challenge, a quote over its nonce, the result (status, trust level, EAR)."""
-    nonce = bytes.fromhex(call("POST", f"/v1/gateways/{gateway_id}/challenge", None)["nonce"])
-    attest_, signature, pcrs = tpm.quote(nonce)
-    return call("POST", f"/v1/gateways/{gateway_id}/quote",
-                {"quote": attest_.hex(), "signature": signature.hex(), "pcrs": pcrs.hex()})
+    nonce = bytes.fromhex((await call("POST", f"/v1/gateways/{gateway_id}/challenge", None))["nonce"])
+    attest_, signature, pcrs = await asyncio.to_thread(tpm.quote, nonce)
+    return await call("POST", f"/v1/gateways/{gateway_id}/quote",
+                      {"quote": attest_.hex(), "signature": signature.hex(), "pcrs": pcrs.hex()})
+
+
+def sync_call(call):
+    """An async call of a synchronous one (tools/api.py's API.call), for enrol and attest."""
+    async def acall(method, path, body=None):
+        return call(method, path, body)
+    return acall
