@@ -6,8 +6,9 @@ against the cloud verifier's /v1/gateways routes, through verifier/edge/tpm.py (
 
 `enrol` binds the token (the edge's admin token: use the one `janua serve --edge --upstream-token-file`
 reads) to this gateway and writes the gateway id to --state (default janua-gateway.json); `attest`
-quotes once, or every SECONDS, and exits 1 when a result does not pass. What it does not do: run inside
-`janua serve --edge` (run `janua gateway attest --every 3000` beside it, e.g. as a systemd unit).
+quotes once, or every SECONDS, and exits 1 when a result does not pass. `janua serve --edge --tpm TCTI`
+does the same inside the edge (verifier/edge/attestor.py); these commands are for bring-up, and for an
+edge run without --tpm.
 """
 
 import json

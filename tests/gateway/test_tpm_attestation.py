@@ -275,3 +275,53 @@ def test_janua_gateway_enrol_then_attest_from_the_command_line(cloud, soft_tpm, 
     assert main(["gateway", "attest", *common]) == 1
     err = capsys.readouterr().err
     assert "janua: attestation did not pass: contraindicated" in err and "PCRs 7 differ" in err
+
+
+def _run_edge(cloud, tpm, api, state, tmp_path):
+    """`janua serve --edge --tpm` in process (its own event loop, real time, a real HTTP port): the edge's
+    /v1/edge/status once it has started."""
+    from tests.support import KEK
+    from verifier.app import start_server
+    from verifier.config import Config, EdgeConfig
+    cfg = Config(db_path=str(tmp_path / "edge.db"), kek=KEK, http_port=0, udp_port=None, dtls_port=None,
+                 edge=EdgeConfig(upstream=cloud.url, token=api.token, tpm=tpm.tpm.tcti, gateway_name="gw-edge",
+                                 gateway_model=MODEL, gateway_state=str(state), ek_chain=(tpm.issuer_der,)))
+
+    async def go():
+        import aiohttp
+        h = await start_server(cfg)
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+                async with http.get(h.url + "/v1/edge/status") as r:
+                    return await r.json()
+        finally:
+            await h.close()
+    return asyncio.run(go())
+
+
+def test_edge_with_tpm_enrols_once_attests_at_start_and_then_gets_its_keys(cloud, soft_tpm, tmp_path):
+    prepare_tenant(cloud, soft_tpm)
+    _, api = cloud.edge_token()
+    soft_tpm.boot()
+    state = tmp_path / "gw.json"
+    status = _run_edge(cloud, soft_tpm, api, state, tmp_path)
+    assert status["serving"] is True and status["last_sync"] is not None
+    (gw_,) = cloud.api.call("GET", "/v1/gateways")["gateways"]
+    assert (gw_["name"], gw_["status"], gw_["passed"]) == ("gw-edge", "active", True)
+    assert json.loads(state.read_text())["id"] == gw_["id"]
+    # a restart: the same gateway attests again, no second enrolment
+    first = gw_["attested_at"]
+    cloud.clock.advance(60)
+    assert _run_edge(cloud, soft_tpm, api, state, tmp_path)["serving"] is True
+    (again,) = cloud.api.call("GET", "/v1/gateways")["gateways"]
+    assert again["id"] == gw_["id"] and again["attested_at"] == first + 60
+
+
+def test_edge_with_tpm_that_booted_wrong_gets_no_sync(cloud, soft_tpm, tmp_path):
+    prepare_tenant(cloud, soft_tpm)
+    _, api = cloud.edge_token()
+    soft_tpm.boot(pcr7=PCR7_SECURE_BOOT_OFF)
+    status = _run_edge(cloud, soft_tpm, api, tmp_path / "gw.json", tmp_path)
+    assert status["last_sync"] is None and status["serving"] is False
+    (gw_,) = cloud.api.call("GET", "/v1/gateways")["gateways"]
+    assert (gw_["status"], gw_["passed"]) == ("failed", False)
