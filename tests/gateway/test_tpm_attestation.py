@@ -178,6 +178,9 @@ def test_ak_that_is_not_in_the_tpm_cannot_activate_and_its_quotes_are_refused(cl
     assert cloud.api.call("GET", f"/v1/gateways/{made['id']}")["status"] == "enrolling"
     status, _ = _refused(api.call, "GET", "/v1/edge/snapshot")
     assert status == 403
+    # the same token enrols again with the AK the TPM does hold: the unactivated enrolment is replaced
+    again = enrol(api.call, t, "gw-x2", MODEL, ek_chain=[soft_tpm.issuer_der])
+    assert (again["id"], again["name"], again["status"]) == (made["id"], "gw-x2", "active")
 
 
 def test_quote_signed_by_another_ak_than_the_activated_one_fails_the_gateway(cloud, soft_tpm):

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS gateway_policy (
 GATEWAY_FIELDS = ("id", "tenant_id", "name", "model", "ek_public", "ak_public", "ek_cert", "ek_chain", "token_id",
                   "status", "created", "updated", "pcrs", "attested_at", "passed", "last_result")
 PENDING_KINDS = ("activation", "nonce")
+UPDATABLE = frozenset(GATEWAY_FIELDS) - {"id", "tenant_id", "token_id", "created"}
 
 
 class GatewayStorage(abc.ABC):
@@ -139,7 +140,7 @@ class SQLiteGatewayStorage(GatewayStorage):
 
     def update_gateway(self, gateway_id, fields):
         fields = _encode(fields)
-        bad = set(fields) - set(GATEWAY_FIELDS[4:])
+        bad = set(fields) - UPDATABLE
         if bad:
             raise ValueError(f"not updatable: {sorted(bad)}")
         with self.transaction():
