@@ -328,3 +328,14 @@ def test_edge_with_tpm_that_booted_wrong_gets_no_sync(cloud, soft_tpm, tmp_path)
     assert status["last_sync"] is None and status["serving"] is False
     (gw_,) = cloud.api.call("GET", "/v1/gateways")["gateways"]
     assert (gw_["status"], gw_["passed"]) == ("failed", False)
+
+
+def test_a_gateways_own_token_cannot_change_what_it_is_appraised_against(cloud, soft_tpm):
+    gw_, api = enrolled(cloud, soft_tpm, pcr7=PCR7_SECURE_BOOT_OFF)
+    bad7 = "2395e42f676b83d7822123a7556fcb245f03e1a8bbe6d6d7192867322276c866"   # what that boot put in PCR 7
+    for method, path, body in (("PUT", f"/v1/gateways/models/{MODEL}/pcrs", {"pcrs": {**REF, "7": bad7}}),
+                               ("POST", "/v1/gateways/ek-cas", {"cert": soft_tpm.root_pem}),
+                               ("PUT", "/v1/gateways/policy", {"interval_s": 2592000})):
+        status, _ = _refused(api.call, method, path, body)
+        assert status == 403
+    assert attest(api.call, soft_tpm.tpm, gw_["id"])["passed"] is False

@@ -81,7 +81,8 @@ PATHS = {
                                       "description": "a gateway id: list the ones after it"}])},
     "/v1/gateways/ek-cas": {
         "post": _admin_op("Register an EK CA certificate (a trust anchor for EK certificates)",
-                          {"201": _json(_ref("EKCA"), "added"), "200": _json(_ref("EKCA"), "already registered")},
+                          {"201": _json(_ref("EKCA"), "added"), "200": _json(_ref("EKCA"), "already registered"),
+                           "403": ERR},
                           requestBody=_body({"type": "object", "additionalProperties": False, "required": ["cert"],
                                              "properties": {"cert": {"type": "string", "maxLength": 8192,
                                                                      "pattern": "^-----BEGIN CERTIFICATE-----",
@@ -91,7 +92,7 @@ PATHS = {
     "/v1/gateways/policy": {
         "get": _admin_op("The tenant's gateway attestation policy", {"200": _json(_ref("GatewayPolicy"))}),
         "put": _admin_op("Change the tenant's gateway attestation policy (fields left out keep their value)",
-                         {"200": _json(_ref("GatewayPolicy"))},
+                         {"200": _json(_ref("GatewayPolicy")), "403": ERR},
                          requestBody=_body({"type": "object", "additionalProperties": False, "properties": {
                              "interval_s": {"type": "integer", "minimum": 60, "maximum": 2592000},
                              "grace_s": {"type": "integer", "minimum": 0, "maximum": 86400},
@@ -100,7 +101,7 @@ PATHS = {
         "put": _admin_op("Set the reference PCR values (SHA-256 bank) of a gateway model",
                          {"200": _json({"type": "object", "properties": {
                              "model": _NAME, "pcrs": {"type": "object", "additionalProperties": _SHA256}}}),
-                          "404": ERR},
+                          "403": ERR, "404": ERR},
                          parameters=[_MODEL],
                          requestBody=_body({"type": "object", "additionalProperties": False, "required": ["pcrs"],
                                             "properties": {"pcrs": {

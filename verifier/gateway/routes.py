@@ -90,6 +90,15 @@ def _roots(st, tenant_id):
     return [core.load_cert(ca["der"]) for ca in st.list_ek_cas(tenant_id)]
 
 
+def _not_a_gateway(st, token_id):
+    """The appraisal's inputs (reference PCRs, EK CAs, policy) are not for a gateway's own token to change:
+    a compromised gateway would register its own measurements."""
+    g = st.gateway_of_token(token_id)
+    if g is not None:
+        raise Forbidden(f"this admin token is bound to gateway {g['id']}: it may not change what gateways are "
+                        "appraised against; use another admin token")
+
+
 def _audit(st, now, g, action, result, reason=None, detail=None):
     st.add_audit([(now, g["tenant_id"], "admin", None, f"gateway:{g['id']}", action, None, None, result, reason,
                    detail)])
@@ -260,6 +269,7 @@ async def get_gateway(request):
 async def put_reference(request):
     token_id, tenant_id = _admin(request)
     st, now = request.app[STORAGE], _now(request)
+    _not_a_gateway(st, token_id)
     model = request.match_info["model"]
     if not NAME_RE.match(model):
         raise NotFound("no such model (a model is 1 to 64 characters of A-Z a-z 0-9 . _ -)")
@@ -283,6 +293,7 @@ def _ca_json(ca):
 async def add_ek_ca(request):
     token_id, tenant_id = _admin(request)
     st, now = request.app[STORAGE], _now(request)
+    _not_a_gateway(st, token_id)
     body = _obj(await _json(request), ("cert",))
     if not isinstance(body["cert"], str) or not body["cert"].startswith("-----BEGIN CERTIFICATE-----"):
         raise ValidationError("cert must be one PEM certificate")
@@ -315,6 +326,7 @@ async def get_policy(request):
 async def put_policy(request):
     token_id, tenant_id = _admin(request)
     st, now = request.app[STORAGE], _now(request)
+    _not_a_gateway(st, token_id)
     body = _obj(await _json(request), (), ("interval_s", "grace_s", "require_attested"))
     policy = policy_of(st, tenant_id)
     for k, (lo, hi) in POLICY_BOUNDS.items():
