@@ -21,6 +21,7 @@ from verifier.binauth.udp import open_udp
 from verifier.config import load_kek
 from verifier.dtls import open_dtls
 from verifier.edge import openapi as edge_openapi, routes as edge_routes
+from verifier.gateway import openapi as gateway_openapi, routes as gateway_routes
 from verifier.keys import Sealer
 from verifier.mqtt import openapi as mqtt_openapi, routes as mqtt_routes
 from verifier.notify import openapi as notify_openapi, routes as notify_routes
@@ -50,6 +51,7 @@ FEATURES = (
     ("mqtt", mqtt_routes, mqtt_openapi),
     ("edge", edge_routes, edge_openapi),     # the cloud-side routes edge verifiers sync from
     ("notify", notify_routes, notify_openapi),   # webhooks for a tenant's security team (docs/api.md)
+    ("gateway", gateway_routes, gateway_openapi),   # TPM attestation of edge gateways
 )
 
 

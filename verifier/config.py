@@ -45,6 +45,12 @@ class EdgeConfig:
     sync_interval_s: int = 3600
     cache_size: int = 10_000
     cache_ttl_s: int = 3600              # an entry older than this is re-fetched when the upstream answers
+    # TPM attestation of this gateway (verifier/edge/attestor.py, docs/attestation.md section 6); None: off
+    tpm: Optional[str] = None            # a tpm2-tools TCTI, e.g. device:/dev/tpmrm0
+    gateway_name: Optional[str] = None   # for the first enrolment
+    gateway_model: Optional[str] = None
+    gateway_state: str = "janua-gateway.json"   # the enrolled gateway's id
+    ek_chain: tuple = ()                 # DER intermediates between the EK certificate and the tenant's EK CA
 
 
 @dataclasses.dataclass

@@ -31,6 +31,12 @@ class Unauthorized(VerifierError):
     code = "unauthorized"
 
 
+class Forbidden(VerifierError):
+    """The caller is authenticated but its request is refused by policy (e.g. an unattested edge gateway)."""
+
+    code = "forbidden"
+
+
 class NotFound(VerifierError):
     """No such object visible to the caller's tenant."""
 

@@ -58,6 +58,14 @@ def configure(parser):
     edge.add_argument("--cache-size", type=int, default=10_000, help="devices kept in the cache (default 10000)")
     edge.add_argument("--cache-ttl", metavar="SECONDS", type=int, default=3600,
                       help="re-fetch a cached device from the upstream after this long (default 3600)")
+    edge.add_argument("--tpm", metavar="TCTI", help="attest this gateway with its TPM 2.0 (tpm2-tools TCTI, e.g. "
+                      "device:/dev/tpmrm0): enrol once, attest at start and every gateway interval")
+    edge.add_argument("--gateway-name", help="with --tpm: the gateway's name, for its first enrolment")
+    edge.add_argument("--gateway-model", help="with --tpm: its model (reference PCRs are per model)")
+    edge.add_argument("--gateway-state", metavar="FILE", default="janua-gateway.json",
+                      help="with --tpm: where the enrolled gateway's id is kept (default janua-gateway.json)")
+    edge.add_argument("--ek-chain", nargs="*", default=[], metavar="PEM",
+                      help="with --tpm: intermediate CA certificates of the EK certificate")
 
 
 def _config(args):
@@ -76,8 +84,8 @@ def _config(args):
 
 def _edge_config(args):
     from verifier.config import EdgeConfig, is_http_url
-    given = [f for f, v in (("--upstream", args.upstream), ("--upstream-token-file", args.upstream_token_file))
-             if v is not None]
+    given = [f for f, v in (("--upstream", args.upstream), ("--upstream-token-file", args.upstream_token_file),
+                            ("--tpm", args.tpm)) if v is not None]
     if not args.edge:
         if given:
             raise ServeError(f"{given[0]} is an edge option", hint="add --edge to run an edge verifier")
@@ -102,7 +110,23 @@ def _edge_config(args):
         if value < lo:
             raise ServeError(f"{name} must be at least {lo}")
     return EdgeConfig(upstream=args.upstream, token=token, max_offline_s=args.max_offline,
-                      sync_interval_s=args.sync_interval, cache_size=args.cache_size, cache_ttl_s=args.cache_ttl)
+                      sync_interval_s=args.sync_interval, cache_size=args.cache_size, cache_ttl_s=args.cache_ttl,
+                      tpm=args.tpm, gateway_name=args.gateway_name, gateway_model=args.gateway_model,
+                      gateway_state=args.gateway_state, ek_chain=_ek_chain(args.ek_chain))
+
+
+def _ek_chain(paths):
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+    out = []
+    for p in paths:
+        try:
+            out.append(x509.load_pem_x509_certificate(Path(p).read_bytes()).public_bytes(Encoding.DER))
+        except OSError as e:
+            raise ServeError(f"cannot read {p}: {e.strerror}") from None
+        except ValueError:
+            raise ServeError(f"{p} is not a PEM certificate") from None
+    return tuple(out)
 
 
 def ensure_dev_tenant(db_path):

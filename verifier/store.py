@@ -3,6 +3,7 @@ implementation `SQLiteStorage` on one file (what a second verifier instance woul
 owns its part in verifier/<feature>/store.py (the interface, its SQLite implementation, its schema);
 this module only lists them. A PostgreSQL store composes the features' PostgreSQL parts the same way."""
 
+from verifier.gateway.store import GATEWAY_SCHEMA, GatewayStorage, SQLiteGatewayStorage
 from verifier.mqtt.store import X509_SCHEMA, SQLiteX509Storage, X509Storage
 from verifier.notify.store import NOTIFY_SCHEMA, NotifyStorage, SQLiteNotifyStorage
 from verifier.ota.store import OTA_SCHEMA, OTAStorage, SQLiteOTAStorage
@@ -10,15 +11,15 @@ from verifier.registry.store import MIGRATIONS, SCHEMA, RegistryStorage, SQLiteR
 from verifier.tokens.store import TOKEN_INDEXES, TOKEN_MIGRATIONS, TOKEN_SCHEMA, SQLiteTokenStorage, TokenStorage
 
 
-class Storage(RegistryStorage, OTAStorage, TokenStorage, X509Storage, NotifyStorage):
+class Storage(RegistryStorage, OTAStorage, TokenStorage, X509Storage, NotifyStorage, GatewayStorage):
     """What the verifier needs from its database. Device ids are 8 bytes; times are unix seconds."""
 
 
 class SQLiteStorage(SQLiteRegistryStorage, SQLiteOTAStorage, SQLiteTokenStorage, SQLiteX509Storage,
-                    SQLiteNotifyStorage, Storage):
+                    SQLiteNotifyStorage, SQLiteGatewayStorage, Storage):
     """Storage on one SQLite file (WAL). Single instance: limits are in process memory."""
 
-    SCHEMAS = (SCHEMA, OTA_SCHEMA, TOKEN_SCHEMA, X509_SCHEMA, NOTIFY_SCHEMA)
+    SCHEMAS = (SCHEMA, OTA_SCHEMA, TOKEN_SCHEMA, X509_SCHEMA, NOTIFY_SCHEMA, GATEWAY_SCHEMA)
     MIGRATIONS = MIGRATIONS + TOKEN_MIGRATIONS
     INDEXES = (TOKEN_INDEXES,)
 

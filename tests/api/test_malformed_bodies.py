@@ -48,6 +48,8 @@ JSON_ROUTES = [
     ("POST", "/v1/devices/{dev}/certificate"), ("POST", "/v1/devices/{dev}/certificate/revoke"),
     ("POST", "/v1/mqtt/auth"), ("POST", "/v1/mqtt/go-auth/user"), ("POST", "/v1/mqtt/go-auth/acl"),
     ("POST", "/v1/mqtt/go-auth/superuser"), ("POST", "/v1/edge/reports"), ("POST", "/v1/webhooks"),
+    ("POST", "/v1/gateways"), ("POST", "/v1/gateways/ek-cas"), ("PUT", "/v1/gateways/policy"),
+    ("PUT", "/v1/gateways/models/gw-1/pcrs"),
 ]
 NOT_AN_OBJECT = [b"[]", b'"devices"', b"7", b"null", b"true", b"{", b"\xff\xfe", b'{"a": NaN', b"[" * 5000]
 

@@ -22,7 +22,10 @@ MAX_EXAMPLES = 10       # per operation and phase; the coverage phase adds its o
 # auth request, get 401 and are checked as refusals). A release is
 # accepted only when manifest.sig is an Ed25519 signature by a key the tenant trusts, which no JSON
 # Schema can state: for that one operation a schema-valid upload may also be refused with 400
-# (release_rejected, docs/ota.md); every other check applies to it as to every operation.
+# (release_rejected, docs/ota.md); every other check applies to it as to every operation. Likewise a
+# gateway enrolment's TPM structures and certificates, and an EK CA's PEM, are schema-valid hex or text
+# whose inside (a TPM2B_PUBLIC, a DER certificate) no JSON Schema states: those two may also be refused
+# with 400 (docs/attestation.md section 6).
 CONFIG = """
 [parameters]
 "path.device_id" = "{device_id}"
@@ -34,6 +37,14 @@ CONFIG = """
 [[operations]]
 include-name = "POST /v1/releases"
 checks.positive_data_acceptance.expected-statuses = [201, 400, 401, 409]
+
+[[operations]]
+include-name = "POST /v1/gateways"
+checks.positive_data_acceptance.expected-statuses = [201, 400, 401, 403, 409]
+
+[[operations]]
+include-name = "POST /v1/gateways/ek-cas"
+checks.positive_data_acceptance.expected-statuses = [200, 201, 400, 401]
 """
 
 

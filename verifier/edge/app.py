@@ -18,6 +18,7 @@ from verifier.binauth.core import HTTP_STATUS, MALFORMED, REQUEST_LEN, unauthent
 from verifier.registry.audit import RefusalSummary, write_due
 from verifier.tokens.chain import TOKEN_LEN
 from verifier.config import load_kek
+from verifier.edge.attestor import Attestor
 from verifier.edge.core import EdgeBinAuthCore, EdgeCore
 from verifier.edge.store import EdgeStore
 from verifier.edge.upstream import Upstream
@@ -33,6 +34,7 @@ log = logging.getLogger("janua.verifier.edge")
 
 EDGE = web.AppKey("edge", EdgeCore)
 EDGE_STORE = web.AppKey("edge_store", EdgeStore)
+ATTESTOR = web.AppKey("attestor", Attestor)
 POLL_S = 1.0                  # how often (real time) the sync task compares the clock with next_sync
 MAX_WAITING = 256             # UDP datagrams held back while their devices are fetched from the upstream
 MAX_BODY = 4096
@@ -54,9 +56,13 @@ async def _edge_ctx(app):
     config = app[CONFIG]
     store = EdgeStore(config.db_path)
     upstream = Upstream(config.edge.upstream, config.edge.token)
-    task = None
+    task = attesting = None
     try:
         await upstream.open()
+        if config.edge.tpm:                  # attest this gateway before the first sync (its keys depend on it)
+            attestor = app[ATTESTOR] = Attestor(config.edge, upstream)
+            await attestor.start()
+            attesting = asyncio.ensure_future(attestor.loop())
         edge = EdgeCore(config.edge, store, app[SEALER], upstream)
         core = EdgeBinAuthCore(edge, store, config.source_capacity, config.source_refill_per_s)
         core.summary = RefusalSummary(config.audit_summary_s)    # unauthenticated refusals (verifier/registry/audit.py)
@@ -69,6 +75,12 @@ async def _edge_ctx(app):
         task = asyncio.ensure_future(_sync_loop(edge, config.clock, core.summary, store))
         yield
     finally:
+        if attesting is not None:
+            attesting.cancel()
+            try:
+                await attesting
+            except asyncio.CancelledError:
+                pass
         if task is not None:
             task.cancel()
             try:

@@ -38,7 +38,7 @@ SCHEMAS = {
 
 PATHS = {
     "/v1/edge/devices/{device_id}": {"get": _admin_op(
-        "An edge fetches one device of its tenant (cloud fallback)", {"200": _json(_ref("EdgeDevice")), "404": ERR},
+        "An edge fetches one device of its tenant (cloud fallback)", {"200": _json(_ref("EdgeDevice")), "403": ERR, "404": ERR},
         parameters=[DEVICE_ID])},
     "/v1/edge/snapshot": {"get": _admin_op(
         "An edge's periodic sync: keys, revocations, devices changed since `since`",
@@ -50,14 +50,14 @@ PATHS = {
                         "description": "empty without `since`; at most 10,000"},
             "truncated": {"type": "boolean"}, "now": {"type": "integer"},
             "tenant": {"type": "object", "description": "the edge's tenant: {id, policy}", "properties": {
-                "id": {"type": "string"}, "policy": _ref("Policy")}}}})},
+                "id": {"type": "string"}, "policy": _ref("Policy")}}}}), "403": ERR},
         parameters=[{"name": "since", "in": "query", "required": False, "schema": {"type": "integer"},
                      "description": "unix seconds (the previous snapshot's `now`)"}])},
     "/v1/edge/reports": {"post": _admin_op(
         "An edge delivers what it accepted on its own: used chain indices, binary-auth timestamps, audit rows",
         {"200": _json({"type": "object", "properties": {
             "used": {"type": "integer"}, "ignored": {"type": "integer"}, "binauth": {"type": "integer"},
-            "audit": {"type": "integer"}}})},
+            "audit": {"type": "integer"}}}), "403": ERR},
         requestBody={"required": True, "content": {"application/json": {"schema": {
             "type": "object", "additionalProperties": False, "properties": {
                 "used": {"type": "array", "maxItems": 10000, "items": {

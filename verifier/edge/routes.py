@@ -20,6 +20,7 @@ from verifier.registry import core as registry
 from verifier.tokens import chain
 from verifier.appkeys import CORE, SEALER, STORAGE
 from verifier.errors import ValidationError
+from verifier.gateway.policy import require_attested_edge
 from verifier.web.auth import require_admin as _admin
 from verifier.web.request import path_device_id as _device_id, read_json as _json, request_now as _now
 from verifier.registry.model import Policy, as_int, parse_device_id
@@ -61,15 +62,23 @@ def _policy(st, tenant_id):
     return Policy.from_json(st.get_tenant(tenant_id)["policy"])
 
 
+def _edge_caller(request):
+    """(token id, tenant id) of an admin token that may sync as an edge: when it is bound to a gateway,
+    that gateway's latest attestation passed and is fresh (docs/attestation.md 6.5); else Forbidden."""
+    token_id, tenant_id = _admin(request)
+    require_attested_edge(request.app[STORAGE], token_id, tenant_id, _now(request))
+    return token_id, tenant_id
+
+
 async def device(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _edge_caller(request)
     st = request.app[STORAGE]
     dev = registry.get_device(st, tenant_id, _device_id(request))
     return web.json_response(edge_entry(request.app, dev, _policy(st, tenant_id), _now(request)), headers=NO_STORE)
 
 
 async def snapshot(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _edge_caller(request)
     st, now = request.app[STORAGE], _now(request)
     since = request.query.get("since")
     if since is not None:
@@ -141,7 +150,7 @@ def _audit_row(a, tenant_id, actor):
 
 
 async def reports(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _edge_caller(request)
     st, now = request.app[STORAGE], _now(request)
     body = await _json(request)
     if not isinstance(body, dict) or set(body) - {"used", "binauth", "audit"}:

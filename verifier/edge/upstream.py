@@ -60,6 +60,19 @@ class Upstream:
             raise UpstreamUnavailable(f"upstream {method} {path}: not a JSON object")
         return doc
 
+    async def request(self, method, path, body=None):
+        """(HTTP status, JSON body or None) of one call, errors included (the gateway attestation routes,
+        verifier/edge/attestor.py, tell a refusal from an outage); UpstreamUnavailable if no answer."""
+        try:
+            async with self._session.request(method, self.url + path, json=body) as r:
+                try:
+                    doc = await r.json(content_type=None)
+                except ValueError:
+                    doc = None
+                return r.status, doc
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise UpstreamUnavailable(f"upstream {method} {path}: {type(e).__name__}: {e}") from None
+
     async def device(self, device_hex):
         """The upstream's entry for one device, or None if it does not know it (in the edge's tenant)."""
         return await self._call("GET", f"/v1/edge/devices/{device_hex}", absent_ok=True)

@@ -5,12 +5,12 @@ import logging
 
 from aiohttp import web
 
-from verifier.errors import (Conflict, ConfigError, NotFound, RateLimited, StorageError, Unauthorized,
+from verifier.errors import (Conflict, ConfigError, Forbidden, NotFound, RateLimited, StorageError, Unauthorized,
                              ValidationError, VerifierError)
 
 log = logging.getLogger("janua.verifier.http")
 
-ERROR_STATUS = {ValidationError: 400, Unauthorized: 401, NotFound: 404, Conflict: 409, RateLimited: 429,
+ERROR_STATUS = {ValidationError: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, Conflict: 409, RateLimited: 429,
                 StorageError: 503, ConfigError: 500}
 
 
