@@ -13,6 +13,7 @@ import logging
 from aiohttp import web
 
 from verifier.appkeys import BATCHER, CONFIG, CORE, DTLS, DTLS_PORT, METRICS, OPENAPI, SEALER, STORAGE, UDP_PORT
+from verifier.attest import openapi as attest_openapi, routes as attest_routes
 from verifier.binauth import openapi as binauth_openapi, routes as binauth_routes
 from verifier.binauth.batch import AuthBatcher
 from verifier.binauth.core import BinAuthCore
@@ -48,6 +49,7 @@ FEATURES = (
     ("tokens", tokens_routes, tokens_openapi),
     ("mqtt", mqtt_routes, mqtt_openapi),
     ("edge", edge_routes, edge_openapi),     # the cloud-side routes edge verifiers sync from
+    ("attest", attest_routes, attest_openapi),   # board attestation (docs/attestation.md)
 )
 
 

@@ -206,6 +206,7 @@ def device_view(dev, tenant_name=None):
         "status_changed_at": dev["status_changed_at"],
         "security": {"trust_level": dev["trust_level"], "compromised": dev["compromised"],
                      "quarantined": dev["quarantined"]},
+        "attestation_status": dev.get("attestation_status") or "unknown",
         "permissions": dev["permissions"],
         "last_accepted_ts": dev["last_ts"],
         "psk": {"generation": dev["psk_generation"], "expires_at": dev["psk_expires_at"]},
@@ -228,6 +229,19 @@ def patch_device(storage, tenant_id, device_id, doc, now, actor):
         storage.add_audit([_admin_audit(int(now), tenant_id, actor, "device.patch", device_id.hex(), "ok",
                                         "fields: " + ", ".join(sorted(fields)))])
     return storage.get_device(device_id, tenant_id)
+
+
+def set_quarantined(storage, tenant_id, device_id, quarantined, reason, actor, now):
+    """Set or clear the device's quarantine flag, with an audit row (device.quarantine or device.release).
+    False if the tenant has no such device. A quarantined device may not authenticate (binary auth
+    answers NOT_ACTIVE); the caller makes the binary-auth cache forget it."""
+    action = "device.quarantine" if quarantined else "device.release"
+    with storage.transaction():
+        if not storage.update_device(tenant_id, device_id, {"quarantined": 1 if quarantined else 0}):
+            return False
+        storage.add_audit([_admin_audit(int(now), tenant_id, actor, action, device_id.hex(), "ok",
+                                        (reason or "")[:500] or None)])
+    return True
 
 
 def change_lifecycle(storage, tenant_id, device_id, doc, now, actor):
@@ -272,5 +286,5 @@ def rotate_psk(storage, sealer, tenant, device_id, doc, now, actor):
 
 
 __all__ = ["provision_bulk", "provision_one", "create_tenant", "issue_token", "authenticate_admin",
-           "device_view", "get_device", "patch_device", "change_lifecycle", "patch_tenant_policy", "rotate_psk",
+           "device_view", "get_device", "patch_device", "change_lifecycle", "set_quarantined", "patch_tenant_policy", "rotate_psk",
            "BULK_MAX_ROWS", "DEFAULT_PERMISSIONS"]
