@@ -22,7 +22,9 @@ MAX_EXAMPLES = 10       # per operation and phase; the coverage phase adds its o
 # auth request, get 401 and are checked as refusals). A release is
 # accepted only when manifest.sig is an Ed25519 signature by a key the tenant trusts, which no JSON
 # Schema can state: for that one operation a schema-valid upload may also be refused with 400
-# (release_rejected, docs/ota.md); every other check applies to it as to every operation.
+# (release_rejected, docs/ota.md); every other check applies to it as to every operation. Board evidence
+# is the same: any bytes up to 8,192 are schema-valid, and only its tag (HMAC with the device's key) and
+# its outstanding nonce make it acceptable, so it may be refused with its reasons of docs/attestation.md 2.4.
 CONFIG = """
 [parameters]
 "path.device_id" = "{device_id}"
@@ -33,6 +35,10 @@ CONFIG = """
 [[operations]]
 include-name = "POST /v1/releases"
 checks.positive_data_acceptance.expected-statuses = [201, 400, 401, 409]
+
+[[operations]]
+include-name = "POST /v1/attest/evidence"
+checks.positive_data_acceptance.expected-statuses = [200, 400, 401, 404, 409, 413, 429]
 """
 
 

@@ -5,7 +5,7 @@ changes are audited with the acting token's id."""
 import re
 import secrets
 
-from verifier.errors import NotFound, ValidationError
+from verifier.errors import Conflict, NotFound, ValidationError
 from verifier.registry.model import as_int
 
 DEFAULTS = {"interval_s": 3600, "deadline_s": 300, "quarantine": True}
@@ -15,6 +15,11 @@ MAX_REF_MODULES = 96
 MAX_REF_FILES = 64
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 _MODEL = re.compile(r"[A-Za-z0-9_.\-]{1,32}\Z")
+_TEXT = re.compile(r"[^\x00-\x1f\x7f]+\Z")       # the schemas' pattern: no control character
+
+
+def _printable(v, lo, hi):
+    return isinstance(v, str) and lo <= len(v) <= hi and _TEXT.match(v) is not None
 
 
 def _admin_audit(now, tenant_id, actor, action, target=None, result="ok", reason=None):
@@ -34,7 +39,7 @@ def effective_policy(storage, tenant_id, group=None):
 
 
 def check_group(group):
-    if not isinstance(group, str) or not 1 <= len(group) <= MAX_GROUP or not group.isprintable():
+    if not _printable(group, 1, MAX_GROUP):
         raise ValidationError(f"group must be 1-{MAX_GROUP} printable characters")
     return group
 
@@ -82,7 +87,7 @@ def _text(doc, name, hi, required=False):
         if required:
             raise ValidationError(f"{name} is required")
         return None
-    if not isinstance(v, str) or not 1 <= len(v) <= hi or not v.isprintable():
+    if not _printable(v, 1, hi):
         raise ValidationError(f"{name} must be 1-{hi} printable characters")
     return v
 
@@ -98,8 +103,10 @@ def _entries(doc, name, key, cap):
         if not isinstance(e, dict) or set(e) != {key, "size", "sha256"}:
             raise ValidationError(f"each of {name} must be {{{key}, size, sha256}}")
         n, size, digest = e[key], as_int(e["size"]), e["sha256"]
-        if not isinstance(n, str) or not 1 <= len(n) <= 64 or not n.isprintable() or n in seen:
-            raise ValidationError(f"{name}: {key} must be 1-64 printable characters, each once")
+        if not _printable(n, 1, 64):
+            raise ValidationError(f"{name}: {key} must be 1-64 characters, no control character")
+        if n in seen:
+            raise Conflict(f"{name}: {key} {n!r} is listed twice")
         if size is None or not 0 <= size < 2 ** 32:
             raise ValidationError(f"{name}: size must be an integer in [0, 4294967295]")
         if not isinstance(digest, str) or not _SHA256.match(digest):
