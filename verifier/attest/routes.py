@@ -10,7 +10,7 @@ import logging
 
 from aiohttp import web
 
-from verifier.appkeys import CONFIG, CORE, SEALER, STORAGE
+from verifier.appkeys import CONFIG, CORE, DTLS, SEALER, STORAGE
 from verifier.attest import core as attest, policy as policies
 from verifier.attest.evidence import MAX_EVIDENCE
 from verifier.binauth.device import authenticate_device_request as _device, refused_response as _refused
@@ -37,6 +37,40 @@ async def sweep_ctx(app):
         await task
     except asyncio.CancelledError:
         pass
+
+
+class AttestHooks:
+    """What the CoAP resource /attest (verifier/dtls/coap.py) calls: the same core as the HTTP routes."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def challenge(self, dev, now):
+        st = self.app[STORAGE]
+        ch = st.get_challenge(dev["id"])
+        if ch is None or ch["expires_at"] <= now:
+            return {k: v for k, v in attest.issue_challenge(st, dev, now, "manual").items() if k != "reason"}
+        return {"nonce": ch["nonce"].hex(), "expires_at": ch["expires_at"]}
+
+    def evidence(self, data, source, now):
+        app = self.app
+        try:
+            result = attest.appraise(app[STORAGE], app[SEALER], app[TOKEN_KEYS], data, now, "coap", source,
+                                     app[CORE].summary)
+        except attest.AttestRefused as e:
+            return {"reason": e.reason}
+        if result["changed_quarantine"]:
+            app[CORE].forget(bytes.fromhex(result["device_id"]))
+            app[DTLS].auth.forget(bytes.fromhex(result["device_id"]))
+        return attest.answer(result)
+
+
+async def coap_ctx(app):
+    """cleanup_ctx: give the CoAP resources (when DTLS runs) their attestation hooks."""
+    dtls = app.get(DTLS)
+    if dtls is not None:
+        dtls.coap.attest = AttestHooks(app)
+    yield
 
 
 async def _sweep_loop(app):
@@ -84,6 +118,8 @@ async def evidence(request):
         return _refusal(e.reason, str(e))
     if result["changed_quarantine"]:
         app[CORE].forget(bytes.fromhex(result["device_id"]))
+        if app.get(DTLS) is not None:
+            app[DTLS].auth.forget(bytes.fromhex(result["device_id"]))
     return web.json_response(attest.answer(result))
 
 
@@ -169,4 +205,4 @@ ROUTES = [
     ("PUT", "/v1/attest/policy/groups/{group}", put_policy),
 ]
 
-CLEANUP_CTX = (sweep_ctx,)
+CLEANUP_CTX = (sweep_ctx, coap_ctx)
