@@ -4,7 +4,9 @@ AR4SI vector, status and trust level; quarantine, notifications and the audit ro
 import pytest
 
 from tests.attest.conftest import APP, MODULES, attestation, challenge, events, ota_check, publish_release, submit
-from verifier.appkeys import STORAGE
+from verifier.appkeys import SEALER, STORAGE
+from verifier.attest import core as attest
+from verifier.errors import CryptoError
 
 
 async def test_board_on_its_release_is_affirming_at_70(client, tenant, board, signing, tmp_path):
@@ -25,7 +27,7 @@ async def test_board_on_its_release_is_affirming_at_70(client, tenant, board, si
 
 async def test_changed_file_is_contraindicated_and_quarantines(client, tenant, board, signing, tmp_path):
     await publish_release(client, tenant, signing, tmp_path)
-    nonce = await challenge(client, tenant, board)
+    nonce = (await ota_check(client, board))["attest"]["nonce"]     # binary auth has the device cached now
     changed = dict(APP, **{"app.py": "def run():\n    print('sensor v1 patched on flash')\n"})
     status, body = await submit(client, board.evidence(nonce, app=changed))
     assert status == 200, body
@@ -152,3 +154,23 @@ async def test_claimed_secure_boot_never_raises_a_hardware_claim(client, tenant,
     assert view["latest"]["details"]["hw_claimed"] == {"flags": ["flash_encryption", "secure_boot", "state_read"],
                                                        "raw": "0102"}
     assert body["trust_level"] == 70
+
+
+class FailingKeys:
+    """Token keys that cannot sign (a KEK that opens no token key): the appraisal fails after the
+    challenge was consumed."""
+
+    def active(self, now):
+        raise CryptoError("no token signing key can be unsealed with this KEK")
+
+
+async def test_failed_appraisal_keeps_the_challenge(client, tenant, board):
+    """The consume and the result are one transaction: an appraisal that fails half-way must not eat
+    the device's challenge (its real answer would then be refused as stale)."""
+    nonce = await challenge(client, tenant, board)
+    st = client.app[STORAGE]
+    with pytest.raises(CryptoError):
+        attest.appraise(st, client.app[SEALER], FailingKeys(), board.evidence(nonce), int(board.clock()))
+    assert st.get_challenge(board.id)["nonce"].hex() == nonce
+    assert st.list_attest_results(board.id) == []
+    assert (await submit(client, board.evidence(nonce)))[0] == 200
