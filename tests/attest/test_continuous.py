@@ -68,6 +68,20 @@ async def test_missed_deadline_goes_to_warning(client, tenant, board, signing, t
     assert (status, body["error"]) == (409, "stale_nonce")
 
 
+async def test_a_missed_challenge_is_not_reissued_at_every_check_in(client, tenant, board, clock):
+    """A board that never answers (no attestation firmware) must not get a new challenge, and the
+    tenant a new attestation.missed, at every check-in: the next one waits interval_s after the miss."""
+    assert "attest" in await ota_check(client, board)
+    clock.advance(300)
+    assert "attest" not in await ota_check(client, board)         # the miss is marked here, no new one
+    assert attest.sweep(client.app[STORAGE], clock()) == 0
+    clock.advance(3599)
+    assert "attest" not in await ota_check(client, board)
+    clock.advance(1)
+    assert "attest" in await ota_check(client, board)
+    assert events(client.app[STORAGE], tenant.id) == ["attestation.missed"]
+
+
 async def test_missed_deadline_keeps_a_lower_trust_level(client, tenant, board, clock):
     client.app[STORAGE].update_device(tenant.id, board.id, {"trust_level": 10})
     await challenge(client, tenant, board)
@@ -156,11 +170,12 @@ def test_migration_adds_the_device_columns(tmp_path):
     db = sqlite3.connect(path)
     db.execute("ALTER TABLE devices DROP COLUMN attestation_status")
     db.execute("ALTER TABLE devices DROP COLUMN attest_quarantine")
+    db.execute("ALTER TABLE devices DROP COLUMN attest_missed_at")
     db.commit()
     db.close()
     st = SQLiteStorage(path)
     cols = {r[1] for r in st._db.execute("PRAGMA table_info(devices)")}
-    assert {"attestation_status", "attest_quarantine"} <= cols
+    assert {"attestation_status", "attest_quarantine", "attest_missed_at"} <= cols
     st.close()
 
 

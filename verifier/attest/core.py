@@ -70,9 +70,9 @@ def issue_challenge(storage, dev, now, reason="manual", rand=os.urandom):
 
 def due_challenge(storage, dev, now, rand=os.urandom):
     """What a device that checks in (POST /v1/ota/check) is handed: its outstanding challenge, or a new
-    periodic one when the last result is older than the policy's interval (or there is none); None
-    when continuous attestation is off or nothing is due. An expired challenge still waiting for the
-    sweep is marked missed first."""
+    periodic one when both its last result and its last missed challenge are older than the policy's
+    interval (or there are none); None when continuous attestation is off or nothing is due. An
+    expired challenge still waiting for the sweep is marked missed first."""
     ch = storage.get_challenge(dev["id"])
     if ch is not None and ch["expires_at"] > now:
         return challenge_view(ch)
@@ -84,7 +84,9 @@ def due_challenge(storage, dev, now, rand=os.urandom):
         if row is not None:
             _missed(storage, row, now)
         last = storage.list_attest_results(dev["id"], 1)
-        if last and now - last[0]["created"] < policy["interval_s"]:
+        latest = max(last[0]["created"] if last else 0, dev.get("attest_missed_at") or 0,
+                     now if row is not None else 0)          # a miss just marked counts as one now
+        if latest and now - latest < policy["interval_s"]:
             return None
         return issue_challenge(storage, dev, now, "periodic", rand)
 
@@ -94,7 +96,7 @@ def _missed(storage, ch, now):
     if dev is None:
         return
     trust = min(dev["trust_level"], MISSED_TRUST)
-    storage.set_attestation_state(dev["tenant_id"], dev["id"], "warning", trust)
+    storage.set_attestation_state(dev["tenant_id"], dev["id"], "warning", trust, missed_at=now)
     storage.add_audit([_audit(now, dev["tenant_id"], dev["id"].hex(), None, None, "warning", "missed",
                               f"trust level {trust}; no evidence for the {ch['reason']} challenge issued at "
                               f"{ch['issued_at']} by its deadline {ch['expires_at']}")])

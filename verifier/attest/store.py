@@ -5,7 +5,9 @@ policy (per tenant, with per-group overrides), and the SQLite mixin of verifier.
 
 Two device columns belong to this feature and are added by migration: `attestation_status`
 (unknown|affirming|warning|contraindicated) and `attest_quarantine` (1 while the device's quarantine is
-one that attestation set, so that an affirming result lifts only that one, never an operator's).
+one that attestation set, so that an affirming result lifts only that one, never an operator's) and
+`attest_missed_at` (when the device last let a challenge expire: the next periodic one waits interval_s
+from then, so a device that never answers is not challenged, and notified about, at every check-in).
 """
 
 import abc
@@ -41,6 +43,7 @@ ATTEST_MIGRATIONS = (
      "ALTER TABLE devices ADD COLUMN attestation_status TEXT NOT NULL DEFAULT 'unknown'", None),
     ("devices", "attest_quarantine", "ALTER TABLE devices ADD COLUMN attest_quarantine INTEGER NOT NULL DEFAULT 0",
      None),
+    ("devices", "attest_missed_at", "ALTER TABLE devices ADD COLUMN attest_missed_at INTEGER", None),
 )
 
 
@@ -87,8 +90,9 @@ class AttestStorage(abc.ABC):
         """The device's results, newest first: [{id, created, status, trust_level, vector, details, ear}]."""
 
     @abc.abstractmethod
-    def set_attestation_state(self, tenant_id, device_id, status, trust_level, attest_quarantine=None):
-        """Write the device's attestation_status and trust_level (and attest_quarantine when not None)."""
+    def set_attestation_state(self, tenant_id, device_id, status, trust_level, attest_quarantine=None, missed_at=None):
+        """Write the device's attestation_status and trust_level (and attest_quarantine, attest_missed_at
+        when not None)."""
 
     # references
     @abc.abstractmethod
@@ -177,10 +181,12 @@ class SQLiteAttestStorage(AttestStorage):
             out.append(d)
         return out
 
-    def set_attestation_state(self, tenant_id, device_id, status, trust_level, attest_quarantine=None):
+    def set_attestation_state(self, tenant_id, device_id, status, trust_level, attest_quarantine=None, missed_at=None):
         q, args = "UPDATE devices SET attestation_status = ?, trust_level = ?", [status, int(trust_level)]
         if attest_quarantine is not None:
             q += ", attest_quarantine = ?"; args.append(int(bool(attest_quarantine)))
+        if missed_at is not None:
+            q += ", attest_missed_at = ?"; args.append(int(missed_at))
         with self.transaction():
             self._db.execute(q + " WHERE id = ? AND tenant_id = ?", (*args, device_id, tenant_id))
 
