@@ -11,7 +11,7 @@ import pytest
 
 from fuzz import run
 
-HOST = ["binauth", "dtls", "coap", "ota", "jwt", "chain", "http", "bulk"]
+HOST = ["binauth", "dtls", "coap", "ota", "jwt", "chain", "http", "bulk", "attest"]
 DEVICE = ["device.binauth", "device.coap", "device.dtls", "device.manifest", "device.chain"]
 
 
