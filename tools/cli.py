@@ -12,6 +12,7 @@ COMMANDS = {
     "tenant": ("tools.tenant", "create tenants and admin tokens in the registry"),
     "provision": ("tools.provision_cli", "provision devices (one, onto a board, or in bulk)"),
     "device": ("tools.device", "act on one registered device (delete one that never authenticated)"),
+    "webhook": ("tools.webhook", "the tenant's signed notification webhooks: add, list, delete, test, deliveries"),
     "vboard": ("tools.vboard", "run a virtual board: MicroPython unix port on a pseudo-terminal"),
     "flash": ("tools.flash", "compile the firmware and install it onto a board"),
     "console": ("tools.console", "serial console to a board, or --diag to print its status"),

@@ -24,6 +24,7 @@ from verifier.dtls import open_dtls
 from verifier.edge import openapi as edge_openapi, routes as edge_routes
 from verifier.keys import Sealer
 from verifier.mqtt import openapi as mqtt_openapi, routes as mqtt_routes
+from verifier.notify import openapi as notify_openapi, routes as notify_routes
 from verifier.ota import openapi as ota_openapi, routes as ota_routes
 from verifier.registry import audit, openapi as registry_openapi, routes as registry_routes
 from verifier.registry.audit import RefusalSummary
@@ -49,6 +50,7 @@ FEATURES = (
     ("tokens", tokens_routes, tokens_openapi),
     ("mqtt", mqtt_routes, mqtt_openapi),
     ("edge", edge_routes, edge_openapi),     # the cloud-side routes edge verifiers sync from
+    ("notify", notify_routes, notify_openapi),   # webhooks for a tenant's security team (docs/api.md)
     ("attest", attest_routes, attest_openapi),   # board attestation (docs/attestation.md)
 )
 

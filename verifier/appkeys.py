@@ -21,3 +21,4 @@ DTLS = web.AppKey("dtls", object)          # the verifier.dtls.DTLSEndpoint, or 
 OTA = web.AppKey("ota", object)            # verifier.ota.routes.OTAState: release files, download key
 OPENAPI = web.AppKey("openapi", dict)     # the served document, composed by the app factory from the features' parts
 LIFECYCLE_HOOKS = web.AppKey("lifecycle_hooks", list)  # async (app, device id bytes, now) after a lifecycle change
+NOTIFY = web.AppKey("notify", object)      # the verifier.notify.delivery.Deliverer of this instance

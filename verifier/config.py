@@ -76,6 +76,14 @@ class Config:
     audit_prune_s: int = 300
     audit_untenanted_max_age_days: int = 90
     audit_untenanted_max_rows: int = 100_000
+    # Notifications (verifier/notify/delivery.py, docs/api.md "Notifications"): the webhook delivery task
+    # runs a pass every notify_tick_s (None: no task; tests drive Deliverer.run_once), each attempt at
+    # most notify_timeout_s.
+    notify_tick_s: Optional[float] = 1.0
+    notify_timeout_s: float = 5.0
+    # Whether webhooks may reach loopback, private and link-local addresses (a lab's receiver); None: only
+    # with dev. Off, a tenant admin cannot point the verifier at internal services.
+    notify_private_targets: Optional[bool] = None
     # Edge mode (janua serve --edge): create_app builds an edge verifier; db_path is the edge's own file.
     edge: Optional[EdgeConfig] = None
 

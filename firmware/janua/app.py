@@ -3,7 +3,16 @@
 `run()` returns one line for the console and never raises a JanuaError or OSError (main.py must
 not crash a board into a reboot loop). Key derivation happens here, once per boot. The protocol
 logic lives in binauth.py; the transports in udp.py and http.py.
+
+A quarantined device (docs/protocol.md 3.4) gets an authenticated NOT_ACTIVE (binary auth) or a
+CoAP 4.03 "quarantined" (DTLS): run() reports it as a failure, but the verifier still serves the
+board's OTA check and attestation, so main.py goes on to its scheduled OTA check as after any run()
+(the clock was set by the authenticated reply), and `confirmable(line)` lets an application in
+trial confirm itself: a repair update must not be rolled back because the board is quarantined.
 """
+
+# run()'s lines that show the verifier answered this device authentically (app.confirmable)
+_REACHED = ("janua: authenticated", "janua: auth failed: not_active", "janua: auth failed: dtls: quarantined")
 
 from binascii import unhexlify
 from janua import JanuaError
@@ -44,6 +53,18 @@ def authenticate(cfg, clock, last_sent=0):
         if client.state == DONE:
             return client, name
     return client, name
+
+
+def confirmable(line):
+    """True when run()'s `line` shows that the verifier answered this device authentically: it
+    authenticated, or it was refused as not active (binary auth NOT_ACTIVE: quarantined, or
+    suspended while in trial) or quarantined (DTLS). An application in trial confirms itself on it
+    (docs/ota.md 7.5): the new version boots, reaches the verifier and holds the device's keys."""
+    for head in _REACHED:
+        # "not_active (unauthenticated reply)" is an advisory anyone could have sent: not an answer
+        if line.startswith(head) and not line[len(head):].startswith(" (unauth"):
+            return True
+    return False
 
 
 def run(store=None, clock=None):

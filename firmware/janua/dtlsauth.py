@@ -13,6 +13,7 @@ from binascii import unhexlify
 from janua import AuthError
 
 _CHANGED = 68  # CoAP 2.04
+_FORBIDDEN = 131  # CoAP 4.03
 
 
 def identity(cfg):
@@ -38,6 +39,10 @@ def authenticate(cfg):
     finally:
         chan.close()
     code, body = m[1], m[5]
+    if code == _FORBIDDEN and bytes(body) == b"quarantined":
+        # the verifier knows this device and still serves its /ota and /attest (docs/protocol.md 4.4):
+        # app.confirmable() tells an application in trial that this is no reason to roll back
+        raise AuthError("quarantined")
     if code != _CHANGED:
         raise AuthError("CoAP /auth answered %d.%02d" % (code >> 5, code & 31))
     try:

@@ -47,7 +47,7 @@ JSON_ROUTES = [
     ("POST", "/v1/auth/device/sync"), ("POST", "/v1/tokens/introspect"),
     ("POST", "/v1/devices/{dev}/certificate"), ("POST", "/v1/devices/{dev}/certificate/revoke"),
     ("POST", "/v1/mqtt/auth"), ("POST", "/v1/mqtt/go-auth/user"), ("POST", "/v1/mqtt/go-auth/acl"),
-    ("POST", "/v1/mqtt/go-auth/superuser"), ("POST", "/v1/edge/reports"),
+    ("POST", "/v1/mqtt/go-auth/superuser"), ("POST", "/v1/edge/reports"), ("POST", "/v1/webhooks"),
 ]
 NOT_AN_OBJECT = [b"[]", b'"devices"', b"7", b"null", b"true", b"{", b"\xff\xfe", b'{"a": NaN', b"[" * 5000]
 

@@ -31,6 +31,7 @@ CONFIG = """
 "path.kid" = "{kid}"
 "path.release_id" = "{release_id}"
 "path.rollout_id" = "{rollout_id}"
+"path.webhook_id" = "{webhook_id}"
 
 [[operations]]
 include-name = "POST /v1/releases"
@@ -47,8 +48,9 @@ class ServerThread:
 
     def __init__(self, db_path):
         self.clock = FakeClock()
+        # no webhook delivery task: the webhooks schemathesis adds name made-up hosts, not to be called
         self.config = Config(db_path=str(db_path), kek=KEK, clock=self.clock, http_port=0, udp_port=None,
-                             dtls_port=None)
+                             dtls_port=None, notify_tick_s=None)
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -100,7 +102,9 @@ def served(tmp_path):
     try:
         tenant = AdminTenant(handle.app, "acme", srv.clock)
         (device_id, _), = tenant.provision([{}])
-        yield handle, tenant, {"device_id": device_id, **_release(handle.url, tenant.token, tmp_path)}
+        hook = API(handle.url, token=tenant.token).call("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/hook"})
+        yield handle, tenant, {"device_id": device_id, "webhook_id": hook["id"],
+                               **_release(handle.url, tenant.token, tmp_path)}
     finally:
         srv.stop()
 
@@ -110,10 +114,12 @@ def test_schemathesis_every_check_passes(served, tmp_path):
     cfg = tmp_path / "schemathesis.toml"
     cfg.write_text(CONFIG.format(**ids))
     # --generation-deterministic: derandomized (the same cases every run, so no seed is drawn); every
-    # phase (examples, coverage, fuzzing, stateful) and every check
+    # phase (examples, coverage, fuzzing, stateful) and every check. One worker: with two, CPython 3.11's
+    # ast.parse in schemathesis's threads fails now and then with "SystemError: AST constructor recursion
+    # depth mismatch" (CPython gh-106905), a failure of the tool, not of the API
     cmd = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(cfg), "run", f"{handle.url}/openapi.json",
            "--checks", "all", "--max-examples", str(MAX_EXAMPLES), "--generation-deterministic",
-           "--continue-on-failure", "--workers", "2", "--no-color", "--header", f"Authorization: Bearer {tenant.token}"]
+           "--continue-on-failure", "--workers", "1", "--no-color", "--header", f"Authorization: Bearer {tenant.token}"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=280, cwd=tmp_path)
     report = out.stdout + out.stderr
     print(report[-3000:])                        # the summary, for `pytest -s tests/api/test_schemathesis.py`

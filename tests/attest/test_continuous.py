@@ -194,3 +194,23 @@ async def test_refs_add_list_delete(client, tenant):
     assert [x["id"] for x in (await r.json())["refs"]] == [ref["id"]]
     assert (await client.delete(f"/v1/attest/refs/{ref['id']}", headers=tenant.headers)).status == 204
     assert (await client.delete(f"/v1/attest/refs/{ref['id']}", headers=tenant.headers)).status == 404
+
+
+async def test_quarantined_board_updates_and_attests_its_way_out(client, tenant, board, signing, tmp_path):
+    """A board quarantined by attestation may still check for updates and get challenges (binary auth
+    admits it on those routes only), is challenged at once though its last result is fresh, and an
+    affirming answer after the update releases it."""
+    await publish_release(client, tenant, signing, tmp_path, "1.0.0", 1)
+    nonce = (await ota_check(client, board))["attest"]["nonce"]
+    _, body = await submit(client, board.evidence(nonce, app=dict(APP, **{"app.py": "patched\n"})))
+    assert body["quarantined"] is True
+    assert (await client.post("/v1/auth/device/token", json={"auth": board.auth()})).status == 403
+    fixed = dict(APP, **{"app.py": "def run():\n    print('sensor v2')\n"})
+    await publish_release(client, tenant, signing, tmp_path, "2.0.0", 2, app=fixed)
+    answer = await ota_check(client, board)                       # allowed while quarantined
+    assert "attest" in answer
+    r = await client.post("/v1/attest/challenge", json={"auth": board.auth()})
+    assert r.status == 200                                        # and so is asking for a challenge
+    _, body = await submit(client, board.evidence((await r.json())["nonce"], app=fixed, version="2.0.0"))
+    assert (body["status"], body["quarantined"], body["trust_level"]) == ("affirming", False, 70)
+    assert "attest" not in await ota_check(client, board)         # released: the interval applies again

@@ -13,6 +13,7 @@ from tests.dtls_verifier.peers import MbedTLSClient
 from tests.dtls_verifier.rawclient import client_hello
 from tests.dtls_verifier.test_interop import auth_rows, s_client
 from verifier.appkeys import DTLS
+from verifier.registry import core as registry
 
 
 async def test_unknown_identity_gets_unknown_psk_identity_alert(verifier, device):
@@ -34,12 +35,40 @@ async def test_wrong_key_fails_the_handshake(verifier, device):
 
 
 @pytest.mark.parametrize("change", [{"status": "suspended"}, {"status": "decommissioned"},
-                                    {"quarantined": True}, {"compromised": True}])
+                                    {"compromised": True}, {"compromised": True, "quarantined": True}])
 async def test_device_that_may_not_authenticate_is_refused(verifier, device, change):
     verifier.storage.update_device(verifier.tenant["id"], device.id, change)
     rc, out, err = await run(s_client(verifier.port, device.identity, device.psk.hex()))
     assert rc != 0 and "alert access denied" in err, err
     assert auth_rows(verifier) == [("NOT_ACTIVE", device.hex)]
+
+
+async def test_quarantined_device_reaches_only_ota_over_coap(verifier, device):
+    """Issue #12: the handshake completes (the device can be repaired: /ota, /attest), but /auth and every
+    other resource answer 4.03 "quarantined"; a release applies to the open session at once."""
+    registry.set_quarantined(verifier.storage, verifier.tenant["id"], device.id, True, "test", "t", verifier.clock())
+
+    def session():
+        client = MbedTLSClient(verifier.port, device.identity, device.psk).handshake()
+        try:
+            got = [client.request(code, path, mid=i) for i, (code, path) in enumerate((
+                (Code.POST, "auth"), (Code.GET, "ota"), (Code.POST, "telemetry"), (Code.GET, "config"),
+                (Code.GET, "commands"), (Code.GET, ".well-known/core")), 1)]
+            registry.set_quarantined(verifier.storage, verifier.tenant["id"], device.id, False, None, "t",
+                                     verifier.clock())
+            return got, client.request(Code.POST, "auth", mid=9)
+        finally:
+            client.close()
+    got, after = await asyncio.to_thread(session)
+    assert [(m.code, m.payload) for m in got] == [
+        (Code.FORBIDDEN, b"quarantined"), (Code.CONTENT, b'{"available":false}'),
+        (Code.FORBIDDEN, b"quarantined"), (Code.FORBIDDEN, b"quarantined"), (Code.FORBIDDEN, b"quarantined"),
+        (Code.FORBIDDEN, b"quarantined")]
+    assert after.code == Code.CHANGED
+    assert auth_rows(verifier) == [("OK", device.hex)]
+    assert auth_rows(verifier, "coap.auth") == [("NOT_ACTIVE", device.hex), ("OK", device.hex)]
+    reasons = [r["reason"] for r in verifier.all_audit() if r["action"] in ("dtls", "coap.auth")]
+    assert reasons[:2] == ["handshake, suite C0A8, quarantined", "quarantined"]
 
 
 async def test_expired_psk_is_refused(verifier, device, clock):

@@ -190,6 +190,32 @@ async def test_suspension_holds_certificate_and_resume_releases_it(client, acme,
     c.close()
 
 
+async def test_quarantine_holds_certificate_and_password_until_release(client, acme, broker, clock, tmp_path):
+    """Issue #12: a quarantined device may reach only OTA and attestation. The broker's certificate and
+    password listeners never ask the verifier, so the quarantine must reach them: hold and disable."""
+    dev = acme.device(clock)
+    files = write_identity(tmp_path / "a", await issue(client, acme, dev))
+    c, pw = await password_client(client, acme, dev, broker)
+    assert c.connect() == "ok"
+    before = broker.reloads()
+    await lifecycle(client, acme, dev, "quarantine")
+    broker.wait_reload(before)
+    assert c.disconnected.wait(5)                        # dynsec disableClient kicks the live connection
+    c.close()
+    assert tls_client(broker, acme, dev, files).connect().startswith("refused")
+    c2, _ = await password_client(client, acme, dev, broker, password=pw)
+    assert c2.connect().startswith("refused")
+    before = broker.reloads()
+    await lifecycle(client, acme, dev, "release")
+    broker.wait_reload(before)
+    c3 = tls_client(broker, acme, dev, files)
+    assert c3.connect() == "ok"
+    c3.close()
+    c4, _ = await password_client(client, acme, dev, broker, password=pw)
+    assert c4.connect() == "ok"
+    c4.close()
+
+
 async def password_client(client, acme, dev, broker, client_id=None, password=None):
     if password is None:
         r = await client.post(f"/v1/devices/{dev.hex}/mqtt-password", headers=acme.headers)

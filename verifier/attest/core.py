@@ -71,8 +71,9 @@ def issue_challenge(storage, dev, now, reason="manual", rand=os.urandom):
 def due_challenge(storage, dev, now, rand=os.urandom):
     """What a device that checks in (POST /v1/ota/check) is handed: its outstanding challenge, or a new
     periodic one when both its last result and its last missed challenge are older than the policy's
-    interval (or there are none); None when continuous attestation is off or nothing is due. An
-    expired challenge still waiting for the sweep is marked missed first."""
+    interval (or there are none; for a device that attestation quarantined, only the missed one
+    counts); None when continuous attestation is off or nothing is due. An expired challenge still
+    waiting for the sweep is marked missed first."""
     ch = storage.get_challenge(dev["id"])
     if ch is not None and ch["expires_at"] > now:
         return challenge_view(ch)
@@ -83,7 +84,10 @@ def due_challenge(storage, dev, now, rand=os.urandom):
         row = storage.take_expired_challenge(dev["id"], now) if ch is not None else None
         if row is not None:
             _missed(storage, row, now)
-        last = storage.list_attest_results(dev["id"], 1)
+        # a device that attestation quarantined is due at once: attesting again (after an update) is its
+        # way out, so its last result does not count, only a missed challenge
+        repairing = dev["quarantined"] and dev.get("attest_quarantine")
+        last = [] if repairing else storage.list_attest_results(dev["id"], 1)
         latest = max(last[0]["created"] if last else 0, dev.get("attest_missed_at") or 0,
                      now if row is not None else 0)          # a miss just marked counts as one now
         if latest and now - latest < policy["interval_s"]:

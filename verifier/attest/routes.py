@@ -10,7 +10,7 @@ import logging
 
 from aiohttp import web
 
-from verifier.appkeys import CONFIG, CORE, DTLS, SEALER, STORAGE
+from verifier.appkeys import CONFIG, CORE, DTLS, LIFECYCLE_HOOKS, SEALER, STORAGE
 from verifier.attest import core as attest, policy as policies
 from verifier.attest.evidence import MAX_EVIDENCE
 from verifier.binauth.device import authenticate_device_request as _device, refused_response as _refused
@@ -39,11 +39,21 @@ async def sweep_ctx(app):
         pass
 
 
+async def quarantine_changed(app, device_id, now):
+    """Finish a quarantine that an appraisal set or lifted, as the lifecycle route does
+    (registry.core.set_quarantined): the binary-auth and DTLS caches forget the device, then the
+    lifecycle hooks run (MQTT: certificates on hold, broker client disabled)."""
+    app[CORE].forget(device_id)
+    for hook in app.get(LIFECYCLE_HOOKS, ()):
+        await hook(app, device_id, now)
+
+
 class AttestHooks:
     """What the CoAP resource /attest (verifier/dtls/coap.py) calls: the same core as the HTTP routes."""
 
     def __init__(self, app):
         self.app = app
+        self.tasks = set()            # lifecycle hooks still running (the CoAP handler cannot await)
 
     def challenge(self, dev, now):
         st = self.app[STORAGE]
@@ -60,8 +70,11 @@ class AttestHooks:
         except attest.AttestRefused as e:
             return {"reason": e.reason}
         if result["changed_quarantine"]:
-            app[CORE].forget(bytes.fromhex(result["device_id"]))
-            app[DTLS].auth.forget(bytes.fromhex(result["device_id"]))
+            app[CORE].forget(bytes.fromhex(result["device_id"]))      # at once, before the next datagram
+            task = asyncio.get_running_loop().create_task(
+                quarantine_changed(app, bytes.fromhex(result["device_id"]), now))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
         return attest.answer(result)
 
 
@@ -86,7 +99,8 @@ async def _sweep_loop(app):
 # -- device routes -----------------------------------------------------------------------------
 
 async def challenge(request):
-    dev, _, reply = await _device(request)
+    # open to a quarantined device: attesting (and updating) is how it gets out (docs/attestation.md 5)
+    dev, _, reply = await _device(request, allow_quarantined=True)
     if dev is None:
         return _refused(reply)
     ch = attest.issue_challenge(request.app[STORAGE], dev, _now(request), "manual")
@@ -117,9 +131,7 @@ async def evidence(request):
     except attest.AttestRefused as e:
         return _refusal(e.reason, str(e))
     if result["changed_quarantine"]:
-        app[CORE].forget(bytes.fromhex(result["device_id"]))
-        if app.get(DTLS) is not None:
-            app[DTLS].auth.forget(bytes.fromhex(result["device_id"]))
+        await quarantine_changed(app, bytes.fromhex(result["device_id"]), now)
     return web.json_response(attest.answer(result))
 
 

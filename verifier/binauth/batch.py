@@ -23,14 +23,15 @@ class AuthBatcher:
         self._core = core
         self._metrics = metrics
         self._clock = clock
-        self._items = []          # queued HTTP requests: (data, source, transport, future, t0)
+        self._items = []          # queued HTTP requests: (data, source, transport, future, t0, allow_quarantined)
         self._scheduled = False
 
-    def submit(self, data, source, transport="http"):
-        """Queue one request; the returned future resolves to the reply once it may be sent."""
+    def submit(self, data, source, transport="http", allow_quarantined=False):
+        """Queue one request; the returned future resolves to the reply once it may be sent.
+        `allow_quarantined`: decided for a route open to a quarantined device (BinAuthCore.decide)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self._items.append((data, source, transport, fut, time.perf_counter()))
+        self._items.append((data, source, transport, fut, time.perf_counter(), allow_quarantined))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._run)
@@ -49,7 +50,9 @@ class AuthBatcher:
         now = self._clock()
         decide = core.decide
         replies = [decide(data, addr, now, "udp") for data, addr in datagrams]
-        http_replies = [decide(it[0], it[1], now, it[2]) for it in queued]
+        # each queued request keeps its own allow_quarantined: an OTA check and a POST /v1/binauth of
+        # the same device in one batch are decided by their own route's rule
+        http_replies = [decide(it[0], it[1], now, it[2], it[5]) for it in queued]
         durable = True
         try:
             core.flush()
@@ -67,7 +70,7 @@ class AuthBatcher:
                 # a datagram of the wrong length never gets more bytes back than it had (no amplification)
                 if len(data) == REQUEST_LEN or len(reply) <= len(data):
                     send(reply, addr)
-        for (data, source, transport, fut, _), reply in zip(queued, http_replies):
+        for (data, source, transport, fut, _, _), reply in zip(queued, http_replies):
             if fut.done():
                 continue
             if reply[0] == OK and not durable:

@@ -77,9 +77,15 @@ def decode_reply(key, request, reply):
 # the core
 
 class DeviceState:
-    """Cached per-device auth state (the derived key never leaves this object)."""
+    """Cached per-device auth state (the derived key never leaves this object). `blocked`: refused
+    everywhere (compromised; on an edge, anything its snapshot marks blocked); `quarantined`: refused
+    but where the request is decided with allow_quarantined (the OTA and attestation routes)."""
 
-    __slots__ = ("device_id", "hex", "tenant_id", "key", "status", "blocked", "permissions", "last_ts")
+    __slots__ = ("device_id", "hex", "tenant_id", "key", "status", "blocked", "quarantined", "permissions",
+                 "last_ts")
+
+    def __init__(self):
+        self.blocked = self.quarantined = False
 
 
 class BinAuthCore:
@@ -134,7 +140,8 @@ class BinAuthCore:
         st.tenant_id = dev["tenant_id"]
         st.key = keys.derive_key(master, keys.LABEL_BINAUTH)
         st.status = dev["status"]
-        st.blocked = dev["compromised"] or dev["quarantined"]
+        st.blocked = bool(dev["compromised"])
+        st.quarantined = bool(dev["quarantined"])
         st.permissions = dev["permissions"]
         st.last_ts = dev["last_ts"]
         self._cache[device_id] = st
@@ -162,8 +169,13 @@ class BinAuthCore:
                               source, STATUS_NAMES[status], reason)
         return reply
 
-    def decide(self, req, source, now, transport="udp"):
-        """Decide one request (section 3.4) and return the reply; durable writes wait for flush()."""
+    def decide(self, req, source, now, transport="udp", allow_quarantined=False):
+        """Decide one request (section 3.4) and return the reply; durable writes wait for flush().
+
+        `allow_quarantined`: the request authenticates a route open to a quarantined device (OTA,
+        attestation: verifier.binauth.device), so the quarantine flag alone does not make it
+        NOT_ACTIVE; freshness, replay and rate limits apply as to any request. Only the device-route
+        check passes it: UDP and POST /v1/binauth never do."""
         tnow = int(now)
         host = source[0] if type(source) is tuple else source
         if len(req) != REQUEST_LEN:
@@ -198,9 +210,10 @@ class BinAuthCore:
             return self._finish(SIGNATURE, transport, source, tnow, st, "tag does not verify",
                                 unauthenticated_reply(SIGNATURE))
         lockout.verified(did, charge, pol, now)
-        if st.blocked or st.status not in AUTHENTICATABLE:
+        if st.blocked or st.status not in AUTHENTICATABLE or (st.quarantined and not allow_quarantined):
             return self._finish(NOT_ACTIVE, transport, source, tnow, st,
-                                "blocked (compromised or quarantined)" if st.blocked else f"status {st.status}",
+                                "blocked (compromised)" if st.blocked else
+                                f"status {st.status}" if st.status not in AUTHENTICATABLE else "quarantined",
                                 encode_reply(key, req, NOT_ACTIVE, tnow))
         ts = int.from_bytes(req[8:12], "big")
         if abs(ts - tnow) > pol.drift_s:
@@ -223,7 +236,8 @@ class BinAuthCore:
             self._audit.append((tnow, st.tenant_id, "admin", st.hex, "binauth", "device.activate", transport,
                                 source, "ok", "provisioning -> active: first successful authentication"))
         sid = int.from_bytes(self._rand(4), "big")
-        return self._finish(OK, transport, source, tnow, st, None,
+        return self._finish(OK, transport, source, tnow, st,
+                            "quarantined: admitted to a repair route (OTA, attestation)" if st.quarantined else None,
                             encode_reply(key, req, OK, tnow, sid, tnow + pol.session_ttl_s, st.permissions))
 
     def flush(self):
@@ -246,9 +260,9 @@ class BinAuthCore:
             self.forget_all()
             raise
 
-    def handle(self, request, source, now, transport="test"):
+    def handle(self, request, source, now, transport="test", allow_quarantined=False):
         """Decide and persist one request: (reply, Decision)."""
-        reply = self.decide(request, source, now, transport)
+        reply = self.decide(request, source, now, transport, allow_quarantined)
         status, st, reason = self._last
         decision = Decision(reply[0], STATUS_NAMES[status], st.hex if st else None, reason)
         self.flush()

@@ -5,7 +5,8 @@ The lookup keeps per-identity state (derived PSK, status, flags, PSK expiry) in 
 binary auth's DeviceState cache: the sealed secret is opened and the PSK derived once, not per
 handshake. The cache listens to BinAuthCore's forget()/forget_tenant()/forget_all(), which the admin
 API calls after every device change, PSK rotation and policy change, so the next handshake sees it.
-Expiry and lockout are checked against `now` on every lookup. A device that is not authenticatable
+Expiry and lockout are checked against `now` on every lookup. A quarantined device completes the
+handshake (only its repair resources answer it: verifier.dtls.coap). A device that is not authenticatable
 still gets its real key: the refusal is sent only after the client has proved the key with its
 Finished, so the status leaks to no one but the device. A locked-out source host (verifier.registry.lockout,
 scope "dtls": per device and source host, plus the device's failure budget for hosts it was not
@@ -70,12 +71,14 @@ class DeviceRef:
 class PSKState:
     """Cached per-identity DTLS state (the derived PSK never leaves this object and the grants)."""
 
-    __slots__ = ("device_id", "hex", "tenant_id", "key", "status", "blocked", "psk_expires_at")
+    __slots__ = ("device_id", "hex", "tenant_id", "key", "status", "blocked", "quarantined", "psk_expires_at")
 
 
 def _refusal(status, blocked, expires_at, now):
+    # `blocked`: compromised. A quarantined device is not refused here: it completes the handshake and
+    # CoAP (verifier.dtls.coap) answers 4.03 "quarantined" to all but its repair resources
     if blocked:
-        return NOT_ACTIVE, "blocked (compromised or quarantined)"
+        return NOT_ACTIVE, "blocked (compromised)"
     if status not in AUTHENTICATABLE:
         return NOT_ACTIVE, f"status {status}"
     if now >= expires_at:
@@ -133,8 +136,9 @@ class DTLSAuth:
         return self._storage.get_device(ref.device_id, ref.tenant_id)
 
     def refusal(self, dev, now):
-        """None if the device row `dev` may authenticate now, else (status code, reason)."""
-        return _refusal(dev["status"], dev["compromised"] or dev["quarantined"], psk_expires_at(dev), now)
+        """None if the device row `dev` may authenticate now, else (status code, reason). A quarantined
+        device may (the caller restricts what it may then do)."""
+        return _refusal(dev["status"], dev["compromised"], psk_expires_at(dev), now)
 
     def _load(self, identity):
         parsed = parse_identity(identity)
@@ -154,7 +158,8 @@ class DTLSAuth:
         st.device_id, st.hex, st.tenant_id = did, did.hex(), dev["tenant_id"]
         st.key = psk_for(master, dev.get("psk_generation") or 0)
         st.status = dev["status"]
-        st.blocked = bool(dev["compromised"] or dev["quarantined"])
+        st.blocked = bool(dev["compromised"])
+        st.quarantined = bool(dev["quarantined"])
         st.psk_expires_at = psk_expires_at(dev)
         old = self._identities.get(did)
         if old is not None:
@@ -204,7 +209,8 @@ class DTLSAuth:
         self._lockout.verified(ref.device_id, ref.charge, self.policy(ref.tenant_id), now)
         self._lockout.accepted(ref.device_id, host, int(now))
         self._seen.append((int(now), ref.device_id))
-        self._record(OK, now, ref, event.addr, "dtls", f"handshake, suite {event.suite:04X}", activated)
+        quarantined = ", quarantined" if st is not None and st.device_id == ref.device_id and st.quarantined else ""
+        self._record(OK, now, ref, event.addr, "dtls", f"handshake, suite {event.suite:04X}{quarantined}", activated)
 
     def refused(self, event, now):
         ref = event.grant.context if event.grant is not None else None

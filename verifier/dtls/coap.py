@@ -4,7 +4,8 @@ with messages parsed and built by aiocoap's codec (`Message.decode` / `Message.e
 `CoAPResources.handle(ref, payload, addr, now)` takes the plaintext of one application-data record
 from an established session whose device is `ref`, and returns the response bytes (or None: nothing
 to send, e.g. an ACK or a reset from the client). Every request re-reads the device from the
-registry, so a suspension or a permission change applies at once. No sockets.
+registry, so a suspension, a quarantine or a permission change applies at once. A quarantined device
+reaches only QUARANTINE_OPEN (OTA, attestation); anything else is 4.03 "quarantined". No sockets.
 
 `/attest` (docs/attestation.md 2.3) is board attestation: its work is done by the hooks the attest
 feature sets (`attest`), so this module imports no feature. Evidence must fit one message (MAX_MESSAGE).
@@ -40,6 +41,9 @@ RESOURCES = {
     (("attest",), Code.POST): ("attest_evidence", 0),
     ((".well-known", "core"), Code.GET): ("core", 0),
 }
+# What a quarantined device may still reach (issue #12: it can be repaired, nothing else): OTA, and the
+# attestation resource. Every other request, /auth included, is 4.03 with the payload "quarantined".
+QUARANTINE_OPEN = frozenset((("ota",), ("attest",)))
 LINKS = (b'</auth>;rt="janua.auth";ct="50 60",</telemetry>;rt="janua.telemetry",'
          b'</config>;rt="janua.config";ct=50,</ota>;rt="janua.ota";ct=50,</commands>;rt="janua.commands";ct=50,'
          b'</attest>;rt="janua.attest";ct=50')
@@ -112,6 +116,10 @@ class CoAPResources:
             if name == "auth":
                 self._auth.record_coap_auth(refused[0], now, ref, addr, refused[1])
             return Message(code=Code.FORBIDDEN, payload=b"device not active")
+        if dev["quarantined"] and path not in QUARANTINE_OPEN:
+            if name == "auth":
+                self._auth.record_coap_auth(NOT_ACTIVE, now, ref, addr, "quarantined")
+            return Message(code=Code.FORBIDDEN, payload=b"quarantined")
         if bit and not dev["permissions"] & bit:
             return Message(code=Code.FORBIDDEN, payload=b"permission missing")
         return getattr(self, "_on_" + name)(req, dev, ref, addr, now)

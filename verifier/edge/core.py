@@ -408,11 +408,13 @@ class EdgeBinAuthCore(BinAuthCore):
         pol = self._policies[tenant_id] = self._edge.policy(tenant_id)
         return pol
 
-    def decide(self, req, source, now, transport="udp"):
+    def decide(self, req, source, now, transport="udp", allow_quarantined=False):
+        # the edge's snapshot has no quarantine flag of its own ("blocked" covers it: st.blocked), so an
+        # edge refuses a quarantined device everywhere; it serves no OTA or attestation route
         if not self._edge.serving(now):
             return self._finish(UNKNOWN_DEVICE, transport, source, int(now), None, STALE,
                                 unauthenticated_reply(UNKNOWN_DEVICE))
-        return super().decide(req, source, now, transport)
+        return super().decide(req, source, now, transport, allow_quarantined)
 
     def flush(self):
         activated = [did for _, did in self._activated]

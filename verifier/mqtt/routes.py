@@ -365,18 +365,21 @@ async def basic(request):
 # -- lifecycle -----------------------------------------------------------------------------------
 
 async def on_lifecycle(app, device_id, now):
-    """After an admin lifecycle change: suspended -> certificates on hold + dynsec client disabled;
-    active (resumed) -> hold lifted + client enabled; decommissioned -> certificates revoked + client and
-    password deleted. A broker that cannot be reached is logged and audited; the change itself stands."""
+    """After an admin lifecycle change: suspended, quarantined or compromised -> certificates on hold +
+    dynsec client disabled (the broker's own listeners ask the verifier nothing, and a quarantined device
+    may not use MQTT: issue #12); active and neither (resumed, released) -> hold lifted + client enabled;
+    decommissioned -> certificates revoked + client and password deleted. A broker that cannot be reached
+    is logged and audited; the change itself stands."""
     st = app[STORAGE]
     dev = st.get_device(device_id)
     if dev is None:
         return
     tenant, hexid, status = st.get_tenant(dev["tenant_id"]), device_id.hex(), dev["status"]
+    held = status == "suspended" or bool(dev["quarantined"]) or bool(dev["compromised"])
     if status == "decommissioned":
         changed = st.revoke_certificates(tenant["id"], device_id, now, "cessation_of_operation")
     else:
-        changed = st.hold_certificates(tenant["id"], device_id, now, status == "suspended")
+        changed = st.hold_certificates(tenant["id"], device_id, now, held)
     has_password = st.get_mqtt_password(device_id) is not None
     if status == "decommissioned":
         st.delete_mqtt_password(device_id)
@@ -385,8 +388,8 @@ async def on_lifecycle(app, device_id, now):
             await publish_crl(app, tenant, now)
         broker = _broker(app)
         if broker is not None and has_password:
-            call = {"suspended": broker.disable_device, "active": broker.enable_device,
-                    "decommissioned": broker.delete_device}.get(status)
+            call = (broker.delete_device if status == "decommissioned" else broker.disable_device if held
+                    else broker.enable_device if status == "active" else None)
             if call is not None:
                 await asyncio.to_thread(call, hexid)
     except (VerifierError, OSError) as e:

@@ -27,7 +27,7 @@ import logging
 import secrets
 import time
 
-from verifier.appkeys import CONFIG, CORE, SEALER, STORAGE
+from verifier.appkeys import CONFIG, CORE, LIFECYCLE_HOOKS, SEALER, STORAGE
 from verifier.attest import core as attest
 from verifier.errors import VerifierError
 from verifier.registry.model import parse_device_id
@@ -129,7 +129,8 @@ def due_command(app, topic, now):
 
 def record_attest(app, topic, payload, now):
     """Appraise evidence published on `janua/<tenant short>/<device id>/attest`: (answer topic, payload),
-    or None for a topic that names no device of its tenant (nothing is published there)."""
+    with the device id third when the appraisal set or lifted its quarantine; None for a topic that names
+    no device of its tenant (nothing is published there)."""
     parts = topic.split("/")
     if len(parts) != 4 or parts[0] != "janua" or parts[3] != "attest":
         return None
@@ -147,7 +148,8 @@ def record_attest(app, topic, payload, now):
     except attest.AttestRefused as e:
         return reply, json.dumps({"error": e.reason}).encode()
     if result["changed_quarantine"]:
-        app[CORE].forget(did)
+        app[CORE].forget(did)                     # run() then runs the lifecycle hooks (like the lifecycle route)
+        return reply, json.dumps(attest.answer(result)).encode(), did
     return reply, json.dumps(attest.answer(result)).encode()
 
 
@@ -188,7 +190,10 @@ async def run(app, state):
                 else:
                     out = None
                 if out is not None and sub is not None:
-                    sub.publish(*out)
+                    sub.publish(out[0], out[1])
+                if out is not None and len(out) == 3:
+                    for hook in app.get(LIFECYCLE_HOOKS, ()):
+                        await hook(app, out[2], now)
             except VerifierError as e:
                 log.error("MQTT message not recorded: %s", e)
     finally:

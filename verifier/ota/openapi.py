@@ -129,6 +129,8 @@ PATHS = {
     },
     "/v1/ota/check": {
         "post": {"summary": "A device asks what it should run; authenticated by a binary auth request",
+                 "description": "Open to a quarantined device (it is how it gets repaired: docs/protocol.md 3.4 "
+                                "step 6); a compromised, suspended or decommissioned one is 403 not_active.",
                  "security": [],
                  "requestBody": {"required": True, "content": {"application/json": {"schema": {
                      "type": "object", "required": ["auth"], "properties": {
@@ -144,6 +146,7 @@ PATHS = {
     },
     "/v1/ota/report": {
         "post": {"summary": "A device reports an update step; feeds the rollout's health",
+                 "description": "Open to a quarantined device, like the check.",
                  "security": [],
                  "requestBody": {"required": True, "content": {"application/json": {"schema": {
                      "type": "object", "required": ["auth", "state"], "properties": {

@@ -201,7 +201,8 @@ async def resume_rollout(request):
 # -- devices ----------------------------------------------------------------------------------
 
 async def check(request):
-    dev, doc, reply = await _device(request)
+    # open to a quarantined device (docs/ota.md 7.4): an update is how it gets repaired
+    dev, doc, reply = await _device(request, allow_quarantined=True)
     if dev is None:
         return _refused(reply)
     kind, version, counter = doc.get("kind", "app"), doc.get("version"), as_int(doc.get("counter", 0))
@@ -226,7 +227,7 @@ async def check(request):
 
 
 async def report(request):
-    dev, doc, reply = await _device(request)
+    dev, doc, reply = await _device(request, allow_quarantined=True)
     if dev is None:
         return _refused(reply)
     rel = rollouts.record_report(request.app[STORAGE], dev, doc, _now(request))
@@ -238,7 +239,10 @@ def _download_release(request):
     rid = request.match_info["release_id"]
     did = rollouts.check_download_token(request.app[OTA].download_key, rid, request.query.get("t", ""), _now(request))
     dev = st.get_device(did)
-    rel = st.get_release(dev["tenant_id"], rid) if dev is not None and dev["status"] == "active" else None
+    # a capability outlives the check that issued it by up to DOWNLOAD_TTL_S: the device must still be
+    # active and not compromised now (quarantined is fine: the download is its repair)
+    ok = dev is not None and dev["status"] == "active" and not dev["compromised"]
+    rel = st.get_release(dev["tenant_id"], rid) if ok else None
     if rel is None:
         raise NotFound("no such file")
     return rel

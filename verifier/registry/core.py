@@ -10,9 +10,10 @@ import secrets
 import time
 
 from verifier import keys
-from verifier.errors import Conflict, DuplicateSerial, NotFound, Unauthorized, ValidationError, VerifierError
-from verifier.registry.model import (DEFAULT_PERMISSIONS, PSK_LIFETIME_S, Policy, next_status, validate_device_patch,
-                            validate_new_device, validate_psk_rotation)
+from verifier.errors import (Conflict, DuplicateSerial, InvalidTransition, NotFound, Unauthorized, ValidationError,
+                             VerifierError)
+from verifier.registry.model import (DEFAULT_PERMISSIONS, FLAG_ACTIONS, PSK_LIFETIME_S, Policy, next_status,
+                                     validate_device_patch, validate_new_device, validate_psk_rotation)
 
 BULK_MAX_ROWS = 10_000     # per HTTP request; provision_bulk itself takes any number
 CHUNK = 5_000
@@ -231,27 +232,59 @@ def patch_device(storage, tenant_id, device_id, doc, now, actor):
     return storage.get_device(device_id, tenant_id)
 
 
+MAX_REASON = 500
+
+
+def _check_reason(reason):
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
+        raise ValidationError(f"reason must be a string of at most {MAX_REASON} characters")
+
+
 def set_quarantined(storage, tenant_id, device_id, quarantined, reason, actor, now):
-    """Set or clear the device's quarantine flag, with an audit row (device.quarantine or device.release).
-    False if the tenant has no such device. A quarantined device may not authenticate (binary auth
-    answers NOT_ACTIVE); the caller makes the binary-auth cache forget it."""
+    """Set (True) or clear (False) the tenant's device's quarantine flag and return the device.
+
+    A quarantined device keeps its status; it may reach only the routes that repair it (OTA and
+    attestation: docs/protocol.md 3.4), everything else refuses it as before. The change and its
+    audit row (`device.quarantine` or `device.release`, actor `actor`, reason `reason`: text of at
+    most 500 characters, or None) commit together. A flag that already has the value changes nothing
+    and writes no row (so a caller that quarantines on every failed appraisal writes one row, not
+    many). NotFound for a device of another tenant.
+
+    This function has only the storage, so the caller finishes the change as the lifecycle route does
+    (verifier/registry/routes.py `lifecycle`): `app[CORE].forget(device_id)` (binary auth's and DTLS's
+    device caches: the next packet sees the flag), then `await hook(app, device_id, now)` for each hook
+    of `app[LIFECYCLE_HOOKS]` (MQTT: certificates on hold, broker client disabled while quarantined)."""
+    if type(quarantined) is not bool:
+        raise ValidationError("quarantined must be true or false")
+    _check_reason(reason)
+    dev = get_device(storage, tenant_id, device_id)
+    if dev["quarantined"] == quarantined:
+        return dev
     action = "device.quarantine" if quarantined else "device.release"
     with storage.transaction():
-        if not storage.update_device(tenant_id, device_id, {"quarantined": 1 if quarantined else 0}):
-            return False
-        storage.add_audit([_admin_audit(int(now), tenant_id, actor, action, device_id.hex(), "ok",
-                                        (reason or "")[:500] or None)])
-    return True
+        storage.update_device(tenant_id, device_id, {"quarantined": quarantined})
+        storage.add_audit([_admin_audit(int(now), tenant_id, actor, action, device_id.hex(), "ok", reason)])
+    return storage.get_device(device_id, tenant_id)
 
 
 def change_lifecycle(storage, tenant_id, device_id, doc, now, actor):
+    """A lifecycle action: a status move (model.TRANSITIONS) or quarantine/release (the flag only,
+    through set_quarantined). Quarantining a quarantined device, or releasing one that is not, is an
+    invalid transition (409, audited as an error) here, where an operator asked for it."""
     if not isinstance(doc, dict) or set(doc) - {"action", "reason"}:
         raise ValidationError('body must be {"action": ..., "reason": ...}')
     reason = doc.get("reason")
-    if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
-        raise ValidationError("reason must be a string of at most 500 characters")
+    _check_reason(reason)
     dev = get_device(storage, tenant_id, device_id)
     action = doc.get("action")
+    if isinstance(action, str) and action in FLAG_ACTIONS:
+        want = FLAG_ACTIONS[action]
+        if dev["quarantined"] == want:
+            why = "the device is already quarantined" if want else "the device is not quarantined"
+            storage.add_audit([_admin_audit(int(now), tenant_id, actor, f"device.{action}", device_id.hex(),
+                                            "error", why)])
+            raise InvalidTransition(f"cannot {action}: {why}")
+        return set_quarantined(storage, tenant_id, device_id, want, reason, actor, now)
     try:
         status = next_status(dev["status"], action)
     except Conflict as e:

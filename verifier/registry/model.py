@@ -38,12 +38,17 @@ TRANSITIONS = {
     ("suspended", "decommission"): "decommissioned",
 }
 ACTIONS = ("activate", "suspend", "resume", "decommission")
+# Lifecycle actions on the quarantine flag, not on the status (a quarantined device keeps its status):
+# action -> the flag's new value. Quarantine admits the device only where it can be repaired (OTA,
+# attestation: docs/protocol.md 3.4); release lifts it.
+FLAG_ACTIONS = {"quarantine": True, "release": False}
+LIFECYCLE_ACTIONS = ACTIONS + tuple(FLAG_ACTIONS)
 
 
 def next_status(status, action):
     """Return the status after `action`, or raise InvalidTransition."""
     if action not in ACTIONS:
-        raise ValidationError(f"action must be one of {', '.join(ACTIONS)}")
+        raise ValidationError(f"action must be one of {', '.join(LIFECYCLE_ACTIONS)}")
     try:
         return TRANSITIONS[(status, action)]
     except KeyError:

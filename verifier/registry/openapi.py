@@ -3,7 +3,7 @@ its PATHS and SCHEMAS, merged by the app factory (verifier/app.py) into the docu
 /openapi.json; tests/verifier/test_openapi_routes.py checks that the document names exactly the app's routes."""
 
 
-from verifier.registry.model import ACTIONS, MAX_LIST, PSK_MAX_LIFETIME_DAYS, STATUSES, TEXT_PATTERN, TOKEN_POLICY_FIELDS
+from verifier.registry.model import LIFECYCLE_ACTIONS, MAX_LIST, PSK_MAX_LIFETIME_DAYS, STATUSES, TEXT_PATTERN, TOKEN_POLICY_FIELDS
 from verifier.web.openapi import DEVICE_ID, ERR, admin_op as _admin_op, json_body as _json, ref as _ref
 
 # what the server validates (verifier/registry/model.py), stated once here: the schema is the validation
@@ -138,11 +138,14 @@ PATHS = {
                             {"204": {"description": "deleted"}, "404": ERR, "409": ERR}, parameters=[DEVICE_ID]),
     },
     "/v1/devices/{device_id}/lifecycle": {
-        "post": _admin_op("Change lifecycle status; an illegal transition is 409",
+        "post": _admin_op("Change lifecycle status (activate, suspend, resume, decommission), or quarantine the "
+                          "device (only OTA and attestation stay open to it; its status is kept) or release it; "
+                          "an illegal transition, or quarantining a quarantined device (releasing one that is "
+                          "not), is 409",
                           {"200": _json(_ref("Device")), "404": ERR, "409": ERR}, parameters=[DEVICE_ID],
                           requestBody={"required": True, "content": {"application/json": {"schema": {
                               "type": "object", "required": ["action"], "additionalProperties": False, "properties": {
-                                  "action": {"type": "string", "enum": list(ACTIONS)},
+                                  "action": {"type": "string", "enum": list(LIFECYCLE_ACTIONS)},
                                   "reason": {"type": ["string", "null"], "maxLength": 500}}}}}}),
     },
     "/v1/devices/{device_id}/psk/rotate": {
