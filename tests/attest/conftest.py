@@ -5,7 +5,6 @@ with evidence built as the firmware builds it (verifier.attest.evidence.encode, 
 in docs/vectors/attest.json check)."""
 
 import hashlib
-import json
 from pathlib import Path
 
 import aiohttp
@@ -116,7 +115,3 @@ async def attestation(client, tenant, board):
 
 def events(storage, tenant_id):
     return [n["event"] for n in storage.list_notifications(tenant_id)]
-
-
-def dumps(doc):
-    return json.dumps(doc, sort_keys=True)
