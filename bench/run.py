@@ -39,6 +39,7 @@ FEATURE_BENCHES = [
     "bench.tokens",
     "bench.mqtt_device",
     "bench.attest",
+    "bench.attest_device",
 ]
 ROUNDS = 30
 

@@ -9,6 +9,7 @@ Targets and the only errors their module may raise:
   dtls      DTLSClient.receive over the recorded server flights, one mutated  DTLSError
   manifest  manifest.check_manifest, check_compat, verify_signature           OTAError
   chain     chain.Chain on flash: header, status, token_for, slot, mark_used  ChainError, StoreError
+  attest    attestnet.mqtt_command (measuring, publishing), answer_of + nonce_of AttestError
 """
 
 import hashlib
@@ -20,7 +21,7 @@ from pathlib import Path
 from fuzz import conversation
 from fuzz.world import DEVICE_ID, T0, vectors
 
-TARGETS = ("binauth", "coap", "dtls", "manifest", "chain")
+TARGETS = ("binauth", "coap", "dtls", "manifest", "chain", "attest")
 BOARD = "esp32"
 SCRIPT = Path(__file__).resolve().parent / "mp_fuzz.py"
 
@@ -78,6 +79,17 @@ def _seeds_chain(work):
     blob = b"JCH1" + struct.pack(">HHII", 0, len(toks), 86400, 86400) + b"".join(toks)
     return [blob, blob + SEP + b"\x00\x00", blob + SEP + b"\x00\x01\x00", blob[:16 + 107]], \
         {"device_id": DEVICE_ID.hex(), "now": T0}
+
+
+def _seeds_attest(work):
+    from fuzz.world import MASTER
+    nonce = "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf"
+    out = [json.dumps({"cmd": "attest", "nonce": nonce, "expires_at": T0 + 300}).encode(),
+           json.dumps({"nonce": nonce, "expires_at": T0 + 300}).encode(),
+           json.dumps({"status": "affirming", "trust_level": "affirming", "quarantined": False,
+                       "ear": "eyJhbGciOiJFUzI1NiJ9.e30.c2ln"}).encode(),
+           b'{"cmd": "reboot"}', b'{"cmd": "attest"}']
+    return out, {"device_id": DEVICE_ID.hex(), "master": MASTER.hex(), "now": T0}
 
 
 def seeds(target, work):

@@ -258,7 +258,44 @@ def t_chain(ctx):
     return one, (ChainError, StoreError)
 
 
-TARGETS = {"binauth": t_binauth, "coap": t_coap, "dtls": t_dtls, "manifest": t_manifest, "chain": t_chain}
+def t_attest(ctx):
+    # What a verifier (or anyone on the broker) sends an attesting board: an MQTT attest command, and a
+    # challenge or answer body (HTTP, CoAP). The evidence a valid command makes must carry its nonce.
+    from janua.attest import Attester, AttestError
+    from janua.attestnet import answer_of, mqtt_command, nonce_of
+    from janua.mqtt import Session
+    sent = []
+
+    class Client:
+        # the surface of umqtt.simple that Session uses
+        def set_callback(self, f):
+            pass
+
+        def publish(self, topic, msg, retain, qos):
+            sent.append(bytes(msg))
+    s = Session(Client(), OSError, "janua/t1/" + ctx["device_id"], "ctx")
+    att = Attester({"device_id": ctx["device_id"], "master_secret": ctx["master"]}, pkg="")
+
+    def one(data):
+        del sent[:]
+        try:
+            if mqtt_command(s, s.topic("cmd"), data, att, ctx["now"]):
+                ev = sent[0]
+                if len(sent) != 1 or ev[0] != 1 or ev[9:25] != unhexlify(json.loads(data)["nonce"]):
+                    raise ValueError("published evidence does not answer the command's nonce")
+            elif sent:
+                raise ValueError("published without an attest command")
+        except AttestError:
+            if sent:
+                raise ValueError("published, then refused")
+        n = nonce_of(answer_of(data, "fuzz"))
+        if len(n) != 16:
+            raise ValueError("a nonce of %d bytes" % len(n))
+    return one, (AttestError,)
+
+
+TARGETS = {"binauth": t_binauth, "coap": t_coap, "dtls": t_dtls, "manifest": t_manifest, "chain": t_chain,
+           "attest": t_attest}
 
 
 def main():

@@ -2,11 +2,16 @@
 
 The unique id is 8 random bytes kept in .vboard_uid in the flash directory (cwd), created at
 first boot. The network is the host's, so connect_network does nothing; reset exits the process
-(the virtual board's supervisor restarts it).
+(the virtual board's supervisor restarts it). For attestation: uptime_s() counts from this module's
+import (main.py imports it at the virtual board's boot), reset_code() is 0 (unknown: only the
+supervisor sees the exit status) and security_state() is None (no hardware to report on).
 """
 
 import os
 import sys
+import time
+
+_T0 = time.ticks_ms()
 
 _UID_FILE = ".vboard_uid"
 
@@ -36,3 +41,15 @@ def connect_network(cfg):
 
 def reset():
     sys.exit(1)  # non-zero: the virtual board treats it as a hard reset
+
+
+def reset_code():
+    return 0
+
+
+def uptime_s():
+    return time.ticks_diff(time.ticks_ms(), _T0) // 1000
+
+
+def security_state():
+    return None

@@ -28,6 +28,20 @@ def _hal():
         return None
 
 
+def _boots(state):
+    # The boot count for attestation (docs/attestation.md 2.2, record 0x07): one more the first time
+    # run() runs in this boot. The mark lives on the janua package object, which main.py's unloading
+    # keeps (it drops janua.* only) and every reset clears; the count rides in the state file that
+    # run() writes anyway, so counting costs no extra flash write.
+    import janua
+    n = state.get("boots", 0)
+    n = n if isinstance(n, int) else 0
+    if not getattr(janua, "boot_counted", False):
+        janua.boot_counted = True
+        n += 1
+    return n
+
+
 def authenticate(cfg, clock, last_sent=0):
     """(client, transport name) after trying the configured transport(s)."""
     from janua.hkdf import derive
@@ -81,6 +95,7 @@ def run(store=None, clock=None):
     except (OSError, JanuaError) as e:
         return "janua: auth failed: network: %s" % e
     state = store.load_state()
+    state["boots"] = _boots(state)
     if cfg.get("transport") == "dtls":
         return _run_dtls(cfg, clock, store, state)
     try:
@@ -99,6 +114,7 @@ def run(store=None, clock=None):
     new["clock_source"] = clock.source
     new["transport"] = via
     new["last_sent"] = client.last_sent
+    new["boots"] = state["boots"]
     try:
         store.save_state(new)
     except JanuaError as e:
@@ -112,7 +128,8 @@ def run(store=None, clock=None):
 def _run_dtls(cfg, clock, store, state):
     # DTLS-lite + CoAP POST /auth (dtlsauth.py); the binary-auth replay state is left as it was.
     from janua.dtlsauth import authenticate as dtls_auth
-    new = {"last_sent": state.get("last_sent", 0), "transport": "dtls", "clock_source": clock.source}
+    new = {"last_sent": state.get("last_sent", 0), "transport": "dtls", "clock_source": clock.source,
+           "boots": state["boots"]}
     try:
         doc = dtls_auth(cfg)
         line = "janua: authenticated device=%s via dtls session=%d expires=%d" % (

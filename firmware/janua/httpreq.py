@@ -74,9 +74,9 @@ def hostport(url):
         raise TransportError("bad port in %s" % url)
 
 
-def request(host, port, method, path, body=None, timeout=10.0, headers=""):
+def request(host, port, method, path, body=None, timeout=10.0, headers="", ctype="application/json"):
     """(status, HTTPBody) of one request; the caller closes the body. `headers`: extra header lines,
-    each ending in CRLF. TransportError on resolve or framing problems."""
+    each ending in CRLF; `ctype`: the body's Content-Type. TransportError on resolve or framing problems."""
     try:
         addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
     except OSError as e:
@@ -87,7 +87,7 @@ def request(host, port, method, path, body=None, timeout=10.0, headers=""):
         s.connect(addr)
         head = "%s %s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n%s" % (method, path, host, port, headers)
         if body is not None:
-            head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+            head += "Content-Type: %s\r\nContent-Length: %d\r\n" % (ctype, len(body))
         s.write(head.encode() + b"\r\n")
         if body is not None:
             s.write(body)

@@ -20,37 +20,32 @@ janua.otacheck's decision (main.py calls it after every boot).
 """
 
 import gc
-import json
-from binascii import hexlify, unhexlify
 from micropython import const
 from janua import JanuaError, OTAError, TransportError
 from janua.ota import AppSlots, read_json, write_json
 from janua.manifest import MAX_MANIFEST, MAX_SIG
 from janua.httpreq import request
+from janua.devcall import DeviceCaller
 
 PENDING = "ota_client.json"   # {"release_id", "version"}: the update whose outcome is owed (written before the switch)
-_MAX_JSON = const(2048)       # a check/report answer is a few hundred bytes
 _REASON = const(120)
 
 
-class OTAClient:
-    """One device talking to its verifier about updates (cfg = janua.json's config)."""
+class OTAClient(DeviceCaller):
+    """One device talking to its verifier about updates (cfg = janua.json's config). Its calls are
+    DeviceCaller.call (a refusal raises OTAError); `attest` holds the challenge the last check
+    answer carried (docs/attestation.md 2.3), or None."""
 
     def __init__(self, cfg, clock, last_sent=0, slots=None, timeout=10.0, buf=None):
+        DeviceCaller.__init__(self, cfg, clock, last_sent, timeout)
         # install()'s stream buffer: None lets install() take it once the signature is checked and
         # the Ed25519 code unloaded (the heap peak is then the larger of the two, not their sum)
         self.buf = buf
-        from janua.hkdf import derive
-        from janua.mac import HMAC
-        self.mac = HMAC(derive(unhexlify(cfg["master_secret"]), "binauth"))
-        self.device_id = unhexlify(cfg["device_id"])
-        srv = cfg["server"]
-        self.host, self.port = srv["host"], srv.get("http_port", 8080)
-        self.clock = clock
-        self.last_sent = last_sent
         self.slots = slots or AppSlots()
-        self.timeout = timeout
-        self.persist = None  # persist(last_sent): write-ahead of each request's timestamp
+        self.attest = None
+
+    def _refused(self, msg):
+        return OTAError(msg)
 
     def _get(self, path, cap=None):
         status, body = request(self.host, self.port, "GET", path, None, self.timeout)
@@ -63,35 +58,6 @@ class OTAClient:
             return bytes(body.read_all(cap))
         finally:
             body.close()
-
-    def call(self, path, doc):
-        """POST doc plus a fresh binary auth request; the answer once the reply authenticates."""
-        from janua.binauth import Client, DONE, RETRY
-        client = Client(self.device_id, self.mac, self.clock, self.last_sent)
-        while True:
-            doc["auth"] = hexlify(client.request()).decode()
-            self.last_sent = client.last_sent
-            if self.persist is not None:
-                # before sending: after a power cut the next timestamp is still above every one
-                # the verifier saw (else it answers REPLAY until the clock catches up)
-                self.persist(self.last_sent)
-            status, body = request(self.host, self.port, "POST", path, json.dumps(doc).encode(), self.timeout)
-            try:
-                out = json.loads(body.read_all(_MAX_JSON))
-            except ValueError:
-                raise TransportError("%s: http %d, not JSON" % (path, status))
-            finally:
-                body.close()
-            auth = out.get("auth") if isinstance(out, dict) else None
-            if not isinstance(auth, str):
-                raise OTAError("%s: http %d: %s" % (path, status, out.get("message") if isinstance(out, dict) else "?"))
-            state = client.receive(unhexlify(auth))
-            if state == DONE:
-                return out
-            if state != RETRY:
-                if client.reason is None:
-                    client.give_up("http %d" % status)
-                raise OTAError("%s: %s" % (path, client.reason))
 
     def report(self, state, release_id=None, version=None, reason=None):
         doc = {"state": state}
@@ -108,6 +74,8 @@ class OTAClient:
         ptr = self.slots.pointer()
         out = self.call("/v1/ota/check", {"kind": "app", "version": ptr.get("version"),
                                           "counter": self.slots.counter.read()})
+        ch = out.get("attest")
+        self.attest = ch if isinstance(ch, dict) else None
         up = out.get("update")
         return up if isinstance(up, dict) else None
 
@@ -171,6 +139,18 @@ class OTAClient:
         return manifest
 
 
+def _unload(*names):
+    import sys
+    import janua
+    for n in names:
+        sys.modules.pop(n, None)
+        try:
+            delattr(janua, n[6:])
+        except AttributeError:
+            pass
+    gc.collect()
+
+
 def poll(store=None, clock=None, slots=None):
     """Send the last outcome, check, install: ("none"|"installed"|"failed", line). Never raises for
     the network or a refused update (main.py must not crash into a reboot loop); persists the
@@ -193,11 +173,21 @@ def poll(store=None, clock=None, slots=None):
     try:
         c.send_outcome()
         up = c.check()
+        if c.attest is not None:
+            # the verifier holds a challenge for this board: answer it now, before an update
+            # changes what runs (docs/attestation.md 2.3); a failure here never stops the update
+            from janua.attestnet import after_check
+            line_attest = after_check(c, cfg, c.attest)
+            after_check = None
+            _unload("janua.attestnet", "janua.attest")   # their heap goes back before an install
+        else:
+            line_attest = ""
         if up is None:
             result, line = "none", "janua ota: up to date"
         else:
             m = c.apply(up)
             result, line = "installed", "janua ota: installed %s (trial): reset to run it" % m["version"]
+        line += line_attest
     except (JanuaError, OSError, MemoryError) as e:
         result, line = "failed", "janua ota: %s: %s" % (type(e).__name__, e)
     state["last_sent"] = c.last_sent

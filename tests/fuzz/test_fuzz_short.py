@@ -12,7 +12,7 @@ import pytest
 from fuzz import run
 
 HOST = ["binauth", "dtls", "coap", "ota", "jwt", "chain", "http", "bulk", "attest"]
-DEVICE = ["device.binauth", "device.coap", "device.dtls", "device.manifest", "device.chain"]
+DEVICE = ["device.binauth", "device.coap", "device.dtls", "device.manifest", "device.chain", "device.attest"]
 
 
 @pytest.mark.timeout(600)
