@@ -38,6 +38,7 @@ FEATURE_BENCHES = [
     "bench.offline_device",
     "bench.tokens",
     "bench.mqtt_device",
+    "bench.attest",
     "bench.attest_device",
     "bench.tpm",
 ]

@@ -13,6 +13,7 @@ import logging
 from aiohttp import web
 
 from verifier.appkeys import BATCHER, CONFIG, CORE, DTLS, DTLS_PORT, METRICS, OPENAPI, SEALER, STORAGE, UDP_PORT
+from verifier.attest import openapi as attest_openapi, routes as attest_routes
 from verifier.binauth import openapi as binauth_openapi, routes as binauth_routes
 from verifier.binauth.batch import AuthBatcher
 from verifier.binauth.core import BinAuthCore
@@ -52,6 +53,7 @@ FEATURES = (
     ("edge", edge_routes, edge_openapi),     # the cloud-side routes edge verifiers sync from
     ("notify", notify_routes, notify_openapi),   # webhooks for a tenant's security team (docs/api.md)
     ("gateway", gateway_routes, gateway_openapi),   # TPM attestation of edge gateways
+    ("attest", attest_routes, attest_openapi),   # board attestation (docs/attestation.md)
 )
 
 

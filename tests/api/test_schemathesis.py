@@ -25,7 +25,9 @@ MAX_EXAMPLES = 10       # per operation and phase; the coverage phase adds its o
 # (release_rejected, docs/ota.md); every other check applies to it as to every operation. Likewise a
 # gateway enrolment's TPM structures and certificates, and an EK CA's PEM, are schema-valid hex or text
 # whose inside (a TPM2B_PUBLIC, a DER certificate) no JSON Schema states: those two may also be refused
-# with 400 (docs/attestation.md section 6).
+# with 400 (docs/attestation.md section 6). Board evidence
+# is the same: any bytes up to 8,192 are schema-valid, and only its tag (HMAC with the device's key) and
+# its outstanding nonce make it acceptable, so it may be refused with its reasons of docs/attestation.md 2.4.
 CONFIG = """
 [parameters]
 "path.device_id" = "{device_id}"
@@ -45,6 +47,10 @@ checks.positive_data_acceptance.expected-statuses = [201, 400, 401, 403, 409]
 [[operations]]
 include-name = "POST /v1/gateways/ek-cas"
 checks.positive_data_acceptance.expected-statuses = [200, 201, 400, 401]
+
+[[operations]]
+include-name = "POST /v1/attest/evidence"
+checks.positive_data_acceptance.expected-statuses = [200, 400, 401, 404, 409, 413, 429]
 """
 
 

@@ -79,7 +79,8 @@ async def test_mbedtls_client_well_known_core_and_permissions(verifier):
         (Code.GET, "config", {}), (Code.GET, "ota", {}), (Code.GET, "commands", {}),
         (Code.GET, "nothing/here", {}), (Code.GET, "auth", {})])
     assert core.code == Code.CONTENT and core.opt.content_format == ContentFormat.LINKFORMAT
-    assert re.findall(rb"<(/[a-z.-]+)>", core.payload) == [b"/auth", b"/telemetry", b"/config", b"/ota", b"/commands"]
+    assert re.findall(rb"<(/[a-z.-]+)>", core.payload) == [b"/auth", b"/telemetry", b"/config", b"/ota", b"/commands",
+                                                                b"/attest"]
     assert tele.code == Code.CHANGED
     assert (cfg.code, ota.code, cmds.code) == (Code.FORBIDDEN,) * 3
     assert missing.code == Code.NOT_FOUND and wrong_method.code == Code.METHOD_NOT_ALLOWED

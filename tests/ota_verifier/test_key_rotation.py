@@ -76,6 +76,7 @@ async def test_release_signed_with_the_rotated_key_installs_and_the_retired_key_
     registry.patch_tenant_policy(server.app[STORAGE], tenant.id, {"policy": {
         "device_rate": {"capacity": 100, "refill_per_s": 10}}}, time.time(), "test")
     server.app[CORE].forget_tenant(tenant.id)
+    server.app[STORAGE].put_attest_policy(tenant.id, "", 0, None, None)    # OTA alone: no attestation
     fw = tmp_path / "fw"
     build_firmware(fw, "unix", main_file=tmp_path / "none")
     old, new = signing["release"], signing["rotated"]

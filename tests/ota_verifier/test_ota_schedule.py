@@ -47,6 +47,8 @@ def test_the_shipped_main_checks_for_updates_at_boot(tmp_path, signing):
     try:
         api = API(v.url, token_file=str(v.token_file))
         ota_release.trust_key(api, signing["release"]["pub"], "release")
+        # OTA alone: no attestation challenge in the check's answer (tests/attest has the two together)
+        api.call("PUT", "/v1/attest/policy", {"interval_s": 0})
         pkg = api.call("POST", "/v1/devices", {"serial_number": "FIELD-1"})
         flash = tmp_path / "flash"
         flash.mkdir()

@@ -73,6 +73,8 @@ async def test_device_updates_confirms_then_rolls_back(server, tmp_path, signing
         "device_rate": {"capacity": 100, "refill_per_s": 10}}}, time.time(), "test")
     server.app[CORE].forget_tenant(tenant.id)
     st = server.app[STORAGE]
+    # OTA alone here: no attestation challenge in the check's answer (tests/attest covers the two together)
+    st.put_attest_policy(tenant.id, "", 0, None, None)
     # the device's flash: credentials, trusted release key, no update yet
     flash = tmp_path / "flash"
     flash.mkdir()

@@ -38,6 +38,8 @@ def test_quarantined_board_installs_and_confirms_a_repair_instead_of_rolling_it_
     try:
         api = API(v.url, token_file=str(v.token_file))
         ota_release.trust_key(api, signing["release"]["pub"], "release")
+        # OTA alone: no attestation challenge in the check's answer (tests/attest has the two together)
+        api.call("PUT", "/v1/attest/policy", {"interval_s": 0})
         pkg = api.call("POST", "/v1/devices", {"serial_number": "FIELD-Q"})
         dev = pkg["device_id"]
         api.call("POST", f"/v1/devices/{dev}/lifecycle", {"action": "activate"})

@@ -7,6 +7,9 @@ to send, e.g. an ACK or a reset from the client). Every request re-reads the dev
 registry, so a suspension, a quarantine or a permission change applies at once. A quarantined device
 reaches only QUARANTINE_OPEN (OTA, attestation); anything else is 4.03 "quarantined". No sockets.
 
+`/attest` (docs/attestation.md 2.3) is board attestation: its work is done by the hooks the attest
+feature sets (`attest`), so this module imports no feature. Evidence must fit one message (MAX_MESSAGE).
+
 Not done: block-wise transfer, observe, and deduplication of retransmitted confirmable requests
 (each resource here is idempotent but POST /auth, which then issues a second session).
 """
@@ -34,13 +37,20 @@ RESOURCES = {
     (("config",), Code.GET): ("config", PERM_CONFIG),
     (("ota",), Code.GET): ("ota", PERM_OTA),
     (("commands",), Code.GET): ("commands", PERM_COMMANDS),
+    (("attest",), Code.GET): ("attest_challenge", 0),
+    (("attest",), Code.POST): ("attest_evidence", 0),
     ((".well-known", "core"), Code.GET): ("core", 0),
 }
 # What a quarantined device may still reach (issue #12: it can be repaired, nothing else): OTA, and the
 # attestation resource. Every other request, /auth included, is 4.03 with the payload "quarantined".
 QUARANTINE_OPEN = frozenset((("ota",), ("attest",)))
 LINKS = (b'</auth>;rt="janua.auth";ct="50 60",</telemetry>;rt="janua.telemetry",'
-         b'</config>;rt="janua.config";ct=50,</ota>;rt="janua.ota";ct=50,</commands>;rt="janua.commands";ct=50')
+         b'</config>;rt="janua.config";ct=50,</ota>;rt="janua.ota";ct=50,</commands>;rt="janua.commands";ct=50,'
+         b'</attest>;rt="janua.attest";ct=50')
+# evidence refusals (docs/attestation.md 2.4) as CoAP response codes
+ATTEST_REFUSAL_CODES = {"malformed": Code.BAD_REQUEST, "version": Code.BAD_REQUEST, "tag": Code.UNAUTHORIZED,
+                        "unknown_device": Code.NOT_FOUND, "stale_nonce": Code.CONFLICT,
+                        "too_large": Code.REQUEST_ENTITY_TOO_LARGE}
 
 
 def bad_request(payload, rand=os.urandom):
@@ -61,9 +71,13 @@ def bad_request(payload, rand=os.urandom):
 
 
 class CoAPResources:
-    def __init__(self, auth, rand=os.urandom):
+    def __init__(self, auth, rand=os.urandom, attest=None):
         self._auth = auth          # verifier.dtls.auth.DTLSAuth
         self._rand = rand
+        # board attestation, set by the attest feature once the app runs (verifier/attest/routes.py
+        # AttestHooks): .challenge(dev, now) -> {nonce, expires_at}; .evidence(data, source, now) ->
+        # the JSON answer, or raises an error with a `reason` (docs/attestation.md 2.4)
+        self.attest = attest
         self.telemetry_received = 0
 
     def handle(self, ref, payload, addr, now):
@@ -143,6 +157,21 @@ class CoAPResources:
 
     def _on_commands(self, req, dev, ref, addr, now):
         return self._reply(Code.CONTENT, req, {"commands": []})
+
+    def _on_attest_challenge(self, req, dev, ref, addr, now):
+        if self.attest is None:
+            return Message(code=Code.SERVICE_UNAVAILABLE)
+        return self._reply(Code.CONTENT, req, self.attest.challenge(dev, now))
+
+    def _on_attest_evidence(self, req, dev, ref, addr, now):
+        if self.attest is None:
+            return Message(code=Code.SERVICE_UNAVAILABLE)
+        if req.payload[1:9] != ref.device_id:          # only the session's own device's evidence
+            return Message(code=Code.FORBIDDEN, payload=b"evidence of another device")
+        out = self.attest.evidence(req.payload, f"{addr[0]}:{addr[1]}", now)
+        if "reason" in out:
+            return Message(code=ATTEST_REFUSAL_CODES[out["reason"]], payload=out["reason"].encode())
+        return self._reply(Code.CHANGED, req, out)
 
     def _on_core(self, req, dev, ref, addr, now):
         msg = Message(code=Code.CONTENT, payload=LINKS)

@@ -46,9 +46,14 @@ CLIENTID_PLUGIN = Path(__file__).resolve().parents[2] / ".venv" / "lib" / "janua
 ADMIN_USER = "janua-admin"
 _ADMIN_SEAL_ID = b"dynsec\0\0"
 STATUS_FILTER = "janua/+/+/status"      # what the verifier's status subscriber reads (verifier/mqtt/status.py)
+ATTEST_FILTER = "janua/+/+/attest"      # and the board attestation evidence it appraises
 ADMIN_ACLS = [{"acltype": t, "topic": "$CONTROL/dynamic-security/#", "allow": True}
               for t in ("publishClientSend", "publishClientReceive", "subscribePattern")] + [
-             {"acltype": "subscribePattern", "topic": STATUS_FILTER, "allow": True}]
+             {"acltype": "subscribePattern", "topic": STATUS_FILTER, "allow": True}] + [
+             # board attestation (docs/attestation.md 2.3): evidence in, results and challenges out
+             {"acltype": "subscribePattern", "topic": ATTEST_FILTER, "allow": True},
+             {"acltype": "publishClientSend", "topic": "janua/+/+/attest/result", "allow": True},
+             {"acltype": "publishClientSend", "topic": "janua/+/+/cmd", "allow": True}]
 
 
 class BrokerError(VerifierError):

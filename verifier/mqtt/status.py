@@ -13,6 +13,12 @@ chatty device cannot flood the registry.
 The subscriber starts once a broker is recorded in the registry (`janua mqtt config`; polled every POLL_S,
 so the verifier starts without one), restarts when the record changes, and paho reconnects it when the
 broker restarts (re-subscribing on every CONNACK). Storage is touched only on the event loop.
+
+Board attestation over MQTT (docs/attestation.md 2.3) rides on the same connection: the subscriber also
+reads `janua/+/+/attest` (evidence bytes a device publishes on its own prefix, which the ACLs let only it
+do), appraises them (verifier.attest.core, transport mqtt) and publishes the JSON answer, or
+`{"error": reason}`, on `<prefix>/attest/result`; and when a device's status message shows it online and
+an attestation is due, it publishes `{"cmd": "attest", "nonce", "expires_at"}` on `<prefix>/cmd`.
 """
 
 import asyncio
@@ -21,10 +27,12 @@ import logging
 import secrets
 import time
 
-from verifier.appkeys import CONFIG, SEALER, STORAGE
+from verifier.appkeys import CONFIG, CORE, LIFECYCLE_HOOKS, SEALER, STORAGE
+from verifier.attest import core as attest
 from verifier.errors import VerifierError
 from verifier.registry.model import parse_device_id
-from verifier.mqtt.broker import ADMIN_ACLS, DYNSEC_TOPIC, STATUS_FILTER, Broker, tenant_short_id
+from verifier.mqtt.broker import ADMIN_ACLS, ATTEST_FILTER, DYNSEC_TOPIC, STATUS_FILTER, Broker, tenant_short_id
+from verifier.tokens.core import TOKEN_KEYS
 
 log = logging.getLogger("janua.verifier.mqtt")
 
@@ -44,12 +52,12 @@ class Subscriber:
         c.reconnect_delay_set(1, 30)
         c.on_connect = self._on_connect
         c.on_subscribe = self._on_subscribe
-        c.on_message = lambda cl, u, msg: loop.call_soon_threadsafe(self._put, msg.topic)
+        c.on_message = lambda cl, u, msg: loop.call_soon_threadsafe(self._put, (msg.topic, msg.payload))
         self.client = c
 
-    def _put(self, topic):
+    def _put(self, message):
         try:
-            self.queue.put_nowait(topic)
+            self.queue.put_nowait(message)
         except asyncio.QueueFull:
             pass
 
@@ -62,13 +70,16 @@ class Subscriber:
         # that exists is refused by the plugin and nothing changes), then subscribe on the same connection.
         cmds = [{"command": "addRoleACL", "rolename": "admin", "priority": 0, **a} for a in ADMIN_ACLS]
         client.publish(DYNSEC_TOPIC, json.dumps({"commands": cmds}), qos=1)
-        client.subscribe(STATUS_FILTER, qos=0)
+        client.subscribe([(STATUS_FILTER, 0), (ATTEST_FILTER, 0)])
 
     def _on_subscribe(self, client, userdata, mid, rcs, props=None):
         if all(not r.is_failure for r in rcs):
             self.subscribed += 1
         else:
             log.error("the broker refused the status subscription %s: is the admin role missing its ACL?", rcs)
+
+    def publish(self, topic, payload):
+        self.client.publish(topic, payload, qos=1)
 
     def start(self):
         self.client.connect_async(self.broker.local_host, self.broker.dynsec_port, keepalive=30)
@@ -105,6 +116,43 @@ def record(app, topic, seen, now):
     return "seen"
 
 
+def due_command(app, topic, now):
+    """(topic, payload) of the attestation challenge to publish to a device that just came online, or None."""
+    parts = topic.split("/")
+    dev = app[STORAGE].get_device(parse_device_id(parts[2]))
+    ch = attest.due_challenge(app[STORAGE], dev, now) if dev is not None and not dev["quarantined"] else None
+    if ch is None:
+        return None
+    return ("/".join(parts[:3]) + "/cmd",
+            json.dumps({"cmd": "attest", "nonce": ch["nonce"], "expires_at": ch["expires_at"]}).encode())
+
+
+def record_attest(app, topic, payload, now):
+    """Appraise evidence published on `janua/<tenant short>/<device id>/attest`: (answer topic, payload),
+    with the device id third when the appraisal set or lifted its quarantine; None for a topic that names
+    no device of its tenant (nothing is published there)."""
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != "janua" or parts[3] != "attest":
+        return None
+    did = parse_device_id(parts[2])
+    st = app[STORAGE]
+    dev = st.get_device(did) if did is not None else None
+    if dev is None or tenant_short_id(dev["tenant_id"]) != parts[1]:
+        return None
+    reply = "/".join(parts[:3]) + "/attest/result"
+    if bytes(payload[1:9]) != did:                   # only the topic's own device's evidence
+        return reply, json.dumps({"error": "unknown_device"}).encode()
+    try:
+        result = attest.appraise(st, app[SEALER], app[TOKEN_KEYS], bytes(payload), now, "mqtt", None,
+                                 app[CORE].summary)
+    except attest.AttestRefused as e:
+        return reply, json.dumps({"error": e.reason}).encode()
+    if result["changed_quarantine"]:
+        app[CORE].forget(did)                     # run() then runs the lifecycle hooks (like the lifecycle route)
+        return reply, json.dumps(attest.answer(result)).encode(), did
+    return reply, json.dumps(attest.answer(result)).encode()
+
+
 async def run(app, state):
     """The task verifier.mqtt.routes.ctx starts: (re)start the subscriber as the broker record says, apply messages."""
     loop = asyncio.get_running_loop()
@@ -130,13 +178,24 @@ async def run(app, state):
                             log.error("status subscriber not started: %s", e)
                             sub = None
             try:
-                topic = await asyncio.wait_for(queue.get(), POLL_S)
+                topic, payload = await asyncio.wait_for(queue.get(), POLL_S)
             except asyncio.TimeoutError:
                 continue
+            now = int(app[CONFIG].clock())
             try:
-                record(app, topic, seen, int(app[CONFIG].clock()))
+                if topic.endswith("/attest"):
+                    out = record_attest(app, topic, payload, now)
+                elif record(app, topic, seen, now) == "seen":
+                    out = due_command(app, topic, now)
+                else:
+                    out = None
+                if out is not None and sub is not None:
+                    sub.publish(out[0], out[1])
+                if out is not None and len(out) == 3:
+                    for hook in app.get(LIFECYCLE_HOOKS, ()):
+                        await hook(app, out[2], now)
             except VerifierError as e:
-                log.error("status message not recorded: %s", e)
+                log.error("MQTT message not recorded: %s", e)
     finally:
         if sub is not None:
             sub.stop()

@@ -137,7 +137,11 @@ PATHS = {
                          **_DEVICE_AUTH, "kind": {"type": "string", "enum": ["app", "firmware"], "default": "app"},
                          "version": {"type": ["string", "null"]}, "counter": {"type": "integer", "default": 0}}}}}},
                  "responses": {"200": _json({"type": "object", "properties": {
-                     "auth": {"type": "string"}, "update": {"oneOf": [_ref("Update"), {"type": "null"}]}}}),
+                     "auth": {"type": "string"}, "update": {"oneOf": [_ref("Update"), {"type": "null"}]},
+                     "attest": {"type": "object", "description": "an attestation challenge to answer "
+                                "(docs/attestation.md 5): present when one is outstanding or due",
+                                "properties": {"nonce": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                                               "expires_at": {"type": "integer"}}}}}),
                      "400": ERR, "401": _REFUSED, "403": _REFUSED, "409": _REFUSED, "429": _REFUSED}},
     },
     "/v1/ota/report": {

@@ -9,6 +9,7 @@ import logging
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from verifier.attest import core as attest
 from verifier.ota import core as ota
 from verifier.ota import rollout as rollouts
 from verifier.appkeys import CONFIG, OTA, STORAGE
@@ -218,7 +219,11 @@ async def check(request):
                   "counter": rel["counter"], "size": rel["size"],
                   "manifest_url": f"{base}manifest.json?t={tok}", "sig_url": f"{base}manifest.sig?t={tok}",
                   "files_url": base + "files/{path}?t=" + tok, "expires": now + rollouts.DOWNLOAD_TTL_S}
-    return web.json_response({"auth": reply.hex(), "update": update})
+    out = {"auth": reply.hex(), "update": update}
+    ch = attest.due_challenge(request.app[STORAGE], dev, now)     # continuous attestation (docs/attestation.md 5)
+    if ch is not None:
+        out["attest"] = {"nonce": ch["nonce"], "expires_at": ch["expires_at"]}
+    return web.json_response(out)
 
 
 async def report(request):

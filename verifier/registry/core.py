@@ -207,6 +207,7 @@ def device_view(dev, tenant_name=None):
         "status_changed_at": dev["status_changed_at"],
         "security": {"trust_level": dev["trust_level"], "compromised": dev["compromised"],
                      "quarantined": dev["quarantined"]},
+        "attestation_status": dev.get("attestation_status") or "unknown",
         "permissions": dev["permissions"],
         "last_accepted_ts": dev["last_ts"],
         "psk": {"generation": dev["psk_generation"], "expires_at": dev["psk_expires_at"]},

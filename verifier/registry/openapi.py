@@ -64,6 +64,8 @@ SCHEMAS = {
         "security": {"type": "object", "properties": {"trust_level": {"type": "integer"},
                                                       "compromised": {"type": "boolean"},
                                                       "quarantined": {"type": "boolean"}}},
+        "attestation_status": {"type": "string", "enum": ["unknown", "affirming", "warning", "contraindicated"],
+                               "description": "the latest board attestation (docs/attestation.md 3)"},
         "permissions": {"type": "integer"}, "last_accepted_ts": {"type": "integer"},
         "psk": {"type": "object", "description": "The DTLS PSK's generation and expiry (docs/protocol.md 4.1); never the key",
                 "properties": {"generation": {"type": "integer", "minimum": 0},
