@@ -36,10 +36,12 @@ class Board(AuthDevice):
         self.k_attest = keys.derive_key(self.master, b"attest")
 
     def evidence(self, nonce_hex, app=APP, version="1.0.0", micropython="1.24.1", build="v1.24.1 on 2024-11-29",
-                 board="esp32", modules=MODULES, key=None, hw=None):
+                 board="esp32", modules=MODULES, key=None, hw=None, package=None):
+        # package: the 0x09 digest instead of the 0x06 module list (what a board sends by default)
         return evidence.encode(key or self.k_attest, self.id, bytes.fromhex(nonce_hex), int(self.clock()),
                                micropython=micropython, build=build, board=board, app=(1, 0, version),
-                               files=files_of(app), modules=modules, boot=(3, 1, 60), hw=hw)
+                               files=files_of(app), modules=() if package else modules, package=package,
+                               boot=(3, 1, 60), hw=hw)
 
 
 class Tenant(AdminTenant):

@@ -174,3 +174,37 @@ async def test_failed_appraisal_keeps_the_challenge(client, tenant, board):
     assert st.get_challenge(board.id)["nonce"].hex() == nonce
     assert st.list_attest_results(board.id) == []
     assert (await submit(client, board.evidence(nonce)))[0] == 200
+
+
+# The board's default 0x09 record (docs/attestation.md 2.2) against a reference's module list.
+def test_the_package_digest_of_the_reference_modules_is_the_literal_one():
+    import hashlib
+    want = hashlib.sha256(b"attest.mpy\0" + (2345).to_bytes(4, "big") + b"\x22" * 32
+                          + b"binauth.mpy\0" + (1234).to_bytes(4, "big") + b"\x11" * 32).hexdigest()
+    from verifier.attest.evidence import package_digest
+    assert package_digest(MODULES) == {"count": 2, "size": 3579, "sha256": want}
+
+
+async def test_package_digest_equal_to_the_reference_modules_is_affirming(client, tenant, board, signing, tmp_path):
+    from verifier.attest.evidence import package_digest
+    await publish_release(client, tenant, signing, tmp_path)
+    await _ref(client, tenant, model="esp32", micropython="1.24.1", modules=MODS)
+    nonce = await challenge(client, tenant, board)
+    _, body = await submit(client, board.evidence(nonce, package=package_digest(MODULES)))
+    view = await attestation(client, tenant, board)
+    assert (view["latest"]["vector"], body["status"]) == (
+        {"instance-identity": 2, "executables": 2, "file-system": 2, "configuration": 2}, "affirming")
+    assert view["latest"]["details"]["modules"]["match"] is True
+
+
+async def test_package_digest_of_a_changed_module_is_contraindicated(client, tenant, board, signing, tmp_path):
+    from verifier.attest.evidence import package_digest
+    await publish_release(client, tenant, signing, tmp_path)
+    await _ref(client, tenant, model="esp32", micropython="1.24.1", modules=MODS)
+    changed = package_digest([("binauth.mpy", 1234, "11" * 32), ("attest.mpy", 2345, "33" * 32)])
+    _, body = await submit(client, board.evidence(await challenge(client, tenant, board), package=changed))
+    view = await attestation(client, tenant, board)
+    assert (view["latest"]["vector"], body["status"]) == (
+        {"instance-identity": 2, "executables": 96, "file-system": 2, "configuration": 2}, "contraindicated")
+    assert view["latest"]["details"]["recommendations"][-1].startswith("the janua package (2 modules, 3579 bytes) "
+                                                                      "differs from the reference for model esp32")

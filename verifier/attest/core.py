@@ -197,7 +197,20 @@ def appraise_measurements(ev, compromised, release, release_files, ref):
                     f"factory files (`janua attest ref add --model {board} --app-from DIR`)")
     # janua modules: the model reference, when one lists them
     mods = None
-    if ref is not None and ref["modules"] is not None:
+    if ref is not None and ref["modules"] is not None and ev.package is not None and not ev.modules:
+        # the board sent the 0x09 digest of its package (the default): compare it with the digest of the
+        # reference's module list; a mismatch cannot say which module differs
+        compared = True
+        want = evidence.package_digest([(m["name"], m["size"], m["sha256"]) for m in ref["modules"]])
+        mods = {"package": ev.package, "reference_package": want, "match": want == ev.package}
+        if want != ev.package:
+            mismatch = True
+            vec["executables"] = _worst(vec["executables"], ear.CONTRAINDICATED_RUNTIME)
+            recs.append(f"the janua package ({ev.package['count']} modules, {ev.package['size']} bytes) differs "
+                        f"from the reference for model {board} ({want['count']} modules, {want['size']} bytes): "
+                        "update the firmware package; `Attester(cfg, modules=\"list\")` on the board names the "
+                        "module")
+    elif ref is not None and ref["modules"] is not None:
         compared = True
         changed, missing, extra = _diff(ev.modules, _table(ref["modules"], "name"))
         mods = {"changed": changed, "missing": missing, "extra": extra}
@@ -226,7 +239,8 @@ def appraise_measurements(ev, compromised, release, release_files, ref):
                "release": None if release is None else {"id": release["id"], "version": release["version"]},
                "reference": None if ref is None else ref["id"], "files": files, "modules": mods,
                "measured": {"micropython": ev.micropython, "build": ev.build, "board": ev.board, "app": ev.app,
-                            "boot": ev.boot, "files": len(ev.files), "modules": len(ev.modules)},
+                            "boot": ev.boot, "files": len(ev.files), "modules": len(ev.modules),
+                            "package": ev.package},
                "hw_claimed": ev.hw}
     return {k: v for k, v in vec.items() if v != ear.NO_CLAIM}, details
 
