@@ -38,8 +38,7 @@ def test_quarantined_board_installs_and_confirms_a_repair_instead_of_rolling_it_
     try:
         api = API(v.url, token_file=str(v.token_file))
         ota_release.trust_key(api, signing["release"]["pub"], "release")
-        # OTA alone: no attestation challenge in the check's answer (tests/attest has the two together)
-        api.call("PUT", "/v1/attest/policy", {"interval_s": 0})
+        # continuous attestation on (the default policy): the first check's answer carries a challenge
         pkg = api.call("POST", "/v1/devices", {"serial_number": "FIELD-Q"})
         dev = pkg["device_id"]
         api.call("POST", f"/v1/devices/{dev}/lifecycle", {"action": "activate"})
@@ -59,7 +58,7 @@ def test_quarantined_board_installs_and_confirms_a_repair_instead_of_rolling_it_
         rc, lines, err = boot(tmp_path, flash)        # factory app: refused, but the OTA check goes on
         assert rc == 1, (lines, err)                  # janua_hal.reset() after the install
         assert lines == ["janua: auth failed: not_active",
-                         "janua ota: installed 2.0.1 (trial): reset to run it"], (lines, err)
+                         "janua ota: installed 2.0.1 (trial): reset to run it; attested: warning"], (lines, err)
         state = json.loads((flash / "janua_state.json").read_text())
         # the authenticated NOT_ACTIVE set the clock, so a deep-sleep wake's check schedule works too
         assert (state["result"], state["clock_source"]) == ("failed: not_active", "server")
