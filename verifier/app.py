@@ -30,6 +30,7 @@ from verifier.ota import openapi as ota_openapi, routes as ota_routes
 from verifier.registry import audit, openapi as registry_openapi, routes as registry_routes
 from verifier.registry.audit import RefusalSummary
 from verifier.store import SQLiteStorage
+from verifier.tasks import stop
 from verifier.tokens import openapi as tokens_openapi, routes as tokens_routes
 from verifier.web import ops
 from verifier.web.middleware import error_middleware
@@ -129,11 +130,7 @@ async def _audit_ctx(app):
                                               config.audit_untenanted_max_age_days * 86400,
                                               config.audit_untenanted_max_rows))
     yield
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
+    await stop(task)
     await audit.write_due(storage, summary, config.clock(), final=True)
 
 

@@ -16,6 +16,7 @@ from verifier.attest.evidence import MAX_EVIDENCE
 from verifier.binauth.device import authenticate_device_request as _device, refused_response as _refused
 from verifier.errors import NotFound
 from verifier.registry import core as registry
+from verifier.tasks import stop
 from verifier.tokens.core import TOKEN_KEYS
 from verifier.web.auth import require_admin as _admin
 from verifier.web.request import limit_source, path_device_id as _device_id, read_json as _json, request_now as _now
@@ -32,11 +33,7 @@ async def sweep_ctx(app):
     """cleanup_ctx: the task that marks challenges past their deadline missed (attest.sweep)."""
     task = asyncio.create_task(_sweep_loop(app))
     yield
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
+    await stop(task)
 
 
 async def quarantine_changed(app, device_id, now):

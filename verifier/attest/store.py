@@ -72,16 +72,6 @@ class AttestStorage(abc.ABC):
 
     # results
     @abc.abstractmethod
-    def take_expired_challenge(self, device_id, now):
-        with self.transaction():
-            row = self._db.execute("SELECT device_id, tenant_id, nonce, issued_at, expires_at, reason "
-                                   "FROM attest_challenges WHERE device_id = ? AND expires_at <= ?",
-                                   (device_id, int(now))).fetchone()
-            if row is None:
-                return None
-            self._db.execute("DELETE FROM attest_challenges WHERE device_id = ?", (device_id,))
-            return dict(row)
-
     def add_attest_result(self, tenant_id, device_id, now, status, trust_level, vector, details, ear):
         """Append a result and keep only the device's newest HISTORY; return its id."""
 

@@ -29,6 +29,7 @@ from verifier.web.middleware import error_middleware
 from verifier.web.request import limit_source, read_json
 from verifier.binauth.metrics import Metrics
 from verifier.binauth.udp import open_udp
+from verifier.tasks import stop
 
 log = logging.getLogger("janua.verifier.edge")
 
@@ -75,18 +76,9 @@ async def _edge_ctx(app):
         task = asyncio.ensure_future(_sync_loop(edge, config.clock, core.summary, store))
         yield
     finally:
-        if attesting is not None:
-            attesting.cancel()
-            try:
-                await attesting
-            except asyncio.CancelledError:
-                pass
+        await stop(attesting)
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            await stop(task)
             await write_due(store, core.summary, config.clock(), final=True)   # into the outbox
         await upstream.close()
         store.close()

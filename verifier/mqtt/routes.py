@@ -24,6 +24,7 @@ from verifier.web.request import path_device_id as _device_id, read_json as _jso
 from verifier.registry.lockout import EXHAUSTED, Lockout
 from verifier.registry.model import Policy, as_int, parse_device_id
 from verifier.mqtt.broker import Broker, tenant_short_id, topic_prefix
+from verifier.tasks import stop
 
 log = logging.getLogger("janua.verifier.mqtt")
 
@@ -419,11 +420,7 @@ async def ctx(app):
     tasks = [asyncio.create_task(_refresh_crls(app)), asyncio.create_task(mqtt_status.run(app, app[MQTT]))]
     yield
     for task in tasks:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        await stop(task)
 
 
 ROUTES = [

@@ -9,6 +9,7 @@ from aiohttp import web
 from verifier.appkeys import CONFIG, NOTIFY, SEALER, STORAGE
 from verifier.errors import Conflict, NotFound, ValidationError
 from verifier.notify import core, delivery
+from verifier.tasks import stop
 from verifier.web.auth import require_admin as _admin
 from verifier.web.request import MAX_LIST, read_json as _json, request_now as _now
 
@@ -132,12 +133,7 @@ async def _delivery_ctx(app):
     if config.notify_tick_s is not None:
         task = asyncio.create_task(delivery.maintain(app[NOTIFY], config.clock, config.notify_tick_s))
     yield
-    if task is not None:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+    await stop(task)
     await session.close()
 
 

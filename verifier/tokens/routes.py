@@ -22,6 +22,7 @@ from verifier.registry.model import as_int
 from verifier.web.auth import require_admin as _admin
 from verifier.web.request import limit_source, read_json as _json, request_now as _now
 from verifier.binauth.device import authenticate_device_request as _device, refused_response as _refused
+from verifier.tasks import stop
 from verifier.tokens.refusal_sampler import join_detail
 from verifier.tokens.core import (TOKEN_KEYS, bearer, device_may_authenticate, issue_device_token, policy_of,
                              token_keys_for, validate_device_token)
@@ -50,11 +51,7 @@ async def ctx(app):
     app[TOKEN_KEYS] = token_keys_for(app, int(app[CONFIG].clock()))
     task = asyncio.create_task(_prune_loop(app))
     yield
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
+    await stop(task)
 
 
 async def _prune_loop(app):
