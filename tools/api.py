@@ -24,6 +24,31 @@ def add_server_arguments(parser):
                         help="file holding the tenant admin token")
 
 
+def add_output_argument(parser):
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text",
+                        help="output format (json for scripts)")
+
+
+def add_actions(parser, dest, actions, output=True, own_arguments=()):
+    """The sub-commands of one command from {name: (configure(p), run(api, args), help)}: each gets the
+    server arguments and, with `output`, -o text|json, except those in `own_arguments` (which add
+    them to their own sub-commands)."""
+    sub = parser.add_subparsers(dest=dest, metavar="ACTION")
+    sub.required = True
+    for name, (conf, _, help_) in actions.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        if name not in own_arguments:
+            add_server_arguments(p)
+            if output:
+                add_output_argument(p)
+        conf(p)
+
+
+def run_action(args, dest, actions):
+    """Run the sub-command add_actions parsed, with an API client from the server arguments."""
+    return actions[getattr(args, dest)][1](API.from_args(args), args)
+
+
 def check_url(url, flag="--server"):
     """`url` if it is an http:// or https:// URL with a host (and a valid port), else CLIError."""
     from verifier.config import is_http_url      # the one definition, shared with janua serve --upstream

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from urllib.parse import quote
 
-from tools.api import API, add_server_arguments
+from tools.api import add_actions, add_output_argument, add_server_arguments, run_action
 from tools.errors import CLIError
 
 MODULE_SUFFIXES = (".py", ".mpy")
@@ -108,7 +108,7 @@ def _conf_ref(p):
     sub.add_parser("delete", help="delete a reference").add_argument("ref_id", metavar="ID")
     for q in sub.choices.values():
         add_server_arguments(q)
-        q.add_argument("-o", "--output", choices=("text", "json"), default="text")
+        add_output_argument(q)
 
 
 def _ref_line(r):
@@ -164,15 +164,8 @@ ACTIONS = {
 
 
 def configure(parser):
-    sub = parser.add_subparsers(dest="attest_command", metavar="ACTION")
-    sub.required = True
-    for name, (conf, _, help_) in ACTIONS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
-        if name != "ref":
-            add_server_arguments(p)
-            p.add_argument("-o", "--output", choices=("text", "json"), default="text")
-        conf(p)
+    add_actions(parser, "attest_command", ACTIONS, own_arguments=("ref",))
 
 
 def run(args):
-    return ACTIONS[args.attest_command][1](API.from_args(args), args)
+    return run_action(args, "attest_command", ACTIONS)

@@ -5,7 +5,7 @@ that never authenticated (a mistaken provisioning), so that its serial can be us
 (DELETE /v1/devices/{id}, audited). Listing, showing, suspending are meant to join the table.
 """
 
-from tools.api import API, add_server_arguments
+from tools.api import add_actions, run_action
 from tools.errors import CLIError
 
 
@@ -42,13 +42,8 @@ ACTIONS = {
 
 
 def configure(parser):
-    sub = parser.add_subparsers(dest="device_command", metavar="ACTION")
-    sub.required = True
-    for name, (conf, _, help_) in ACTIONS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
-        add_server_arguments(p)
-        conf(p)
+    add_actions(parser, "device_command", ACTIONS, output=False)
 
 
 def run(args):
-    return ACTIONS[args.device_command][1](API.from_args(args), args)
+    return run_action(args, "device_command", ACTIONS)

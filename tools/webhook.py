@@ -11,7 +11,7 @@ signatures or receive webhooks: that is the receiver's side (docs/api.md shows h
 import json
 import re
 
-from tools.api import API, add_server_arguments
+from tools.api import add_actions, run_action
 from tools.errors import CLIError
 from verifier.notify.core import EVENTS
 _ID = re.compile(r"whk_[0-9a-f]{16}\Z")
@@ -121,14 +121,8 @@ ACTIONS = {
 
 
 def configure(parser):
-    sub = parser.add_subparsers(dest="webhook_command", metavar="ACTION")
-    sub.required = True
-    for name, (conf, _, help_) in ACTIONS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
-        add_server_arguments(p)
-        p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
-        conf(p)
+    add_actions(parser, "webhook_command", ACTIONS)
 
 
 def run(args):
-    return ACTIONS[args.webhook_command][1](API.from_args(args), args)
+    return run_action(args, "webhook_command", ACTIONS)
