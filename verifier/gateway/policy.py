@@ -39,6 +39,28 @@ def cut_off(storage, gateway, reason, now, detail):
                     {"gateway_id": gateway["id"], "name": gateway["name"], "reason": reason}, now)
 
 
+SWEEP_BATCH = 100
+
+
+def sweep(storage, now):
+    """Cut off every active gateway whose latest passing attestation is older than its tenant's interval
+    plus grace, at once rather than at its next sync (so the tenant hears of a gateway that went quiet);
+    return how many were cut off."""
+    n, after = 0, None
+    policies = {}
+    while True:
+        batch = storage.list_active_gateways(after, SWEEP_BATCH)
+        for g in batch:
+            policy = policies.get(g["tenant_id"]) or policies.setdefault(g["tenant_id"], policy_of(storage, g["tenant_id"]))
+            refusal = edge_refusal(g, policy, now)
+            if refusal is not None and refusal[0] == "stale":
+                cut_off(storage, g, "stale", now, refusal[1])
+                n += 1
+        if len(batch) < SWEEP_BATCH:
+            return n
+        after = batch[-1]["id"]
+
+
 def require_attested_edge(storage, token_id, tenant_id, now):
     """Raise Forbidden (403) unless the admin token `token_id` may sync device keys as an edge."""
     gateway = storage.gateway_of_token(token_id)

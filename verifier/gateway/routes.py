@@ -10,20 +10,23 @@
   POST|GET /v1/gateways/ek-cas; GET|PUT /v1/gateways/policy.
 """
 
+import asyncio
 import hashlib
 import hmac
 import re
+import logging
 import secrets
 
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 
-from verifier.appkeys import STORAGE
+from verifier.appkeys import CONFIG, STORAGE
 from verifier.attest import ear
 from verifier.errors import Conflict, Forbidden, NotFound, ValidationError
 from verifier.gateway import core
-from verifier.gateway.policy import cut_off, policy_of
+from verifier.gateway.policy import cut_off, policy_of, sweep
 from verifier.notify import core as notify
+from verifier.tasks import stop
 from verifier.tokens.core import TOKEN_KEYS
 from verifier.web.auth import require_admin as _admin
 from verifier.web.request import MAX_LIST, read_json as _json, request_now as _now
@@ -364,4 +367,24 @@ ROUTES = [
     ("POST", _GW + "/quote", quote),
 ]
 
-CLEANUP_CTX = ()
+SWEEP_TICK_S = 60.0
+log = logging.getLogger("janua.verifier.gateway")
+
+
+async def _sweep_loop(app):
+    while True:
+        await asyncio.sleep(SWEEP_TICK_S)
+        try:
+            sweep(app[STORAGE], int(app[CONFIG].clock()))
+        except Exception:            # a busy database must not end the loop: the next tick retries
+            log.exception("cutting off gateways with a stale attestation failed")
+
+
+async def sweep_ctx(app):
+    """cleanup_ctx: every SWEEP_TICK_S, cut off the gateways whose attestation went stale (policy.sweep)."""
+    task = asyncio.create_task(_sweep_loop(app))
+    yield
+    await stop(task)
+
+
+CLEANUP_CTX = (sweep_ctx,)

@@ -54,6 +54,10 @@ class GatewayStorage(abc.ABC):
     def list_gateways(self, tenant_id, after=None, limit=100): """A tenant's gateways ordered by id."""
 
     @abc.abstractmethod
+    def list_active_gateways(self, after=None, limit=100):
+        """Gateways of every tenant whose status is active, ordered by id (the stale-attestation sweep)."""
+
+    @abc.abstractmethod
     def update_gateway(self, gateway_id, fields): """Set some GATEWAY_FIELDS of one gateway."""
 
     @abc.abstractmethod
@@ -134,6 +138,12 @@ class SQLiteGatewayStorage(GatewayStorage):
 
     def list_gateways(self, tenant_id, after=None, limit=100):
         q, args = _SELECT + " WHERE tenant_id = ?", [tenant_id]
+        if after is not None:
+            q += " AND id > ?"; args.append(after)
+        return [_gateway(r) for r in self._db.execute(q + " ORDER BY id LIMIT ?", (*args, int(limit)))]
+
+    def list_active_gateways(self, after=None, limit=100):
+        q, args = _SELECT + " WHERE status = 'active'", []
         if after is not None:
             q += " AND id > ?"; args.append(after)
         return [_gateway(r) for r in self._db.execute(q + " ORDER BY id LIMIT ?", (*args, int(limit)))]
