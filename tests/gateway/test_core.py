@@ -190,3 +190,13 @@ def test_compare_pcrs_names_only_what_differs_and_what_the_reference_lists():
     values = [bytes([i]) * 32 for i in range(8)]
     assert core.compare_pcrs(values, {0: bytes([0]) * 32, 7: bytes([9]) * 32}) == [7]
     assert core.compare_pcrs(values, {}) == []
+
+
+@pytest.mark.parametrize("exponent", [2, 1, 0x10000])
+def test_an_rsa_public_area_with_an_invalid_exponent_is_a_tpm_error_not_a_crash(exponent):
+    # found by the tpm fuzz target: cryptography's ValueError ("e must be odd") escaped decode_public
+    at = EK.find(b"\x08\x00\x00\x00\x00\x00\x01\x00")     # keyBits 2048, exponent 0 (= 65537), unique size 256
+    assert at == 52
+    bad = EK[:at + 2] + struct.pack(">I", exponent) + EK[at + 6:]
+    with pytest.raises(core.TPMError, match="RSA public key is not valid"):
+        core.decode_public(bad)

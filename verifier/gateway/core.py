@@ -140,7 +140,10 @@ def decode_public(data):
         n = r.tpm2b(512)
         if bits != 2048 or len(n) != 256:
             raise TPMError("only RSA 2048 is supported")
-        p.key = rsa.RSAPublicNumbers(exponent or 65537, int.from_bytes(n, "big")).public_key()
+        try:
+            p.key = rsa.RSAPublicNumbers(exponent or 65537, int.from_bytes(n, "big")).public_key()
+        except ValueError:             # an even or tiny exponent, or a modulus cryptography refuses
+            raise TPMError("the RSA public key is not valid (exponent or modulus)") from None
     elif alg == ALG_ECC:
         p.type = "ecc"
         p.scheme, _ = _scheme(r)
