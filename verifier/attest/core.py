@@ -159,15 +159,20 @@ def appraise_measurements(ev, compromised, release, release_files, ref):
     vec["instance-identity"] = ear.UNTRUSTWORTHY_INSTANCE if compromised else ear.TRUSTWORTHY_INSTANCE
     if compromised:
         recs.append("the device is marked compromised: decommission it and provision a new identity")
-    # executables and file system: the signed release is the reference
-    if release is not None:
+    # executables and file system: the signed release is the reference, else the reference's factory files
+    reference = (_table(release_files, "path") if release is not None
+                 else _table(ref["app_files"], "path") if ref is not None and ref["app_files"] is not None else None)
+    if reference is not None:
         compared = True
-        changed, missing, extra = _diff(ev.files, _table(release_files, "path"))
+        changed, missing, extra = _diff(ev.files, reference)
         files = {"changed": changed, "missing": missing, "extra": extra}
         if changed or missing or extra:
             mismatch = True
             vec["executables"] = ear.CONTRAINDICATED_RUNTIME
             vec["file-system"] = ear.CONTRAINDICATED_FILES if (missing or extra) else ear.APPROVED_FILES
+        else:
+            vec["executables"], vec["file-system"] = ear.APPROVED_RUNTIME, ear.APPROVED_FILES
+        if release is not None:
             for p in changed:
                 recs.append(f"file {p} differs from release {version}: update the device with a signed release "
                             f"(`janua ota rollout …`) or re-install {version}")
@@ -176,20 +181,9 @@ def appraise_measurements(ev, compromised, release, release_files, ref):
             for p in extra:
                 recs.append(f"file {p} is not in release {version}: re-install {version} (an OTA install "
                             "replaces the slot)")
-        else:
-            vec["executables"], vec["file-system"] = ear.APPROVED_RUNTIME, ear.APPROVED_FILES
-    elif ref is not None and ref["app_files"] is not None:
-        compared = True
-        changed, missing, extra = _diff(ev.files, _table(ref["app_files"], "path"))
-        files = {"changed": changed, "missing": missing, "extra": extra}
-        if changed or missing or extra:
-            mismatch = True
-            vec["executables"] = ear.CONTRAINDICATED_RUNTIME
-            vec["file-system"] = ear.CONTRAINDICATED_FILES if (missing or extra) else ear.APPROVED_FILES
+        elif changed or missing or extra:
             recs.append(f"the application files differ from the factory files of the reference for model {board} "
                         f"({len(changed)} changed, {len(missing)} missing, {len(extra)} extra)")
-        else:
-            vec["executables"], vec["file-system"] = ear.APPROVED_RUNTIME, ear.APPROVED_FILES
     else:
         vec["executables"] = ear.UNRECOGNIZED_RUNTIME
         what = f"application version {version}" if version else "an application without a version"

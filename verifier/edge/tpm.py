@@ -6,8 +6,9 @@ it (`enrol`, `attest`), over any async `call(method, path, body) -> JSON` (the e
 for `janua serve --edge --tpm`, tools/api.py's API.call through `sync_call` for `janua gateway`).
 
 Keys live in the TPM at persistent handles (the EK at 0x81010001, where swtpm_setup and most
-provisioning put it, else created there; the AK at 0x81010002), so nothing secret is ever on disk and
-no transient object outlives a command (a TCTI without a resource manager, as swtpm's, would fill up).
+provisioning put it, else created there; the AK at 0x81010002), so no key is ever on disk (the one-time
+activation credential passes through the 0700 work directory and is deleted at once) and no transient
+object outlives a command (a TCTI without a resource manager, as swtpm's, would fill up).
 What it deliberately does not do: ECC EKs, the event log, or an owner/endorsement password (an
 endorsement hierarchy with a password is not supported).
 """
@@ -31,12 +32,14 @@ class TPMToolError(Exception):
 
 
 class TPM:
-    """One TPM behind `tcti`; `workdir` is a private directory for the tools' files (public data only)."""
+    """One TPM behind `tcti`; `workdir` is a private (0700) directory for the tools' files: public data,
+    and for the moment of an activation the decrypted credential (`cred.out`, deleted at once)."""
 
     def __init__(self, tcti=DEFAULT_TCTI, workdir=None):
         self.tcti = tcti
         self.workdir = workdir or tempfile.mkdtemp(prefix="janua-tpm-")
         os.makedirs(self.workdir, mode=0o700, exist_ok=True)
+        os.chmod(self.workdir, 0o700)       # a directory that existed keeps no group/other access
 
     def _run(self, *argv, check=True):
         env = dict(os.environ, TPM2TOOLS_TCTI=self.tcti, TMPDIR=self.workdir)
