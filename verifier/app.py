@@ -14,6 +14,7 @@ from aiohttp import web
 
 from verifier.appkeys import BATCHER, CONFIG, CORE, DTLS, DTLS_PORT, METRICS, OPENAPI, SEALER, STORAGE, UDP_PORT
 from verifier.attest import openapi as attest_openapi, routes as attest_routes
+from verifier.fleet import openapi as fleet_openapi, routes as fleet_routes
 from verifier.binauth import openapi as binauth_openapi, routes as binauth_routes
 from verifier.binauth.batch import AuthBatcher
 from verifier.binauth.core import BinAuthCore
@@ -55,6 +56,7 @@ FEATURES = (
     ("notify", notify_routes, notify_openapi),   # webhooks for a tenant's security team (docs/api.md)
     ("gateway", gateway_routes, gateway_openapi),   # TPM attestation of edge gateways
     ("attest", attest_routes, attest_openapi),   # board attestation (docs/attestation.md)
+    ("fleet", fleet_routes, fleet_openapi),      # fleet status and gauges (docs/fleet.md)
 )
 
 

@@ -4,6 +4,7 @@ owns its part in verifier/<feature>/store.py (the interface, its SQLite implemen
 this module only lists them. A PostgreSQL store composes the features' PostgreSQL parts the same way."""
 
 from verifier.attest.store import ATTEST_MIGRATIONS, ATTEST_SCHEMA, AttestStorage, SQLiteAttestStorage
+from verifier.fleet.store import FLEET_INDEXES, FLEET_MIGRATIONS, FLEET_SCHEMA, FleetStorage, SQLiteFleetStorage
 from verifier.gateway.store import GATEWAY_SCHEMA, GatewayStorage, SQLiteGatewayStorage
 from verifier.mqtt.store import X509_SCHEMA, SQLiteX509Storage, X509Storage
 from verifier.notify.store import NOTIFY_SCHEMA, NotifyStorage, SQLiteNotifyStorage
@@ -13,17 +14,19 @@ from verifier.tokens.store import TOKEN_INDEXES, TOKEN_MIGRATIONS, TOKEN_SCHEMA,
 
 
 class Storage(RegistryStorage, OTAStorage, TokenStorage, X509Storage, NotifyStorage, GatewayStorage,
-              AttestStorage):
+              AttestStorage, FleetStorage):
     """What the verifier needs from its database. Device ids are 8 bytes; times are unix seconds."""
 
 
 class SQLiteStorage(SQLiteRegistryStorage, SQLiteOTAStorage, SQLiteTokenStorage, SQLiteX509Storage,
-                    SQLiteNotifyStorage, SQLiteGatewayStorage, SQLiteAttestStorage, Storage):
+                    SQLiteNotifyStorage, SQLiteGatewayStorage, SQLiteAttestStorage, SQLiteFleetStorage,
+                    Storage):
     """Storage on one SQLite file (WAL). Single instance: limits are in process memory."""
 
-    SCHEMAS = (SCHEMA, OTA_SCHEMA, TOKEN_SCHEMA, X509_SCHEMA, NOTIFY_SCHEMA, GATEWAY_SCHEMA, ATTEST_SCHEMA)
-    MIGRATIONS = MIGRATIONS + TOKEN_MIGRATIONS + ATTEST_MIGRATIONS
-    INDEXES = (TOKEN_INDEXES,)
+    SCHEMAS = (SCHEMA, OTA_SCHEMA, TOKEN_SCHEMA, X509_SCHEMA, NOTIFY_SCHEMA, GATEWAY_SCHEMA, ATTEST_SCHEMA,
+               FLEET_SCHEMA)
+    MIGRATIONS = MIGRATIONS + TOKEN_MIGRATIONS + ATTEST_MIGRATIONS + FLEET_MIGRATIONS
+    INDEXES = (TOKEN_INDEXES, FLEET_INDEXES)   # the fleet triggers read migrated columns
 
     # a device delete spans every feature's tables, so it is implemented here, where they are all known
     def delete_unused_device(self, tenant_id, device_id, audit_row):

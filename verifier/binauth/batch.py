@@ -85,6 +85,8 @@ class AuthBatcher:
             lat.sum += (t_end - t0) * len(datagrams)
         for it in queued:
             metrics.latency_for(it[2]).observe(t_end - it[4])
+        if core.perf is not None:
+            core.perf.end_batch(t_end - t0)
 
 
 def _bucket(seconds):

@@ -89,6 +89,8 @@ class DeviceState:
 
 
 class BinAuthCore:
+    perf = None             # per-tenant counters with note(tenant, ok) and end_batch(s): the fleet sets it
+
     def __init__(self, storage, sealer, source_capacity=1000.0, source_refill_per_s=500.0, rand=os.urandom):
         self._storage = storage
         self._limits = storage.limits
@@ -159,6 +161,8 @@ class BinAuthCore:
         if counts is None:
             counts = self.counts[transport] = [0] * 9
         counts[status] += 1
+        if st is not None and self.perf is not None:   # the fleet's per-tenant counters (verifier/fleet/core.py)
+            self.perf.note(st.tenant_id, status == OK)
         self._last = (status, st, reason)
         self._now = now
         if status in AUTHENTICATED:          # the tag verified: one row per decision

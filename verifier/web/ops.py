@@ -3,7 +3,7 @@
 
 from aiohttp import web
 
-from verifier.appkeys import METRICS, OPENAPI, STORAGE
+from verifier.appkeys import METRIC_SOURCES, METRICS, OPENAPI, STORAGE
 from verifier.web.openapi import ERR, json_body as _json
 
 
@@ -13,7 +13,8 @@ async def healthz(request):
 
 
 async def metrics(request):
-    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": "text/plain; version=0.0.4"})
+    body = request.app[METRICS].render() + b"".join(src(request.app) for src in request.app.get(METRIC_SOURCES, ()))
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 
 
 async def openapi(request):
