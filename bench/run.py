@@ -41,6 +41,7 @@ FEATURE_BENCHES = [
     "bench.attest",
     "bench.attest_device",
     "bench.tpm",
+    "bench.fleet",
 ]
 ROUNDS = 30
 
