@@ -6,6 +6,8 @@ import asyncio
 import collections
 import logging
 
+from prometheus_client.core import CounterMetricFamily
+
 from verifier.health import core
 from verifier.registry.model import Policy
 
@@ -34,6 +36,14 @@ class HealthIngest:
             tenant = self._storage.get_tenant(dev["tenant_id"])
             got = self._devices[device_id] = (dev, Policy.from_json(tenant["policy"]).drift_s)
         return got
+
+    def collect(self):
+        """janua_health_reports_total{via,result} (registered on the app's metrics registry)."""
+        fam = CounterMetricFamily("janua_health_reports", "Health reports by transport and result (ok or the "
+                                  "refusal reason, docs/health.md 1)", labels=("via", "result"))
+        for (via, result), n in sorted(self.counts.items()):
+            fam.add_metric((via, result), n)
+        yield fam
 
     def forget(self, device_id):
         self._devices.pop(device_id, None)

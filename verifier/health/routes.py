@@ -5,7 +5,7 @@ import asyncio
 
 from aiohttp import web
 
-from verifier.appkeys import CONFIG, CORE, HEALTH, STORAGE
+from verifier.appkeys import CONFIG, CORE, HEALTH, METRICS, STORAGE
 from verifier.health import core as health
 from verifier.health.ingest import HealthIngest, maintain
 from verifier.registry import core as registry
@@ -81,6 +81,7 @@ async def _health_ctx(app):
     config, storage = app[CONFIG], app[STORAGE]
     ingest = app[HEALTH] = HealthIngest(storage, config.clock)
     app[CORE].health_sink = ingest.piggyback
+    app[METRICS].registry.register(ingest)
     task = asyncio.create_task(maintain(storage, config.clock))
     yield
     await stop(task)
