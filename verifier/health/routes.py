@@ -5,7 +5,7 @@ import asyncio
 
 from aiohttp import web
 
-from verifier.appkeys import CONFIG, CORE, HEALTH, METRICS, STORAGE
+from verifier.appkeys import CONFIG, CORE, DTLS, HEALTH, METRICS, STORAGE
 from verifier.health import core as health
 from verifier.health.ingest import HealthIngest, maintain
 from verifier.registry import core as registry
@@ -82,6 +82,9 @@ async def _health_ctx(app):
     ingest = app[HEALTH] = HealthIngest(storage, config.clock)
     app[CORE].health_sink = ingest.piggyback
     app[METRICS].registry.register(ingest)
+    dtls = app.get(DTLS)
+    if dtls is not None:                 # CoAP POST /telemetry with Content-Format 42 (docs/health.md 2.2)
+        dtls.coap.health = ingest
     task = asyncio.create_task(maintain(storage, config.clock))
     yield
     await stop(task)
