@@ -24,6 +24,7 @@ from verifier.config import load_kek
 from verifier.dtls import open_dtls
 from verifier.edge import openapi as edge_openapi, routes as edge_routes
 from verifier.gateway import openapi as gateway_openapi, routes as gateway_routes
+from verifier.health import openapi as health_openapi, routes as health_routes
 from verifier.keys import Sealer
 from verifier.mqtt import openapi as mqtt_openapi, routes as mqtt_routes
 from verifier.notify import openapi as notify_openapi, routes as notify_routes
@@ -56,6 +57,7 @@ FEATURES = (
     ("notify", notify_routes, notify_openapi),   # webhooks for a tenant's security team (docs/api.md)
     ("gateway", gateway_routes, gateway_openapi),   # TPM attestation of edge gateways
     ("attest", attest_routes, attest_openapi),   # board attestation (docs/attestation.md)
+    ("health", health_routes, health_openapi),   # device health reports (docs/health.md)
     ("fleet", fleet_routes, fleet_openapi),      # fleet status and gauges (docs/fleet.md)
 )
 

@@ -22,4 +22,5 @@ OTA = web.AppKey("ota", object)            # verifier.ota.routes.OTAState: relea
 OPENAPI = web.AppKey("openapi", dict)     # the served document, composed by the app factory from the features' parts
 LIFECYCLE_HOOKS = web.AppKey("lifecycle_hooks", list)  # async (app, device id bytes, now) after a lifecycle change
 NOTIFY = web.AppKey("notify", object)      # the verifier.notify.delivery.Deliverer of this instance
+HEALTH = web.AppKey("health", object)      # the verifier.health.ingest.HealthIngest of this instance
 METRIC_SOURCES = web.AppKey("metric_sources", list)  # callables (app) -> bytes of Prometheus text, appended to /metrics

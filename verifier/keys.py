@@ -14,7 +14,8 @@ from verifier.errors import CryptoError
 
 SALT = b"janua/v1"
 LABEL_BINAUTH = b"binauth"
-LABELS = (b"binauth", b"dtls-psk", b"attest", b"token", b"offline", b"mqtt-sas", b"http-basic")
+LABELS = (b"binauth", b"dtls-psk", b"attest", b"token", b"offline", b"mqtt-sas", b"http-basic", b"health")
+LABEL_HEALTH = b"health"
 MASTER_SECRET_LEN = 32
 DEVICE_ID_LEN = 8
 KEK_LEN = 32

@@ -12,7 +12,7 @@ import bisect
 import logging
 import time
 
-from verifier.binauth.core import OK, REQUEST_LEN
+from verifier.binauth.core import OK, PIGGY_MAX, PIGGY_MIN, REQUEST_LEN
 from verifier.binauth.metrics import LATENCY_BUCKETS
 
 log = logging.getLogger("janua.verifier.batch")
@@ -68,7 +68,7 @@ class AuthBatcher:
                 if reply[0] == OK and not durable:
                     continue
                 # a datagram of the wrong length never gets more bytes back than it had (no amplification)
-                if len(data) == REQUEST_LEN or len(reply) <= len(data):
+                if len(data) == REQUEST_LEN or len(reply) <= len(data) or PIGGY_MIN <= len(data) <= PIGGY_MAX:
                     send(reply, addr)
         for (data, source, transport, fut, _, _), reply in zip(queued, http_replies):
             if fut.done():

@@ -28,6 +28,7 @@ from verifier.registry.model import AUTHENTICATABLE, Policy
 log = logging.getLogger("janua.verifier.binauth")
 
 REQUEST_LEN = 20
+PIGGY_MIN, PIGGY_MAX = 31, 156       # a request with a health report and its tag (docs/health.md 2.1)
 OK, TIME_SYNC, SIGNATURE, UNKNOWN_DEVICE, NOT_ACTIVE, REPLAY, RATE_LIMITED, LOCKED_OUT, MALFORMED = range(9)
 STATUS_NAMES = ("OK", "TIME_SYNC", "SIGNATURE", "UNKNOWN_DEVICE", "NOT_ACTIVE", "REPLAY", "RATE_LIMITED",
                 "LOCKED_OUT", "MALFORMED")
@@ -81,8 +82,8 @@ class DeviceState:
     everywhere (compromised; on an edge, anything its snapshot marks blocked); `quarantined`: refused
     but where the request is decided with allow_quarantined (the OTA and attestation routes)."""
 
-    __slots__ = ("device_id", "hex", "tenant_id", "key", "status", "blocked", "quarantined", "permissions",
-                 "last_ts")
+    __slots__ = ("device_id", "hex", "tenant_id", "key", "health_key", "status", "blocked", "quarantined",
+                 "permissions", "last_ts")
 
     def __init__(self):
         self.blocked = self.quarantined = False
@@ -109,6 +110,9 @@ class BinAuthCore:
         self.summary = RefusalSummary()   # unauthenticated refusals; the app sets its interval
         self.counts = {}        # transport -> [count per status]; folded into Prometheus at scrape time
         self.listeners = []     # other caches of device state (DTLS): told of every forget*() call
+        # health piggy-back (docs/health.md 2.1): called with (state, request[0:20], rest, now, transport)
+        # for a 31..156-byte datagram whose first 20 bytes were decided OK; set by the app
+        self.health_sink = None
 
     # cache control (called by the registry's HTTP handlers after every admin change)
     def forget(self, device_id):
@@ -141,6 +145,7 @@ class BinAuthCore:
         st.hex = device_id.hex()
         st.tenant_id = dev["tenant_id"]
         st.key = keys.derive_key(master, keys.LABEL_BINAUTH)
+        st.health_key = keys.derive_key(master, keys.LABEL_HEALTH)
         st.status = dev["status"]
         st.blocked = bool(dev["compromised"])
         st.quarantined = bool(dev["quarantined"])
@@ -183,6 +188,12 @@ class BinAuthCore:
         tnow = int(now)
         host = source[0] if type(source) is tuple else source
         if len(req) != REQUEST_LEN:
+            if PIGGY_MIN <= len(req) <= PIGGY_MAX and self.health_sink is not None:
+                head = bytes(req[:REQUEST_LEN])
+                reply = self.decide(head, source, now, transport, allow_quarantined)
+                if reply[0] == OK:
+                    self.health_sink(self._last[1], head, bytes(req[REQUEST_LEN:]), int(now), transport)
+                return reply
             return self._finish(MALFORMED, transport, source, tnow, None, f"length {len(req)}",
                                 unauthenticated_reply(MALFORMED))
         limits = self._limits

@@ -9,10 +9,10 @@ from verifier.binauth.core import HTTP_STATUS, MALFORMED, unauthenticated_reply
 
 
 async def binauth(request):
-    if request.content_length is not None and request.content_length > 64:
+    if request.content_length is not None and request.content_length > 156:
         reply = unauthenticated_reply(MALFORMED)
     else:
-        data = await request.content.read(65)
+        data = await request.content.read(157)
         reply = await request.app[BATCHER].submit(data, request.remote or "?", "http")
     return web.Response(body=reply, status=HTTP_STATUS[reply[0]], content_type="application/octet-stream")
 

@@ -78,6 +78,9 @@ class CoAPResources:
         # AttestHooks): .challenge(dev, now) -> {nonce, expires_at}; .evidence(data, source, now) ->
         # the JSON answer, or raises an error with a `reason` (docs/attestation.md 2.4)
         self.attest = attest
+        # health reports (docs/health.md 2.2), set by the health feature: .ingest(device id, tenant id,
+        # via, report, now) -> "ok" or the refusal reason
+        self.health = None
         self.telemetry_received = 0
 
     def handle(self, ref, payload, addr, now):
@@ -147,6 +150,10 @@ class CoAPResources:
 
     def _on_telemetry(self, req, dev, ref, addr, now):
         self.telemetry_received += 1
+        if req.opt.content_format == ContentFormat.OCTETSTREAM and self.health is not None:
+            result = self.health.ingest(ref.device_id, ref.tenant_id, "coap", bytes(req.payload), int(now))
+            if result != "ok":
+                return Message(code=Code.BAD_REQUEST, payload=result.encode())
         return Message(code=Code.CHANGED)
 
     def _on_config(self, req, dev, ref, addr, now):

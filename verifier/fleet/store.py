@@ -18,11 +18,6 @@ tables (fleet_built records that it did).
 
 import abc
 
-# the two device columns the health feature reports into (the same ALTER TABLE as in verifier/health)
-FLEET_MIGRATIONS = (
-    ("devices", "health_score", "ALTER TABLE devices ADD COLUMN health_score INTEGER", None),
-    ("devices", "reported_version", "ALTER TABLE devices ADD COLUMN reported_version TEXT", None),
-)
 
 FLEET_SCHEMA = """
 CREATE TABLE IF NOT EXISTS fleet_counts (

@@ -135,7 +135,10 @@ PATHS = {
                  "requestBody": {"required": True, "content": {"application/json": {"schema": {
                      "type": "object", "required": ["auth"], "properties": {
                          **_DEVICE_AUTH, "kind": {"type": "string", "enum": ["app", "firmware"], "default": "app"},
-                         "version": {"type": ["string", "null"]}, "counter": {"type": "integer", "default": 0}}}}}},
+                         "version": {"type": ["string", "null"]}, "counter": {"type": "integer", "default": 0},
+                         "health": {"type": "string", "pattern": "^([0-9a-f]{2})*$", "maxLength": 256,
+                                    "description": "a health report as lowercase hex (docs/health.md 2.4); the "
+                                                   "answer's health is ok or the refusal reason"}}}}}},
                  "responses": {"200": _json({"type": "object", "properties": {
                      "auth": {"type": "string"}, "update": {"oneOf": [_ref("Update"), {"type": "null"}]},
                      "attest": {"type": "object", "description": "an attestation challenge to answer "

@@ -12,7 +12,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from verifier.attest import core as attest
 from verifier.ota import core as ota
 from verifier.ota import rollout as rollouts
-from verifier.appkeys import CONFIG, OTA, STORAGE
+from verifier.appkeys import CONFIG, HEALTH, OTA, STORAGE
 from verifier.binauth.device import authenticate_device_request as _device, refused_response as _refused
 from verifier.config import load_kek
 from verifier.errors import NotFound, ValidationError
@@ -223,7 +223,22 @@ async def check(request):
     ch = attest.due_challenge(request.app[STORAGE], dev, now)     # continuous attestation (docs/attestation.md 5)
     if ch is not None:
         out["attest"] = {"nonce": ch["nonce"], "expires_at": ch["expires_at"]}
+    if "health" in doc:                  # a health report (docs/health.md 2.4): never fails the check
+        out["health"] = _health(request, dev, doc["health"], now)
     return web.json_response(out)
+
+
+def _health(request, dev, report_hex, now):
+    ingest = request.app.get(HEALTH)
+    if ingest is None:
+        return "unavailable"
+    try:
+        report = bytes.fromhex(report_hex) if isinstance(report_hex, str) and report_hex == report_hex.lower() else None
+    except ValueError:
+        report = None
+    if report is None:
+        return "malformed"
+    return ingest.ingest(dev["id"], dev["tenant_id"], "ota", report, now)
 
 
 async def report(request):

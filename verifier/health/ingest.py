@@ -1,0 +1,106 @@
+"""Health ingest (docs/health.md 3): reports from every transport are decoded at once, queued, and written
+in one transaction per event-loop turn (executemany). The binary-auth piggy-back arrives through
+`piggyback`, the hook BinAuthCore calls for an authenticated 31..156-byte datagram (wired by the app)."""
+
+import asyncio
+import collections
+import logging
+
+from prometheus_client.core import CounterMetricFamily
+
+from verifier.health import core
+from verifier.registry.model import Policy
+
+log = logging.getLogger("janua.verifier.health")
+
+HISTORY_MEMORY = 8      # decoded reports per device kept in memory for the recommendations
+
+
+class HealthIngest:
+    def __init__(self, storage, clock, slot_s=900):
+        self._storage = storage
+        self._clock = clock
+        self._slot_s = slot_s
+        self._queue = []
+        self._scheduled = False
+        self._recent = {}           # device id -> deque of decoded reports (with received_at)
+        self._devices = {}          # device id -> (device dict, drift_s)
+        self.counts = collections.Counter()     # (via, result) -> reports
+
+    def _device(self, device_id):
+        got = self._devices.get(device_id)
+        if got is None:
+            dev = self._storage.get_device(device_id)
+            if dev is None:
+                return None, None
+            tenant = self._storage.get_tenant(dev["tenant_id"])
+            got = self._devices[device_id] = (dev, Policy.from_json(tenant["policy"]).drift_s)
+        return got
+
+    def collect(self):
+        """janua_health_reports_total{via,result} (registered on the app's metrics registry)."""
+        fam = CounterMetricFamily("janua_health_reports", "Health reports by transport and result (ok or the "
+                                  "refusal reason, docs/health.md 1)", labels=("via", "result"))
+        for (via, result), n in sorted(self.counts.items()):
+            fam.add_metric((via, result), n)
+        yield fam
+
+    def forget(self, device_id):
+        self._devices.pop(device_id, None)
+
+    def piggyback(self, st, request20, rest, now, transport):
+        """Check the tag under the device's K_health and ingest; the refusal reason or "ok"."""
+        try:
+            fields = core.check_piggyback(st.health_key, request20, rest)
+        except core.Refused as e:
+            self.counts[("binauth", e.reason)] += 1
+            return e.reason
+        return self._accept(st.device_id, st.tenant_id, "binauth", rest[:-core.TAG_LEN], fields, now)
+
+    def ingest(self, device_id, tenant_id, via, report, now):
+        """A report that its transport authenticated (CoAP, MQTT, OTA check): "ok" or the refusal reason."""
+        try:
+            fields = core.decode(report)
+        except core.Refused as e:
+            self.counts[(via, e.reason)] += 1
+            return e.reason
+        return self._accept(device_id, tenant_id, via, report, fields, now)
+
+    def _accept(self, device_id, tenant_id, via, report, fields, now):
+        self.counts[(via, "ok")] += 1
+        dev, drift = self._device(device_id)
+        recent = self._recent.get(device_id)
+        if recent is None:
+            recent = self._recent[device_id] = collections.deque(maxlen=HISTORY_MEMORY)
+        latest = dict(fields, received_at=now)
+        recs = core.recommend(latest, list(recent), dev, {"now": now, "drift_s": drift})
+        recent.append(latest)
+        score = core.score(recs)
+        self._queue.append((device_id, tenant_id, int(now), via, bytes(report), fields,
+                            core.slot_of(now, self._slot_s), score, fields.get("app_version")))
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:        # no loop (a sans-loop caller): written at the next flush()
+                self._scheduled = False
+        return "ok"
+
+    def flush(self):
+        self._scheduled = False
+        rows, self._queue = self._queue, []
+        if rows:
+            try:
+                self._storage.add_health_reports(rows)
+            except Exception:
+                log.exception("health: could not write %d reports", len(rows))
+
+
+async def maintain(storage, clock, every_s=300, keep_s=86400):
+    """Delete history older than `keep_s`, every `every_s` seconds."""
+    while True:
+        try:
+            storage.prune_health(clock() - keep_s)
+        except Exception:
+            log.exception("health: prune failed")
+        await asyncio.sleep(every_s)
