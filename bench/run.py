@@ -42,6 +42,7 @@ FEATURE_BENCHES = [
     "bench.attest_device",
     "bench.tpm",
     "bench.fleet",
+    "bench.health_device",
 ]
 ROUNDS = 30
 

@@ -166,6 +166,14 @@ def run_demo(workdir, board="esp32", say=print):
         out["device"] = dev
         say(f"== device {device_id}: status={dev.get('status')} "
             f"last_authenticated_at={dev.get('last_authenticated_at')}")
+        h = verifier.api("GET", f"/v1/devices/{device_id}/health") if device_id else {}
+        out["health"] = h
+        if h.get("via"):
+            res = h.get("resources") or {}
+            say(f"== its health report (piggy-backed on the first UDP request, docs/health.md): score {h.get('score')} "
+                f"({h.get('bucket')}), heap {res.get('heap_free')} B free (lowest {res.get('heap_min')} B), "
+                f"boot {(h.get('operational') or {}).get('boot_count')}, "
+                f"{len(h.get('recommendations') or [])} recommendation(s)")
         ok = all("authenticated" in out[k] for k in ("udp_line", "http_line", "dtls_line"))
         say("== demo " + ("passed: the board authenticated over UDP, HTTP and DTLS" if ok else "FAILED"))
         if not ok:

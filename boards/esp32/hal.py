@@ -3,7 +3,7 @@ boards/rp2040/hal.py links here): the only janua device code that imports machin
 
 board(), unique_id() (esp32: the 6-byte factory MAC from eFuse; rp2040: the 8-byte id of the QSPI
 flash chip), connect_network(cfg) (WLAN station with cfg["wifi"] {"ssid", "password"} and a timeout)
-and reset(), woke_from_sleep(); for attestation (janua/attest.py) reset_code(), uptime_s() and
+and reset(), woke_from_sleep(), rssi() (the health report); for attestation (janua/attest.py) reset_code(), uptime_s() and
 security_state(). No protocol logic lives here.
 """
 
@@ -46,6 +46,14 @@ def connect_network(cfg):
 def reset():
     import machine
     machine.reset()
+
+
+def rssi():
+    # the station's signal in dBm for the health report (docs/health.md 1), None when not connected.
+    # WLAN.status("rssi") is documented for the esp32 and the Pico W (cyw43) ports; untested on hardware.
+    import network
+    w = network.WLAN(network.STA_IF)
+    return w.status("rssi") if w.isconnected() else None
 
 
 def woke_from_sleep():

@@ -6,6 +6,27 @@ every janua module, so it stays tiny: no I/O, no other imports at load time.
 
 __version__ = "0.1.0"
 
+# Health counters since boot, read by janua/health.py (docs/health.md 1): heap_min, auth_failures, errors,
+# last_error, clock_offset_s, bytes_tx, bytes_rx. They live on the package object, which main.py's
+# unloading keeps, so they count across the boot's steps; a reset clears them.
+health_c = [None, 0, 0, None, None, 0, 0]
+
+
+def sample():
+    # the free heap now, noted in the lowest-since-boot counter (called after each authentication and
+    # at each report; gc is imported here, not at load time)
+    import gc
+    n = gc.mem_free()
+    if health_c[0] is None or n < health_c[0]:
+        health_c[0] = n
+    return n
+
+
+def note_error(e):
+    # an error caught by a janua loop: counted, and kept as the report's last_error ("OSError 110")
+    health_c[2] += 1
+    health_c[3] = "%s %s" % (type(e).__name__, e.args[0] if e.args else "")
+
 
 class JanuaError(Exception):
     """Root of every error raised by the janua device package."""

@@ -15,7 +15,7 @@ trial confirm itself: a repair update must not be rolled back because the board 
 _REACHED = ("janua: authenticated", "janua: auth failed: not_active", "janua: auth failed: dtls: quarantined")
 
 from binascii import unhexlify
-from janua import JanuaError
+from janua import JanuaError, health_c, note_error, sample
 from janua.store import Store
 from janua.clock import Clock
 
@@ -42,19 +42,36 @@ def _boots(state):
     return n
 
 
-def authenticate(cfg, clock, last_sent=0):
-    """(client, transport name) after trying the configured transport(s)."""
+def _report(cfg, state, clock, hal):
+    # this run's health report (docs/health.md) when one is due, else None; never fails the run
+    try:
+        from janua import health
+        if health.due(cfg, state, clock.now()):
+            return health.report(hal, state["boots"])
+    except Exception as e:  # a hal or flash that cannot answer costs the report, not the auth
+        note_error(e)
+    return None
+
+
+def authenticate(cfg, clock, last_sent=0, report=None):
+    """(client, transport name) after trying the configured transport(s); `report` (bytes or None)
+    rides on each request with its tag (docs/health.md 2.1)."""
     from janua.hkdf import derive
     from janua.mac import HMAC
     from janua.binauth import Client, DONE
-    mac = HMAC(derive(unhexlify(cfg["master_secret"]), "binauth"))
+    master = unhexlify(cfg["master_secret"])
+    mac = HMAC(derive(master, "binauth"))
+    tail = None
+    if report:
+        from janua.health import tail as _tail
+        tail = _tail(derive(master, "health"), report)
     dev = unhexlify(cfg["device_id"])
     srv = cfg["server"]
     mode = cfg.get("transport", "auto")
     order = ("udp", "http") if mode == "auto" else (mode,)
     client = None
     for name in order:
-        client = Client(dev, mac, clock, last_sent)
+        client = Client(dev, mac, clock, last_sent, tail=tail)
         if name == "udp":
             from janua import udp
             udp.authenticate(client, srv["host"], srv.get("udp_port", 5685),
@@ -96,20 +113,29 @@ def run(store=None, clock=None):
         return "janua: auth failed: network: %s" % e
     state = store.load_state()
     state["boots"] = _boots(state)
+    rep = _report(cfg, state, clock, hal)
     if cfg.get("transport") == "dtls":
-        return _run_dtls(cfg, clock, store, state)
+        return _run_dtls(cfg, clock, store, state, rep)
     try:
-        client, via = authenticate(cfg, clock, state.get("last_sent", 0))
+        client, via = authenticate(cfg, clock, state.get("last_sent", 0), rep)
     except (OSError, JanuaError) as e:
+        note_error(e)
+        health_c[1] += 1
         return "janua: auth failed: %s" % e
+    sample()
     r = client.result
+    new = {}
     if client.reason is None and r is not None:
         line = "janua: authenticated device=%s via %s session=%d expires=%d" % (
             cfg["device_id"], via, r[2], r[3])
         new = {"result": "ok", "session": r[2], "expires": r[3], "permissions": r[4]}
+        if rep:
+            new["health_at"] = clock.now()
     else:
+        health_c[1] += 1
         line = "janua: auth failed: %s" % client.reason
-        new = {"result": "failed: %s" % client.reason}
+        new["result"] = "failed: %s" % client.reason
+    _keep(state, new)
     new["at"] = clock.now()
     new["clock_source"] = clock.source
     new["transport"] = via
@@ -125,20 +151,35 @@ def run(store=None, clock=None):
     return line
 
 
-def _run_dtls(cfg, clock, store, state):
-    # DTLS-lite + CoAP POST /auth (dtlsauth.py); the binary-auth replay state is left as it was.
+def _keep(state, new):
+    # the last report's time survives a run that sent none (docs/health.md 2.5)
+    if "health_at" not in new and "health_at" in state:
+        new["health_at"] = state["health_at"]
+
+
+def _run_dtls(cfg, clock, store, state, rep=None):
+    # DTLS-lite + CoAP POST /auth (dtlsauth.py), then the health report as POST /telemetry in the same
+    # session when one is due; the binary-auth replay state is left as it was.
     from janua.dtlsauth import authenticate as dtls_auth
     new = {"last_sent": state.get("last_sent", 0), "transport": "dtls", "clock_source": clock.source,
            "boots": state["boots"]}
     try:
-        doc = dtls_auth(cfg)
+        doc = dtls_auth(cfg, rep)
         line = "janua: authenticated device=%s via dtls session=%d expires=%d" % (
             cfg["device_id"], doc["session"], doc.get("expires", 0))
         new.update(result="ok", session=doc["session"], expires=doc.get("expires", 0),
                    permissions=doc.get("permissions", 0))
+        h = doc.get("health")
+        if h == "ok":
+            new["health_at"] = clock.now()
+        elif h:
+            line += " (health report: %s)" % h
     except (OSError, JanuaError) as e:
+        note_error(e)
+        health_c[1] += 1
         line = "janua: auth failed: dtls: %s" % e
         new["result"] = "failed: dtls: %s" % e
+    _keep(state, new)
     new["at"] = clock.now()
     try:
         store.save_state(new)

@@ -8,7 +8,7 @@ malformed or spoofed replies. It does not send, wait, sleep or persist.
 """
 
 from micropython import const
-from janua import AuthError, PacketError
+from janua import AuthError, PacketError, health_c
 from janua import packet as _p
 
 IDLE = const(0)     # nothing sent yet
@@ -47,8 +47,9 @@ def status_name(code):
 class Client:
     """One authentication run. `last_sent` is the last timestamp sent (persist it if you can)."""
 
-    def __init__(self, device_id, mac, clock, last_sent=0, max_attempts=3):
+    def __init__(self, device_id, mac, clock, last_sent=0, max_attempts=3, tail=None):
         self.device_id = device_id
+        self.tail = tail       # fn(request20) -> bytes sent after it (a health report, docs/health.md 2.1)
         self._mac = mac
         self.clock = clock
         self.last_sent = last_sent
@@ -68,7 +69,7 @@ class Client:
         return nxt
 
     def request(self):
-        """A new 20-byte request with ts = max(now, last_sent + 1)."""
+        """A new 20-byte request with ts = max(now, last_sent + 1), followed by the tail's bytes."""
         if self.state not in (IDLE, RETRY):
             raise AuthError("no new request in state %d" % self.state)
         if self.attempts >= self.max_attempts:
@@ -80,7 +81,7 @@ class Client:
         self.request_bytes = _p.encode_request(self.device_id, ts, self._mac)
         self.last_sent = ts
         self.attempts += 1
-        return self.request_bytes
+        return self.request_bytes + self.tail(self.request_bytes) if self.tail else self.request_bytes
 
     def receive(self, reply):
         """Feed one received reply; returns the new state."""
@@ -94,7 +95,8 @@ class Client:
         if not r[5]:
             self.advisory = r  # unauthenticated: report it, change nothing
             return self._step(_IGNORE)
-        # Authenticated: the server time is trustworthy, adopt it.
+        # Authenticated: the server time is trustworthy, adopt it (the offset first, for the health report)
+        health_c[4] = r[1] - self.clock.now()
         self.clock.set_from_server(r[1])
         self.result = r
         if status == _p.OK:

@@ -11,7 +11,7 @@ instead (dtls_native.py; GCM/CBC suites: the server must offer one). It does no 
 
 import socket
 import time
-from janua import DTLSError
+from janua import DTLSError, health_c
 from janua import dtls as _d
 
 _ECONNREFUSED = 111
@@ -33,6 +33,10 @@ class DTLSChannel:
         self.client = client
         self._mtu = mtu
 
+    def _out(self, d):
+        self._s.send(d)
+        health_c[5] += len(d)
+
     def _read(self, ms):
         # One datagram within ms milliseconds, or None.
         if ms <= 0:
@@ -40,7 +44,9 @@ class DTLSChannel:
         self._s.settimeout(ms / 1000)
         try:
             # (socket.readinto has stream semantics: it waits to fill the buffer, so recv it is)
-            return self._s.recv(self._mtu)
+            d = self._s.recv(self._mtu)
+            health_c[6] += len(d)
+            return d
         except OSError as e:
             if e.args and e.args[0] == _ECONNREFUSED:
                 return b""  # ICMP port unreachable: the server is not (yet) there
@@ -51,7 +57,7 @@ class DTLSChannel:
         start = _ms()
         total = int(budget * 1000)
         wait = int(initial * 1000)
-        self._s.send(c.start())
+        self._out(c.start())
         flight = c.flights
         t0 = _ms()
         while c.state < _d.OPEN:
@@ -60,12 +66,12 @@ class DTLSChannel:
                 if _left(start, total) <= 0:
                     raise DTLSError("handshake timed out")
                 wait = min(wait * 2, int(max_timeout * 1000))
-                self._s.send(c.retransmit())
+                self._out(c.retransmit())
                 t0 = _ms()
                 continue
             out = c.receive(d) if d else None
             if out:
-                self._s.send(out)
+                self._out(out)
             if c.flights != flight:  # a new flight: the timer starts again from `initial`
                 flight = c.flights
                 wait = int(initial * 1000)
@@ -74,7 +80,7 @@ class DTLSChannel:
             raise DTLSError("handshake failed")
 
     def send(self, data):
-        self._s.send(self.client.send(data))
+        self._out(self.client.send(data))
 
     def recv(self, timeout=None):
         """The next application datagram; None on timeout, b"" once the peer has closed."""
@@ -95,7 +101,7 @@ class DTLSChannel:
         try:
             a = self.client.close()
             if a:
-                self._s.send(a)
+                self._out(a)
         except OSError:
             pass
         self._s.close()

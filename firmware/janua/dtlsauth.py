@@ -10,7 +10,7 @@ default here suits a LAN).
 import json
 import os
 from binascii import unhexlify
-from janua import AuthError
+from janua import AuthError, JanuaError
 
 _CHANGED = 68  # CoAP 2.04
 _FORBIDDEN = 131  # CoAP 4.03
@@ -27,8 +27,10 @@ def psk(cfg):
     return derive(unhexlify(cfg["master_secret"]), "dtls-psk" if not gen else "dtls-psk/%d" % gen)
 
 
-def authenticate(cfg):
-    """{"device_id", "session", "permissions", "expires"} from POST /auth; raises JanuaError."""
+def authenticate(cfg, report=None):
+    """{"device_id", "session", "permissions", "expires"} from POST /auth; raises JanuaError. With a
+    health `report` (bytes) it is sent next as POST /telemetry, Content-Format 42, in the same session
+    (docs/health.md 2.2), and the answer's "health" is "ok" or the verifier's reason."""
     from janua import coap, dtls_udp
     srv = cfg["server"]
     chan = dtls_udp.connect(srv["host"], srv.get("dtls_port", 5684), identity(cfg), psk(cfg),
@@ -36,6 +38,7 @@ def authenticate(cfg):
     try:
         r = os.urandom(6)
         m = coap.request(chan, coap.POST, "auth", mid=(r[0] << 8) | r[1], token=r[2:])
+        h = _telemetry(coap, chan, report) if report and m[1] == _CHANGED else None
     finally:
         chan.close()
     code, body = m[1], m[5]
@@ -51,4 +54,18 @@ def authenticate(cfg):
         raise AuthError("CoAP /auth answered something that is not JSON")
     if type(doc) is not dict or "session" not in doc:
         raise AuthError("CoAP /auth answer has no session")
+    if h:
+        doc["health"] = h
     return doc
+
+
+def _telemetry(coap, chan, report):
+    # "ok", the verifier's refusal reason, or what went wrong: a lost report never fails the auth
+    r = os.urandom(6)
+    try:
+        m = coap.request(chan, coap.POST, "telemetry", report, 42, (r[0] << 8) | r[1], r[2:])
+    except (OSError, JanuaError) as e:
+        return "%s" % e
+    if m[1] == _CHANGED:
+        return "ok"
+    return bytes(m[5]).decode() or "CoAP %d.%02d" % (m[1] >> 5, m[1] & 31)

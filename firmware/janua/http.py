@@ -6,7 +6,7 @@ binauth.Client judges the body. It does not follow redirects, speak TLS or keep 
 """
 
 import socket
-from janua import TransportError
+from janua import TransportError, health_c
 from janua import binauth as _b
 
 _MAX_RESPONSE = 1024  # status line + headers + body; a binauth reply body is at most 25 bytes
@@ -29,6 +29,8 @@ def post(host, port, path, body, timeout=5.0):
         _send_all(s, head.encode())
         _send_all(s, body)
         raw = _read_capped(s)
+        health_c[5] += len(head) + len(body)
+        health_c[6] += len(raw)
     finally:
         s.close()
     return parse_response(raw)

@@ -18,7 +18,7 @@ parse payloads.
 """
 
 from micropython import const
-from janua import StoreError, TransportError
+from janua import StoreError, TransportError, health_c
 from janua.mqtt_tls import (MQTTError, MQTTRefused, MQTTTLSError, MQTTUnavailable,  # noqa: F401
                             connect_client, make_client, read_der, resolve, ip_of)
 
@@ -112,10 +112,11 @@ def open_client(client, api, MQTTException, where):
         raise MQTTError("broker %s closed the connection before a valid CONNACK" % where)
 
 
-def connect(cfg, password=None, fs=None, client_id=None):
+def connect(cfg, password=None, fs=None, client_id=None, report=None):
     """A Session to the broker of cfg["mqtt"]. Without `password`: mutual TLS with the device
     certificate. With it: TLS (broker verified) on password_port and user name = device id, e.g.
-    cfg["mqtt"]["password"] or an mqtt-sas token."""
+    cfg["mqtt"]["password"] or an mqtt-sas token. A health `report` (janua/health.py) is published on
+    <prefix>/health right after the status (docs/health.md 2.3)."""
     MQTTClient, MQTTException = _umqtt()
     s = settings(cfg)
     ca = read_der(CA_FILE, fs)
@@ -138,6 +139,12 @@ def connect(cfg, password=None, fs=None, client_id=None):
     if s["status"]:
         try:
             session.publish("status", b"online")
+        except (MQTTError, TransportError):
+            session.close()
+            raise
+    if report:
+        try:
+            session.publish("health", report)
         except (MQTTError, TransportError):
             session.close()
             raise
@@ -178,6 +185,7 @@ class Session:
         if qos not in (0, 1):   # umqtt.simple has no QoS 2 (it asserts)
             raise MQTTError("qos must be 0 or 1")
         self._io(self.client.publish, topic.encode(), msg, retain, qos)
+        health_c[5] += len(topic) + len(msg)   # topic and payload; MQTT's framing is not counted
 
     def subscribe(self, suffix, qos=0):
         self.subscribe_to(self.topic(suffix), qos)

@@ -20,8 +20,9 @@ janua.otacheck's decision (main.py calls it after every boot).
 """
 
 import gc
+from binascii import hexlify
 from micropython import const
-from janua import JanuaError, OTAError, TransportError
+from janua import JanuaError, OTAError, TransportError, note_error
 from janua.ota import AppSlots, read_json, write_json
 from janua.manifest import MAX_MANIFEST, MAX_SIG
 from janua.httpreq import request
@@ -43,6 +44,7 @@ class OTAClient(DeviceCaller):
         self.buf = buf
         self.slots = slots or AppSlots()
         self.attest = None
+        self.health = None   # the verifier's verdict on the last check's health report
 
     def _refused(self, msg):
         return OTAError(msg)
@@ -69,11 +71,15 @@ class OTAClient(DeviceCaller):
             doc["reason"] = str(reason)[:_REASON]
         return self.call("/v1/ota/report", doc)
 
-    def check(self):
-        """The update the verifier offers this device (a dict), or None."""
+    def check(self, report=None):
+        """The update the verifier offers this device (a dict), or None. A health `report` (bytes) rides
+        along (docs/health.md 2.4); the verifier's verdict on it is then in .health ("ok" or a reason)."""
         ptr = self.slots.pointer()
-        out = self.call("/v1/ota/check", {"kind": "app", "version": ptr.get("version"),
-                                          "counter": self.slots.counter.read()})
+        doc = {"kind": "app", "version": ptr.get("version"), "counter": self.slots.counter.read()}
+        if report:
+            doc["health"] = hexlify(report).decode()
+        out = self.call("/v1/ota/check", doc)
+        self.health = out.get("health")
         ch = out.get("attest")
         self.attest = ch if isinstance(ch, dict) else None
         up = out.get("update")
@@ -151,6 +157,21 @@ def _unload(*names):
     gc.collect()
 
 
+def _report(cfg, state, clock):
+    # a health report when one is due and no other path carried it (docs/health.md 2.4), else None
+    try:
+        from janua import health
+        if health.due(cfg, state, clock.now()):
+            try:
+                import janua_hal as hal
+            except ImportError:
+                hal = None
+            return health.report(hal, state.get("boots"))
+    except Exception as e:  # never a reason to skip the update check
+        note_error(e)
+    return None
+
+
 def poll(store=None, clock=None, slots=None):
     """Send the last outcome, check, install: ("none"|"installed"|"failed", line). Never raises for
     the network or a refused update (main.py must not crash into a reboot loop); persists the
@@ -172,7 +193,9 @@ def poll(store=None, clock=None, slots=None):
     c.persist = persist
     try:
         c.send_outcome()
-        up = c.check()
+        up = c.check(_report(cfg, state, c.clock))
+        if c.health == "ok":
+            state["health_at"] = c.clock.now()
         if c.attest is not None:
             # the verifier holds a challenge for this board: answer it now, before an update
             # changes what runs (docs/attestation.md 2.3); a failure here never stops the update

@@ -8,7 +8,7 @@ trusts nothing it receives: the client decides.
 
 import socket
 import time
-from janua import TransportError
+from janua import TransportError, health_c
 from janua import binauth as _b
 
 _MAX_DATAGRAM = 64  # a reply is at most 25 bytes; a bigger datagram is cut and then rejected
@@ -36,6 +36,7 @@ def authenticate(client, host, port=5685, timeout=2.0, resends=2, backoff=2.0, s
         tries = 0
         while True:
             s.send(req)
+            health_c[5] += len(req)
             state = _listen(s, client, wait)
             if state == _b.RETRY:
                 req = client.request()
@@ -76,6 +77,7 @@ def _listen(s, client, wait):
             if e.args and e.args[0] == 111:
                 raise
             return client.state
+        health_c[6] += len(data)
         state = client.receive(data)
         if state != _b.WAITING:
             return state

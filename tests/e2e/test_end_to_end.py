@@ -48,6 +48,12 @@ def test_verifier_registry_shows_the_device_active_and_authenticated(demo):
     assert dev["last_authenticated_at"]
 
 
+def test_the_first_boot_sent_a_health_report_on_its_udp_request(demo):
+    h = demo["health"]
+    assert h["via"] == "binauth" and h["operational"]["boot_count"] == 1
+    assert h["resources"]["heap_free"] > 0 and h["bucket"] == "healthy"
+
+
 def test_audit_records_both_authentications(demo):
     text = json.dumps(demo["audit"])
     assert "udp" in text and "http" in text and "dtls" in text

@@ -31,7 +31,7 @@ def reply(req, status, server_time, session=None, key=KEY, auth=True):
     body = struct.pack(">BI", status, server_time)
     if session:
         body += struct.pack(">III", *session)
-    return body + (hmac.new(key, req + body, hashlib.sha256).digest()[:8] if auth else bytes(8))
+    return body + (hmac.new(key, req[:20] + body, hashlib.sha256).digest()[:8] if auth else bytes(8))
 
 
 class Script:

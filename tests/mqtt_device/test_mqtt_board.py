@@ -51,6 +51,23 @@ def test_board_connects_with_its_certificate_and_publishes_to_its_topic(pki, bro
     assert watcher.wait_for(dev["prefix"] + "/up", payload), broker.log[-2000:]
 
 
+def test_board_publishes_its_health_report_after_the_status(pki, broker, watcher, board):
+    """connect(report=...) publishes the report on <prefix>/health (docs/health.md 2.3), right after "online"."""
+    mp, flash = board
+    dev = pki.device()
+    put_board(flash, dev)
+    out = board_run(mp, """
+from janua import health
+s = mqtt.connect(cfg, report=health.encode([None, None, None, 42]))
+report(ok=True)
+s.close()
+""")
+    assert out == [{"ok": True}], out
+    assert watcher.wait_for(dev["prefix"] + "/health", bytes.fromhex("010008" "2a")), broker.log[-2000:]
+    topics = [t for t, _ in watcher.messages if t.startswith(dev["prefix"])]
+    assert topics[:2] == [dev["prefix"] + "/status", dev["prefix"] + "/health"]
+
+
 def test_rsa2048_certificate_connects_too(pki, broker, watcher, board):
     """The optional RSA-2048 key (PKCS#1 DER) loads in MicroPython's tls and passes the broker."""
     mp, flash = board
