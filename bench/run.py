@@ -23,6 +23,7 @@ import os
 import sqlite3
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -98,7 +99,8 @@ def setup_registry(db, kek_file):
         c.execute("UPDATE devices SET status = 'active'")
     keys = []
     for r in res["results"]:
-        keys.append((bytes.fromhex(r["device_id"]), derive_key(bytes.fromhex(r["master_secret"]), b"binauth")))
+        m = bytes.fromhex(r["master_secret"])
+        keys.append((bytes.fromhex(r["device_id"]), derive_key(m, b"binauth"), derive_key(m, b"health")))
     return keys
 
 
@@ -106,16 +108,24 @@ class Packets:
     """Request files for the fleet: round r holds one request per device, timestamps strictly
     increasing per device across every file made (the verifier's replay rule)."""
 
-    def __init__(self, keys):
+    def __init__(self, keys, report=None):
         self.keys = keys
         self.last = 0
+        self.report = report      # a health report piggy-backed on every request (docs/health.md 2.1)
+        self.length = 20 if report is None else 20 + len(report) + 8
+
+    def _one(self, d, k, kh, tsb):
+        req = d + tsb + hmac.digest(k, d + tsb, "sha256")[:8]
+        if self.report is None:
+            return req
+        return req + self.report + hmac.digest(kh, req + self.report, "sha256")[:8]
 
     def make(self, path, rounds=ROUNDS):
         base = max(int(time.time()), self.last + 1)
         with open(path, "wb") as f:
             for r in range(rounds):
                 tsb = (base + r).to_bytes(4, "big")
-                f.write(b"".join(d + tsb + hmac.digest(k, d + tsb, "sha256")[:8] for d, k in self.keys))
+                f.write(b"".join(self._one(d, k, kh, tsb) for d, k, kh in self.keys))
         self.last = base + rounds - 1
         return path
 
@@ -158,6 +168,48 @@ def bench_udp(results, db, kek_file, packets):
     say(f"udp binauth: {peak['ok_per_s']:.0f} ok/s (ratio {results['verifier.binauth.udp_ratio_to_echo']}), "
         f"p50 {at80['p50_ms']:.3f} ms, p99 {at80['p99_ms']:.3f} ms at {rate:.0f}/s; "
         f"non-OK replies {bad}, lost {peak['lost'] + at80['lost']}")
+
+
+def _health_ok(http_port):
+    # janua_health_reports_total{via="binauth"} by result, from the verifier's /metrics
+    import re
+    import urllib.request
+    text = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10).read().decode()
+    out = {}
+    for m in re.finditer(r'^janua_health_reports_total\{([^}]*)\} ([0-9.e+]+)$', text, re.M):
+        labels = dict(kv.split("=", 1) for kv in m.group(1).split(","))
+        if labels.get("via") == '"binauth"':
+            out[labels["result"].strip('"')] = float(m.group(2))
+    return out
+
+
+def bench_telemetry(results, db, kek_file, keys, packets):
+    """Health reports piggy-backed on binary auth over UDP (docs/health.md 2.1): every request of the fleet
+    carries the `full` vector report (46 bytes) and its tag, 74-byte datagrams; the same load generator and
+    pinning as bench_udp, closed loop. verifier.telemetry.ingest_per_s counts OK replies per second: each is
+    an accepted request whose report went through tag check, decode, recommendations and the batched write.
+    /metrics afterwards must show every report accepted (`ingest_refused` is the count that were not). The
+    reference is the bare echo of the same 74-byte datagrams, same harness, same run."""
+    vec = json.loads((ROOT / "docs" / "vectors" / "health.json").read_text())
+    report = bytes.fromhex(next(r["report"] for r in vec["reports"] if r["name"] == "full"))
+    tp = Packets(keys, report)
+    tp.last = packets.last
+    with Pinned(serve_argv(db, kek_file), "janua serve:") as srv:
+        hport, uport = ports_of(srv.ready_line)
+        loadgen(uport, tp.make(WORK / "twarm.bin", 2), tp.length, "closed", 64, 2.0)
+        peak = loadgen(uport, tp.make(WORK / "tele.bin"), tp.length, "closed", 64, 4.0)
+        counts = _health_ok(hport)
+    with Pinned([PY, str(ROOT / "bench" / "echo_server.py"), "0"], "ready") as echo:
+        eport = int(echo.ready_line.split()[1])
+        epeak = loadgen(eport, WORK / "tele.bin", tp.length, "closed", 64, 4.0, True)
+    packets.last = tp.last
+    results["verifier.telemetry.ingest_per_s"] = round(peak["ok_per_s"], 1)
+    results["verifier.telemetry.echo_per_s"] = round(epeak["received_per_s"], 1)
+    results["verifier.telemetry.ratio_to_echo"] = round(peak["ok_per_s"] / max(1, epeak["received_per_s"]), 3)
+    results["verifier.telemetry.ingest_refused"] = int(sum(v for k, v in counts.items() if k != "ok"))
+    say(f"telemetry: {peak['ok_per_s']:.0f} reports/s piggy-backed on UDP binary auth (echo of the same "
+        f"{tp.length}-byte datagrams {epeak['received_per_s']:.0f}/s, ratio {results['verifier.telemetry.ratio_to_echo']}); "
+        f"/metrics: {int(counts.get('ok', 0))} accepted, {results['verifier.telemetry.ingest_refused']} refused")
 
 
 def bench_http(results, db, kek_file, packets, rounds=5):
@@ -281,17 +333,24 @@ def bench_script(results, name, label):
 def main():
     WORK.mkdir(parents=True, exist_ok=True)
     results = {}
-    bench_device(results)
-    bench_script(results, "ota_device.py", "ota device")
-    bench_script(results, "dtls_device.py", "dtls device")
-    bench_hmac_reference(results)
-    bench_provision(results)
+    only = sys.argv[1:] == ["telemetry"]    # `python -m bench.run telemetry`: UDP and telemetry alone, printed
+    if not only:
+        bench_device(results)
+        bench_script(results, "ota_device.py", "ota device")
+        bench_script(results, "dtls_device.py", "dtls device")
+        bench_hmac_reference(results)
+        bench_provision(results)
     db, kek_file = WORK / "fleet.db", WORK / "fleet.kek"
     for p in WORK.glob("fleet.db*"):
         p.unlink()
     say(f"registering {N_DEVICES} devices")
-    packets = Packets(setup_registry(db, kek_file))
+    keys = setup_registry(db, kek_file)
+    packets = Packets(keys)
     bench_udp(results, db, kek_file, packets)
+    bench_telemetry(results, db, kek_file, keys, packets)
+    if only:
+        print(json.dumps(results, indent=1, sort_keys=True))
+        return
     bench_http(results, db, kek_file, packets)
     bench_dtls(results)
     import importlib
