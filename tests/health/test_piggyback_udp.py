@@ -85,3 +85,19 @@ async def test_lengths_21_to_30_still_malformed(server, tenant):
     dev = tenant.device()
     reply = await server.send("udp", dev.request() + bytes(10))
     assert reply[0] == 8 and len(reply) == 13
+
+
+async def test_k_health_is_derived_on_the_first_piggyback_only(server, tenant):
+    """A lone 20-byte auth leaves the device's cached K_health underived; its first piggy-back derives it
+    (the RFC 5869 key computed above with hmac) and the next one reuses it."""
+    dev = tenant.device()
+    assert (await server.send("udp", dev.request()))[0] == OK
+    st = server.handle.core._cache[dev.id]
+    assert st._health_key is None and st.open_master is not None
+    _, dg = datagram(dev, FULL)
+    assert (await server.send("udp", dg))[0] == OK
+    assert server.handle.core._cache[dev.id] is st
+    assert st._health_key == k_health(dev.master) and st.open_master is None
+    _, dg = datagram(dev, FULL)
+    assert (await server.send("udp", dg))[0] == OK
+    assert server.app[HEALTH].counts[("binauth", "ok")] == 2

@@ -14,6 +14,7 @@ sees it. Outward failures are opaque status codes; the reasons go to the audit t
 """
 
 import collections
+import functools
 import hmac
 import logging
 import os
@@ -80,13 +81,26 @@ def decode_reply(key, request, reply):
 class DeviceState:
     """Cached per-device auth state (the derived key never leaves this object). `blocked`: refused
     everywhere (compromised; on an edge, anything its snapshot marks blocked); `quarantined`: refused
-    but where the request is decided with allow_quarantined (the OTA and attestation routes)."""
+    but where the request is decided with allow_quarantined (the OTA and attestation routes).
+    `health_key` (K_health, docs/health.md 2.1) is derived on first use, so a lone 20-byte auth never pays
+    for it: `open_master` opens the device's sealed secret again then (it holds only the sealed bytes)."""
 
-    __slots__ = ("device_id", "hex", "tenant_id", "key", "health_key", "status", "blocked", "quarantined",
-                 "permissions", "last_ts")
+    __slots__ = ("device_id", "hex", "tenant_id", "key", "status", "blocked", "quarantined",
+                 "permissions", "last_ts", "open_master", "_health_key")
 
     def __init__(self):
         self.blocked = self.quarantined = False
+        self.open_master = self._health_key = None
+
+    @property
+    def health_key(self):
+        k = self._health_key
+        if k is None:
+            if self.open_master is None:
+                raise VerifierError(f"device {self.hex}: no secret to derive its health key from")
+            k = self._health_key = keys.derive_key(self.open_master(), keys.LABEL_HEALTH)
+            self.open_master = None
+        return k
 
 
 class BinAuthCore:
@@ -145,7 +159,7 @@ class BinAuthCore:
         st.hex = device_id.hex()
         st.tenant_id = dev["tenant_id"]
         st.key = keys.derive_key(master, keys.LABEL_BINAUTH)
-        st.health_key = keys.derive_key(master, keys.LABEL_HEALTH)
+        st.open_master = functools.partial(self._sealer.unseal, dev["sealed_secret"], device_id, dev["tenant_id"])
         st.status = dev["status"]
         st.blocked = bool(dev["compromised"])
         st.quarantined = bool(dev["quarantined"])

@@ -141,6 +141,28 @@ def check_piggyback(k_health, request20, rest):
     return decode(report)
 
 
+# ---- traffic (docs/health.md 3, "Data rate") ----
+
+def byte_deltas(history, latest):
+    """(rx, tx): the bytes the board received and sent between the last report in `history` (older decoded
+    reports, oldest first) that carried the counter and `latest`. 0 without such a report (no baseline).
+    After a reboot (boot_count changed, or uptime_s went down) or when the counter went down (a reboot the
+    report does not show, or the 32-bit wrap) the counter restarted: the new value is the delta."""
+    out = []
+    for name in ("bytes_rx", "bytes_tx"):
+        new = latest.get(name)
+        prev = next((h for h in reversed(history) if h.get(name) is not None), None)
+        if new is None or prev is None:
+            out.append(0)
+            continue
+        rebooted = (latest.get("boot_count") is not None and prev.get("boot_count") is not None
+                    and latest["boot_count"] != prev["boot_count"]) or \
+                   (latest.get("uptime_s") is not None and prev.get("uptime_s") is not None
+                    and latest["uptime_s"] < prev["uptime_s"])
+        out.append(new if rebooted or new < prev[name] else new - prev[name])
+    return tuple(out)
+
+
 # ---- recommendations (docs/health.md 4) ----
 
 HEAP_LOW_BYTES = 8 * 1024

@@ -1,6 +1,9 @@
 """Health ingest (docs/health.md 3): reports from every transport are decoded at once, queued, and written
 in one transaction per event-loop turn (executemany). The binary-auth piggy-back arrives through
-`piggyback`, the hook BinAuthCore calls for an authenticated 31..156-byte datagram (wired by the app)."""
+`piggyback`, the hook BinAuthCore calls for an authenticated 31..156-byte datagram (wired by the app).
+Each accepted report's traffic since the device's previous report in memory (core.byte_deltas) goes to the
+fleet's per-tenant counters (`add_bytes(tenant, rx, tx)`, verifier/fleet/core.py PerfCounters, duck-typed;
+`perf` returns them or None), which give GET /v1/fleet/status its data rate."""
 
 import asyncio
 import collections
@@ -17,10 +20,11 @@ HISTORY_MEMORY = 8      # decoded reports per device kept in memory for the reco
 
 
 class HealthIngest:
-    def __init__(self, storage, clock, slot_s=900):
+    def __init__(self, storage, clock, slot_s=900, perf=lambda: None):
         self._storage = storage
         self._clock = clock
         self._slot_s = slot_s
+        self._perf = perf           # () -> the fleet's counters with add_bytes(tenant, rx, tx), or None
         self._queue = []
         self._scheduled = False
         self._recent = {}           # device id -> deque of decoded reports (with received_at)
@@ -73,8 +77,13 @@ class HealthIngest:
         if recent is None:
             recent = self._recent[device_id] = collections.deque(maxlen=HISTORY_MEMORY)
         latest = dict(fields, received_at=now)
-        recs = core.recommend(latest, list(recent), dev, {"now": now, "drift_s": drift})
+        history = list(recent)
+        recs = core.recommend(latest, history, dev, {"now": now, "drift_s": drift})
+        rx, tx = core.byte_deltas(history, latest)
         recent.append(latest)
+        perf = self._perf()
+        if perf is not None and (rx or tx):
+            perf.add_bytes(tenant_id, rx, tx)
         score = core.score(recs)
         self._queue.append((device_id, tenant_id, int(now), via, bytes(report), fields,
                             core.slot_of(now, self._slot_s), score, fields.get("app_version")))

@@ -79,8 +79,10 @@ async def get_history(request):
 
 async def _health_ctx(app):
     config, storage = app[CONFIG], app[STORAGE]
-    ingest = app[HEALTH] = HealthIngest(storage, config.clock)
-    app[CORE].health_sink = ingest.piggyback
+    core = app[CORE]
+    # the fleet feature sets core.perf in its own context (after this one): looked up per report
+    ingest = app[HEALTH] = HealthIngest(storage, config.clock, perf=lambda: core.perf)
+    core.health_sink = ingest.piggyback
     app[METRICS].registry.register(ingest)
     dtls = app.get(DTLS)
     if dtls is not None:                 # CoAP POST /telemetry with Content-Format 42 (docs/health.md 2.2)

@@ -47,13 +47,16 @@ ADMIN_USER = "janua-admin"
 _ADMIN_SEAL_ID = b"dynsec\0\0"
 STATUS_FILTER = "janua/+/+/status"      # what the verifier's status subscriber reads (verifier/mqtt/status.py)
 ATTEST_FILTER = "janua/+/+/attest"      # and the board attestation evidence it appraises
+HEALTH_FILTER = "janua/+/+/health"      # and the health reports it hands to the health ingest (docs/health.md 2.3)
 ADMIN_ACLS = [{"acltype": t, "topic": "$CONTROL/dynamic-security/#", "allow": True}
               for t in ("publishClientSend", "publishClientReceive", "subscribePattern")] + [
              {"acltype": "subscribePattern", "topic": STATUS_FILTER, "allow": True}] + [
              # board attestation (docs/attestation.md 2.3): evidence in, results and challenges out
              {"acltype": "subscribePattern", "topic": ATTEST_FILTER, "allow": True},
              {"acltype": "publishClientSend", "topic": "janua/+/+/attest/result", "allow": True},
-             {"acltype": "publishClientSend", "topic": "janua/+/+/cmd", "allow": True}]
+             {"acltype": "publishClientSend", "topic": "janua/+/+/cmd", "allow": True},
+             # device health reports (docs/health.md 2.3): read only, nothing is answered
+             {"acltype": "subscribePattern", "topic": HEALTH_FILTER, "allow": True}]
 
 
 class BrokerError(VerifierError):

@@ -19,6 +19,10 @@ reads `janua/+/+/attest` (evidence bytes a device publishes on its own prefix, w
 do), appraises them (verifier.attest.core, transport mqtt) and publishes the JSON answer, or
 `{"error": reason}`, on `<prefix>/attest/result`; and when a device's status message shows it online and
 an attestation is due, it publishes `{"cmd": "attest", "nonce", "expires_at"}` on `<prefix>/cmd`.
+
+Health reports (docs/health.md 2.3) too: the subscriber reads `janua/+/+/health` (a report a device publishes
+on its own prefix, QoS 0) and hands the payload of an active device to the health ingest (via "mqtt"), which
+decodes it and counts it (janua_health_reports_total{via="mqtt",result}); nothing is answered.
 """
 
 import asyncio
@@ -27,11 +31,12 @@ import logging
 import secrets
 import time
 
-from verifier.appkeys import CONFIG, CORE, LIFECYCLE_HOOKS, SEALER, STORAGE
+from verifier.appkeys import CONFIG, CORE, HEALTH, LIFECYCLE_HOOKS, SEALER, STORAGE
 from verifier.attest import core as attest
 from verifier.errors import VerifierError
 from verifier.registry.model import parse_device_id
-from verifier.mqtt.broker import ADMIN_ACLS, ATTEST_FILTER, DYNSEC_TOPIC, STATUS_FILTER, Broker, tenant_short_id
+from verifier.mqtt.broker import (ADMIN_ACLS, ATTEST_FILTER, DYNSEC_TOPIC, HEALTH_FILTER, STATUS_FILTER, Broker,
+                                  tenant_short_id)
 from verifier.tokens.core import TOKEN_KEYS
 
 log = logging.getLogger("janua.verifier.mqtt")
@@ -70,7 +75,7 @@ class Subscriber:
         # that exists is refused by the plugin and nothing changes), then subscribe on the same connection.
         cmds = [{"command": "addRoleACL", "rolename": "admin", "priority": 0, **a} for a in ADMIN_ACLS]
         client.publish(DYNSEC_TOPIC, json.dumps({"commands": cmds}), qos=1)
-        client.subscribe([(STATUS_FILTER, 0), (ATTEST_FILTER, 0)])
+        client.subscribe([(STATUS_FILTER, 0), (ATTEST_FILTER, 0), (HEALTH_FILTER, 0)])
 
     def _on_subscribe(self, client, userdata, mid, rcs, props=None):
         if all(not r.is_failure for r in rcs):
@@ -153,6 +158,26 @@ def record_attest(app, topic, payload, now):
     return reply, json.dumps(attest.answer(result)).encode()
 
 
+def record_health(app, topic, payload, now):
+    """Hand a report published on `janua/<tenant short>/<device id>/health` to the health ingest (docs/health.md
+    2.3): its result ("ok" or the refusal reason), or why it was not handed over (the topic names no device of
+    its tenant, the device is not active or is compromised, no health feature)."""
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != "janua" or parts[3] != "health":
+        return "not a health topic"
+    did = parse_device_id(parts[2])
+    dev = app[STORAGE].get_device(did) if did is not None else None
+    if dev is None or tenant_short_id(dev["tenant_id"]) != parts[1]:
+        return "unknown device"
+    if dev["status"] != "active" or dev["compromised"]:
+        # a session opened before the suspension (the CRL reload does not cut it): its reports are not kept
+        return "compromised" if dev["compromised"] else dev["status"]
+    ingest = app.get(HEALTH)
+    if ingest is None:
+        return "no health ingest"
+    return ingest.ingest(did, dev["tenant_id"], "mqtt", bytes(payload), now)
+
+
 async def run(app, state):
     """The task verifier.mqtt.routes.ctx starts: (re)start the subscriber as the broker record says, apply messages."""
     loop = asyncio.get_running_loop()
@@ -185,6 +210,11 @@ async def run(app, state):
             try:
                 if topic.endswith("/attest"):
                     out = record_attest(app, topic, payload, now)
+                elif topic.endswith("/health"):
+                    out = None
+                    result = record_health(app, topic, payload, now)
+                    if result != "ok":
+                        log.debug("MQTT health report on %s: %s", topic, result)
                 elif record(app, topic, seen, now) == "seen":
                     out = due_command(app, topic, now)
                 else:
