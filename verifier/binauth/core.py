@@ -127,6 +127,9 @@ class BinAuthCore:
         # health piggy-back (docs/health.md 2.1): called with (state, request[0:20], rest, now, transport)
         # for a 31..156-byte datagram whose first 20 bytes were decided OK; set by the app
         self.health_sink = None
+        # () -> None: writes the health reports queued so far; flush() calls it inside its own transaction, so
+        # a batch of piggy-backed reports costs no commit of its own (set with health_sink by the app)
+        self.health_flush = None
 
     # cache control (called by the registry's HTTP handlers after every admin change)
     def forget(self, device_id):
@@ -284,7 +287,12 @@ class BinAuthCore:
         self._accepted, self._activated, self._audit = [], [], []
         audit = [r if type(r[7]) is not tuple else r[:7] + (f"{r[7][0]}:{r[7][1]}",) + r[8:] for r in audit]
         try:
-            self._storage.record_auth(accepted, activated, audit)
+            if self.health_flush is None:
+                self._storage.record_auth(accepted, activated, audit)
+            else:
+                with self._storage.transaction():
+                    self._storage.record_auth(accepted, activated, audit)
+                    self.health_flush()     # never raises: a failed health write is logged and dropped
         except BaseException:
             self.forget_all()
             raise

@@ -27,65 +27,75 @@ class Refused(Exception):
         self.reason = reason
 
 
-def _uvarint(b, i):
-    n = shift = 0
-    for k in range(5):
-        if i >= len(b):
-            raise Refused("malformed")
-        c = b[i]
-        i += 1
-        n |= (c & 0x7F) << shift
-        shift += 7
-        if not c & 0x80:
-            if n > MAX_U32:
-                raise Refused("field_too_large")
-            return n, i
-    raise Refused("field_too_large")
+_U, _U8, _I8, _S, _Z = range(5)
+_KINDS = {"u": _U, "u8": _U8, "i8": _I8, "s": _S, "z": _Z}
+_PLAN = tuple((name, _KINDS[kind]) for name, kind in FIELDS)
 
 
 def decode(report):
-    """The fields of a report (a dict of the present ones), or Refused."""
+    """The fields of a report (a dict of the present ones), or Refused. One pass, the varints inline (this
+    runs for every report the verifier ingests)."""
     b = bytes(report)
-    if len(b) > MAX_REPORT:
+    n = len(b)
+    if n > MAX_REPORT:
         raise Refused("too_large")
-    if len(b) < 3:
+    if n < 3:
         raise Refused("malformed")
     if b[0] != VERSION:
         raise Refused("version")
-    bitmap = int.from_bytes(b[1:3], "big")
-    if bitmap & 0x8000:
+    m = (b[1] << 8) | b[2]
+    if m & 0x8000:
         raise Refused("reserved_field")
     out, i = {}, 3
-    for bit, (name, kind) in enumerate(FIELDS):
-        if not bitmap & (1 << bit):
+    for name, kind in _PLAN:
+        if not m:
+            break
+        present, m = m & 1, m >> 1
+        if not present:
             continue
-        if kind == "u8" or kind == "i8":
-            if i >= len(b):
-                raise Refused("malformed")
-            v = b[i]
-            i += 1
-            if kind == "i8":
-                v = v - 256 if v > 127 else v
-            elif name == "reset_cause" and v > 7:
+        if i >= n:
+            raise Refused("malformed")
+        c = b[i]
+        i += 1
+        if kind == _U8:
+            if name == "reset_cause" and c > 7:
                 raise Refused("bad_value")
-        elif kind == "u":
-            v, i = _uvarint(b, i)
-        elif kind == "z":
-            z, i = _uvarint(b, i)
-            v = (z >> 1) ^ -(z & 1)
-        else:
-            n, i = _uvarint(b, i)
-            if n > MAX_STRING:
+            out[name] = c
+            continue
+        if kind == _I8:
+            out[name] = c - 256 if c > 127 else c
+            continue
+        v = c
+        if c & 0x80:                    # a uvarint of up to 5 bytes, at most 2^32 - 1
+            v, shift = c & 0x7F, 7
+            while True:
+                if i >= n:
+                    raise Refused("malformed")
+                c = b[i]
+                i += 1
+                v |= (c & 0x7F) << shift
+                if not c & 0x80:
+                    break
+                shift += 7
+                if shift == 35:
+                    raise Refused("field_too_large")
+            if v > MAX_U32:
                 raise Refused("field_too_large")
-            if i + n > len(b):
+        if kind == _U:
+            out[name] = v
+        elif kind == _Z:
+            out[name] = (v >> 1) ^ -(v & 1)
+        else:
+            if v > MAX_STRING:
+                raise Refused("field_too_large")
+            if i + v > n:
                 raise Refused("malformed")
             try:
-                v = b[i:i + n].decode("utf-8")
+                out[name] = b[i:i + v].decode("utf-8")
             except UnicodeDecodeError:
                 raise Refused("bad_value") from None
-            i += n
-        out[name] = v
-    if i != len(b):
+            i += v
+    if i != n:
         raise Refused("malformed")
     return out
 

@@ -29,6 +29,7 @@ class HealthIngest:
         self._scheduled = False
         self._recent = {}           # device id -> deque of decoded reports (with received_at)
         self._devices = {}          # device id -> (device dict, drift_s)
+        self._written = {}          # device id -> (health_score, reported_version) as last written
         self.counts = collections.Counter()     # (via, result) -> reports
 
     def _device(self, device_id):
@@ -51,6 +52,7 @@ class HealthIngest:
 
     def forget(self, device_id):
         self._devices.pop(device_id, None)
+        self._written.pop(device_id, None)
 
     def piggyback(self, st, request20, rest, now, transport):
         """Check the tag under the device's K_health and ingest; the refusal reason or "ok"."""
@@ -85,8 +87,17 @@ class HealthIngest:
         if perf is not None and (rx or tx):
             perf.add_bytes(tenant_id, rx, tx)
         score = core.score(recs)
+        ver = fields.get("app_version")
+        was = self._written.get(device_id)
+        if was is None:
+            was = (dev.get("health_score"), dev.get("reported_version")) if dev else (None, None)
+        cols = (score, ver if ver is not None else was[1])
+        if cols == was:
+            score = None                # the device columns hold these already: no UPDATE in the batch
+        else:
+            self._written[device_id] = cols
         self._queue.append((device_id, tenant_id, int(now), via, bytes(report), fields,
-                            core.slot_of(now, self._slot_s), score, fields.get("app_version")))
+                            core.slot_of(now, self._slot_s), score, ver))
         if not self._scheduled:
             self._scheduled = True
             try:
@@ -103,6 +114,8 @@ class HealthIngest:
                 self._storage.add_health_reports(rows)
             except Exception:
                 log.exception("health: could not write %d reports", len(rows))
+                for r in rows:              # not written: the next report of each writes its columns again
+                    self._written.pop(r[0], None)
 
 
 async def maintain(storage, clock, every_s=300, keep_s=86400):

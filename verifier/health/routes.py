@@ -83,6 +83,7 @@ async def _health_ctx(app):
     # the fleet feature sets core.perf in its own context (after this one): looked up per report
     ingest = app[HEALTH] = HealthIngest(storage, config.clock, perf=lambda: core.perf)
     core.health_sink = ingest.piggyback
+    core.health_flush = ingest.flush
     app[METRICS].registry.register(ingest)
     dtls = app.get(DTLS)
     if dtls is not None:                 # CoAP POST /telemetry with Content-Format 42 (docs/health.md 2.2)
@@ -91,6 +92,7 @@ async def _health_ctx(app):
     yield
     await stop(task)
     app[CORE].health_sink = None
+    app[CORE].health_flush = None
     ingest.flush()
 
 
