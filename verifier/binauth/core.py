@@ -113,6 +113,9 @@ class BinAuthCore:
         # health piggy-back (docs/health.md 2.1): called with (state, request[0:20], rest, now, transport)
         # for a 31..156-byte datagram whose first 20 bytes were decided OK; set by the app
         self.health_sink = None
+        # anomaly alerts (docs/health.md 5): called with (tenant id, device id, result name, now) for every
+        # decision about a known device that is not OK; set by the app
+        self.auth_failure_sink = None
 
     # cache control (called by the registry's HTTP handlers after every admin change)
     def forget(self, device_id):
@@ -168,6 +171,8 @@ class BinAuthCore:
         counts[status] += 1
         if st is not None and self.perf is not None:   # the fleet's per-tenant counters (verifier/fleet/core.py)
             self.perf.note(st.tenant_id, status == OK)
+        if st is not None and status != OK and self.auth_failure_sink is not None:
+            self.auth_failure_sink(st.tenant_id, st.device_id, STATUS_NAMES[status], now)
         self._last = (status, st, reason)
         self._now = now
         if status in AUTHENTICATED:          # the tag verified: one row per decision

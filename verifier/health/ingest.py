@@ -26,6 +26,9 @@ class HealthIngest:
         self._recent = {}           # device id -> deque of decoded reports (with received_at)
         self._devices = {}          # device id -> (device dict, drift_s)
         self.counts = collections.Counter()     # (via, result) -> reports
+        # the alerts feature's baselines (verifier/alerts/watch.py, duck-typed): observe(device_id, tenant_id,
+        # fields, now) per accepted report, .dirty, and write(storage) inside this batch's transaction
+        self.watch = None
 
     def _device(self, device_id):
         got = self._devices.get(device_id)
@@ -75,6 +78,8 @@ class HealthIngest:
         latest = dict(fields, received_at=now)
         recs = core.recommend(latest, list(recent), dev, {"now": now, "drift_s": drift})
         recent.append(latest)
+        if self.watch is not None:
+            self.watch.observe(device_id, tenant_id, fields, now)
         score = core.score(recs)
         self._queue.append((device_id, tenant_id, int(now), via, bytes(report), fields,
                             core.slot_of(now, self._slot_s), score, fields.get("app_version")))
@@ -89,9 +94,15 @@ class HealthIngest:
     def flush(self):
         self._scheduled = False
         rows, self._queue = self._queue, []
-        if rows:
+        watch = self.watch
+        if rows or (watch is not None and watch.dirty):
+            storage = self._storage
             try:
-                self._storage.add_health_reports(rows)
+                with storage.transaction():      # the reports, the baselines and any alert: one commit
+                    if rows:
+                        storage.add_health_reports(rows)
+                    if watch is not None:
+                        watch.write(storage)
             except Exception:
                 log.exception("health: could not write %d reports", len(rows))
 
