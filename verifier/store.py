@@ -57,6 +57,7 @@ class SQLiteStorage(SQLiteRegistryStorage, SQLiteOTAStorage, SQLiteTokenStorage,
             db.execute("DELETE FROM attest_results WHERE device_id = ?", (device_id,))
             db.execute("DELETE FROM health_latest WHERE device_id = ?", (device_id,))
             db.execute("DELETE FROM health_history WHERE device_id = ?", (device_id,))
+            db.execute("DELETE FROM health_state WHERE device_id = ?", (device_id,))
             db.execute("DELETE FROM devices WHERE id = ? AND tenant_id = ?", (device_id, tenant_id))
             self.add_audit([audit_row])              # nested: the same transaction
         return "deleted"

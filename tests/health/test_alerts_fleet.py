@@ -7,7 +7,7 @@ import pytest
 
 from tests.support import T0, client, config  # noqa: F401 (fixtures)
 from tests.verifier.conftest import Tenant
-from verifier.appkeys import ALERTS, CORE, STORAGE
+from verifier.appkeys import ALERTS, CORE, HEALTH, STORAGE
 from verifier.binauth.core import LOCKED_OUT, OK, SIGNATURE, TIME_SYNC
 
 MINUTE = T0 // 60
@@ -124,3 +124,19 @@ async def test_over_real_udp(server, tenant, clock):
     got = [a for a in server.handle.storage.list_alerts(tenant.id, "all")]
     assert [(a["rule"], a["details"]["devices"], a["details"]["failures"]) for a in got] == [
         ("fleet.auth_failure_spike", 10, 10)]
+
+
+async def test_reset_spike_over_udp_piggyback(server, tenant, clock):
+    """A board in a reset loop, reporting on its binary auth over UDP (docs/health.md 2.1): one report at
+    the start of hours 0-3, then boot_count 6, 7, 8 within hour 4."""
+    from tests.health.test_piggyback_udp import datagram
+    from verifier.health.core import encode
+    dev = tenant.device()
+    for at, boot in [(0, 5), (3600, 5), (7200, 5), (10800, 5), (14460, 6), (14520, 7), (14580, 8)]:
+        clock.now = float(T0 + at)
+        _, dg = datagram(dev, encode({"boot_count": boot}))
+        assert (await server.send("udp", dg))[0] == OK
+        server.app[HEALTH].flush()
+    got = server.handle.storage.list_alerts(tenant.id, "all")
+    assert [(a["rule"], a["device_id"], a["opened_at"], a["details"]["value"]) for a in got] == [
+        ("device.reset_spike", dev.hex, T0 + 14580, 3)]
