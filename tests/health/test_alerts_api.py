@@ -131,3 +131,44 @@ async def test_bad_query_is_400(client, acme, query):
 async def test_needs_an_admin_token(client):
     r = await client.get("/v1/alerts")
     assert r.status == 401
+
+
+async def test_alerts_not_seen_for_a_day_resolve_by_themselves(client, acme, clock, three):
+    app = client.app
+    app[ALERTS].tick(T0 + 4 * H + 180 + 86400)         # alerts 1 and 2 last seen exactly a day ago: kept
+    _, body = await get(client, acme, "/v1/alerts")
+    assert [x["id"] for x in body["alerts"]] == [3, 2, 1]
+    app[ALERTS].tick(T0 + 4 * H + 181 + 86400)
+    _, body = await get(client, acme, "/v1/alerts?state=all")
+    assert [(x["id"], x["state"], x["resolved_at"], x["resolved_by"]) for x in body["alerts"]] == [
+        (3, "open", None, None), (2, "resolved", T0 + 4 * H + 181 + 86400, "auto"),
+        (1, "resolved", T0 + 4 * H + 181 + 86400, "auto")]
+    audit = [x for x in app[STORAGE].list_audit(acme.id) if x["action"] == "alert.resolve"]
+    assert [(x["kind"], x["actor"], x["reason"], x["detail"]) for x in audit] == [
+        ("alert", "alerts", "device.reset_spike", f"alert 2: not seen since {T0 + 4 * H + 180}"),
+        ("alert", "alerts", "device.reset_spike", f"alert 1: not seen since {T0 + 4 * H + 180}")]
+
+
+async def test_an_admin_resolved_alert_is_not_resolved_again(client, acme, clock, three):
+    clock.now = float(T0 + 5 * H)
+    await client.post("/v1/alerts/1/resolve", headers=acme.headers)
+    client.app[ALERTS].tick(T0 + 6 * H + 86400)
+    _, one = await get(client, acme, "/v1/alerts/1")
+    assert (one["resolved_at"], one["resolved_by"]) == (T0 + 5 * H, acme.token_id)
+
+
+async def test_auto_resolve_leaves_an_alert_resolved_meanwhile(client, acme, clock, three):
+    """Another instance (or an admin) resolved alert 1 between the read of the stale alerts and the update."""
+    st = client.app[STORAGE]
+    stale = st.stale_alerts(T0 + 4 * H + 181, 500)
+    assert [a["id"] for a in stale] == [1, 2]
+    st.resolve_alert(acme.id, 1, T0 + 5 * H, "tok_other")
+    st.stale_alerts = lambda before, limit: stale
+    try:
+        done = client.app[ALERTS].resolve_stale(T0 + 4 * H + 181 + 86400)
+    finally:
+        del st.stale_alerts
+    assert [a["id"] for a in done] == [2]
+    assert (st.get_alert(acme.id, 1)["resolved_by"], st.get_alert(acme.id, 2)["resolved_by"]) == ("tok_other", "auto")
+    assert [x["detail"] for x in st.list_audit(acme.id) if x["action"] == "alert.resolve"] == [
+        f"alert 2: not seen since {T0 + 4 * H + 180}"]

@@ -3,6 +3,8 @@ within one minute, through the binary-auth core's decision path and over the app
 the no-fire cases (too few devices, not above the tenant's fleet_perf baseline); a repeat in the next
 minute bumps the same alert. Literal expectations."""
 
+import asyncio
+
 import pytest
 
 from tests.support import T0, client, config  # noqa: F401 (fixtures)
@@ -45,7 +47,8 @@ async def test_ten_devices_failing_in_a_minute_open_an_alert(client, acme, clock
     assert set(fail(app, devs)) == {SIGNATURE}
     app[ALERTS].tick(T0 + 30)
     got = fleet_alerts(app, acme)
-    assert [(a["device_id"], a["severity"], a["count"], a["opened_at"]) for a in got] == [(None, "critical", 1, T0 + 30)]
+    assert [(a["device_id"], a["severity"], a["count"], a["opened_at"]) for a in got] == [
+        (None, "critical", 1, T0 + 30)]
     assert got[0]["details"] == {"minute_start": T0, "failures": 10, "devices": 10, "baseline_per_min": 0.0,
                                  "min_devices": 10, "factor": 5.0}
     events = app[STORAGE].list_notifications(acme.id)
@@ -55,6 +58,21 @@ async def test_ten_devices_failing_in_a_minute_open_an_alert(client, acme, clock
     assert [(r["action"], r["device_id"], r["reason"]) for r in audit] == [
         ("alert.opened", None, "fleet.auth_failure_spike")]
     assert app[ALERTS].opened == {"fleet.auth_failure_spike": 1}
+
+
+@pytest.fixture
+def fast_tick(monkeypatch):
+    from verifier.alerts import routes
+    monkeypatch.setattr(routes, "TICK_S", 0.0)
+
+
+async def test_the_app_task_evaluates_the_fleet_rule(fast_tick, client, acme, clock):
+    """The alerts cleanup context's task (every TICK_S, here 0) runs the evaluation by itself."""
+    app = client.app
+    fail(app, forged(acme, 10))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert [a["details"]["devices"] for a in fleet_alerts(app, acme)] == [10]
 
 
 async def test_nine_devices_failing_often_open_nothing(client, acme, clock):

@@ -21,6 +21,9 @@ FLEET_MAX_DEVICES = 10_000    # distinct devices remembered per tenant and minut
 # contact and NOT_ACTIVE an admin's decision: neither is counted)
 FLEET_FAILURES = frozenset(("SIGNATURE", "REPLAY", "RATE_LIMITED", "LOCKED_OUT"))
 
+AUTO_RESOLVE_S = 86400       # an open alert not seen for this long is resolved by the verifier ("auto")
+AUTO_RESOLVE_BATCH = 500      # alerts resolved per evaluation at most
+
 RESET_SPIKE = "device.reset_spike"
 AUTH_SPIKE = "device.auth_failures_spike"
 REPORT_FLOOD = "device.report_flood"

@@ -1,9 +1,10 @@
-"""The alerts part of the OpenAPI document (docs/health.md 5, docs/api.md "Alerts")."""
+"""The alerts part of the OpenAPI document (docs/health.md 5.3 and the routes table of docs/api.md)."""
 
 from verifier.alerts.core import RULES, SEVERITIES
 from verifier.web.openapi import ERR, admin_op as _admin_op, json_body as _json, ref as _ref
 
-ALERT_ID = {"name": "alert_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}
+ALERT_ID = {"name": "alert_id", "in": "path", "required": True,
+            "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}
 _INT = {"type": ["integer", "null"]}
 
 SCHEMAS = {

@@ -1,7 +1,7 @@
-"""Alerts routes (docs/api.md "Alerts", docs/health.md 5): list, read and resolve the tenant's alerts; the
-AlertWatch is created here and hooked into the health ingest (app[HEALTH].watch) and binary auth
-(core.auth_failure_sink); a task evaluates the fleet rule every TICK_S; the open-alert gauge and
-janua_alerts_total go to /metrics."""
+"""Alerts routes (docs/health.md 5.3, the routes table of docs/api.md): list, read and resolve the
+tenant's alerts. The AlertWatch is created here and hooked into the health ingest (app[HEALTH].watch)
+and binary auth (core.auth_failure_sink); a task evaluates the fleet rule every TICK_S; the open-alert
+gauge and janua_alerts_total go to /metrics."""
 
 import asyncio
 import logging

@@ -13,6 +13,7 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_open ON alerts (tenant_id, rule, ifnull(device_id, x''))
     WHERE resolved_at IS NULL;
 CREATE INDEX IF NOT EXISTS alerts_tenant ON alerts (tenant_id, id);
+CREATE INDEX IF NOT EXISTS alerts_stale ON alerts (last_seen_at) WHERE resolved_at IS NULL;
 CREATE TABLE IF NOT EXISTS health_state (
     device_id BLOB PRIMARY KEY, tenant_id TEXT NOT NULL, hour INTEGER, reports_h INTEGER NOT NULL,
     resets_h INTEGER NOT NULL, failures_h INTEGER NOT NULL, ewma_reports REAL NOT NULL, ewma_resets REAL NOT NULL,
@@ -53,6 +54,10 @@ class AlertsStorage(abc.ABC):
     def resolve_alert(self, tenant_id, alert_id, now, by):
         """Resolve the alert if it is open (resolved_at, resolved_by); the alert after it (None: no such
         alert of the tenant) and whether this call resolved it."""
+
+    @abc.abstractmethod
+    def stale_alerts(self, before, limit):
+        """Up to `limit` open alerts (of every tenant) last seen before `before`, oldest first."""
 
     @abc.abstractmethod
     def open_alerts_by_tenant(self):
@@ -126,6 +131,12 @@ class SQLiteAlertsStorage(AlertsStorage):
                                  "AND resolved_at IS NULL", (int(now), by, tenant_id, alert_id)).rowcount
             return self.get_alert(tenant_id, alert_id), n == 1
 
+    def stale_alerts(self, before, limit):
+        return [_alert(r) for r in self._db.execute(
+            _SELECT + " WHERE resolved_at IS NULL AND last_seen_at < ? ORDER BY last_seen_at LIMIT ?",
+            (int(before), int(limit)))]
+
     def open_alerts_by_tenant(self):
         return [tuple(r) for r in self._db.execute(
-            "SELECT tenant_id, count(*) FROM alerts WHERE resolved_at IS NULL GROUP BY tenant_id ORDER BY tenant_id")]
+            "SELECT tenant_id, count(*) FROM alerts INDEXED BY alerts_open WHERE resolved_at IS NULL "
+            "GROUP BY tenant_id ORDER BY tenant_id")]

@@ -15,6 +15,7 @@ from verifier.notify.core import emit
 log = logging.getLogger("janua.verifier.alerts")
 
 ACTOR = "alerts"
+AUTO = "auto"                   # resolved_by of an alert the verifier resolved (core.AUTO_RESOLVE_S)
 
 
 def open_alerts(storage, items, now):
@@ -73,7 +74,8 @@ class AlertWatch:
         self.fleet.note(tenant_id, device_id, result, now)
 
     def tick(self, now):
-        """Evaluate the fleet rule for the tenants with enough failing devices this minute."""
+        """Evaluate the fleet rule for the tenants with enough failing devices this minute, and resolve
+        the alerts not seen for AUTO_RESOLVE_S."""
         items = []
         for tenant_id, minute, failures, devices in self.fleet.candidates(now):
             base = (self._storage.fleet_perf(tenant_id, minute - core.FLEET_BASELINE_MIN)["failures"]
@@ -85,6 +87,23 @@ class AlertWatch:
         if items:
             for r in open_alerts(self._storage, items, now):
                 self.opened[r] += 1
+        self.resolve_stale(now)
+
+    def resolve_stale(self, now):
+        """Resolve (as AUTO) the open alerts not seen for AUTO_RESOLVE_S, with an audit row each."""
+        storage, done = self._storage, []
+        stale = storage.stale_alerts(int(now) - core.AUTO_RESOLVE_S, core.AUTO_RESOLVE_BATCH)
+        if not stale:                # the usual case: one indexed read, no write transaction
+            return done
+        with storage.transaction():
+            for a in stale:
+                got, resolved = storage.resolve_alert(a["tenant_id"], a["id"], now, AUTO)
+                if resolved:         # not resolved meanwhile by an admin or another instance
+                    done.append(got)
+                    storage.add_audit([(int(now), a["tenant_id"], "alert", a["device_id"], ACTOR, "alert.resolve",
+                                        None, None, "ok", a["rule"],
+                                        f"alert {a['id']}: not seen since {a['last_seen_at']}")])
+        return done
 
     def collect(self):
         fam = CounterMetricFamily("janua_alerts", "Alerts opened, by rule (docs/health.md 5)", labels=("rule",))
