@@ -13,6 +13,7 @@ import logging
 from aiohttp import web
 
 from verifier.appkeys import BATCHER, CONFIG, CORE, DTLS, DTLS_PORT, METRICS, OPENAPI, SEALER, STORAGE, UDP_PORT
+from verifier.alerts import openapi as alerts_openapi, routes as alerts_routes
 from verifier.attest import openapi as attest_openapi, routes as attest_routes
 from verifier.fleet import openapi as fleet_openapi, routes as fleet_routes
 from verifier.binauth import openapi as binauth_openapi, routes as binauth_routes
@@ -59,6 +60,7 @@ FEATURES = (
     ("attest", attest_routes, attest_openapi),   # board attestation (docs/attestation.md)
     ("health", health_routes, health_openapi),   # device health reports (docs/health.md)
     ("fleet", fleet_routes, fleet_openapi),      # fleet status and gauges (docs/fleet.md)
+    ("alerts", alerts_routes, alerts_openapi),   # anomaly rules and alerts (docs/health.md 5); after health
 )
 
 

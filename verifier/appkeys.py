@@ -23,4 +23,5 @@ OPENAPI = web.AppKey("openapi", dict)     # the served document, composed by the
 LIFECYCLE_HOOKS = web.AppKey("lifecycle_hooks", list)  # async (app, device id bytes, now) after a lifecycle change
 NOTIFY = web.AppKey("notify", object)      # the verifier.notify.delivery.Deliverer of this instance
 HEALTH = web.AppKey("health", object)      # the verifier.health.ingest.HealthIngest of this instance
+ALERTS = web.AppKey("alerts", object)      # the verifier.alerts.watch.AlertWatch of this instance
 METRIC_SOURCES = web.AppKey("metric_sources", list)  # callables (app) -> bytes of Prometheus text, appended to /metrics

@@ -3,6 +3,7 @@ implementation `SQLiteStorage` on one file (what a second verifier instance woul
 owns its part in verifier/<feature>/store.py (the interface, its SQLite implementation, its schema);
 this module only lists them. A PostgreSQL store composes the features' PostgreSQL parts the same way."""
 
+from verifier.alerts.store import ALERTS_SCHEMA, AlertsStorage, SQLiteAlertsStorage
 from verifier.attest.store import ATTEST_MIGRATIONS, ATTEST_SCHEMA, AttestStorage, SQLiteAttestStorage
 from verifier.fleet.store import FLEET_INDEXES, FLEET_SCHEMA, FleetStorage, SQLiteFleetStorage
 from verifier.health.store import HEALTH_MIGRATIONS, HEALTH_SCHEMA, HealthStorage, SQLiteHealthStorage
@@ -15,17 +16,17 @@ from verifier.tokens.store import TOKEN_INDEXES, TOKEN_MIGRATIONS, TOKEN_SCHEMA,
 
 
 class Storage(RegistryStorage, OTAStorage, TokenStorage, X509Storage, NotifyStorage, GatewayStorage,
-              AttestStorage, HealthStorage, FleetStorage):
+              AttestStorage, HealthStorage, FleetStorage, AlertsStorage):
     """What the verifier needs from its database. Device ids are 8 bytes; times are unix seconds."""
 
 
 class SQLiteStorage(SQLiteRegistryStorage, SQLiteOTAStorage, SQLiteTokenStorage, SQLiteX509Storage,
                     SQLiteNotifyStorage, SQLiteGatewayStorage, SQLiteAttestStorage, SQLiteHealthStorage,
-                    SQLiteFleetStorage, Storage):
+                    SQLiteFleetStorage, SQLiteAlertsStorage, Storage):
     """Storage on one SQLite file (WAL). Single instance: limits are in process memory."""
 
     SCHEMAS = (SCHEMA, OTA_SCHEMA, TOKEN_SCHEMA, X509_SCHEMA, NOTIFY_SCHEMA, GATEWAY_SCHEMA, ATTEST_SCHEMA,
-               HEALTH_SCHEMA, FLEET_SCHEMA)
+               HEALTH_SCHEMA, FLEET_SCHEMA, ALERTS_SCHEMA)
     # the health migrations add devices.health_score and reported_version, which the fleet triggers read
     MIGRATIONS = MIGRATIONS + TOKEN_MIGRATIONS + ATTEST_MIGRATIONS + HEALTH_MIGRATIONS
     INDEXES = (TOKEN_INDEXES, FLEET_INDEXES)   # the fleet triggers read migrated columns
@@ -56,6 +57,7 @@ class SQLiteStorage(SQLiteRegistryStorage, SQLiteOTAStorage, SQLiteTokenStorage,
             db.execute("DELETE FROM attest_results WHERE device_id = ?", (device_id,))
             db.execute("DELETE FROM health_latest WHERE device_id = ?", (device_id,))
             db.execute("DELETE FROM health_history WHERE device_id = ?", (device_id,))
+            db.execute("DELETE FROM health_state WHERE device_id = ?", (device_id,))
             db.execute("DELETE FROM devices WHERE id = ? AND tenant_id = ?", (device_id, tenant_id))
             self.add_audit([audit_row])              # nested: the same transaction
         return "deleted"

@@ -168,4 +168,4 @@ async def test_audit_summary_rows_are_in_the_documented_kind_enum(client, tenant
     assert "summary" in kinds
     doc = await (await client.get("/openapi.json")).json()
     assert doc["components"]["schemas"]["AuditEntry"]["properties"]["kind"]["enum"] == ["auth", "admin", "ota",
-                                                                                         "summary"]
+                                                                                         "summary", "alert"]

@@ -17,7 +17,7 @@ from verifier.notify.delivery import KEEP_S, MAX_PER_WEBHOOK, OUTBOX_KEEP_S
 
 VECTOR = json.loads((Path(__file__).resolve().parents[2] / "docs" / "vectors" / "webhook.json").read_text())
 ALL = ["attestation.failed", "attestation.missed", "device.quarantined", "device.released",
-       "gateway.attestation.failed", "gateway.cut_off"]
+       "gateway.attestation.failed", "gateway.cut_off", "alert.opened"]
 
 
 async def test_created_webhook_has_every_event_by_default_and_a_43_character_secret(client, tenant, clock):

@@ -130,6 +130,9 @@ class BinAuthCore:
         # () -> None: writes the health reports queued so far; flush() calls it inside its own transaction, so
         # a batch of piggy-backed reports costs no commit of its own (set with health_sink by the app)
         self.health_flush = None
+        # anomaly alerts (docs/health.md 5): called with (tenant id, device id, result name, now) for every
+        # decision about a known device that is not OK; set by the app
+        self.auth_failure_sink = None
 
     # cache control (called by the registry's HTTP handlers after every admin change)
     def forget(self, device_id):
@@ -185,6 +188,8 @@ class BinAuthCore:
         counts[status] += 1
         if st is not None and self.perf is not None:   # the fleet's per-tenant counters (verifier/fleet/core.py)
             self.perf.note(st.tenant_id, status == OK)
+        if st is not None and status != OK and self.auth_failure_sink is not None:
+            self.auth_failure_sink(st.tenant_id, st.device_id, STATUS_NAMES[status], now)
         self._last = (status, st, reason)
         self._now = now
         if status in AUTHENTICATED:          # the tag verified: one row per decision

@@ -31,6 +31,9 @@ class HealthIngest:
         self._devices = {}          # device id -> (device dict, drift_s)
         self._written = {}          # device id -> (health_score, reported_version) as last written
         self.counts = collections.Counter()     # (via, result) -> reports
+        # the alerts feature's baselines (verifier/alerts/watch.py, duck-typed): observe(device_id, tenant_id,
+        # fields, now) per accepted report, .dirty, and write(storage) inside this batch's transaction
+        self.watch = None
 
     def _device(self, device_id):
         got = self._devices.get(device_id)
@@ -86,6 +89,8 @@ class HealthIngest:
         perf = self._perf()
         if perf is not None and (rx or tx):
             perf.add_bytes(tenant_id, rx, tx)
+        if self.watch is not None:
+            self.watch.observe(device_id, tenant_id, fields, now)
         score = core.score(recs)
         ver = fields.get("app_version")
         was = self._written.get(device_id)
@@ -109,9 +114,15 @@ class HealthIngest:
     def flush(self):
         self._scheduled = False
         rows, self._queue = self._queue, []
-        if rows:
+        watch = self.watch
+        if rows or (watch is not None and watch.dirty):
+            storage = self._storage
             try:
-                self._storage.add_health_reports(rows)
+                with storage.transaction():      # the reports, the baselines and any alert: one commit
+                    if rows:
+                        storage.add_health_reports(rows)
+                    if watch is not None:
+                        watch.write(storage)
             except Exception:
                 log.exception("health: could not write %d reports", len(rows))
                 for r in rows:              # not written: the next report of each writes its columns again

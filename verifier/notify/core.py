@@ -20,7 +20,7 @@ from verifier.keys import ct_eq
 from verifier.registry.model import TEXT_PATTERN
 
 EVENTS = ("attestation.failed", "attestation.missed", "device.quarantined", "device.released",
-          "gateway.attestation.failed", "gateway.cut_off")
+          "gateway.attestation.failed", "gateway.cut_off", "alert.opened")
 TEST_EVENT = "webhook.test"     # queued by POST /v1/webhooks/{id}/test, for that one webhook only
 
 # Waits after a failed attempt: the n-th failure waits RETRY_S[n-1]; after the last one the delivery is

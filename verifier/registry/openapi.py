@@ -90,7 +90,7 @@ SCHEMAS = {
                                                      "failed": {"type": "integer"}}}}},
     "AuditEntry": {"type": "object", "properties": {
         "seq": {"type": "integer"}, "ts": {"type": "integer"}, "tenant_id": {"type": ["string", "null"]},
-        "kind": {"type": "string", "enum": ["auth", "admin", "ota", "summary"],
+        "kind": {"type": "string", "enum": ["auth", "admin", "ota", "summary", "alert"],
                  "description": "summary: a count of refused unauthenticated requests (docs/api.md)"}, "device_id": {"type": ["string", "null"]},
         "actor": {"type": ["string", "null"], "description": "admin token id (never the token), cli or binauth"},
         "action": {"type": "string"}, "transport": {"type": ["string", "null"]},
