@@ -214,3 +214,17 @@ def test_alert_details_column_is_json(tmp_path):
     assert json.loads(st._db.execute("SELECT details FROM alerts WHERE id = 1").fetchone()[0]) == {"value": 4}
     assert st.count_open_alerts("t1") == 2 and st.count_open_alerts("t2") == 0
     st.close()
+
+
+async def test_baselines_are_written_at_most_once_a_minute_and_at_stop(client, tenant, clock):
+    # a report costs no baseline write of its own: changed baselines wait for STATE_WRITE_S (60 s)
+    app, dev = client.app, tenant.device()
+    send(app, dev, tenant, clock, 0, boot_count=5)
+    assert app[STORAGE].get_health_state(dev.id) is None          # 0 s after the watch started
+    send(app, dev, tenant, clock, 61, boot_count=5)
+    assert app[STORAGE].get_health_state(dev.id)["reports_h"] == 2
+    send(app, dev, tenant, clock, 90, boot_count=5)               # 29 s after that write: waits
+    assert app[STORAGE].get_health_state(dev.id)["reports_h"] == 2
+    app[ALERTS].final = True                                       # what the app does at stop
+    app[HEALTH].flush()
+    assert app[STORAGE].get_health_state(dev.id)["reports_h"] == 3

@@ -15,7 +15,7 @@ from verifier.errors import NotFound, ValidationError
 from verifier.registry.model import parse_device_id
 from verifier.tasks import stop
 from verifier.web.auth import require_admin as _admin
-from verifier.web.request import MAX_LIST, request_now as _now
+from verifier.web.request import list_cursor as _cursor, list_limit as _limit, request_now as _now
 
 log = logging.getLogger("janua.verifier.alerts")
 
@@ -35,8 +35,16 @@ def _alert_id(request):
     return int(text)
 
 
+def _sync(request):
+    # alerts open when the health ingest writes its batch (written behind): write it before reading
+    ingest = request.app.get(HEALTH)
+    if ingest is not None:
+        ingest.sync()
+
+
 async def list_alerts(request):
     _, tenant_id = _admin(request)
+    _sync(request)
     q = request.query
     state = q.get("state", "open")
     if state not in STATES:
@@ -49,17 +57,8 @@ async def list_alerts(request):
         device = parse_device_id(device)
         if device is None:
             raise ValidationError("device_id must be 16 lowercase hex characters")
-    try:
-        limit = int(q.get("limit", "100"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_LIST:
-        raise ValidationError(f"limit must be an integer in [1, {MAX_LIST}]")
-    before = q.get("cursor")
-    if before is not None:
-        if not (before.isascii() and before.isdigit() and 1 <= len(before) <= 18):
-            raise ValidationError("cursor must be a next_cursor value of an earlier page")
-        before = int(before)
+    limit = _limit(request)
+    before = _cursor(request)
     items = request.app[STORAGE].list_alerts(tenant_id, state, device, rule, limit, before)
     return web.json_response({"alerts": [alert_view(a) for a in items],
                               "next_cursor": str(items[-1]["id"]) if len(items) == limit else None})
@@ -67,6 +66,7 @@ async def list_alerts(request):
 
 async def get_alert(request):
     _, tenant_id = _admin(request)
+    _sync(request)
     a = request.app[STORAGE].get_alert(tenant_id, _alert_id(request))
     if a is None:
         raise NotFound("no such alert")
@@ -99,7 +99,7 @@ def render_metrics(storage):
 
 async def _alerts_ctx(app):
     storage, clock = app[STORAGE], app[CONFIG].clock
-    watch = app[ALERTS] = AlertWatch(storage)
+    watch = app[ALERTS] = AlertWatch(storage, clock)
     ingest = app.get(HEALTH)
     if ingest is not None:
         ingest.watch = watch
@@ -119,6 +119,7 @@ async def _alerts_ctx(app):
     await stop(task)
     app[CORE].auth_failure_sink = None
     if ingest is not None:
+        watch.final = True          # every changed baseline goes with it
         ingest.flush()              # the last batch with the watch still hooked in
         ingest.watch = None
 

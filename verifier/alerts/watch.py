@@ -6,6 +6,7 @@ the notify event `alert.opened` in the same transaction, and `janua_alerts_total
 
 import collections
 import logging
+import time
 
 from prometheus_client.core import CounterMetricFamily
 
@@ -16,6 +17,7 @@ log = logging.getLogger("janua.verifier.alerts")
 
 ACTOR = "alerts"
 AUTO = "auto"                   # resolved_by of an alert the verifier resolved (core.AUTO_RESOLVE_S)
+STATE_WRITE_S = 60              # changed baselines are written at most this often (and with every alert, and at stop)
 
 
 def open_alerts(storage, items, now):
@@ -37,8 +39,11 @@ def open_alerts(storage, items, now):
 
 
 class AlertWatch:
-    def __init__(self, storage):
+    def __init__(self, storage, clock=time.time):
         self._storage = storage
+        self._clock = clock           # the app's clock (config.clock)
+        self._wrote = clock()         # when the changed baselines were last written
+        self.final = False            # set at stop: the next write() writes every changed baseline
         self._baselines = {}          # device id -> core.Baseline
         self._dirty = {}              # device id -> tenant id: baselines to write at the next flush
         self._pending = []            # (tenant, device, rule, details, now) to open at the next flush
@@ -47,7 +52,11 @@ class AlertWatch:
 
     @property
     def dirty(self):
-        return bool(self._dirty or self._pending)
+        """Something to write in this batch: an alert to open, or changed baselines whose time has come."""
+        return bool(self._pending or (self._dirty and self._due()))
+
+    def _due(self):
+        return self.final or self._clock() - self._wrote >= STATE_WRITE_S
 
     # the health ingest's side (verifier/health/ingest.py: HealthIngest.watch)
 
@@ -60,10 +69,14 @@ class AlertWatch:
         self._dirty[device_id] = tenant_id
 
     def write(self, storage):
-        """Called inside the ingest's batch transaction: the baselines that changed, and the alerts."""
-        dirty, self._dirty = self._dirty, {}
+        """Called inside the ingest's batch transaction: the alerts, and the baselines that changed when
+        STATE_WRITE_S has passed since the last write (or an alert opens, or at stop): a restart loses at most
+        that much of the current hour's counts, and a report costs no baseline write of its own."""
         pending, self._pending = self._pending, []
-        storage.save_health_states([(did, tid, self._baselines[did].row()) for did, tid in dirty.items()])
+        if self._dirty and (pending or self._due()):
+            dirty, self._dirty = self._dirty, {}
+            self._wrote = self._clock()
+            storage.save_health_states([(did, tid, self._baselines[did].row()) for did, tid in dirty.items()])
         for tenant_id, device_id, rule, details, now in pending:
             for r in open_alerts(storage, [(tenant_id, device_id, rule, details)], now):
                 self.opened[r] += 1

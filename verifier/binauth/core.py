@@ -127,9 +127,6 @@ class BinAuthCore:
         # health piggy-back (docs/health.md 2.1): called with (state, request[0:20], rest, now, transport)
         # for a 31..156-byte datagram whose first 20 bytes were decided OK; set by the app
         self.health_sink = None
-        # () -> None: writes the health reports queued so far; flush() calls it inside its own transaction, so
-        # a batch of piggy-backed reports costs no commit of its own (set with health_sink by the app)
-        self.health_flush = None
         # anomaly alerts (docs/health.md 5): called with (tenant id, device id, result name, now) for every
         # decision about a known device that is not OK; set by the app
         self.auth_failure_sink = None
@@ -292,12 +289,7 @@ class BinAuthCore:
         self._accepted, self._activated, self._audit = [], [], []
         audit = [r if type(r[7]) is not tuple else r[:7] + (f"{r[7][0]}:{r[7][1]}",) + r[8:] for r in audit]
         try:
-            if self.health_flush is None:
-                self._storage.record_auth(accepted, activated, audit)
-            else:
-                with self._storage.transaction():
-                    self._storage.record_auth(accepted, activated, audit)
-                    self.health_flush()     # never raises: a failed health write is logged and dropped
+            self._storage.record_auth(accepted, activated, audit)
         except BaseException:
             self.forget_all()
             raise

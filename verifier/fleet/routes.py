@@ -8,7 +8,7 @@ import logging
 
 from aiohttp import web
 
-from verifier.appkeys import CONFIG, CORE, METRIC_SOURCES, STORAGE
+from verifier.appkeys import CONFIG, CORE, HEALTH, METRIC_SOURCES, STORAGE
 from verifier.fleet import core as fleet
 from verifier.tasks import stop
 from verifier.web.auth import require_admin as _admin
@@ -31,6 +31,9 @@ def status(storage, tenant_id, now):
 
 async def get_status(request):
     _, tenant_id = _admin(request)
+    ingest = request.app.get(HEALTH)
+    if ingest is not None:          # the health reports written behind count in the buckets and firmware
+        ingest.sync()
     return web.json_response(status(request.app[STORAGE], tenant_id, _now(request)))
 
 

@@ -153,24 +153,47 @@ def check_piggyback(k_health, request20, rest):
 
 # ---- traffic (docs/health.md 3, "Data rate") ----
 
+def brief(fields, received_at=None):
+    """The few fields the rules read from a device's older reports, as a tuple: (received_at, boot_count,
+    reset_cause, auth_failures, uptime_s, bytes_rx, bytes_tx), None where absent. The ingest keeps the
+    last 8 of each device in memory this way (about 120 bytes each, not a dict of every field)."""
+    g = fields.get
+    return (received_at if received_at is not None else g("received_at"), g("boot_count"), g("reset_cause"),
+            g("auth_failures"), g("uptime_s"), g("bytes_rx"), g("bytes_tx"))
+
+
+_T, _BOOT, _CAUSE, _AUTHF, _UP, _RX, _TX = range(7)
+
+
 def byte_deltas(history, latest):
     """(rx, tx): the bytes the board received and sent between the last report in `history` (older decoded
     reports, oldest first) that carried the counter and `latest`. 0 without such a report (no baseline).
     After a reboot (boot_count changed, or uptime_s went down) or when the counter went down (a reboot the
     report does not show, or the 32-bit wrap) the counter restarted: the new value is the delta."""
-    out = []
-    for name in ("bytes_rx", "bytes_tx"):
-        new = latest.get(name)
-        prev = next((h for h in reversed(history) if h.get(name) is not None), None)
-        if new is None or prev is None:
-            out.append(0)
+    return deltas([brief(h) for h in history], latest)
+
+
+def deltas(briefs, latest):
+    """byte_deltas() over the briefs of the older reports (the ingest's form)."""
+    return _delta(briefs, latest, "bytes_rx", _RX), _delta(briefs, latest, "bytes_tx", _TX)
+
+
+def _delta(briefs, latest, name, k):
+    new = latest.get(name)
+    if new is None:
+        return 0
+    for i in range(len(briefs) - 1, -1, -1):       # the newest older report that carried the counter
+        prev = briefs[i]
+        old = prev[k]
+        if old is None:
             continue
-        rebooted = (latest.get("boot_count") is not None and prev.get("boot_count") is not None
-                    and latest["boot_count"] != prev["boot_count"]) or \
-                   (latest.get("uptime_s") is not None and prev.get("uptime_s") is not None
-                    and latest["uptime_s"] < prev["uptime_s"])
-        out.append(new if rebooted or new < prev[name] else new - prev[name])
-    return tuple(out)
+        b0, b1 = prev[_BOOT], latest.get("boot_count")
+        u0, u1 = prev[_UP], latest.get("uptime_s")
+        if (b0 is not None and b1 is not None and b0 != b1) or (u0 is not None and u1 is not None and u1 < u0) \
+                or new < old:
+            return new
+        return new - old
+    return 0
 
 
 # ---- recommendations (docs/health.md 4) ----
@@ -193,53 +216,97 @@ def _version_key(v):
     return tuple(parts)
 
 
-def recommend(latest, history, device, context):
-    """Recommendations [{code, severity, message}] for the latest decoded report `latest`, its
-    `history` (older decoded reports with "received_at", oldest first), the device row `device` and
-    `context` (now, drift_s, latest_release: a version or None, cert_not_after: a time or None)."""
+_SEVERITY = {"heap_low": "warning", "reset_loop": "critical", "clock_drift": "warning",
+             "credential_expiring": "warning", "firmware_behind": "info", "weak_signal": "info",
+             "flash_low": "warning", "auth_failures_rising": "warning"}
+_MESSAGE = {
+    "heap_low": "lowest free heap since boot is {0} bytes (< {1}): reduce buffers or look for a leak",
+    "reset_loop": "the board rebooted at least 3 times within an hour (or keeps resetting by crash or "
+                  "watchdog): check the last error and power supply",
+    "clock_drift": "board clock is {0} s off the server (more than half the allowed drift of {1} s): sync its "
+                   "time more often",
+    "credential_expiring": "a credential (PSK or certificate) expires within 30 days: rotate it",
+    "firmware_behind": "the board runs {0}; release {1} is published: update it",
+    "weak_signal": "Wi-Fi signal {0} dBm is below {1} dBm: move the board or its antenna",
+    "flash_low": "only {0} bytes free on flash (< {1}): an OTA update may not fit",
+    "auth_failures_rising": "authentication failures rose from {0} to {1} across the last reports: check its "
+                            "clock and credentials, or someone probing it",
+}
+
+
+def findings(latest, briefs, device, context):
+    """[(code, args)] of the recommendations that apply (docs/health.md 4), in the table's order, without
+    their sentences: what the ingest scores on every report. `latest`: the decoded report with
+    "received_at"; `briefs`: brief() of the older reports, oldest first (a list or a deque)."""
     now = context["now"]
     out = []
-
-    def add(code, severity, message):
-        out.append({"code": code, "severity": severity, "message": message})
-
     hm = latest.get("heap_min")
     if hm is not None and hm < HEAP_LOW_BYTES:
-        add("heap_low", "warning", f"lowest free heap since boot is {hm} bytes (< {HEAP_LOW_BYTES}): "
-            "reduce buffers or look for a leak")
-    # reset loop: >= 3 boots within the last hour per the reports' boot_count
-    boots = [(h["received_at"], h["boot_count"]) for h in history + [latest]
-             if h.get("boot_count") is not None and h.get("received_at") is not None]
-    recent = [b for t, b in boots if t >= now - RESET_LOOP_S]
-    crashy = [h.get("reset_cause") for h in history[-2:] + [latest]].count(7) + \
-        [h.get("reset_cause") for h in history[-2:] + [latest]].count(3)
-    if (recent and max(recent) - min(recent) >= RESET_LOOP_BOOTS) or crashy >= 3:
-        add("reset_loop", "critical", "the board rebooted at least 3 times within an hour (or keeps "
-            "resetting by crash or watchdog): check the last error and power supply")
+        out.append(("heap_low", (hm, HEAP_LOW_BYTES)))
+    # reset loop: boot_count rising by >= 3 across the reports of the last hour, or the last 3 reports all
+    # reset by crash (7) or watchdog (3)
+    since = now - RESET_LOOP_S
+    lo = hi = latest.get("boot_count")
+    t = latest.get("received_at")
+    if t is None or t < since:
+        lo = hi = None
+    crashy = 1 if latest.get("reset_cause") in (3, 7) else 0
+    n = len(briefs)
+    af = []
+    for i in range(n):
+        h = briefs[i]
+        b = h[_BOOT]
+        if b is not None and h[_T] is not None and h[_T] >= since:
+            if lo is None or b < lo:
+                lo = b
+            if hi is None or b > hi:
+                hi = b
+        if i >= n - 2 and h[_CAUSE] in (3, 7):
+            crashy += 1
+        if h[_AUTHF] is not None:
+            af.append(h[_AUTHF])
+    if (lo is not None and hi - lo >= RESET_LOOP_BOOTS) or crashy >= 3:
+        out.append(("reset_loop", ()))
     off = latest.get("clock_offset_s")
     drift = context.get("drift_s")
     if off is not None and drift and abs(off) > drift / 2:
-        add("clock_drift", "warning", f"board clock is {off} s off the server (more than half the allowed "
-            f"drift of {drift} s): sync its time more often")
+        out.append(("clock_drift", (off, drift)))
     limit = now + CREDENTIAL_DAYS * 86400
     exp = device.get("psk_expires_at") if device else None
     cert = context.get("cert_not_after")
     if (exp is not None and exp <= limit) or (cert is not None and cert <= limit):
-        add("credential_expiring", "warning", "a credential (PSK or certificate) expires within 30 days: rotate it")
+        out.append(("credential_expiring", ()))
     rel, ver = context.get("latest_release"), latest.get("app_version")
     if rel and ver and _version_key(ver) < _version_key(rel):
-        add("firmware_behind", "info", f"the board runs {ver}; release {rel} is published: update it")
+        out.append(("firmware_behind", (ver, rel)))
     rssi = latest.get("rssi")
     if rssi is not None and rssi < WEAK_RSSI:
-        add("weak_signal", "info", f"Wi-Fi signal {rssi} dBm is below {WEAK_RSSI} dBm: move the board or its antenna")
+        out.append(("weak_signal", (rssi, WEAK_RSSI)))
     ff = latest.get("flash_free")
     if ff is not None and ff < FLASH_LOW_BYTES:
-        add("flash_low", "warning", f"only {ff} bytes free on flash (< {FLASH_LOW_BYTES}): an OTA update may not fit")
-    af = [h["auth_failures"] for h in history + [latest] if h.get("auth_failures") is not None]
-    if len(af) >= 2 and af == sorted(af) and af[-1] - af[0] >= AUTH_FAILURES_RISE:
-        add("auth_failures_rising", "warning", f"authentication failures rose from {af[0]} to {af[-1]} across the "
-            "last reports: check its clock and credentials, or someone probing it")
+        out.append(("flash_low", (ff, FLASH_LOW_BYTES)))
+    a1 = latest.get("auth_failures")
+    if a1 is not None:
+        af.append(a1)
+    if len(af) >= 2 and af[-1] - af[0] >= AUTH_FAILURES_RISE and all(af[i] <= af[i + 1] for i in range(len(af) - 1)):
+        out.append(("auth_failures_rising", (af[0], af[-1])))
     return out
+
+
+def recommend(latest, history, device, context):
+    """Recommendations [{code, severity, message}] for the latest decoded report `latest`, its
+    `history` (older decoded reports with "received_at", oldest first), the device row `device` and
+    `context` (now, drift_s, latest_release: a version or None, cert_not_after: a time or None)."""
+    return [{"code": c, "severity": _SEVERITY[c], "message": _MESSAGE[c].format(*a)}
+            for c, a in findings(latest, [brief(h) for h in history], device, context)]
+
+
+def score_of(found, attestation_warning=False):
+    """The score of findings() (as score() of the recommendations)."""
+    s = 100 - sum(PENALTY[_SEVERITY[c]] for c, _ in found)
+    if attestation_warning:
+        s -= ATTESTATION_PENALTY
+    return max(0, min(100, s))
 
 
 def score(recommendations, attestation_warning=False):

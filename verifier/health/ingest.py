@@ -17,6 +17,8 @@ from verifier.registry.model import Policy
 log = logging.getLogger("janua.verifier.health")
 
 HISTORY_MEMORY = 8      # decoded reports per device kept in memory for the recommendations
+FLUSH_S = 1.0           # accepted reports are written at most this long after they arrive (write-behind) ...
+MAX_QUEUE = 20_000      # ... or at once when this many wait
 
 
 class HealthIngest:
@@ -27,7 +29,7 @@ class HealthIngest:
         self._perf = perf           # () -> the fleet's counters with add_bytes(tenant, rx, tx), or None
         self._queue = []
         self._scheduled = False
-        self._recent = {}           # device id -> deque of decoded reports (with received_at)
+        self._recent = {}           # device id -> deque of core.brief() of its last reports
         self._devices = {}          # device id -> (device dict, drift_s)
         self._written = {}          # device id -> (health_score, reported_version) as last written
         self.counts = collections.Counter()     # (via, result) -> reports
@@ -81,17 +83,17 @@ class HealthIngest:
         recent = self._recent.get(device_id)
         if recent is None:
             recent = self._recent[device_id] = collections.deque(maxlen=HISTORY_MEMORY)
-        latest = dict(fields, received_at=now)
-        history = list(recent)
-        recs = core.recommend(latest, history, dev, {"now": now, "drift_s": drift})
-        rx, tx = core.byte_deltas(history, latest)
-        recent.append(latest)
+        latest = fields.copy()
+        latest["received_at"] = now
+        found = core.findings(latest, recent, dev, {"now": now, "drift_s": drift})
+        rx, tx = core.deltas(recent, latest)
+        recent.append(core.brief(fields, now))
         perf = self._perf()
         if perf is not None and (rx or tx):
             perf.add_bytes(tenant_id, rx, tx)
         if self.watch is not None:
             self.watch.observe(device_id, tenant_id, fields, now)
-        score = core.score(recs)
+        score = core.score_of(found)
         ver = fields.get("app_version")
         was = self._written.get(device_id)
         if was is None:
@@ -103,15 +105,24 @@ class HealthIngest:
             self._written[device_id] = cols
         self._queue.append((device_id, tenant_id, int(now), via, bytes(report), fields,
                             core.slot_of(now, self._slot_s), score, ver))
-        if not self._scheduled:
+        if len(self._queue) >= MAX_QUEUE:
+            self.flush()
+        elif not self._scheduled:
             self._scheduled = True
             try:
-                asyncio.get_running_loop().call_soon(self.flush)
+                asyncio.get_running_loop().call_later(FLUSH_S, self.flush)
             except RuntimeError:        # no loop (a sans-loop caller): written at the next flush()
                 self._scheduled = False
         return "ok"
 
+    def sync(self):
+        """Write what is queued now, so a read that follows sees it (the health, fleet and alert routes)."""
+        if self._queue:
+            self.flush()
+
     def flush(self):
+        # the timer that a first queued report set may still fire after an early flush: it then writes
+        # what queued since (or nothing), and the next report sets a new one
         self._scheduled = False
         rows, self._queue = self._queue, []
         watch = self.watch

@@ -65,14 +65,14 @@ def _tenant_device(request):
 
 async def get_health(request):
     dev = _tenant_device(request)
-    request.app[HEALTH].flush()
+    request.app[HEALTH].sync()
     storage = request.app[STORAGE]
     return web.json_response(health_document(storage, dev, _now(request)))
 
 
 async def get_history(request):
     _tenant_device(request)
-    request.app[HEALTH].flush()
+    request.app[HEALTH].sync()
     rows = request.app[STORAGE].health_history(_device_id(request), _now(request) - HISTORY_S)
     return web.json_response({"items": [{"received_at": r["received_at"], **r["fields"]} for r in rows]})
 
@@ -83,7 +83,6 @@ async def _health_ctx(app):
     # the fleet feature sets core.perf in its own context (after this one): looked up per report
     ingest = app[HEALTH] = HealthIngest(storage, config.clock, perf=lambda: core.perf)
     core.health_sink = ingest.piggyback
-    core.health_flush = ingest.flush
     app[METRICS].registry.register(ingest)
     dtls = app.get(DTLS)
     if dtls is not None:                 # CoAP POST /telemetry with Content-Format 42 (docs/health.md 2.2)
@@ -92,7 +91,6 @@ async def _health_ctx(app):
     yield
     await stop(task)
     app[CORE].health_sink = None
-    app[CORE].health_flush = None
     ingest.flush()
 
 

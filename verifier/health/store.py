@@ -39,8 +39,8 @@ class HealthStorage(abc.ABC):
     @abc.abstractmethod
     def add_health_reports(self, rows):
         """rows: (device_id, tenant_id, received_at, via, report, fields dict, slot, score, version); one
-        transaction. score None: the device columns are not touched (the ingest knows they did not change);
-        else they are written only when they differ."""
+        transaction; for several rows of one device (and slot) the last wins. score None: the device columns
+        are not touched (the ingest knows they did not change); else they are written only when they differ."""
 
     @abc.abstractmethod
     def get_health(self, device_id):
@@ -63,9 +63,15 @@ def _fields(text, report):
 class SQLiteHealthStorage(HealthStorage):
     def add_health_reports(self, rows):
         db = self._db
-        latest = [(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
-        hist = [(r[0], r[6], r[2], bytes(r[4])) for r in rows]
-        cols = [(r[7], r[8], r[0], r[7], r[8], r[8]) for r in rows if r[7] is not None]
+        # a batch may hold several reports of one device (the ingest writes behind): only the last of each
+        # device (latest, device columns) and of each device and slot (history) is written
+        latest, hist, cols = {}, {}, {}
+        for r in rows:
+            latest[r[0]] = (r[0], r[1], r[2], r[3], bytes(r[4]))
+            hist[(r[0], r[6])] = (r[0], r[6], r[2], bytes(r[4]))
+            if r[7] is not None:
+                cols[r[0]] = (r[7], r[8], r[0], r[7], r[8], r[8])
+        latest, hist, cols = list(latest.values()), list(hist.values()), list(cols.values())
         with self.transaction():
             db.executemany("INSERT INTO health_latest VALUES (?, ?, ?, ?, ?, '') ON CONFLICT (device_id) DO UPDATE SET "
                            "received_at = excluded.received_at, via = excluded.via, report = excluded.report, "

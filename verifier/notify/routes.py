@@ -11,7 +11,7 @@ from verifier.errors import Conflict, NotFound, ValidationError
 from verifier.notify import core, delivery
 from verifier.tasks import stop
 from verifier.web.auth import require_admin as _admin
-from verifier.web.request import MAX_LIST, read_json as _json, request_now as _now
+from verifier.web.request import list_cursor as _cursor, list_limit as _limit, read_json as _json, request_now as _now
 
 MAX_WEBHOOKS = 20              # per tenant
 DELIVERY_LIMIT_DEFAULT = 100
@@ -93,18 +93,8 @@ async def test_webhook(request):
 async def list_deliveries(request):
     _, tenant_id = _admin(request)
     hook = _webhook(request, tenant_id)
-    q = request.query
-    try:
-        limit = int(q.get("limit", str(DELIVERY_LIMIT_DEFAULT)))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_LIST:
-        raise ValidationError(f"limit must be an integer in [1, {MAX_LIST}]")
-    before = q.get("cursor")
-    if before is not None:
-        if not (before.isascii() and before.isdigit() and 1 <= len(before) <= 18):
-            raise ValidationError("cursor must be a next_cursor value of an earlier page")
-        before = int(before)
+    limit = _limit(request, DELIVERY_LIMIT_DEFAULT)
+    before = _cursor(request)
     rows = request.app[STORAGE].list_deliveries(hook["id"], limit, before)
     return web.json_response({"deliveries": [delivery_view(d) for d in rows],
                               "next_cursor": str(rows[-1]["seq"]) if len(rows) == limit else None})

@@ -17,7 +17,7 @@ from verifier.binauth.device import authenticate_device_request as _device, refu
 from verifier.config import load_kek
 from verifier.errors import NotFound, ValidationError
 from verifier.web.auth import require_admin as _admin
-from verifier.web.request import MAX_LIST, read_json as _json, request_now as _now
+from verifier.web.request import list_limit as _limit, read_json as _json, request_now as _now
 from verifier.registry.model import as_int
 
 log = logging.getLogger("janua.verifier.ota")
@@ -37,16 +37,6 @@ async def ota_ctx(app):
     app[OTA] = OTAState(ota.BlobStore(config.release_path()), rollouts.download_key(load_kek(config)),
                         config.release_max_bytes)
     yield
-
-
-def _limit(request):
-    try:
-        limit = int(request.query.get("limit", "100"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_LIST:
-        raise ValidationError(f"limit must be an integer in [1, {MAX_LIST}]")
-    return limit
 
 
 # -- release keys -----------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from verifier.appkeys import CORE, LIFECYCLE_HOOKS, METRICS, SEALER, STORAGE
 from verifier.errors import Conflict, NotFound, ValidationError
 from verifier.registry.model import STATUSES, parse_device_id
 from verifier.web.auth import require_admin as _admin
-from verifier.web.request import MAX_LIST, path_device_id as _device_id, read_json as _json, request_now as _now
+from verifier.web.request import (list_cursor as _cursor, list_limit as _limit, path_device_id as _device_id,
+                                  read_json as _json, request_now as _now)
 
 
 def _tenant_name(request, tenant_id):
@@ -46,12 +47,7 @@ async def list_devices(request):
     status = q.get("status")
     if status is not None and status not in STATUSES:
         raise ValidationError(f"status must be one of {', '.join(STATUSES)}")
-    try:
-        limit = int(q.get("limit", "100"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_LIST:
-        raise ValidationError(f"limit must be an integer in [1, {MAX_LIST}]")
+    limit = _limit(request)
     after = None
     if "cursor" in q:
         after = parse_device_id(q["cursor"])
@@ -148,20 +144,11 @@ async def patch_tenant(request):
 async def audit(request):
     _, tenant_id = _admin(request)
     q = request.query
-    try:
-        limit = int(q.get("limit", "100"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_LIST:
-        raise ValidationError(f"limit must be an integer in [1, {MAX_LIST}]")
+    limit = _limit(request)
     device_id = q.get("device_id")
     if device_id is not None and parse_device_id(device_id) is None:
         raise ValidationError("device_id must be 16 lowercase hex characters")
-    before = q.get("cursor")
-    if before is not None:           # the seq of the last entry of the previous page, as decimal text
-        if not (before.isdigit() and before.isascii() and 1 <= len(before) <= 18):
-            raise ValidationError("cursor must be a next_cursor value of an earlier page")
-        before = int(before)
+    before = _cursor(request)
     entries = request.app[STORAGE].list_audit(tenant_id, device_id, limit, before)
     return web.json_response({"entries": entries,
                               "next_cursor": str(entries[-1]["seq"]) if len(entries) == limit else None})

@@ -32,6 +32,27 @@ async def read_json(request):
         raise ValidationError("the body must be JSON") from None
 
 
+def list_limit(request, default=100):
+    """The `limit` query parameter of a list route: an integer in [1, MAX_LIST]; ValidationError if not."""
+    try:
+        limit = int(request.query.get("limit", str(default)))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIST:
+        raise ValidationError(f"limit must be an integer in [1, {MAX_LIST}]")
+    return limit
+
+
+def list_cursor(request):
+    """The `cursor` query parameter (the seq of the last item of the previous page, as decimal text) or None."""
+    before = request.query.get("cursor")
+    if before is not None:
+        if not (before.isascii() and before.isdigit() and 1 <= len(before) <= 18):
+            raise ValidationError("cursor must be a next_cursor value of an earlier page")
+        before = int(before)
+    return before
+
+
 def path_device_id(request):
     """The {device_id} path parameter as 8 bytes; NotFound (404) if it is not a device id."""
     did = parse_device_id(request.match_info["device_id"])
