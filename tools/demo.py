@@ -170,7 +170,8 @@ def run_demo(workdir, board="esp32", say=print):
         out["health"] = h
         if h.get("via"):
             res = h.get("resources") or {}
-            say(f"== its health report (piggy-backed on the first UDP request, docs/health.md): score {h.get('score')} "
+            say(f"== its latest health report (each boot's first authentication carries one, docs/health.md; "
+                f"this one came {h.get('via')}): score {h.get('score')} "
                 f"({h.get('bucket')}), heap {res.get('heap_free')} B free (lowest {res.get('heap_min')} B), "
                 f"boot {(h.get('operational') or {}).get('boot_count')}, "
                 f"{len(h.get('recommendations') or [])} recommendation(s)")

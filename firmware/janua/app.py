@@ -15,6 +15,7 @@ trial confirm itself: a repair update must not be rolled back because the board 
 _REACHED = ("janua: authenticated", "janua: auth failed: not_active", "janua: auth failed: dtls: quarantined")
 
 from binascii import unhexlify
+import janua
 from janua import JanuaError, health_c, note_error, sample
 from janua.store import Store
 from janua.clock import Clock
@@ -46,7 +47,7 @@ def _report(cfg, state, clock, hal):
     # this run's health report (docs/health.md) when one is due, else None; never fails the run
     try:
         from janua import health
-        if health.due(cfg, state, clock.now()):
+        if health.due(cfg, state, clock.now(), not getattr(janua, "health_sent", False)):
             return health.report(hal, state["boots"])
     except Exception as e:  # a hal or flash that cannot answer costs the report, not the auth
         note_error(e)
@@ -131,6 +132,7 @@ def run(store=None, clock=None):
         new = {"result": "ok", "session": r[2], "expires": r[3], "permissions": r[4]}
         if rep:
             new["health_at"] = clock.now()
+            janua.health_sent = True        # this boot has reported (package object: kept across its runs)
     else:
         health_c[1] += 1
         line = "janua: auth failed: %s" % client.reason
@@ -172,6 +174,7 @@ def _run_dtls(cfg, clock, store, state, rep=None):
         h = doc.get("health")
         if h == "ok":
             new["health_at"] = clock.now()
+            janua.health_sent = True
         elif h:
             line += " (health report: %s)" % h
     except (OSError, JanuaError) as e:

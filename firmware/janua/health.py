@@ -131,12 +131,16 @@ def tail(key, rep):
     return lambda req: rep + tag(key, req, rep)
 
 
-def due(cfg, state, now):
-    """True when this run should send a report: cfg health.interval_s (default 3600; 0: never) has passed
-    since state["health_at"], none was sent yet, or the clock is behind it (not yet set in this boot)."""
+def due(cfg, state, now, fresh=False):
+    """True when this run should send a report (docs/health.md 2.5): `fresh` (no report answered yet in this
+    boot) unless cfg health.every_boot is false, or health.interval_s (default 3600; 0: never) has passed
+    since state["health_at"], none was ever answered, or the clock is behind it (not set yet in this boot)."""
     h = cfg.get("health")
-    n = h.get("interval_s", INTERVAL_S) if isinstance(h, dict) else INTERVAL_S
+    h = h if isinstance(h, dict) else {}
+    n = h.get("interval_s", INTERVAL_S)
     if not isinstance(n, int) or n <= 0:
         return False
+    if fresh and h.get("every_boot", True) is not False:
+        return True
     at = state.get("health_at")
     return not isinstance(at, int) or now < at or now - at >= n

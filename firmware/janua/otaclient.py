@@ -160,8 +160,9 @@ def _unload(*names):
 def _report(cfg, state, clock):
     # a health report when one is due and no other path carried it (docs/health.md 2.4), else None
     try:
+        import janua
         from janua import health
-        if health.due(cfg, state, clock.now()):
+        if health.due(cfg, state, clock.now(), not getattr(janua, "health_sent", False)):
             try:
                 import janua_hal as hal
             except ImportError:
@@ -196,6 +197,8 @@ def poll(store=None, clock=None, slots=None):
         up = c.check(_report(cfg, state, c.clock))
         if c.health == "ok":
             state["health_at"] = c.clock.now()
+            import janua
+            janua.health_sent = True
         if c.attest is not None:
             # the verifier holds a challenge for this board: answer it now, before an update
             # changes what runs (docs/attestation.md 2.3); a failure here never stops the update

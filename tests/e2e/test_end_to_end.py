@@ -48,9 +48,11 @@ def test_verifier_registry_shows_the_device_active_and_authenticated(demo):
     assert dev["last_authenticated_at"]
 
 
-def test_the_first_boot_sent_a_health_report_on_its_udp_request(demo):
+def test_each_boot_sent_a_health_report_on_its_authentication(demo):
+    # mpremote's raw REPL soft-resets the board before each exec: the HTTP and DTLS runs start new boots,
+    # whose first authentication reports too; the last one was DTLS (POST /telemetry)
     h = demo["health"]
-    assert h["via"] == "binauth" and h["operational"]["boot_count"] == 1
+    assert h["via"] == "coap" and h["operational"]["boot_count"] >= 1
     assert h["resources"]["heap_free"] > 0 and h["bucket"] == "healthy"
 
 

@@ -42,6 +42,8 @@ async def test_piggyback_ingested_and_shown(server, tenant):
     assert doc["resources"] == {"heap_free": 48213, "heap_min": 31004, "flash_free": 1376256}
     assert doc["operational"]["reset_cause"] == "watchdog"
     assert doc["operational"]["last_error"] == "OSError 110"
+    assert doc["operational"]["clock_offset_s"] == -3
+    assert doc["app_version"] == "1.4.2" and doc["slot"] == "b"
     assert doc["network"]["rssi"] == -67
     assert doc["via"] == "binauth"
     assert doc["received_at"] == 1767225600

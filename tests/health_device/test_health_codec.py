@@ -130,9 +130,12 @@ cases = [({}, {}, 1000), ({}, {"health_at": 1000}, 4599), ({}, {"health_at": 100
          ({}, {"health_at": 1000}, 999), ({"health": {"interval_s": 0}}, {}, 1000),
          ({"health": {"interval_s": 60}}, {"health_at": 1000}, 1059), ({"health": {"interval_s": 60}}, {"health_at": 1000}, 1060),
          ({"health": {"interval_s": "60"}}, {}, 1000), ({}, {"health_at": "x"}, 1000)]
-print(json.dumps([due(c, s, n) for c, s, n in cases]))
+fresh = [({}, {"health_at": 1000}, 1001), ({"health": {"every_boot": False}}, {"health_at": 1000}, 1001),
+         ({"health": {"interval_s": 0}}, {}, 1000)]
+print(json.dumps([due(c, s, n) for c, s, n in cases] + [due(c, s, n, True) for c, s, n in fresh]))
 """)[0]
-    assert out == [True, False, True, True, False, False, True, False, True]
+    assert out == [True, False, True, True, False, False, True, False, True,
+                   True, False, False]       # a boot's first run reports, unless every_boot is off or reports are
 
 
 def test_client_appends_a_fresh_tag_to_every_request(mp):

@@ -51,18 +51,49 @@ def test_first_boot_reports_on_the_auth_path(verifier, mp, transport, via):
     assert state["health_at"] == state["at"]         # the report was answered: not due for an hour
 
 
-def test_second_boot_within_the_interval_sends_no_report_then_one_when_due(verifier, mp):
+def test_every_boot_reports_once_then_every_interval(verifier, mp):
     dev = board(verifier, mp, "H-again", "udp")
-    boot(mp)
-    first = verifier.api("GET", f"/v1/devices/{dev}/health")["received_at"]
-    assert boot(mp).startswith("janua: authenticated")
+    out = mp("""
+import json
+from janua.app import run
+print(json.dumps([run(), run()]))
+""")[0]
+    assert all(line.startswith("janua: authenticated") for line in out), out
     doc = verifier.api("GET", f"/v1/devices/{dev}/health")
-    assert doc["received_at"] == first and doc["operational"]["boot_count"] == 1   # the boot-2 request was 20 bytes
+    first = doc["received_at"]
+    assert doc["operational"]["boot_count"] == 1        # the second run of the boot sent 20 bytes
     st = json.loads((mp.flash / "janua_state.json").read_text())
-    st["health_at"] -= 3600                                                        # an hour later
+    assert boot(mp).startswith("janua: authenticated")  # boot 2: its first run reports again
+    doc = verifier.api("GET", f"/v1/devices/{dev}/health")
+    assert doc["operational"]["boot_count"] == 2 and doc["received_at"] >= first
+    st = json.loads((mp.flash / "janua_state.json").read_text())
+    st["health_at"] -= 3600                             # an hour after the last report, in one boot
     (mp.flash / "janua_state.json").write_text(json.dumps(st))
-    boot(mp)
+    out = mp("""
+import json, janua
+janua.health_sent = True               # as if this boot had reported already
+from janua.app import run
+print(json.dumps(run()))
+""")
     assert verifier.api("GET", f"/v1/devices/{dev}/health")["operational"]["boot_count"] == 3
+
+
+def test_every_boot_false_waits_for_the_interval(verifier, mp):
+    dev = board(verifier, mp, "H-sleepy", "udp", health={"every_boot": False})
+    boot(mp)
+    boot(mp)
+    assert verifier.api("GET", f"/v1/devices/{dev}/health")["operational"]["boot_count"] == 1
+
+
+def test_a_board_in_a_reset_loop_is_told_so(verifier, mp):
+    # four boots within a minute: boot_count rises by 3 across the reports of the hour (docs/health.md 4)
+    dev = board(verifier, mp, "H-loop", "udp")
+    for _ in range(4):
+        assert boot(mp).startswith("janua: authenticated")
+    doc = verifier.api("GET", f"/v1/devices/{dev}/health")
+    assert doc["operational"]["boot_count"] == 4
+    assert [r["code"] for r in doc["recommendations"]] == ["reset_loop"]
+    assert doc["score"] == 60 and doc["bucket"] == "degraded"
 
 
 def test_reports_off_with_interval_zero(verifier, mp):

@@ -297,8 +297,12 @@ def recommend(latest, history, device, context):
     """Recommendations [{code, severity, message}] for the latest decoded report `latest`, its
     `history` (older decoded reports with "received_at", oldest first), the device row `device` and
     `context` (now, drift_s, latest_release: a version or None, cert_not_after: a time or None)."""
-    return [{"code": c, "severity": _SEVERITY[c], "message": _MESSAGE[c].format(*a)}
-            for c, a in findings(latest, [brief(h) for h in history], device, context)]
+    return sentences(findings(latest, [brief(h) for h in history], device, context))
+
+
+def sentences(found):
+    """findings() as the document's recommendations [{code, severity, message}]."""
+    return [{"code": c, "severity": _SEVERITY[c], "message": _MESSAGE[c].format(*a)} for c, a in found]
 
 
 def score_of(found, attestation_warning=False):

@@ -115,6 +115,11 @@ class HealthIngest:
                 self._scheduled = False
         return "ok"
 
+    def briefs(self, device_id):
+        """core.brief() of the device's last reports this process accepted, oldest first, or None."""
+        recent = self._recent.get(device_id)
+        return list(recent) if recent else None
+
     def sync(self):
         """Write what is queued now, so a read that follows sees it (the health, fleet and alert routes)."""
         if self._queue:

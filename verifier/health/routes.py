@@ -26,7 +26,10 @@ def _latest_release(storage, tenant_id):
     return best
 
 
-def health_document(storage, dev, now):
+def health_document(storage, dev, now, briefs=None):
+    """`briefs`: core.brief() of the device's recent reports this process remembers (the ingest's), which
+    see every report; without them (another instance, or after a restart) the stored history, one report
+    per 15-minute slot, stands in for them."""
     got = storage.get_health(dev["id"])
     fields = got["fields"] if got else {}
     doc = {
@@ -38,20 +41,29 @@ def health_document(storage, dev, now):
         "operational": {"uptime_s": fields.get("uptime_s"), "boot_count": fields.get("boot_count"),
                         "reset_cause": (health.RESET_CAUSES[fields["reset_cause"]]
                                         if fields.get("reset_cause") is not None else None),
-                        "errors": fields.get("errors"), "last_error": fields.get("last_error")},
+                        "errors": fields.get("errors"), "last_error": fields.get("last_error"),
+                        "clock_offset_s": fields.get("clock_offset_s")},
         "app_version": fields.get("app_version"),
+        "slot": health.SLOTS[fields["slot"]] if fields.get("slot") in (0, 1) else None,
         "received_at": got["received_at"] if got else None, "via": got["via"] if got else None,
     }
     if got is None:
         doc.update(score=None, bucket=health.bucket(None, dev.get("status"), dev.get("attestation_status")),
                    recommendations=[])
         return doc
-    hist = [dict(h["fields"], received_at=h["received_at"])
-            for h in storage.health_history(dev["id"], now - HISTORY_S) if h["received_at"] < got["received_at"]]
+    t = got["received_at"]
+    if briefs:
+        older = list(briefs)
+        if older[-1][0] == t:           # the latest report itself (reports of one second share their time)
+            older.pop()
+        older = [b for b in older if b[0] is not None and b[0] <= t]
+    else:
+        older = [health.brief(h["fields"], h["received_at"])
+                 for h in storage.health_history(dev["id"], now - HISTORY_S) if h["received_at"] < t]
     tenant = storage.get_tenant(dev["tenant_id"])
     ctx = {"now": now, "drift_s": Policy.from_json(tenant["policy"]).drift_s,
            "latest_release": _latest_release(storage, dev["tenant_id"])}
-    recs = health.recommend(dict(fields, received_at=got["received_at"]), hist, dev, ctx)
+    recs = health.sentences(health.findings(dict(fields, received_at=t), older, dev, ctx))
     score = health.score(recs, dev.get("attestation_status") == "warning")
     doc.update(score=score, bucket=health.bucket(score, dev.get("status"), dev.get("attestation_status")),
                recommendations=recs)
@@ -67,7 +79,7 @@ async def get_health(request):
     dev = _tenant_device(request)
     request.app[HEALTH].sync()
     storage = request.app[STORAGE]
-    return web.json_response(health_document(storage, dev, _now(request)))
+    return web.json_response(health_document(storage, dev, _now(request), request.app[HEALTH].briefs(dev["id"])))
 
 
 async def get_history(request):
