@@ -19,6 +19,7 @@ log = logging.getLogger("janua.verifier.health")
 HISTORY_MEMORY = 8      # decoded reports per device kept in memory for the recommendations
 FLUSH_S = 1.0           # accepted reports are written at most this long after they arrive (write-behind) ...
 MAX_QUEUE = 20_000      # ... or at once when this many wait
+MEMORY_DEVICES = 100_000    # devices whose recent reports and row the ingest keeps (least recently reporting dropped)
 
 
 class HealthIngest:
@@ -30,7 +31,7 @@ class HealthIngest:
         self._queue = []
         self._scheduled = False
         self._recent = {}           # device id -> deque of core.brief() of its last reports
-        self._devices = {}          # device id -> (device dict, drift_s)
+        self._devices = {}          # device id -> (the device columns the score reads, drift_s), in report order
         self._written = {}          # device id -> (health_score, reported_version) as last written
         self.counts = collections.Counter()     # (via, result) -> reports
         # the alerts feature's baselines (verifier/alerts/watch.py, duck-typed): observe(device_id, tenant_id,
@@ -38,13 +39,21 @@ class HealthIngest:
         self.watch = None
 
     def _device(self, device_id):
-        got = self._devices.get(device_id)
+        # (the few device columns the score reads, the tenant's drift_s), kept while the device reports
+        got = self._devices.pop(device_id, None)
         if got is None:
             dev = self._storage.get_device(device_id)
             if dev is None:
                 return None, None
             tenant = self._storage.get_tenant(dev["tenant_id"])
-            got = self._devices[device_id] = (dev, Policy.from_json(tenant["policy"]).drift_s)
+            got = ({k: dev.get(k) for k in ("psk_expires_at", "health_score", "reported_version")},
+                   Policy.from_json(tenant["policy"]).drift_s)
+            if len(self._devices) >= MEMORY_DEVICES:         # the least recently reporting device goes
+                old = next(iter(self._devices))
+                del self._devices[old]
+                self._recent.pop(old, None)
+                self._written.pop(old, None)
+        self._devices[device_id] = got                       # last in the order: the most recent
         return got
 
     def collect(self):
@@ -55,9 +64,24 @@ class HealthIngest:
             fam.add_metric((via, result), n)
         yield fam
 
+    # binary auth's cache listener (BinAuthCore.listeners): told of every admin change
+
     def forget(self, device_id):
+        """The device changed (lifecycle, credentials) or is gone: its row is read again; a deleted device's
+        queued reports are dropped (they would write rows for a device that no longer exists)."""
         self._devices.pop(device_id, None)
         self._written.pop(device_id, None)
+        if any(r[0] == device_id for r in self._queue) and self._storage.get_device(device_id) is None:
+            self._queue = [r for r in self._queue if r[0] != device_id]
+            self._recent.pop(device_id, None)
+
+    def forget_tenant(self, tenant_id):
+        # a policy change (drift_s): every device's row is read again at its next report
+        self._devices.clear()
+
+    def forget_all(self):
+        self._devices.clear()
+        self._written.clear()
 
     def piggyback(self, st, request20, rest, now, transport):
         """Check the tag under the device's K_health and ingest; the refusal reason or "ok"."""

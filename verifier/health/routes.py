@@ -95,6 +95,7 @@ async def _health_ctx(app):
     # the fleet feature sets core.perf in its own context (after this one): looked up per report
     ingest = app[HEALTH] = HealthIngest(storage, config.clock, perf=lambda: core.perf)
     core.health_sink = ingest.piggyback
+    core.listeners.append(ingest)        # told of every device change (its cached row, a deleted device)
     app[METRICS].registry.register(ingest)
     dtls = app.get(DTLS)
     if dtls is not None:                 # CoAP POST /telemetry with Content-Format 42 (docs/health.md 2.2)
@@ -103,6 +104,8 @@ async def _health_ctx(app):
     yield
     await stop(task)
     app[CORE].health_sink = None
+    if ingest in app[CORE].listeners:
+        app[CORE].listeners.remove(ingest)
     ingest.flush()
 
 
