@@ -95,8 +95,10 @@ class Client:
         if not r[5]:
             self.advisory = r  # unauthenticated: report it, change nothing
             return self._step(_IGNORE)
-        # Authenticated: the server time is trustworthy, adopt it (the offset first, for the health report)
-        health_c[4] = r[1] - self.clock.now()
+        # Authenticated: the server time is trustworthy, adopt it. The health report's clock offset is the
+        # answer to this run's first request: the board's own drift (a retry's answer only sees the fix)
+        if self.attempts == 1:
+            health_c[4] = r[1] - self.clock.now()
         self.clock.set_from_server(r[1])
         self.result = r
         if status == _p.OK:

@@ -140,3 +140,49 @@ print(json.dumps([up, c.health]))
     assert out == [None, "ok"]
     doc = verifier.api("GET", f"/v1/devices/{dev}/health")
     assert doc["via"] == "ota" and doc["operational"]["boot_count"] == 4
+
+
+def test_a_heap_that_shrinks_is_told_heap_low(verifier, mp):
+    # the application holds all but about 9 KB of the esp32 profile's heap when the board authenticates
+    dev = board(verifier, mp, "H-heap", "udp")
+    out = mp("""
+import gc, json
+from janua.app import run
+from janua import binauth, udp, hkdf, mac, packet, health, store, clock   # what the run imports, first
+import janua_hal, socket
+gc.collect()
+hog = []
+while gc.mem_free() > 9 * 1024:                  # what is left for the run: about 9 KB
+    try:
+        hog.append(bytearray(48))
+    except MemoryError:
+        break
+print(json.dumps(run()))
+""")
+    assert out[0].startswith("janua: authenticated"), out
+    doc = verifier.api("GET", f"/v1/devices/{dev}/health")
+    assert doc["resources"]["heap_min"] < 8192
+    assert [r["code"] for r in doc["recommendations"]] == ["heap_low"]
+
+
+def test_a_clock_that_drifts_is_told_clock_drift(verifier, mp):
+    # a board whose clock runs 600 s behind: the first run's authenticated TIME_SYNC measures the offset,
+    # the report of the next run (an interval later) carries it; the default policy allows 300 s of drift
+    dev = board(verifier, mp, "H-drift", "udp")
+    out = mp("""
+import json, time, janua
+from janua.app import run
+from janua.clock import Clock
+from janua.store import Store
+first = run(clock=Clock(time_fn=lambda: time.time() - 600))
+st = Store().load_state()
+st["health_at"] -= 7200                          # two hours ago (the board's clock is 10 minutes behind)
+Store().save_state(st)
+second = run(clock=Clock(time_fn=lambda: time.time() - 600))
+print(json.dumps([first, second, janua.health_c[4]]))
+""")[0]
+    assert out[0].startswith("janua: authenticated") and out[1].startswith("janua: authenticated"), out
+    assert out[2] is not None and 590 <= out[2] <= 610, out
+    doc = verifier.api("GET", f"/v1/devices/{dev}/health")
+    assert 590 <= doc["operational"]["clock_offset_s"] <= 610
+    assert "clock_drift" in [r["code"] for r in doc["recommendations"]]
