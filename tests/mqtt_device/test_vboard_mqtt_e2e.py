@@ -277,6 +277,30 @@ def test_certificate_login_is_seen_by_the_verifier(stack):
         raise AssertionError("the verifier never saw the board's certificate login")
 
 
+def test_board_health_report_over_mqtt_reaches_the_verifier(stack):
+    """connect(report=...) publishes the board's report on <prefix>/health; the verifier's subscriber
+    ingests it (docs/health.md 2.3): the device's health document shows it, via mqtt."""
+    v, dev, port = stack["v"], stack["dev"], stack["vb"].port
+    api = API(v.url, token_file=str(v.token_file))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        out = on_board(port, """
+from janua import health
+import janua_hal
+s = mqtt.connect(cfg, report=health.report(janua_hal, 7))
+print(json.dumps({"ok": True}))
+s.close()
+""")
+        assert out == [{"ok": True}], out
+        doc = api.call("GET", f"/v1/devices/{dev}/health")
+        if doc["via"] == "mqtt":
+            break
+        time.sleep(1)      # the subscriber may still be connecting
+    else:
+        raise AssertionError("the verifier never ingested the board's MQTT health report")
+    assert doc["operational"]["boot_count"] == 7 and doc["resources"]["heap_free"] > 0
+
+
 def janua_fails(*a):
     r = subprocess.run([sys.executable, "-m", "tools", *a], capture_output=True, text=True, cwd=ROOT, timeout=180)
     assert r.returncode == 1, r.stdout + r.stderr
