@@ -25,8 +25,28 @@ COMMANDS = {
 }
 
 
+def version():
+    """"janua X (firmware Y)": the installed distribution's version and the device package's."""
+    from importlib import metadata
+    try:
+        v = metadata.version("janua")
+    except metadata.PackageNotFoundError:       # run from a checkout that was never installed
+        v = "unknown"
+    from tools.boards import FIRMWARE_DIR
+    fw = "unknown"
+    try:
+        for line in (FIRMWARE_DIR / "janua" / "__init__.py").read_text().splitlines():
+            if line.startswith("__version__"):
+                fw = line.split("=", 1)[1].strip().strip("\"'")
+                break
+    except OSError:
+        pass
+    return f"janua {v} (firmware {fw})"
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="janua", description="Device authentication for MicroPython boards.")
+    parser.add_argument("--version", action="version", version=version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (modname, help_) in COMMANDS.items():
