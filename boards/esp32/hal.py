@@ -3,7 +3,7 @@ boards/rp2040/hal.py links here): the only janua device code that imports machin
 
 board(), unique_id() (esp32: the 6-byte factory MAC from eFuse; rp2040: the 8-byte id of the QSPI
 flash chip), connect_network(cfg) (WLAN station with cfg["wifi"] {"ssid", "password"} and a timeout)
-and reset(), woke_from_sleep(), rssi() (the health report); for attestation (janua/attest.py) reset_code(), uptime_s() and
+and reset(), woke_from_sleep(), rssi() (the health report), set_time() (HTTPS); for attestation (janua/attest.py) reset_code(), uptime_s() and
 security_state(). No protocol logic lives here.
 """
 
@@ -46,6 +46,15 @@ def connect_network(cfg):
 def reset():
     import machine
     machine.reset()
+
+
+def set_time(unix):
+    # the RTC (what mbedTLS checks a certificate's validity against, docs/protocol.md 3.5) to `unix` seconds.
+    # RTC.datetime takes (year, month, day, weekday, hours, minutes, seconds, subseconds). Untested on hardware.
+    import machine
+    t = time.gmtime(unix - (946684800 if time.gmtime(0)[0] == 2000 else 0))
+    machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
+    return True
 
 
 def rssi():

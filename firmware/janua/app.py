@@ -62,6 +62,7 @@ def authenticate(cfg, clock, last_sent=0, report=None):
     from janua.binauth import Client, DONE
     master = unhexlify(cfg["master_secret"])
     mac = HMAC(derive(master, "binauth"))
+    tls = None
     tail = None
     if report:
         from janua.health import tail as _tail
@@ -79,8 +80,11 @@ def authenticate(cfg, clock, last_sent=0, report=None):
                              cfg.get("udp_timeout", 2.0))
         else:
             from janua import http
+            if tls is None and srv.get("tls") is True:      # HTTPS (janua.https), loaded only then
+                from janua.https import context
+                tls = context(cfg)
             http.authenticate(client, srv["host"], srv.get("http_port", 8080),
-                              cfg.get("http_timeout", 5.0))
+                              cfg.get("http_timeout", 5.0), tls)
         last_sent = client.last_sent
         if client.state == DONE:
             return client, name
@@ -130,6 +134,8 @@ def run(store=None, clock=None):
         line = "janua: authenticated device=%s via %s session=%d expires=%d" % (
             cfg["device_id"], via, r[2], r[3])
         new = {"result": "ok", "session": r[2], "expires": r[3], "permissions": r[4]}
+        if cfg["server"].get("tls") is True:
+            _set_clock(clock, hal)
         if rep:
             new["health_at"] = clock.now()
             janua.health_sent = True        # this boot has reported (package object: kept across its runs)
@@ -151,6 +157,14 @@ def run(store=None, clock=None):
         from janua.tokenapp import run as _tokens
         line += _tokens(cfg, store, clock, client.reason is None and r is not None)
     return line
+
+
+def _set_clock(clock, hal):
+    # HTTPS (docs/protocol.md 3.5): the board's own clock, which mbedTLS reads, to the server's time
+    from janua.https import set_clock
+    t = clock.now()
+    if set_clock(t, hal):
+        clock.set_from_server(t)        # the clock's correction is now (about) nothing
 
 
 def _keep(state, new):

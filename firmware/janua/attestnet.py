@@ -75,11 +75,12 @@ def answer_of(data, where):
     return doc
 
 
-def post_evidence(host, port, ev, timeout=10.0, ear=True):
+def post_evidence(host, port, ev, timeout=10.0, ear=True, tls=None):
     """POST the evidence bytes; the JSON answer {"status", "trust_level", "quarantined", "ear"}
     (with ear=False its "ear" is 0: see drop_ear)."""
     from janua.httpreq import request
-    status, body = request(host, port, "POST", EVIDENCE_PATH, ev, timeout, ctype="application/octet-stream")
+    status, body = request(host, port, "POST", EVIDENCE_PATH, ev, timeout, ctype="application/octet-stream",
+                           tls=tls)
     ev = None
     try:
         data = body.read_all(_MAX_ANSWER) if body.left else b""
@@ -112,7 +113,7 @@ def http(cfg, store=None, clock=None, attester=None, timeout=10.0):
     c.persist = persist
     nonce = nonce_of(c.call(CHALLENGE_PATH, {}))
     ev = (attester or Attester(cfg)).evidence(nonce, clock.now())
-    return post_evidence(c.host, c.port, ev, timeout)
+    return post_evidence(c.host, c.port, ev, timeout, tls=c.tls)
 
 
 def after_check(caller, cfg, challenge):
@@ -120,7 +121,8 @@ def after_check(caller, cfg, challenge):
     for poll()'s line; never raises for the network or a failed measurement."""
     try:
         ev = Attester(cfg).evidence(nonce_of(challenge), caller.clock.now())
-        return "; attested: %s" % post_evidence(caller.host, caller.port, ev, caller.timeout, False).get("status")
+        return "; attested: %s" % post_evidence(caller.host, caller.port, ev, caller.timeout, False,
+                                                caller.tls).get("status")
     except (JanuaError, OSError, MemoryError) as e:
         return "; attest failed: %s" % e
 

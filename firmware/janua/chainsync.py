@@ -96,7 +96,7 @@ def sync(ch, tokens, now, drift_s=300, ota=None):
     if ota:
         doc["ota"] = ota
     status, out = call(tokens.host, tokens.port, "POST", "/v1/auth/device/sync", doc,
-                       bearer=tokens.bearer(), cap=_MAX_SYNC, timeout=tokens.timeout)
+                       bearer=tokens.bearer(), cap=_MAX_SYNC, timeout=tokens.timeout, tls=tokens.tls)
     if status != 200 or not isinstance(out, dict):
         raise AuthError("sync: http %d" % status)
     out.pop("keys", None)              # verifier-only material: drop it before the top-up

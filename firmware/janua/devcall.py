@@ -30,6 +30,10 @@ class DeviceCaller:
         self.device_id = unhexlify(cfg["device_id"])
         srv = cfg["server"]
         self.host, self.port = srv["host"], srv.get("http_port", 8080)
+        self.tls = None
+        if srv.get("tls") is True:          # HTTPS (janua.https), loaded only then
+            from janua.https import context
+            self.tls = context(cfg)
         self.clock = clock
         self.last_sent = last_sent
         self.timeout = timeout
@@ -49,7 +53,8 @@ class DeviceCaller:
                 # before sending: after a power cut the next timestamp is still above every one
                 # the verifier saw (else it answers REPLAY until the clock catches up)
                 self.persist(self.last_sent)
-            status, body = request(self.host, self.port, "POST", path, json.dumps(doc).encode(), self.timeout)
+            status, body = request(self.host, self.port, "POST", path, json.dumps(doc).encode(), self.timeout,
+                                   tls=self.tls)
             try:
                 out = json.loads(body.read_all(_MAX_JSON))
             except ValueError:

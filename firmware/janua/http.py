@@ -2,7 +2,8 @@
 
 A minimal HTTP/1.1 client (no `requests` module on stock firmware): one POST per connection
 (Connection: close), the status line, headers and body read with size caps. It does no crypto;
-binauth.Client judges the body. It does not follow redirects, speak TLS or keep connections.
+binauth.Client judges the body. With a TLS context (janua.https) it speaks HTTPS. It does not follow
+redirects or keep connections.
 """
 
 import socket
@@ -14,8 +15,9 @@ _MAX_BODY = 64
 PATH = "/v1/binauth"
 
 
-def post(host, port, path, body, timeout=5.0):
-    """(http_status, response_body) of one POST; raises TransportError on framing problems."""
+def post(host, port, path, body, timeout=5.0, tls=None):
+    """(http_status, response_body) of one POST; raises TransportError on framing problems. `tls`: a
+    context from janua.https.context(), or None for plain HTTP."""
     try:
         addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
     except OSError as e:
@@ -24,6 +26,9 @@ def post(host, port, path, body, timeout=5.0):
     try:
         s.settimeout(timeout)
         s.connect(addr)
+        if tls is not None:
+            from janua.https import wrap
+            s = wrap(s, tls, host)
         head = ("POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/octet-stream\r\n"
                 "Content-Length: %d\r\nConnection: close\r\n\r\n") % (path, host, port, len(body))
         _send_all(s, head.encode())
@@ -39,14 +44,14 @@ def post(host, port, path, body, timeout=5.0):
 def _send_all(s, data):
     mv = memoryview(data)
     while mv:
-        n = s.send(mv)
+        n = s.write(mv)     # write/read: the stream methods plain and TLS sockets both have
         mv = mv[n:]
 
 
 def _read_capped(s):
     buf = b""
     while True:
-        chunk = s.recv(256)
+        chunk = s.read(256)
         if not chunk:
             return buf
         buf += chunk
@@ -96,12 +101,13 @@ def parse_response(raw):
     return status, body
 
 
-def authenticate(client, host, port=8080, timeout=5.0):
-    """Run `client` to DONE or FAILED over HTTP; returns the client. Never raises for the network."""
+def authenticate(client, host, port=8080, timeout=5.0, tls=None):
+    """Run `client` to DONE or FAILED over HTTP (HTTPS with a `tls` context); returns the client. Never
+    raises for the network."""
     req = client.request()
     while True:
         try:
-            status, body = post(host, port, PATH, bytes(req), timeout)
+            status, body = post(host, port, PATH, bytes(req), timeout, tls)
         except (OSError, TransportError) as e:
             client.give_up("http: %s" % e)
             return client

@@ -5,7 +5,7 @@ and downloads (otaclient), device tokens and chain sync (token, chain, chainsync
 Content-Length, so a download can go straight through one preallocated buffer. `call()` is the JSON
 form: the body is read into one capped bytearray and parsed from it (no second copy on the heap).
 One request per connection (Connection: close), Content-Length bodies only (chunked is refused),
-a capped header block, no TLS, no redirects. janua.http (binary auth over HTTP) stays separate so
+a capped header block, HTTPS with a janua.https context, no redirects. janua.http (binary auth over HTTP) stays separate so
 the boot path does not load this.
 """
 
@@ -74,9 +74,10 @@ def hostport(url):
         raise TransportError("bad port in %s" % url)
 
 
-def request(host, port, method, path, body=None, timeout=10.0, headers="", ctype="application/json"):
+def request(host, port, method, path, body=None, timeout=10.0, headers="", ctype="application/json", tls=None):
     """(status, HTTPBody) of one request; the caller closes the body. `headers`: extra header lines,
-    each ending in CRLF; `ctype`: the body's Content-Type. TransportError on resolve or framing problems."""
+    each ending in CRLF; `ctype`: the body's Content-Type; `tls`: a janua.https context (HTTPS) or None.
+    TransportError on resolve or framing problems."""
     try:
         addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
     except OSError as e:
@@ -85,6 +86,9 @@ def request(host, port, method, path, body=None, timeout=10.0, headers="", ctype
     try:
         s.settimeout(timeout)
         s.connect(addr)
+        if tls is not None:
+            from janua.https import wrap
+            s = wrap(s, tls, host)
         head = "%s %s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n%s" % (method, path, host, port, headers)
         if body is not None:
             head += "Content-Type: %s\r\nContent-Length: %d\r\n" % (ctype, len(body))
@@ -93,7 +97,7 @@ def request(host, port, method, path, body=None, timeout=10.0, headers="", ctype
             s.write(body)
         raw = b""
         while True:
-            chunk = s.recv(256)
+            chunk = s.read(256)
             if not chunk:
                 raise TransportError("http response without end of headers")
             raw += chunk
@@ -111,12 +115,12 @@ def request(host, port, method, path, body=None, timeout=10.0, headers="", ctype
         raise
 
 
-def call(host, port, method, path, doc=None, bearer=None, cap=_MAX_JSON, timeout=10.0):
+def call(host, port, method, path, doc=None, bearer=None, cap=_MAX_JSON, timeout=10.0, tls=None):
     """(status, parsed JSON body or None if empty) of one request with an optional JSON body and
     bearer token. TransportError on framing, size or a body that is not JSON."""
     body = json.dumps(doc).encode() if doc is not None else None
     status, resp = request(host, port, method, path, body, timeout,
-                           "Authorization: %s\r\n" % bearer if bearer else "")
+                           "Authorization: %s\r\n" % bearer if bearer else "", tls=tls)
     body = None    # sent: let its memory go before the answer's buffer is allocated
     try:
         data = resp.read_all(cap) if resp.left else None

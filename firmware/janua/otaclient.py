@@ -50,7 +50,7 @@ class OTAClient(DeviceCaller):
         return OTAError(msg)
 
     def _get(self, path, cap=None):
-        status, body = request(self.host, self.port, "GET", path, None, self.timeout)
+        status, body = request(self.host, self.port, "GET", path, None, self.timeout, tls=self.tls)
         if status != 200:
             body.close()
             raise OTAError("GET %s: http %d" % (path.split("?")[0], status))

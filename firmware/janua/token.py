@@ -36,6 +36,10 @@ class TokenStore:
         self.cfg = cfg
         srv = cfg["server"]
         self.host, self.port = srv["host"], srv.get("http_port", 8080)
+        self.tls = None
+        if srv.get("tls") is True:          # HTTPS (janua.https), loaded only then
+            from janua.https import context
+            self.tls = context(cfg)
         self.clock = clock
         self.last_sent = last_sent      # binary auth timestamp; the caller persists it
         self.fs = fs or PosixFS()
@@ -95,7 +99,7 @@ class TokenStore:
             doc = {"auth": hexlify(client.request()).decode()}
             self.last_sent = client.last_sent
             status, out = call(self.host, self.port, "POST", "/v1/auth/device/token", doc,
-                               timeout=self.timeout)
+                               timeout=self.timeout, tls=self.tls)
             auth = out.get("auth") if isinstance(out, dict) else None
             if not isinstance(auth, str):
                 raise AuthError("token: http %d without a binary auth reply" % status)
@@ -115,7 +119,7 @@ class TokenStore:
     def refresh(self):
         """A new token for the current one (POST /v1/auth/device/refresh with it as bearer)."""
         status, out = call(self.host, self.port, "POST", "/v1/auth/device/refresh", {},
-                           bearer=self.bearer(), timeout=self.timeout)
+                           bearer=self.bearer(), timeout=self.timeout, tls=self.tls)
         if status != 200:
             raise AuthError("refresh: http %d" % status)
         return self._keep(out, "refresh")
@@ -142,7 +146,7 @@ class TokenStore:
     def whoami(self):
         """GET /v1/auth/device/whoami: what the verifier knows of the token's device."""
         status, out = call(self.host, self.port, "GET", "/v1/auth/device/whoami", None,
-                           bearer=self.bearer(), timeout=self.timeout)
+                           bearer=self.bearer(), timeout=self.timeout, tls=self.tls)
         if status != 200 or not isinstance(out, dict):
             raise AuthError("whoami: http %d" % status)
         return out
