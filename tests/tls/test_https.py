@@ -124,3 +124,35 @@ async def test_start_server_refuses_plain_http_off_loopback(tmp_path):
     with pytest.raises(ConfigError, match="refusing plain HTTP on 0.0.0.0"):
         await start_server(_config(tmp_path, http_host="0.0.0.0"))
     assert not (tmp_path / "janua.db").exists()        # refused before anything was opened
+
+
+def _sans(pem):
+    from cryptography import x509
+    cert = x509.load_pem_x509_certificate(pem.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return san.get_values_for_type(x509.DNSName), [str(a) for a in san.get_values_for_type(x509.IPAddress)]
+
+
+@pytest.mark.parametrize("host,dns,ips", [
+    ("127.0.0.1", ["localhost"], ["127.0.0.1", "::1"]),
+    ("192.0.2.10", ["localhost"], ["127.0.0.1", "192.0.2.10", "::1"]),
+    ("2001:db8::7", ["localhost"], ["127.0.0.1", "::1", "2001:db8::7"]),
+    ("verifier.example.test", ["localhost", "verifier.example.test"], ["127.0.0.1", "::1"]),
+])
+def test_self_signed_names(tmp_path, host, dns, ips):
+    pem, key, created = tls.ensure_self_signed(tmp_path / "j.db", host)
+    assert created and (pem.name, key.name) == ("j.db.tls.pem", "j.db.tls.key")
+    assert _sans(pem) == (dns, ips)
+
+
+def test_self_signed_for_all_addresses_names_this_machine(tmp_path, monkeypatch):
+    monkeypatch.setattr(tls.socket, "gethostname", lambda: "bench-host")
+    pem, _, _ = tls.ensure_self_signed(tmp_path / "j.db", "0.0.0.0")
+    assert _sans(pem) == (["localhost", "bench-host"], ["127.0.0.1", "::1"])
+
+
+def test_self_signed_half_a_pair_is_refused(tmp_path):
+    pem, key, _ = tls.ensure_self_signed(tmp_path / "j.db", "127.0.0.1")
+    key.unlink()
+    with pytest.raises(ConfigError, match=f"^{pem} exists but {key} does not: remove {pem} to make a new pair$"):
+        tls.ensure_self_signed(tmp_path / "j.db", "127.0.0.1")
