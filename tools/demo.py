@@ -19,7 +19,9 @@ from pathlib import Path
 
 from tools.errors import CLIError
 
+# `janua serve`'s ready line (verifier/serve.py); it ends with " tls=on" (before any " edge ...") for HTTPS
 SERVE_LINE = re.compile(r"janua serve: http=([\d.]+):(\d+) udp=([\d.]+):(\d+)(?: dtls=([\d.]+):(\d+))?")
+SERVE_TLS = re.compile(r"^janua serve: http=\S+ udp=\S+ dtls=\S+ tls=on\b")
 
 
 def configure(p):
@@ -70,7 +72,8 @@ class Verifier:
             if m:
                 self.http_port, self.udp_port = int(m.group(2)), int(m.group(4))
                 self.dtls_port = int(m.group(6)) if m.group(6) else None
-                self.url = f"http://127.0.0.1:{self.http_port}"
+                self.tls = bool(SERVE_TLS.search(line))
+                self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.http_port}"
                 self.token_file = Path(str(self.db) + ".token")
                 return
         self.stop()

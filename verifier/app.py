@@ -35,7 +35,7 @@ from verifier.registry.audit import RefusalSummary
 from verifier.store import SQLiteStorage
 from verifier.tasks import stop
 from verifier.tokens import openapi as tokens_openapi, routes as tokens_routes
-from verifier.web import ops
+from verifier.web import ops, tls
 from verifier.web.middleware import error_middleware
 from verifier.web.routing import RoutedApp
 
@@ -167,18 +167,20 @@ async def _dtls_ctx(app):
 
 
 class ServerHandle:
-    """A running verifier: .http_host/.http_port, .udp_host/.udp_port, .dtls_host/.dtls_port (0: off),
-    .url, .app; await .close()."""
+    """A running verifier: .http_host/.http_port, .tls (HTTPS or not), .udp_host/.udp_port,
+    .dtls_host/.dtls_port (0: off), .url, .app; await .close()."""
 
-    def __init__(self, app, runner, http_host, http_port, udp_host, udp_port, dtls_host="127.0.0.1", dtls_port=0):
+    def __init__(self, app, runner, http_host, http_port, udp_host, udp_port, dtls_host="127.0.0.1", dtls_port=0,
+                 tls=False):
         self.app, self._runner = app, runner
         self.http_host, self.http_port = http_host, http_port
+        self.tls = tls
         self.udp_host, self.udp_port = udp_host, udp_port
         self.dtls_host, self.dtls_port = dtls_host, dtls_port
 
     @property
     def url(self):
-        return f"http://{self.http_host}:{self.http_port}"
+        return f"{'https' if self.tls else 'http'}://{self.http_host}:{self.http_port}"
 
     @property
     def storage(self):
@@ -192,23 +194,27 @@ class ServerHandle:
         """The machine-readable line `janua serve` prints once listening."""
         udp = f"{self.udp_host}:{self.udp_port}" if self.udp_port else "off"
         dtls = f"{self.dtls_host}:{self.dtls_port}" if self.dtls_port else "off"
-        return f"janua serve: http={self.http_host}:{self.http_port} udp={udp} dtls={dtls}"
+        line = f"janua serve: http={self.http_host}:{self.http_port} udp={udp} dtls={dtls}"
+        return line + " tls=on" if self.tls else line
 
     async def close(self):
         await self._runner.cleanup()
 
 
 async def start_server(config, access_log=False):
-    """Start HTTP (and UDP) in this event loop; ports 0 mean any free port."""
+    """Start HTTP or HTTPS (and UDP, DTLS) in this event loop; ports 0 mean any free port. ConfigError
+    before anything starts for plain HTTP on a non-loopback address without config.insecure_http, or an
+    unusable TLS certificate/key (verifier/web/tls.py)."""
+    ssl_context = tls.check_exposure(config)
     app = create_app(config)
     runner = web.AppRunner(app, access_log=log if access_log else None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.http_host, config.http_port)
+        site = web.TCPSite(runner, config.http_host, config.http_port, ssl_context=ssl_context)
         await site.start()
     except BaseException:
         await runner.cleanup()
         raise
     http_port = runner.addresses[0][1]
     return ServerHandle(app, runner, config.http_host, http_port, config.udp_host, app[UDP_PORT],
-                        config.dtls_host, app[DTLS_PORT])
+                        config.dtls_host, app[DTLS_PORT], tls=ssl_context is not None)

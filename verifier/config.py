@@ -65,6 +65,13 @@ class Config:
     udp_port: Optional[int] = 5685       # 0: any free port; None: no UDP endpoint
     dtls_host: str = "127.0.0.1"
     dtls_port: Optional[int] = 5684      # coaps; 0: any free port; None: no DTLS endpoint
+    # HTTPS (verifier/web/tls.py, docs/api.md "TLS"): a PEM certificate chain and its key (mode 0600);
+    # both None: plain HTTP, which only a loopback http_host may serve unless insecure_http.
+    tls_cert: Optional[str] = None
+    tls_key: Optional[str] = None
+    insecure_http: bool = False
+    # Reverse proxies (ip_network objects, verifier/web/source.py) whose X-Forwarded-For is believed.
+    trusted_proxies: tuple = ()
     log_level: str = "INFO"
     clock: Callable[[], float] = time.time   # injected time; tests pass a fake
     # Pre-lookup limit per source address (protocol step 2), verifier-wide because the tenant is not

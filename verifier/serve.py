@@ -3,6 +3,9 @@ process.
 
 Once listening it prints one machine-readable line to stdout:
     janua serve: http=127.0.0.1:8080 udp=127.0.0.1:5685 dtls=127.0.0.1:5684
+which ends with ` tls=on` when the HTTP API is HTTPS (--tls-cert/--tls-key, or --dev --tls-self-signed,
+whose files are named first: `janua serve: tls-cert=<db>.tls.pem tls-key=<db>.tls.key self-signed created`).
+Plain HTTP is refused on a non-loopback --http-host unless --insecure-http.
 With --dev it also generates a KEK file beside the database, creates a tenant "default" if there is
 none, and prints its admin token once (`janua serve: token=jna_... tenant=default file=...`).
 
@@ -32,8 +35,24 @@ class ServeError(Exception):
 def configure(parser):
     parser.add_argument("--db", default=None,
                         help="SQLite registry file (default: janua.db; the edge's own file with --edge: janua-edge.db)")
-    parser.add_argument("--http-host", default="127.0.0.1")
+    parser.add_argument("--http-host", default="127.0.0.1",
+                        help="address of the HTTP API (default 127.0.0.1); plain HTTP only on loopback "
+                             "(127.0.0.0/8, ::1, localhost) unless --insecure-http")
     parser.add_argument("--http-port", type=int, default=8080, help="0 picks a free port")
+    tls = parser.add_argument_group("TLS on the HTTP API (docs/api.md \"TLS\")")
+    tls.add_argument("--tls-cert", metavar="FILE",
+                     help="PEM certificate chain (server certificate first): serve HTTPS, TLS 1.2 or newer")
+    tls.add_argument("--tls-key", metavar="FILE",
+                     help="PEM private key of --tls-cert; refused if group or others may read it (chmod 600)")
+    tls.add_argument("--tls-self-signed", action="store_true",
+                     help="with --dev: HTTPS with a self-signed P-256 certificate for localhost, 127.0.0.1 "
+                          "and --http-host, kept beside the db as <db>.tls.pem and <db>.tls.key (reused)")
+    tls.add_argument("--insecure-http", action="store_true",
+                     help="allow plain HTTP on a non-loopback --http-host: admin tokens and device secrets "
+                          "then cross the network in clear")
+    tls.add_argument("--trusted-proxy", metavar="CIDR", action="append", default=[],
+                     help="a reverse proxy whose X-Forwarded-For is believed (repeatable); the header of any "
+                          "other peer is ignored")
     parser.add_argument("--udp-host", default="127.0.0.1")
     parser.add_argument("--udp-port", type=int, default=5685, help="0 picks a free port; -1 disables UDP")
     parser.add_argument("--dtls-host", default="127.0.0.1")
@@ -75,11 +94,60 @@ def _config(args):
     except ValueError:
         raise ServeError(f"--source-rate must look like 1000/500, not {args.source_rate!r}") from None
     edge = _edge_config(args)
-    return Config(db_path=args.db or ("janua-edge.db" if edge else "janua.db"), kek_file=args.kek_file,
-                  dev=args.dev, http_host=args.http_host, http_port=args.http_port, udp_host=args.udp_host,
-                  udp_port=None if args.udp_port < 0 else args.udp_port, dtls_host=args.dtls_host,
-                  dtls_port=None if args.dtls_port < 0 or edge else args.dtls_port, log_level=args.log_level,
-                  source_capacity=cap, source_refill_per_s=refill, edge=edge)
+    config = Config(db_path=args.db or ("janua-edge.db" if edge else "janua.db"), kek_file=args.kek_file,
+                    dev=args.dev, http_host=args.http_host, http_port=args.http_port, udp_host=args.udp_host,
+                    udp_port=None if args.udp_port < 0 else args.udp_port, dtls_host=args.dtls_host,
+                    dtls_port=None if args.dtls_port < 0 or edge else args.dtls_port, log_level=args.log_level,
+                    source_capacity=cap, source_refill_per_s=refill, edge=edge,
+                    tls_cert=args.tls_cert, tls_key=args.tls_key, insecure_http=args.insecure_http,
+                    trusted_proxies=_trusted_proxies(args.trusted_proxy))
+    _check_tls_options(args, config)
+    return config
+
+
+def _trusted_proxies(values):
+    from verifier.web.source import parse_networks
+    try:
+        return parse_networks(values)
+    except ValueError as e:
+        raise ServeError(f"--trusted-proxy: {e}", hint="e.g. --trusted-proxy 10.0.0.5 --trusted-proxy 10.1.0.0/16") \
+            from None
+
+
+def _check_tls_options(args, config):
+    """The TLS options that go together, and plain HTTP on a non-loopback address (before anything starts)."""
+    from verifier.web.tls import is_loopback
+    if args.tls_self_signed:
+        if not args.dev:
+            raise ServeError("--tls-self-signed is for local use with --dev",
+                             hint="in production give your certificate: --tls-cert FILE --tls-key FILE")
+        if args.tls_cert or args.tls_key:
+            raise ServeError("--tls-self-signed makes its own certificate: drop --tls-cert/--tls-key")
+        return
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ServeError("TLS needs both --tls-cert FILE and --tls-key FILE")
+    if not args.tls_cert and not args.insecure_http and not is_loopback(config.http_host):
+        raise ServeError(f"refusing plain HTTP on {config.http_host}: not a loopback address, so admin tokens "
+                         f"and device secrets would cross the network in clear",
+                         hint="give --tls-cert FILE --tls-key FILE (or --dev --tls-self-signed), or accept "
+                              "the risk with --insecure-http")
+
+
+def _tls_files(args, config):
+    """The certificate and key into `config` (the dev pair made or reused with --tls-self-signed), checked
+    as the listener will use them; returns the self-signed pair's (cert, key, created) or None."""
+    from verifier.errors import ConfigError
+    from verifier.web import tls
+    made = None
+    try:
+        if args.tls_self_signed:
+            made = tls.ensure_self_signed(config.db_path, config.http_host)
+            config.tls_cert, config.tls_key = str(made[0]), str(made[1])
+        if config.tls_cert:
+            tls.server_context(config.tls_cert, config.tls_key)
+    except ConfigError as e:
+        raise ServeError(str(e)) from None
+    return made
 
 
 def _edge_config(args):
@@ -164,12 +232,12 @@ async def _serve(config):
         raise ServeError(f"cannot listen: {e.strerror or e}",
                        hint="is another verifier running? pick other ports with --http-port/--udp-port/"
                             "--dtls-port") from e
-    line = handle.listen_line()
-    print(line + f" edge upstream={config.edge.upstream}" if config.edge else line, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM):   # before the ready line: a SIGTERM right after it stops cleanly
         loop.add_signal_handler(sig, stop.set)
+    line = handle.listen_line()
+    print(line + f" edge upstream={config.edge.upstream}" if config.edge else line, flush=True)
     try:
         await stop.wait()
     finally:
@@ -182,8 +250,12 @@ def run(args):
     config = _config(args)
     logging.basicConfig(level=config.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    made = _tls_files(args, config)
     try:
         load_kek(config)   # fail before anything else if there is no KEK (creates the dev key file)
+        if made:
+            print(f"janua serve: tls-cert={made[0]} tls-key={made[1]} self-signed "
+                  f"{'created' if made[2] else 'reused'}", flush=True)
         if config.dev and not config.edge:
             made = ensure_dev_tenant(config.db_path)
             if made:

@@ -19,7 +19,7 @@ from verifier.registry import core as registry
 from verifier.tasks import stop
 from verifier.tokens.core import TOKEN_KEYS
 from verifier.web.auth import require_admin as _admin
-from verifier.web.request import limit_source, path_device_id as _device_id, read_json as _json, request_now as _now
+from verifier.web.request import limit_source, path_device_id as _device_id, read_json as _json, request_now as _now, request_source
 
 log = logging.getLogger("janua.verifier.attest")
 
@@ -113,7 +113,7 @@ async def evidence(request):
     st = app[STORAGE]
     limit_source(request, st.limits, "attest", now)
     summary = app[CORE].summary
-    source = request.remote or "?"
+    source = request_source(request) or "?"
     if request.content_length is not None and request.content_length > MAX_EVIDENCE:
         summary.note(now, None, None, attest.ACTION, "http", source, "REFUSED", "too_large")
         return _refusal("too_large", f"evidence is at most {MAX_EVIDENCE} bytes")

@@ -8,7 +8,7 @@ from aiohttp import web
 from verifier.appkeys import BATCHER, STORAGE
 from verifier.binauth.core import HTTP_STATUS, OK, REQUEST_LEN, STATUS_NAMES
 from verifier.errors import ValidationError
-from verifier.web.request import read_json as _json
+from verifier.web.request import read_json as _json, request_source
 
 MAX_DEVICE_BODY = 2048
 
@@ -35,7 +35,7 @@ async def authenticate_device_request(request, allow_quarantined=False):
         data = b""
     if len(data) != REQUEST_LEN:
         raise ValidationError("auth must be a binary auth request: 40 hex characters")
-    reply = await request.app[BATCHER].submit(data, request.remote or "?", "http", allow_quarantined)
+    reply = await request.app[BATCHER].submit(data, request_source(request) or "?", "http", allow_quarantined)
     dev = request.app[STORAGE].get_device(data[:8]) if reply[0] == OK else None
     return dev, doc, reply
 

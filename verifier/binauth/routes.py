@@ -6,6 +6,7 @@ from aiohttp import web
 
 from verifier.appkeys import BATCHER
 from verifier.binauth.core import HTTP_STATUS, MALFORMED, unauthenticated_reply
+from verifier.web.request import request_source
 
 
 async def binauth(request):
@@ -13,7 +14,7 @@ async def binauth(request):
         reply = unauthenticated_reply(MALFORMED)
     else:
         data = await request.content.read(157)
-        reply = await request.app[BATCHER].submit(data, request.remote or "?", "http")
+        reply = await request.app[BATCHER].submit(data, request_source(request) or "?", "http")
     return web.Response(body=reply, status=HTTP_STATUS[reply[0]], content_type="application/octet-stream")
 
 

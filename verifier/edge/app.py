@@ -26,7 +26,7 @@ from verifier.errors import ValidationError
 from verifier.keys import Sealer
 from verifier.web import ops
 from verifier.web.middleware import error_middleware
-from verifier.web.request import limit_source, read_json
+from verifier.web.request import limit_source, read_json, request_source
 from verifier.binauth.metrics import Metrics
 from verifier.binauth.udp import open_udp
 from verifier.tasks import stop
@@ -151,7 +151,7 @@ async def binauth(request):
         data = await request.content.read(65)
         if len(data) == REQUEST_LEN:
             await request.app[EDGE].ensure(data[:8], request.app[CONFIG].clock())
-        reply = await request.app[BATCHER].submit(data, request.remote or "?", "http")
+        reply = await request.app[BATCHER].submit(data, request_source(request) or "?", "http")
     return web.Response(body=reply, status=HTTP_STATUS[reply[0]], content_type="application/octet-stream")
 
 
@@ -166,7 +166,7 @@ async def offline(request):
             raw = bytes.fromhex(text)
     except (ValidationError, ValueError):
         raw = b""
-    ok, out = await request.app[EDGE].offline(raw, request.remote, request.app[CONFIG].clock())
+    ok, out = await request.app[EDGE].offline(raw, request_source(request), request.app[CONFIG].clock())
     if not ok:
         return web.json_response({"error": "unauthenticated", "message": "refused"}, status=401,
                                  headers={"WWW-Authenticate": "Bearer"})

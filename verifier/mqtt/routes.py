@@ -20,7 +20,7 @@ from verifier.mqtt import x509 as vx
 from verifier.appkeys import CONFIG, CORE, LIFECYCLE_HOOKS, SEALER, STORAGE
 from verifier.errors import Conflict, NotFound, ValidationError, VerifierError
 from verifier.web.auth import require_admin as _admin
-from verifier.web.request import path_device_id as _device_id, read_json as _json, request_now as _now
+from verifier.web.request import path_device_id as _device_id, read_json as _json, request_now as _now, request_source
 from verifier.registry.lockout import EXHAUSTED, Lockout
 from verifier.registry.model import Policy, as_int, parse_device_id
 from verifier.mqtt.broker import Broker, tenant_short_id, topic_prefix
@@ -263,7 +263,7 @@ async def _authenticate(request, doc, transport):
     st = app[STORAGE]
     _broker_request(doc, "username", "password", "clientid", "peerhost")
     username, password, clientid = doc.get("username"), doc.get("password"), doc.get("clientid")
-    source = doc.get("peerhost") if isinstance(doc.get("peerhost"), str) else (request.remote or "?")
+    source = doc.get("peerhost") if isinstance(doc.get("peerhost"), str) else (request_source(request) or "?")
     did = parse_device_id(username) if isinstance(username, str) else None
     source = source[:64]
     refusal, guard = _precheck(app, source, did, now)
@@ -342,7 +342,7 @@ async def go_superuser(request):
 async def basic(request):
     app, now = request.app, _now(request)
     st = app[STORAGE]
-    source = request.remote or "?"
+    source = request_source(request) or "?"
     did = guard = None
     try:
         user, secret = auth.parse_basic_unverified(request.headers.get("Authorization"))

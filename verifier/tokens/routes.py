@@ -20,7 +20,7 @@ from verifier.appkeys import CONFIG, CORE, STORAGE
 from verifier.errors import Conflict, Unauthorized, ValidationError
 from verifier.registry.model import as_int
 from verifier.web.auth import require_admin as _admin
-from verifier.web.request import limit_source, read_json as _json, request_now as _now
+from verifier.web.request import limit_source, read_json as _json, request_now as _now, request_source
 from verifier.binauth.device import authenticate_device_request as _device, refused_response as _refused
 from verifier.tasks import stop
 from verifier.tokens.refusal_sampler import join_detail
@@ -113,7 +113,7 @@ async def issue(request):
         return _refused(reply)
     st, now = request.app[STORAGE], _now(request)
     token, claims, refresh_at = issue_device_token(request.app[TOKEN_KEYS], dev, policy_of(st, dev["tenant_id"]), now)
-    st.add_audit([_audit(now, dev, "token.issue", "http", request.remote, "OK", None, detail=f"exp {claims['exp']}")])
+    st.add_audit([_audit(now, dev, "token.issue", "http", request_source(request), "OK", None, detail=f"exp {claims['exp']}")])
     out = _token_reply(token, claims, refresh_at)
     out["auth"] = reply.hex()
     return web.json_response(out, headers={"Cache-Control": "no-store"})
@@ -123,7 +123,7 @@ async def refresh(request):
     st, now = request.app[STORAGE], _now(request)
     dev, _ = validate_device_token(request.app, bearer(request), now)
     token, claims, refresh_at = issue_device_token(request.app[TOKEN_KEYS], dev, policy_of(st, dev["tenant_id"]), now)
-    st.add_audit([_audit(now, dev, "token.refresh", "http", request.remote, "OK", None, detail=f"exp {claims['exp']}")])
+    st.add_audit([_audit(now, dev, "token.refresh", "http", request_source(request), "OK", None, detail=f"exp {claims['exp']}")])
     return web.json_response(_token_reply(token, claims, refresh_at), headers={"Cache-Control": "no-store"})
 
 
@@ -199,7 +199,7 @@ async def offline(request):
             raw = bytes.fromhex(text)
     except (ValidationError, ValueError):
         raw = b""
-    dev, fields, state = authenticate_offline(request.app, raw, now, request.remote)
+    dev, fields, state = authenticate_offline(request.app, raw, now, request_source(request))
     nxt = fields["index"] + 1
     if state is not None and nxt >= state["seg_first"]:
         next_nbf = state["base"] + nxt * state["period"]
@@ -290,7 +290,7 @@ async def sync(request):
     keys = request.app[TOKEN_KEYS]
     with st.transaction():
         ack, tokens, state = sync_chain(st, keys, dev, policy, doc.get("used", []), doc.get("have", -1), now)
-        st.add_audit([_audit(now, dev, "sync", "http", request.remote, "OK", None,
+        st.add_audit([_audit(now, dev, "sync", "http", request_source(request), "OK", None,
                              detail=f"used {len(ack)}, issued {len(tokens)}")])
     update = False
     if ota is not None:

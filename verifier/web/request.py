@@ -1,11 +1,13 @@
 """Request parsing helpers shared by the feature routes: the app clock, a JSON body, the
-{device_id} path parameter, list limits, and the verifier-wide per-source limit."""
+{device_id} path parameter, list limits, the request's source address (request_source, verifier/web/source.py:
+the one place that reads the TCP peer and X-Forwarded-For) and the verifier-wide per-source limit."""
 
 import json
 
 from verifier.appkeys import CONFIG
 from verifier.errors import NotFound, RateLimited, ValidationError
 from verifier.registry.model import parse_device_id
+from verifier.web.source import request_source  # noqa: F401 (re-exported for the feature routes)
 
 MAX_LIST = 1000
 
@@ -65,6 +67,6 @@ def limit_source(request, limits, what, now):
     """The verifier-wide per-source limit (Config.source_capacity/source_refill_per_s) in front of an
     endpoint whose every request costs a signature check; RateLimited (429) when it is spent."""
     cfg = request.app[CONFIG]
-    if not limits.take(f"{what}-src:{request.remote or '?'}", cfg.source_capacity,
+    if not limits.take(f"{what}-src:{request_source(request) or '?'}", cfg.source_capacity,
                                     cfg.source_refill_per_s, now):
         raise RateLimited(f"too many {what} requests from this address; retry later")
