@@ -44,6 +44,7 @@ FEATURE_BENCHES = [
     "bench.tpm",
     "bench.fleet",
     "bench.health_device",
+    "bench.https_device",
 ]
 ROUNDS = 30
 

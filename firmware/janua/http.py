@@ -44,19 +44,29 @@ def post(host, port, path, body, timeout=5.0, tls=None):
 def _send_all(s, data):
     mv = memoryview(data)
     while mv:
-        n = s.write(mv)     # write/read: the stream methods plain and TLS sockets both have
+        n = s.send(mv)
         mv = mv[n:]
 
 
 def _read_capped(s):
+    # the response, up to the end of its Content-Length body (a TLS server may keep the connection open
+    # after it; recv returns what has arrived, on plain and TLS sockets alike), or up to the close
     buf = b""
-    while True:
-        chunk = s.read(256)
+    want = None
+    while want is None or len(buf) < want:
+        chunk = s.recv(256)
         if not chunk:
             return buf
         buf += chunk
         if len(buf) > _MAX_RESPONSE:
             raise TransportError("http response over %d bytes" % _MAX_RESPONSE)
+        if want is None:
+            end = buf.find(b"\r\n\r\n")
+            if end >= 0:
+                length = parse_head(buf[:end])[1]
+                if length is not None and length >= 0:
+                    want = end + 4 + length
+    return buf
 
 
 def parse_head(head):

@@ -97,7 +97,7 @@ def request(host, port, method, path, body=None, timeout=10.0, headers="", ctype
             s.write(body)
         raw = b""
         while True:
-            chunk = s.read(256)
+            chunk = s.recv(256)
             if not chunk:
                 raise TransportError("http response without end of headers")
             raw += chunk

@@ -1,0 +1,86 @@
+"""The board over HTTPS against the real verifier (`janua serve --tls-cert/--tls-key` subprocess, a certificate
+from a test CA): main.py authenticates over HTTPS, then an OTA check (devcall) and a device token go over
+HTTPS too; the board trusts only the CA written to janua_server_ca.der."""
+
+import json
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from tests.tls.conftest import PKI
+from tools.boards import FIRMWARE_DIR
+from tools.demo import Verifier
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def tls_verifier(tmp_path_factory):
+    d = tmp_path_factory.mktemp("https")
+    pki = PKI(d)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SSL_CERT_FILE", str(pki.ca_file))        # the host side (tools.api) trusts the test CA
+    v = Verifier(d, extra=("--tls-cert", str(pki.cert_file), "--tls-key", str(pki.key_file)))
+    yield v, pki
+    v.stop()
+    mp.undo()
+
+
+def board(mp, v, pki, serial, tls=True):
+    pkg = v.api("POST", "/v1/devices", {"serial_number": serial})
+    cfg = {"device_id": pkg["device_id"], "tenant": pkg["tenant"], "master_secret": pkg["master_secret"],
+           "server": {"host": "localhost", "http_port": v.http_port, "tls": tls}, "transport": "http"}
+    (mp.flash / "janua.json").write_text(json.dumps(cfg))
+    der = x509.load_pem_x509_certificate(pki.ca_file.read_bytes()).public_bytes(serialization.Encoding.DER)
+    (mp.flash / "janua_server_ca.der").write_bytes(der)
+    return pkg["device_id"]
+
+
+def test_board_authenticates_over_https_and_reports_its_health(tls_verifier, mp):
+    v, pki = tls_verifier
+    assert v.url.startswith("https://")
+    dev = board(mp, v, pki, "TLS-1")
+    p = mp.raw("exec(open(%r).read())\n" % str(FIRMWARE_DIR / "main.py"))
+    line = p.stdout.strip().splitlines()[0]
+    assert line.startswith(f"janua: authenticated device={dev} via http"), p.stdout + p.stderr
+    assert v.api("GET", f"/v1/devices/{dev}")["status"] == "active"
+    assert v.api("GET", f"/v1/devices/{dev}/health")["via"] == "binauth"
+
+
+def test_ota_check_over_https(tls_verifier, mp):
+    v, pki = tls_verifier
+    board(mp, v, pki, "TLS-2")
+    out = mp("""
+import json
+from janua.store import Store
+from janua.clock import Clock
+from janua.otaclient import OTAClient
+cfg = Store().load_config()
+c = OTAClient(cfg, Clock())
+print(json.dumps([c.check(), c.tls is not None]))
+""")[0]
+    assert out == [None, True]           # answered (authenticated) over HTTPS: no update offered
+
+
+def test_device_token_over_https(tls_verifier, mp):
+    v, pki = tls_verifier
+    board(mp, v, pki, "TLS-4")
+    out = mp("""
+import json
+from janua.store import Store
+from janua.clock import Clock
+from janua.token import TokenStore
+cfg = Store().load_config()
+t = TokenStore(cfg, Clock())
+t.obtain()
+print(json.dumps([t.tls is not None, t.bearer().startswith("Bearer ey")]))
+""")[0]
+    assert out == [True, True]
+
+
+def test_plain_http_board_gets_nothing_from_the_https_port(tls_verifier, mp):
+    v, pki = tls_verifier
+    board(mp, v, pki, "TLS-3", tls=False)
+    p = mp.raw("exec(open(%r).read())\n" % str(FIRMWARE_DIR / "main.py"))
+    assert p.stdout.strip().splitlines()[0].startswith("janua: auth failed: http"), p.stdout + p.stderr
