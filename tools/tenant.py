@@ -1,12 +1,14 @@
 """`janua tenant`: create tenants and admin tokens directly in the registry file.
 
-The new token is printed once to stdout; only its hash is stored.
+The new token is printed once to stdout; only its hash is stored. A token has a role (docs/api.md "Roles"):
+`create` issues an admin token, `token --role ROLE` any role (default admin).
 """
 
 import sys
 import time
 
 from tools.errors import CLIError
+from verifier.registry.model import ROLES
 
 
 def configure(parser):
@@ -19,7 +21,10 @@ def configure(parser):
     p.add_argument("name")
     p.add_argument("--db", default="janua.db")
     p.add_argument("--label", help="a note stored with the token (e.g. who holds it)")
-    p = sub.add_parser("tokens", help="list a tenant's admin tokens (ids and labels, never the tokens)")
+    p.add_argument("--role", choices=ROLES, default="admin",
+                   help="what the token may do (docs/api.md \"Roles\"): viewer reads, operator also runs lifecycle "
+                        "and rollouts, factory only provisions, edge only syncs an edge verifier; default admin")
+    p = sub.add_parser("tokens", help="list a tenant's admin tokens (ids, roles and labels, never the tokens)")
     p.add_argument("name")
     p.add_argument("--db", default="janua.db")
     p = sub.add_parser("revoke", help="revoke one of a tenant's admin tokens at once")
@@ -52,7 +57,7 @@ def run(args):
             if args.tenant_command == "tokens":
                 for t in storage.list_tokens(tenant["id"]):
                     state = "revoked" if t["revoked_at"] else "active"
-                    print(f"{t['id']}  {state:7}  created={t['created']}  label={t['label'] or ''}")
+                    print(f"{t['id']}  {state:7}  role={t['role']:8}  created={t['created']}  label={t['label'] or ''}")
                 return 0
             if args.tenant_command == "revoke":
                 try:
@@ -61,9 +66,10 @@ def run(args):
                     raise CLIError(str(e), hint=f"janua tenant tokens {args.name} --db {args.db}") from e
                 print(f"janua tenant: revoked {args.token_id} of tenant {tenant['name']}")
                 return 0
-            token_id, token = registry.issue_token(storage, tenant["id"], now, label=args.label)
+            token_id, token = registry.issue_token(storage, tenant["id"], now, label=args.label, role=args.role)
     finally:
         storage.close()
     print(token)
-    print(f"janua tenant: tenant={tenant['name']} id={tenant['id']} token_id={token_id} "
+    role = getattr(args, "role", "admin")
+    print(f"janua tenant: tenant={tenant['name']} id={tenant['id']} token_id={token_id} role={role} "
           "(the token is shown only once)", file=sys.stderr)

@@ -1,7 +1,7 @@
 """The alerts part of the OpenAPI document (docs/health.md 5.3 and the routes table of docs/api.md)."""
 
 from verifier.alerts.core import RULES, SEVERITIES
-from verifier.web.openapi import ERR, admin_op as _admin_op, json_body as _json, ref as _ref
+from verifier.web.openapi import with_roles as _with_roles, ERR, admin_op as _admin_op, json_body as _json, ref as _ref
 
 ALERT_ID = {"name": "alert_id", "in": "path", "required": True,
             "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}
@@ -46,3 +46,12 @@ PATHS = {
                           {"200": _json(_ref("Alert")), "404": ERR}, parameters=[ALERT_ID]),
     },
 }
+
+
+# the roles that may call each admin-token operation (docs/api.md "Roles"; the routes check them)
+ROLES = {
+    ("GET", "/v1/alerts"): ('viewer',),
+    ("GET", "/v1/alerts/{alert_id}"): ('viewer',),
+    ("POST", "/v1/alerts/{alert_id}/resolve"): ('operator',),
+}
+PATHS = _with_roles(PATHS, ROLES)

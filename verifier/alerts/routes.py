@@ -14,7 +14,7 @@ from verifier.appkeys import ALERTS, CONFIG, CORE, HEALTH, METRIC_SOURCES, METRI
 from verifier.errors import NotFound, ValidationError
 from verifier.registry.model import parse_device_id
 from verifier.tasks import stop
-from verifier.web.auth import require_admin as _admin
+from verifier.web.auth import require_role as _role
 from verifier.web.request import list_cursor as _cursor, list_limit as _limit, request_now as _now
 
 log = logging.getLogger("janua.verifier.alerts")
@@ -43,7 +43,7 @@ def _sync(request):
 
 
 async def list_alerts(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     _sync(request)
     q = request.query
     state = q.get("state", "open")
@@ -65,7 +65,7 @@ async def list_alerts(request):
 
 
 async def get_alert(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     _sync(request)
     a = request.app[STORAGE].get_alert(tenant_id, _alert_id(request))
     if a is None:
@@ -74,7 +74,7 @@ async def get_alert(request):
 
 
 async def resolve_alert(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "operator")
     storage, now = request.app[STORAGE], _now(request)
     alert_id = _alert_id(request)
     with storage.transaction():

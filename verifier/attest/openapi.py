@@ -2,7 +2,7 @@
 verifier/attest/routes.py): the device's challenge and evidence routes, the admin routes for a
 device's attestation, the model references and the policy."""
 
-from verifier.web.openapi import DEVICE_ID, ERR, admin_op as _admin_op, json_body as _json, ref as _ref
+from verifier.web.openapi import with_roles as _with_roles, DEVICE_ID, ERR, admin_op as _admin_op, json_body as _json, ref as _ref
 
 _STATUS = {"type": "string", "enum": ["unknown", "none", "affirming", "warning", "contraindicated"]}
 _HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
@@ -139,3 +139,19 @@ PATHS = {
                          {"200": _json(_ref("AttestPolicy"))}, parameters=[_GROUP], requestBody=_POLICY_BODY),
     },
 }
+
+
+# the roles that may call each admin-token operation (docs/api.md "Roles"; the routes check them)
+ROLES = {
+    ("POST", "/v1/devices/{device_id}/attest"): ('operator',),
+    ("GET", "/v1/devices/{device_id}/attestation"): ('viewer',),
+    ("GET", "/v1/devices/{device_id}/attestation/ear"): ('viewer',),
+    ("POST", "/v1/attest/refs"): ('admin',),
+    ("GET", "/v1/attest/refs"): ('viewer',),
+    ("DELETE", "/v1/attest/refs/{ref_id}"): ('admin',),
+    ("GET", "/v1/attest/policy"): ('viewer',),
+    ("PUT", "/v1/attest/policy"): ('admin',),
+    ("GET", "/v1/attest/policy/groups/{group}"): ('viewer',),
+    ("PUT", "/v1/attest/policy/groups/{group}"): ('admin',),
+}
+PATHS = _with_roles(PATHS, ROLES)

@@ -18,7 +18,7 @@ from verifier.errors import NotFound
 from verifier.registry import core as registry
 from verifier.tasks import stop
 from verifier.tokens.core import TOKEN_KEYS
-from verifier.web.auth import require_admin as _admin
+from verifier.web.auth import require_role as _role
 from verifier.web.request import limit_source, path_device_id as _device_id, read_json as _json, request_now as _now, request_source
 
 log = logging.getLogger("janua.verifier.attest")
@@ -135,12 +135,13 @@ async def evidence(request):
 # -- admin routes ------------------------------------------------------------------------------
 
 def _tenant_device(request):
-    _, tenant_id = _admin(request)
+    """The caller's device of the path, for the GET routes (role viewer)."""
+    _, tenant_id = _role(request, "viewer")
     return registry.get_device(request.app[STORAGE], tenant_id, _device_id(request))
 
 
 async def request_attestation(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "operator")
     st, now = request.app[STORAGE], _now(request)
     dev = registry.get_device(st, tenant_id, _device_id(request))
     with st.transaction():
@@ -166,19 +167,19 @@ async def get_ear(request):
 
 
 async def add_ref(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "admin")
     out = policies.add_ref(request.app[STORAGE], tenant_id, await _json(request), _now(request), token_id)
     return web.json_response(out, status=201)
 
 
 async def list_refs(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     refs = request.app[STORAGE].list_attest_refs(tenant_id, request.query.get("model"))
     return web.json_response({"refs": [policies.ref_view(r) for r in refs]})
 
 
 async def delete_ref(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "admin")
     policies.delete_ref(request.app[STORAGE], tenant_id, request.match_info["ref_id"], _now(request), token_id)
     return web.Response(status=204)
 
@@ -188,12 +189,12 @@ def _group(request):
 
 
 async def get_policy(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     return web.json_response(policies.policy_view(request.app[STORAGE], tenant_id, _group(request)))
 
 
 async def put_policy(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "admin")
     group = _group(request)
     out = policies.put_policy(request.app[STORAGE], tenant_id, group, await _json(request), _now(request), token_id)
     return web.json_response(out)

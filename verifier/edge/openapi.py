@@ -2,7 +2,7 @@
 merged into verifier.openapi.OPENAPI. The edge app's own routes are a subset of the cloud's
 (/v1/binauth, /v1/auth/device/offline, /healthz, /metrics) plus GET /v1/edge/status (docs/tokens.md)."""
 
-from verifier.web.openapi import DEVICE_ID, ERR, admin_op as _admin_op, json_body as _json, ref as _ref
+from verifier.web.openapi import with_roles as _with_roles, DEVICE_ID, ERR, admin_op as _admin_op, json_body as _json, ref as _ref
 
 _HEX_ID = {"type": "string", "pattern": "^[0-9a-f]{16}$"}
 _U32 = {"type": "integer", "minimum": 0, "maximum": 4294967295}
@@ -69,3 +69,12 @@ PATHS = {
                         "device_id": _HEX_ID, "last_ts": _U32}}},
                 "audit": {"type": "array", "maxItems": 10000, "items": _AUDIT_IN}}}}}})},
 }
+
+
+# the roles that may call each admin-token operation (docs/api.md "Roles"; the routes check them)
+ROLES = {
+    ("GET", "/v1/edge/devices/{device_id}"): ('edge',),
+    ("GET", "/v1/edge/snapshot"): ('edge',),
+    ("POST", "/v1/edge/reports"): ('edge',),
+}
+PATHS = _with_roles(PATHS, ROLES)

@@ -21,7 +21,7 @@ from verifier.tokens import chain
 from verifier.appkeys import CORE, SEALER, STORAGE
 from verifier.errors import ValidationError
 from verifier.gateway.policy import require_attested_edge
-from verifier.web.auth import require_admin as _admin
+from verifier.web.auth import require_role as _role
 from verifier.web.request import path_device_id as _device_id, read_json as _json, request_now as _now
 from verifier.registry.model import Policy, as_int, parse_device_id
 from verifier.tokens.chain import REVOCATION_REFRESH_S, used_expires
@@ -65,7 +65,7 @@ def _policy(st, tenant_id):
 def _edge_caller(request):
     """(token id, tenant id) of an admin token that may sync as an edge: when it is bound to a gateway,
     that gateway's latest attestation passed and is fresh (docs/attestation.md 6.5); else Forbidden."""
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "edge")
     require_attested_edge(request.app[STORAGE], token_id, tenant_id, _now(request))
     return token_id, tenant_id
 

@@ -1,6 +1,6 @@
 """The fleet part of the OpenAPI document (docs/fleet.md, docs/api.md "Fleet"): GET /v1/fleet/status."""
 
-from verifier.web.openapi import admin_op as _admin_op, json_body as _json, ref as _ref
+from verifier.web.openapi import with_roles as _with_roles, admin_op as _admin_op, json_body as _json, ref as _ref
 
 _N = {"type": "integer", "minimum": 0}
 _MAP = {"type": "object", "additionalProperties": _N}
@@ -39,3 +39,10 @@ SCHEMAS = {
                    "properties": {"open": _N}},
     }},
 }
+
+
+# the roles that may call each admin-token operation (docs/api.md "Roles"; the routes check them)
+ROLES = {
+    ("GET", "/v1/fleet/status"): ('viewer',),
+}
+PATHS = _with_roles(PATHS, ROLES)

@@ -11,7 +11,7 @@ from aiohttp import web
 from verifier.appkeys import CONFIG, CORE, HEALTH, METRIC_SOURCES, STORAGE
 from verifier.fleet import core as fleet
 from verifier.tasks import stop
-from verifier.web.auth import require_admin as _admin
+from verifier.web.auth import require_role as _role
 from verifier.web.request import request_now as _now
 
 log = logging.getLogger("janua.verifier.fleet")
@@ -30,7 +30,7 @@ def status(storage, tenant_id, now):
 
 
 async def get_status(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     ingest = request.app.get(HEALTH)
     if ingest is not None:          # the health reports written behind count in the buckets and firmware
         ingest.sync()

@@ -1,6 +1,6 @@
 """OpenAPI paths and schemas of the gateway attestation routes (verifier/gateway/routes.py)."""
 
-from verifier.web.openapi import ERR, admin_op as _admin_op, json_body as _json, ref as _ref
+from verifier.web.openapi import with_roles as _with_roles, ERR, admin_op as _admin_op, json_body as _json, ref as _ref
 
 
 def _hex(lo, hi, description):
@@ -128,3 +128,20 @@ PATHS = {
                                                  "signature": _hex(1, 600, "TPMT_SIGNATURE, hex"),
                                                  "pcrs": _hex(256, 256, "PCR 0 to 7 of the SHA-256 bank, concatenated, hex")}}))},
 }
+
+
+# the roles that may call each admin-token operation (docs/api.md "Roles"; the routes check them)
+ROLES = {
+    ("POST", "/v1/gateways"): ('edge',),
+    ("GET", "/v1/gateways"): ('viewer',),
+    ("POST", "/v1/gateways/ek-cas"): ('admin',),
+    ("GET", "/v1/gateways/ek-cas"): ('viewer',),
+    ("GET", "/v1/gateways/policy"): ('viewer', 'edge'),
+    ("PUT", "/v1/gateways/policy"): ('admin',),
+    ("PUT", "/v1/gateways/models/{model}/pcrs"): ('admin',),
+    ("GET", "/v1/gateways/{gateway_id}"): ('viewer',),
+    ("POST", "/v1/gateways/{gateway_id}/activate"): ('edge',),
+    ("POST", "/v1/gateways/{gateway_id}/challenge"): ('edge',),
+    ("POST", "/v1/gateways/{gateway_id}/quote"): ('edge',),
+}
+PATHS = _with_roles(PATHS, ROLES)

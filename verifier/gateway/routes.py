@@ -28,7 +28,7 @@ from verifier.gateway.policy import cut_off, policy_of, sweep
 from verifier.notify import core as notify
 from verifier.tasks import stop
 from verifier.tokens.core import TOKEN_KEYS
-from verifier.web.auth import require_admin as _admin
+from verifier.web.auth import require_role as _role
 from verifier.web.request import MAX_LIST, read_json as _json, request_now as _now
 
 ID_RE = "gw_[0-9a-f]{16}"
@@ -108,7 +108,7 @@ def _audit(st, now, g, action, result, reason=None, detail=None):
 
 
 async def enrol(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "edge")
     st, now = request.app[STORAGE], _now(request)
     body = _obj(await _json(request), ("name", "model", "ek_public", "ek_cert", "ak_public"), ("ek_chain",))
     name, model = _name(body["name"], "name"), _name(body["model"], "model")
@@ -157,7 +157,7 @@ async def enrol(request):
 
 
 async def activate(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "edge")
     st, now = request.app[STORAGE], _now(request)
     g = _get(request, tenant_id)
     body = _obj(await _json(request), ("credential",))
@@ -179,7 +179,7 @@ async def activate(request):
 
 
 async def challenge(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "edge")
     st, now = request.app[STORAGE], _now(request)
     g = _get(request, tenant_id)
     if g["status"] == "enrolling":
@@ -190,7 +190,7 @@ async def challenge(request):
 
 
 async def quote(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "edge")
     st, now = request.app[STORAGE], _now(request)
     g = _get(request, tenant_id)
     body = _obj(await _json(request), ("quote", "signature", "pcrs"))
@@ -258,19 +258,19 @@ def _recommendations(failure, mismatched, reference, ek_verified):
 
 
 async def list_gateways(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     after = request.query.get("after")
     page = request.app[STORAGE].list_gateways(tenant_id, after=after, limit=MAX_LIST)
     return web.json_response({"gateways": [_gateway_json(g) for g in page]})
 
 
 async def get_gateway(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     return web.json_response(_gateway_json(_get(request, tenant_id)))
 
 
 async def put_reference(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "admin")
     st, now = request.app[STORAGE], _now(request)
     _not_a_gateway(st, token_id)
     model = request.match_info["model"]
@@ -294,7 +294,7 @@ def _ca_json(ca):
 
 
 async def add_ek_ca(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "admin")
     st, now = request.app[STORAGE], _now(request)
     _not_a_gateway(st, token_id)
     body = _obj(await _json(request), ("cert",))
@@ -314,7 +314,7 @@ async def add_ek_ca(request):
 
 
 async def list_ek_cas(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     return web.json_response({"cas": [_ca_json(c) for c in request.app[STORAGE].list_ek_cas(tenant_id)]})
 
 
@@ -322,12 +322,12 @@ POLICY_BOUNDS = {"interval_s": (60, 30 * 86400), "grace_s": (0, 86400)}
 
 
 async def get_policy(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer", "edge")
     return web.json_response(policy_of(request.app[STORAGE], tenant_id))
 
 
 async def put_policy(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "admin")
     st, now = request.app[STORAGE], _now(request)
     _not_a_gateway(st, token_id)
     body = _obj(await _json(request), (), ("interval_s", "grace_s", "require_attested"))

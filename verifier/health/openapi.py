@@ -1,6 +1,6 @@
 """The health part of the OpenAPI document (docs/health.md 4, docs/api.md "Device health")."""
 
-from verifier.web.openapi import DEVICE_ID, ERR, admin_op as _admin_op, json_body as _json, ref as _ref
+from verifier.web.openapi import with_roles as _with_roles, DEVICE_ID, ERR, admin_op as _admin_op, json_body as _json, ref as _ref
 
 _INT = {"type": ["integer", "null"]}
 _STR = {"type": ["string", "null"]}
@@ -41,3 +41,11 @@ PATHS = {
                          {"200": _json(_ref("HealthHistory")), "404": ERR}, parameters=[DEVICE_ID]),
     },
 }
+
+
+# the roles that may call each admin-token operation (docs/api.md "Roles"; the routes check them)
+ROLES = {
+    ("GET", "/v1/devices/{device_id}/health"): ('viewer',),
+    ("GET", "/v1/devices/{device_id}/health/history"): ('viewer',),
+}
+PATHS = _with_roles(PATHS, ROLES)

@@ -11,7 +11,7 @@ from verifier.health.ingest import HealthIngest, maintain
 from verifier.registry import core as registry
 from verifier.registry.model import Policy
 from verifier.tasks import stop
-from verifier.web.auth import require_admin as _admin
+from verifier.web.auth import require_role as _role
 from verifier.web.request import path_device_id as _device_id, request_now as _now
 
 HISTORY_S = 86400
@@ -71,7 +71,8 @@ def health_document(storage, dev, now, briefs=None):
 
 
 def _tenant_device(request):
-    _, tenant_id = _admin(request)
+    """The caller's device of the path, for the GET routes (role viewer)."""
+    _, tenant_id = _role(request, "viewer")
     return registry.get_device(request.app[STORAGE], tenant_id, _device_id(request))
 
 

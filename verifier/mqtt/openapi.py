@@ -1,7 +1,7 @@
 """OpenAPI paths and schemas of the mqtt feature, merged into verifier.openapi.OPENAPI (docs/mqtt.md)."""
 
 
-from verifier.web.openapi import ADMIN, DEVICE_ID, ERR, json_body as _json, ref as _ref
+from verifier.web.openapi import with_roles as _with_roles, ADMIN, DEVICE_ID, ERR, json_body as _json, ref as _ref
 PEM = {"description": "PEM", "content": {"application/x-pem-file": {"schema": {"type": "string"}}}}
 
 
@@ -111,3 +111,15 @@ PATHS = {
                                                                      "status": {"type": "string"}}}),
                       "401": ERR}}},
 }
+
+
+# the roles that may call each admin-token operation (docs/api.md "Roles"; the routes check them)
+ROLES = {
+    ("POST", "/v1/devices/{device_id}/certificate"): ('operator', 'factory'),
+    ("GET", "/v1/devices/{device_id}/certificate"): ('viewer',),
+    ("POST", "/v1/devices/{device_id}/certificate/revoke"): ('operator',),
+    ("POST", "/v1/devices/{device_id}/mqtt-password"): ('operator', 'factory'),
+    ("GET", "/v1/ca"): ('viewer', 'factory'),
+    ("GET", "/v1/ca/crl"): ('viewer',),
+}
+PATHS = _with_roles(PATHS, ROLES)

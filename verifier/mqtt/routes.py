@@ -19,7 +19,7 @@ from verifier.mqtt import status as mqtt_status
 from verifier.mqtt import x509 as vx
 from verifier.appkeys import CONFIG, CORE, LIFECYCLE_HOOKS, SEALER, STORAGE
 from verifier.errors import Conflict, NotFound, ValidationError, VerifierError
-from verifier.web.auth import require_admin as _admin
+from verifier.web.auth import require_role as _role
 from verifier.web.request import path_device_id as _device_id, read_json as _json, request_now as _now, request_source
 from verifier.registry.lockout import EXHAUSTED, Lockout
 from verifier.registry.model import Policy, as_int, parse_device_id
@@ -99,7 +99,7 @@ def cert_view(row):
 
 
 async def issue_certificate(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "operator", "factory")
     did = _device_id(request)
     st, now = request.app[STORAGE], _now(request)
     dev = registry.get_device(st, tenant_id, did)
@@ -129,7 +129,7 @@ async def issue_certificate(request):
 
 
 async def get_certificate(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     did = _device_id(request)
     st = request.app[STORAGE]
     registry.get_device(st, tenant_id, did)
@@ -141,7 +141,7 @@ async def get_certificate(request):
 
 
 async def revoke_certificate(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "operator")
     did = _device_id(request)
     st, now = request.app[STORAGE], _now(request)
     dev = registry.get_device(st, tenant_id, did)
@@ -164,7 +164,7 @@ async def revoke_certificate(request):
 
 
 async def get_ca(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer", "factory")
     st, now = request.app[STORAGE], _now(request)
     tenant = st.get_tenant(tenant_id)
     ca = vx.TenantCA.load(st, request.app[SEALER], tenant, now)
@@ -178,7 +178,7 @@ async def get_ca(request):
 
 
 async def get_crl(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     st, now = request.app[STORAGE], _now(request)
     tenant = st.get_tenant(tenant_id)
     pem = await _crl(request.app, tenant, now)
@@ -190,7 +190,7 @@ async def get_crl(request):
 # -- MQTT passwords (dynamic security) -----------------------------------------------------------
 
 async def mqtt_password(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "operator", "factory")
     did = _device_id(request)
     st, now = request.app[STORAGE], _now(request)
     dev = registry.get_device(st, tenant_id, did)

@@ -4,7 +4,7 @@ verifier/notify/core.py check_new_webhook accepts."""
 
 from verifier.notify.core import EVENTS, TEST_EVENT, URL_MAX, URL_PATTERN, WEBHOOK_ID_PATTERN
 from verifier.registry.model import TEXT_PATTERN
-from verifier.web.openapi import ERR, admin_op as _admin_op, json_body as _json, ref as _ref
+from verifier.web.openapi import with_roles as _with_roles, ERR, admin_op as _admin_op, json_body as _json, ref as _ref
 
 WEBHOOK_ID = {"name": "webhook_id", "in": "path", "required": True,
               "schema": {"type": "string", "pattern": WEBHOOK_ID_PATTERN}}
@@ -76,3 +76,15 @@ PATHS = {
                         {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}]),
     },
 }
+
+
+# the roles that may call each admin-token operation (docs/api.md "Roles"; the routes check them)
+ROLES = {
+    ("POST", "/v1/webhooks"): ('admin',),
+    ("GET", "/v1/webhooks"): ('viewer',),
+    ("GET", "/v1/webhooks/{webhook_id}"): ('viewer',),
+    ("DELETE", "/v1/webhooks/{webhook_id}"): ('admin',),
+    ("POST", "/v1/webhooks/{webhook_id}/test"): ('operator',),
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"): ('viewer',),
+}
+PATHS = _with_roles(PATHS, ROLES)

@@ -10,7 +10,7 @@ from verifier.appkeys import CONFIG, NOTIFY, SEALER, STORAGE
 from verifier.errors import Conflict, NotFound, ValidationError
 from verifier.notify import core, delivery
 from verifier.tasks import stop
-from verifier.web.auth import require_admin as _admin
+from verifier.web.auth import require_role as _role
 from verifier.web.request import list_cursor as _cursor, list_limit as _limit, read_json as _json, request_now as _now
 
 MAX_WEBHOOKS = 20              # per tenant
@@ -43,7 +43,7 @@ def _webhook(request, tenant_id):
 
 
 async def add_webhook(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "admin")
     fields = core.check_new_webhook(await _json(request))
     st, now = request.app[STORAGE], _now(request)
     wid, secret = core.new_webhook_id(), core.new_secret()
@@ -59,17 +59,17 @@ async def add_webhook(request):
 
 
 async def list_webhooks(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     return web.json_response({"webhooks": [webhook_view(h) for h in request.app[STORAGE].list_webhooks(tenant_id)]})
 
 
 async def get_webhook(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     return web.json_response(webhook_view(_webhook(request, tenant_id)))
 
 
 async def delete_webhook(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "admin")
     hook = _webhook(request, tenant_id)
     st, now = request.app[STORAGE], _now(request)
     with st.transaction():
@@ -80,7 +80,7 @@ async def delete_webhook(request):
 
 
 async def test_webhook(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "operator")
     hook = _webhook(request, tenant_id)
     st, now = request.app[STORAGE], _now(request)
     with st.transaction():
@@ -91,7 +91,7 @@ async def test_webhook(request):
 
 
 async def list_deliveries(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     hook = _webhook(request, tenant_id)
     limit = _limit(request, DELIVERY_LIMIT_DEFAULT)
     before = _cursor(request)

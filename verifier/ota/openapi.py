@@ -3,7 +3,7 @@ releases, rollouts, the device check/report and the downloads. DeviceRefused (th
 device route, verifier/binauth/device.py) is declared here because the document has always listed it
 after the OTA schemas; the tokens part refers to it too."""
 
-from verifier.web.openapi import ERR, OCTETS, admin_op as _admin_op, json_body as _json, ref as _ref
+from verifier.web.openapi import with_roles as _with_roles, ERR, OCTETS, admin_op as _admin_op, json_body as _json, ref as _ref
 
 
 _RID = {"name": "release_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^rel_[0-9a-f]{16}$"}}
@@ -170,3 +170,20 @@ PATHS = {
            ("files/{path}", "One file of the release", OCTETS,
             [{"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}]))},
 }
+
+
+# the roles that may call each admin-token operation (docs/api.md "Roles"; the routes check them)
+ROLES = {
+    ("GET", "/v1/release-keys"): ('viewer',),
+    ("POST", "/v1/release-keys"): ('admin',),
+    ("POST", "/v1/release-keys/{kid}/retire"): ('admin',),
+    ("POST", "/v1/releases"): ('admin',),
+    ("GET", "/v1/releases"): ('viewer',),
+    ("GET", "/v1/releases/{release_id}"): ('viewer',),
+    ("POST", "/v1/releases/{release_id}/rollout"): ('operator',),
+    ("GET", "/v1/rollouts"): ('viewer',),
+    ("GET", "/v1/rollouts/{rollout_id}"): ('viewer',),
+    ("POST", "/v1/rollouts/{rollout_id}/halt"): ('operator',),
+    ("POST", "/v1/rollouts/{rollout_id}/resume"): ('operator',),
+}
+PATHS = _with_roles(PATHS, ROLES)

@@ -16,7 +16,7 @@ from verifier.appkeys import CONFIG, HEALTH, OTA, STORAGE
 from verifier.binauth.device import authenticate_device_request as _device, refused_response as _refused
 from verifier.config import load_kek
 from verifier.errors import NotFound, ValidationError
-from verifier.web.auth import require_admin as _admin
+from verifier.web.auth import require_role as _role
 from verifier.web.request import list_limit as _limit, read_json as _json, request_now as _now
 from verifier.registry.model import as_int
 
@@ -42,18 +42,18 @@ async def ota_ctx(app):
 # -- release keys -----------------------------------------------------------------------------
 
 async def list_keys(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     return web.json_response({"keys": [ota.key_view(k) for k in request.app[STORAGE].list_release_keys(tenant_id)]})
 
 
 async def add_key(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "admin")
     out = ota.add_key(request.app[STORAGE], tenant_id, await _json(request), _now(request), token_id)
     return web.json_response(out, status=201)
 
 
 async def retire_key(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "admin")
     return web.json_response(ota.retire_key(request.app[STORAGE], tenant_id, request.match_info["kid"],
                                             _now(request), token_id))
 
@@ -87,7 +87,7 @@ async def publish(request):
     """multipart/form-data: part "manifest.json", part "manifest.sig", then one part per file named
     "files/<path>". The signature is checked before any file is read; each file is hashed while it
     streams to a temporary file; the release is stored only when all of them match."""
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "admin")
     st, state = request.app[STORAGE], request.app[OTA]
     now = _now(request)
     upload = None
@@ -125,14 +125,14 @@ async def publish(request):
 
 
 async def list_releases(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     kind = request.query.get("kind")
     rels = request.app[STORAGE].list_releases(tenant_id, kind=kind, limit=_limit(request))
     return web.json_response({"releases": [ota.release_view(r) for r in rels]})
 
 
 async def get_release(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     st = request.app[STORAGE]
     rel = ota.get_release(st, tenant_id, request.match_info["release_id"])
     out = ota.release_view(rel, st.list_release_files(rel["id"]))
@@ -144,7 +144,7 @@ async def get_release(request):
 # -- rollouts ---------------------------------------------------------------------------------
 
 async def create_rollout(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "operator")
     st = request.app[STORAGE]
     ota.get_release(st, tenant_id, request.match_info["release_id"])      # 404 before the body
     doc = await _json(request) if await request.read() else {}
@@ -153,7 +153,7 @@ async def create_rollout(request):
 
 
 async def list_rollouts(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     st, now = request.app[STORAGE], _now(request)
     state = request.query.get("state")
     return web.json_response({"rollouts": [rollouts.rollout_status(st, ro, now)
@@ -161,14 +161,14 @@ async def list_rollouts(request):
 
 
 async def get_rollout(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     st = request.app[STORAGE]
     ro = rollouts.get_rollout(st, tenant_id, request.match_info["rollout_id"])
     return web.json_response(rollouts.rollout_status(st, ro, _now(request)))
 
 
 async def halt_rollout(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "operator")
     st = request.app[STORAGE]
     rollouts.get_rollout(st, tenant_id, request.match_info["rollout_id"])
     doc = await _json(request) if await request.read() else {}
@@ -182,7 +182,7 @@ async def halt_rollout(request):
 
 
 async def resume_rollout(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "operator")
     st = request.app[STORAGE]
     ro = rollouts.resume(st, tenant_id, request.match_info["rollout_id"], _now(request), token_id)
     return web.json_response(rollouts.rollout_status(st, ro, _now(request)))

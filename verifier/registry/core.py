@@ -12,7 +12,7 @@ import time
 from verifier import keys
 from verifier.errors import (Conflict, DuplicateSerial, InvalidTransition, NotFound, Unauthorized, ValidationError,
                              VerifierError)
-from verifier.registry.model import (DEFAULT_PERMISSIONS, FLAG_ACTIONS, PSK_LIFETIME_S, Policy, next_status,
+from verifier.registry.model import (DEFAULT_PERMISSIONS, FLAG_ACTIONS, PSK_LIFETIME_S, ROLES, Policy, next_status,
                                      validate_device_patch, validate_new_device, validate_psk_rotation)
 
 BULK_MAX_ROWS = 10_000     # per HTTP request; provision_bulk itself takes any number
@@ -37,13 +37,16 @@ def create_tenant(storage, name, now, policy=None):
     return storage.get_tenant(tenant_id)
 
 
-def issue_token(storage, tenant_id, now, label=None, actor="cli"):
-    """Create an admin token for a tenant. Returns (token_id, token); only the hash is stored."""
+def issue_token(storage, tenant_id, now, label=None, actor="cli", role="admin"):
+    """Create an admin token of `role` (docs/api.md "Roles") for a tenant. Returns (token_id, token); only
+    the hash is stored."""
+    if role not in ROLES:
+        raise ValidationError(f"role must be one of {', '.join(ROLES)}")
     token = keys.new_token()
     token_id = "tok_" + secrets.token_hex(6)
     with storage.transaction():
-        storage.add_token(token_id, tenant_id, keys.hash_token(token), label, int(now))
-        storage.add_audit([_admin_audit(int(now), tenant_id, actor, "token.issue", token_id)])
+        storage.add_token(token_id, tenant_id, keys.hash_token(token), label, int(now), role)
+        storage.add_audit([_admin_audit(int(now), tenant_id, actor, "token.issue", token_id, reason=f"role {role}")])
     return token_id, token
 
 
@@ -55,8 +58,9 @@ def revoke_token(storage, tenant_id, token_id, now, actor="cli"):
         storage.add_audit([_admin_audit(int(now), tenant_id, actor, "token.revoke", token_id)])
 
 
-def authenticate_admin(storage, authorization):
-    """`Authorization: Bearer <token>` -> (token_id, tenant_id), else Unauthorized."""
+def authenticate_token(storage, authorization):
+    """`Authorization: Bearer <token>` -> (token_id, tenant_id, role), else Unauthorized. The role is checked by
+    the caller (verifier.web.auth.require_role)."""
     if not authorization or not authorization.startswith("Bearer "):
         raise Unauthorized("an admin token is required: Authorization: Bearer <token>")
     token = authorization[7:].strip()
@@ -66,7 +70,7 @@ def authenticate_admin(storage, authorization):
     found = storage.find_token(h)
     if found is None or not keys.ct_eq(found[2], h):
         raise Unauthorized("invalid admin token")
-    return found[0], found[1]
+    return found[0], found[1], found[3]
 
 
 def tenant_view(tenant):
@@ -318,6 +322,6 @@ def rotate_psk(storage, sealer, tenant, device_id, doc, now, actor):
             "psk": psk.hex(), "psk_generation": generation, "psk_expires_at": expires}
 
 
-__all__ = ["provision_bulk", "provision_one", "create_tenant", "issue_token", "authenticate_admin",
+__all__ = ["provision_bulk", "provision_one", "create_tenant", "issue_token", "authenticate_token",
            "device_view", "get_device", "patch_device", "change_lifecycle", "set_quarantined", "patch_tenant_policy", "rotate_psk",
            "BULK_MAX_ROWS", "DEFAULT_PERMISSIONS"]

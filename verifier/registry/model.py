@@ -22,6 +22,18 @@ TEXT_CHARS = "[ -~\u00a0-\ud7ff\ue000-\ufffd]"
 TEXT_PATTERN = f"^{TEXT_CHARS}{{1,{MAX_TEXT}}}$"
 _TEXT = re.compile(f"{TEXT_CHARS}{{1,{MAX_TEXT}}}\\Z")
 # tenant policy fields of device tokens and offline chains (docs/tokens.md): name -> (min, max)
+# Admin-token roles (docs/api.md "Roles"): viewer < operator < admin; factory (provisioning) and edge (what an
+# edge verifier calls upstream) are separate scopes, which admin also covers.
+ROLES = ("viewer", "operator", "admin", "factory", "edge")
+_GRANTS = {"viewer": frozenset(("viewer",)), "operator": frozenset(("viewer", "operator")),
+           "admin": frozenset(ROLES), "factory": frozenset(("factory",)), "edge": frozenset(("edge",))}
+
+
+def role_allows(held, needed):
+    """True when a token of role `held` may call a route that needs role `needed`."""
+    return needed in _GRANTS.get(held, ())
+
+
 TOKEN_POLICY_FIELDS = {"token_ttl_s": (60, 30 * 86400), "token_refresh_s": (0, 30 * 86400),
                        "chain_period_s": (60, 30 * 86400), "chain_validity_s": (60, 60 * 86400),
                        "chain_len": (1, 1000), "chain_low_water": (0, 1000)}

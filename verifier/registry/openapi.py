@@ -4,7 +4,7 @@ its PATHS and SCHEMAS, merged by the app factory (verifier/app.py) into the docu
 
 
 from verifier.registry.model import LIFECYCLE_ACTIONS, MAX_LIST, PSK_MAX_LIFETIME_DAYS, STATUSES, TEXT_PATTERN, TOKEN_POLICY_FIELDS
-from verifier.web.openapi import DEVICE_ID, ERR, admin_op as _admin_op, json_body as _json, ref as _ref
+from verifier.web.openapi import with_roles as _with_roles, DEVICE_ID, ERR, admin_op as _admin_op, json_body as _json, ref as _ref
 
 # what the server validates (verifier/registry/model.py), stated once here: the schema is the validation
 TEXT = {"type": "string", "pattern": TEXT_PATTERN}
@@ -176,3 +176,20 @@ PATHS = {
                          "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}]),
     },
 }
+
+
+# the roles that may call each admin-token operation (docs/api.md "Roles"; the routes check them)
+ROLES = {
+    ("POST", "/v1/devices"): ('factory',),
+    ("POST", "/v1/devices/bulk"): ('factory',),
+    ("GET", "/v1/devices"): ('viewer',),
+    ("GET", "/v1/devices/{device_id}"): ('viewer',),
+    ("PATCH", "/v1/devices/{device_id}"): ('operator',),
+    ("DELETE", "/v1/devices/{device_id}"): ('factory',),
+    ("POST", "/v1/devices/{device_id}/lifecycle"): ('operator',),
+    ("POST", "/v1/devices/{device_id}/psk/rotate"): ('operator',),
+    ("GET", "/v1/tenant"): ('viewer', 'factory'),
+    ("PATCH", "/v1/tenant"): ('admin',),
+    ("GET", "/v1/audit"): ('viewer',),
+}
+PATHS = _with_roles(PATHS, ROLES)

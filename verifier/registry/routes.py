@@ -7,7 +7,7 @@ from verifier.registry import core as registry
 from verifier.appkeys import CORE, LIFECYCLE_HOOKS, METRICS, SEALER, STORAGE
 from verifier.errors import Conflict, NotFound, ValidationError
 from verifier.registry.model import STATUSES, parse_device_id
-from verifier.web.auth import require_admin as _admin
+from verifier.web.auth import require_role as _role
 from verifier.web.request import (list_cursor as _cursor, list_limit as _limit, path_device_id as _device_id,
                                   read_json as _json, request_now as _now)
 
@@ -19,7 +19,7 @@ def _tenant_name(request, tenant_id):
 # devices
 
 async def provision(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "factory")
     body = await _json(request)
     st = request.app[STORAGE]
     out = registry.provision_one(st, request.app[SEALER], st.get_tenant(tenant_id), body, _now(request), token_id)
@@ -28,7 +28,7 @@ async def provision(request):
 
 
 async def provision_bulk(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "factory")
     body = await _json(request)
     if not isinstance(body, dict) or not isinstance(body.get("devices"), list) or set(body) != {"devices"}:
         raise ValidationError('body must be {"devices": [...]}')
@@ -42,7 +42,7 @@ async def provision_bulk(request):
 
 
 async def list_devices(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     q = request.query
     status = q.get("status")
     if status is not None and status not in STATUSES:
@@ -63,15 +63,15 @@ async def list_devices(request):
 
 
 async def get_device(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     dev = registry.get_device(request.app[STORAGE], tenant_id, _device_id(request))
     return web.json_response(registry.device_view(dev, _tenant_name(request, tenant_id)))
 
 
 async def _change_device(request, change):
     """PATCH-like admin changes of one device: 404 before the body is read, then the change, then
-    the binary-auth cache forgets the device so the very next packet sees it."""
-    token_id, tenant_id = _admin(request)
+    the binary-auth cache forgets the device so the very next packet sees it. Role operator (PATCH, lifecycle)."""
+    token_id, tenant_id = _role(request, "operator")
     did = _device_id(request)
     registry.get_device(request.app[STORAGE], tenant_id, did)
     body = await _json(request)
@@ -95,7 +95,7 @@ async def delete_device(request):
     """Remove a device that never authenticated (a mistaken provisioning), so that its serial is free
     again; audited. 409 once it has authenticated, or while it holds a certificate or an MQTT password
     (decommission it first: that revokes them)."""
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "factory")
     did = _device_id(request)
     st = request.app[STORAGE]
     dev = registry.get_device(st, tenant_id, did)
@@ -116,7 +116,7 @@ async def delete_device(request):
 
 async def rotate_psk(request):
     """A new DTLS PSK generation; the body is optional ({"lifetime_days": N})."""
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "operator")
     did = _device_id(request)
     st = request.app[STORAGE]
     registry.get_device(st, tenant_id, did)          # 404 before the body is read
@@ -129,12 +129,12 @@ async def rotate_psk(request):
 # tenant and audit
 
 async def get_tenant(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer", "factory")
     return web.json_response(registry.tenant_view(request.app[STORAGE].get_tenant(tenant_id)))
 
 
 async def patch_tenant(request):
-    token_id, tenant_id = _admin(request)
+    token_id, tenant_id = _role(request, "admin")
     body = await _json(request)
     tenant = registry.patch_tenant_policy(request.app[STORAGE], tenant_id, body, _now(request), token_id)
     request.app[CORE].forget_tenant(tenant_id)
@@ -142,7 +142,7 @@ async def patch_tenant(request):
 
 
 async def audit(request):
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     q = request.query
     limit = _limit(request)
     device_id = q.get("device_id")

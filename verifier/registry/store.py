@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS tenants (
     id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created INTEGER NOT NULL, policy TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (
     id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id), hash BLOB NOT NULL UNIQUE,
-    label TEXT, created INTEGER NOT NULL, revoked_at INTEGER);
+    label TEXT, created INTEGER NOT NULL, revoked_at INTEGER, role TEXT NOT NULL DEFAULT 'admin');
 CREATE TABLE IF NOT EXISTS devices (
     id BLOB PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),
     serial_number TEXT NOT NULL, manufacturer_id TEXT, model_id TEXT,
@@ -61,6 +61,8 @@ MIGRATIONS = (
     ("devices", "psk_expires_at", "ALTER TABLE devices ADD COLUMN psk_expires_at INTEGER",
      "UPDATE devices SET psk_expires_at = provisioned_at + %d WHERE psk_expires_at IS NULL" % PSK_LIFETIME_S),
     ("audit", "detail", "ALTER TABLE audit ADD COLUMN detail TEXT", None),
+    # scoped admin tokens (docs/api.md "Roles"): every token issued before roles existed could do everything
+    ("tokens", "role", "ALTER TABLE tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'admin'", None),
 )
 
 
@@ -96,16 +98,17 @@ class RegistryStorage(abc.ABC):
     def set_tenant_policy(self, tenant_id, policy): """Replace a tenant's policy (JSON dict)."""
 
     @abc.abstractmethod
-    def add_token(self, token_id, tenant_id, token_hash, label, created): """Store a token hash."""
+    def add_token(self, token_id, tenant_id, token_hash, label, created, role="admin"):
+        """Store a token hash with its role (docs/api.md "Roles")."""
 
     @abc.abstractmethod
-    def find_token(self, token_hash): """(token_id, tenant_id, stored_hash) of an unrevoked token, or None."""
+    def find_token(self, token_hash): """(token_id, tenant_id, stored_hash, role) of an unrevoked token, or None."""
 
     @abc.abstractmethod
     def revoke_token(self, tenant_id, token_id, now): """Mark a tenant's token revoked; False if it has none such."""
 
     @abc.abstractmethod
-    def list_tokens(self, tenant_id): """[{id, label, created, revoked_at}] of a tenant (never the hash)."""
+    def list_tokens(self, tenant_id): """[{id, label, created, revoked_at, role}] of a tenant (never the hash)."""
 
     # devices
     @abc.abstractmethod
@@ -253,13 +256,14 @@ class SQLiteRegistryStorage(SQLiteTransactions, RegistryStorage):
     def set_tenant_policy(self, tenant_id, policy):
         self._write("UPDATE tenants SET policy = ? WHERE id = ?", (json.dumps(policy), tenant_id))
 
-    def add_token(self, token_id, tenant_id, token_hash, label, created):
-        self._write("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, NULL)", (token_id, tenant_id, token_hash, label, created))
+    def add_token(self, token_id, tenant_id, token_hash, label, created, role="admin"):
+        self._write("INSERT INTO tokens (id, tenant_id, hash, label, created, revoked_at, role) "
+                    "VALUES (?, ?, ?, ?, ?, NULL, ?)", (token_id, tenant_id, token_hash, label, created, role))
 
     def find_token(self, token_hash):
-        row = self._db.execute("SELECT id, tenant_id, hash FROM tokens WHERE hash = ? AND revoked_at IS NULL",
+        row = self._db.execute("SELECT id, tenant_id, hash, role FROM tokens WHERE hash = ? AND revoked_at IS NULL",
                                (token_hash,)).fetchone()
-        return None if row is None else (row[0], row[1], row[2])
+        return None if row is None else (row[0], row[1], row[2], row[3])
 
     def revoke_token(self, tenant_id, token_id, now):
         cur = self._write("UPDATE tokens SET revoked_at = ? WHERE id = ? AND tenant_id = ? AND revoked_at IS NULL",
@@ -268,7 +272,7 @@ class SQLiteRegistryStorage(SQLiteTransactions, RegistryStorage):
 
     def list_tokens(self, tenant_id):
         return [dict(r) for r in self._db.execute(
-            "SELECT id, label, created, revoked_at FROM tokens WHERE tenant_id = ? ORDER BY created, id",
+            "SELECT id, label, created, revoked_at, role FROM tokens WHERE tenant_id = ? ORDER BY created, id",
             (tenant_id,))]
 
     # devices

@@ -1,6 +1,6 @@
 """OpenAPI paths and schemas of the tokens feature (docs/tokens.md), merged into verifier.openapi.OPENAPI."""
 
-from verifier.web.openapi import ERR, json_body as _json, ref as _ref
+from verifier.web.openapi import with_roles as _with_roles, ERR, json_body as _json, ref as _ref
 
 
 def _body(schema):
@@ -94,3 +94,10 @@ PATHS = {
             "exp": {"type": "integer"}, "scp": {"type": "string"}, "scope": {"type": "string"},
             "tid": {"type": "string"}, "token_type": {"type": "string"}}}), "400": ERR, "401": ERR}}},
 }
+
+
+# the roles that may call each admin-token operation (docs/api.md "Roles"; the routes check them)
+ROLES = {
+    ("POST", "/v1/tokens/introspect"): ('viewer',),
+}
+PATHS = _with_roles(PATHS, ROLES)

@@ -19,7 +19,7 @@ from verifier.tokens.chain import REVOCATION_REFRESH_S, used_expires
 from verifier.appkeys import CONFIG, CORE, STORAGE
 from verifier.errors import Conflict, Unauthorized, ValidationError
 from verifier.registry.model import as_int
-from verifier.web.auth import require_admin as _admin
+from verifier.web.auth import require_role as _role
 from verifier.web.request import limit_source, read_json as _json, request_now as _now, request_source
 from verifier.binauth.device import authenticate_device_request as _device, refused_response as _refused
 from verifier.tasks import stop
@@ -136,7 +136,7 @@ async def whoami(request):
 
 async def introspect(request):
     """RFC 7662: {"active": false} for anything that does not validate now or is another tenant's."""
-    _, tenant_id = _admin(request)
+    _, tenant_id = _role(request, "viewer")
     doc = await _body(request)
     if not isinstance(doc.get("token"), str):
         raise ValidationError('body must be {"token": "<JWT>"}')

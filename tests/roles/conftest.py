@@ -1,0 +1,1 @@
+from tests.support import clock, client, config  # noqa: F401  (fixtures)
