@@ -22,6 +22,9 @@ def add_server_arguments(parser):
                         help="tenant admin token (env JANUA_TOKEN; or --token-file)")
     parser.add_argument("--token-file", default=os.environ.get("JANUA_TOKEN_FILE"),
                         help="file holding the tenant admin token")
+    parser.add_argument("--ca-file", default=os.environ.get("JANUA_CA_FILE"),
+                        help="PEM file of the CA (or the self-signed certificate) that signs an https:// "
+                             "verifier's certificate (env JANUA_CA_FILE; default: the system's trust store)")
 
 
 def add_output_argument(parser):
@@ -59,8 +62,15 @@ def check_url(url, flag="--server"):
 
 
 class API:
-    def __init__(self, server, token=None, token_file=None, timeout=60):
+    def __init__(self, server, token=None, token_file=None, timeout=60, ca_file=None):
         self.server = check_url(server).rstrip("/")
+        self.context = None
+        if ca_file:
+            import ssl
+            try:
+                self.context = ssl.create_default_context(cafile=ca_file)
+            except (OSError, ssl.SSLError) as e:
+                raise CLIError(f"cannot load --ca-file {ca_file}: {e}")
         if token is None and token_file:
             try:
                 with open(token_file) as f:
@@ -75,7 +85,7 @@ class API:
 
     @classmethod
     def from_args(cls, args):
-        return cls(args.server, args.token, args.token_file)
+        return cls(args.server, args.token, args.token_file, ca_file=getattr(args, "ca_file", None))
 
     def call(self, method, path, body=None):
         data = json.dumps(body).encode() if body is not None else None
@@ -120,7 +130,7 @@ class API:
         if length is not None:
             req.add_header("Content-Length", str(length))
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self.context) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as e:
             raw = e.read()

@@ -81,9 +81,36 @@ def _held_device(api, ident):
     return d, f"device {dev} (serial {d['serial_number']}, {d.get('status')})"
 
 
+SERVER_CA = "janua_server_ca.der"   # read by firmware/janua/https.py
+
+
+def server_ca(args):
+    """The DER bytes of --ca-file for a board that talks HTTPS (an https:// --server), else None; CLIError when
+    an https:// server has no --ca-file, or the file is not one PEM or DER certificate."""
+    if not str(getattr(args, "server", "")).startswith("https://"):
+        return None
+    path = getattr(args, "ca_file", None)
+    if not path:
+        raise CLIError("an https:// --server needs --ca-file: the board checks the verifier's certificate "
+                       "against that CA", hint="the CA that signed the verifier's certificate, or its self-signed "
+                                               "certificate (janua serve --dev --tls-self-signed writes <db>.tls.pem)")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    try:
+        data = open(path, "rb").read()
+    except OSError as e:
+        raise CLIError(f"cannot read --ca-file {path}: {e.strerror}")
+    try:
+        cert = x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
+    except ValueError:
+        raise CLIError(f"--ca-file {path} is not a PEM or DER certificate")
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
 def provision_one(api, args):
     if args.edge:
         _check_edge(args.edge)      # every argument is checked before anything is registered
+    ca = server_ca(args)
     held = None
     if args.port:
         # Before anything is registered: the port must reach a board, and the board must not hold an identity
@@ -112,10 +139,14 @@ def provision_one(api, args):
         print()
         return 0
     config = board_config(pkg, args)
+    if files:
+        config["mqtt"] = pkg["mqtt"]
+    if ca is not None:                  # HTTPS on the board (docs/protocol.md 3.5)
+        config["server"]["tls"] = True
+        files[SERVER_CA] = ca
     try:
         from tools import mpremote_util
         if files:
-            config["mqtt"] = pkg["mqtt"]
             files[BOARD_CONFIG] = json.dumps(config).encode()
             write_files_atomic(args.port, files)
         else:
@@ -280,7 +311,8 @@ def _check_edge(url):
 
 def board_config(pkg, args):
     host = args.device_server_host or urllib.parse.urlparse(args.server).hostname or "127.0.0.1"
-    http_port = urllib.parse.urlparse(args.server).port or 80
+    url = urllib.parse.urlparse(args.server)
+    http_port = url.port or (443 if url.scheme == "https" else 80)
     cfg = {
         "device_id": pkg["device_id"],
         "tenant": pkg.get("tenant"),

@@ -3,6 +3,10 @@ from a test CA): main.py authenticates over HTTPS, then an OTA check (devcall) a
 HTTPS too; the board trusts only the CA written to janua_server_ca.der."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -13,6 +17,7 @@ from tools.boards import FIRMWARE_DIR
 from tools.demo import Verifier
 
 pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +89,38 @@ def test_plain_http_board_gets_nothing_from_the_https_port(tls_verifier, mp):
     board(mp, v, pki, "TLS-3", tls=False)
     p = mp.raw("exec(open(%r).read())\n" % str(FIRMWARE_DIR / "main.py"))
     assert p.stdout.strip().splitlines()[0].startswith("janua: auth failed: http"), p.stdout + p.stderr
+
+
+def test_provisioned_over_https_the_virtual_board_authenticates_over_https(tls_verifier, tmp_path):
+    # what a user types: janua flash, janua provision --server https://... --ca-file, then a reset
+    from tools.demo import _janua, reset_and_read
+    from tools.vboard import VirtualBoard
+    v, pki = tls_verifier
+    vb = VirtualBoard(board="esp32", flash_dir=tmp_path / "flash")
+    port = vb.start()
+    try:
+        _janua("flash", "--port", port, "--board", "esp32")
+        server = f"https://localhost:{v.http_port}"
+        env = {k: val for k, val in os.environ.items() if k != "SSL_CERT_FILE"}   # --ca-file alone is trusted
+        r = subprocess.run([sys.executable, "-m", "tools", "provision", "--serial", "TLS-VB", "--port", port,
+                            "--board", "esp32", "--server", server, "--ca-file", str(pki.ca_file),
+                            "--token-file", str(v.token_file), "--transport", "http"],
+                           capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+        assert r.returncode == 0 and "provisioned device" in r.stdout, r.stdout + r.stderr
+        cfg = json.loads((tmp_path / "flash" / "janua.json").read_text())
+        assert cfg["server"]["tls"] is True and cfg["server"]["host"] == "localhost"
+        der = (tmp_path / "flash" / "janua_server_ca.der").read_bytes()
+        assert x509.load_der_x509_certificate(der).subject.rfc4514_string() == "CN=janua test CA"
+        line = reset_and_read(port)
+        assert line.startswith("janua: authenticated device=" + cfg["device_id"]) and "via http" in line, line
+    finally:
+        vb.stop()
+
+
+def test_an_https_server_without_ca_file_registers_nothing(tls_verifier):
+    from tools.demo import _janua
+    v, _ = tls_verifier
+    r = _janua("provision", "--serial", "TLS-NOCA", "--server", f"https://localhost:{v.http_port}",
+               "--token-file", str(v.token_file), check=False)
+    assert r.returncode == 1
+    assert "an https:// --server needs --ca-file" in r.stderr
