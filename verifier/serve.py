@@ -14,6 +14,7 @@ chain tokens from a cache of the upstream's devices, its own SQLite file (--db, 
 and KEK, no registry and no DTLS; its line ends with `edge upstream=URL`.
 """
 
+import argparse
 import asyncio
 import logging
 import signal
@@ -32,13 +33,36 @@ class ServeError(Exception):
         self.hint = hint
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    # `janua serve --help` shows each option's default where it has one worth showing
+    def _get_help_string(self, action):
+        h = action.help or ""
+        d = action.default
+        if "default" in h or d in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
+            return h
+        return h + " (default: %(default)s)"
+
+
+# settings a config file may not hold (secrets come from the environment or files: JANUA_KEK, --kek-file,
+# --upstream-token-file), and the options that are about the file itself
+_NOT_IN_FILE = {"help", "config", "print_config", "version"}
+
+
 def configure(parser):
+    parser.formatter_class = _DefaultsFormatter
+    parser.set_defaults(_serve_parser=parser)
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML file of settings: the options below without their leading -- (http_port = 8443, "
+                             "tls_cert = \"/etc/janua/cert.pem\", trusted_proxy = [\"10.0.0.5\"]); options given on "
+                             "the command line win. No secrets in it: the KEK comes from $JANUA_KEK or --kek-file")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the effective settings (file, then command line, then defaults) as TOML and exit")
     parser.add_argument("--db", default=None,
                         help="SQLite registry file (default: janua.db; the edge's own file with --edge: janua-edge.db)")
     parser.add_argument("--http-host", default="127.0.0.1",
                         help="address of the HTTP API (default 127.0.0.1); plain HTTP only on loopback "
                              "(127.0.0.0/8, ::1, localhost) unless --insecure-http")
-    parser.add_argument("--http-port", type=int, default=8080, help="0 picks a free port")
+    parser.add_argument("--http-port", type=int, default=8080, help="HTTP API port; 0 picks a free port")
     tls = parser.add_argument_group("TLS on the HTTP API (docs/api.md \"TLS\")")
     tls.add_argument("--tls-cert", metavar="FILE",
                      help="PEM certificate chain (server certificate first): serve HTTPS, TLS 1.2 or newer")
@@ -53,9 +77,9 @@ def configure(parser):
     tls.add_argument("--trusted-proxy", metavar="CIDR", action="append", default=[],
                      help="a reverse proxy whose X-Forwarded-For is believed (repeatable); the header of any "
                           "other peer is ignored")
-    parser.add_argument("--udp-host", default="127.0.0.1")
+    parser.add_argument("--udp-host", default="127.0.0.1", help="address of binary auth over UDP")
     parser.add_argument("--udp-port", type=int, default=5685, help="0 picks a free port; -1 disables UDP")
-    parser.add_argument("--dtls-host", default="127.0.0.1")
+    parser.add_argument("--dtls-host", default="127.0.0.1", help="address of DTLS/CoAP")
     parser.add_argument("--dtls-port", type=int, default=5684,
                         help="DTLS/CoAP (coaps) port; 0 picks a free port; -1 disables DTLS")
     parser.add_argument("--kek-file", help="key-encryption key file (32 bytes as 64 hex characters); "
@@ -64,7 +88,8 @@ def configure(parser):
                         help="local use: generate a KEK beside the db and a 'default' tenant with a token")
     parser.add_argument("--source-rate", metavar="CAPACITY/REFILL", default="1000/500",
                         help="verifier-wide per-source-address limit before device lookup (default 1000/500)")
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="log level (to stderr)")
     edge = parser.add_argument_group("edge verifier")
     edge.add_argument("--edge", action="store_true", help="run an edge verifier in front of --upstream")
     edge.add_argument("--upstream", metavar="URL", help="the cloud verifier's base URL, e.g. http://cloud:8080")
@@ -244,9 +269,97 @@ async def _serve(config):
         await handle.close()
 
 
+def _explicit(parser, argv):
+    # the dests of the options given on the command line (they win over the config file)
+    out = set()
+    for tok in argv or ():
+        if tok.startswith("--"):
+            a = parser._option_string_actions.get(tok.split("=", 1)[0])
+            if a is not None:
+                out.add(a.dest)
+    return out
+
+
+def _typed(action, value, key, path):
+    # `value` from the file as the option would have parsed it, or ServeError
+    where = f"--config {path}: {key}"
+    if action.nargs == 0:                                  # store_true
+        if not isinstance(value, bool):
+            raise ServeError(f"{where} must be true or false")
+        return value
+    if isinstance(action, argparse._AppendAction) or action.nargs in ("*", "+"):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ServeError(f"{where} must be a list of strings")
+        return value
+    if action.type is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ServeError(f"{where} must be an integer")
+    elif not isinstance(value, str):
+        raise ServeError(f"{where} must be a string")
+    if action.choices is not None and value not in action.choices:
+        raise ServeError(f"{where} must be one of {', '.join(map(str, action.choices))}")
+    return value
+
+
+def _settings(parser):
+    return [a for a in parser._actions if a.option_strings and a.dest not in _NOT_IN_FILE]
+
+
+def apply_config_file(args, argv=None):
+    """Settings of `args.config` (TOML) into `args`, except those given on the command line; ServeError for an
+    unreadable file, an unknown setting or a wrong type."""
+    path = getattr(args, "config", None)
+    parser = getattr(args, "_serve_parser", None)
+    if not path or parser is None:
+        return args
+    import tomllib
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except OSError as e:
+        raise ServeError(f"cannot read --config {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ServeError(f"--config {path} is not valid TOML: {e}") from None
+    known = {a.dest: a for a in _settings(parser)}
+    explicit = _explicit(parser, sys.argv[1:] if argv is None else argv)
+    for key, value in doc.items():
+        action = known.get(key.replace("-", "_"))
+        if action is None:
+            raise ServeError(f"--config {path}: unknown setting {key!r}",
+                             hint="the settings are janua serve's options without the leading --, "
+                                  "with _ for - (janua serve --help)")
+        if action.dest not in explicit:
+            setattr(args, action.dest, _typed(action, value, key, path))
+    return args
+
+
+def _toml_value(v):
+    import json
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return json.dumps(str(v))       # a TOML basic string is a JSON string
+
+
+def print_config(args):
+    """The effective settings as TOML (unset ones as comments); holds no secret (the KEK never is a setting)."""
+    lines = ["# janua serve: effective settings (config file, then command line, then defaults)"]
+    for a in _settings(args._serve_parser):
+        v = getattr(args, a.dest, None)
+        lines.append(f"# {a.dest} (not set)" if v is None else f"{a.dest} = {_toml_value(v)}")
+    print("\n".join(lines))
+    return 0
+
+
 def run(args):
     from verifier.config import load_kek
     from verifier.errors import VerifierError
+    apply_config_file(args)
+    if getattr(args, "print_config", False):
+        return print_config(args)
     config = _config(args)
     logging.basicConfig(level=config.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
