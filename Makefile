@@ -10,7 +10,8 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BENCH_DEBS := wrk:wrk taskset:util-linux gcc:gcc mosquitto:mosquitto
 TEST_DEBS  := openssl:openssl gnutls-serv:gnutls-bin coap-server-openssl:libcoap3-bin mosquitto:mosquitto \
               gcc:gcc /usr/include/mosquitto_plugin.h:mosquitto-dev /usr/include/mosquitto.h:libmosquitto-dev \
-              /usr/include/openssl/x509.h:libssl-dev swtpm:swtpm swtpm_setup:swtpm-tools tpm2_quote:tpm2-tools
+              /usr/include/openssl/x509.h:libssl-dev swtpm:swtpm swtpm_setup:swtpm-tools tpm2_quote:tpm2-tools \
+              systemd-analyze:systemd
 
 .PHONY: all demo test bench fuzz venv mplib debs-bench debs-test clean
 
