@@ -1,7 +1,7 @@
 """The one-writer lock (verifier/store_lock.py): in process, and against real `janua serve` subprocesses
 (tools.demo.Verifier): a second `janua serve` on a file in use refuses with one line naming the file and the
 holder's pid, and the first one goes on serving; a SIGKILLed verifier's lock file does not block the next
-one; the edge verifier locks its own file."""
+one; the edge verifier locks its own file; `janua restore` refuses a file a verifier holds."""
 
 import os
 import signal
@@ -50,6 +50,10 @@ def test_second_serve_on_the_same_db_refuses_with_one_line(tmp_path):
         assert v.proc.poll() is None
         d = provision(v, "SN-1")                                  # the first one still serves
         assert udp_auth(v, d, d.request()) == (OK, True)
+        r = janua("restore", "--backup", str(v.db), "--db", str(v.db), "--force")
+        assert r.returncode == 1
+        assert r.stderr == (f"janua: {v.db} is in use by a verifier (pid {v.proc.pid} holds {v.db}.lock)\n"
+                            "janua: hint: stop that verifier before restoring\n")
     finally:
         v.stop()
 
