@@ -225,3 +225,16 @@ def test_backup_never_overwrites_a_file_that_appears_during_the_copy(tmp_path):
     assert str(e.value) == f"{out} appeared while the copy was made: not overwritten (the copy is removed)"
     assert out.read_bytes() == b"made by someone else meanwhile"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("b.db")) == ["b.db"]
+
+
+def test_backup_has_what_is_committed_but_only_in_the_wal(tmp_path):
+    src = tmp_path / "janua.db"
+    make_registry(src, tenants=1, audit_rows=10).close()
+    live = sqlite3.connect(src, isolation_level=None)            # stays open, as a running verifier does
+    live.execute("PRAGMA wal_autocheckpoint=0")
+    live.execute("INSERT INTO tenants (id, name, created, policy) VALUES ('tn_wal', 'in-wal', 0, '{}')")
+    assert (tmp_path / "janua.db-wal").stat().st_size > 0
+    made = store_backup.backup(src, tmp_path / "b.db")
+    live.close()
+    assert made.tenants == 2
+    assert count(tmp_path / "b.db", "tenants") == 2
