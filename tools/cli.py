@@ -22,6 +22,8 @@ COMMANDS = {
     "attest": ("tools.attest", "board attestation: status, request, model references, policy"),
     "token-key": ("tools.token_key", "list and rotate the verifier's token-signing keys (JWKS overlap)"),
     "gateway": ("tools.gateway", "edge gateway TPM attestation: enrol the TPM, attest (quote) to the cloud"),
+    "backup": ("tools.backup", "a consistent online copy of the registry while the verifier runs (not the KEK)"),
+    "restore": ("tools.restore", "restore the registry from a backup into a file no verifier holds"),
 }
 
 

@@ -12,6 +12,9 @@ none, and prints its admin token once (`janua serve: token=jna_... tenant=defaul
 With --edge it runs an edge verifier instead (docs/tokens.md "Edge verifier"): binary auth and offline
 chain tokens from a cache of the upstream's devices, its own SQLite file (--db, default janua-edge.db)
 and KEK, no registry and no DTLS; its line ends with `edge upstream=URL`.
+
+Either way it holds the writer lock `<db>.lock` while it runs (verifier/store_lock.py): a second verifier
+on the same file refuses to start, naming the pid that holds it.
 """
 
 import argparse
@@ -363,6 +366,7 @@ def run(args):
     config = _config(args)
     logging.basicConfig(level=config.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    lock = _writer_lock(config.db_path)   # before anything writes: one verifier per SQLite file
     made = _tls_files(args, config)
     try:
         load_kek(config)   # fail before anything else if there is no KEK (creates the dev key file)
@@ -377,3 +381,17 @@ def run(args):
     except VerifierError as e:
         raise ServeError(str(e), hint="janua serve --dev runs with a generated key for local use"
                        if e.code == "config_error" else None) from e
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _writer_lock(db_path):
+    """The writer lock of the registry (or the edge's own file), held until the verifier stops."""
+    from verifier import store_lock
+    try:
+        return store_lock.acquire(db_path)
+    except store_lock.LockHeld as e:
+        raise ServeError(str(e)) from None
+    except OSError as e:
+        raise ServeError(f"cannot open the lock file {store_lock.lock_path(db_path)}: {e.strerror}") from None
