@@ -113,6 +113,8 @@ class Config:
 
 
 def _parse_kek(raw, where):
+    if isinstance(raw, bytes) and len(raw) == KEK_LEN:
+        return raw                      # raw bytes as they are: a key may begin or end with a whitespace byte
     raw = raw.strip() if isinstance(raw, (bytes, str)) else raw
     if isinstance(raw, bytes) and len(raw) == KEK_LEN:
         return raw

@@ -65,3 +65,13 @@ def test_old_kek_files_from_the_config_file(tmp_path):
     apply_config_file(args, ["serve", "--config", str(f)])
     assert _config(args).old_kek_files == ("a.kek",)
     assert _config(build_parser().parse_args(["serve"])).old_kek_files == ()
+
+
+def test_a_raw_kek_with_whitespace_bytes_at_its_ends_is_taken_as_it_is(tmp_path):
+    from verifier.config import load_kek, read_kek_file
+    raw = b"\n" + bytes(range(1, 31)) + b" "
+    assert load_kek(Config(kek=raw)) == raw
+    f = tmp_path / "raw.kek"
+    f.write_bytes(raw)
+    assert read_kek_file(f) == raw
+    assert load_old_keks(Config(old_keks=(raw,))) == [raw]
