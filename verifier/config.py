@@ -1,10 +1,10 @@
 """Verifier configuration and KEK loading.
 
 The KEK comes from the environment (JANUA_KEK, 64 hex characters) or a file (kek_file, 32 raw bytes
-or 64 hex characters), never from the database. Older KEKs (during and after an interrupted KEK rotation,
-docs/api.md "KEK rotation") come from $JANUA_KEK_OLD (64 hex characters each, separated by commas or
-spaces) and old_kek_files; they only open sealed values, never seal. Without one the verifier refuses to start, unless
-dev=True, which generates a key file beside the database (mode 0600) and logs a warning.
+or 64 hex characters), never from the database. Without a KEK the verifier refuses to start, unless
+dev=True, which generates a key file beside the database (mode 0600) and logs a warning. Older KEKs
+(during and after an interrupted KEK rotation, docs/api.md "KEK rotation") come from $JANUA_KEK_OLD
+(64 hex characters each, separated by commas or spaces) and old_kek_files; they only open sealed values.
 """
 
 import dataclasses
