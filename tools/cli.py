@@ -20,6 +20,7 @@ COMMANDS = {
     "ota": ("tools.ota_cli", "signed OTA releases: keygen, build, sign, trust, install"),
     "mqtt": ("tools.mqtt", "mosquitto config (per-tenant mutual TLS, dynamic security) and tenant CAs"),
     "attest": ("tools.attest", "board attestation: status, request, model references, policy"),
+    "kek": ("tools.kek", "rotate the key-encryption key: re-seal every secret of the registry (resumable)"),
     "token-key": ("tools.token_key", "list and rotate the verifier's token-signing keys (JWKS overlap)"),
     "gateway": ("tools.gateway", "edge gateway TPM attestation: enrol the TPM, attest (quote) to the cloud"),
     "backup": ("tools.backup", "a consistent online copy of the registry while the verifier runs (not the KEK)"),

@@ -21,6 +21,8 @@ from tools.errors import CLIError
 def _common(p):
     p.add_argument("--db", default="janua.db")
     p.add_argument("--kek-file", help="the verifier's key-encryption key (default: $JANUA_KEK)")
+    p.add_argument("--old-kek-file", metavar="FILE", action="append", default=[],
+                   help="an earlier KEK that still opens sealed values (repeatable; or $JANUA_KEK_OLD)")
     p.add_argument("--dev", action="store_true", help="use the dev KEK file beside the database")
 
 
@@ -52,12 +54,12 @@ def configure(parser):
 def run(args):
     from verifier.mqtt import broker as mqtt_broker
     from verifier.mqtt import x509 as vx
-    from verifier.config import Config, load_kek
+    from verifier.config import Config, make_sealer
     from verifier.errors import VerifierError
-    from verifier.keys import Sealer
     from verifier.store import SQLiteStorage
     try:
-        sealer = Sealer(load_kek(Config(db_path=args.db, kek_file=args.kek_file, dev=args.dev)))
+        sealer = make_sealer(Config(db_path=args.db, kek_file=args.kek_file, dev=args.dev,
+                                              old_kek_files=tuple(args.old_kek_file)))
         storage = SQLiteStorage(args.db)
     except VerifierError as e:
         raise CLIError(str(e), hint="pass the verifier's KEK: $JANUA_KEK, --kek-file or --dev") from e

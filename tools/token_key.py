@@ -17,6 +17,8 @@ def configure(parser):
     p = sub.add_parser("rotate", help="create a new signing key and retire the current one (with overlap)")
     p.add_argument("--db", default="janua.db")
     p.add_argument("--kek-file", help="key-encryption key file (64 hex characters); or set $JANUA_KEK")
+    p.add_argument("--old-kek-file", metavar="FILE", action="append", default=[],
+                   help="an earlier KEK that still opens sealed values (repeatable; or $JANUA_KEK_OLD)")
     p.add_argument("--dev", action="store_true", help="use the dev KEK beside the db (as `janua serve --dev`)")
     p = sub.add_parser("list", help="list the signing keys: kid, state, and until when each is published")
     p.add_argument("--db", default="janua.db")
@@ -32,9 +34,8 @@ def _state(row, now):
 
 def run(args):
     from verifier.tokens import core as tokens
-    from verifier.config import Config, load_kek
+    from verifier.config import Config, make_sealer
     from verifier.errors import VerifierError
-    from verifier.keys import Sealer
     from verifier.store import SQLiteStorage
     now = int(time.time())
     try:
@@ -44,7 +45,8 @@ def run(args):
     try:
         if args.token_key_command == "rotate":
             try:
-                sealer = Sealer(load_kek(Config(db_path=args.db, kek_file=args.kek_file, dev=args.dev)))
+                sealer = make_sealer(Config(db_path=args.db, kek_file=args.kek_file, dev=args.dev,
+                                              old_kek_files=tuple(args.old_kek_file)))
             except VerifierError as e:
                 raise CLIError(str(e), hint="pass the verifier's KEK: --kek-file FILE or $JANUA_KEK") from e
             keys = tokens.TokenKeys(storage, sealer)

@@ -21,12 +21,11 @@ from verifier.binauth.batch import AuthBatcher
 from verifier.binauth.core import BinAuthCore
 from verifier.binauth.metrics import Metrics
 from verifier.binauth.udp import open_udp
-from verifier.config import load_kek
+from verifier.config import make_sealer
 from verifier.dtls import open_dtls
 from verifier.edge import openapi as edge_openapi, routes as edge_routes
 from verifier.gateway import openapi as gateway_openapi, routes as gateway_routes
 from verifier.health import openapi as health_openapi, routes as health_routes
-from verifier.keys import Sealer
 from verifier.mqtt import openapi as mqtt_openapi, routes as mqtt_routes
 from verifier.notify import openapi as notify_openapi, routes as notify_routes
 from verifier.ota import openapi as ota_openapi, routes as ota_routes
@@ -95,7 +94,7 @@ def create_app(config):
         return create_edge_app(config)
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
     app[CONFIG] = config
-    app[SEALER] = Sealer(load_kek(config))
+    app[SEALER] = make_sealer(config)
     app.cleanup_ctx.append(_storage_ctx)
     app.cleanup_ctx.append(_audit_ctx)
     app.cleanup_ctx.append(_udp_ctx)

@@ -1,8 +1,10 @@
 """Verifier configuration and KEK loading.
 
 The KEK comes from the environment (JANUA_KEK, 64 hex characters) or a file (kek_file, 32 raw bytes
-or 64 hex characters), never from the database. Without one the verifier refuses to start, unless
-dev=True, which generates a key file beside the database (mode 0600) and logs a warning.
+or 64 hex characters), never from the database. Without a KEK the verifier refuses to start, unless
+dev=True, which generates a key file beside the database (mode 0600) and logs a warning. Older KEKs
+(during and after an interrupted KEK rotation, docs/api.md "KEK rotation") come from $JANUA_KEK_OLD
+(64 hex characters each, separated by commas or spaces) and old_kek_files; they only open sealed values.
 """
 
 import dataclasses
@@ -15,11 +17,12 @@ from typing import Callable, Optional
 
 from verifier import secretfile
 from verifier.errors import ConfigError
-from verifier.keys import KEK_LEN
+from verifier.keys import KEK_LEN, Sealer
 
 log = logging.getLogger("janua.verifier")
 
 KEK_ENV = "JANUA_KEK"
+KEK_OLD_ENV = "JANUA_KEK_OLD"
 
 
 def is_http_url(url):
@@ -58,6 +61,8 @@ class Config:
     db_path: str = "janua.db"
     kek: Optional[bytes] = None          # explicit key (tests, embedding); wins over env and file
     kek_file: Optional[str] = None
+    old_keks: tuple = ()                 # explicit older KEKs (tests, embedding); added to env and files
+    old_kek_files: tuple = ()
     dev: bool = False
     http_host: str = "127.0.0.1"
     http_port: int = 8080                # 0: any free port
@@ -108,6 +113,8 @@ class Config:
 
 
 def _parse_kek(raw, where):
+    if isinstance(raw, bytes) and len(raw) == KEK_LEN:
+        return raw                      # raw bytes as they are: a key may begin or end with a whitespace byte
     raw = raw.strip() if isinstance(raw, (bytes, str)) else raw
     if isinstance(raw, bytes) and len(raw) == KEK_LEN:
         return raw
@@ -121,6 +128,29 @@ def _parse_kek(raw, where):
     return key
 
 
+def read_kek_file(path):
+    """The KEK in the file at `path` (32 raw bytes or 64 hex characters); ConfigError if unreadable or malformed."""
+    try:
+        return _parse_kek(Path(path).read_bytes(), str(path))
+    except OSError as e:
+        raise ConfigError(f"cannot read KEK file {path}: {e.strerror}") from e
+
+
+def load_old_keks(config):
+    """The older KEKs of `config` (unseal only): Config.old_keks, then $JANUA_KEK_OLD, then old_kek_files."""
+    out = [_parse_kek(k, "Config.old_keks") for k in config.old_keks]
+    env = os.environ.get(KEK_OLD_ENV, "")
+    out += [_parse_kek(k, f"${KEK_OLD_ENV}") for k in env.replace(",", " ").split()]
+    out += [read_kek_file(p) for p in config.old_kek_files]
+    return out
+
+
+def make_sealer(config):
+    """The Sealer of `config`: seals with load_kek(config), also opens with load_old_keks(config)."""
+    kek = load_kek(config)
+    return Sealer(kek, [k for k in load_old_keks(config) if k != kek])
+
+
 def load_kek(config):
     """Return the 32-byte KEK for `config`, creating a dev key file if allowed."""
     if config.kek is not None:
@@ -129,10 +159,7 @@ def load_kek(config):
     if env:
         return _parse_kek(env, f"${KEK_ENV}")
     if config.kek_file:
-        try:
-            return _parse_kek(Path(config.kek_file).read_bytes(), config.kek_file)
-        except OSError as e:
-            raise ConfigError(f"cannot read KEK file {config.kek_file}: {e.strerror}") from e
+        return read_kek_file(config.kek_file)
     if config.dev:
         path = config.kek_path_for_dev()
         if path.exists():

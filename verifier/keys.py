@@ -59,22 +59,31 @@ def seal_aad(device_id, tenant_id):
 
 
 class Sealer:
-    """AES-256-GCM under the key-encryption key. Sealed form: nonce(12) || ciphertext || tag(16)."""
+    """AES-256-GCM under the key-encryption key. Sealed form: nonce(12) || ciphertext || tag(16).
 
-    def __init__(self, kek):
-        if len(kek) != KEK_LEN:
-            raise CryptoError("the KEK must be 32 bytes")
-        self._aead = AESGCM(kek)
+    `old` are earlier KEKs (a KEK rotation, docs/api.md "KEK rotation"): seal always uses `kek`; unseal tries
+    `kek` first, then each old key in order, and fails as before only when none opens the value."""
+
+    def __init__(self, kek, old=()):
+        aeads = []
+        for k in (kek, *old):
+            if len(k) != KEK_LEN:
+                raise CryptoError("the KEK must be 32 bytes")
+            aeads.append(AESGCM(k))
+        self._aead, self._old = aeads[0], tuple(aeads[1:])
 
     def seal(self, secret, device_id, tenant_id, nonce=None):
         nonce = os.urandom(NONCE_LEN) if nonce is None else nonce
         return nonce + self._aead.encrypt(nonce, secret, seal_aad(device_id, tenant_id))
 
     def unseal(self, sealed, device_id, tenant_id):
-        try:
-            return self._aead.decrypt(sealed[:NONCE_LEN], sealed[NONCE_LEN:], seal_aad(device_id, tenant_id))
-        except Exception as e:  # cryptography raises InvalidTag; any failure means: not ours
-            raise CryptoError("sealed secret does not open under this KEK (wrong KEK or tampered row)") from e
+        aad = seal_aad(device_id, tenant_id)
+        for aead in (self._aead, *self._old):
+            try:
+                return aead.decrypt(sealed[:NONCE_LEN], sealed[NONCE_LEN:], aad)
+            except Exception:  # cryptography raises InvalidTag; any failure means: not this key's
+                continue
+        raise CryptoError("sealed secret does not open under this KEK (wrong KEK or tampered row)")
 
 
 def new_token():

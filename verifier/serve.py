@@ -87,6 +87,9 @@ def configure(parser):
                         help="DTLS/CoAP (coaps) port; 0 picks a free port; -1 disables DTLS")
     parser.add_argument("--kek-file", help="key-encryption key file (32 bytes as 64 hex characters); "
                                            "or set $JANUA_KEK")
+    parser.add_argument("--old-kek-file", metavar="FILE", action="append", default=None,
+                        help="an earlier key-encryption key that still opens sealed values (repeatable; or "
+                             "$JANUA_KEK_OLD): during and after an interrupted `janua kek rotate`")
     parser.add_argument("--dev", action="store_true",
                         help="local use: generate a KEK beside the db and a 'default' tenant with a token")
     parser.add_argument("--source-rate", metavar="CAPACITY/REFILL", default="1000/500",
@@ -123,7 +126,7 @@ def _config(args):
         raise ServeError(f"--source-rate must look like 1000/500, not {args.source_rate!r}") from None
     edge = _edge_config(args)
     config = Config(db_path=args.db or ("janua-edge.db" if edge else "janua.db"), kek_file=args.kek_file,
-                    dev=args.dev, http_host=args.http_host, http_port=args.http_port, udp_host=args.udp_host,
+                    old_kek_files=tuple(args.old_kek_file or ()), dev=args.dev, http_host=args.http_host, http_port=args.http_port, udp_host=args.udp_host,
                     udp_port=None if args.udp_port < 0 else args.udp_port, dtls_host=args.dtls_host,
                     dtls_port=None if args.dtls_port < 0 or edge else args.dtls_port, log_level=args.log_level,
                     source_capacity=cap, source_refill_per_s=refill, edge=edge,
@@ -358,7 +361,7 @@ def print_config(args):
 
 
 def run(args):
-    from verifier.config import load_kek
+    from verifier.config import make_sealer
     from verifier.errors import VerifierError
     apply_config_file(args)
     if getattr(args, "print_config", False):
@@ -369,7 +372,7 @@ def run(args):
     lock = _writer_lock(config.db_path)   # before anything writes: one verifier per SQLite file
     made = _tls_files(args, config)
     try:
-        load_kek(config)   # fail before anything else if there is no KEK (creates the dev key file)
+        make_sealer(config)   # fail before anything else if a KEK is missing (creates the dev key file)
         if made:
             print(f"janua serve: tls-cert={made[0]} tls-key={made[1]} self-signed "
                   f"{'created' if made[2] else 'reused'}", flush=True)

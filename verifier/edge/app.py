@@ -17,13 +17,12 @@ from verifier.binauth.batch import AuthBatcher
 from verifier.binauth.core import HTTP_STATUS, MALFORMED, REQUEST_LEN, unauthenticated_reply
 from verifier.registry.audit import RefusalSummary, write_due
 from verifier.tokens.chain import TOKEN_LEN
-from verifier.config import load_kek
+from verifier.config import make_sealer
 from verifier.edge.attestor import Attestor
 from verifier.edge.core import EdgeBinAuthCore, EdgeCore
 from verifier.edge.store import EdgeStore
 from verifier.edge.upstream import Upstream
 from verifier.errors import ValidationError
-from verifier.keys import Sealer
 from verifier.web import ops
 from verifier.web.middleware import error_middleware
 from verifier.web.request import limit_source, read_json, request_source
@@ -45,7 +44,7 @@ def create_edge_app(config):
     """Build the edge verifier. Raises ConfigError at once if there is no KEK (the edge's own)."""
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
     app[CONFIG] = config
-    app[SEALER] = Sealer(load_kek(config))
+    app[SEALER] = make_sealer(config)
     app.cleanup_ctx.append(_edge_ctx)
     app.cleanup_ctx.append(_udp_ctx)
     for method, path, handler in ROUTES:

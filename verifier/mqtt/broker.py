@@ -44,7 +44,7 @@ DYNSEC_PLUGIN = os.environ.get("JANUA_DYNSEC_PLUGIN", "/usr/lib/x86_64-linux-gnu
 DYNSEC_TOPIC = "$CONTROL/dynamic-security/v1"
 CLIENTID_PLUGIN = Path(__file__).resolve().parents[2] / ".venv" / "lib" / "janua_clientid.so"   # `make` builds it
 ADMIN_USER = "janua-admin"
-_ADMIN_SEAL_ID = b"dynsec\0\0"
+ADMIN_SEAL_ID = b"dynsec\0\0"
 STATUS_FILTER = "janua/+/+/status"      # what the verifier's status subscriber reads (verifier/mqtt/status.py)
 ATTEST_FILTER = "janua/+/+/attest"      # and the board attestation evidence it appraises
 HEALTH_FILTER = "janua/+/+/health"      # and the health reports it hands to the health ingest (docs/health.md 2.3)
@@ -160,7 +160,7 @@ def write_config(storage, sealer, out_dir, now, host="127.0.0.1", base_port=8883
     (out / "tenants").mkdir(parents=True, exist_ok=True)
     old = storage.get_mqtt_broker()
     if old is not None and Path(old["config_dir"]) == out and (out / "dynsec.json").exists():
-        admin_pw = sealer.unseal(old["sealed_admin_password"], _ADMIN_SEAL_ID, "broker").decode()
+        admin_pw = sealer.unseal(old["sealed_admin_password"], ADMIN_SEAL_ID, "broker").decode()
     else:
         admin_pw = secrets.token_urlsafe(24)
         _atomic_write(out / "dynsec.json", json.dumps(_dynsec_state(admin_pw), indent=1).encode(), 0o600)
@@ -211,7 +211,7 @@ def write_config(storage, sealer, out_dir, now, host="127.0.0.1", base_port=8883
               f"plugin_opt_config_file {out / 'dynsec.json'}", "allow_anonymous false", ""]
     _atomic_write(out / "mosquitto.conf", "\n".join(lines).encode())
     storage.set_mqtt_broker({"config_dir": str(out), "host": host, "dynsec_port": base_port, "admin_user": ADMIN_USER,
-                             "sealed_admin_password": sealer.seal(admin_pw.encode(), _ADMIN_SEAL_ID, "broker"),
+                             "sealed_admin_password": sealer.seal(admin_pw.encode(), ADMIN_SEAL_ID, "broker"),
                              "tenant_ports": json.dumps({"tls": chosen, "password_tenant": pw_tenant["id"]}),
                              "updated": int(now)})
     return {"dynsec_port": base_port, "password_tenant": pw_tenant["name"],
@@ -225,7 +225,7 @@ class Broker:
         self.dir = Path(row["config_dir"])
         self.host, self.dynsec_port = row["host"], row["dynsec_port"]
         self.admin_user = row["admin_user"]
-        self._admin_pw = sealer.unseal(row["sealed_admin_password"], _ADMIN_SEAL_ID, "broker").decode()
+        self._admin_pw = sealer.unseal(row["sealed_admin_password"], ADMIN_SEAL_ID, "broker").decode()
         self.tenant_ports, self.password_tenant = _ports_doc(row["tenant_ports"])
         # None: a config written before the password listener spoke TLS (plain TCP, rerun `janua mqtt config`)
         self.ca_file = (None if self.password_tenant is None else

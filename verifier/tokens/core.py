@@ -35,7 +35,7 @@ ALLOWED_HEADER = frozenset(("alg", "kid", "typ"))
 SCOPES = ("telemetry", "config", "ota", "commands")          # permission bits 0..3 (docs/protocol.md 3.6)
 ACTIVE = "active"
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
-_SEAL_TENANT = ""
+SEAL_TENANT = ""
 
 
 def b64url(data):
@@ -76,7 +76,7 @@ class SigningKey:
         return max(self.signed_until, self.retired_at) + PUBLISH_GRACE_S
 
 
-def _seal_id(kid):
+def seal_id(kid):
     return b"token-key/" + bytes.fromhex(kid)
 
 
@@ -86,7 +86,7 @@ def new_key_row(sealer, now, rand=os.urandom):
     priv = ec.generate_private_key(ec.SECP256R1())
     scalar = priv.private_numbers().private_value.to_bytes(32, "big")
     pub = priv.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-    return kid, sealer.seal(scalar, _seal_id(kid), _SEAL_TENANT), pub
+    return kid, sealer.seal(scalar, seal_id(kid), SEAL_TENANT), pub
 
 
 def rotate(storage, sealer, now):
@@ -104,7 +104,7 @@ def _load_key(sealer, row):
     k.public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), row["pub"])
     k.created, k.retired_at, k.signed_until = row["created"], row["retired_at"], row["signed_until"]
     try:
-        scalar = sealer.unseal(row["sealed"], _seal_id(k.kid), _SEAL_TENANT)
+        scalar = sealer.unseal(row["sealed"], seal_id(k.kid), SEAL_TENANT)
         k.private = ec.derive_private_key(int.from_bytes(scalar, "big"), ec.SECP256R1())
     except CryptoError:
         log.error("token key %s does not open under this KEK; it will only verify", k.kid)
