@@ -27,7 +27,8 @@ def kek_advice(db):
 class Progress:
     """Progress lines on stderr for a copy of more than one step: at most one a second, and the last."""
 
-    def __init__(self, step_pages, out=sys.stderr, clock=time.monotonic):
+    def __init__(self, step_pages, out=None, clock=time.monotonic):
+        # out None: sys.stderr as it is when a line is printed (not when this module was imported)
         self.step, self.out, self.clock, self.last = step_pages, out, clock, None
 
     def __call__(self, done, total):
@@ -37,7 +38,7 @@ class Progress:
         if done < total and self.last is not None and now - self.last < 1.0:
             return
         self.last = now
-        print(f"janua backup: {100 * done // total}% ({done}/{total} pages)", file=self.out, flush=True)
+        print(f"janua backup: {100 * done // total}% ({done}/{total} pages)", file=self.out or sys.stderr, flush=True)
 
 
 def run(args):

@@ -6,7 +6,6 @@ verifier started with --kek-file NEW --old-kek-file OLD runs on it), and a secon
 At the end every row is checked to open under NEW alone. docs/api.md "KEK rotation".
 """
 
-import fcntl
 import os
 import sqlite3
 import sys
@@ -52,21 +51,15 @@ def configure(parser):
 
 
 def _lock(db):
-    """Hold <db>.lock (the lock `janua serve` takes) if it exists; refuse if a verifier holds it."""
-    path = Path(str(db) + ".lock")
+    """The writer lock `janua serve` takes (verifier/store_lock.py): held for the whole rotation, so no verifier
+    starts on the file meanwhile; refused while one runs."""
+    from verifier import store_lock
     try:
-        fd = os.open(path, os.O_RDWR)
-    except FileNotFoundError:
-        return None
+        return store_lock.acquire(db)
+    except store_lock.LockHeld as e:
+        raise CLIError(str(e), hint="stop `janua serve` on this file, then rotate") from None
     except OSError as e:
-        raise CLIError(f"cannot open {path}: {e.strerror}") from e
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise CLIError(f"{db} is in use by a running verifier (it holds {path})",
-                       hint="stop `janua serve` on this file, then rotate") from None
-    return fd
+        raise CLIError(f"cannot open {store_lock.lock_path(db)}: {e.strerror}") from e
 
 
 def _new_kek(path):
@@ -85,7 +78,7 @@ def _tables(db):
     return [t for t in sealed_columns() if t[0] in have]
 
 
-def rotate_table(db, spec, both, new, batch, pause=0.0, out=sys.stdout):
+def rotate_table(db, spec, both, new, batch, pause=0.0, out=None):
     """Re-seal one table in batches of `batch` rows; (rows, re-sealed). Rows already under NEW stay."""
     from verifier.errors import CryptoError
     table, key, col, aad = spec
@@ -119,7 +112,8 @@ def rotate_table(db, spec, both, new, batch, pause=0.0, out=sys.stdout):
             break
         done += len(rows)
         last = rows[-1][key]
-        print(f"janua kek: {table}: {done}/{total} rows (re-sealed {resealed}) committed", file=out, flush=True)
+        print(f"janua kek: {table}: {done}/{total} rows (re-sealed {resealed}) committed", file=out or sys.stdout,
+              flush=True)
         if pause:
             time.sleep(pause)
     return done, resealed
@@ -179,7 +173,7 @@ def run(args):
     finally:
         db.close()
         if lock is not None:
-            os.close(lock)
+            lock.close()
     if bad:
         raise CLIError(f"{len(bad)} rows do not open under the new KEK: "
                        + ", ".join(f"{t} {k}" for t, k in bad[:10]), hint="run `janua kek rotate` again")

@@ -200,7 +200,7 @@ def test_refuses_while_a_verifier_holds_the_lock(registry, capsys):
         rc, out = _rotate(registry, capsys)
     finally:
         lock.close()
-    assert rc == 1 and "in use by a running verifier" in out.err
+    assert rc == 1 and "is in use by another verifier" in out.err
     assert not (registry["tmp"] / "new.kek").exists() or all(
         _opens(keys.Sealer(OLD), *v) for v in _rows(registry["db"]).values())
     rc, out = _rotate(registry, capsys)                 # the lock file is there but free: it runs
