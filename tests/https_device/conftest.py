@@ -3,11 +3,8 @@ CPython HTTPS server (TLS 1.2+, a certificate from a CA made in tmp_path) that a
 route like the verifier. The real verifier over HTTPS is tests/tls/."""
 
 import datetime
-import hashlib
-import hmac
 import json
 import ssl
-import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -19,23 +16,8 @@ from cryptography.x509.oid import NameOID
 
 from tools.boards import MPRun
 
-MASTER = bytes(range(32))
-DEV = bytes.fromhex("3f9a0c1b7d2e4a65")
-
-
-def derive(master, label):
-    prk = hmac.new(b"janua/v1", master, hashlib.sha256).digest()
-    return hmac.new(prk, label + b"\x01", hashlib.sha256).digest()
-
-
-KEY = derive(MASTER, b"binauth")
-
-
-def reply(req, status, server_time, session=None):
-    body = struct.pack(">BI", status, server_time)
-    if session:
-        body += struct.pack(">III", *session)
-    return body + hmac.new(KEY, req[:20] + body, hashlib.sha256).digest()[:8]
+# the device and the verifier's side of binary auth, as the plain-HTTP driver tests have them
+from tests.firmware.test_drivers import DEV, MASTER, reply  # noqa: E402,F401
 
 
 def _name(cn):
