@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV) || { $(SUDO) apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	@# The checkout's tools/ and verifier/ importable by name in this venv (tests, bench, `python -m tools`); a
+	@# wheel keeps them inside janua_host instead (setup.py).
+	echo "$(CURDIR)" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/janua-checkout.pth"
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -42,7 +42,7 @@ def run(args):
 
 def _janua(*argv, timeout=120, check=True):
     """Run the janua CLI as a user would (a subprocess), returning its CompletedProcess."""
-    cmd = [sys.executable, "-m", "tools", *argv]
+    cmd = [sys.executable, "-m", "janua_host", *argv]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           cwd=Path(__file__).resolve().parent.parent)
     if check and proc.returncode != 0:
@@ -57,7 +57,7 @@ class Verifier:
     def __init__(self, workdir, listen_host="127.0.0.1", db_name="janua.db", http_port=0, udp_port=0,
                  extra=()):
         self.db = workdir / db_name
-        cmd = [sys.executable, "-m", "tools", "serve", "--dev", "--db", str(self.db),
+        cmd = [sys.executable, "-m", "janua_host", "serve", "--dev", "--db", str(self.db),
                "--http-host", listen_host, "--udp-host", listen_host,
                "--http-port", str(http_port), "--udp-port", str(udp_port), "--dtls-host", listen_host,
                "--dtls-port", "0", "--log-level", "WARNING", *extra]

@@ -1,0 +1,5 @@
+import sys
+
+from janua_host import main
+
+sys.exit(main())
