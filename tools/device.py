@@ -27,7 +27,8 @@ def _run_delete(api, args):
     except CLIError as e:
         if e.status == 409:
             raise CLIError(e.detail, hint="janua device delete removes only a device that never authenticated "
-                                          "and holds no certificate or MQTT password") from None
+                                          "(its certificates are revoked and its MQTT password removed with it)"
+                           ) from None
         if e.status == 404:
             raise CLIError(f"no device {dev} in this tenant") from None
         raise

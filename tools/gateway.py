@@ -4,7 +4,7 @@ against the cloud verifier's /v1/gateways routes, through verifier/edge/tpm.py (
   janua gateway enrol  --tpm TCTI --upstream URL --token-file F --name NAME --model MODEL [--ek-chain PEM ...]
   janua gateway attest --tpm TCTI --upstream URL --token-file F [--every SECONDS]
 
-`enrol` binds the token (the edge's admin token: use the one `janua serve --edge --upstream-token-file`
+`enrol` binds the token (the edge's token, role edge: use the one `janua serve --edge --upstream-token-file`
 reads) to this gateway and writes the gateway id to --state (default janua-gateway.json); `attest`
 quotes once, or every SECONDS, and exits 1 when a result does not pass. `janua serve --edge --tpm TCTI`
 does the same inside the edge (verifier/edge/attestor.py); these commands are for bring-up, and for an
@@ -31,8 +31,8 @@ def configure(parser):
         p.add_argument("--tpm", default="device:/dev/tpmrm0", metavar="TCTI",
                        help="tpm2-tools TCTI (default device:/dev/tpmrm0; swtpm:host=127.0.0.1,port=2321)")
         p.add_argument("--upstream", required=True, metavar="URL", help="the cloud verifier's base URL")
-        p.add_argument("--token", default=os.environ.get("JANUA_TOKEN"), help="the edge's admin token (or --token-file)")
-        p.add_argument("--token-file", help="file holding the edge's admin token")
+        p.add_argument("--token", default=os.environ.get("JANUA_TOKEN"), help="the edge's token, role edge (or --token-file)")
+        p.add_argument("--token-file", help="file holding the edge's token (role edge)")
         p.add_argument("--state", default=STATE, help=f"where the gateway id is kept (default {STATE})")
         p.add_argument("--workdir", help="directory for tpm2-tools' files (public data only; default a new temp dir)")
         if name == "enrol":

@@ -13,9 +13,9 @@ Forms:
 
 With --port the board is asked for the identity it holds before anything is registered: a wrong port
 fails then, and a board that already holds a device is refused unless --force. A device whose
-credentials could not be written onto its board is decommissioned and deleted again in the registry
-(DELETE /v1/devices/{id}: it never authenticated), so nothing is left half-created and its serial stays
-usable.
+credentials could not be written onto its board is deleted again in the registry (DELETE
+/v1/devices/{id}: it never authenticated; any certificate it was issued is revoked), so nothing is left
+half-created and its serial stays usable; the error says so, or what became of it instead.
 """
 
 import json
@@ -70,15 +70,19 @@ def board_identity(port):
 
 
 def _held_device(api, ident):
-    """A description of the device a board holds: id, serial and status when this tenant knows it."""
+    """(device or None, a description of it, the token's role when it may not read devices else None) of the
+    device a board holds: id, serial and status when this tenant knows it."""
     dev = ident["device_id"]
     try:
         d = api.call("GET", f"/v1/devices/{urllib.parse.quote(str(dev), safe='')}")
-    except CLIError:
+    except CLIError as e:
+        if e.status == 403:     # a factory token: it may provision, not read devices
+            role = e.detail.rpartition("this token's role is ")[2] or "unknown"
+            return None, f"device {dev} (this token cannot read it: its role is {role})", role
         d = None
     if not isinstance(d, dict) or "serial_number" not in d:
-        return d, f"device {dev} (serial unknown: this tenant has no such device, or no longer)"
-    return d, f"device {dev} (serial {d['serial_number']}, {d.get('status')})"
+        return d, f"device {dev} (serial unknown: this tenant has no such device, or no longer)", None
+    return d, f"device {dev} (serial {d['serial_number']}, {d.get('status')})", None
 
 
 SERVER_CA = "janua_server_ca.der"   # read by firmware/janua/https.py
@@ -117,11 +121,17 @@ def provision_one(api, args):
         # (unless --force).
         ident = board_identity(args.port)
         if ident.get("device_id"):
-            held, what = _held_device(api, ident)
+            held, what, role = _held_device(api, ident)
             if not args.force:
                 raise CLIError(f"the board at {args.port} already holds {what}; nothing was registered",
                                hint="pass --force to give it a new identity (the old device is then decommissioned), "
                                     "or --rotate-psk/--rotate-cert to renew the one it has")
+            if role is not None:
+                raise CLIError(f"the board at {args.port} already holds device {ident['device_id']}: --force must "
+                               f"decommission it, which needs an operator token (or admin), and this token's role "
+                               f"is {role}; nothing was registered",
+                               hint="run the --force provisioning with an admin token: it may both provision "
+                                    "and decommission")
             print(f"janua: --force: replacing {what} on the board at {args.port}")
     row = {"serial_number": args.serial}
     for k in ("manufacturer_id", "model_id", "group"):
@@ -152,8 +162,8 @@ def provision_one(api, args):
         else:
             mpremote_util.write_file_atomic(args.port, BOARD_CONFIG, json.dumps(config).encode())
     except CLIError as e:
-        # Do not leave a registered device whose credentials exist nowhere: decommission it (that revokes any
-        # certificate it was issued), then delete it, so that its serial can be provisioned again.
+        # Do not leave a registered device whose credentials exist nowhere: delete it (that revokes any
+        # certificate it was issued), so that its serial can be provisioned again.
         fate = _withdraw(api, dev, "provisioning onto the board failed")
         _remove_temp_files(args.port, list(files) or [BOARD_CONFIG])
         raise CLIError(f"could not write the credentials onto the board at {args.port}: {e}; "
@@ -185,17 +195,22 @@ def _remove_temp_files(port, names):
 
 
 def _withdraw(api, dev, reason):
-    """Take back a device that never reached its board: decommissioned, then deleted (it never
-    authenticated). Returns what became of it, for the message."""
-    try:
-        api.call("POST", f"/v1/devices/{dev}/lifecycle", {"action": "decommission", "reason": reason})
-    except CLIError:
-        pass
+    """Take back a device that never reached its board. First deleted (DELETE /v1/devices/{id}, a factory
+    token suffices: it never authenticated, and the delete revokes any certificate and removes any MQTT
+    password it was issued); failing that, decommissioned (an operator token); failing both, left registered.
+    Returns what really became of it, for the message."""
     try:
         api.call("DELETE", f"/v1/devices/{dev}")
         return "deleted again (its serial is free)"
-    except CLIError:
-        return "decommissioned"
+    except CLIError as e:
+        not_deleted = e.detail
+    try:
+        api.call("POST", f"/v1/devices/{dev}/lifecycle", {"action": "decommission", "reason": reason})
+        return (f"decommissioned, not deleted ({not_deleted}): its serial stays taken; "
+                f"`janua device delete {dev}` frees it")
+    except CLIError as e:
+        return (f"left registered: it could not be deleted ({not_deleted}) nor decommissioned ({e.detail}); "
+                f"run `janua device delete {dev}` with a factory or admin token")
 
 
 # ---------------------------------------------------------------- X.509 certificate (docs/mqtt.md)

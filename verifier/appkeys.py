@@ -21,6 +21,9 @@ DTLS = web.AppKey("dtls", object)          # the verifier.dtls.DTLSEndpoint, or 
 OTA = web.AppKey("ota", object)            # verifier.ota.routes.OTAState: release files, download key
 OPENAPI = web.AppKey("openapi", dict)     # the served document, composed by the app factory from the features' parts
 LIFECYCLE_HOOKS = web.AppKey("lifecycle_hooks", list)  # async (app, device id bytes, now) after a lifecycle change
+# async (app, tenant, device id bytes, now, {"certificates": n, "mqtt_password": bool}) after a DELETE
+# /v1/devices/{id} that took certificates or an MQTT password with the device
+DELETE_HOOKS = web.AppKey("delete_hooks", list)
 NOTIFY = web.AppKey("notify", object)      # the verifier.notify.delivery.Deliverer of this instance
 HEALTH = web.AppKey("health", object)      # the verifier.health.ingest.HealthIngest of this instance
 ALERTS = web.AppKey("alerts", object)      # the verifier.alerts.watch.AlertWatch of this instance

@@ -43,7 +43,7 @@ class EdgeConfig:
     """An edge verifier (verifier/edge*.py, docs/tokens.md "Edge verifier"): what it needs of its upstream."""
 
     upstream: str                        # the cloud verifier's base URL, e.g. https://janua.example.com
-    token: str = dataclasses.field(repr=False)   # a tenant admin token of the upstream (the edge serves that tenant)
+    token: str = dataclasses.field(repr=False)   # a tenant token of the upstream, role edge (it serves that tenant)
     max_offline_s: int = 7 * 86400       # past this long without a successful sync, refuse everything
     sync_interval_s: int = 3600
     cache_size: int = 10_000

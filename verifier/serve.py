@@ -100,7 +100,8 @@ def configure(parser):
     edge.add_argument("--edge", action="store_true", help="run an edge verifier in front of --upstream")
     edge.add_argument("--upstream", metavar="URL", help="the cloud verifier's base URL, e.g. http://cloud:8080")
     edge.add_argument("--upstream-token-file", metavar="FILE",
-                      help="file holding a tenant admin token (jna_...) of the upstream; the edge serves that tenant")
+                      help="file holding a tenant token (jna_...) of the upstream with role edge (docs/api.md "
+                           "\"Roles\"); the edge serves that tenant")
     edge.add_argument("--max-offline", metavar="SECONDS", type=int, default=7 * 86400,
                       help="refuse everything after this long without a successful sync (default 604800: 7 days)")
     edge.add_argument("--sync-interval", metavar="SECONDS", type=int, default=3600,
@@ -196,8 +197,9 @@ def _edge_config(args):
         raise ServeError(f"--upstream must be an http:// or https:// URL, not {args.upstream!r}",
                          hint="e.g. --upstream http://127.0.0.1:8080")
     if not args.upstream_token_file:
-        raise ServeError("--edge needs --upstream-token-file FILE: a tenant admin token (jna_...) of the upstream",
-                       hint="issue one on the cloud: janua tenant token NAME --label edge > edge.token")
+        raise ServeError("--edge needs --upstream-token-file FILE: a tenant token (jna_...) of the upstream with "
+                         "role edge", hint="issue one on the cloud: janua tenant token NAME --role edge --label edge > "
+                                           "edge.token")
     try:
         token = Path(args.upstream_token_file).read_text().strip()
     except OSError as e:

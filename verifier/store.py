@@ -46,11 +46,12 @@ class SQLiteStorage(SQLiteRegistryStorage, SQLiteOTAStorage, SQLiteTokenStorage,
                     or db.execute("SELECT 1 FROM audit WHERE tenant_id = ? AND device_id = ? AND kind = 'auth' "
                                   "AND result = 'OK' LIMIT 1", (tenant_id, device_id.hex())).fetchone()):
                 return "authenticated"
-            if (db.execute("SELECT 1 FROM x509_certs WHERE device_id = ? AND tenant_id = ? AND revoked_at IS NULL "
-                           "LIMIT 1", (device_id, tenant_id)).fetchone()
-                    or db.execute("SELECT 1 FROM mqtt_passwords WHERE device_id = ?", (device_id,)).fetchone()):
-                return "credentials"
-            # revoked certificates stay: the tenant's CRL must keep listing them
+            # its credentials go with it: certificates revoked (they stay, so the tenant's CRL keeps listing
+            # them), the MQTT password removed
+            db.execute("UPDATE x509_certs SET revoked_at = ?, reason = 'cessation_of_operation' "
+                       "WHERE device_id = ? AND tenant_id = ? AND revoked_at IS NULL",
+                       (audit_row[0], device_id, tenant_id))
+            db.execute("DELETE FROM mqtt_passwords WHERE device_id = ?", (device_id,))
             db.execute("DELETE FROM chain_used WHERE device_id = ?", (device_id,))
             db.execute("DELETE FROM chain_state WHERE device_id = ?", (device_id,))
             db.execute("DELETE FROM attest_challenges WHERE device_id = ?", (device_id,))

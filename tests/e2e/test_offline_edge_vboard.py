@@ -8,6 +8,7 @@ cloud comes back on the same ports: the edge delivers its used-token report, so 
 token too, and the board's next online boot reports it and keeps a topped-up chain."""
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -67,9 +68,14 @@ def test_board_authenticates_to_the_edge_while_the_cloud_is_down(tmp_path):
 
     def start_edge():
         return Verifier(tmp_path, db_name="edge.db", extra=(
-            "--edge", "--upstream", cloud_url, "--upstream-token-file", str(token_file), "--sync-interval", "1"))
+            "--edge", "--upstream", cloud_url, "--upstream-token-file", str(edge_token), "--sync-interval", "1"))
 
     cloud_url, token_file = cloud.url, cloud.token_file
+    # the edge holds a token of role edge (docs/tokens.md "Edge verifier"); the admin token provisions
+    edge_token = tmp_path / "edge.token"
+    fd = os.open(edge_token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(_janua("tenant", "token", "default", "--db", str(cloud.db), "--role", "edge", "--label", "edge").stdout)
     try:
         edge = start_edge()
         with VirtualBoard("esp32", flash) as vb:

@@ -1,6 +1,7 @@
 """Helpers for the edge verifier tests: a real cloud verifier and a real edge verifier (verifier.app.start_server
 on free ports, each with its own tmp SQLite file and KEK), one injected fake clock for both, a tenant with an
-admin token (the edge's upstream token), and active devices that make binary-auth requests and get real
+edge token (the edge's upstream token: `token`, `edge`) and an admin token (the tests' own calls: `admin`),
+and active devices that make binary-auth requests and get real
 offline chain tokens from the cloud (POST /v1/auth/device/token, then /v1/auth/device/sync)."""
 
 import socket
@@ -41,13 +42,13 @@ class World:
         await self.cloud.close()
         self.cloud = None
 
-    def edge_config(self, name="edge", **kw):
-        ec = EdgeConfig(upstream=f"http://127.0.0.1:{self.cloud_port}", token=self.token, **kw)
+    def edge_config(self, name="edge", token=None, **kw):
+        ec = EdgeConfig(upstream=f"http://127.0.0.1:{self.cloud_port}", token=token or self.token, **kw)
         return Config(db_path=str(self.tmp / f"{name}.db"), kek=EDGE_KEK, clock=self.clock, http_port=0, udp_port=0,
                       dtls_port=None, edge=ec)
 
-    async def start_edge(self, name="edge", **kw):
-        edge = await start_server(self.edge_config(name, **kw))
+    async def start_edge(self, name="edge", token=None, **kw):
+        edge = await start_server(self.edge_config(name, token, **kw))
         self.edges.append(edge)
         return edge
 
@@ -58,8 +59,10 @@ class World:
     def tenant(self, name="acme"):
         st = self.cloud.storage
         self.tenant_id = registry.create_tenant(st, name, self.clock())["id"]
-        _, self.token = registry.issue_token(st, self.tenant_id, self.clock(), label="edge")
-        self.admin = {"Authorization": f"Bearer {self.token}"}
+        _, self.token = registry.issue_token(st, self.tenant_id, self.clock(), label="edge", role="edge")
+        self.edge = {"Authorization": f"Bearer {self.token}"}            # what an edge sends upstream
+        _, self.admin_token = registry.issue_token(st, self.tenant_id, self.clock(), label="tests")
+        self.admin = {"Authorization": f"Bearer {self.admin_token}"}    # the tests' own admin calls
 
     def devices(self, n=1):
         st = self.cloud.storage

@@ -9,7 +9,7 @@ from verifier.binauth.core import REPLAY
 
 
 async def _get(w, path, headers=None, **params):
-    r = await w.http.get(w.cloud.url + path, params=params, headers=w.admin if headers is None else headers)
+    r = await w.http.get(w.cloud.url + path, params=params, headers=w.edge if headers is None else headers)
     return r.status, await r.json()
 
 
@@ -61,7 +61,7 @@ async def test_snapshot_lists_revocations_and_devices_changed_since(world, clock
     {"other": []},
 ])
 async def test_malformed_reports_are_refused_before_anything_is_written(world, body):
-    r = await world.http.post(world.cloud.url + "/v1/edge/reports", json=body, headers=world.admin)
+    r = await world.http.post(world.cloud.url + "/v1/edge/reports", json=body, headers=world.edge)
     assert r.status == 400
 
 
@@ -73,7 +73,7 @@ async def test_reports_raise_the_binauth_replay_floor_only_for_the_callers_devic
     body = {"binauth": [{"device_id": dev.hex, "last_ts": ts}], "used": [{"device_id": dev.hex, "index": 0, "ts": ts}]}
     r = await world.http.post(world.cloud.url + "/v1/edge/reports", json=body, headers=headers)
     assert (await r.json()) == {"used": 0, "ignored": 2, "binauth": 0, "audit": 0}
-    r = await world.http.post(world.cloud.url + "/v1/edge/reports", json=body, headers=world.admin)
+    r = await world.http.post(world.cloud.url + "/v1/edge/reports", json=body, headers=world.edge)
     assert (await r.json())["binauth"] == 1
     # the request the edge accepted is now a replay at the cloud as well
     _, reply = await binauth_http(world, world.cloud, dev, req)
@@ -86,7 +86,7 @@ async def test_an_edges_refusal_summary_stays_a_summary_at_the_cloud(world):
     dev, = world.devices(1)
     row = {"ts": 1, "kind": "summary", "device_id": dev.hex, "action": "binauth", "transport": "udp",
            "source": "192.0.2.1:1", "result": "SIGNATURE", "reason": "7 refused from 2 source host(s) in [1, 1]"}
-    r = await world.http.post(world.cloud.url + "/v1/edge/reports", json={"audit": [row]}, headers=world.admin)
+    r = await world.http.post(world.cloud.url + "/v1/edge/reports", json={"audit": [row]}, headers=world.edge)
     assert (await r.json())["audit"] == 1
-    status, body = await _get(world, "/v1/audit", device_id=dev.hex)
+    status, body = await _get(world, "/v1/audit", headers=world.admin, device_id=dev.hex)
     assert [(e["kind"], e["result"]) for e in body["entries"] if e["action"] == "binauth"] == [("summary", "SIGNATURE")]

@@ -148,10 +148,10 @@ class Cloud:
         self.api = API(handle.url, token=tenant.token)
 
     def edge_token(self):
-        """A second admin token of the tenant (what one gateway's edge holds): (token id, API)."""
+        """A token of role edge of the tenant (what one gateway's edge holds): (token id, API)."""
         from verifier.registry import core as registry
         from verifier.appkeys import STORAGE
-        token_id, token = registry.issue_token(self.handle.app[STORAGE], self.tenant.id, self.clock())
+        token_id, token = registry.issue_token(self.handle.app[STORAGE], self.tenant.id, self.clock(), role="edge")
         return token_id, API(self.url, token=token)
 
 

@@ -35,6 +35,17 @@ def auth_args(v):
     return ["--server", v.url, "--token-file", str(v.token_file)]
 
 
+def role_args(v, tmp_path, role):
+    """--server and a --token-file holding a new token of `role` (janua tenant token, 0600 like the CLI's)."""
+    r = janua("tenant", "token", "default", "--db", str(v.db), "--role", role, "--label", "test")
+    assert r.returncode == 0, r.stderr
+    f = tmp_path / f"{role}.token"
+    fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(r.stdout.strip() + "\n")
+    return ["--server", v.url, "--token-file", str(f)]
+
+
 def test_bulk_csv_failed_rows_do_not_stop_the_batch(verifier, tmp_path):
     csv = tmp_path / "devices.csv"
     csv.write_text("serial_number,model_id,tags,trust_level\n"
@@ -376,3 +387,80 @@ def test_failed_board_write_leaves_the_serial_free(verifier, tmp_path):
         r = janua("provision", "--serial", "WRITEFAIL-1", "--port", vb.port, *auth_args(verifier))
         assert r.returncode == 0, r.stderr
         assert [d["status"] for d in _devices(verifier, "WRITEFAIL-1")] == ["provisioning"]
+
+
+def test_failed_board_write_with_a_factory_token_deletes_the_device_and_revokes_its_certificate(verifier, tmp_path):
+    """A factory token cannot decommission: the delete alone takes back the device and its certificate."""
+    flash = tmp_path / "flash"
+    with VirtualBoard("esp32", flash_dir=flash) as vb:
+        (flash / "janua.json").mkdir()
+        (flash / "janua.json" / "x").write_text("x")
+        r = janua("provision", "--serial", "WRITEFAIL-F1", "--port", vb.port, "--credential", "certificate",
+                  *role_args(verifier, tmp_path, "factory"))
+        assert r.returncode == 1 and 'File "/' not in r.stderr
+        first = r.stderr.splitlines()[0]
+        assert first.startswith(f"janua: could not write the credentials onto the board at {vb.port}: ")
+        assert first.endswith("was deleted again (its serial is free)")
+    assert _devices(verifier, "WRITEFAIL-F1") == []
+    dev = r.stdout.split("janua: provisioned device ")[1][:16]
+    entries = verifier.api("GET", f"/v1/audit?device_id={dev}")["entries"]
+    assert [(e["action"], e["result"], e["reason"]) for e in entries if e["action"] == "device.delete"] == [
+        ("device.delete", "ok", "serial WRITEFAIL-F1, provisioning, never authenticated; 1 certificate(s) revoked")]
+    from cryptography import x509                                # the certificate is on the tenant's CRL
+    serial = r.stdout.split(f"janua: device {dev}: certificate ")[1].split(" ")[0]
+    crl = x509.load_pem_x509_crl(verifier.api("GET", "/v1/ca")["crl_pem"].encode())
+    assert crl.get_revoked_certificate_by_serial_number(int(serial, 16)) is not None
+
+
+class _FakeAPI:
+    """Answers DELETE and the decommission with the given CLIErrors (None: success); records the calls."""
+
+    def __init__(self, delete=None, decommission=None):
+        self.answers, self.calls = {"DELETE": delete, "POST": decommission}, []
+
+    def call(self, method, path, body=None):
+        self.calls.append((method, path))
+        if self.answers[method] is not None:
+            raise self.answers[method]
+        return {}
+
+
+@pytest.mark.parametrize("delete, decommission, fate", [
+    (None, None, "deleted again (its serial is free)"),
+    ("cannot reach the verifier", None,
+     "decommissioned, not deleted (cannot reach the verifier): its serial stays taken; "
+     "`janua device delete 00112233aabbccdd` frees it"),
+    ("this route needs a token with role factory (or admin); this token's role is operator", None,
+     "decommissioned, not deleted (this route needs a token with role factory (or admin); this token's role is "
+     "operator): its serial stays taken; `janua device delete 00112233aabbccdd` frees it"),
+    ("cannot reach the verifier", "cannot reach the verifier",
+     "left registered: it could not be deleted (cannot reach the verifier) nor decommissioned (cannot reach the "
+     "verifier); run `janua device delete 00112233aabbccdd` with a factory or admin token"),
+])
+def test_withdraw_says_what_became_of_the_device(delete, decommission, fate):
+    from tools.errors import CLIError
+    from tools.provision import _withdraw
+    api = _FakeAPI(delete and CLIError(delete), decommission and CLIError(decommission))
+    assert _withdraw(api, "00112233aabbccdd", "provisioning onto the board failed") == fate
+    assert api.calls[0] == ("DELETE", "/v1/devices/00112233aabbccdd")   # the delete first: a factory token can
+
+
+def test_force_with_a_factory_token_is_refused_naming_the_old_device(verifier, tmp_path):
+    """--force decommissions the board's old device; a factory token cannot, so nothing is done."""
+    with VirtualBoard("esp32", flash_dir=tmp_path / "flash") as vb:
+        port = vb.port
+        r = janua("flash", "--port", port, "--board", "esp32")
+        assert r.returncode == 0, r.stderr
+        r = janua("provision", "--serial", "FORCE-F1", "--port", port, "--transport", "udp", *auth_args(verifier))
+        assert r.returncode == 0, r.stderr
+        held = _board_device_id(port)
+        before = (tmp_path / "flash" / "janua.json").read_bytes()
+        r = janua("provision", "--serial", "FORCE-F2", "--port", port, "--force",
+                  *role_args(verifier, tmp_path, "factory"))
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert r.stderr.splitlines()[0] == (
+            f"janua: the board at {port} already holds device {held}: --force must decommission it, which needs an "
+            "operator token (or admin), and this token's role is factory; nothing was registered")
+        assert _devices(verifier, "FORCE-F2") == []
+        assert (tmp_path / "flash" / "janua.json").read_bytes() == before
+        assert [d["status"] for d in _devices(verifier, "FORCE-F1")] == ["provisioning"]

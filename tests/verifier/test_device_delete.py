@@ -1,5 +1,6 @@
-"""DELETE /v1/devices/{id}: the way back from a mistaken provisioning (a typo in --port). Only a device that
-never authenticated and holds no live credential goes; its serial is then free; every attempt is audited."""
+"""DELETE /v1/devices/{id}: the way back from a mistaken provisioning (a typo in --port, a failed board write).
+Only a device that never authenticated goes, its certificates revoked and its MQTT password removed with it; its
+serial is then free; every attempt is audited."""
 
 import pytest
 
@@ -53,16 +54,30 @@ async def test_device_that_authenticated_is_never_deleted(client, tenant_a):
         client, tenant_a, d.hex)
 
 
-async def test_device_holding_an_mqtt_password_is_not_deleted(client, tenant_a):
+async def test_factory_token_deletes_a_device_with_a_certificate_and_password_revoking_them(client, tenant_a, clock):
+    """The clean-up of a failed board write (tools/provision.py): a factory token cannot decommission, so the
+    delete itself revokes the certificate (it stays on the CRL) and removes the MQTT password."""
+    from cryptography import x509
+    from verifier.registry import core as registry
+    st = client.app[STORAGE]
+    _, tok = registry.issue_token(st, tenant_a.id, clock(), label="line-1", role="factory")
+    factory = {"Authorization": f"Bearer {tok}"}
     dev = await _provision(client, tenant_a, "PW-1")
-    r = await client.post(f"/v1/devices/{dev}/mqtt-password", json={}, headers=tenant_a.headers)
-    assert r.status in (200, 201), await r.text()
-    r = await client.delete(f"/v1/devices/{dev}", headers=tenant_a.headers)
-    assert r.status == 409 and "MQTT password" in (await r.json())["message"]
-    # decommissioning takes the password away; then the device goes
-    r = await client.post(f"/v1/devices/{dev}/lifecycle", json={"action": "decommission"}, headers=tenant_a.headers)
-    assert r.status == 200
-    assert (await client.delete(f"/v1/devices/{dev}", headers=tenant_a.headers)).status == 204
+    r = await client.post(f"/v1/devices/{dev}/certificate", json={"days": 30}, headers=factory)
+    assert r.status == 201, await r.text()
+    serial = (await r.json())["serial"]
+    r = await client.post(f"/v1/devices/{dev}/mqtt-password", json={}, headers=factory)
+    assert r.status == 201, await r.text()
+    r = await client.delete(f"/v1/devices/{dev}", headers=factory)
+    assert r.status == 204, await r.text()
+    assert (await client.get(f"/v1/devices/{dev}", headers=tenant_a.headers)).status == 404
+    assert st.get_mqtt_password(bytes.fromhex(dev)) is None
+    r = await client.get("/v1/ca/crl", headers=tenant_a.headers)
+    crl = x509.load_pem_x509_crl(await r.read())
+    assert [format(c.serial_number, "x") for c in crl] == [serial.lower().lstrip("0")]
+    assert ("device.delete", "ok", "serial PW-1, provisioning, never authenticated; 1 certificate(s) revoked; "
+            "MQTT password removed") in await _audit(client, tenant_a, dev)
+    assert await _provision(client, tenant_a, "PW-1")            # the serial is free again
 
 
 async def test_another_tenants_device_is_never_deleted(client, tenant_a, tenant_b):
@@ -105,3 +120,36 @@ async def test_any_authentication_keeps_a_device_from_deletion(client, tenant_a,
     row = (now, tenant_a.id, "admin", hex_id, "t", "device.delete", None, None, "ok", "x")
     assert st.delete_unused_device(tenant_a.id, did, row) == outcome
     assert (st.get_device(did) is None) == (outcome == "deleted")
+
+
+async def test_delete_deletes_the_broker_client_and_writes_the_new_crl(client, tenant_a, monkeypatch):
+    """With a managed broker: the delete's MQTT hook deletes the device's dynamic-security client and writes the
+    tenant's fresh CRL to the broker, as a decommission does."""
+    from verifier.mqtt import routes as mqtt_routes
+
+    class FakeBroker:
+        host, tenant_ports = "127.0.0.1", {}
+
+        def __init__(self):
+            self.calls = []
+
+        def password_port(self, tenant_id):
+            return None
+
+        def set_device_password(self, tenant_id, device_hex, password):
+            self.calls.append(("set_device_password", device_hex))
+
+        def write_crl(self, tenant_id, pem):
+            self.calls.append(("write_crl", tenant_id))
+
+        def delete_device(self, device_hex):
+            self.calls.append(("delete_device", device_hex))
+
+    broker = FakeBroker()
+    monkeypatch.setattr(mqtt_routes, "_broker", lambda app: broker)
+    dev = await _provision(client, tenant_a, "BROKER-1")
+    assert (await client.post(f"/v1/devices/{dev}/certificate", json={}, headers=tenant_a.headers)).status == 201
+    assert (await client.post(f"/v1/devices/{dev}/mqtt-password", json={}, headers=tenant_a.headers)).status == 201
+    broker.calls.clear()
+    assert (await client.delete(f"/v1/devices/{dev}", headers=tenant_a.headers)).status == 204
+    assert broker.calls == [("write_crl", tenant_a.id), ("delete_device", dev)]

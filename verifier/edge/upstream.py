@@ -3,8 +3,9 @@
 
 Every failure to get an answer (connection refused, timeout, 5xx, a body that is not the expected JSON)
 is UpstreamUnavailable: the edge then serves from its cache within its offline window. A 401/403 means
-the edge's token is wrong or revoked: that is logged as an error (an operator must act) and also treated
-as unavailable. The admin token is sent only in the Authorization header and never logged.
+the edge's token is wrong or revoked, or its role is not edge (or admin): that is logged as one error line
+saying which (an operator must act) and also treated as unavailable. The token is sent only in the
+Authorization header and never logged.
 """
 
 import logging
@@ -12,6 +13,7 @@ import logging
 import aiohttp
 
 from verifier.errors import StorageError
+from verifier.registry.model import ROLES
 
 log = logging.getLogger("janua.verifier.edge")
 
@@ -23,6 +25,21 @@ class UpstreamUnavailable(StorageError):
     """The edge's upstream did not answer usefully (down, slow, refused the edge's token)."""
 
     code = "upstream_unavailable"
+
+
+async def _token_refusal(r):
+    """What to tell the operator about a 401/403 from the upstream: for a 403, the role the upstream says the
+    token has (docs/api.md "Roles": only a known role name is repeated, never other text of the answer)."""
+    if r.status == 401:
+        return "the token in --upstream-token-file is unknown or revoked there"
+    try:
+        message = (await r.json(content_type=None)).get("message", "")
+    except (ValueError, AttributeError, aiohttp.ClientError):
+        message = ""
+    role = message.rpartition("this token's role is ")[2] if isinstance(message, str) else ""
+    held = f"its role is {role}" if role in ROLES else "its role does not suffice"
+    return (f"{held}, and an edge verifier needs a token with role edge (issue one on the upstream with "
+            "`janua tenant token NAME --role edge`, into --upstream-token-file)")
 
 
 class Upstream:
@@ -46,9 +63,9 @@ class Upstream:
                 if r.status == 404 and absent_ok:
                     return None
                 if r.status in (401, 403):
-                    log.error("edge: the upstream %s refused the edge's token (HTTP %d): check "
-                              "--upstream-token-file", self.url, r.status)
-                    raise UpstreamUnavailable(f"upstream refused the edge's token (HTTP {r.status})")
+                    why = await _token_refusal(r)
+                    log.error("edge: the upstream %s refused the edge's token (HTTP %d): %s", self.url, r.status, why)
+                    raise UpstreamUnavailable(f"upstream refused the edge's token (HTTP {r.status}): {why}")
                 if r.status != 200:
                     raise UpstreamUnavailable(f"upstream {method} {path}: HTTP {r.status}")
                 if r.content_length is not None and r.content_length > MAX_RESPONSE:

@@ -17,7 +17,7 @@ from verifier.registry import core as registry
 from verifier.mqtt import core as auth
 from verifier.mqtt import status as mqtt_status
 from verifier.mqtt import x509 as vx
-from verifier.appkeys import CONFIG, CORE, LIFECYCLE_HOOKS, SEALER, STORAGE
+from verifier.appkeys import CONFIG, CORE, DELETE_HOOKS, LIFECYCLE_HOOKS, SEALER, STORAGE
 from verifier.errors import Conflict, NotFound, ValidationError, VerifierError
 from verifier.web.auth import require_role as _role
 from verifier.web.request import path_device_id as _device_id, read_json as _json, request_now as _now, request_source
@@ -398,6 +398,23 @@ async def on_lifecycle(app, device_id, now):
         _audit(st, now, dev, "mqtt.lifecycle", None, None, "error", str(e)[:300], "verifier", "admin")
 
 
+async def on_delete(app, tenant, device_id, now, creds):
+    """After DELETE /v1/devices/{id} took a device's credentials with it (its certificates revoked and its
+    password removed in the registry's transaction): a fresh CRL, and the broker's client deleted. A broker
+    that cannot be reached is logged and audited; the delete itself stands."""
+    st = app[STORAGE]
+    try:
+        if creds["certificates"]:
+            await publish_crl(app, tenant, now)
+        broker = _broker(app)
+        if broker is not None and creds["mqtt_password"]:
+            await asyncio.to_thread(broker.delete_device, device_id.hex())
+    except (VerifierError, OSError) as e:
+        log.error("broker update after the delete of %s failed: %s", device_id.hex(), e)
+        st.add_audit([(now, tenant["id"], "admin", device_id.hex(), "verifier", "mqtt.delete", None, None, "error",
+                       str(e)[:300])])
+
+
 # -- wiring --------------------------------------------------------------------------------------
 
 async def _refresh_crls(app):
@@ -441,6 +458,7 @@ ROUTES = [
 def setup(app):
     """What the feature needs besides its ROUTES (verifier/app.py calls it after adding them)."""
     app.setdefault(LIFECYCLE_HOOKS, []).append(on_lifecycle)
+    app.setdefault(DELETE_HOOKS, []).append(on_delete)
 
 
 CLEANUP_CTX = (ctx,)

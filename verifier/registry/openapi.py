@@ -132,9 +132,10 @@ PATHS = {
                                    "metadata": METADATA_IN, "trust_level": {"type": "integer", "minimum": 0, "maximum": 100},
                                    "compromised": {"type": "boolean"}, "quarantined": {"type": "boolean"},
                                    "permissions": {"type": "integer", "minimum": 0, "maximum": 4294967295}}}}}}),
-        "delete": _admin_op("Delete a device that never authenticated and holds no certificate or MQTT password "
-                            "(a mistaken provisioning), freeing its serial; audited as device.delete. 409 once it "
-                            "has authenticated (decommission it instead) or while it holds such a credential",
+        "delete": _admin_op("Delete a device that never authenticated (a mistaken provisioning, a failed board "
+                            "write), freeing its serial; in the same transaction its certificates are revoked "
+                            "(they stay on the CRL) and its MQTT password removed; audited as device.delete. 409 "
+                            "once it has authenticated (decommission it instead)",
                             {"204": {"description": "deleted"}, "404": ERR, "409": ERR}, parameters=[DEVICE_ID]),
     },
     "/v1/devices/{device_id}/lifecycle": {

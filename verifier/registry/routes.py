@@ -4,7 +4,7 @@ tenant policy, audit). Errors become HTTP in verifier.web.middleware."""
 from aiohttp import web
 
 from verifier.registry import core as registry
-from verifier.appkeys import CORE, LIFECYCLE_HOOKS, METRICS, SEALER, STORAGE
+from verifier.appkeys import CORE, DELETE_HOOKS, LIFECYCLE_HOOKS, METRICS, SEALER, STORAGE
 from verifier.errors import Conflict, NotFound, ValidationError
 from verifier.registry.model import STATUSES, parse_device_id
 from verifier.web.auth import require_role as _role
@@ -92,25 +92,34 @@ async def lifecycle(request):
 
 
 async def delete_device(request):
-    """Remove a device that never authenticated (a mistaken provisioning), so that its serial is free
-    again; audited. 409 once it has authenticated, or while it holds a certificate or an MQTT password
-    (decommission it first: that revokes them)."""
+    """Remove a device that never authenticated (a mistaken provisioning, a board write that failed), so
+    that its serial is free again; in the same transaction its certificates are revoked (they stay, for the
+    CRL) and its MQTT password removed; audited. 409 once it has authenticated (decommission it instead).
+    Then the feature hooks (MQTT: a fresh CRL, the broker's client deleted)."""
     token_id, tenant_id = _role(request, "factory")
     did = _device_id(request)
     st = request.app[STORAGE]
     dev = registry.get_device(st, tenant_id, did)
     now = _now(request)
+    # read before the delete, in the same synchronous step (no await in between): what it takes with it
+    creds = {"certificates": sum(1 for c in st.list_certificates(tenant_id, did) if c["revoked_at"] is None),
+             "mqtt_password": st.get_mqtt_password(did) is not None}
+    took = ([f"{creds['certificates']} certificate(s) revoked"] if creds["certificates"] else []) + (
+        ["MQTT password removed"] if creds["mqtt_password"] else [])
     row = (now, tenant_id, "admin", did.hex(), token_id, "device.delete", None, None, "ok",
-           f"serial {dev['serial_number']}, {dev['status']}, never authenticated")
+           f"serial {dev['serial_number']}, {dev['status']}, never authenticated" + "".join(f"; {t}" for t in took))
     outcome = st.delete_unused_device(tenant_id, did, row)
     if outcome == "absent":
         raise NotFound("no such device")
     if outcome != "deleted":
-        why = ("it has authenticated: decommission it instead" if outcome == "authenticated" else
-               "it holds a certificate or an MQTT password: decommission it first (that revokes them)")
+        why = "it has authenticated: decommission it instead"
         st.add_audit([row[:8] + ("error", why)])
         raise Conflict(f"device {did.hex()} cannot be deleted: {why}")
     request.app[CORE].forget(did)
+    if took:
+        tenant = st.get_tenant(tenant_id)
+        for hook in request.app.get(DELETE_HOOKS, ()):
+            await hook(request.app, tenant, did, now, creds)
     return web.Response(status=204)
 
 

@@ -129,10 +129,10 @@ class RegistryStorage(abc.ABC):
 
     @abc.abstractmethod
     def delete_unused_device(self, tenant_id, device_id, audit_row):
-        """Delete a tenant's device that never authenticated and holds no live credential (no unrevoked
-        certificate, no MQTT password), with `audit_row` (AUDIT_COLUMNS order), in one transaction.
-        Returns "deleted", "absent" or why not: "authenticated" or "credentials". It reads every feature's
-        tables (chain tokens, OTA reports, certificates), so the SQLite one is verifier/store.py's."""
+        """Delete a tenant's device that never authenticated, with `audit_row` (AUDIT_COLUMNS order), in one
+        transaction that also revokes its unrevoked certificates at audit_row's time (they stay, for the CRL)
+        and removes its MQTT password. Returns "deleted", "absent" or why not: "authenticated". It reads every
+        feature's tables (chain tokens, OTA reports, certificates), so the SQLite one is verifier/store.py's."""
 
     @abc.abstractmethod
     def set_psk(self, tenant_id, device_id, old_generation, generation, expires_at):
