@@ -6,12 +6,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages the benchmarks and the interop tests need (command -> package; a /path is a file test).
+# Debian packages the benchmarks and the interop tests need (command -> package; a /path is a file test, and may
+# be a glob: any match counts). postgresql: the server binaries of tests/pgcluster.py (a client-only install has
+# /usr/lib/postgresql/<major>/bin but no initdb); runuser runs that cluster as `postgres` when the tests run as root.
 BENCH_DEBS := wrk:wrk taskset:util-linux gcc:gcc mosquitto:mosquitto
 TEST_DEBS  := openssl:openssl gnutls-serv:gnutls-bin coap-server-openssl:libcoap3-bin mosquitto:mosquitto \
               gcc:gcc /usr/include/mosquitto_plugin.h:mosquitto-dev /usr/include/mosquitto.h:libmosquitto-dev \
               /usr/include/openssl/x509.h:libssl-dev swtpm:swtpm swtpm_setup:swtpm-tools tpm2_quote:tpm2-tools \
-              systemd-analyze:systemd
+              systemd-analyze:systemd '/usr/lib/postgresql/*/bin/initdb:postgresql' /usr/sbin/runuser:util-linux
 
 .PHONY: all demo test bench fuzz venv mplib debs-bench debs-test clean
 
@@ -48,7 +50,7 @@ mplib: $(MPLIB_STAMP)
 
 debs-bench debs-test:
 	@missing=""; for pair in $(if $(filter debs-bench,$@),$(BENCH_DEBS),$(TEST_DEBS)); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
-	  case $$cmd in /*) [ -e $$cmd ];; *) command -v $$cmd >/dev/null;; esac || missing="$$missing $$pkg"; done; \
+	  case $$cmd in /*) set -- $$cmd; [ -e "$$1" ];; *) command -v $$cmd >/dev/null;; esac || missing="$$missing $$pkg"; done; \
 	if [ "$@" = debs-bench ] && [ ! -f /usr/include/openssl/ssl.h ]; then missing="$$missing libssl-dev"; fi; \
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi

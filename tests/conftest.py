@@ -1,4 +1,4 @@
-"""Shared pytest setup: the hardware-in-loop option and marker."""
+"""Shared pytest setup: the hardware-in-loop option and marker, and the private PostgreSQL cluster (`pg_url`)."""
 
 import pytest
 
@@ -24,3 +24,24 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def board_port(request):
     return request.config.getoption("--board-port")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """The session's private PostgreSQL cluster (tests/pgcluster.py), started the first time a test asks for it
+    and stopped at the end of the session. A missing server is a failure, not a skip: `make debs-test`."""
+    from tests.pgcluster import PGCluster, PGClusterError
+    cluster = PGCluster()
+    try:
+        cluster.start()
+    except PGClusterError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_cluster):
+    """postgresql://USER@127.0.0.1:PORT/janua_test of the session's private cluster (shared by the session's
+    tests: a test that needs an empty database takes `tests.pgcluster.fresh_database(pg_url)`)."""
+    return pg_cluster.url
