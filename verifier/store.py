@@ -30,6 +30,11 @@ class SQLiteStorage(SQLiteRegistryStorage, SQLiteOTAStorage, SQLiteTokenStorage,
     # the health migrations add devices.health_score and reported_version, which the fleet triggers read
     MIGRATIONS = MIGRATIONS + TOKEN_MIGRATIONS + ATTEST_MIGRATIONS + HEALTH_MIGRATIONS
     INDEXES = (TOKEN_INDEXES, FLEET_INDEXES)   # the fleet triggers read migrated columns
+    # The registry file's schema version (PRAGMA user_version), written once SCHEMAS, MIGRATIONS and INDEXES have run.
+    # 0 is every file made before versions were kept (the column checks of MIGRATIONS bring any of them up to date).
+    # Raise it with every change of a schema, a migration or an index, so an older janua refuses the file.
+    # 1: the schemas, migrations and indexes of janua 0.1.0.
+    SCHEMA_VERSION = 1
 
     # a device delete spans every feature's tables, so it is implemented here, where they are all known
     def delete_unused_device(self, tenant_id, device_id, audit_row):

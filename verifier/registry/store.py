@@ -177,11 +177,21 @@ class SQLiteRegistryStorage(SQLiteTransactions, RegistryStorage):
     SCHEMAS = (SCHEMA,)        # what a composed store runs at open (verifier/store.py adds the features')
     MIGRATIONS = MIGRATIONS
     INDEXES = ()               # created after the migrations (on columns a migration may have added)
+    # The schema version a file is brought to (PRAGMA user_version; verifier/store.py sets the composed one). A
+    # file of a higher version was written by a newer janua, whose columns this one does not know: refused.
+    SCHEMA_VERSION = 0
 
     def __init__(self, path):
         try:
             make_private(path)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            found = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if found > self.SCHEMA_VERSION:
+                self._db.close()
+                raise StorageError(
+                    f"cannot open database {path}: its schema version is {found}, written by a newer janua; this "
+                    f"janua knows versions up to {self.SCHEMA_VERSION} (upgrade janua, or restore a backup taken "
+                    f"before the upgrade: docs/operations.md 5)")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
@@ -192,6 +202,8 @@ class SQLiteRegistryStorage(SQLiteTransactions, RegistryStorage):
             self._migrate()
             for script in self.INDEXES:                    # on a column a migration may have added
                 self._db.executescript(script)
+            if found != self.SCHEMA_VERSION:
+                self._db.execute(f"PRAGMA user_version = {int(self.SCHEMA_VERSION)}")
         except sqlite3.Error as e:
             raise StorageError(f"cannot open database {path}: {e}") from e
         except OSError as e:
