@@ -1,0 +1,205 @@
+"""A PostgreSQL connection (psycopg 3) with the part of the sqlite3 interface the feature stores use, so a
+store's SQL can run on PostgreSQL where the two dialects agree, and the store overrides only what differs
+(issue #15; docs/architecture.md "PostgreSQL").
+
+What it gives, and how each piece maps:
+- `execute(sql, args)`, `executemany(sql, rows)`, `executescript(script)`, `close()`; a cursor with
+  `fetchone()`, `fetchall()`, iteration and `rowcount`. `lastrowid` does not exist on PostgreSQL: reading it raises
+  NotImplementedError, so a store that needs it must say RETURNING in its PostgreSQL part.
+- rows that behave like sqlite3.Row: a tuple (index, unpacking) whose columns are also found by name
+  (`row["id"]`, `dict(row)`).
+- statements translated once per text (`translate`, cached): `?` placeholders become `%s` (and a literal `%`
+  becomes `%%`), `IS ?` becomes `IS NOT DISTINCT FROM %s`, `INSERT OR IGNORE INTO ...` becomes
+  `INSERT INTO ... ON CONFLICT DO NOTHING`, and `BEGIN IMMEDIATE` becomes `BEGIN` followed by the writer lock
+  (below). Anything with no safe general translation (`INSERT OR REPLACE`, a `?` inside a quoted literal) raises
+  NotImplementedError at once, naming the statement, rather than running with a different meaning. SQLite
+  functions (`json_extract`, `json_each`, ...) are left as they are, and PostgreSQL refuses them: a loud failure
+  that the store's PostgreSQL part then overrides.
+- DDL translated by `translate_ddl`: BLOB -> BYTEA, INTEGER -> BIGINT, `INTEGER PRIMARY KEY` (SQLite's rowid
+  alias, with or without AUTOINCREMENT) -> an identity column, `WITHOUT ROWID` dropped. Triggers are not translated (their bodies differ).
+- errors: psycopg's IntegrityError and other database errors are raised as `IntegrityError` and `DatabaseError`
+  below, subclasses of sqlite3's, so a store's `except sqlite3.IntegrityError` (and `except sqlite3.Error`) holds
+  on both backends without a second clause; the original error is the `__cause__`.
+
+Transactions. The connection is in autocommit mode and the stores' own `transaction()` (verifier/sqlite_tx.py)
+sends BEGIN/COMMIT/ROLLBACK. Every store method was written against SQLite, where BEGIN IMMEDIATE makes a
+transaction the only writer of the file: a check and the write that depends on it cannot interleave with another
+writer. On PostgreSQL that guarantee is kept exactly by taking one transaction-scoped advisory lock
+(`pg_advisory_xact_lock(WRITER_LOCK)`) at BEGIN IMMEDIATE: writers of all instances sharing the database take
+turns, as writers of one SQLite file do, and readers never wait. The auth path's hot writes are meant to use
+row-level conditions instead and not this lock (the group commit's conditional upsert; issue #15).
+"""
+
+import re
+import sqlite3
+
+import psycopg
+
+# Transaction-scoped advisory lock key taken by BEGIN IMMEDIATE (any constant shared by every instance; "janua").
+WRITER_LOCK = 0x6A616E7561
+_CACHE = {}
+_INSERT_OR_IGNORE = re.compile(r"^\s*INSERT\s+OR\s+IGNORE\s+INTO\b", re.I)
+_INSERT_OR_REPLACE = re.compile(r"^\s*(INSERT\s+OR\s+REPLACE|REPLACE)\s+INTO\b", re.I)
+_RETURNING = re.compile(r"\bRETURNING\b", re.I)
+_BEGIN_IMMEDIATE = re.compile(r"^\s*BEGIN\s+IMMEDIATE\s*;?\s*$", re.I)
+_BEGIN_WRITER = ("BEGIN", f"SELECT pg_advisory_xact_lock({WRITER_LOCK})")   # two statements, one after the other
+
+
+class IntegrityError(sqlite3.IntegrityError):
+    """A constraint refused the statement (unique, foreign key, not null, check) on PostgreSQL."""
+
+
+class DatabaseError(sqlite3.OperationalError):
+    """Any other PostgreSQL error (connection lost, syntax, serialization failure, ...)."""
+
+
+def translate(sql):
+    """The PostgreSQL text of one sqlite3-style statement (see the module docstring); cached."""
+    out = _CACHE.get(sql)
+    if out is None:
+        out = _CACHE[sql] = _translate(sql)
+    return out
+
+
+def _translate(sql):
+    if _BEGIN_IMMEDIATE.match(sql):
+        return _BEGIN_WRITER
+    if _INSERT_OR_REPLACE.match(sql):
+        raise NotImplementedError(f"no general PostgreSQL form of INSERT OR REPLACE: {sql.strip()[:120]}")
+    ignore = bool(_INSERT_OR_IGNORE.match(sql))
+    if ignore:
+        sql = _INSERT_OR_IGNORE.sub("INSERT INTO", sql, count=1)
+    parts, quoted = [], False
+    for ch in sql:
+        if ch == "'":
+            quoted = not quoted
+            parts.append(ch)
+        elif ch == "?":
+            if quoted:
+                raise NotImplementedError(f"a ? inside a quoted literal: {sql.strip()[:120]}")
+            parts.append("%s")
+        elif ch == "%":
+            parts.append("%%")
+        else:
+            parts.append(ch)
+    out = "".join(parts)
+    out = re.sub(r"\bIS\s+%s", "IS NOT DISTINCT FROM %s", out)
+    if ignore:
+        m = _RETURNING.search(out)
+        out = (out[:m.start()] + "ON CONFLICT DO NOTHING " + out[m.start():]) if m else \
+            out.rstrip().rstrip(";") + " ON CONFLICT DO NOTHING"
+    return out
+
+
+def translate_ddl(script):
+    """The PostgreSQL text of a SQLite schema script of tables and indexes (not triggers)."""
+    s = re.sub(r"\bINTEGER\s+PRIMARY\s+KEY(\s+AUTOINCREMENT)?\b", "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+               script, flags=re.I)
+    s = re.sub(r"\bINTEGER\b", "BIGINT", s, flags=re.I)
+    s = re.sub(r"\bBLOB\b", "BYTEA", s, flags=re.I)
+    s = re.sub(r"\)\s*WITHOUT\s+ROWID", ")", s, flags=re.I)
+    if re.search(r"\bCREATE\s+TRIGGER\b", s, re.I):
+        raise NotImplementedError("triggers have no general PostgreSQL translation: write the PostgreSQL part")
+    return s
+
+
+_ROW_CLASSES = {}
+
+
+def _row_class(names):
+    cls = _ROW_CLASSES.get(names)
+    if cls is None:
+        index = {n: i for i, n in enumerate(names)}
+
+        class Row(tuple):
+            __slots__ = ()
+
+            def __getitem__(self, key, _get=tuple.__getitem__, _index=index):
+                return _get(self, _index[key] if isinstance(key, str) else key)
+
+            def keys(self, _names=names):
+                return list(_names)
+
+        cls = _ROW_CLASSES[names] = Row
+    return cls
+
+
+def _row_factory(cursor):
+    desc = cursor.description
+    if desc is None:
+        return tuple
+    cls = _row_class(tuple(d.name for d in desc))
+    return lambda values: cls(values)
+
+
+def _wrap(e):
+    cls = IntegrityError if isinstance(e, psycopg.errors.IntegrityError) else DatabaseError
+    return cls(str(e).strip())
+
+
+class Cursor:
+    """The result of one execute: fetchone/fetchall/iteration and rowcount, like sqlite3's cursor."""
+
+    __slots__ = ("_cur",)
+
+    def __init__(self, cur):
+        self._cur = cur
+
+    def fetchone(self):
+        return self._cur.fetchone() if self._cur.description is not None else None
+
+    def fetchall(self):
+        return self._cur.fetchall() if self._cur.description is not None else []
+
+    def __iter__(self):
+        return iter(self.fetchall())
+
+    @property
+    def rowcount(self):
+        return self._cur.rowcount
+
+    @property
+    def lastrowid(self):
+        raise NotImplementedError("PostgreSQL has no lastrowid: use RETURNING in the store's PostgreSQL part")
+
+
+class PGConnection:
+    """One psycopg connection in autocommit mode, used from one thread (the event loop's), like the stores'
+    sqlite3 connection."""
+
+    def __init__(self, url):
+        try:
+            self._conn = psycopg.connect(url, autocommit=True, row_factory=_row_factory)
+        except psycopg.Error as e:
+            raise _wrap(e) from e
+
+    def execute(self, sql, args=()):
+        cur = self._conn.cursor()
+        stmt = translate(sql)
+        try:
+            if stmt is _BEGIN_WRITER:
+                for part in stmt:
+                    cur.execute(part)
+                return Cursor(cur)
+            cur.execute(stmt, tuple(args))
+        except psycopg.Error as e:
+            raise _wrap(e) from e
+        return Cursor(cur)
+
+    def executemany(self, sql, rows):
+        cur = self._conn.cursor()
+        try:
+            cur.executemany(translate(sql), [tuple(r) for r in rows])
+        except psycopg.Error as e:
+            raise _wrap(e) from e
+        return Cursor(cur)
+
+    def executescript(self, script):
+        """A script of DDL (already in PostgreSQL's dialect, see translate_ddl), in one round trip."""
+        try:
+            self._conn.execute(script)
+        except psycopg.Error as e:
+            raise _wrap(e) from e
+
+    def close(self):
+        self._conn.close()
