@@ -45,3 +45,31 @@ def pg_url(pg_cluster):
     """postgresql://USER@127.0.0.1:PORT/janua_test of the session's private cluster (shared by the session's
     tests: a test that needs an empty database takes `tests.pgcluster.fresh_database(pg_url)`)."""
     return pg_cluster.url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def storage_backend(request):
+    """JANUA_TEST_BACKEND=postgresql: every verifier the tests build in process (verifier.app's storage) keeps its
+    registry in a database of the private PostgreSQL cluster instead of the SQLite file its config names (one fresh
+    database per file path, so a test that reopens a path reopens the same database). Anything that opens the
+    file itself (sqlite3, a `janua serve` subprocess) still uses SQLite. Unset: SQLite, as shipped."""
+    import os
+    if os.environ.get("JANUA_TEST_BACKEND", "sqlite") != "postgresql":
+        yield "sqlite"
+        return
+    from tests.pgcluster import fresh_database
+    import verifier.app
+    from verifier.store_pg import PGStorage
+    url = request.getfixturevalue("pg_url")
+    databases = {}
+
+    def storage_for(path):
+        key = str(path)
+        if key not in databases:
+            databases[key] = fresh_database(url)
+        return PGStorage(databases[key])
+
+    original = verifier.app.SQLiteStorage
+    verifier.app.SQLiteStorage = storage_for
+    yield "postgresql"
+    verifier.app.SQLiteStorage = original

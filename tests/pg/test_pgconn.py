@@ -26,6 +26,7 @@ def db(pg_url):
     ("SELECT x FROM t WHERE y LIKE '10%' AND z = ?", "SELECT x FROM t WHERE y LIKE '10%%' AND z = %s"),
     ("INSERT OR IGNORE INTO t VALUES (?, ?)", "INSERT INTO t VALUES (%s, %s) ON CONFLICT DO NOTHING"),
     ("INSERT OR IGNORE INTO t VALUES (?) RETURNING id", "INSERT INTO t VALUES (%s) ON CONFLICT DO NOTHING RETURNING id"),
+    ("SELECT ifnull(d, x'00ff') FROM t", "SELECT COALESCE(d, '\\x00ff'::bytea) FROM t"),
     ("INSERT OR REPLACE INTO t VALUES (?)", None),
     ("REPLACE INTO t VALUES (?)", None),
 ])
@@ -113,3 +114,7 @@ def test_rollback_undoes(db):
     db.execute("INSERT INTO r VALUES (?)", (1,))
     db.execute("ROLLBACK")
     assert db.execute("SELECT count(*) FROM r").fetchone()[0] == 0
+
+
+def test_blob_literal_means_the_same_bytes(db):
+    assert db.execute("SELECT ifnull(NULL, x'00ff')").fetchone()[0] == b"\x00\xff"
