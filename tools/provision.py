@@ -114,6 +114,7 @@ def server_ca(args):
 def provision_one(api, args):
     if args.edge:
         _check_edge(args.edge)      # every argument is checked before anything is registered
+    endpoints(args)
     ca = server_ca(args)
     held = None
     if args.port:
@@ -336,6 +337,11 @@ def board_config(pkg, args):
                    "dtls_port": args.dtls_port},
         "transport": args.transport,
     }
+    eps = endpoints(args, cfg["server"])
+    if eps:
+        cfg["endpoints"] = eps
+        if getattr(args, "retry_preferred", None) is not None:
+            cfg["failover"] = {"retry_preferred_s": args.retry_preferred}
     if args.board:
         cfg["board"] = args.board
     if args.wifi_ssid:
@@ -346,6 +352,42 @@ def board_config(pkg, args):
             _check_edge(args.edge)
             cfg["tokens"]["edge"] = args.edge
     return cfg
+
+
+def parse_endpoint(text):
+    """One --endpoint HOST[:UDP_PORT[:HTTP_PORT]] as the board's server-like object; CLIError if malformed."""
+    parts = text.split(":")
+    if not parts[0] or len(parts) > 3 or "/" in text:
+        raise CLIError(f"--endpoint {text!r} is not HOST[:UDP_PORT[:HTTP_PORT]]",
+                       hint="e.g. --endpoint edge1.local:5685:8081 (a host name or IPv4 address, no scheme)")
+    ports = []
+    for p in parts[1:]:
+        if not p.isdigit() or not 0 < int(p) < 65536:
+            raise CLIError(f"--endpoint {text!r}: {p!r} is not a port number")
+        ports.append(int(p))
+    ports += [5685, 8080][len(ports):]
+    return {"host": parts[0], "udp_port": ports[0], "http_port": ports[1]}
+
+
+def endpoints(args, server=None):
+    """The board's "endpoints" (docs/protocol.md 3.7): each --endpoint in order, then the --server unless it is
+    listed; None without --endpoint (the board then uses "server" alone, as before)."""
+    given = getattr(args, "endpoint", None)
+    if not given:
+        if getattr(args, "retry_preferred", None) is not None:
+            raise CLIError("--retry-preferred needs --endpoint")
+        return None
+    if args.transport == "dtls":
+        raise CLIError("--endpoint is for binary auth (--transport auto, udp or http): edges serve no DTLS")
+    eps = [parse_endpoint(t) for t in given]
+    if server is None:                  # checked only, before anything is registered
+        return eps
+    # the server itself (the same object: its "tls", set later for an https:// --server, goes with it)
+    key = (server["host"], server["udp_port"], server["http_port"])
+    eps = [server if (e["host"], e["udp_port"], e["http_port"]) == key else e for e in eps]
+    if server not in eps:
+        eps.append(server)
+    return eps
 
 
 def to_api_row(row):

@@ -48,6 +48,13 @@ def configure(p):
                    help="the board also keeps a device token and a chain of offline tokens (docs/tokens.md)")
     p.add_argument("--edge", metavar="URL", help="edge verifier the board authenticates to with its offline "
                                                  "tokens when the verifier is unreachable (implies --tokens)")
+    p.add_argument("--endpoint", action="append", metavar="HOST[:UDP_PORT[:HTTP_PORT]]",
+                   help="repeatable: an endpoint the board authenticates to (binary auth), in order of preference "
+                        "(nearest edge first, then backups); the --server is appended last unless listed. "
+                        "Ports default to 5685 and 8080 (docs/operations.md \"Endpoints and failover\")")
+    p.add_argument("--retry-preferred", type=int, metavar="SECONDS",
+                   help="with --endpoint: how long a board that failed over keeps trying its backup first before "
+                        "it tries the preferred endpoint again (default 3600)")
     p.add_argument("--rotate-psk", metavar="DEVICE_ID",
                    help="rotate a device's DTLS PSK (a new key generation); with --port the board's "
                         "config is updated atomically so it uses the new generation")

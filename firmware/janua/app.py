@@ -54,41 +54,19 @@ def _report(cfg, state, clock, hal):
     return None
 
 
-def authenticate(cfg, clock, last_sent=0, report=None):
-    """(client, transport name) after trying the configured transport(s); `report` (bytes or None)
-    rides on each request with its tag (docs/health.md 2.1)."""
+def authenticate(cfg, clock, last_sent=0, report=None, state=None, sleep=None, rand=None):
+    """(client, transport name, endpoint index or -1): janua.failover.attempt() with this board's keys;
+    `report` (bytes or None) rides on each request with its tag (docs/health.md 2.1)."""
     from janua.hkdf import derive
     from janua.mac import HMAC
-    from janua.binauth import Client, DONE
+    from janua import failover as _f
     master = unhexlify(cfg["master_secret"])
     mac = HMAC(derive(master, "binauth"))
-    tls = None
     tail = None
     if report:
         from janua.health import tail as _tail
         tail = _tail(derive(master, "health"), report)
-    dev = unhexlify(cfg["device_id"])
-    srv = cfg["server"]
-    mode = cfg.get("transport", "auto")
-    order = ("udp", "http") if mode == "auto" else (mode,)
-    client = None
-    for name in order:
-        client = Client(dev, mac, clock, last_sent, tail=tail)
-        if name == "udp":
-            from janua import udp
-            udp.authenticate(client, srv["host"], srv.get("udp_port", 5685),
-                             cfg.get("udp_timeout", 2.0))
-        else:
-            from janua import http
-            if tls is None and srv.get("tls") is True:      # HTTPS (janua.https), loaded only then
-                from janua.https import context
-                tls = context(cfg)
-            http.authenticate(client, srv["host"], srv.get("http_port", 8080),
-                              cfg.get("http_timeout", 5.0), tls)
-        last_sent = client.last_sent
-        if client.state == DONE:
-            return client, name
-    return client, name
+    return _f.attempt(cfg, clock, unhexlify(cfg["device_id"]), mac, last_sent, tail, state or {}, sleep, rand)
 
 
 def confirmable(line):
@@ -122,27 +100,27 @@ def run(store=None, clock=None):
     if cfg.get("transport") == "dtls":
         return _run_dtls(cfg, clock, store, state, rep)
     try:
-        client, via = authenticate(cfg, clock, state.get("last_sent", 0), rep)
+        client, via, used = authenticate(cfg, clock, state.get("last_sent", 0), rep, state)
     except (OSError, JanuaError) as e:
         note_error(e)
         health_c[1] += 1
         return "janua: auth failed: %s" % e
     sample()
     r = client.result
-    new = {}
+    new, ep, why = _endpoint(cfg, state, clock, used, client.reason)
     if client.reason is None and r is not None:
-        line = "janua: authenticated device=%s via %s session=%d expires=%d" % (
-            cfg["device_id"], via, r[2], r[3])
-        new = {"result": "ok", "session": r[2], "expires": r[3], "permissions": r[4]}
-        if cfg["server"].get("tls") is True:
+        line = "janua: authenticated device=%s via %s%s session=%d expires=%d" % (
+            cfg["device_id"], via, ep, r[2], r[3])
+        new.update(result="ok", session=r[2], expires=r[3], permissions=r[4])
+        if new["endpoint"][2]:
             _set_clock(clock, hal)
         if rep:
             new["health_at"] = clock.now()
             janua.health_sent = True        # this boot has reported (package object: kept across its runs)
     else:
         health_c[1] += 1
-        line = "janua: auth failed: %s" % client.reason
-        new["result"] = "failed: %s" % client.reason
+        line = "janua: auth failed: %s%s" % (why, ep)
+        new["result"] = "failed: %s" % why
     _keep(state, new)
     new["at"] = clock.now()
     new["clock_source"] = clock.source
@@ -157,6 +135,19 @@ def run(store=None, clock=None):
         from janua.tokenapp import run as _tokens
         line += _tokens(cfg, store, clock, client.reason is None and r is not None)
     return line
+
+
+def _endpoint(cfg, state, clock, used, reason):
+    # the state's record of the endpoint used; janua.failover then unloaded, its heap back for the tokens
+    import sys
+    from janua import failover as _f
+    out = _f.record(cfg, state, clock.now(), used, reason)
+    del sys.modules["janua.failover"]
+    if hasattr(janua, "failover"):
+        delattr(janua, "failover")
+    import gc
+    gc.collect()
+    return out
 
 
 def _set_clock(clock, hal):

@@ -22,6 +22,10 @@ def lines(store=None, clock=None):
         out.append(("server", "%s udp=%s http=%s" % (
             cfg["server"]["host"], cfg["server"].get("udp_port", 5685),
             cfg["server"].get("http_port", 8080))))
+        eps = cfg.get("endpoints")
+        if eps:
+            out.append(("endpoints", " ".join("%d:%s:%s:%s" % (i, e["host"], e.get("udp_port", 5685),
+                                                             e.get("http_port", 8080)) for i, e in enumerate(eps))))
         out.append(("transport", cfg.get("transport", "auto")))
         out.append(("credentials", "yes"))
     except JanuaError as e:
@@ -44,6 +48,10 @@ def lines(store=None, clock=None):
     if st:
         out.append(("last_auth", "%s at %s via %s" % (
             st.get("result", "?"), st.get("at", "?"), st.get("transport", "?"))))
+        ep = st.get("endpoint")
+        if ep:                          # [index, host, tls] of the endpoint that answered the last run
+            out.append(("endpoint", "%s %s%s" % (ep[0], ep[1], (" (backup since %s)" % st["failover_at"])
+                                                 if "failover_at" in st else "")))
     else:
         out.append(("last_auth", "none recorded"))
     out.extend(_tokens(store, clock))

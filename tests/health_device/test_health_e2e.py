@@ -148,7 +148,7 @@ def test_a_heap_that_shrinks_is_told_heap_low(verifier, mp):
     out = mp("""
 import gc, json
 from janua.app import run
-from janua import binauth, udp, hkdf, mac, packet, health, store, clock   # what the run imports, first
+from janua import binauth, udp, hkdf, mac, packet, health, store, clock, failover   # what the run imports, first
 import janua_hal, socket
 gc.collect()
 hog = []

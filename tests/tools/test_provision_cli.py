@@ -464,3 +464,46 @@ def test_force_with_a_factory_token_is_refused_naming_the_old_device(verifier, t
         assert _devices(verifier, "FORCE-F2") == []
         assert (tmp_path / "flash" / "janua.json").read_bytes() == before
         assert [d["status"] for d in _devices(verifier, "FORCE-F1")] == ["provisioning"]
+
+
+def _args(**kw):
+    from argparse import Namespace
+    base = dict(server="http://cloud.example:8443", device_server_host=None, udp_port=5685, dtls_port=5684,
+                transport="auto", board=None, wifi_ssid=None, tokens=False, edge=None, endpoint=None,
+                retry_preferred=None)
+    base.update(kw)
+    return Namespace(**base)
+
+
+def test_endpoints_in_order_then_the_server_once():
+    from tools.provision import board_config
+    pkg = {"device_id": "3f9a0c1b7d2e4a65", "tenant": "t", "master_secret": "5e" * 32}
+    cfg = board_config(pkg, _args(endpoint=["edge1", "edge2:6000", "10.0.0.9:6001:8081"], retry_preferred=120))
+    assert cfg["endpoints"] == [
+        {"host": "edge1", "udp_port": 5685, "http_port": 8080},
+        {"host": "edge2", "udp_port": 6000, "http_port": 8080},
+        {"host": "10.0.0.9", "udp_port": 6001, "http_port": 8081},
+        {"host": "cloud.example", "udp_port": 5685, "http_port": 8443, "dtls_port": 5684}]
+    assert cfg["failover"] == {"retry_preferred_s": 120}
+    assert cfg["server"] == {"host": "cloud.example", "udp_port": 5685, "http_port": 8443, "dtls_port": 5684}
+    # the server listed explicitly keeps its place and is not appended again
+    cfg = board_config(pkg, _args(endpoint=["cloud.example:5685:8443", "edge1"]))
+    assert [e["host"] for e in cfg["endpoints"]] == ["cloud.example", "edge1"] and "failover" not in cfg
+    # without --endpoint: the one server, as before
+    assert "endpoints" not in board_config(pkg, _args())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--endpoint", "udp://edge1:5685"], "is not HOST[:UDP_PORT[:HTTP_PORT]]"),
+    (["--endpoint", "edge1:5685:8080:1"], "is not HOST[:UDP_PORT[:HTTP_PORT]]"),
+    (["--endpoint", ":5685"], "is not HOST[:UDP_PORT[:HTTP_PORT]]"),
+    (["--endpoint", "edge1:70000"], "'70000' is not a port number"),
+    (["--endpoint", "edge1:x"], "'x' is not a port number"),
+    (["--retry-preferred", "60"], "--retry-preferred needs --endpoint"),
+    (["--endpoint", "edge1", "--transport", "dtls"], "edges serve no DTLS"),
+])
+def test_bad_endpoint_registers_no_device(verifier, argv, message):
+    r = janua("provision", "--serial", "EP-BAD", "--port", "/dev/nonexistent-janua", *argv, *auth_args(verifier))
+    assert r.returncode == 1 and r.stderr.startswith("janua: ") and message in r.stderr, r.stderr
+    listed = verifier.api("GET", "/v1/devices?limit=100")
+    assert "EP-BAD" not in {d["serial_number"] for d in listed.get("devices", listed.get("items", []))}
