@@ -115,7 +115,8 @@ def create_app(config):
 async def _storage_ctx(app):
     config = app[CONFIG]
     storage = SQLiteStorage(config.db_path)
-    core = BinAuthCore(storage, app[SEALER], config.source_capacity, config.source_refill_per_s)
+    core = BinAuthCore(storage, app[SEALER], config.source_capacity, config.source_refill_per_s,
+                       cache_devices=config.auth_cache_devices)
     core.summary = RefusalSummary(config.audit_summary_s)
     metrics = Metrics(core)
     app[STORAGE] = storage

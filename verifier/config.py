@@ -83,6 +83,10 @@ class Config:
     # known yet. Tenant policies add their own per-source limit after the lookup.
     source_capacity: float = 1000.0
     source_refill_per_s: float = 500.0
+    # Binary auth's device cache (verifier/binauth/cache.py): at most this many devices' derived keys and
+    # replay state in memory (about 550 bytes each); past it the least recently used clean entry goes and is
+    # read again from the registry on its next packet (an unseal and a key derivation).
+    auth_cache_devices: int = 200_000
     # Signed OTA: release files live on disk under release_dir (default: <db_path>.releases/),
     # content-addressed by SHA-256; an upload over release_max_bytes is refused.
     release_dir: Optional[str] = None

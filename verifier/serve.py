@@ -94,6 +94,9 @@ def configure(parser):
                         help="local use: generate a KEK beside the db and a 'default' tenant with a token")
     parser.add_argument("--source-rate", metavar="CAPACITY/REFILL", default="1000/500",
                         help="verifier-wide per-source-address limit before device lookup (default 1000/500)")
+    parser.add_argument("--auth-cache-devices", metavar="N", type=int, default=200_000,
+                        help="devices whose binary-auth state (derived key, replay state) stays in memory, about "
+                             "550 bytes each; past it the least recently used is read again on its next packet")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="log level (to stderr)")
     edge = parser.add_argument_group("edge verifier")
@@ -125,6 +128,8 @@ def _config(args):
         cap, refill = (float(x) for x in args.source_rate.split("/"))
     except ValueError:
         raise ServeError(f"--source-rate must look like 1000/500, not {args.source_rate!r}") from None
+    if args.auth_cache_devices < 1:
+        raise ServeError("--auth-cache-devices must be at least 1")
     edge = _edge_config(args)
     config = Config(db_path=args.db or ("janua-edge.db" if edge else "janua.db"), kek_file=args.kek_file,
                     old_kek_files=tuple(args.old_kek_file or ()), dev=args.dev, http_host=args.http_host, http_port=args.http_port, udp_host=args.udp_host,
@@ -132,7 +137,7 @@ def _config(args):
                     dtls_port=None if args.dtls_port < 0 or edge else args.dtls_port, log_level=args.log_level,
                     source_capacity=cap, source_refill_per_s=refill, edge=edge,
                     tls_cert=args.tls_cert, tls_key=args.tls_key, insecure_http=args.insecure_http,
-                    trusted_proxies=_trusted_proxies(args.trusted_proxy))
+                    trusted_proxies=_trusted_proxies(args.trusted_proxy), auth_cache_devices=args.auth_cache_devices)
     _check_tls_options(args, config)
     return config
 

@@ -95,11 +95,11 @@ async def test_k_health_is_derived_on_the_first_piggyback_only(server, tenant):
     dev = tenant.device()
     assert (await server.send("udp", dev.request()))[0] == OK
     st = server.handle.core._cache[dev.id]
-    assert st._health_key is None and st.open_master is not None
+    assert st._health_key is None and st.sealed is not None
     _, dg = datagram(dev, FULL)
     assert (await server.send("udp", dg))[0] == OK
     assert server.handle.core._cache[dev.id] is st
-    assert st._health_key == k_health(dev.master) and st.open_master is None
+    assert st._health_key == k_health(dev.master) and st.sealed is None
     _, dg = datagram(dev, FULL)
     assert (await server.send("udp", dg))[0] == OK
     assert server.app[HEALTH].counts[("binauth", "ok")] == 2

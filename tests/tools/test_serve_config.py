@@ -76,3 +76,16 @@ def test_help_shows_the_defaults():
     out = janua("serve", "--help").stdout
     assert "HTTP API port; 0 picks a free port (default: 8080)" in " ".join(out.split())
     assert "(default: INFO)" in out
+
+
+def test_auth_cache_devices_setting(tmp_path):
+    """The binary-auth device cache bound (docs/operations.md "Scaling"): 200,000 unless set, from the file
+    or the command line; below 1 is a one-line error."""
+    assert "auth_cache_devices = 200000" in janua("serve", "--print-config").stdout.splitlines()
+    f = tmp_path / "janua.toml"
+    f.write_text("auth_cache_devices = 5000\n")
+    assert "auth_cache_devices = 5000" in janua("serve", "--config", str(f), "--print-config").stdout.splitlines()
+    help_text = " ".join(janua("serve", "--help").stdout.split())
+    assert "next packet (default: 200000)" in help_text
+    r = janua("serve", "--auth-cache-devices", "0", "--db", str(tmp_path / "x.db"), "--dev")
+    assert r.returncode == 1 and r.stderr == "janua: --auth-cache-devices must be at least 1\n", r.stderr

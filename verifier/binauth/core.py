@@ -9,18 +9,20 @@ then flush, and only then sends the replies, so an OK is never sent before its t
 `handle()` does both for one request. No sockets, no clock: `now` is a parameter.
 
 Per-device state (derived key, status, flags, permissions, last accepted timestamp) is cached by
-device id; the registry calls forget()/forget_tenant() on every admin change so the next packet
-sees it. Outward failures are opaque status codes; the reasons go to the audit trail.
+device id, at most `cache_devices` devices (verifier.binauth.cache: CLOCK eviction that never evicts an
+entry whose accepted timestamp is not yet flushed); the registry calls forget()/forget_tenant() on every
+admin change so the next packet sees it. Outward failures are opaque status codes; the reasons go to the audit trail.
 """
 
 import collections
-import functools
 import hmac
 import logging
 import os
 import struct
+import sys
 
 from verifier import keys
+from verifier.binauth.cache import DeviceCache
 from verifier.registry.audit import RefusalSummary
 from verifier.errors import VerifierError
 from verifier.registry.lockout import EXHAUSTED, Lockout
@@ -83,30 +85,34 @@ class DeviceState:
     everywhere (compromised; on an edge, anything its snapshot marks blocked); `quarantined`: refused
     but where the request is decided with allow_quarantined (the OTA and attestation routes).
     `health_key` (K_health, docs/health.md 2.1) is derived on first use, so a lone 20-byte auth never pays
-    for it: `open_master` opens the device's sealed secret again then (it holds only the sealed bytes)."""
+    for it: `sealer` opens the device's `sealed` secret again then (only the sealed bytes are kept; the
+    sealer is the core's, shared by every entry: at a million devices each byte per entry counts)."""
 
     __slots__ = ("device_id", "hex", "tenant_id", "key", "status", "blocked", "quarantined",
-                 "permissions", "last_ts", "open_master", "_health_key")
+                 "permissions", "last_ts", "sealed", "sealer", "_health_key", "ref", "epoch", "slot")
 
     def __init__(self):
-        self.blocked = self.quarantined = False
-        self.open_master = self._health_key = None
+        self.blocked = self.quarantined = self.ref = False
+        self.sealed = self.sealer = self._health_key = None
+        self.epoch = -1         # verifier.binauth.cache: the flush epoch of its last accepted timestamp
 
     @property
     def health_key(self):
         k = self._health_key
         if k is None:
-            if self.open_master is None:
+            if self.sealed is None:
                 raise VerifierError(f"device {self.hex}: no secret to derive its health key from")
-            k = self._health_key = keys.derive_key(self.open_master(), keys.LABEL_HEALTH)
-            self.open_master = None
+            master = self.sealer.unseal(self.sealed, self.device_id, self.tenant_id)
+            k = self._health_key = keys.derive_key(master, keys.LABEL_HEALTH)
+            self.sealed = None
         return k
 
 
 class BinAuthCore:
     perf = None             # per-tenant counters with note(tenant, ok) and end_batch(s): the fleet sets it
 
-    def __init__(self, storage, sealer, source_capacity=1000.0, source_refill_per_s=500.0, rand=os.urandom):
+    def __init__(self, storage, sealer, source_capacity=1000.0, source_refill_per_s=500.0, rand=os.urandom,
+                 cache_devices=200_000):
         self._storage = storage
         self._limits = storage.limits
         self._lockout = Lockout(storage.limits, "binauth")
@@ -114,7 +120,8 @@ class BinAuthCore:
         self._source_capacity = source_capacity
         self._source_refill = source_refill_per_s
         self._rand = rand
-        self._cache = {}        # device id (8 bytes) -> DeviceState
+        self.devices = DeviceCache(cache_devices)
+        self._cache = self.devices.map   # device id (8 bytes) -> DeviceState, read on the hot path
         self._policies = {}     # tenant id -> Policy
         self._accepted = []     # (last_ts, now, device_id) waiting for flush()
         self._activated = []    # (now, device_id)
@@ -133,7 +140,7 @@ class BinAuthCore:
 
     # cache control (called by the registry's HTTP handlers after every admin change)
     def forget(self, device_id):
-        self._cache.pop(device_id, None)
+        self.devices.discard(device_id)
         for other in self.listeners:
             other.forget(device_id)
 
@@ -143,7 +150,7 @@ class BinAuthCore:
             other.forget_tenant(tenant_id)
 
     def forget_all(self):
-        self._cache.clear()
+        self.devices.clear()
         self._policies.clear()
         for other in self.listeners:
             other.forget_all()
@@ -160,15 +167,15 @@ class BinAuthCore:
         st = DeviceState()
         st.device_id = device_id
         st.hex = device_id.hex()
-        st.tenant_id = dev["tenant_id"]
+        st.tenant_id = sys.intern(dev["tenant_id"])    # one copy per tenant and per status, not per device
         st.key = keys.derive_key(master, keys.LABEL_BINAUTH)
-        st.open_master = functools.partial(self._sealer.unseal, dev["sealed_secret"], device_id, dev["tenant_id"])
-        st.status = dev["status"]
+        st.sealed, st.sealer = dev["sealed_secret"], self._sealer
+        st.status = sys.intern(dev["status"])
         st.blocked = bool(dev["compromised"])
         st.quarantined = bool(dev["quarantined"])
         st.permissions = dev["permissions"]
         st.last_ts = dev["last_ts"]
-        self._cache[device_id] = st
+        self.devices.add(st)
         return st
 
     def _policy(self, tenant_id):
@@ -220,7 +227,11 @@ class BinAuthCore:
             return self._finish(RATE_LIMITED, transport, source, tnow, None, "source rate (verifier-wide)",
                                 unauthenticated_reply(RATE_LIMITED))
         did = req[:8]
-        st = self._cache.get(did) or self._load(did)
+        st = self._cache.get(did)
+        if st is not None:
+            st.ref = True                    # CLOCK's reference bit (verifier.binauth.cache)
+        else:
+            st = self._load(did)
         if st is None:
             return self._finish(UNKNOWN_DEVICE, transport, source, tnow, None, f"unknown id {did.hex()}",
                                 unauthenticated_reply(UNKNOWN_DEVICE))
@@ -263,6 +274,7 @@ class BinAuthCore:
                                 unauthenticated_reply(RATE_LIMITED))
         lockout.accepted(did, host, tnow)
         st.last_ts = ts
+        st.epoch = self.devices.epoch        # dirty until flush(): not evicted before then
         self._accepted.append((ts, tnow, did))
         if st.status == "provisioning":
             st.status = "active"
@@ -293,6 +305,7 @@ class BinAuthCore:
         except BaseException:
             self.forget_all()
             raise
+        self.devices.flushed()
 
     def handle(self, request, source, now, transport="test", allow_quarantined=False):
         """Decide and persist one request: (reply, Decision)."""

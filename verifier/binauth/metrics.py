@@ -73,6 +73,15 @@ class Metrics:
         b = GaugeMetricFamily("janua_auth_batches", "Group-commit batches written by this process")
         b.add_metric((), self.batches)
         yield b
+        cache = self.core.devices
+        c = GaugeMetricFamily("janua_auth_cache_devices",
+                              "Devices in the binary-auth cache (bound: --auth-cache-devices)")
+        c.add_metric((), len(cache))
+        yield c
+        ev = CounterMetricFamily("janua_auth_cache_evictions",
+                                 "Devices evicted from the binary-auth cache to make room")
+        ev.add_metric((), cache.evictions)
+        yield ev
 
     def render(self):
         return generate_latest(self.registry)

@@ -64,7 +64,8 @@ async def _edge_ctx(app):
             await attestor.start()
             attesting = asyncio.ensure_future(attestor.loop())
         edge = EdgeCore(config.edge, store, app[SEALER], upstream)
-        core = EdgeBinAuthCore(edge, store, config.source_capacity, config.source_refill_per_s)
+        core = EdgeBinAuthCore(edge, store, config.source_capacity, config.source_refill_per_s,
+                               config.auth_cache_devices)
         core.summary = RefusalSummary(config.audit_summary_s)    # unauthenticated refusals (verifier/registry/audit.py)
         app[EDGE], app[EDGE_STORE], app[CORE] = edge, store, core
         app[METRICS] = Metrics(core)

@@ -387,8 +387,8 @@ class EdgeBinAuthCore(BinAuthCore):
     """The binary-auth core of the cloud, with device state from the edge cache instead of the registry
     (no master secret to unseal: the entry holds the derived key) and the offline window in front."""
 
-    def __init__(self, edge, store, source_capacity=1000.0, source_refill_per_s=500.0):
-        super().__init__(store, None, source_capacity, source_refill_per_s)
+    def __init__(self, edge, store, source_capacity=1000.0, source_refill_per_s=500.0, cache_devices=200_000):
+        super().__init__(store, None, source_capacity, source_refill_per_s, cache_devices=cache_devices)
         self._edge = edge
         edge.core = self
 
@@ -401,7 +401,7 @@ class EdgeBinAuthCore(BinAuthCore):
         st.status = "revoked" if self._edge.listed_revoked(e.hex) else e.status
         st.blocked, st.permissions = e.blocked, e.permissions
         st.last_ts = self._storage.last_ts(device_id)
-        self._cache[device_id] = st
+        self.devices.add(st)
         return st
 
     def _policy(self, tenant_id):
