@@ -13,6 +13,12 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
+    import os
+    if os.environ.get("JANUA_TEST_BACKEND", "sqlite") == "postgresql":
+        pg_skip = pytest.mark.skip(reason="sqlite_only: this test is about the SQLite file itself")
+        for item in items:
+            if "sqlite_only" in item.keywords:
+                item.add_marker(pg_skip)
     if config.getoption("--board-port"):
         return
     skip = pytest.mark.skip(reason="hardware-in-loop: needs --board-port /dev/ttyACM0")

@@ -16,8 +16,10 @@ What it gives, and how each piece maps:
   NotImplementedError at once, naming the statement, rather than running with a different meaning. SQLite
   functions (`json_extract`, `json_each`, ...) are left as they are, and PostgreSQL refuses them: a loud failure
   that the store's PostgreSQL part then overrides.
-- DDL translated by `translate_ddl`: BLOB -> BYTEA, INTEGER -> BIGINT, `INTEGER PRIMARY KEY` (SQLite's rowid
+- DDL translated by `translate_ddl`: BLOB -> BYTEA, INTEGER -> BIGINT, REAL -> DOUBLE PRECISION, `INTEGER PRIMARY KEY` (SQLite's rowid
   alias, with or without AUTOINCREMENT) -> an identity column, `WITHOUT ROWID` dropped. Triggers are not translated (their bodies differ).
+- values: a bool argument is sent as 0 or 1 (SQLite keeps flags as integers, and so do these schemas); a numeric
+  result (sum() of integers) comes back as an int when it is whole, else a float, as SQLite's would.
 - errors: psycopg's IntegrityError and other database errors are raised as `IntegrityError` and `DatabaseError`
   below, subclasses of sqlite3's, so a store's `except sqlite3.IntegrityError` (and `except sqlite3.Error`) holds
   on both backends without a second clause; the original error is the `__cause__`.
@@ -33,6 +35,7 @@ row-level conditions instead and not this lock (the group commit's conditional u
 
 import re
 import sqlite3
+from decimal import Decimal
 
 import psycopg
 
@@ -106,6 +109,7 @@ def translate_ddl(script):
                s, flags=re.I)
     s = re.sub(r"\bINTEGER\b", "BIGINT", s, flags=re.I)
     s = re.sub(r"\bBLOB\b", "BYTEA", s, flags=re.I)
+    s = re.sub(r"\bREAL\b", "DOUBLE PRECISION", s, flags=re.I)      # SQLite's REAL is 8 bytes; PostgreSQL's is 4
     s = re.sub(r"\)\s*WITHOUT\s+ROWID", ")", s, flags=re.I)
     if re.search(r"\bCREATE\s+TRIGGER\b", s, re.I):
         raise NotImplementedError("triggers have no general PostgreSQL translation: write the PostgreSQL part")
@@ -139,6 +143,19 @@ def _row_factory(cursor):
         return tuple
     cls = _row_class(tuple(d.name for d in desc))
     return lambda values: cls(values)
+
+
+def _args(values):
+    # SQLite stores a bool as the integer it is; the columns here are integers, so a bool goes as 0 or 1
+    return tuple(int(v) if v.__class__ is bool else v for v in values)
+
+
+class _NumericLoader(psycopg.adapt.Loader):
+    """numeric (what sum() of integers gives on PostgreSQL) as SQLite gives it: an int when whole, else a float."""
+
+    def load(self, data):
+        d = Decimal(bytes(data).decode())
+        return int(d) if d.is_finite() and d == d.to_integral_value() else float(d)
 
 
 def _wrap(e):
@@ -181,6 +198,7 @@ class PGConnection:
             self._conn = psycopg.connect(url, autocommit=True, row_factory=_row_factory)
         except psycopg.Error as e:
             raise _wrap(e) from e
+        self._conn.adapters.register_loader("numeric", _NumericLoader)
 
     def execute(self, sql, args=()):
         cur = self._conn.cursor()
@@ -190,7 +208,7 @@ class PGConnection:
                 for part in stmt:
                     cur.execute(part)
                 return Cursor(cur)
-            cur.execute(stmt, tuple(args))
+            cur.execute(stmt, _args(args))
         except psycopg.Error as e:
             raise _wrap(e) from e
         return Cursor(cur)
@@ -198,7 +216,7 @@ class PGConnection:
     def executemany(self, sql, rows):
         cur = self._conn.cursor()
         try:
-            cur.executemany(translate(sql), [tuple(r) for r in rows])
+            cur.executemany(translate(sql), [_args(r) for r in rows])
         except psycopg.Error as e:
             raise _wrap(e) from e
         return Cursor(cur)

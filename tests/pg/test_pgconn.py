@@ -118,3 +118,11 @@ def test_rollback_undoes(db):
 
 def test_blob_literal_means_the_same_bytes(db):
     assert db.execute("SELECT ifnull(NULL, x'00ff')").fetchone()[0] == b"\x00\xff"
+
+
+def test_values_come_and_go_as_sqlite_gives_them(db):
+    db.executescript(translate_ddl("CREATE TABLE v (flag INTEGER NOT NULL, x REAL NOT NULL)"))
+    db.executemany("INSERT INTO v VALUES (?, ?)", [(True, 0.1), (False, 1e-300)])
+    assert [tuple(r) for r in db.execute("SELECT flag, x FROM v ORDER BY flag")] == [(0, 1e-300), (1, 0.1)]
+    total = db.execute("SELECT sum(flag), avg(flag) FROM v").fetchone()
+    assert total == (1, 0.5) and type(total[0]) is int and type(total[1]) is float

@@ -421,7 +421,7 @@ class SQLiteRegistryStorage(SQLiteTransactions, RegistryStorage):
         try:
             with self.transaction():
                 stop = self._db.execute(
-                    "SELECT seq FROM (SELECT seq, ts FROM audit WHERE tenant_id IS ? ORDER BY seq LIMIT ?) "
+                    "SELECT seq FROM (SELECT seq, ts FROM audit WHERE tenant_id IS ? ORDER BY seq LIMIT ?) AS oldest "
                     f"WHERE {keep} ORDER BY seq LIMIT 1", (tenant_id, limit, *args)).fetchone()
                 q, qargs = "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE tenant_id IS ?", [tenant_id]
                 if stop is not None:
