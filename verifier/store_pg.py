@@ -6,18 +6,22 @@ What it has: the schemas (translated by pgconn.translate_ddl), the column migrat
 information_schema instead of PRAGMA table_info), the schema version in a table of its own (`janua_schema`,
 the PRAGMA user_version of SQLite files), and every store method whose SQL means the same on both. What it does
 not have yet: the fleet aggregates' triggers (FLEET_INDEXES is SQLite text; the fleet feature's PostgreSQL part
-replaces it), the methods that use SQLite's JSON functions or lastrowid, the async group commit, shared rate
+replaces it), the methods that use SQLite's JSON functions or lastrowid, the async group commit (record_auth
+here is synchronous, but already the conditional replay write several instances need), shared rate
 limits and lockouts, and cache invalidation between instances. `open_storage` in verifier.store does not choose
 it yet: only tests use it.
 """
 
 import re
+import sqlite3
 
 from verifier import pgconn
 from verifier.errors import StorageError
 from verifier.registry.limits import MemoryLimitStore
+from verifier.registry.store import AUDIT_COLUMNS, audit_rows_full
 from verifier.store import SQLiteStorage
 
+AUDIT_INSERT = "INSERT INTO audit (%s) VALUES (%s)" % (",".join(AUDIT_COLUMNS), ",".join("?" * len(AUDIT_COLUMNS)))
 _STATEMENTS = re.compile(r";\s*(?:\n|$)")
 
 
@@ -84,6 +88,77 @@ class PGStorage(SQLiteStorage):
                 self._db.executescript(pgconn.translate_ddl(alter))
                 if fill:
                     self._db.execute(fill)
+
+
+    # ---------------------------------------------------------------- binary auth's group commit
+    def record_auth(self, accepted, activated, audit_rows, seen=()):
+        """RegistryStorage.record_auth on a database several instances share. The replay floor of a device moves
+        only upward, and only for the instance that finds it below the LOWEST timestamp it accepted for that device
+        in this batch (a conditional upsert; PostgreSQL re-reads the row under its lock when two instances write
+        it at once). A device whose floor was already there has lost: none of its timestamps of this batch is
+        written, its audit rows say REPLAY, and its id is returned so that no OK goes out. So one packet sent to
+        two instances at once is accepted at most once. The transaction takes the writer lock shared: auth batches
+        of all instances run side by side, and wait only for an exclusive writer (BEGIN IMMEDIATE: an admin
+        change that checks and then writes)."""
+        try:
+            return self._record_auth_pg(accepted, activated, audit_rows, seen)
+        except sqlite3.Error as e:
+            raise StorageError(f"could not persist auth state: {e}") from e
+
+    def _record_auth_pg(self, accepted, activated, audit_rows, seen):
+        db = self._db
+        outer = self._depth == 0
+        if outer:
+            db.execute("BEGIN")
+            db.execute(f"SELECT pg_advisory_xact_lock_shared({pgconn.WRITER_LOCK})")
+        self._depth += 1
+        try:
+            lost = set()
+            if seen:
+                db.executemany("INSERT INTO auth_state (last_ts, last_authenticated_at, id) VALUES (0, ?, ?) "
+                               "ON CONFLICT (id) DO UPDATE SET last_authenticated_at = excluded.last_authenticated_at",
+                               seen)
+            if accepted:
+                lo, hi = {}, {}
+                for ts, now, did in accepted:
+                    did = bytes(did)
+                    if did not in lo or ts < lo[did][0]:
+                        lo[did] = (ts, now)
+                    if did not in hi or ts > hi[did][0]:
+                        hi[did] = (ts, now)
+                ids = sorted(lo)          # one order for every instance: row locks are taken without deadlock
+                won = {bytes(r[0]) for r in db.execute(
+                    "INSERT INTO auth_state (last_ts, last_authenticated_at, id) "
+                    "SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::bytea[]) "
+                    "ON CONFLICT (id) DO UPDATE SET last_ts = excluded.last_ts, "
+                    "last_authenticated_at = excluded.last_authenticated_at "
+                    "WHERE auth_state.last_ts < excluded.last_ts RETURNING id",
+                    ([lo[d][0] for d in ids], [lo[d][1] for d in ids], ids))}
+                lost = set(ids) - won
+                higher = [d for d in ids if d in won and hi[d][0] > lo[d][0]]
+                if higher:                # the winner holds these rows' locks: its highest timestamp is the floor
+                    db.execute("UPDATE auth_state AS a SET last_ts = b.ts, last_authenticated_at = b.at "
+                               "FROM unnest(?::bigint[], ?::bigint[], ?::bytea[]) AS b(ts, at, id) WHERE a.id = b.id",
+                               ([hi[d][0] for d in higher], [hi[d][1] for d in higher], higher))
+            if activated:
+                db.executemany("UPDATE devices SET status = 'active', status_changed_at = ? "
+                               "WHERE id = ? AND status = 'provisioning'", activated)
+            if audit_rows:
+                if lost:
+                    gone = {d.hex() for d in lost}
+                    audit_rows = [r[:8] + ("REPLAY", "timestamp accepted first by another verifier instance")
+                                  + tuple(r[10:]) if r[2] == "auth" and r[3] in gone and r[8] == "OK" else r
+                                  for r in audit_rows]
+                db.executemany(AUDIT_INSERT, audit_rows_full(audit_rows))
+        except BaseException:
+            self._depth -= 1
+            if outer:
+                db.execute("ROLLBACK")
+            raise
+        self._depth -= 1
+        if outer:
+            db.execute("COMMIT")
+        return lost
 
 
 def _redact(url):

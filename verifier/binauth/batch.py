@@ -55,11 +55,17 @@ class AuthBatcher:
         http_replies = [decide(it[0], it[1], now, it[2], it[5]) for it in queued]
         durable = True
         try:
-            core.flush()
+            lost = core.flush()
         except Exception:
             durable = False
             log.exception("binauth: could not persist a batch of %d; OK replies withheld",
                           len(replies) + len(http_replies))
+        if durable and lost:       # another instance took these devices' timestamps first (a shared database)
+            lost_reply = core.lost_reply
+            replies = [lost_reply(lost[bytes(d[:8])], d, now) if r[0] == OK and bytes(d[:8]) in lost else r
+                       for (d, _), r in zip(datagrams, replies)]
+            http_replies = [lost_reply(lost[bytes(it[0][:8])], it[0], now)
+                            if r[0] == OK and bytes(it[0][:8]) in lost else r for it, r in zip(queued, http_replies)]
         metrics = self._metrics
         metrics.batches += 1
         if datagrams:

@@ -288,6 +288,8 @@ class BinAuthCore:
 
     def flush(self):
         """Make the queued accepted timestamps, activations and audit rows durable, in one transaction.
+        Returns {device id: key} of the devices whose timestamps another instance took first (see
+        RegistryStorage.record_auth): the caller answers their OK requests of this batch with lost_reply().
 
         If it fails, the cache is dropped (it may be ahead of the database) and the error propagates:
         the caller must not send the OK replies of this batch.
@@ -301,16 +303,35 @@ class BinAuthCore:
         self._accepted, self._activated, self._audit = [], [], []
         audit = [r if type(r[7]) is not tuple else r[:7] + (f"{r[7][0]}:{r[7][1]}",) + r[8:] for r in audit]
         try:
-            self._storage.record_auth(accepted, activated, audit)
+            lost = self._storage.record_auth(accepted, activated, audit)
         except BaseException:
             self.forget_all()
             raise
         self.devices.flushed()
+        if not lost:
+            return {}
+        # another instance accepted a packet of these devices first (a shared database): their OK replies of this
+        # batch become REPLAY (tagged with the key held now), and their entries are reloaded on the next request
+        out = {}
+        for did in lost:
+            st = self._cache.get(did)
+            if st is not None:
+                out[did] = st.key
+                self.forget(did)
+        return out
+
+    @staticmethod
+    def lost_reply(key, request, now):
+        """The reply that replaces an OK whose timestamp another instance took first (flush())."""
+        return encode_reply(key, bytes(request[:REQUEST_LEN]), REPLAY, int(now))
 
     def handle(self, request, source, now, transport="test", allow_quarantined=False):
         """Decide and persist one request: (reply, Decision)."""
         reply = self.decide(request, source, now, transport, allow_quarantined)
         status, st, reason = self._last
         decision = Decision(reply[0], STATUS_NAMES[status], st.hex if st else None, reason)
-        self.flush()
+        lost = self.flush()
+        if reply[0] == OK and bytes(request[:8]) in lost:
+            reply = self.lost_reply(lost[bytes(request[:8])], request, now)
+            decision = Decision(REPLAY, STATUS_NAMES[REPLAY], decision.device_id, "timestamp taken by another instance")
         return reply, decision

@@ -418,6 +418,7 @@ class EdgeBinAuthCore(BinAuthCore):
 
     def flush(self):
         activated = [did for _, did in self._activated]
-        super().flush()
+        lost = super().flush()
         for did in activated:
             self._edge.activated(did)
+        return lost

@@ -143,7 +143,12 @@ class RegistryStorage(abc.ABC):
     def record_auth(self, accepted, activated, audit_rows, seen=()):
         """One transaction: accepted = [(last_ts, now, device_id)], activated = [(now, device_id)]
         (provisioning -> active), audit rows as for add_audit, seen = [(now, device_id)] authenticated
-        by a protocol without a binary-auth timestamp (DTLS): last_authenticated_at only."""
+        by a protocol without a binary-auth timestamp (DTLS): last_authenticated_at only.
+
+        Returns the device ids whose accepted timestamps were NOT written because the stored replay floor was
+        already at or above the lowest of them: another verifier instance sharing the database accepted a packet
+        of that device meanwhile (docs/protocol.md 3.4). Their OK replies must not be sent. One verifier alone on
+        its SQLite file decides every timestamp itself, so there it is always empty."""
 
     # audit
     @abc.abstractmethod
@@ -359,6 +364,7 @@ class SQLiteRegistryStorage(SQLiteTransactions, RegistryStorage):
             self._record_auth(db, accepted, activated, audit_rows, seen)
         except sqlite3.Error as e:
             raise StorageError(f"could not persist auth state: {e}") from e
+        return ()
 
     def _record_auth(self, db, accepted, activated, audit_rows, seen=()):
         with self.transaction():
