@@ -180,3 +180,17 @@ async def test_an_edge_upgraded_from_the_previous_release_syncs_once_by_since_th
     assert await core.sync(clock())
     assert core.entry(a.id).status == "suspended" and core._cursor == cursor + 1
     assert edge.app[EDGE]._store.get_meta("cursor") == cursor + 1
+
+
+async def test_a_tenant_policy_change_reaches_the_cached_entries_at_the_next_sync(world, clock):
+    a, b = world.devices(2)
+    edge = await world.start_edge()
+    core = edge.app[EDGE]
+    assert await core.sync(clock())
+    assert await core.ensure(a.id, clock()) is not None
+    assert core.entry(a.id).policy.drift_s == 300
+    await _call(world, "PATCH", "/v1/tenant", {"policy": {"drift_s": 120}})
+    snap = await _snap(world, after=str(core._cursor))
+    assert snap["devices"] == []                        # no device changed: the policy comes in `tenant`
+    assert await core.sync(clock())
+    assert (core.entry(a.id).policy.drift_s, core.policy(world.tenant_id).drift_s) == (120, 120)

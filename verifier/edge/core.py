@@ -332,6 +332,7 @@ class EdgeCore:
         tenant = snap.get("tenant")
         if isinstance(tenant, dict):
             self._set_tenant(tenant)
+            self._tenant_policy_changed()
         self._store.set_meta({"jwks": self._jwks, "revoked": sorted(revoked), "since": self._since,
                               "last_sync": now, "tenant": tenant if self._tenant else None})
         self._store.prune_used(int(now) - PRUNE_MARGIN_S)
@@ -341,6 +342,20 @@ class EdgeCore:
         if self.core is not None:
             for h in changed:
                 self.core.forget(bytes.fromhex(h))
+
+    def _tenant_policy_changed(self):
+        """A tenant policy changed upstream is no change of a device (no change marker): the snapshot's
+        `tenant` brings it, and the cached entries of the tenant take it here."""
+        if self._tenant is None:
+            return
+        tid, pol = self._tenant["id"], self._tenant["policy"]
+        if tid in self._policies and self._policies[tid] != pol:
+            self._policies[tid] = pol
+            for e in self._entries.values():
+                if e.tenant_id == tid:
+                    e.policy = pol
+            if self.core is not None:
+                self.core.forget_tenant(tid)
 
     # offline chain tokens
     async def offline(self, data, source, now):
