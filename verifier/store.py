@@ -11,7 +11,7 @@ from verifier.gateway.store import GATEWAY_SCHEMA, GatewayStorage, SQLiteGateway
 from verifier.mqtt.store import X509_SCHEMA, SQLiteX509Storage, X509Storage
 from verifier.notify.store import NOTIFY_SCHEMA, NotifyStorage, SQLiteNotifyStorage
 from verifier.ota.store import OTA_SCHEMA, OTAStorage, SQLiteOTAStorage
-from verifier.registry.store import MIGRATIONS, SCHEMA, RegistryStorage, SQLiteRegistryStorage
+from verifier.registry.store import CHANGE_TRIGGERS, MIGRATIONS, SCHEMA, RegistryStorage, SQLiteRegistryStorage
 from verifier.tokens.store import TOKEN_INDEXES, TOKEN_MIGRATIONS, TOKEN_SCHEMA, SQLiteTokenStorage, TokenStorage
 
 
@@ -29,12 +29,14 @@ class SQLiteStorage(SQLiteRegistryStorage, SQLiteOTAStorage, SQLiteTokenStorage,
                HEALTH_SCHEMA, FLEET_SCHEMA, ALERTS_SCHEMA)
     # the health migrations add devices.health_score and reported_version, which the fleet triggers read
     MIGRATIONS = MIGRATIONS + TOKEN_MIGRATIONS + ATTEST_MIGRATIONS + HEALTH_MIGRATIONS
-    INDEXES = (TOKEN_INDEXES, FLEET_INDEXES)   # the fleet triggers read migrated columns
+    INDEXES = (CHANGE_TRIGGERS, TOKEN_INDEXES, FLEET_INDEXES)   # the triggers read migrated columns
     # The registry file's schema version (PRAGMA user_version), written once SCHEMAS, MIGRATIONS and INDEXES have run.
     # 0 is every file made before versions were kept (the column checks of MIGRATIONS bring any of them up to date).
     # Raise it with every change of a schema, a migration or an index, so an older janua refuses the file.
     # 1: the schemas, migrations and indexes of janua 0.1.0.
-    SCHEMA_VERSION = 1
+    # 2: devices.changed_seq with its index and triggers, change_counter, device_tombstones (edge snapshot
+    #    change markers, docs/tokens.md "Change markers").
+    SCHEMA_VERSION = 2
 
     # a device delete spans every feature's tables, so it is implemented here, where they are all known
     def delete_unused_device(self, tenant_id, device_id, audit_row):

@@ -32,6 +32,7 @@ RETRY_S = 60                 # after an upstream failure: no on-demand fetch, ne
 FETCH_CAPACITY, FETCH_REFILL_PER_S = 100.0, 20.0   # edge-wide budget of upstream look-ups of unknown ids
 REPORT_BATCH = 1000
 MAX_REPORT_ROUNDS = 100
+MAX_SNAPSHOT_ROUNDS = 1000   # pages of one sync (10,000 changes each); the next sync continues from the cursor
 PRUNE_MARGIN_S = 86400       # a used token is kept this long past its exp (the largest drift_s)
 STALE = "edge: no successful sync within max_offline_s"       # binary auth's audit reason
 STALE_CODE = "stale"                                            # an offline token's, with STALE_DETAIL
@@ -104,6 +105,7 @@ class EdgeCore:
         self._synced_here = False                 # True once this process has synced (not only a previous run)
         self.next_sync = 0.0
         self._since = store.get_meta("since")             # the upstream's clock at that sync
+        self._cursor = store.get_meta("cursor")           # the upstream's change cursor (None: previous release)
         self._jwks = store.get_meta("jwks", {"keys": []})
         self.public_keys = public_keys_from_jwks(self._jwks)
         self._revoked = set(store.get_meta("revoked", []))
@@ -261,7 +263,14 @@ class EdgeCore:
         async with self._lock:
             try:
                 delivered = await self._deliver()
-                snap = await self.upstream.snapshot(self._since)
+                for _ in range(MAX_SNAPSHOT_ROUNDS):
+                    if self._cursor is not None:
+                        snap = await self.upstream.snapshot(after=self._cursor)
+                    else:           # first sync of an edge upgraded from the previous release, or old upstream
+                        snap = await self.upstream.snapshot(since=self._since)
+                    more = self._apply_changes(snap, now)
+                    if not more:
+                        break
                 self._apply(snap, now)
             except (UpstreamUnavailable, EdgeError) as x:
                 self._upstream_failed(now, x)
@@ -284,18 +293,36 @@ class EdgeCore:
             n += count
         return n
 
-    def _apply(self, snap, now):
-        keys = public_keys_from_jwks(snap.get("keys"))
-        rev = snap.get("revocations")
-        devices = snap.get("devices", [])
-        if not keys or not isinstance(rev, dict) or not isinstance(rev.get("devices"), list) \
-                or not isinstance(devices, list) or type(snap.get("now")) is not int:
+    def _apply_changes(self, snap, now):
+        """One page of a snapshot: fresh entries for the cached devices that changed, deleted ones forgotten,
+        the cursor kept. True if the page was truncated and the upstream gave a cursor to continue from."""
+        devices, deleted, cursor = snap.get("devices", []), snap.get("deleted", []), snap.get("cursor")
+        if not isinstance(devices, list) or not isinstance(deleted, list) \
+                or (cursor is not None and (type(cursor) is not int or cursor < 0)):
             raise EdgeError("bad snapshot from upstream")
-        revoked = {d for d in rev["devices"] if parse_device_id(d) is not None}
         for doc in devices:
             did = parse_device_id(doc.get("device_id")) if isinstance(doc, dict) else None
             if did in self._entries:
                 self._accept(doc, now)
+        gone = [did for did in map(parse_device_id, deleted) if did in self._entries]
+        for did in gone:
+            del self._entries[did]
+            if self.core is not None:
+                self.core.forget(did)
+        if gone:
+            self._store.delete_devices(gone)
+        if cursor is not None:
+            self._cursor = cursor
+            self._store.set_meta({"cursor": cursor})
+        return cursor is not None and snap.get("truncated") is True
+
+    def _apply(self, snap, now):
+        keys = public_keys_from_jwks(snap.get("keys"))
+        rev = snap.get("revocations")
+        if not keys or not isinstance(rev, dict) or not isinstance(rev.get("devices"), list) \
+                or type(snap.get("now")) is not int:
+            raise EdgeError("bad snapshot from upstream")
+        revoked = {d for d in rev["devices"] if parse_device_id(d) is not None}
         changed = revoked ^ self._revoked
         self._jwks, self.public_keys, self._revoked = snap["keys"], keys, revoked
         self._since, self.last_sync, self._down_until = snap["now"], now, 0.0
@@ -305,6 +332,7 @@ class EdgeCore:
         tenant = snap.get("tenant")
         if isinstance(tenant, dict):
             self._set_tenant(tenant)
+            self._tenant_policy_changed()
         self._store.set_meta({"jwks": self._jwks, "revoked": sorted(revoked), "since": self._since,
                               "last_sync": now, "tenant": tenant if self._tenant else None})
         self._store.prune_used(int(now) - PRUNE_MARGIN_S)
@@ -314,6 +342,20 @@ class EdgeCore:
         if self.core is not None:
             for h in changed:
                 self.core.forget(bytes.fromhex(h))
+
+    def _tenant_policy_changed(self):
+        """A tenant policy changed upstream is no change of a device (no change marker): the snapshot's
+        `tenant` brings it, and the cached entries of the tenant take it here."""
+        if self._tenant is None:
+            return
+        tid, pol = self._tenant["id"], self._tenant["policy"]
+        if tid in self._policies and self._policies[tid] != pol:
+            self._policies[tid] = pol
+            for e in self._entries.values():
+                if e.tenant_id == tid:
+                    e.policy = pol
+            if self.core is not None:
+                self.core.forget_tenant(tid)
 
     # offline chain tokens
     async def offline(self, data, source, now):

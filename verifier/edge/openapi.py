@@ -41,18 +41,29 @@ PATHS = {
         "An edge fetches one device of its tenant (cloud fallback)", {"200": _json(_ref("EdgeDevice")), "403": ERR, "404": ERR},
         parameters=[DEVICE_ID])},
     "/v1/edge/snapshot": {"get": _admin_op(
-        "An edge's periodic sync: keys, revocations, devices changed since `since`",
-        {"200": _json({"type": "object", "required": ["keys", "revocations", "devices", "now"], "properties": {
+        "An edge's periodic sync: keys, revocations, the devices changed and deleted after the cursor `after`",
+        {"200": _json({"type": "object", "required": ["keys", "revocations", "devices", "deleted", "truncated",
+                                                      "cursor", "now"], "properties": {
             "keys": {"type": "object", "description": "JWK Set (RFC 7517) of the token keys"},
             "revocations": {"type": "object", "properties": {
                 "devices": {"type": "array", "items": _HEX_ID}, "next_update": {"type": "integer"}}},
             "devices": {"type": "array", "items": _ref("EdgeDevice"),
-                        "description": "empty without `since`; at most 10,000"},
-            "truncated": {"type": "boolean"}, "now": {"type": "integer"},
+                        "description": "with `after`: the devices changed after it, in change order; with `since`: "
+                                       "those provisioned or whose status changed at or after it; else empty. "
+                                       "At most 10,000 (with `deleted`)"},
+            "deleted": {"type": "array", "items": _HEX_ID,
+                        "description": "with `after`: the devices deleted after it (forget them)"},
+            "truncated": {"type": "boolean", "description": "more changes follow: ask again at once with "
+                                                            "after=`cursor`"},
+            "cursor": {"type": "integer", "minimum": 0, "description": "the `after` of the next snapshot"},
+            "now": {"type": "integer"},
             "tenant": {"type": "object", "description": "the edge's tenant: {id, policy}", "properties": {
                 "id": {"type": "string"}, "policy": _ref("Policy")}}}}), "403": ERR},
-        parameters=[{"name": "since", "in": "query", "required": False, "schema": {"type": "integer"},
-                     "description": "unix seconds (the previous snapshot's `now`)"}])},
+        parameters=[{"name": "after", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0},
+                     "description": "change cursor: the previous snapshot's `cursor` (`since` is then ignored)"},
+                    {"name": "since", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0},
+                     "description": "unix seconds (the previous snapshot's `now`): the form of edges of the "
+                                    "previous release, a scan of the tenant's devices that sees no delete"}])},
     "/v1/edge/reports": {"post": _admin_op(
         "An edge delivers what it accepted on its own: used chain indices, binary-auth timestamps, audit rows",
         {"200": _json({"type": "object", "properties": {

@@ -2,8 +2,10 @@
 
 - GET /v1/edge/devices/{device_id}: what an edge needs to authenticate one device: the derived
   binary-auth key (never the master secret), status, flags, tenant policy, recently used chain indices.
-- GET /v1/edge/snapshot[?since=unix]: the token public keys (JWKS), the tenant's revocation list, and the
-  entries of devices whose status changed (or that were provisioned) at or after `since`.
+- GET /v1/edge/snapshot[?after=cursor]: the token public keys (JWKS), the tenant's revocation list, the
+  entries of devices changed after the cursor and the ids of those deleted, by the (tenant_id, changed_seq)
+  index, and the cursor to pass next time; paged (`truncated`: ask again at once from the new cursor).
+  `?since=unix` is the form of edges of the previous release: a scan of the tenant's devices, no deletes.
 - POST /v1/edge/reports: what an edge accepted while it was on its own: used chain indices (marked used
   here, so the cloud refuses them too), binary-auth timestamps (the replay floor only rises) and audit rows
   (stored under the caller's tenant, actor "edge:<token id>").
@@ -77,17 +79,47 @@ async def device(request):
     return web.json_response(edge_entry(request.app, dev, _policy(st, tenant_id), _now(request)), headers=NO_STORE)
 
 
+def _query_int(request, name, what):
+    v = request.query.get(name)
+    if v is None:
+        return None
+    try:
+        n = int(v)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise ValidationError(f"{name} must be {what}")
+    return n
+
+
+def _changes(app, st, tenant_id, after, now):
+    """(entries, deleted hex ids, truncated, cursor) of the changes after the cursor `after`, by the index.
+    A cursor above the database's counter is from before a restore of an older backup: it starts over at 0."""
+    changes, current = st.device_changes(tenant_id, after, MAX_SNAPSHOT_DEVICES + 1)
+    if after > current:
+        changes, current = st.device_changes(tenant_id, 0, MAX_SNAPSHOT_DEVICES + 1)
+    truncated = len(changes) > MAX_SNAPSHOT_DEVICES
+    changes = changes[:MAX_SNAPSHOT_DEVICES]
+    policy = _policy(st, tenant_id) if changes else None
+    devices = [edge_entry(app, dev, policy, now) for _, dev, _ in changes if dev is not None]
+    deleted = [did.hex() for _, dev, did in changes if dev is None]
+    # truncated: continue after the last change sent; else every change up to `current` was sent
+    cursor = changes[-1][0] if truncated else current
+    return devices, deleted, truncated, cursor
+
+
 async def snapshot(request):
     _, tenant_id = _edge_caller(request)
     st, now = request.app[STORAGE], _now(request)
-    since = request.query.get("since")
-    if since is not None:
-        try:
-            since = int(since)
-        except ValueError:
-            raise ValidationError("since must be unix seconds") from None
-    devices, truncated = [], False
-    if since is not None:
+    since = _query_int(request, "since", "unix seconds")
+    after = _query_int(request, "after", "a cursor (a non-negative integer)")
+    devices, deleted, truncated = [], [], False
+    if after is not None:                                  # (a `since` beside it is ignored)
+        devices, deleted, truncated, cursor = _changes(request.app, st, tenant_id, after, now)
+    else:
+        cursor = st.device_changes(tenant_id, 0, 0)[1]     # where the next snapshot starts
+    if since is not None and after is None:
+        # the previous release's edges: a scan of every device of the tenant (deletes are not seen)
         policy, after = _policy(st, tenant_id), None
         while not truncated:
             page = st.list_devices(tenant_id, after=after, limit=PAGE)
@@ -104,7 +136,7 @@ async def snapshot(request):
         "keys": request.app[TOKEN_KEYS].jwks(now),
         "revocations": {"devices": [d.hex() for d in st.revoked_device_ids(tenant_id)],
                         "next_update": now + REVOCATION_REFRESH_S},
-        "devices": devices, "truncated": truncated, "now": now,
+        "devices": devices, "deleted": deleted, "truncated": truncated, "cursor": cursor, "now": now,
         "tenant": {"id": tenant_id, "policy": _policy(st, tenant_id).to_json()}}, headers=NO_STORE)
 
 

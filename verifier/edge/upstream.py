@@ -94,9 +94,11 @@ class Upstream:
         """The upstream's entry for one device, or None if it does not know it (in the edge's tenant)."""
         return await self._call("GET", f"/v1/edge/devices/{device_hex}", absent_ok=True)
 
-    async def snapshot(self, since=None):
-        """Keys, revocations, and (with `since`) the entries of devices changed since then."""
-        params = None if since is None else {"since": str(int(since))}
+    async def snapshot(self, after=None, since=None):
+        """Keys, revocations, and (with the cursor `after`) the entries of devices changed after it and the
+        ids of those deleted; `since` (unix seconds) only for an upstream of the previous release."""
+        params = {"after": str(int(after))} if after is not None else \
+            None if since is None else {"since": str(int(since))}
         return await self._call("GET", "/v1/edge/snapshot", params=params)
 
     async def report(self, body):

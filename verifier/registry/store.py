@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS devices (
     trust_level INTEGER NOT NULL, compromised INTEGER NOT NULL, quarantined INTEGER NOT NULL,
     permissions INTEGER NOT NULL,
     psk_generation INTEGER NOT NULL DEFAULT 0, psk_expires_at INTEGER,
+    changed_seq INTEGER NOT NULL DEFAULT 0,
     UNIQUE (tenant_id, serial_number)) WITHOUT ROWID;
 -- replay state: narrow rows, written by every group commit of binary auth
 CREATE TABLE IF NOT EXISTS auth_state (
@@ -52,6 +53,43 @@ CREATE TABLE IF NOT EXISTS audit (
     device_id TEXT, actor TEXT, action TEXT NOT NULL, transport TEXT, source TEXT,
     result TEXT NOT NULL, reason TEXT, detail TEXT);
 CREATE INDEX IF NOT EXISTS audit_tenant ON audit (tenant_id, seq);
+-- the change marker of edge snapshots (CHANGE_TRIGGERS): one counter per database, and the devices deleted
+-- (a tombstone per delete, under the marker of the delete). The counter starts at the number of devices a
+-- file already holds, which the changed_seq migration numbers 1..n (a new file: 0).
+CREATE TABLE IF NOT EXISTS change_counter (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
+INSERT OR IGNORE INTO change_counter (id, seq) SELECT 1, count(*) FROM devices;
+CREATE TABLE IF NOT EXISTS device_tombstones (
+    tenant_id TEXT NOT NULL, seq INTEGER NOT NULL, id BLOB NOT NULL, PRIMARY KEY (tenant_id, seq)) WITHOUT ROWID;
+"""
+
+# The device columns an edge's entry is made of (verifier/edge/routes.py edge_entry; the binary-auth key is
+# derived from sealed_secret). A change of any of them, an insert and a delete take the next value of the
+# database's change counter, in the same transaction (docs/tokens.md "Change markers"). A PSK rotation changes
+# none of them (K_binauth does not depend on the PSK generation); neither do auth_state (last_ts, written by
+# every authentication) and chain_used, which an entry carries but which a snapshot does not follow.
+EDGE_COLUMNS = ("status", "status_changed_at", "compromised", "quarantined", "permissions", "sealed_secret")
+_BUMP = "UPDATE change_counter SET seq = seq + 1 WHERE id = 1;"
+_NEXT = "(SELECT seq FROM change_counter WHERE id = 1)"
+# Created after the migrations (INDEXES: on changed_seq, which a migration may have added). The UPDATE a
+# trigger makes sets only changed_seq, which fires no trigger of this list. A PostgreSQL store does the same
+# with one BEFORE INSERT OR UPDATE trigger (NEW.changed_seq from `UPDATE change_counter ... RETURNING seq`)
+# and an AFTER DELETE one; the counter is a row, not a SEQUENCE, so that its row lock orders the markers as
+# the commits (a SEQUENCE hands out numbers that can commit out of order, and a reader would step past one).
+CHANGE_TRIGGERS = f"""
+CREATE INDEX IF NOT EXISTS devices_changed ON devices (tenant_id, changed_seq);
+CREATE TRIGGER IF NOT EXISTS devices_changed_ins AFTER INSERT ON devices BEGIN
+{_BUMP}
+UPDATE devices SET changed_seq = {_NEXT} WHERE id = NEW.id;
+END;
+CREATE TRIGGER IF NOT EXISTS devices_changed_upd AFTER UPDATE OF {", ".join(EDGE_COLUMNS)} ON devices
+WHEN {" OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in EDGE_COLUMNS)} BEGIN
+{_BUMP}
+UPDATE devices SET changed_seq = {_NEXT} WHERE id = NEW.id;
+END;
+CREATE TRIGGER IF NOT EXISTS devices_changed_del AFTER DELETE ON devices BEGIN
+{_BUMP}
+INSERT INTO device_tombstones (tenant_id, seq, id) VALUES (OLD.tenant_id, {_NEXT}, OLD.id);
+END;
 """
 
 # Columns added after the first release, with the ALTER TABLE that adds each to an older file and the
@@ -63,6 +101,11 @@ MIGRATIONS = (
     ("audit", "detail", "ALTER TABLE audit ADD COLUMN detail TEXT", None),
     # scoped admin tokens (docs/api.md "Roles"): every token issued before roles existed could do everything
     ("tokens", "role", "ALTER TABLE tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'admin'", None),
+    # edge snapshot change markers: the devices of an older file get 1..n in id order (distinct, so that
+    # paging by marker never splits a tie), the counter was seeded with n (SCHEMA)
+    ("devices", "changed_seq", "ALTER TABLE devices ADD COLUMN changed_seq INTEGER NOT NULL DEFAULT 0",
+     "UPDATE devices SET changed_seq = n.seq FROM (SELECT id, row_number() OVER (ORDER BY id) AS seq FROM devices) "
+     "AS n WHERE devices.id = n.id"),
 )
 
 
@@ -125,6 +168,14 @@ class RegistryStorage(abc.ABC):
         """Devices of a tenant ordered by id, starting after id `after`."""
 
     @abc.abstractmethod
+    def device_changes(self, tenant_id, after, limit):
+        """The tenant's device changes with a change marker above `after` (edge snapshots, docs/tokens.md
+        "Change markers"): (changes, current). `current` is the database's marker, read first; `changes` are up
+        to `limit` of those with a marker in (after, current], in marker order, each (marker, device dict or None
+        when deleted, device id). Every such change committed before `current` was read, so a later change of
+        the same device has a marker above `current`: no shared read snapshot of the statements is needed."""
+
+    @abc.abstractmethod
     def update_device(self, tenant_id, device_id, fields): """Update PATCHABLE columns; False if absent."""
 
     @abc.abstractmethod
@@ -181,7 +232,7 @@ class SQLiteRegistryStorage(SQLiteTransactions, RegistryStorage):
 
     SCHEMAS = (SCHEMA,)        # what a composed store runs at open (verifier/store.py adds the features')
     MIGRATIONS = MIGRATIONS
-    INDEXES = ()               # created after the migrations (on columns a migration may have added)
+    INDEXES = (CHANGE_TRIGGERS,)  # created after the migrations (on columns a migration may have added)
     # The schema version a file is brought to (PRAGMA user_version; verifier/store.py sets the composed one). A
     # file of a higher version was written by a newer janua, whose columns this one does not know: refused.
     SCHEMA_VERSION = 0
@@ -342,6 +393,16 @@ class SQLiteRegistryStorage(SQLiteTransactions, RegistryStorage):
         q.append("ORDER BY d.id LIMIT ?"); args.append(limit)
         return [self._device(r) for r in self._db.execute(" ".join(q), args)]
 
+    def device_changes(self, tenant_id, after, limit):
+        db = self._db
+        current = db.execute("SELECT seq FROM change_counter WHERE id = 1").fetchone()[0]
+        # each by its (tenant_id, marker) index, then the first `limit` of both
+        devs = db.execute(CHANGED_DEVICES, (tenant_id, after, current, limit)).fetchall()
+        gone = db.execute(DELETED_DEVICES, (tenant_id, after, current, limit)).fetchall()
+        changes = [(r["changed_seq"], self._device(r), r["id"]) for r in devs] + [(r[0], None, r[1]) for r in gone]
+        changes.sort(key=lambda c: c[0])
+        return changes[:limit], current
+
     def update_device(self, tenant_id, device_id, fields):
         bad = set(fields) - PATCHABLE
         if bad:
@@ -447,4 +508,9 @@ _AUDIT_INSERT = "INSERT INTO audit (%s) VALUES (%s)" % (",".join(AUDIT_COLUMNS),
 _DEVICE_INSERT = "INSERT INTO devices (%s) VALUES (%s)" % (",".join(DEVICE_COLUMNS), ",".join("?" * len(DEVICE_COLUMNS)))
 _DEVICE_SELECT = ("SELECT d.*, COALESCE(a.last_ts, 0) AS last_ts, a.last_authenticated_at, "
                   "a.last_authenticated_at AS last_seen_at FROM devices d LEFT JOIN auth_state a ON a.id = d.id")
+# the edge snapshot's queries (device_changes): by the devices_changed index and the tombstones' primary key
+CHANGED_DEVICES = (_DEVICE_SELECT + " WHERE d.tenant_id = ? AND d.changed_seq > ? AND d.changed_seq <= ? "
+                   "ORDER BY d.changed_seq LIMIT ?")
+DELETED_DEVICES = ("SELECT seq, id FROM device_tombstones WHERE tenant_id = ? AND seq > ? AND seq <= ? "
+                   "ORDER BY seq LIMIT ?")
 
