@@ -115,6 +115,8 @@ def create_app(config):
 async def _storage_ctx(app):
     config = app[CONFIG]
     storage = SQLiteStorage(config.db_path)
+    if getattr(storage, "async_auth", False):     # PostgreSQL: the auth path's own async connection
+        await storage.aopen()
     core = BinAuthCore(storage, app[SEALER], config.source_capacity, config.source_refill_per_s,
                        cache_devices=config.auth_cache_devices)
     core.summary = RefusalSummary(config.audit_summary_s)
@@ -124,6 +126,9 @@ async def _storage_ctx(app):
     app[METRICS] = metrics
     app[BATCHER] = AuthBatcher(core, metrics, config.clock)
     yield
+    if getattr(storage, "async_auth", False):
+        await app[BATCHER].drain()               # the batches already handed over are written and answered
+        await storage.aclose()
     storage.close()
 
 

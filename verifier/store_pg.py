@@ -6,9 +6,7 @@ What it has: the schemas (translated by pgconn.translate_ddl), the column migrat
 information_schema instead of PRAGMA table_info), the schema version in a table of its own (`janua_schema`,
 the PRAGMA user_version of SQLite files), and every store method whose SQL means the same on both. What it does
 not have yet: the fleet aggregates' triggers (FLEET_INDEXES is SQLite text; the fleet feature's PostgreSQL part
-replaces it), the methods that use SQLite's JSON functions or lastrowid, the async group commit (record_auth
-here is synchronous, but already the conditional replay write several instances need), shared rate
-limits and lockouts, and cache invalidation between instances. `open_storage` in verifier.store does not choose
+replaces it), the methods that use SQLite's JSON functions or lastrowid, shared rate limits and lockouts, and cache invalidation between instances. `open_storage` in verifier.store does not choose
 it yet: only tests use it.
 """
 
@@ -40,6 +38,7 @@ class PGStorage(SQLiteStorage):
     """Storage on a PostgreSQL database, given by its URL (postgresql://...)."""
 
     def __init__(self, url):
+        self._url = url
         try:
             self._db = pgconn.PGConnection(url)
         except pgconn.DatabaseError as e:
@@ -110,46 +109,23 @@ class PGStorage(SQLiteStorage):
         outer = self._depth == 0
         if outer:
             db.execute("BEGIN")
-            db.execute(f"SELECT pg_advisory_xact_lock_shared({pgconn.WRITER_LOCK})")
+            db.execute(SHARED_LOCK)
         self._depth += 1
         try:
-            lost = set()
-            if seen:
-                db.executemany("INSERT INTO auth_state (last_ts, last_authenticated_at, id) VALUES (0, ?, ?) "
-                               "ON CONFLICT (id) DO UPDATE SET last_authenticated_at = excluded.last_authenticated_at",
-                               seen)
-            if accepted:
-                lo, hi = {}, {}
-                for ts, now, did in accepted:
-                    did = bytes(did)
-                    if did not in lo or ts < lo[did][0]:
-                        lo[did] = (ts, now)
-                    if did not in hi or ts > hi[did][0]:
-                        hi[did] = (ts, now)
-                ids = sorted(lo)          # one order for every instance: row locks are taken without deadlock
-                won = {bytes(r[0]) for r in db.execute(
-                    "INSERT INTO auth_state (last_ts, last_authenticated_at, id) "
-                    "SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::bytea[]) "
-                    "ON CONFLICT (id) DO UPDATE SET last_ts = excluded.last_ts, "
-                    "last_authenticated_at = excluded.last_authenticated_at "
-                    "WHERE auth_state.last_ts < excluded.last_ts RETURNING id",
-                    ([lo[d][0] for d in ids], [lo[d][1] for d in ids], ids))}
-                lost = set(ids) - won
-                higher = [d for d in ids if d in won and hi[d][0] > lo[d][0]]
-                if higher:                # the winner holds these rows' locks: its highest timestamp is the floor
-                    db.execute("UPDATE auth_state AS a SET last_ts = b.ts, last_authenticated_at = b.at "
-                               "FROM unnest(?::bigint[], ?::bigint[], ?::bytea[]) AS b(ts, at, id) WHERE a.id = b.id",
-                               ([hi[d][0] for d in higher], [hi[d][1] for d in higher], higher))
-            if activated:
-                db.executemany("UPDATE devices SET status = 'active', status_changed_at = ? "
-                               "WHERE id = ? AND status = 'provisioning'", activated)
-            if audit_rows:
-                if lost:
-                    gone = {d.hex() for d in lost}
-                    audit_rows = [r[:8] + ("REPLAY", "timestamp accepted first by another verifier instance")
-                                  + tuple(r[10:]) if r[2] == "auth" and r[3] in gone and r[8] == "OK" else r
-                                  for r in audit_rows]
-                db.executemany(AUDIT_INSERT, audit_rows_full(audit_rows))
+            steps = _auth_steps(accepted, activated, audit_rows, seen)
+            step = next(steps, None)
+            try:
+                while step is not None:
+                    many, sql, args = step
+                    if many:
+                        db.executemany(sql, args)
+                        step = steps.send(None)
+                    else:
+                        step = steps.send(db.execute(sql, args).fetchall())
+            except StopIteration as done:
+                lost = done.value
+            else:
+                lost = set()
         except BaseException:
             self._depth -= 1
             if outer:
@@ -159,6 +135,102 @@ class PGStorage(SQLiteStorage):
         if outer:
             db.execute("COMMIT")
         return lost
+
+    # ---------------------------------------------------------------- the async side of the auth path
+    async_auth = True          # the batcher awaits record_auth_async and load_devices_async (verifier/binauth)
+    _adb = None
+
+    async def aopen(self):
+        """The async connection of the auth path; the app opens it at start (verifier/app.py)."""
+        if self._adb is None:
+            self._adb = await pgconn.AsyncPGConnection.connect(self._url)
+
+    async def aclose(self):
+        if self._adb is not None:
+            adb, self._adb = self._adb, None
+            await adb.close()
+
+    async def record_auth_async(self, accepted, activated, audit_rows, seen=()):
+        """record_auth, on the async connection: the event loop goes on while the batch is written."""
+        await self.aopen()
+        adb = self._adb
+        try:
+            await adb.execute("BEGIN")
+            try:
+                await adb.execute(SHARED_LOCK)
+                steps = _auth_steps(accepted, activated, audit_rows, seen)
+                step = next(steps, None)
+                lost = set()
+                try:
+                    while step is not None:
+                        many, sql, args = step
+                        if many:
+                            await adb.executemany(sql, args)
+                            step = steps.send(None)
+                        else:
+                            step = steps.send(await adb.execute(sql, args))
+                except StopIteration as done:
+                    lost = done.value
+            except BaseException:
+                await adb.execute("ROLLBACK")
+                raise
+            await adb.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise StorageError(f"could not persist auth state: {e}") from e
+        return lost
+
+    async def load_devices_async(self, device_ids):
+        """{device id: the device as get_device gives it} of those of `device_ids` that exist, in one query."""
+        await self.aopen()
+        rows = await self._adb.execute(DEVICES_BY_ID, (list(device_ids),))
+        return {bytes(r["id"]): self._device(r) for r in rows}
+
+
+SHARED_LOCK = f"SELECT pg_advisory_xact_lock_shared({pgconn.WRITER_LOCK})"
+DEVICES_BY_ID = ("SELECT d.*, COALESCE(a.last_ts, 0) AS last_ts, a.last_authenticated_at, "
+                 "a.last_authenticated_at AS last_seen_at FROM devices d LEFT JOIN auth_state a ON a.id = d.id "
+                 "WHERE d.id = ANY(?::bytea[])")
+
+
+def _auth_steps(accepted, activated, audit_rows, seen):
+    """The statements of one auth batch (record_auth), as a generator both connections drive: it yields
+    (many, sql, args) and is sent the rows of each single statement; it returns the device ids that lost."""
+    lost = set()
+    if seen:
+        yield True, ("INSERT INTO auth_state (last_ts, last_authenticated_at, id) VALUES (0, ?, ?) "
+                     "ON CONFLICT (id) DO UPDATE SET last_authenticated_at = excluded.last_authenticated_at"), seen
+    if accepted:
+        lo, hi = {}, {}
+        for ts, now, did in accepted:
+            did = bytes(did)
+            if did not in lo or ts < lo[did][0]:
+                lo[did] = (ts, now)
+            if did not in hi or ts > hi[did][0]:
+                hi[did] = (ts, now)
+        ids = sorted(lo)          # one order for every instance: row locks are taken without deadlock
+        rows = yield False, ("INSERT INTO auth_state (last_ts, last_authenticated_at, id) "
+                             "SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::bytea[]) "
+                             "ON CONFLICT (id) DO UPDATE SET last_ts = excluded.last_ts, "
+                             "last_authenticated_at = excluded.last_authenticated_at "
+                             "WHERE auth_state.last_ts < excluded.last_ts RETURNING id"), \
+            ([lo[d][0] for d in ids], [lo[d][1] for d in ids], ids)
+        won = {bytes(r[0]) for r in rows}
+        lost = set(ids) - won
+        higher = [d for d in ids if d in won and hi[d][0] > lo[d][0]]
+        if higher:                # the winner holds these rows' locks: its highest timestamp is the floor
+            yield False, ("UPDATE auth_state AS a SET last_ts = b.ts, last_authenticated_at = b.at "
+                          "FROM unnest(?::bigint[], ?::bigint[], ?::bytea[]) AS b(ts, at, id) WHERE a.id = b.id"), \
+                ([hi[d][0] for d in higher], [hi[d][1] for d in higher], higher)
+    if activated:
+        yield True, ("UPDATE devices SET status = 'active', status_changed_at = ? "
+                     "WHERE id = ? AND status = 'provisioning'"), activated
+    if audit_rows:
+        if lost:
+            gone = {d.hex() for d in lost}
+            audit_rows = [r[:8] + ("REPLAY", "timestamp accepted first by another verifier instance") + tuple(r[10:])
+                          if r[2] == "auth" and r[3] in gone and r[8] == "OK" else r for r in audit_rows]
+        yield True, AUDIT_INSERT, audit_rows_full(audit_rows)
+    return lost
 
 
 def _redact(url):

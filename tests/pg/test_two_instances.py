@@ -121,3 +121,63 @@ def test_a_batch_with_two_timestamps_of_one_device_moves_the_floor_to_the_higher
         assert s.get_device(did)["last_ts"] == T0 + 5
     finally:
         s.close()
+
+
+async def test_the_event_loop_goes_on_while_a_batch_is_written(pair, clock, monkeypatch):
+    # the batch's write takes 300 ms (slowed here); meanwhile the loop keeps running: a ticker ticks, and a second
+    # request arriving is answered with the next transaction, once the first is done
+    (a, _), _ = pair
+    d1, d2 = devices(a, clock, 2)
+    storage = a.app[STORAGE]
+    real = storage.record_auth_async
+    writes = []
+
+    async def slow(*args, **kw):
+        writes.append(len(args[0]))
+        await asyncio.sleep(0.3)
+        return await real(*args, **kw)
+
+    monkeypatch.setattr(storage, "record_auth_async", slow)
+    ticks = 0
+    done = asyncio.Event()
+
+    async def ticker():
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    t = asyncio.get_running_loop().create_task(ticker())
+    first = asyncio.ensure_future(a.send("udp", d1.request(T0)))
+    await asyncio.sleep(0.05)                         # the first batch is being written
+    second = await a.send("http", d2.request(T0))
+    assert (await first)[0] == OK and second[0] == OK
+    done.set()
+    await t
+    assert ticks >= 20                                # the loop ran through ~600 ms of writes
+    assert writes == [1, 1]                           # two transactions, one after the other
+
+
+async def test_batches_handed_over_are_answered_before_shutdown(pg_url, tmp_path, clock, monkeypatch):
+    url = fresh_database(pg_url)
+    import verifier.app
+    monkeypatch.setattr(verifier.app, "SQLiteStorage", lambda path: PGStorage(url))
+    cfg = Config(db_path=str(tmp_path / "a.db"), kek=KEK, clock=clock, http_port=0, udp_port=0, dtls_port=None)
+    srv = await Server(cfg).start()
+    d, = devices(srv, clock)
+    storage = srv.app[STORAGE]
+    real = storage.record_auth_async
+
+    async def slow(*args, **kw):
+        await asyncio.sleep(0.3)
+        return await real(*args, **kw)
+
+    monkeypatch.setattr(storage, "record_auth_async", slow)
+    srv._udp.sendto(d.request(T0))
+    await asyncio.sleep(0.05)                         # its write has begun and is not done
+    await srv.stop()                                  # drains: the accepted timestamp is written
+    s = PGStorage(url)
+    try:
+        assert s.get_device(bytes.fromhex(d.hex))["last_ts"] == T0
+    finally:
+        s.close()

@@ -5,6 +5,10 @@ The UDP driver hands over every datagram it drained from its socket (`process_ud
 await `submit()`, whose queue is processed once per event-loop turn (loop.call_soon) or with the
 next UDP batch. Decisions are made one after another in memory, so two requests with the same
 timestamp, in the same batch or not, get exactly one OK.
+
+On a storage that writes asynchronously (PostgreSQL, verifier/store_pg.py) the same steps run in a task instead:
+the devices named are loaded, the batches waiting are decided, written in one awaited transaction, answered;
+meanwhile the event loop goes on (more datagrams arrive and wait for the next round).
 """
 
 import asyncio
@@ -25,6 +29,10 @@ class AuthBatcher:
         self._clock = clock
         self._items = []          # queued HTTP requests: (data, source, transport, future, t0, allow_quarantined)
         self._scheduled = False
+        # a storage that writes asynchronously (PostgreSQL): batches go through _work(), one transaction at a time
+        self._async = core.async_storage
+        self._pending = []        # batches waiting for _work(): (datagrams, udp, queued, t0)
+        self._worker = None
 
     def submit(self, data, source, transport="http", allow_quarantined=False):
         """Queue one request; the returned future resolves to the reply once it may be sent.
@@ -46,20 +54,66 @@ class AuthBatcher:
         """Decide a batch of (data, addr) datagrams plus any queued HTTP requests; commit; reply."""
         t0 = time.perf_counter()
         queued, self._items = self._items, []
-        core = self._core
+        if self._async:
+            self._pending.append((datagrams, udp, queued, t0))
+            if self._worker is None:
+                self._worker = asyncio.get_running_loop().create_task(self._work())
+            return
         now = self._clock()
-        decide = core.decide
-        replies = [decide(data, addr, now, "udp") for data, addr in datagrams]
-        # each queued request keeps its own allow_quarantined: an OTA check and a POST /v1/binauth of
-        # the same device in one batch are decided by their own route's rule
-        http_replies = [decide(it[0], it[1], now, it[2], it[5]) for it in queued]
-        durable = True
+        replies, http_replies = self._decide(datagrams, queued, now)
+        durable, lost = True, None
         try:
-            lost = core.flush()
+            lost = self._core.flush()
         except Exception:
             durable = False
             log.exception("binauth: could not persist a batch of %d; OK replies withheld",
                           len(replies) + len(http_replies))
+        self._deliver(datagrams, udp, queued, replies, http_replies, durable, lost, now, t0)
+
+    async def _work(self):
+        """The async group commit (a storage with record_auth_async: PostgreSQL): one transaction in flight at a
+        time; whatever arrives meanwhile is decided and written together next. The event loop never waits on the
+        database: the devices a group names are loaded with one awaited query before it is decided, and its
+        writes are awaited before its replies go out."""
+        core = self._core
+        try:
+            while self._pending:
+                group, self._pending = self._pending, []
+                ids = {bytes(d[:8]) for g in group for d, _ in g[0] if len(d) >= REQUEST_LEN}
+                ids.update(bytes(it[0][:8]) for g in group for it in g[2] if len(it[0]) >= REQUEST_LEN)
+                try:
+                    await core.prefetch(ids)
+                except Exception:
+                    log.exception("binauth: could not load %d devices; their requests are decided one by one", len(ids))
+                now = self._clock()
+                decided = [self._decide(g[0], g[2], now) for g in group]
+                durable, lost = True, None
+                try:
+                    lost = await core.flush_async()
+                except Exception:
+                    durable = False
+                    log.exception("binauth: could not persist a batch of %d; OK replies withheld",
+                                  sum(len(r) + len(h) for r, h in decided))
+                for (datagrams, udp, queued, t0), (replies, http_replies) in zip(group, decided):
+                    self._deliver(datagrams, udp, queued, replies, http_replies, durable, lost, now, t0)
+        finally:
+            self._worker = None
+
+    async def drain(self):
+        """Wait until every batch handed over has been written and answered (at shutdown)."""
+        while self._worker is not None:
+            await asyncio.shield(self._worker)
+
+    def _decide(self, datagrams, queued, now):
+        decide = self._core.decide
+        replies = [decide(data, addr, now, "udp") for data, addr in datagrams]
+        # each queued request keeps its own allow_quarantined: an OTA check and a POST /v1/binauth of
+        # the same device in one batch are decided by their own route's rule
+        http_replies = [decide(it[0], it[1], now, it[2], it[5]) for it in queued]
+        return replies, http_replies
+
+    def _deliver(self, datagrams, udp, queued, replies, http_replies, durable, lost, now, t0):
+        core = self._core
         if durable and lost:       # another instance took these devices' timestamps first (a shared database)
             lost_reply = core.lost_reply
             replies = [lost_reply(lost[bytes(d[:8])], d, now) if r[0] == OK and bytes(d[:8]) in lost else r

@@ -122,6 +122,9 @@ class BinAuthCore:
         self._rand = rand
         self.devices = DeviceCache(cache_devices)
         self._cache = self.devices.map   # device id (8 bytes) -> DeviceState, read on the hot path
+        self._absent = frozenset()       # ids the last prefetch() found in no registry row: _load asks no query
+        # a storage that writes (and loads) asynchronously: the batcher then awaits flush_async() and prefetch()
+        self.async_storage = bool(getattr(storage, "async_auth", False))
         self._policies = {}     # tenant id -> Policy
         self._accepted = []     # (last_ts, now, device_id) waiting for flush()
         self._activated = []    # (now, device_id)
@@ -156,7 +159,26 @@ class BinAuthCore:
             other.forget_all()
 
     def _load(self, device_id):
-        dev = self._storage.get_device(device_id)
+        if device_id in self._absent:
+            return None
+        return self._state(device_id, self._storage.get_device(device_id))
+
+    async def prefetch(self, device_ids):
+        """Load the devices of `device_ids` not in the cache with one awaited query (async storages), so the
+        batch decided next reads no row on the event loop; an id without a row is remembered as absent until the
+        next prefetch."""
+        missing = [d for d in device_ids if d not in self._cache]
+        self._absent = frozenset()
+        if not missing:
+            return
+        rows = await self._storage.load_devices_async(missing)
+        for did in missing:
+            dev = rows.get(did)
+            if dev is not None and did not in self._cache:
+                self._state(did, dev)
+        self._absent = frozenset(d for d in missing if d not in rows)
+
+    def _state(self, device_id, dev):
         if dev is None:
             return None
         try:
@@ -294,19 +316,41 @@ class BinAuthCore:
         If it fails, the cache is dropped (it may be ahead of the database) and the error propagates:
         the caller must not send the OK replies of this batch.
         """
+        work = self._take()
+        if work is None:
+            return {}
+        try:
+            lost = self._storage.record_auth(*work)
+        except BaseException:
+            self.forget_all()
+            raise
+        return self._settle(lost)
+
+    async def flush_async(self):
+        """flush() on an async storage (record_auth_async): the same, awaited."""
+        work = self._take()
+        if work is None:
+            return {}
+        try:
+            lost = await self._storage.record_auth_async(*work)
+        except BaseException:
+            self.forget_all()
+            raise
+        return self._settle(lost)
+
+    def _take(self):
+        # what flush() writes: (accepted, activated, audit rows), or None for nothing
         due = self.summary.due(self._now)
         if due:
             self._audit[:0] = due         # they describe earlier requests than the rows queued since
         if not (self._accepted or self._audit):
-            return
+            return None
         accepted, activated, audit = self._accepted, self._activated, self._audit
         self._accepted, self._activated, self._audit = [], [], []
         audit = [r if type(r[7]) is not tuple else r[:7] + (f"{r[7][0]}:{r[7][1]}",) + r[8:] for r in audit]
-        try:
-            lost = self._storage.record_auth(accepted, activated, audit)
-        except BaseException:
-            self.forget_all()
-            raise
+        return accepted, activated, audit
+
+    def _settle(self, lost):
         self.devices.flushed()
         if not lost:
             return {}
