@@ -301,11 +301,15 @@ class BinAuthCore:
         self._accepted, self._activated, self._audit = [], [], []
         audit = [r if type(r[7]) is not tuple else r[:7] + (f"{r[7][0]}:{r[7][1]}",) + r[8:] for r in audit]
         try:
-            self._storage.record_auth(accepted, activated, audit)
+            self._write(accepted, activated, audit)
         except BaseException:
             self.forget_all()
             raise
         self.devices.flushed()
+
+    def _write(self, accepted, activated, audit):
+        """flush()'s one transaction (the edge adds its queued health reports to it)."""
+        self._storage.record_auth(accepted, activated, audit)
 
     def handle(self, request, source, now, transport="test", allow_quarantined=False):
         """Decide and persist one request: (reply, Decision)."""
