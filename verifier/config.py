@@ -48,6 +48,10 @@ class EdgeConfig:
     sync_interval_s: int = 3600
     cache_size: int = 10_000
     cache_ttl_s: int = 3600              # an entry older than this is re-fetched when the upstream answers
+    # the outbox of health reports for the upstream (docs/tokens.md "Edge verifier"): past either bound the
+    # oldest undelivered reports are dropped
+    health_outbox_max: int = 100_000
+    health_outbox_bytes: int = 16 << 20
     # TPM attestation of this gateway (verifier/edge/attestor.py, docs/attestation.md section 6); None: off
     tpm: Optional[str] = None            # a tpm2-tools TCTI, e.g. device:/dev/tpmrm0
     gateway_name: Optional[str] = None   # for the first enrolment

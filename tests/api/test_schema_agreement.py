@@ -98,7 +98,7 @@ async def test_edge_report_naming_no_device_id_is_refused(client, tenant, body):
 
 async def test_edge_report_with_integral_float_timestamp_is_accepted(client, tenant):
     r = await client.post("/v1/edge/reports", json={"audit": [{"ts": 5.0, "reason": None}]}, headers=tenant.headers)
-    assert r.status == 200 and await r.json() == {"used": 0, "ignored": 0, "binauth": 0, "audit": 1}
+    assert r.status == 200 and await r.json() == {"used": 0, "ignored": 0, "binauth": 0, "audit": 1, "health": 0, "health_refused": 0}
 
 
 async def test_null_serial_on_certificate_revoke_is_refused(client, tenant, device):

@@ -5,7 +5,8 @@ same ones), a virtual esp32 board flashed and provisioned with `janua provision 
 
 They stop and start under the board: (1) all up, the preferred edge answers; (2) edge 1 down, edge 2 answers
 and the board says so, also in `janua console --diag`; (3) edge 1 back: the board stays on edge 2 within the
-retry window, then returns to edge 1; (4) everything down: one clear failure line in bounded time, and with
+retry window, then returns to edge 1 (every boot's first run carries a health report, which an edge takes
+and forwards to the cloud); (4) everything down: one clear failure line in bounded time, and with
 only the cloud back the next boot authenticates to it; (5) the device suspended: the preferred edge's
 authenticated NOT_ACTIVE is the answer, the board does not fail over."""
 
@@ -74,17 +75,18 @@ def test_board_fails_over_between_edges_and_the_cloud_and_comes_back(tmp_path):
             assert [(e["udp_port"], e["http_port"]) for e in cfg["endpoints"]] == [
                 (e1_udp, e1_http), (e2_udp, e2_http), (c_udp, c_http)]
             assert cfg["failover"] == {"retry_preferred_s": RETRY_S}
-            # An edge takes only 20-byte requests: one carrying a health report (docs/health.md 2.1) gets an
-            # unauthenticated MALFORMED, on which the board rightly fails over. This test is about endpoints
-            # going away, so the board sends no reports (interval 0).
-            cfg["health"] = {"interval_s": 0}
-            (flash / "janua.json").write_text(json.dumps(cfg))
+            assert "health" not in cfg            # health reports on (the default): each boot's first run has one
 
-            # 1. All up: the preferred edge answers.
+            # 1. All up: the preferred edge answers, also the boot's first run, which carries a health report
+            # (docs/health.md 2.1): the edge takes it and forwards it to the cloud at its next sync.
             line = reset_and_read(vb.port, timeout=60)
             assert line.startswith(f"janua: authenticated device={device_id} via udp session="), line
             assert state(flash)["endpoint"] == [0, "127.0.0.1", False]
             assert "failover_at" not in state(flash)
+            assert isinstance(state(flash).get("health_at"), int), state(flash)      # the report was answered
+            health = wait_for("the edge's report at the cloud", lambda: (
+                lambda d: d if d["via"] == "edge" else None)(cloud.api("GET", f"/v1/devices/{device_id}/health")))
+            assert health["operational"]["reset_cause"] is not None, health
             d = diag(vb.port)
             assert d["endpoint"] == "0 127.0.0.1", d
             assert d["endpoints"] == (f"0:127.0.0.1:{e1_udp}:{e1_http} 1:127.0.0.1:{e2_udp}:{e2_http} "

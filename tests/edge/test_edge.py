@@ -151,7 +151,7 @@ async def test_reports_are_delivered_when_the_cloud_returns(world, clock):
     await world.start_cloud()
     assert await edge.app[_edge_key()].sync(clock())
     pending = (await (await world.http.get(edge.url + "/v1/edge/status")).json())["pending"]
-    assert pending == {"used": 0, "binauth": 0, "audit": 0}
+    assert pending == {"used": 0, "binauth": 0, "audit": 0, "health": 0}
     assert (await offline(world, world.cloud.url, tok))[0] == 401    # the cloud refuses the edge's used token
     rows = await _audit(world, dev)
     edge_rows = [r for r in rows if (r["actor"] or "").startswith("edge:") and r["transport"] == "offline"]

@@ -72,7 +72,7 @@ async def test_reports_raise_the_binauth_replay_floor_only_for_the_callers_devic
     ts = int.from_bytes(req[8:12], "big")
     body = {"binauth": [{"device_id": dev.hex, "last_ts": ts}], "used": [{"device_id": dev.hex, "index": 0, "ts": ts}]}
     r = await world.http.post(world.cloud.url + "/v1/edge/reports", json=body, headers=headers)
-    assert (await r.json()) == {"used": 0, "ignored": 2, "binauth": 0, "audit": 0}
+    assert (await r.json()) == {"used": 0, "ignored": 2, "binauth": 0, "audit": 0, "health": 0, "health_refused": 0}
     r = await world.http.post(world.cloud.url + "/v1/edge/reports", json=body, headers=world.edge)
     assert (await r.json())["binauth"] == 1
     # the request the edge accepted is now a replay at the cloud as well

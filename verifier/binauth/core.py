@@ -320,11 +320,15 @@ class BinAuthCore:
         if work is None:
             return {}
         try:
-            lost = self._storage.record_auth(*work)
+            lost = self._write(*work)
         except BaseException:
             self.forget_all()
             raise
         return self._settle(lost)
+
+    def _write(self, accepted, activated, audit):
+        """flush()'s one transaction (the edge adds its queued health reports to it); returns the lost devices."""
+        return self._storage.record_auth(accepted, activated, audit)
 
     async def flush_async(self):
         """flush() on an async storage (record_auth_async): the same, awaited."""

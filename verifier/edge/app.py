@@ -2,7 +2,8 @@
 
 verifier.app.create_app(config) hands over here when config.edge is set. The edge serves binary auth
 (UDP and POST /v1/binauth) with the cloud's BinAuthCore and group commit, fed from the edge cache
-(verifier.edge.EdgeBinAuthCore), offline chain tokens (POST /v1/auth/device/offline), /healthz, /metrics
+(verifier.edge.EdgeBinAuthCore; a request carrying a health report is decided on its first 20 bytes and the
+report queued for the upstream), offline chain tokens (POST /v1/auth/device/offline), /healthz, /metrics
 and GET /v1/edge/status. It has no registry, no admin API and no DTLS endpoint. A background task syncs
 with the upstream every sync_interval_s (sooner after a failure, and as soon as the upstream answers again).
 """
@@ -11,10 +12,11 @@ import asyncio
 import logging
 
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from verifier.appkeys import BATCHER, CONFIG, CORE, DTLS, DTLS_PORT, METRICS, SEALER, UDP_PORT
 from verifier.binauth.batch import AuthBatcher
-from verifier.binauth.core import HTTP_STATUS, MALFORMED, REQUEST_LEN, unauthenticated_reply
+from verifier.binauth.core import HTTP_STATUS, MALFORMED, PIGGY_MAX, PIGGY_MIN, REQUEST_LEN, unauthenticated_reply
 from verifier.registry.audit import RefusalSummary, write_due
 from verifier.tokens.chain import TOKEN_LEN
 from verifier.config import make_sealer
@@ -54,7 +56,7 @@ def create_edge_app(config):
 
 async def _edge_ctx(app):
     config = app[CONFIG]
-    store = EdgeStore(config.db_path)
+    store = EdgeStore(config.db_path, config.edge.health_outbox_max, config.edge.health_outbox_bytes)
     upstream = Upstream(config.edge.upstream, config.edge.token)
     task = attesting = None
     try:
@@ -69,6 +71,7 @@ async def _edge_ctx(app):
         core.summary = RefusalSummary(config.audit_summary_s)    # unauthenticated refusals (verifier/registry/audit.py)
         app[EDGE], app[EDGE_STORE], app[CORE] = edge, store, core
         app[METRICS] = Metrics(core)
+        app[METRICS].registry.register(_HealthOutboxMetrics(core, edge, store))
         app[BATCHER] = AuthBatcher(core, app[METRICS], config.clock)
         app[DTLS_PORT], app[DTLS] = 0, None
         await edge.sync(config.clock())
@@ -96,6 +99,33 @@ async def _sync_loop(edge, clock, summary, store):
                 log.exception("edge: sync failed")
 
 
+def _auth_request(data):
+    """True for a binary-auth request, with or without a health report: its device is looked up first."""
+    return len(data) == REQUEST_LEN or PIGGY_MIN <= len(data) <= PIGGY_MAX
+
+
+class _HealthOutboxMetrics:
+    """/metrics: the health reports queued for the upstream, forwarded (acknowledged), dropped by the bound."""
+
+    def __init__(self, core, edge, store):
+        self._core, self._edge, self._store = core, edge, store
+
+    def collect(self):
+        for name, text, n in (
+                ("janua_edge_health_queued", "Health reports piggy-backed on accepted requests, queued for the "
+                 "upstream", self._core.health_queued),
+                ("janua_edge_health_forwarded", "Health reports delivered to the upstream (acknowledged)",
+                 self._edge.health_forwarded),
+                ("janua_edge_health_dropped", "Undelivered health reports dropped by the outbox bound (oldest first)",
+                 self._store.health_dropped)):
+            fam = CounterMetricFamily(name, text)
+            fam.add_metric((), n)
+            yield fam
+        fam = GaugeMetricFamily("janua_edge_health_pending", "Health reports waiting for delivery to the upstream")
+        fam.add_metric((), self._store.health_pending()[0])
+        yield fam
+
+
 class _EdgeUDP:
     """Between the UDP driver and the batcher: a datagram for a device the edge does not hold yet
     waits (bounded) for the upstream look-up; the others are decided at once."""
@@ -109,7 +139,7 @@ class _EdgeUDP:
         now = self._clock()
         ready, later = [], []
         for d in datagrams:
-            if len(d[0]) == REQUEST_LEN and self._waiting + len(later) < MAX_WAITING \
+            if _auth_request(d[0]) and self._waiting + len(later) < MAX_WAITING \
                     and not self._edge.known(d[0][:8], now):
                 later.append(d)
             else:
@@ -145,11 +175,11 @@ async def _udp_ctx(app):
 # routes
 
 async def binauth(request):
-    if request.content_length is not None and request.content_length > 64:
+    if request.content_length is not None and request.content_length > PIGGY_MAX:
         reply = unauthenticated_reply(MALFORMED)
     else:
-        data = await request.content.read(65)
-        if len(data) == REQUEST_LEN:
+        data = await request.content.read(PIGGY_MAX + 1)
+        if _auth_request(data):
             await request.app[EDGE].ensure(data[:8], request.app[CONFIG].clock())
         reply = await request.app[BATCHER].submit(data, request_source(request) or "?", "http")
     return web.Response(body=reply, status=HTTP_STATUS[reply[0]], content_type="application/octet-stream")

@@ -1,6 +1,7 @@
 """The edge verifier's core (docs/tokens.md "Edge verifier"): a device cache filled from the upstream on
 demand (cloud fallback), periodic sync (reports up, keys, revocations and changed devices down), the
-offline window, offline chain-token verification, and the binary-auth core seam.
+offline window, offline chain-token verification, and the binary-auth core seam (which also queues the
+health reports piggy-backed on accepted requests for the upstream: the edge cannot check their tag).
 
 The edge holds no master secret: per device only the derived binary-auth key (sealed at rest under the
 edge's own KEK), status, flags and tenant policy; for chain tokens only the public keys. It refuses
@@ -104,6 +105,7 @@ class EdgeCore:
         self.last_sync = store.get_meta("last_sync")      # edge clock time of the last successful sync
         self._synced_here = False                 # True once this process has synced (not only a previous run)
         self.next_sync = 0.0
+        self.health_forwarded = 0                 # health reports the upstream acknowledged (this process)
         self._since = store.get_meta("since")             # the upstream's clock at that sync
         self._cursor = store.get_meta("cursor")           # the upstream's change cursor (None: previous release)
         self._jwks = store.get_meta("jwks", {"keys": []})
@@ -290,6 +292,7 @@ class EdgeCore:
                 break
             await self.upstream.report(body)
             self._store.reports_delivered(marker)
+            self.health_forwarded += len(body.get("health", ()))
             n += count
         return n
 
@@ -433,6 +436,15 @@ class EdgeBinAuthCore(BinAuthCore):
         super().__init__(store, None, source_capacity, source_refill_per_s, cache_devices=cache_devices)
         self._edge = edge
         edge.core = self
+        # a request with a health report (docs/health.md 2.1) whose head was decided OK: the report and its
+        # tag go to the upstream as received, in flush()'s transaction (before the OK is sent). The edge has
+        # no K_health (only the derived binary-auth key), so it neither parses nor trusts them.
+        self.health_sink = self._queue_health
+        self._health = []
+        self.health_queued = 0          # health reports queued for the upstream by this process
+
+    def _queue_health(self, st, request20, rest, now, transport):
+        self._health.append((st.device_id, request20, rest, now, transport))
 
     def _load(self, device_id):
         e = self._edge.entry(device_id)
@@ -464,3 +476,11 @@ class EdgeBinAuthCore(BinAuthCore):
         for did in activated:
             self._edge.activated(did)
         return lost
+
+    def _write(self, accepted, activated, audit):
+        health, self._health = self._health, []      # not kept if the transaction fails (no OK is sent)
+        dropped = self._storage.record_auth(accepted, activated, audit, health=health)
+        self.health_queued += len(health)
+        if dropped:
+            log.warning("edge: health outbox full; dropped the %d oldest undelivered reports", dropped)
+        return ()   # the edge's own file: one instance, nothing lost

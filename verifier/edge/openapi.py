@@ -16,6 +16,19 @@ _AUDIT_IN = {"type": "object", "description": "an audit row queued at the edge (
                             "detail": {"type": ["string", "null"]}},
              "required": ["ts"]}
 
+_HEALTH_IN = {"type": "object", "description": "a health report piggy-backed on a binary-auth request the edge "
+                                               "decided OK (docs/health.md 2.1), as received: the edge cannot check "
+                                               "its tag (no K_health); the cloud does, and ingests it with via edge",
+              "required": ["device_id", "request", "rest", "received_at"],
+              "properties": {"device_id": _HEX_ID,
+                             "request": {"type": "string", "pattern": "^[0-9a-fA-F]{40}$",
+                                         "description": "the 20-byte request, hex; its first 8 bytes are device_id"},
+                             "rest": {"type": "string", "pattern": "^([0-9a-fA-F]{2}){11,136}$",
+                                      "description": "what followed it: the report and its 8-byte tag, hex"},
+                             "received_at": {**_U32, "description": "when the edge received it (its clock; the "
+                                             "cloud takes the earlier of it and its own now)"},
+                             "transport": {"type": "string", "maxLength": 16, "description": "udp or http"}}}
+
 SCHEMAS = {
     "EdgeDevice": {"type": "object", "description": "what an edge needs to authenticate one device; never the "
                    "master secret", "required": ["device_id", "tenant_id", "status", "blocked", "permissions",
@@ -65,10 +78,15 @@ PATHS = {
                      "description": "unix seconds (the previous snapshot's `now`): the form of edges of the "
                                     "previous release, a scan of the tenant's devices that sees no delete"}])},
     "/v1/edge/reports": {"post": _admin_op(
-        "An edge delivers what it accepted on its own: used chain indices, binary-auth timestamps, audit rows",
+        "An edge delivers what it accepted on its own: used chain indices, binary-auth timestamps, audit rows, "
+        "health reports",
         {"200": _json({"type": "object", "properties": {
             "used": {"type": "integer"}, "ignored": {"type": "integer"}, "binauth": {"type": "integer"},
-            "audit": {"type": "integer"}}}), "403": ERR},
+            "audit": {"type": "integer"},
+            "health": {"type": "integer", "description": "health reports ingested"},
+            "health_refused": {"type": "integer", "description": "health reports refused (a bad tag, a report "
+                               "that does not decode): counted in janua_health_reports_total{via=\"edge\"}, "
+                               "not stored"}}}), "403": ERR},
         requestBody={"required": True, "content": {"application/json": {"schema": {
             "type": "object", "additionalProperties": False, "properties": {
                 "used": {"type": "array", "maxItems": 10000, "items": {
@@ -78,7 +96,8 @@ PATHS = {
                 "binauth": {"type": "array", "maxItems": 10000, "items": {
                     "type": "object", "required": ["device_id", "last_ts"], "properties": {
                         "device_id": _HEX_ID, "last_ts": _U32}}},
-                "audit": {"type": "array", "maxItems": 10000, "items": _AUDIT_IN}}}}}})},
+                "audit": {"type": "array", "maxItems": 10000, "items": _AUDIT_IN},
+                "health": {"type": "array", "maxItems": 10000, "items": _HEALTH_IN}}}}}})},
 }
 
 

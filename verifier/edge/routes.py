@@ -8,7 +8,9 @@
   `?since=unix` is the form of edges of the previous release: a scan of the tenant's devices, no deletes.
 - POST /v1/edge/reports: what an edge accepted while it was on its own: used chain indices (marked used
   here, so the cloud refuses them too), binary-auth timestamps (the replay floor only rises) and audit rows
-  (stored under the caller's tenant, actor "edge:<token id>").
+  (stored under the caller's tenant, actor "edge:<token id>") and the health reports piggy-backed on requests
+  the edge accepted (docs/health.md 2.1: their tag is checked here under the device's K_health, which the
+  edge does not have, and they are ingested as the cloud's own, with via "edge").
 
 An edge sees only its token's tenant; another tenant's device is as absent as a missing one.
 """
@@ -20,7 +22,8 @@ from aiohttp import web
 from verifier import keys
 from verifier.registry import core as registry
 from verifier.tokens import chain
-from verifier.appkeys import CORE, SEALER, STORAGE
+from verifier.appkeys import CORE, HEALTH, SEALER, STORAGE
+from verifier.binauth.core import PIGGY_MAX, PIGGY_MIN, REQUEST_LEN
 from verifier.errors import ValidationError
 from verifier.gateway.policy import require_attested_edge
 from verifier.web.auth import require_role as _role
@@ -171,6 +174,42 @@ def _text(a, name, nullable=True):
     return v[:MAX_TEXT]
 
 
+def _hex(v, name, lo, hi):
+    try:
+        b = bytes.fromhex(v) if isinstance(v, str) and len(v) <= 2 * hi else None
+    except ValueError:
+        b = None
+    if b is None or not lo <= len(b) <= hi:
+        raise ValidationError(f"{name} must be {lo}" + (f" to {hi}" if hi != lo else "") + " bytes as hex")
+    return b
+
+
+def _health_item(h):
+    """(device id, request, rest, received_at) of a forwarded piggy-back (docs/health.md 2.1): the 20-byte
+    request of that device, then the report and its tag, unchecked by the edge."""
+    did = _did(h.get("device_id"), "health")
+    req = _hex(h.get("request"), "health.request", REQUEST_LEN, REQUEST_LEN)
+    rest = _hex(h.get("rest"), "health.rest", PIGGY_MIN - REQUEST_LEN, PIGGY_MAX - REQUEST_LEN)
+    if req[:8] != did:
+        raise ValidationError("health.request must be a request of health.device_id")
+    transport = h.get("transport", "udp")
+    if not isinstance(transport, str) or len(transport) > 16:
+        raise ValidationError("health.transport must be a string of at most 16 characters")
+    return did, req, rest, _int(h.get("received_at"), "received_at"), transport
+
+
+class _Forwarded:
+    """What the health ingest reads of a device for a forwarded piggy-back (BinAuthCore's DeviceState has
+    the same names): K_health is derived here from the sealed master secret, which stays in this module."""
+
+    __slots__ = ("device_id", "tenant_id", "health_key")
+
+    def __init__(self, app, dev):
+        self.device_id, self.tenant_id = dev["id"], dev["tenant_id"]
+        master = app[SEALER].unseal(dev["sealed_secret"], dev["id"], dev["tenant_id"])
+        self.health_key = keys.derive_key(master, keys.LABEL_HEALTH)
+
+
 def _audit_row(a, tenant_id, actor):
     if a.get("kind", "auth") not in ("auth", "admin", "summary"):
         raise ValidationError("audit.kind must be auth, admin or summary")
@@ -185,9 +224,10 @@ async def reports(request):
     token_id, tenant_id = _edge_caller(request)
     st, now = request.app[STORAGE], _now(request)
     body = await _json(request)
-    if not isinstance(body, dict) or set(body) - {"used", "binauth", "audit"}:
-        raise ValidationError('body must be {"used": [...], "binauth": [...], "audit": [...]}')
+    if not isinstance(body, dict) or set(body) - {"used", "binauth", "audit", "health"}:
+        raise ValidationError('body must be {"used": [...], "binauth": [...], "audit": [...], "health": [...]}')
     used, auth, audit = _list(body, "used"), _list(body, "binauth"), _list(body, "audit")
+    health = [_health_item(h) for h in _list(body, "health")]
     # validate everything before writing anything
     used = [(_did(u.get("device_id"), "used"), _int(u.get("index"), "index", chain.MAX_INDEX),
              _int(u.get("ts"), "ts")) for u in used]
@@ -225,7 +265,21 @@ async def reports(request):
             st.add_audit(rows)
     for _, _, did in floors:
         request.app[CORE].forget(did)
-    return web.json_response({"used": accepted, "ignored": ignored, "binauth": len(floors), "audit": len(rows)})
+    ingested = refused = 0
+    ingest = request.app.get(HEALTH)
+    for did, req, rest, received_at, transport in health:
+        dev = mine(did)
+        if not dev or ingest is None:
+            ignored += 1
+            continue
+        # the edge's receive time, but never in the cloud's future (the edge's clock is not trusted)
+        if ingest.piggyback(_Forwarded(request.app, dev), req, rest, min(received_at, now), transport,
+                            via="edge") == "ok":
+            ingested += 1
+        else:
+            refused += 1          # counted in janua_health_reports_total{via="edge",result=reason}, not stored
+    return web.json_response({"used": accepted, "ignored": ignored, "binauth": len(floors), "audit": len(rows),
+                              "health": ingested, "health_refused": refused})
 
 
 ROUTES = [

@@ -1,10 +1,11 @@
 """The edge verifier's own SQLite file (docs/tokens.md "Edge verifier"): the device cache, binary-auth
-replay state, used chain tokens, the outbox of reports for the upstream, and sync metadata.
+replay state, used chain tokens, the outboxes of reports for the upstream (audit rows, piggy-backed health
+reports), and sync metadata.
 
 What is stored per device is what the upstream's GET /v1/edge/devices/{id} gave: the derived binary-auth
 key (sealed here under the edge's own KEK, bound to device and tenant), status, flags and policy. Never a
 master secret. Everything an edge restart must not forget (accepted timestamps, used token indices,
-undelivered reports) is written before the reply that depends on it is sent. One connection, used only
+undelivered reports, a queued health report) is written before the reply that depends on it is sent. One connection, used only
 from the event-loop thread; every call is short. No wire protocol and no clock here: times are arguments.
 """
 
@@ -30,17 +31,24 @@ CREATE TABLE IF NOT EXISTS edge_used (
     reported INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (device_id, idx)) WITHOUT ROWID;
 -- audit rows waiting for delivery upstream (JSON arrays in AUDIT_COLUMNS order)
 CREATE TABLE IF NOT EXISTS edge_outbox (seq INTEGER PRIMARY KEY, row TEXT NOT NULL);
+-- health reports piggy-backed on an accepted binary-auth request (docs/health.md 2.1), for the upstream:
+-- the 20-byte request and the rest (report || tag) as received; never parsed here (the tag needs K_health)
+CREATE TABLE IF NOT EXISTS edge_health (
+    seq INTEGER PRIMARY KEY, device_id BLOB NOT NULL, request BLOB NOT NULL, rest BLOB NOT NULL,
+    received_at INTEGER NOT NULL, transport TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS edge_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
 """
 
 MAX_VALIDITY_S = 61 * 86400   # the largest chain_validity_s a policy allows, plus a day of drift
 MAX_OUTBOX = 1_000_000        # past this, the oldest undelivered audit rows are dropped (logged)
+MAX_HEALTH = 100_000          # undelivered health reports: past this many, or ...
+MAX_HEALTH_BYTES = 16 << 20   # ... this many bytes (request + rest), the oldest are dropped (logged, counted)
 
 
 class EdgeStore(SQLiteTransactions):
     """The edge's SQLite file. `limits` (rate limits, lockouts) is in process memory, as in the cloud."""
 
-    def __init__(self, path):
+    def __init__(self, path, health_max=MAX_HEALTH, health_max_bytes=MAX_HEALTH_BYTES):
         try:
             make_private(path)      # 0600, and so its -wal and -shm: it holds sealed device keys
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -54,6 +62,9 @@ class EdgeStore(SQLiteTransactions):
             raise StorageError(f"cannot open the edge database {path}: {e.strerror}") from e
         self._depth = 0
         self.limits = MemoryLimitStore()
+        self._health_max, self._health_max_bytes = health_max, health_max_bytes
+        self._health_n, self._health_bytes = self._health_size()
+        self.health_dropped = 0     # health reports dropped by the bound since this process opened the file
 
     def _run(self, fn, *args):
         try:
@@ -101,9 +112,11 @@ class EdgeStore(SQLiteTransactions):
         row = self._db.execute("SELECT last_ts FROM edge_auth_state WHERE id = ?", (device_id,)).fetchone()
         return 0 if row is None else row[0]
 
-    def record_auth(self, accepted, activated, audit_rows, seen=()):
+    def record_auth(self, accepted, activated, audit_rows, seen=(), health=()):
         """One transaction: accepted [(last_ts, now, device_id)] raise the replay floor (never lower it);
-        audit rows go to the outbox. Activations are applied to the cached entry by the caller."""
+        audit rows go to the outbox; health [(device_id, request, rest, received_at, transport)] to the health
+        outbox, whose oldest reports beyond its bound are dropped (counted in `health_dropped`). Activations
+        are applied to the cached entry by the caller. Returns the number of health reports dropped."""
         def write(db):
             if accepted:
                 db.executemany("INSERT INTO edge_auth_state (id, last_ts, dirty) VALUES (?, ?, 1) "
@@ -111,7 +124,40 @@ class EdgeStore(SQLiteTransactions):
                                [(a[2], a[0]) for a in accepted])
             if audit_rows:
                 self._queue_audit(db, audit_rows)
-        self._run(write)
+            return self._queue_health(db, health) if health else None
+        got = self._run(write)
+        if got is None:
+            return 0
+        self._health_n, self._health_bytes, dropped = got
+        self.health_dropped += dropped
+        return dropped
+
+    # health outbox
+    def _health_size(self):
+        row = self._db.execute("SELECT count(*), coalesce(sum(length(request) + length(rest)), 0) "
+                               "FROM edge_health").fetchone()
+        return row[0], row[1]
+
+    def _queue_health(self, db, rows):
+        """Insert, then drop the oldest while over the bound: (count, bytes, dropped) after it."""
+        db.executemany("INSERT INTO edge_health (device_id, request, rest, received_at, transport) "
+                       "VALUES (?, ?, ?, ?, ?)", [(bytes(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]), r[4])
+                                                  for r in rows])
+        n = self._health_n + len(rows)
+        size = self._health_bytes + sum(len(r[1]) + len(r[2]) for r in rows)
+        if n <= self._health_max and size <= self._health_max_bytes:
+            return n, size, 0
+        dropped, last = 0, None
+        for seq, length in db.execute("SELECT seq, length(request) + length(rest) FROM edge_health ORDER BY seq"):
+            if n <= self._health_max and size <= self._health_max_bytes:
+                break
+            n, size, dropped, last = n - 1, size - length, dropped + 1, seq
+        db.execute("DELETE FROM edge_health WHERE seq <= ?", (last,))
+        return n, size, dropped
+
+    def health_pending(self):
+        """(count, bytes) of the undelivered health reports."""
+        return self._health_n, self._health_bytes
 
     def raise_floor(self, device_id, last_ts):
         """Take the upstream's last accepted timestamp into account (not reported back: not dirty)."""
@@ -159,27 +205,38 @@ class EdgeStore(SQLiteTransactions):
                           (limit,)).fetchall()
         auth = db.execute("SELECT id, last_ts FROM edge_auth_state WHERE dirty = 1 LIMIT ?", (limit,)).fetchall()
         audit = db.execute("SELECT seq, row FROM edge_outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        health = db.execute("SELECT seq, device_id, request, rest, received_at, transport FROM edge_health "
+                            "ORDER BY seq LIMIT ?", (limit,)).fetchall()
         body = {"used": [{"device_id": d.hex(), "index": i, "ts": ts} for d, i, ts in used],
                 "binauth": [{"device_id": d.hex(), "last_ts": ts} for d, ts in auth],
                 "audit": [dict(zip(AUDIT_COLUMNS, json.loads(r))) for _, r in audit]}
-        marker = ([(d, i) for d, i, _ in used], [(d, ts) for d, ts in auth], audit[-1][0] if audit else None)
+        if health:      # only when there are some: an upstream older than the member still takes the rest
+            body["health"] = [{"device_id": d.hex(), "request": q.hex(), "rest": r.hex(), "received_at": t,
+                               "transport": tr} for _, d, q, r, t, tr in health]
+        marker = ([(d, i) for d, i, _ in used], [(d, ts) for d, ts in auth], audit[-1][0] if audit else None,
+                  health[-1][0] if health else None)
         return body, marker
 
     def reports_delivered(self, marker):
-        used, auth, last_seq = marker
+        used, auth, last_seq, last_health = marker
 
         def write(db):
             db.executemany("UPDATE edge_used SET reported = 1 WHERE device_id = ? AND idx = ?", used)
             db.executemany("UPDATE edge_auth_state SET dirty = 0 WHERE id = ? AND last_ts = ?", auth)
             if last_seq is not None:
                 db.execute("DELETE FROM edge_outbox WHERE seq <= ?", (last_seq,))
+            if last_health is not None:
+                db.execute("DELETE FROM edge_health WHERE seq <= ?", (last_health,))
         self._run(write)
+        if last_health is not None:
+            self._health_n, self._health_bytes = self._health_size()
 
     def pending_counts(self):
         db = self._db
         return {"used": db.execute("SELECT count(*) FROM edge_used WHERE reported = 0").fetchone()[0],
                 "binauth": db.execute("SELECT count(*) FROM edge_auth_state WHERE dirty = 1").fetchone()[0],
-                "audit": db.execute("SELECT count(*) FROM edge_outbox").fetchone()[0]}
+                "audit": db.execute("SELECT count(*) FROM edge_outbox").fetchone()[0],
+                "health": self._health_n}
 
     def trim_outbox(self):
         """Bound the outbox: drop the oldest audit rows beyond MAX_OUTBOX; return how many were dropped."""

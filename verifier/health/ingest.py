@@ -1,6 +1,7 @@
 """Health ingest (docs/health.md 3): reports from every transport are decoded at once, queued, and written
 in one transaction per event-loop turn (executemany). The binary-auth piggy-back arrives through
-`piggyback`, the hook BinAuthCore calls for an authenticated 31..156-byte datagram (wired by the app).
+`piggyback`, the hook BinAuthCore calls for an authenticated 31..156-byte datagram (wired by the app), and
+the edge routes call for such a report an edge verifier forwarded (via "edge").
 Each accepted report's traffic since the device's previous report in memory (core.byte_deltas) goes to the
 fleet's per-tenant counters (`add_bytes(tenant, rx, tx)`, verifier/fleet/core.py PerfCounters, duck-typed;
 `perf` returns them or None), which give GET /v1/fleet/status its data rate."""
@@ -83,14 +84,16 @@ class HealthIngest:
         self._devices.clear()
         self._written.clear()
 
-    def piggyback(self, st, request20, rest, now, transport):
-        """Check the tag under the device's K_health and ingest; the refusal reason or "ok"."""
+    def piggyback(self, st, request20, rest, now, transport, via="binauth"):
+        """Check the tag under the device's K_health and ingest; the refusal reason or "ok". `st` has
+        device_id, tenant_id and health_key; `via` is "edge" for a report an edge verifier forwarded
+        (verifier/edge/routes.py: its request was decided OK there)."""
         try:
             fields = core.check_piggyback(st.health_key, request20, rest)
         except core.Refused as e:
-            self.counts[("binauth", e.reason)] += 1
+            self.counts[(via, e.reason)] += 1
             return e.reason
-        return self._accept(st.device_id, st.tenant_id, "binauth", rest[:-core.TAG_LEN], fields, now)
+        return self._accept(st.device_id, st.tenant_id, via, rest[:-core.TAG_LEN], fields, now)
 
     def ingest(self, device_id, tenant_id, via, report, now):
         """A report that its transport authenticated (CoAP, MQTT, OTA check): "ok" or the refusal reason."""
@@ -107,6 +110,13 @@ class HealthIngest:
         recent = self._recent.get(device_id)
         if recent is None:
             recent = self._recent[device_id] = collections.deque(maxlen=HISTORY_MEMORY)
+        elif recent[-1][0] is not None and recent[-1][0] > now:
+            # older than a report this process already took (an edge's, delivered late): history only; the
+            # score, baselines, traffic and the latest report stay those of the newer one
+            self._queue.append((device_id, tenant_id, int(now), via, bytes(report), fields,
+                                core.slot_of(now, self._slot_s), None, None))
+            self._schedule()
+            return "ok"
         latest = fields.copy()
         latest["received_at"] = now
         found = core.findings(latest, recent, dev, {"now": now, "drift_s": drift})
@@ -129,6 +139,10 @@ class HealthIngest:
             self._written[device_id] = cols
         self._queue.append((device_id, tenant_id, int(now), via, bytes(report), fields,
                             core.slot_of(now, self._slot_s), score, ver))
+        self._schedule()
+        return "ok"
+
+    def _schedule(self):
         if len(self._queue) >= MAX_QUEUE:
             self.flush()
         elif not self._scheduled:
@@ -137,7 +151,6 @@ class HealthIngest:
                 asyncio.get_running_loop().call_later(FLUSH_S, self.flush)
             except RuntimeError:        # no loop (a sans-loop caller): written at the next flush()
                 self._scheduled = False
-        return "ok"
 
     def briefs(self, device_id):
         """core.brief() of the device's last reports this process accepted, oldest first, or None."""

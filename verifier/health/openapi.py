@@ -26,7 +26,7 @@ SCHEMAS = {
         "bucket": {"type": "string", "enum": ["healthy", "degraded", "unhealthy", "compromised", "unknown"]},
         "recommendations": {"type": "array", "items": _ref("HealthRecommendation")},
         "received_at": _INT,
-        "via": {"type": ["string", "null"], "enum": ["binauth", "coap", "mqtt", "ota", None]}}},
+        "via": {"type": ["string", "null"], "enum": ["binauth", "coap", "mqtt", "ota", "edge", None]}}},
     "HealthHistory": {"type": "object", "required": ["items"], "properties": {
         "items": {"type": "array", "items": {"type": "object", "required": ["received_at"]}}}},
 }

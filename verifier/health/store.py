@@ -39,8 +39,10 @@ class HealthStorage(abc.ABC):
     @abc.abstractmethod
     def add_health_reports(self, rows):
         """rows: (device_id, tenant_id, received_at, via, report, fields dict, slot, score, version); one
-        transaction; for several rows of one device (and slot) the last wins. score None: the device columns
-        are not touched (the ingest knows they did not change); else they are written only when they differ."""
+        transaction; for several rows of one device (and slot) the newest wins (the last of equal times), and
+        a stored row is not replaced by an older report (an edge delivers late: docs/health.md 2.1). score
+        None: the device columns are not touched (the ingest knows they did not change, or the report is
+        older than one it has); else they are written only when they differ."""
 
     @abc.abstractmethod
     def get_health(self, device_id):
@@ -63,21 +65,24 @@ def _fields(text, report):
 class SQLiteHealthStorage(HealthStorage):
     def add_health_reports(self, rows):
         db = self._db
-        # a batch may hold several reports of one device (the ingest writes behind): only the last of each
-        # device (latest, device columns) and of each device and slot (history) is written
+        # a batch may hold several reports of one device (the ingest writes behind): only the newest of each
+        # device (latest) and of each device and slot (history), and the last device columns, are written
         latest, hist, cols = {}, {}, {}
         for r in rows:
-            latest[r[0]] = (r[0], r[1], r[2], r[3], bytes(r[4]))
-            hist[(r[0], r[6])] = (r[0], r[6], r[2], bytes(r[4]))
+            if r[2] >= latest.get(r[0], (0, 0, 0))[2]:           # an older report arriving late is no "latest"
+                latest[r[0]] = (r[0], r[1], r[2], r[3], bytes(r[4]))
+            if r[2] >= hist.get((r[0], r[6]), (0, 0, 0))[2]:
+                hist[(r[0], r[6])] = (r[0], r[6], r[2], bytes(r[4]))
             if r[7] is not None:
                 cols[r[0]] = (r[7], r[8], r[0], r[7], r[8], r[8])
         latest, hist, cols = list(latest.values()), list(hist.values()), list(cols.values())
         with self.transaction():
             db.executemany("INSERT INTO health_latest VALUES (?, ?, ?, ?, ?, '') ON CONFLICT (device_id) DO UPDATE SET "
                            "received_at = excluded.received_at, via = excluded.via, report = excluded.report, "
-                           "fields = ''", latest)
+                           "fields = '' WHERE excluded.received_at >= health_latest.received_at", latest)
             db.executemany("INSERT INTO health_history VALUES (?, ?, ?, '', ?) ON CONFLICT (device_id, slot) DO UPDATE "
-                           "SET received_at = excluded.received_at, report = excluded.report, fields = ''", hist)
+                           "SET received_at = excluded.received_at, report = excluded.report, fields = '' "
+                           "WHERE excluded.received_at >= health_history.received_at", hist)
             if cols:
                 db.executemany("UPDATE devices SET health_score = ?, reported_version = coalesce(?, reported_version) "
                                "WHERE id = ? AND (health_score IS NOT ? OR "
