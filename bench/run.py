@@ -46,6 +46,7 @@ FEATURE_BENCHES = [
     "bench.scale",
     "bench.health_device",
     "bench.https_device",
+    "bench.pg_invalidation",
 ]
 ROUNDS = 30
 

@@ -12,7 +12,7 @@ import logging
 
 from aiohttp import web
 
-from verifier.appkeys import BATCHER, CONFIG, CORE, DTLS, DTLS_PORT, METRICS, OPENAPI, SEALER, STORAGE, UDP_PORT
+from verifier.appkeys import BATCHER, CACHE_BUS, CONFIG, CORE, DTLS, DTLS_PORT, METRICS, OPENAPI, SEALER, STORAGE, UDP_PORT
 from verifier.alerts import openapi as alerts_openapi, routes as alerts_routes
 from verifier.attest import openapi as attest_openapi, routes as attest_routes
 from verifier.fleet import openapi as fleet_openapi, routes as fleet_routes
@@ -125,7 +125,14 @@ async def _storage_ctx(app):
     app[CORE] = core
     app[METRICS] = metrics
     app[BATCHER] = AuthBatcher(core, metrics, config.clock)
+    bus = None
+    if getattr(storage, "async_auth", False):     # PostgreSQL: other instances' cache drops reach this one
+        from verifier.cachebus import CacheBus
+        bus = await CacheBus(storage.url, core).start()
+    app[CACHE_BUS] = bus
     yield
+    if bus is not None:
+        await bus.close()
     if getattr(storage, "async_auth", False):
         await app[BATCHER].drain()               # the batches already handed over are written and answered
         await storage.aclose()

@@ -14,6 +14,7 @@ SEALER = web.AppKey("sealer", Sealer)
 STORAGE = web.AppKey("storage", Storage)
 CORE = web.AppKey("core", BinAuthCore)
 BATCHER = web.AppKey("batcher", AuthBatcher)
+CACHE_BUS = web.AppKey("cache_bus", object)      # verifier.cachebus.CacheBus on PostgreSQL, else None
 METRICS = web.AppKey("metrics", Metrics)
 UDP_PORT = web.AppKey("udp_port", int)
 DTLS_PORT = web.AppKey("dtls_port", int)

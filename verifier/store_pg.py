@@ -140,6 +140,10 @@ class PGStorage(SQLiteStorage):
     async_auth = True          # the batcher awaits record_auth_async and load_devices_async (verifier/binauth)
     _adb = None
 
+    @property
+    def url(self):
+        return self._url
+
     async def aopen(self):
         """The async connection of the auth path; the app opens it at start (verifier/app.py)."""
         if self._adb is None:

@@ -181,3 +181,25 @@ async def test_batches_handed_over_are_answered_before_shutdown(pg_url, tmp_path
         assert s.get_device(bytes.fromhex(d.hex))["last_ts"] == T0
     finally:
         s.close()
+
+
+async def test_a_suspension_on_one_instance_is_refused_by_the_other(pair, clock):
+    # b has the device cached as active; the suspension is made through a's API; b must refuse it soon after
+    (a, b), _ = pair
+    tenant = AdminTenant(a.app, "acme", clock)
+    (hex_id, master), = tenant.provision([{}], "active")
+    d = AuthDevice(hex_id, master, clock)
+    assert (await b.send("udp", d.request(T0)))[0] == OK
+    assert b.app[STORAGE] is not a.app[STORAGE]
+    async with a._session.post(f"{a.handle.url}/v1/devices/{hex_id}/lifecycle", headers=tenant.headers,
+                               json={"action": "suspend", "reason": "test"}) as r:
+        assert r.status == 200, await r.text()
+    t0 = asyncio.get_running_loop().time()
+    got = None
+    for i in range(1, 200):
+        got = (await b.send("udp", d.request(T0 + i)))[0]
+        if got != OK:
+            break
+        await asyncio.sleep(0.01)
+    assert got == 4                                   # NOT_ACTIVE
+    assert asyncio.get_running_loop().time() - t0 < 5
