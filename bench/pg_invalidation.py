@@ -42,13 +42,11 @@ async def _measure(url):
     import verifier.app
     from tests.support import KEK, AdminTenant, AuthDevice, FakeClock
     from verifier.config import Config
-    from verifier.store_pg import PGStorage
-    verifier.app.SQLiteStorage = lambda path: PGStorage(url)
     clock = FakeClock()
     with tempfile.TemporaryDirectory() as d:
         servers = []
         for name in ("a", "b"):
-            cfg = Config(db_path=str(Path(d) / f"{name}.db"), kek=KEK, clock=clock, http_port=0, udp_port=0,
+            cfg = Config(db_path=url, state_dir=str(Path(d) / name), kek=KEK, clock=clock, http_port=0, udp_port=0,
                          dtls_port=None)
             servers.append(await verifier.app.start_server(cfg))
         a, b = servers

@@ -42,6 +42,9 @@ class Progress:
 
 
 def run(args):
+    from verifier.dburl import is_database_url
+    if is_database_url(args.db):
+        raise CLIError("janua backup works on a SQLite file; for a PostgreSQL registry use pg_dump (docs/operations.md 5b)")
     from verifier import store_backup
     try:
         made = store_backup.backup(args.db, args.out, step_pages=args.step_pages, progress=Progress(args.step_pages))

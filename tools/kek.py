@@ -140,6 +140,9 @@ def run(args):
     from verifier.config import Config, load_kek, read_kek_file
     from verifier.errors import VerifierError
     from verifier.keys import Sealer
+    from verifier.dburl import is_database_url
+    if is_database_url(args.db):
+        raise CLIError("janua kek rotate works on a SQLite file only, for now; a PostgreSQL registry cannot be re-sealed yet")
     if not Path(args.db).is_file():
         raise CLIError(f"no registry file {args.db}")
     try:

@@ -56,11 +56,11 @@ def run(args):
     from verifier.mqtt import x509 as vx
     from verifier.config import Config, make_sealer
     from verifier.errors import VerifierError
-    from verifier.store import SQLiteStorage
+    from verifier.storage import open_storage
     try:
         sealer = make_sealer(Config(db_path=args.db, kek_file=args.kek_file, dev=args.dev,
                                               old_kek_files=tuple(args.old_kek_file)))
-        storage = SQLiteStorage(args.db)
+        storage = open_storage(args.db)
     except VerifierError as e:
         raise CLIError(str(e), hint="pass the verifier's KEK: $JANUA_KEK, --kek-file or --dev") from e
     now = int(time.time())

@@ -13,6 +13,9 @@ def configure(parser):
 
 
 def run(args):
+    from verifier.dburl import is_database_url
+    if is_database_url(args.db):
+        raise CLIError("janua restore works on a SQLite file; for a PostgreSQL registry use pg_restore (docs/operations.md 5b)")
     from verifier import store_backup
     try:
         made = store_backup.restore(args.backup, args.db, force=args.force)

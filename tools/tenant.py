@@ -36,9 +36,9 @@ def configure(parser):
 def run(args):
     from verifier.registry import core as registry
     from verifier.errors import VerifierError
-    from verifier.store import SQLiteStorage
+    from verifier.storage import open_storage
     try:
-        storage = SQLiteStorage(args.db)
+        storage = open_storage(args.db)
     except VerifierError as e:
         raise CLIError(str(e)) from e
     try:

@@ -36,10 +36,10 @@ def run(args):
     from verifier.tokens import core as tokens
     from verifier.config import Config, make_sealer
     from verifier.errors import VerifierError
-    from verifier.store import SQLiteStorage
+    from verifier.storage import open_storage
     now = int(time.time())
     try:
-        storage = SQLiteStorage(args.db)
+        storage = open_storage(args.db)
     except VerifierError as e:
         raise CLIError(str(e)) from e
     try:

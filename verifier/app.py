@@ -31,7 +31,7 @@ from verifier.notify import openapi as notify_openapi, routes as notify_routes
 from verifier.ota import openapi as ota_openapi, routes as ota_routes
 from verifier.registry import audit, openapi as registry_openapi, routes as registry_routes
 from verifier.registry.audit import RefusalSummary
-from verifier.store import SQLiteStorage
+from verifier.storage import open_storage
 from verifier.tasks import stop
 from verifier.tokens import openapi as tokens_openapi, routes as tokens_routes
 from verifier.web import ops, tls
@@ -114,7 +114,7 @@ def create_app(config):
 
 async def _storage_ctx(app):
     config = app[CONFIG]
-    storage = SQLiteStorage(config.db_path)
+    storage = open_storage(config.db_path)
     if getattr(storage, "async_auth", False):     # PostgreSQL: the auth path's own async connection
         await storage.aopen()
     core = BinAuthCore(storage, app[SEALER], config.source_capacity, config.source_refill_per_s,

@@ -62,7 +62,10 @@ class EdgeConfig:
 
 @dataclasses.dataclass
 class Config:
-    db_path: str = "janua.db"
+    db_path: str = "janua.db"            # a SQLite file, or a postgresql:// URL (verifier.store.open_storage)
+    # Where a verifier on PostgreSQL keeps the files a SQLite verifier keeps beside its file (the dev KEK and token,
+    # release files, a self-signed certificate): <state_dir>/janua.*; default the current folder.
+    state_dir: Optional[str] = None
     kek: Optional[bytes] = None          # explicit key (tests, embedding); wins over env and file
     kek_file: Optional[str] = None
     old_keks: tuple = ()                 # explicit older KEKs (tests, embedding); added to env and files
@@ -113,11 +116,18 @@ class Config:
     # Edge mode (janua serve --edge): create_app builds an edge verifier; db_path is the edge's own file.
     edge: Optional[EdgeConfig] = None
 
+    def files_base(self):
+        """The path the verifier's own files are named after: the SQLite file, or <state_dir>/janua on PostgreSQL."""
+        from verifier.dburl import is_database_url
+        if is_database_url(self.db_path):
+            return str(Path(self.state_dir or ".") / "janua")
+        return str(self.db_path)
+
     def release_path(self):
-        return Path(self.release_dir) if self.release_dir else Path(str(self.db_path) + ".releases")
+        return Path(self.release_dir) if self.release_dir else Path(self.files_base() + ".releases")
 
     def kek_path_for_dev(self):
-        return Path(str(self.db_path) + ".kek")
+        return Path(self.files_base() + ".kek")
 
 
 def _parse_kek(raw, where):

@@ -61,7 +61,12 @@ def configure(parser):
     parser.add_argument("--print-config", action="store_true",
                         help="print the effective settings (file, then command line, then defaults) as TOML and exit")
     parser.add_argument("--db", default=None,
-                        help="SQLite registry file (default: janua.db; the edge's own file with --edge: janua-edge.db)")
+                        help="the registry: a SQLite file, or a PostgreSQL URL postgresql://USER@HOST:PORT/DB (several "
+                             "verifiers may share one; password from $PGPASSWORD or ~/.pgpass) (default: janua.db; the "
+                             "edge's own file with --edge: janua-edge.db)")
+    parser.add_argument("--state-dir", default=None,
+                        help="with a PostgreSQL --db: the folder of this verifier's own files (dev KEK and token, "
+                             "release files, self-signed certificate), named janua.* (default: the current folder)")
     parser.add_argument("--http-host", default="127.0.0.1",
                         help="address of the HTTP API (default 127.0.0.1); plain HTTP only on loopback "
                              "(127.0.0.0/8, ::1, localhost) unless --insecure-http")
@@ -131,7 +136,8 @@ def _config(args):
     if args.auth_cache_devices < 1:
         raise ServeError("--auth-cache-devices must be at least 1")
     edge = _edge_config(args)
-    config = Config(db_path=args.db or ("janua-edge.db" if edge else "janua.db"), kek_file=args.kek_file,
+    config = Config(db_path=args.db or ("janua-edge.db" if edge else "janua.db"), state_dir=args.state_dir,
+                    kek_file=args.kek_file,
                     old_kek_files=tuple(args.old_kek_file or ()), dev=args.dev, http_host=args.http_host, http_port=args.http_port, udp_host=args.udp_host,
                     udp_port=None if args.udp_port < 0 else args.udp_port, dtls_host=args.dtls_host,
                     dtls_port=None if args.dtls_port < 0 or edge else args.dtls_port, log_level=args.log_level,
@@ -178,7 +184,7 @@ def _tls_files(args, config):
     made = None
     try:
         if args.tls_self_signed:
-            made = tls.ensure_self_signed(config.db_path, config.http_host)
+            made = tls.ensure_self_signed(config.files_base(), config.http_host)
             config.tls_cert, config.tls_key = str(made[0]), str(made[1])
         if config.tls_cert:
             tls.server_context(config.tls_cert, config.tls_key)
@@ -235,11 +241,11 @@ def _ek_chain(paths):
     return tuple(out)
 
 
-def ensure_dev_tenant(db_path):
+def ensure_dev_tenant(db_path, files_base=None):
     """Create tenant 'default' and a token if the registry has no tenant; return (token, file) or None."""
     from verifier.registry import core as registry
-    from verifier.store import SQLiteStorage
-    storage = SQLiteStorage(db_path)
+    from verifier.storage import open_storage
+    storage = open_storage(db_path)
     try:
         if storage.count_tenants():
             return None
@@ -251,7 +257,7 @@ def ensure_dev_tenant(db_path):
     # A fresh registry: a <db>.token already there is a stale token of a registry that no longer exists.
     # The new one goes into a new 0600 file renamed over it (never written into the old file or its mode).
     from verifier import secretfile
-    path = Path(str(db_path) + ".token")
+    path = Path((files_base or str(db_path)) + ".token")
     stale = path.exists()
     try:
         secretfile.replace(path, (token + "\n").encode())
@@ -362,6 +368,9 @@ def print_config(args):
     lines = ["# janua serve: effective settings (config file, then command line, then defaults)"]
     for a in _settings(args._serve_parser):
         v = getattr(args, a.dest, None)
+        if a.dest == "db" and v is not None:
+            from verifier.dburl import redact_url
+            v = redact_url(v)               # a password in a database URL is a secret
         lines.append(f"# {a.dest} (not set)" if v is None else f"{a.dest} = {_toml_value(v)}")
     print("\n".join(lines))
     return 0
@@ -376,7 +385,9 @@ def run(args):
     config = _config(args)
     logging.basicConfig(level=config.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    lock = _writer_lock(config.db_path)   # before anything writes: one verifier per SQLite file
+    from verifier.dburl import is_database_url
+    # before anything writes: one verifier per SQLite file (PostgreSQL is shared by design: no lock)
+    lock = None if is_database_url(config.db_path) else _writer_lock(config.db_path)
     made = _tls_files(args, config)
     try:
         make_sealer(config)   # fail before anything else if a KEK is missing (creates the dev key file)
@@ -384,7 +395,7 @@ def run(args):
             print(f"janua serve: tls-cert={made[0]} tls-key={made[1]} self-signed "
                   f"{'created' if made[2] else 'reused'}", flush=True)
         if config.dev and not config.edge:
-            made = ensure_dev_tenant(config.db_path)
+            made = ensure_dev_tenant(config.db_path, config.files_base())
             if made:
                 print(f"janua serve: token={made[0]} tenant=default file={made[1]}", flush=True)
         asyncio.run(_serve(config))

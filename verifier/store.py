@@ -69,3 +69,4 @@ class SQLiteStorage(SQLiteRegistryStorage, SQLiteOTAStorage, SQLiteTokenStorage,
             db.execute("DELETE FROM devices WHERE id = ? AND tenant_id = ?", (device_id, tenant_id))
             self.add_audit([audit_row])              # nested: the same transaction
         return "deleted"
+

@@ -17,6 +17,7 @@ from verifier import pgconn
 from verifier.errors import StorageError
 from verifier.registry.limits import MemoryLimitStore
 from verifier.registry.store import AUDIT_COLUMNS, audit_rows_full
+from verifier.dburl import redact_url
 from verifier.store import SQLiteStorage
 
 AUDIT_INSERT = "INSERT INTO audit (%s) VALUES (%s)" % (",".join(AUDIT_COLUMNS), ",".join("?" * len(AUDIT_COLUMNS)))
@@ -42,7 +43,7 @@ class PGStorage(SQLiteStorage):
         try:
             self._db = pgconn.PGConnection(url)
         except pgconn.DatabaseError as e:
-            raise StorageError(f"cannot open database {_redact(url)}: {e}") from e
+            raise StorageError(f"cannot open database {redact_url(url)}: {e}") from e
         self._depth = 0
         self.limits = MemoryLimitStore()
         try:
@@ -51,7 +52,7 @@ class PGStorage(SQLiteStorage):
             row = self._db.execute("SELECT version FROM janua_schema WHERE id = 0").fetchone()
             found = row[0] if row else 0
             if found > self.SCHEMA_VERSION:
-                raise StorageError(f"cannot open database {_redact(url)}: its schema version is {found}, written by a "
+                raise StorageError(f"cannot open database {redact_url(url)}: its schema version is {found}, written by a "
                                    f"newer janua; this janua knows versions up to {self.SCHEMA_VERSION}")
             with self.transaction():
                 for script in self.SCHEMAS:
@@ -63,7 +64,7 @@ class PGStorage(SQLiteStorage):
                                  "SET version = excluded.version", (self.SCHEMA_VERSION,))
         except pgconn.DatabaseError as e:
             self._db.close()
-            raise StorageError(f"cannot open database {_redact(url)}: {e}") from e
+            raise StorageError(f"cannot open database {redact_url(url)}: {e}") from e
 
     # the fleet feature's PostgreSQL part will add its triggers here
     PG_INDEXES = tuple(s for s in SQLiteStorage.INDEXES if "CREATE TRIGGER" not in s)
@@ -235,8 +236,3 @@ def _auth_steps(accepted, activated, audit_rows, seen):
                           if r[2] == "auth" and r[3] in gone and r[8] == "OK" else r for r in audit_rows]
         yield True, AUDIT_INSERT, audit_rows_full(audit_rows)
     return lost
-
-
-def _redact(url):
-    # a password in the URL never reaches a message
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)

@@ -23,11 +23,9 @@ OK, REPLAY = 0, 5         # docs/protocol.md 3.3
 @pytest.fixture
 async def pair(pg_url, tmp_path, clock, monkeypatch):
     url = fresh_database(pg_url)
-    import verifier.app
-    monkeypatch.setattr(verifier.app, "SQLiteStorage", lambda path: PGStorage(url))
     servers = []
     for name in ("a", "b"):
-        cfg = Config(db_path=str(tmp_path / f"{name}.db"), kek=KEK, clock=clock, http_port=0, udp_port=0,
+        cfg = Config(db_path=url, state_dir=str(tmp_path / name), kek=KEK, clock=clock, http_port=0, udp_port=0,
                      dtls_port=None)
         servers.append(await Server(cfg).start())
     yield servers, url
@@ -160,9 +158,7 @@ async def test_the_event_loop_goes_on_while_a_batch_is_written(pair, clock, monk
 
 async def test_batches_handed_over_are_answered_before_shutdown(pg_url, tmp_path, clock, monkeypatch):
     url = fresh_database(pg_url)
-    import verifier.app
-    monkeypatch.setattr(verifier.app, "SQLiteStorage", lambda path: PGStorage(url))
-    cfg = Config(db_path=str(tmp_path / "a.db"), kek=KEK, clock=clock, http_port=0, udp_port=0, dtls_port=None)
+    cfg = Config(db_path=url, state_dir=str(tmp_path), kek=KEK, clock=clock, http_port=0, udp_port=0, dtls_port=None)
     srv = await Server(cfg).start()
     d, = devices(srv, clock)
     storage = srv.app[STORAGE]
