@@ -70,7 +70,7 @@ class PGStorage(PGFleetStorage, PGAlertsStorage, SQLiteStorage):
             raise StorageError(f"cannot open database {_redact(url)}: {e}") from e
 
     PG_INDEXES = tuple(s for s in SQLiteStorage.INDEXES if "CREATE TRIGGER" not in s)
-    # PostgreSQL text sent as is after PG_INDEXES (trigger functions, DO blocks: translate_ddl does not apply)
+    # PostgreSQL text sent as is after PG_INDEXES (translate_ddl does not apply)
     PG_SCRIPTS = (PG_FLEET_INDEXES,)
 
     def _run_script(self, script):
