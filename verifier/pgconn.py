@@ -9,7 +9,8 @@ What it gives, and how each piece maps:
 - rows that behave like sqlite3.Row: a tuple (index, unpacking) whose columns are also found by name
   (`row["id"]`, `dict(row)`).
 - statements translated once per text (`translate`, cached): `?` placeholders become `%s` (and a literal `%`
-  becomes `%%`), `IS ?` becomes `IS NOT DISTINCT FROM %s`, `INSERT OR IGNORE INTO ...` becomes
+  becomes `%%`), `IS ?` becomes `IS NOT DISTINCT FROM %s`, `IS NOT ?` becomes `IS DISTINCT FROM %s`,
+  `INSERT OR IGNORE INTO ...` becomes
   `INSERT INTO ... ON CONFLICT DO NOTHING`, `ifnull(` becomes `COALESCE(`, a blob literal `x'0a'` becomes
   `'\\x0a'::bytea`, and `BEGIN IMMEDIATE` becomes `BEGIN` followed by the writer lock
   (below). Anything with no safe general translation (`INSERT OR REPLACE`, a `?` inside a quoted literal) raises
@@ -94,6 +95,7 @@ def _translate(sql):
         else:
             parts.append(ch)
     out = "".join(parts)
+    out = re.sub(r"\bIS\s+NOT\s+%s", "IS DISTINCT FROM %s", out)
     out = re.sub(r"\bIS\s+%s", "IS NOT DISTINCT FROM %s", out)
     if ignore:
         m = _RETURNING.search(out)

@@ -4,9 +4,9 @@ connection, with PostgreSQL parts where the dialects differ.
 
 What it has: the schemas (translated by pgconn.translate_ddl), the column migrations (read from
 information_schema instead of PRAGMA table_info), the schema version in a table of its own (`janua_schema`,
-the PRAGMA user_version of SQLite files), and every store method whose SQL means the same on both. What it does
-not have yet: the fleet aggregates' triggers (FLEET_INDEXES is SQLite text; the fleet feature's PostgreSQL part
-replaces it), the methods that use SQLite's JSON functions or lastrowid, shared rate limits and lockouts, and cache invalidation between instances. `open_storage` in verifier.store does not choose
+the PRAGMA user_version of SQLite files), the features' PostgreSQL scripts (PG_SCRIPTS: the fleet triggers and
+one-off build, verifier/fleet/store_pg.py), and every store method whose SQL means the same on both. What it does
+not have yet: the methods that use SQLite's JSON functions or lastrowid, shared rate limits and lockouts, and cache invalidation between instances. `open_storage` in verifier.store does not choose
 it yet: only tests use it.
 """
 
@@ -14,7 +14,9 @@ import re
 import sqlite3
 
 from verifier import pgconn
+from verifier.alerts.store_pg import PGAlertsStorage
 from verifier.errors import StorageError
+from verifier.fleet.store_pg import PG_FLEET_INDEXES, PGFleetStorage
 from verifier.registry.limits import MemoryLimitStore
 from verifier.registry.store import AUDIT_COLUMNS, audit_rows_full
 from verifier.dburl import redact_url
@@ -35,7 +37,7 @@ def _statements(script):
     return out
 
 
-class PGStorage(SQLiteStorage):
+class PGStorage(PGFleetStorage, PGAlertsStorage, SQLiteStorage):
     """Storage on a PostgreSQL database, given by its URL (postgresql://...)."""
 
     def __init__(self, url):
@@ -60,14 +62,17 @@ class PGStorage(SQLiteStorage):
                 self._migrate()
                 for script in self.PG_INDEXES:
                     self._run_script(script)
+                for script in self.PG_SCRIPTS:
+                    self._db.executescript(script)
                 self._db.execute("INSERT INTO janua_schema VALUES (0, ?) ON CONFLICT (id) DO UPDATE "
                                  "SET version = excluded.version", (self.SCHEMA_VERSION,))
         except pgconn.DatabaseError as e:
             self._db.close()
             raise StorageError(f"cannot open database {redact_url(url)}: {e}") from e
 
-    # the fleet feature's PostgreSQL part will add its triggers here
     PG_INDEXES = tuple(s for s in SQLiteStorage.INDEXES if "CREATE TRIGGER" not in s)
+    # PostgreSQL text sent as is after PG_INDEXES (translate_ddl does not apply)
+    PG_SCRIPTS = (PG_FLEET_INDEXES,)
 
     def _run_script(self, script):
         for stmt in _statements(script):

@@ -22,6 +22,8 @@ def db(pg_url):
 @pytest.mark.parametrize("sqlite_sql, pg_sql", [
     ("SELECT * FROM t WHERE a = ? AND b = ?", "SELECT * FROM t WHERE a = %s AND b = %s"),
     ("SELECT seq FROM audit WHERE tenant_id IS ? ORDER BY seq", "SELECT seq FROM audit WHERE tenant_id IS NOT DISTINCT FROM %s ORDER BY seq"),
+    ("UPDATE d SET s = ? WHERE id = ? AND (s IS NOT ? OR ? IS NOT NULL)",
+     "UPDATE d SET s = %s WHERE id = %s AND (s IS DISTINCT FROM %s OR %s IS NOT NULL)"),
     ("SELECT 'a?b' || ?", None),                                 # a ? in a literal: refused, not guessed
     ("SELECT x FROM t WHERE y LIKE '10%' AND z = ?", "SELECT x FROM t WHERE y LIKE '10%%' AND z = %s"),
     ("INSERT OR IGNORE INTO t VALUES (?, ?)", "INSERT INTO t VALUES (%s, %s) ON CONFLICT DO NOTHING"),
@@ -118,6 +120,13 @@ def test_rollback_undoes(db):
 
 def test_blob_literal_means_the_same_bytes(db):
     assert db.execute("SELECT ifnull(NULL, x'00ff')").fetchone()[0] == b"\x00\xff"
+
+
+def test_is_not_placeholder_means_what_sqlite_means(db):
+    # SQLite's `a IS NOT ?`: true when exactly one side is NULL or both differ, false when both are NULL
+    rows = [tuple(r) for r in db.execute("SELECT a IS NOT ?, b IS NOT ?, c IS NOT ? FROM (SELECT NULL::bigint AS a, "
+                                         "1::bigint AS b, 2::bigint AS c) AS t", (None, None, 2))]
+    assert rows == [(False, True, False)]
 
 
 def test_values_come_and_go_as_sqlite_gives_them(db):

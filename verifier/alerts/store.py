@@ -26,6 +26,10 @@ STATE_COLUMNS = ("hour", "reports_h", "resets_h", "failures_h", "ewma_reports", 
 _ALERT_COLUMNS = ("id", "tenant_id", "device_id", "rule", "severity", "opened_at", "last_seen_at", "count",
                   "details", "resolved_at", "resolved_by")
 _SELECT = "SELECT " + ", ".join(_ALERT_COLUMNS) + " FROM alerts"
+# every column replaced, as INSERT OR REPLACE did (health_state has no other constraint and no trigger), in SQL
+# that PostgreSQL runs too
+_SAVE_STATE = ("INSERT INTO health_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id) "
+               "DO UPDATE SET tenant_id = excluded.tenant_id, " + ", ".join(f"{c} = excluded.{c}" for c in STATE_COLUMNS))
 
 
 class AlertsStorage(abc.ABC):
@@ -87,7 +91,7 @@ class SQLiteAlertsStorage(AlertsStorage):
             return
         with self.transaction():
             self._db.executemany(
-                "INSERT OR REPLACE INTO health_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _SAVE_STATE,
                 [(did, tid) + tuple(json.dumps(s["fired"], sort_keys=True) if c == "fired" else s[c]
                                     for c in STATE_COLUMNS) for did, tid, s in rows])
 
@@ -102,9 +106,9 @@ class SQLiteAlertsStorage(AlertsStorage):
                            (int(now), text, r[0]))
                 return r[0], False
             cur = db.execute("INSERT INTO alerts (tenant_id, device_id, rule, severity, opened_at, last_seen_at, "
-                             "count, details) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
+                             "count, details) VALUES (?, ?, ?, ?, ?, ?, 1, ?) RETURNING id",
                              (tenant_id, device_id, rule, severity, int(now), int(now), text))
-            return cur.lastrowid, True
+            return cur.fetchone()[0], True
 
     def list_alerts(self, tenant_id, state="open", device_id=None, rule=None, limit=100, before=None):
         q, args = _SELECT + " WHERE tenant_id = ?", [tenant_id]
@@ -133,7 +137,7 @@ class SQLiteAlertsStorage(AlertsStorage):
 
     def stale_alerts(self, before, limit):
         return [_alert(r) for r in self._db.execute(
-            _SELECT + " WHERE resolved_at IS NULL AND last_seen_at < ? ORDER BY last_seen_at LIMIT ?",
+            _SELECT + " WHERE resolved_at IS NULL AND last_seen_at < ? ORDER BY last_seen_at, id LIMIT ?",
             (int(before), int(limit)))]
 
     def open_alerts_by_tenant(self):

@@ -135,7 +135,7 @@ class SQLiteAttestStorage(AttestStorage):
         with self.transaction():
             rows = [dict(r) for r in self._db.execute(
                 "SELECT device_id, tenant_id, nonce, issued_at, expires_at, reason FROM attest_challenges "
-                "WHERE expires_at <= ? ORDER BY expires_at LIMIT ?", (int(now), int(limit)))]
+                "WHERE expires_at <= ? ORDER BY expires_at, device_id LIMIT ?", (int(now), int(limit)))]
             self._db.executemany("DELETE FROM attest_challenges WHERE device_id = ? AND nonce = ?",
                                  [(r["device_id"], r["nonce"]) for r in rows])
         return rows
@@ -154,12 +154,13 @@ class SQLiteAttestStorage(AttestStorage):
         with self.transaction():
             cur = self._db.execute(
                 "INSERT INTO attest_results (tenant_id, device_id, created, status, trust_level, vector, details, ear) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (tenant_id, device_id, int(now), status, int(trust_level), json.dumps(vector, sort_keys=True),
                  json.dumps(details, sort_keys=True), ear))
+            result_id = cur.fetchone()[0]
             self._db.execute("DELETE FROM attest_results WHERE device_id = ? AND id <= (SELECT id FROM attest_results "
                              "WHERE device_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)", (device_id, device_id, HISTORY))
-            return cur.lastrowid
+            return result_id
 
     def list_attest_results(self, device_id, limit=HISTORY):
         rows = self._db.execute("SELECT id, created, status, trust_level, vector, details, ear FROM attest_results "

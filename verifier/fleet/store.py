@@ -183,10 +183,10 @@ class SQLiteFleetStorage(FleetStorage):
         with self.transaction():
             self._db.executemany(
                 "INSERT INTO fleet_perf VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, minute) DO UPDATE SET "
-                "attempts = attempts + excluded.attempts, failures = failures + excluded.failures, "
-                "latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum, "
-                "latency_n = latency_n + excluded.latency_n, rx_bytes = rx_bytes + excluded.rx_bytes, "
-                "tx_bytes = tx_bytes + excluded.tx_bytes",
+                "attempts = fleet_perf.attempts + excluded.attempts, failures = fleet_perf.failures + excluded.failures, "
+                "latency_ms_sum = fleet_perf.latency_ms_sum + excluded.latency_ms_sum, "
+                "latency_n = fleet_perf.latency_n + excluded.latency_n, "
+                "rx_bytes = fleet_perf.rx_bytes + excluded.rx_bytes, tx_bytes = fleet_perf.tx_bytes + excluded.tx_bytes",
                 [(t, minute) + tuple(v) for t, v in sorted(rows.items())])
 
     def fold_seen(self, before_minute):
@@ -198,7 +198,7 @@ class SQLiteFleetStorage(FleetStorage):
             db.execute("UPDATE fleet_fold SET before = ? WHERE id = 0", (before_minute,))
             db.execute("INSERT INTO fleet_seen SELECT tenant_id, 0, sum(n) FROM fleet_seen "
                        "WHERE minute > 0 AND minute < ? GROUP BY tenant_id "
-                       "ON CONFLICT (tenant_id, minute) DO UPDATE SET n = n + excluded.n", (before_minute,))
+                       "ON CONFLICT (tenant_id, minute) DO UPDATE SET n = fleet_seen.n + excluded.n", (before_minute,))
             return db.execute("DELETE FROM fleet_seen WHERE minute > 0 AND minute < ?", (before_minute,)).rowcount
 
     def prune_fleet_perf(self, before_minute):

@@ -84,9 +84,10 @@ class SQLiteHealthStorage(HealthStorage):
                            "SET received_at = excluded.received_at, report = excluded.report, fields = '' "
                            "WHERE excluded.received_at >= health_history.received_at", hist)
             if cols:
+                # CAST: a lone NULL parameter has no type PostgreSQL can infer (the same test on SQLite)
                 db.executemany("UPDATE devices SET health_score = ?, reported_version = coalesce(?, reported_version) "
                                "WHERE id = ? AND (health_score IS NOT ? OR "
-                               "(? IS NOT NULL AND reported_version IS NOT ?))", cols)
+                               "(CAST(? AS TEXT) IS NOT NULL AND reported_version IS NOT ?))", cols)
 
     def get_health(self, device_id):
         row = self._db.execute("SELECT h.received_at, h.via, h.report, h.fields, d.health_score FROM health_latest h "
