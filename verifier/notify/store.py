@@ -104,10 +104,9 @@ class NotifyStorage(abc.ABC):
 class SQLiteNotifyStorage(NotifyStorage):
     def add_notification(self, tenant_id, event, data, now):
         with self.transaction():
-            cur = self._db.execute("INSERT INTO notify_outbox (tenant_id, event, data, created) VALUES (?, ?, ?, ?)",
-                                   (tenant_id, event, json.dumps(data, separators=(",", ":"), sort_keys=True),
-                                    int(now)))
-            return cur.lastrowid
+            return self._db.execute("INSERT INTO notify_outbox (tenant_id, event, data, created) VALUES (?, ?, ?, ?) "
+                                    "RETURNING id", (tenant_id, event, json.dumps(data, separators=(",", ":"),
+                                                                                  sort_keys=True), int(now))).fetchone()[0]
 
     def list_notifications(self, tenant_id, after_id=0, limit=100):
         rows = self._db.execute("SELECT id, event, data, created FROM notify_outbox WHERE tenant_id = ? AND id > ? "
