@@ -15,6 +15,7 @@ import sqlite3
 
 from verifier import pgconn
 from verifier.errors import StorageError
+from verifier.ota.store_pg import PG_OTA_SCRIPT, PGOTAStorage
 from verifier.registry.limits import MemoryLimitStore
 from verifier.registry.store import AUDIT_COLUMNS, audit_rows_full
 from verifier.store import SQLiteStorage
@@ -34,7 +35,7 @@ def _statements(script):
     return out
 
 
-class PGStorage(SQLiteStorage):
+class PGStorage(PGOTAStorage, SQLiteStorage):
     """Storage on a PostgreSQL database, given by its URL (postgresql://...)."""
 
     def __init__(self, url):
@@ -59,6 +60,8 @@ class PGStorage(SQLiteStorage):
                 self._migrate()
                 for script in self.PG_INDEXES:
                     self._run_script(script)
+                for script in self.PG_SCRIPTS:
+                    self._db.executescript(script)
                 self._db.execute("INSERT INTO janua_schema VALUES (0, ?) ON CONFLICT (id) DO UPDATE "
                                  "SET version = excluded.version", (self.SCHEMA_VERSION,))
         except pgconn.DatabaseError as e:
@@ -67,6 +70,8 @@ class PGStorage(SQLiteStorage):
 
     # the fleet feature's PostgreSQL part will add its triggers here
     PG_INDEXES = tuple(s for s in SQLiteStorage.INDEXES if "CREATE TRIGGER" not in s)
+    # PostgreSQL text sent as is after PG_INDEXES (translate_ddl does not apply)
+    PG_SCRIPTS = (PG_OTA_SCRIPT,)
 
     def _run_script(self, script):
         for stmt in _statements(script):
