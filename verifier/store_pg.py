@@ -17,6 +17,7 @@ from verifier import pgconn
 from verifier.alerts.store_pg import PGAlertsStorage
 from verifier.errors import StorageError
 from verifier.fleet.store_pg import PG_FLEET_INDEXES, PGFleetStorage
+from verifier.ota.store_pg import PG_OTA_SCRIPT, PGOTAStorage
 from verifier.registry.limits import MemoryLimitStore
 from verifier.registry.store import AUDIT_COLUMNS, audit_rows_full
 from verifier.dburl import redact_url
@@ -37,7 +38,7 @@ def _statements(script):
     return out
 
 
-class PGStorage(PGFleetStorage, PGAlertsStorage, SQLiteStorage):
+class PGStorage(PGOTAStorage, PGFleetStorage, PGAlertsStorage, SQLiteStorage):
     """Storage on a PostgreSQL database, given by its URL (postgresql://...)."""
 
     def __init__(self, url):
@@ -72,7 +73,7 @@ class PGStorage(PGFleetStorage, PGAlertsStorage, SQLiteStorage):
 
     PG_INDEXES = tuple(s for s in SQLiteStorage.INDEXES if "CREATE TRIGGER" not in s)
     # PostgreSQL text sent as is after PG_INDEXES (translate_ddl does not apply)
-    PG_SCRIPTS = (PG_FLEET_INDEXES,)
+    PG_SCRIPTS = (PG_FLEET_INDEXES, PG_OTA_SCRIPT)
 
     def _run_script(self, script):
         for stmt in _statements(script):

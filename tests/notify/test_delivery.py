@@ -1,5 +1,5 @@
 """Webhook delivery against a real aiohttp receiver on localhost: the signed request, retries with their
-schedule, timeouts, redirects, subscriptions, deletion, and two delivery loops on one SQLite file.
+schedule, timeouts, redirects, subscriptions, deletion, and two delivery loops on one registry.
 Time moves only when a test moves the fake clock; each pass is Deliverer.run_once(now)."""
 
 import asyncio
@@ -14,7 +14,13 @@ import pytest
 from verifier.appkeys import NOTIFY, SEALER, STORAGE
 from verifier.notify import core
 from verifier.notify.delivery import Deliverer, is_public
-from verifier.store import SQLiteStorage
+
+
+def another_instance(config):
+    """Another verifier instance's own connection to the same registry (the storage verifier.app opens for the
+    config: the SQLite file, or under JANUA_TEST_BACKEND=postgresql that file's database)."""
+    import verifier.app
+    return verifier.app.SQLiteStorage(config.db_path)
 
 
 async def add_hook(client, tenant, url, **fields):
@@ -200,12 +206,12 @@ async def test_other_tenants_webhook_gets_none_of_this_tenants_events(client, te
     assert [r["path"] for r in receiver.requests] == ["/mine"]
 
 
-async def test_two_delivery_loops_on_one_sqlite_file_do_not_send_a_delivery_twice(client, tenant, receiver, config):
+async def test_two_delivery_loops_on_one_registry_do_not_send_a_delivery_twice(client, tenant, receiver, config):
     hook = await add_hook(client, tenant, receiver.url)
     for _ in range(3):
         emit(client, tenant)
     import aiohttp
-    second = SQLiteStorage(config.db_path)              # another verifier instance: its own connection
+    second = another_instance(config)
     async with aiohttp.ClientSession() as s1, aiohttp.ClientSession() as s2:
         a = Deliverer(client.app[STORAGE], client.app[SEALER], s1, timeout_s=5, private_targets=True)
         b = Deliverer(second, client.app[SEALER], s2, timeout_s=5, private_targets=True)
@@ -259,7 +265,7 @@ async def test_claim_lost_to_another_instance_between_select_and_update_sends_no
     await add_hook(client, tenant, receiver.url)
     for _ in range(3):
         emit(client, tenant)
-    a, b = client.app[STORAGE], SQLiteStorage(config.db_path)
+    a, b = client.app[STORAGE], another_instance(config)
     a.fan_out(T0, iter(f"dlv_{i:024x}" for i in range(3)).__next__, core.matches)
     due_a, due_b = a.due_deliveries(T0, 10), b.due_deliveries(T0, 10)
     assert len(due_a) == 3 and due_b == due_a

@@ -115,6 +115,12 @@ async def test_secret_is_in_no_log_list_response_or_database_file(client, tenant
         assert secret not in text
     files = b"".join(p.read_bytes() for p in Path(config.db_path).parent.glob("janua.db*"))
     assert secret.encode() not in files and raw not in files
+    # nor in any row, whichever backend holds them (under PostgreSQL there is no file to read)
+    for table in ("notify_webhooks", "notify_outbox", "notify_deliveries", "notify_attempts", "audit"):
+        for row in client.app[STORAGE]._db.execute(f"SELECT * FROM {table}").fetchall():
+            for v in row:
+                b = bytes(v) if isinstance(v, (bytes, memoryview)) else str(v).encode()
+                assert secret.encode() not in b and raw not in b, table
     # what the receivers got was signed with it, so it was in use
     for req in receiver.requests:
         core.verify_signature(secret, req["headers"]["X-Janua-Signature"], req["body"], T0)

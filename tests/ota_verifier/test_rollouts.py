@@ -220,3 +220,19 @@ async def test_bad_rollout_requests(client, tenant_a, signing, tmp_path, doc, st
     rel = await publish(client, tenant_a, make_bundle(tmp_path, signing, "2.0.0", 2))
     r = await client.post(f"/v1/releases/{rel['id']}/rollout", json=doc, headers=tenant_a.headers)
     assert r.status == status
+
+
+async def test_releases_and_rollouts_of_one_second_are_listed_last_made_first(client, tenant_a, signing, tmp_path):
+    # the clock does not move: every row has the same `created`, so only the order they were made in tells them apart
+    await trust(client, tenant_a, signing)
+    rels = [await publish(client, tenant_a, make_bundle(tmp_path / v, signing, v, c))
+            for v, c in (("2.0.0", 2), ("2.0.1", 3), ("2.0.2", 4))]
+    lst = (await (await client.get("/v1/releases", headers=tenant_a.headers)).json())["releases"]
+    assert [x["version"] for x in lst] == ["2.0.2", "2.0.1", "2.0.0"]
+    ros = {}
+    for i in (1, 2, 0):
+        r = await client.post(f"/v1/releases/{rels[i]['id']}/rollout", json={}, headers=tenant_a.headers)
+        assert r.status == 201
+        ros[(await r.json())["id"]] = rels[i]["version"]
+    lst = (await (await client.get("/v1/rollouts", headers=tenant_a.headers)).json())["rollouts"]
+    assert [ros[x["id"]] for x in lst] == ["2.0.0", "2.0.2", "2.0.1"]

@@ -159,7 +159,9 @@ class SQLiteGatewayStorage(GatewayStorage):
 
     def set_pending(self, gateway_id, kind, value, expires):
         with self.transaction():
-            self._db.execute("INSERT OR REPLACE INTO gateway_pending (gateway_id, kind, value, expires) VALUES (?, ?, ?, ?)",
+            self._db.execute("INSERT INTO gateway_pending (gateway_id, kind, value, expires) VALUES (?, ?, ?, ?) "
+                             "ON CONFLICT (gateway_id, kind) DO UPDATE SET value = excluded.value, "
+                             "expires = excluded.expires",
                              (gateway_id, kind, value, int(expires)))
 
     def take_pending(self, gateway_id, kind):
@@ -170,7 +172,9 @@ class SQLiteGatewayStorage(GatewayStorage):
 
     def set_reference_pcrs(self, tenant_id, model, pcrs, now):
         with self.transaction():
-            self._db.execute("INSERT OR REPLACE INTO gateway_ref_pcrs (tenant_id, model, pcrs, updated) VALUES (?, ?, ?, ?)",
+            self._db.execute("INSERT INTO gateway_ref_pcrs (tenant_id, model, pcrs, updated) VALUES (?, ?, ?, ?) "
+                             "ON CONFLICT (tenant_id, model) DO UPDATE SET pcrs = excluded.pcrs, "
+                             "updated = excluded.updated",
                              (tenant_id, model, json.dumps({str(k): v for k, v in pcrs.items()}, sort_keys=True),
                               int(now)))
 
@@ -197,6 +201,7 @@ class SQLiteGatewayStorage(GatewayStorage):
 
     def set_gateway_policy(self, tenant_id, policy):
         with self.transaction():
-            self._db.execute("INSERT OR REPLACE INTO gateway_policy (tenant_id, interval_s, grace_s, require_attested) "
-                             "VALUES (?, ?, ?, ?)", (tenant_id, int(policy["interval_s"]), int(policy["grace_s"]),
+            self._db.execute("INSERT INTO gateway_policy (tenant_id, interval_s, grace_s, require_attested) "
+                             "VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id) DO UPDATE SET interval_s = excluded.interval_s, "
+                             "grace_s = excluded.grace_s, require_attested = excluded.require_attested", (tenant_id, int(policy["interval_s"]), int(policy["grace_s"]),
                                                      int(bool(policy["require_attested"]))))

@@ -158,7 +158,8 @@ class SQLiteX509Storage:
 
     def set_mqtt_broker(self, broker):
         cols = ("config_dir", "host", "dynsec_port", "admin_user", "sealed_admin_password", "tenant_ports", "updated")
-        self._write("INSERT OR REPLACE INTO mqtt_broker (id, %s) VALUES (1, %s)" % (",".join(cols), ",".join("?" * len(cols))),
+        self._write("INSERT INTO mqtt_broker (id, %s) VALUES (1, %s) ON CONFLICT (id) DO UPDATE SET %s"
+                    % (",".join(cols), ",".join("?" * len(cols)), ", ".join(f"{c} = excluded.{c}" for c in cols)),
                     tuple(broker[c] for c in cols))
 
     def get_mqtt_broker(self):

@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS ota_reports (
     release_id TEXT NOT NULL REFERENCES ota_releases(id), device_id BLOB NOT NULL, state TEXT NOT NULL,
     reason TEXT, updated_at INTEGER NOT NULL, PRIMARY KEY (release_id, device_id)) WITHOUT ROWID;
 """
+RELEASE_COLUMNS = ("id", "tenant_id", "kind", "name", "version", "counter", "kid", "size", "manifest", "sig",
+                   "manifest_sha256", "created")
+ROLLOUT_COLUMNS = ("id", "tenant_id", "release_id", "state", "phases", "phase", "phase_started_at", "created",
+                   "started_at", "health_threshold", "halt_threshold", "halt_min_reports", "halt_reason", "updated_at")
 ROLLOUT_FIELDS = frozenset(("state", "phase", "phase_started_at", "started_at", "halt_reason", "updated_at"))
 
 
@@ -100,6 +104,12 @@ class OTAStorage(abc.ABC):
 class SQLiteOTAStorage:
     """SQLite implementations of OTAStorage (mixed into SQLiteStorage)."""
 
+    # newest first; of one second, the last inserted first (rowid: SQLite's insertion order; the PostgreSQL part
+    # has a column of its own for it, verifier/ota/store_pg.py)
+    _NEWEST_FIRST = "created DESC, rowid DESC"
+    _RELEASE_SELECT = "SELECT %s FROM ota_releases" % ", ".join(RELEASE_COLUMNS)
+    _ROLLOUT_SELECT = "SELECT %s FROM ota_rollouts" % ", ".join(ROLLOUT_COLUMNS)
+
     # signed OTA
     def add_release_key(self, tenant_id, kid, pub, name, created):
         self._write("INSERT INTO ota_keys VALUES (?, ?, ?, ?, ?, NULL)", (tenant_id, kid, pub, name, created))
@@ -118,8 +128,7 @@ class SQLiteOTAStorage:
         return cur.rowcount == 1
 
     def add_release(self, release, files):
-        cols = ("id", "tenant_id", "kind", "name", "version", "counter", "kid", "size", "manifest", "sig",
-                "manifest_sha256", "created")
+        cols = RELEASE_COLUMNS
         try:
             with self.transaction():
                 self._db.execute("INSERT INTO ota_releases (%s) VALUES (%s)" % (",".join(cols), ",".join("?" * len(cols))),
@@ -129,20 +138,20 @@ class SQLiteOTAStorage:
             raise Conflict(f"release conflicts with an existing one: {e}") from e
 
     def get_release(self, tenant_id, release_id):
-        row = self._db.execute("SELECT * FROM ota_releases WHERE id = ? AND tenant_id = ?",
+        row = self._db.execute(self._RELEASE_SELECT + " WHERE id = ? AND tenant_id = ?",
                                (release_id, tenant_id)).fetchone()
         return None if row is None else dict(row)
 
     def find_release(self, tenant_id, kind, version):
-        row = self._db.execute("SELECT * FROM ota_releases WHERE tenant_id = ? AND kind = ? AND version = ?",
+        row = self._db.execute(self._RELEASE_SELECT + " WHERE tenant_id = ? AND kind = ? AND version = ?",
                                (tenant_id, kind, version)).fetchone()
         return None if row is None else dict(row)
 
     def list_releases(self, tenant_id, kind=None, limit=100):
-        q, args = "SELECT * FROM ota_releases WHERE tenant_id = ?", [tenant_id]
+        q, args = self._RELEASE_SELECT + " WHERE tenant_id = ?", [tenant_id]
         if kind is not None:
             q += " AND kind = ?"; args.append(kind)
-        q += " ORDER BY created DESC, rowid DESC"
+        q += " ORDER BY " + self._NEWEST_FIRST
         if limit is not None:
             q += " LIMIT ?"; args.append(limit)
         return [dict(r) for r in self._db.execute(q, args)]
@@ -160,9 +169,7 @@ class SQLiteOTAStorage:
         return self._db.execute("SELECT max(counter) FROM ota_releases WHERE tenant_id = ? AND kind = ?",
                                 (tenant_id, kind)).fetchone()[0]
 
-    _ROLLOUT_COLS = ("id", "tenant_id", "release_id", "state", "phases", "phase", "phase_started_at", "created",
-                     "started_at", "health_threshold", "halt_threshold", "halt_min_reports", "halt_reason",
-                     "updated_at")
+    _ROLLOUT_COLS = ROLLOUT_COLUMNS
 
     def add_rollout(self, rollout):
         row = dict(rollout, phases=json.dumps(rollout["phases"]))
@@ -182,18 +189,18 @@ class SQLiteOTAStorage:
         return d
 
     def get_rollout(self, tenant_id, rollout_id):
-        return self._rollout(self._db.execute("SELECT * FROM ota_rollouts WHERE id = ? AND tenant_id = ?",
+        return self._rollout(self._db.execute(self._ROLLOUT_SELECT + " WHERE id = ? AND tenant_id = ?",
                                               (rollout_id, tenant_id)).fetchone())
 
     def get_rollout_for_release(self, tenant_id, release_id):
-        return self._rollout(self._db.execute("SELECT * FROM ota_rollouts WHERE release_id = ? AND tenant_id = ?",
+        return self._rollout(self._db.execute(self._ROLLOUT_SELECT + " WHERE release_id = ? AND tenant_id = ?",
                                               (release_id, tenant_id)).fetchone())
 
     def list_rollouts(self, tenant_id, state=None):
-        q, args = "SELECT * FROM ota_rollouts WHERE tenant_id = ?", [tenant_id]
+        q, args = self._ROLLOUT_SELECT + " WHERE tenant_id = ?", [tenant_id]
         if state is not None:
             q += " AND state = ?"; args.append(state)
-        return [self._rollout(r) for r in self._db.execute(q + " ORDER BY created DESC, rowid DESC", args)]
+        return [self._rollout(r) for r in self._db.execute(q + " ORDER BY " + self._NEWEST_FIRST, args)]
 
     def update_rollout(self, rollout_id, fields):
         bad = set(fields) - ROLLOUT_FIELDS
