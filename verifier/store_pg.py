@@ -18,6 +18,7 @@ from verifier.alerts.store_pg import PGAlertsStorage
 from verifier.errors import StorageError
 from verifier.fleet.store_pg import PG_FLEET_INDEXES, PGFleetStorage
 from verifier.ota.store_pg import PG_OTA_SCRIPT, PGOTAStorage
+from verifier.registry.store_pg import PG_CHANGE_SCRIPT
 from verifier.registry.limits import MemoryLimitStore
 from verifier.registry.store import AUDIT_COLUMNS, audit_rows_full
 from verifier.dburl import redact_url
@@ -73,7 +74,7 @@ class PGStorage(PGOTAStorage, PGFleetStorage, PGAlertsStorage, SQLiteStorage):
 
     PG_INDEXES = tuple(s for s in SQLiteStorage.INDEXES if "CREATE TRIGGER" not in s)
     # PostgreSQL text sent as is after PG_INDEXES (translate_ddl does not apply)
-    PG_SCRIPTS = (PG_FLEET_INDEXES, PG_OTA_SCRIPT)
+    PG_SCRIPTS = (PG_FLEET_INDEXES, PG_OTA_SCRIPT, PG_CHANGE_SCRIPT)
 
     def _run_script(self, script):
         for stmt in _statements(script):
