@@ -20,7 +20,7 @@ def another_instance(config):
     """Another verifier instance's own connection to the same registry (the storage verifier.app opens for the
     config: the SQLite file, or under JANUA_TEST_BACKEND=postgresql that file's database)."""
     import verifier.app
-    return verifier.app.SQLiteStorage(config.db_path)
+    return verifier.app.open_storage(config.db_path)
 
 
 async def add_hook(client, tenant, url, **fields):
