@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import fail_inserts
 from verifier import keys
 from verifier.registry import core as registry
 from verifier.appkeys import STORAGE
@@ -75,8 +76,7 @@ async def test_bulk_bad_rows_reported_others_created(client, tenant_a):
 
 async def test_bulk_is_all_or_nothing_for_valid_rows(client, tenant_a):
     st = client.app[STORAGE]
-    st._db.execute("CREATE TRIGGER boom BEFORE INSERT ON devices WHEN NEW.serial_number = 'B2' "
-                   "BEGIN SELECT RAISE(ABORT, 'boom'); END")
+    fail_inserts(st._db, "devices", "boom", "NEW.serial_number = 'B2'")
     rows = [{"serial_number": f"B{i}"} for i in range(4)]
     r = await client.post("/v1/devices/bulk", json={"devices": rows}, headers=tenant_a.headers)
     assert r.status >= 400
