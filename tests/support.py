@@ -31,7 +31,7 @@ def app_storage(path):
     database standing for that path under JANUA_TEST_BACKEND=postgresql (tests/conftest.py storage_backend), so
     a test can seed it before a verifier starts, or read it after the verifier stopped."""
     import verifier.app                   # looked up at the call: the session's backend replaces it
-    return verifier.app.SQLiteStorage(str(path))
+    return verifier.app.open_storage(str(path))
 
 
 def fail_inserts(db, table, name, when="true"):
