@@ -8,6 +8,7 @@ For suites where a board on the unix port talks to a real verifier: the `live_se
 
 import asyncio
 import json
+import sqlite3
 import time
 
 import pytest
@@ -23,6 +24,33 @@ from verifier.config import Config
 
 KEK = bytes(range(32))
 T0 = 1_767_225_600
+
+
+def app_storage(path):
+    """The storage a verifier built in process opens for the registry file `path`: SQLite, or the PostgreSQL
+    database standing for that path under JANUA_TEST_BACKEND=postgresql (tests/conftest.py storage_backend), so
+    a test can seed it before a verifier starts, or read it after the verifier stopped."""
+    import verifier.app                   # looked up at the call: the session's backend replaces it
+    return verifier.app.open_storage(str(path))
+
+
+def fail_inserts(db, table, name, when="true"):
+    """Make every insert into `table` for which `when` (an SQL condition on NEW) holds fail with a constraint
+    error, by a trigger called `name`, on a store's connection `db` (SQLite or PostgreSQL): a write that cannot be
+    made durable. stop_failing(db, table, name) removes it."""
+    if isinstance(db, sqlite3.Connection):
+        db.execute(f"CREATE TRIGGER {name} BEFORE INSERT ON {table} WHEN {when} BEGIN SELECT RAISE(ABORT, '{name}'); END")
+    else:
+        db.executescript(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF {when} THEN "
+                         f"RAISE EXCEPTION '{name}' USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END $$; "
+                         f"CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {name}()")
+
+
+def stop_failing(db, table, name):
+    if isinstance(db, sqlite3.Connection):
+        db.execute(f"DROP TRIGGER {name}")
+    else:
+        db.executescript(f"DROP TRIGGER {name} ON {table}; DROP FUNCTION {name}()")
 
 
 class FakeClock:

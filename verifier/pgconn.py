@@ -203,9 +203,9 @@ class PGConnection:
         self._conn.adapters.register_loader("numeric", _NumericLoader)
 
     def execute(self, sql, args=()):
-        cur = self._conn.cursor()
         stmt = translate(sql)
         try:
+            cur = self._conn.cursor()          # refused once the connection is closed: a DatabaseError too
             if stmt is _BEGIN_WRITER:
                 for part in stmt:
                     cur.execute(part)
@@ -216,8 +216,8 @@ class PGConnection:
         return Cursor(cur)
 
     def executemany(self, sql, rows):
-        cur = self._conn.cursor()
         try:
+            cur = self._conn.cursor()
             cur.executemany(translate(sql), [_args(r) for r in rows])
         except psycopg.Error as e:
             raise _wrap(e) from e

@@ -4,8 +4,8 @@ connection, with PostgreSQL parts where the dialects differ.
 
 What it has: the schemas (translated by pgconn.translate_ddl), the column migrations (read from
 information_schema instead of PRAGMA table_info), the schema version in a table of its own (`janua_schema`,
-the PRAGMA user_version of SQLite files), the features' PostgreSQL scripts (PG_SCRIPTS: the fleet triggers and
-one-off build, verifier/fleet/store_pg.py), and every store method whose SQL means the same on both. What it does
+the PRAGMA user_version of SQLite files), the features' PostgreSQL scripts (PG_SCRIPTS: the registry's change-marker
+triggers, the fleet triggers and one-off build, verifier/<feature>/store_pg.py), and every store method whose SQL means the same on both. What it does
 not have yet: the methods that use SQLite's JSON functions or lastrowid, shared rate limits and lockouts, and cache invalidation between instances. `open_storage` in verifier.store does not choose
 it yet: only tests use it.
 """
@@ -18,10 +18,10 @@ from verifier.alerts.store_pg import PGAlertsStorage
 from verifier.errors import StorageError
 from verifier.fleet.store_pg import PG_FLEET_INDEXES, PGFleetStorage
 from verifier.ota.store_pg import PG_OTA_SCRIPT, PGOTAStorage
-from verifier.registry.store_pg import PG_CHANGE_SCRIPT
 from verifier.registry.limits import MemoryLimitStore
 from verifier.registry.store import AUDIT_COLUMNS, audit_rows_full
 from verifier.dburl import redact_url
+from verifier.registry.store_pg import PG_CHANGE_TRIGGERS, PGRegistryStorage
 from verifier.store import SQLiteStorage
 
 AUDIT_INSERT = "INSERT INTO audit (%s) VALUES (%s)" % (",".join(AUDIT_COLUMNS), ",".join("?" * len(AUDIT_COLUMNS)))
@@ -39,7 +39,7 @@ def _statements(script):
     return out
 
 
-class PGStorage(PGOTAStorage, PGFleetStorage, PGAlertsStorage, SQLiteStorage):
+class PGStorage(PGRegistryStorage, PGOTAStorage, PGFleetStorage, PGAlertsStorage, SQLiteStorage):
     """Storage on a PostgreSQL database, given by its URL (postgresql://...)."""
 
     def __init__(self, url):
@@ -74,7 +74,7 @@ class PGStorage(PGOTAStorage, PGFleetStorage, PGAlertsStorage, SQLiteStorage):
 
     PG_INDEXES = tuple(s for s in SQLiteStorage.INDEXES if "CREATE TRIGGER" not in s)
     # PostgreSQL text sent as is after PG_INDEXES (translate_ddl does not apply)
-    PG_SCRIPTS = (PG_FLEET_INDEXES, PG_OTA_SCRIPT, PG_CHANGE_SCRIPT)
+    PG_SCRIPTS = (PG_CHANGE_TRIGGERS, PG_FLEET_INDEXES, PG_OTA_SCRIPT)
 
     def _run_script(self, script):
         for stmt in _statements(script):

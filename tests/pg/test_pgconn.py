@@ -135,3 +135,13 @@ def test_values_come_and_go_as_sqlite_gives_them(db):
     assert [tuple(r) for r in db.execute("SELECT flag, x FROM v ORDER BY flag")] == [(0, 1e-300), (1, 0.1)]
     total = db.execute("SELECT sum(flag), avg(flag) FROM v").fetchone()
     assert total == (1, 0.5) and type(total[0]) is int and type(total[1]) is float
+
+
+def test_a_closed_connection_raises_a_sqlite3_error(pg_url):
+    # what ping() turns into StorageError (/healthz 503), as sqlite3's ProgrammingError is on a closed file
+    c = PGConnection(fresh_database(pg_url))
+    c.close()
+    for call in (lambda: c.execute("SELECT 1"), lambda: c.executemany("SELECT ?", [(1,)])):
+        with pytest.raises(sqlite3.Error) as e:
+            call()
+        assert isinstance(e.value, pgconn.DatabaseError) and "closed" in str(e.value)

@@ -2,14 +2,13 @@
 sync, offline authentication once per token (also across a restart), the validity window with drift,
 refusals of revoked devices and tampered tokens, and sync's reconciliation and top-up."""
 
-import sqlite3
 
 import pytest
 
 from verifier.tokens import chain
 from verifier.tokens import core as tokens
 from verifier.app import create_app
-from verifier.appkeys import CONFIG, CORE, STORAGE
+from verifier.appkeys import CORE, STORAGE
 
 DAY = 86400
 
@@ -36,9 +35,8 @@ def offline_audit(app, tenant_id):
     app[STORAGE].add_audit(app[CORE].summary.drain())
     if tenant_id is not None:
         return [e for e in app[STORAGE].list_audit(tenant_id, limit=1000) if e["transport"] == "offline"]
-    with sqlite3.connect(app[CONFIG].db_path) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute("SELECT * FROM audit WHERE transport = 'offline' ORDER BY seq DESC")]
+    return [dict(r) for r in app[STORAGE]._db.execute("SELECT * FROM audit WHERE transport = 'offline' "
+                                                      "ORDER BY seq DESC")]
 
 
 async def test_first_sync_gives_a_signed_linked_chain(client, tenant, device, clock):

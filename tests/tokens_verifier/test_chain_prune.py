@@ -14,7 +14,7 @@ from verifier.tokens import chain
 from verifier.tokens import routes as token_http
 from verifier.tokens import core as tokens
 from verifier.app import create_app
-from verifier.appkeys import CONFIG, STORAGE
+from verifier.appkeys import STORAGE
 from verifier.errors import ValidationError
 from verifier.registry.model import Policy
 from verifier.store import SQLiteStorage
@@ -44,13 +44,9 @@ def fields(tok):
 
 
 def used_rows(app, device_id):
-    """{index: (via, expires)} of a device's chain_used rows, read from the SQLite file."""
-    db = sqlite3.connect(app[CONFIG].db_path)
-    try:
-        return {i: (via, exp) for i, via, exp in
-                db.execute("SELECT idx, via, expires FROM chain_used WHERE device_id = ?", (device_id,))}
-    finally:
-        db.close()
+    """{index: (via, expires)} of a device's chain_used rows, read from the database."""
+    return {i: (via, exp) for i, via, exp in
+            app[STORAGE]._db.execute("SELECT idx, via, expires FROM chain_used WHERE device_id = ?", (device_id,))}
 
 
 async def prune(app, now):

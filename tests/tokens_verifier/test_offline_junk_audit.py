@@ -4,12 +4,11 @@ junk, which anyone can send naming any device, cannot grow the audit log without
 one summary per named known device (or per "no known device") and interval (docs/api.md "Audit trail"),
 never written row by row."""
 
-import sqlite3
 
 import pytest
 
 from verifier.tokens import chain
-from verifier.appkeys import CONFIG, CORE, STORAGE
+from verifier.appkeys import CORE, STORAGE
 from verifier.tokens.routes import authenticate_offline
 
 DAY = 86400
@@ -21,8 +20,8 @@ def _offline_rows(app, tenant_id, device_hex=None):
 
 
 def _untenanted_offline_rows(app):
-    with sqlite3.connect(app[CONFIG].db_path) as db:
-        return db.execute("SELECT count(*) FROM audit WHERE tenant_id IS NULL AND action = 'offline'").fetchone()[0]
+    return app[STORAGE]._db.execute("SELECT count(*) FROM audit WHERE tenant_id IS NULL AND action = 'offline'"
+                                    ).fetchone()[0]
 
 
 def _summaries(app):

@@ -26,8 +26,7 @@ async def jwks_kids(client):
 
 async def test_private_key_is_sealed_at_rest_and_survives_restart(aiohttp_client, client, config, tenant, device):
     kid = kid_of(device.token)
-    with sqlite3.connect(config.db_path) as db:
-        ((sealed, pub),) = db.execute("SELECT sealed, pub FROM token_keys").fetchall()
+    ((sealed, pub),) = client.app[STORAGE]._db.execute("SELECT sealed, pub FROM token_keys").fetchall()
     scalar = client.app[tokens.TOKEN_KEYS].active(0).private.private_numbers().private_value.to_bytes(32, "big")
     assert scalar not in sealed and len(pub) == 65
     await client.close()
@@ -84,6 +83,7 @@ def _cli(argv, capsys):
     return rc, out.out, out.err
 
 
+@pytest.mark.sqlite_only   # janua token-key opens the SQLite file of --db (no postgresql:// there yet)
 async def test_token_key_cli_rotates_and_lists(client, device, config, tmp_path, capsys, clock):
     kek = tmp_path / "kek"
     kek.write_text(config.kek.hex())
@@ -103,6 +103,7 @@ async def test_token_key_cli_rotates_and_lists(client, device, config, tmp_path,
     assert r.status == 200
 
 
+@pytest.mark.sqlite_only   # janua token-key opens the SQLite file of --db (no postgresql:// there yet)
 @pytest.mark.parametrize("kek", ["wrong", "none"])
 def test_token_key_rotate_refuses_without_the_right_kek(client, config, tmp_path, capsys, monkeypatch, kek):
     monkeypatch.delenv("JANUA_KEK", raising=False)

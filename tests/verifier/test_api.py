@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import fail_inserts
 from verifier import keys
 from verifier.registry import core as registry
 from verifier.appkeys import STORAGE
@@ -75,12 +76,25 @@ async def test_bulk_bad_rows_reported_others_created(client, tenant_a):
 
 async def test_bulk_is_all_or_nothing_for_valid_rows(client, tenant_a):
     st = client.app[STORAGE]
-    st._db.execute("CREATE TRIGGER boom BEFORE INSERT ON devices WHEN NEW.serial_number = 'B2' "
-                   "BEGIN SELECT RAISE(ABORT, 'boom'); END")
+    fail_inserts(st._db, "devices", "boom", "NEW.serial_number = 'B2'")
     rows = [{"serial_number": f"B{i}"} for i in range(4)]
     r = await client.post("/v1/devices/bulk", json={"devices": rows}, headers=tenant_a.headers)
     assert r.status >= 400
     assert st.list_devices(tenant_a.id) == []      # nothing half-created
+
+
+async def test_bulk_row_naming_unknown_fields_with_control_characters_is_refused_and_audited_escaped(client, tenant_a):
+    # the names are echoed escaped: a NUL or an escape sequence never reaches the audit trail (nor PostgreSQL's TEXT,
+    # which cannot hold a NUL)
+    rows = [{"serial_number": "B0", "a\x00b": 1, "\x1b[2J": 2}, {"serial_number": "B1", "metadata": {"gr\x00up": "g"}}]
+    r = await client.post("/v1/devices/bulk", json={"devices": rows}, headers=tenant_a.headers)
+    out = await r.json()
+    assert r.status == 200 and out["summary"] == {"requested": 2, "created": 0, "failed": 2}
+    assert [x["message"] for x in out["results"]] == ["unknown fields: '\\x1b[2J', 'a\\x00b'",
+                                                      "unknown metadata fields: 'gr\\x00up'"]
+    r = await client.get("/v1/audit", headers=tenant_a.headers)
+    assert [e["reason"] for e in (await r.json())["entries"] if e["action"] == "device.provision"] == [
+        "row 1: unknown metadata fields: 'gr\\x00up'", "row 0: unknown fields: '\\x1b[2J', 'a\\x00b'"]   # newest first
 
 
 @pytest.mark.parametrize("body", [{"devices": []}, {"devices": "x"}, {"rows": []},

@@ -13,13 +13,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.support import KEK, T0
+from tests.support import KEK, T0, app_storage
 from tests.verifier.conftest import Tenant
 from verifier.app import start_server
 from verifier.appkeys import CORE, STORAGE
 from verifier.registry.audit import RefusalSummary, prune
 from verifier.config import Config
-from verifier.store import SQLiteStorage
 
 DAY = 86400
 
@@ -62,6 +61,7 @@ def junk(i, device, rand):
     return rand(n + (n >= 20))               # 13 to 19 or 21 to 30 bytes
 
 
+@pytest.mark.sqlite_only   # measures the growth of the SQLite file and its WAL
 async def test_100k_junk_datagrams_never_grow_the_database_past_1mb(tmp_path, clock):
     path = tmp_path / "janua.db"
     cfg = Config(db_path=str(path), kek=KEK, clock=clock, http_port=0, udp_port=0, dtls_port=None)
@@ -222,8 +222,11 @@ async def test_open_summaries_are_written_when_the_verifier_stops(tmp_path, cloc
     handle = await start_server(cfg)
     handle.core.handle(bytes(20), ("198.51.100.7", 9), clock(), "udp")       # an unknown id
     await handle.close()
-    with sqlite3.connect(cfg.db_path) as db:
-        rows = db.execute("SELECT kind, result, source FROM audit WHERE action = 'binauth'").fetchall()
+    st = app_storage(cfg.db_path)
+    try:
+        rows = [tuple(r) for r in st._db.execute("SELECT kind, result, source FROM audit WHERE action = 'binauth'")]
+    finally:
+        st.close()
     assert rows == [("summary", "UNKNOWN_DEVICE", "198.51.100.7:9")]
 
 
@@ -289,7 +292,7 @@ async def test_audit_retention_outside_its_range_is_refused(client, clock, polic
 
 async def test_the_verifier_prunes_expired_rows_by_itself(tmp_path, clock):
     path = str(tmp_path / "janua.db")
-    st = SQLiteStorage(path)
+    st = app_storage(path)
     st.add_audit(rows_at(None, [T0] * 10 + [T0 + 99 * DAY]))
     st.close()
     clock.advance(100 * DAY)

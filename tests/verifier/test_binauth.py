@@ -5,6 +5,7 @@ import asyncio
 
 import pytest
 
+from tests.support import fail_inserts, stop_failing
 from verifier.registry import core as registry
 from verifier.appkeys import STORAGE
 from verifier.binauth.core import (LOCKED_OUT, MALFORMED, NOT_ACTIVE, OK, RATE_LIMITED, REPLAY,
@@ -258,7 +259,7 @@ async def test_ok_not_sent_when_state_not_durable(server, tenant, clock, driver)
     """If the accepted timestamp cannot be written, no OK goes out, and the request is not burnt."""
     dev = tenant.device()
     st = server.app[STORAGE]
-    st._db.execute("CREATE TRIGGER fail BEFORE INSERT ON auth_state BEGIN SELECT RAISE(ABORT, 'disk'); END")
+    fail_inserts(st._db, "auth_state", "disk")
     req = dev.request(clock())
     if driver == "core":
         with pytest.raises(StorageError):
@@ -271,5 +272,5 @@ async def test_ok_not_sent_when_state_not_durable(server, tenant, clock, driver)
         server._udp.sendto(bytes(20))            # a probe in the same or the next batch
         first = await asyncio.wait_for(server._proto.replies.get(), 5)
         assert first == unauthenticated_reply(UNKNOWN_DEVICE)   # the OK was withheld
-    st._db.execute("DROP TRIGGER fail")
+    stop_failing(st._db, "auth_state", "disk")
     assert_authenticated(dev, req, await send(server, driver, req), OK)

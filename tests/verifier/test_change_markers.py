@@ -4,6 +4,9 @@ version 1 file, and the snapshot's queries going by the (tenant_id, changed_seq)
 
 import sqlite3
 
+import pytest
+
+from tests.support import app_storage
 from verifier.registry.store import CHANGED_DEVICES, DELETED_DEVICES
 from verifier.store import SQLiteStorage
 
@@ -17,7 +20,7 @@ def _row(n, tenant_id=T):
 
 
 def _store(tmp_path, n=0, tenants=(T,)):
-    st = SQLiteStorage(str(tmp_path / "r.db"))
+    st = app_storage(tmp_path / "r.db")          # PostgreSQL's triggers under JANUA_TEST_BACKEND=postgresql
     for t in tenants:
         st.create_tenant(t, t, 1, {})
     if n:
@@ -76,6 +79,7 @@ def test_changes_are_the_tenants_only_and_paged_in_marker_order(tmp_path):
     assert _marks(st, "ten_2") == ([(2, "active", 2)], 5)
 
 
+@pytest.mark.sqlite_only   # SQLite's query plans
 def test_the_snapshot_queries_use_the_index(tmp_path):
     st = _store(tmp_path, 200)
     st._db.execute("ANALYZE")
@@ -86,6 +90,7 @@ def test_the_snapshot_queries_use_the_index(tmp_path):
                      ["SEARCH device_tombstones USING PRIMARY KEY (tenant_id=? AND seq>? AND seq<?)"]]
 
 
+@pytest.mark.sqlite_only   # counts SQLite VM instructions
 def test_three_changes_among_20000_devices_are_read_without_visiting_the_others(tmp_path):
     st = _store(tmp_path, 20_000)
     for n in (7, 9_000, 19_999):
@@ -103,6 +108,7 @@ def test_three_changes_among_20000_devices_are_read_without_visiting_the_others(
     assert len(steps) < 1_000        # a scan of the tenant's 20,000 devices takes well over 20,000
 
 
+@pytest.mark.sqlite_only   # a SQLite file of version 1
 def test_a_version_1_file_gets_markers_1_to_n_in_id_order(tmp_path):
     st = _store(tmp_path, 0)
     st.insert_devices([_row(3), _row(1), _row(2)])

@@ -185,7 +185,7 @@ def validate_metadata(doc, base=None):
         raise ValidationError("metadata must be an object")
     unknown = set(doc) - set(METADATA_FIELDS)
     if unknown:
-        raise ValidationError(f"unknown metadata fields: {', '.join(sorted(unknown))}")
+        raise ValidationError(f"unknown metadata fields: {', '.join(map(repr, sorted(unknown)))}")
     out = dict(base) if base else {"capabilities": [], "tags": []}
     for k, v in doc.items():
         if k in ("capabilities", "tags"):
@@ -207,7 +207,7 @@ def validate_new_device(row):
         raise ValidationError("each device must be an object")
     unknown = row.keys() - _NEW_DEVICE_FIELDS
     if unknown:
-        raise ValidationError(f"unknown fields: {', '.join(sorted(unknown))}")
+        raise ValidationError(f"unknown fields: {', '.join(map(repr, sorted(unknown)))}")
     get = row.get
     ctype = get("credential_type", "symmetric")
     if ctype not in CREDENTIAL_TYPES:

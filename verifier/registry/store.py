@@ -236,6 +236,10 @@ class SQLiteRegistryStorage(SQLiteTransactions, RegistryStorage):
     # The schema version a file is brought to (PRAGMA user_version; verifier/store.py sets the composed one). A
     # file of a higher version was written by a newer janua, whose columns this one does not know: refused.
     SCHEMA_VERSION = 0
+    # list_devices' filters on the metadata JSON (SQLite's JSON functions; verifier/registry/store_pg.py has
+    # PostgreSQL's)
+    DEVICE_GROUP_SQL = "json_extract(d.metadata, '$.group') = ?"
+    DEVICE_TAG_SQL = "EXISTS (SELECT 1 FROM json_each(d.metadata, '$.tags') WHERE value = ?)"
 
     def __init__(self, path):
         try:
@@ -384,10 +388,9 @@ class SQLiteRegistryStorage(SQLiteTransactions, RegistryStorage):
         if status is not None:
             q.append("AND d.status = ?"); args.append(status)
         if group is not None:
-            q.append("AND json_extract(d.metadata, '$.group') = ?"); args.append(group)
+            q.append("AND " + self.DEVICE_GROUP_SQL); args.append(group)
         if tag is not None:
-            q.append("AND EXISTS (SELECT 1 FROM json_each(d.metadata, '$.tags') WHERE value = ?)")
-            args.append(tag)
+            q.append("AND " + self.DEVICE_TAG_SQL); args.append(tag)
         if after is not None:
             q.append("AND d.id > ?"); args.append(after)
         q.append("ORDER BY d.id LIMIT ?"); args.append(limit)
