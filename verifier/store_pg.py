@@ -18,7 +18,7 @@ from verifier.alerts.store_pg import PGAlertsStorage
 from verifier.errors import StorageError
 from verifier.fleet.store_pg import PG_FLEET_INDEXES, PGFleetStorage
 from verifier.ota.store_pg import PG_OTA_SCRIPT, PGOTAStorage
-from verifier.registry.limits import MemoryLimitStore
+from verifier.registry.limits_pg import PG_LIMITS_SCRIPT, PGLimitStore
 from verifier.registry.store import AUDIT_COLUMNS, audit_rows_full
 from verifier.dburl import redact_url
 from verifier.registry.store_pg import PG_CHANGE_TRIGGERS, PGRegistryStorage
@@ -49,7 +49,7 @@ class PGStorage(PGRegistryStorage, PGOTAStorage, PGFleetStorage, PGAlertsStorage
         except pgconn.DatabaseError as e:
             raise StorageError(f"cannot open database {redact_url(url)}: {e}") from e
         self._depth = 0
-        self.limits = MemoryLimitStore()
+        self.limits = PGLimitStore(url, self)
         try:
             self._db.executescript("CREATE TABLE IF NOT EXISTS janua_schema (id INTEGER PRIMARY KEY CHECK (id = 0), "
                                    "version INTEGER NOT NULL)")
@@ -74,7 +74,11 @@ class PGStorage(PGRegistryStorage, PGOTAStorage, PGFleetStorage, PGAlertsStorage
 
     PG_INDEXES = tuple(s for s in SQLiteStorage.INDEXES if "CREATE TRIGGER" not in s)
     # PostgreSQL text sent as is after PG_INDEXES (translate_ddl does not apply)
-    PG_SCRIPTS = (PG_CHANGE_TRIGGERS, PG_FLEET_INDEXES, PG_OTA_SCRIPT)
+    PG_SCRIPTS = (PG_CHANGE_TRIGGERS, PG_FLEET_INDEXES, PG_OTA_SCRIPT, PG_LIMITS_SCRIPT)
+
+    def close(self):
+        self.limits.close()
+        self._db.close()
 
     def _run_script(self, script):
         for stmt in _statements(script):

@@ -79,13 +79,16 @@ class AuthBatcher:
         try:
             while self._pending:
                 group, self._pending = self._pending, []
-                ids = {bytes(d[:8]) for g in group for d, _ in g[0] if len(d) >= REQUEST_LEN}
-                ids.update(bytes(it[0][:8]) for g in group for it in g[2] if len(it[0]) >= REQUEST_LEN)
+                # (device id, source host) of every request: the devices to load, the lockout state to read
+                pairs = [(bytes(d[:8]), a[0]) for g in group for d, a in g[0] if len(d) >= REQUEST_LEN]
+                pairs += [(bytes(it[0][:8]), it[1][0] if type(it[1]) is tuple else it[1])
+                          for g in group for it in g[2] if len(it[0]) >= REQUEST_LEN]
+                ids = {p[0] for p in pairs}
+                now = self._clock()
                 try:
-                    await core.prefetch(ids)
+                    await core.prefetch(ids, pairs, now)
                 except Exception:
                     log.exception("binauth: could not load %d devices; their requests are decided one by one", len(ids))
-                now = self._clock()
                 decided = [self._decide(g[0], g[2], now) for g in group]
                 durable, lost = True, None
                 try:
@@ -122,10 +125,12 @@ class AuthBatcher:
                             if r[0] == OK and bytes(it[0][:8]) in lost else r for it, r in zip(queued, http_replies)]
         metrics = self._metrics
         metrics.batches += 1
+        withheld = core.withheld       # what a batch that could not be written does not send (OK; SIGNATURE too
+                                       # when lockouts are shared: the guess went uncounted)
         if datagrams:
             send = udp.sendto
             for (data, addr), reply in zip(datagrams, replies):
-                if reply[0] == OK and not durable:
+                if not durable and reply[0] in withheld:
                     continue
                 # a datagram of the wrong length never gets more bytes back than it had (no amplification);
                 # a request with a health report (31..156 bytes) always passes: replies are 13 or 25 bytes
@@ -134,7 +139,7 @@ class AuthBatcher:
         for (data, source, transport, fut, _, _), reply in zip(queued, http_replies):
             if fut.done():
                 continue
-            if reply[0] == OK and not durable:
+            if not durable and reply[0] in withheld:
                 fut.set_exception(RuntimeError("binauth state could not be persisted"))
             else:
                 fut.set_result(reply)

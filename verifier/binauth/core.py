@@ -125,6 +125,10 @@ class BinAuthCore:
         self._absent = frozenset()       # ids the last prefetch() found in no registry row: _load asks no query
         # a storage that writes (and loads) asynchronously: the batcher then awaits flush_async() and prefetch()
         self.async_storage = bool(getattr(storage, "async_auth", False))
+        # lockouts shared between instances (verifier.registry.limits_pg): batches begin and commit there too, and
+        # a batch whose state could not be written sends neither its OKs nor its SIGNATUREs (an uncounted guess)
+        self.shared_limits = self.async_storage and bool(getattr(storage.limits, "shared", False))
+        self.withheld = (OK, SIGNATURE) if self.shared_limits else (OK,)
         self._policies = {}     # tenant id -> Policy
         self._accepted = []     # (last_ts, now, device_id) waiting for flush()
         self._activated = []    # (now, device_id)
@@ -163,10 +167,18 @@ class BinAuthCore:
             return None
         return self._state(device_id, self._storage.get_device(device_id))
 
-    async def prefetch(self, device_ids):
+    async def prefetch(self, device_ids, requests=(), now=0.0):
         """Load the devices of `device_ids` not in the cache with one awaited query (async storages), so the
         batch decided next reads no row on the event loop; an id without a row is remembered as absent until the
-        next prefetch."""
+        next prefetch. With lockouts shared between instances (verifier.registry.limits_pg), also begin the batch
+        there: `requests` are its (device id, source host) pairs, `now` the time it is decided at."""
+        try:
+            await self._prefetch_devices(device_ids)
+        finally:
+            if self.shared_limits:
+                await self._begin_limits(device_ids, requests, now)
+
+    async def _prefetch_devices(self, device_ids):
         missing = [d for d in device_ids if d not in self._cache]
         self._absent = frozenset()
         if not missing:
@@ -177,6 +189,34 @@ class BinAuthCore:
             if dev is not None and did not in self._cache:
                 self._state(did, dev)
         self._absent = frozenset(d for d in missing if d not in rows)
+
+    async def _begin_limits(self, device_ids, requests, now):
+        # the budget tokens this batch may need: one per request from a host not trusted for its device (at most
+        # the budget's capacity per device), taken in the database before any tag is checked
+        limits, tnow, wants = self._limits, int(now), {}
+        try:
+            await limits.load_trusted_async("binauth", device_ids)
+            untrusted = []
+            for did, host in requests:
+                st = self._cache.get(did)
+                if st is None:
+                    continue
+                pol = self._policies.get(st.tenant_id) or self._policy(st.tenant_id)
+                if pol.lockout_s > 0 and not limits.trusted_here(("binauth", did), host, tnow):
+                    untrusted.append((did, host, pol))
+            if untrusted:         # another instance may have trusted them since: read again before charging
+                await limits.load_trusted_async("binauth", {u[0] for u in untrusted}, again=True)
+            for did, host, pol in untrusted:
+                if limits.trusted_here(("binauth", did), host, tnow):
+                    continue
+                n = wants[did][0] if did in wants else 0
+                if n < pol.lockout_failures:
+                    wants[did] = (n + 1, pol.lockout_failures, pol.lockout_failures / pol.lockout_s)
+        except Exception:
+            log.exception("binauth: could not prepare the lockout state of a batch; it is decided closed")
+            limits.begin_closed("binauth", now)
+            return
+        await limits.begin_async("binauth", device_ids, wants, now)
 
     def _state(self, device_id, dev):
         if dev is None:
@@ -331,16 +371,19 @@ class BinAuthCore:
         return self._storage.record_auth(accepted, activated, audit)
 
     async def flush_async(self):
-        """flush() on an async storage (record_auth_async): the same, awaited."""
+        """flush() on an async storage (record_auth_async): the same, awaited; then the batch's lockout state
+        (shared limits), whose failure also withholds the batch's replies."""
         work = self._take()
-        if work is None:
-            return {}
         try:
-            lost = await self._storage.record_auth_async(*work)
+            lost = await self._storage.record_auth_async(*work) if work is not None else set()
+            if self.shared_limits:
+                await self._limits.commit_async()
         except BaseException:
+            if self.shared_limits:
+                self._limits.abandon()
             self.forget_all()
             raise
-        return self._settle(lost)
+        return self._settle(lost) if work is not None else {}
 
     def _take(self):
         # what flush() writes: (accepted, activated, audit rows), or None for nothing
