@@ -115,7 +115,7 @@ def create_app(config):
 async def _storage_ctx(app):
     config = app[CONFIG]
     storage = open_storage(config.db_path)
-    if getattr(storage, "async_auth", False):     # PostgreSQL: the auth path's own async connection
+    if getattr(storage, "async_auth", False):     # PostgreSQL: the auth path's own thread and connection
         await storage.aopen()
     core = BinAuthCore(storage, app[SEALER], config.source_capacity, config.source_refill_per_s,
                        cache_devices=config.auth_cache_devices)

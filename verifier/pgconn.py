@@ -230,45 +230,10 @@ class PGConnection:
         except psycopg.Error as e:
             raise _wrap(e) from e
 
+    @property
+    def lost(self):
+        """True once the connection is closed or broken (the server went away): open a new one."""
+        return self._conn.closed or self._conn.broken
+
     def close(self):
         self._conn.close()
-
-
-class AsyncPGConnection:
-    """The async twin of PGConnection for the auth path (psycopg.AsyncConnection, autocommit, the same
-    translation, rows and errors). `execute` returns the result rows (a list; empty for a statement without)."""
-
-    def __init__(self, conn):
-        self._conn = conn
-
-    @classmethod
-    async def connect(cls, url):
-        try:
-            conn = await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=_row_factory)
-        except psycopg.Error as e:
-            raise _wrap(e) from e
-        conn.adapters.register_loader("numeric", _NumericLoader)
-        return cls(conn)
-
-    async def execute(self, sql, args=()):
-        stmt = translate(sql)
-        try:
-            async with self._conn.cursor() as cur:
-                if stmt is _BEGIN_WRITER:
-                    for part in stmt:
-                        await cur.execute(part)
-                    return []
-                await cur.execute(stmt, _args(args))
-                return await cur.fetchall() if cur.description is not None else []
-        except psycopg.Error as e:
-            raise _wrap(e) from e
-
-    async def executemany(self, sql, rows):
-        try:
-            async with self._conn.cursor() as cur:
-                await cur.executemany(translate(sql), [_args(r) for r in rows])
-        except psycopg.Error as e:
-            raise _wrap(e) from e
-
-    async def close(self):
-        await self._conn.close()

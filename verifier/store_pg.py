@@ -1,17 +1,20 @@
-"""The verifier's store on PostgreSQL (issue #15, in progress; docs/architecture.md "PostgreSQL"): the same
-feature stores as verifier.store.SQLiteStorage, on a verifier.pgconn.PGConnection instead of a sqlite3
-connection, with PostgreSQL parts where the dialects differ.
+"""The verifier's store on PostgreSQL (issue #15; docs/architecture.md "PostgreSQL", docs/operations.md 5b): the
+same feature stores as verifier.store.SQLiteStorage, on a verifier.pgconn.PGConnection instead of a sqlite3
+connection, with PostgreSQL parts where the dialects differ. verifier.storage.open_storage chooses it for a
+postgresql:// URL.
 
 What it has: the schemas (translated by pgconn.translate_ddl), the column migrations (read from
 information_schema instead of PRAGMA table_info), the schema version in a table of its own (`janua_schema`,
-the PRAGMA user_version of SQLite files), the features' PostgreSQL scripts (PG_SCRIPTS: the registry's change-marker
-triggers, the fleet triggers and one-off build, verifier/<feature>/store_pg.py), and every store method whose SQL means the same on both. What it does
-not have yet: the methods that use SQLite's JSON functions or lastrowid, shared rate limits and lockouts, and cache invalidation between instances. `open_storage` in verifier.store does not choose
-it yet: only tests use it.
+the PRAGMA user_version of SQLite files), the features' PostgreSQL scripts (PG_SCRIPTS: the registry's
+change-marker triggers, the fleet triggers and one-off build, the shared lockout tables; verifier/<feature>/
+store_pg.py), the lockouts shared between instances (verifier.registry.limits_pg), and every store method whose
+SQL means the same on both. Rate limits stay in each instance's memory (docs/protocol.md 3.4).
 """
 
+import asyncio
 import re
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 
 from verifier import pgconn
 from verifier.alerts.store_pg import PGAlertsStorage
@@ -111,21 +114,90 @@ class PGStorage(PGRegistryStorage, PGOTAStorage, PGFleetStorage, PGAlertsStorage
         two instances at once is accepted at most once. The transaction takes the writer lock shared: auth batches
         of all instances run side by side, and wait only for an exclusive writer (BEGIN IMMEDIATE: an admin
         change that checks and then writes)."""
+        outer = self._depth == 0
+        self._depth += 1
         try:
-            return self._record_auth_pg(accepted, activated, audit_rows, seen)
+            return _record_auth_on(self._db, outer, accepted, activated, audit_rows, seen)
+        finally:
+            self._depth -= 1
+
+    # ---------------------------------------------------------------- the auth path, off the event loop
+    # The batches of binary auth (verifier/binauth/batch.py) are written by one thread of their own on a connection of
+    # their own, and the event loop awaits them. Why a thread and not psycopg's AsyncConnection: the admin routes and
+    # the other features still call the store synchronously on the event loop, and one of them waiting for a lock
+    # (BEGIN IMMEDIATE's writer lock, a row) held by an auth transaction that only the event loop could finish would
+    # wait forever. The thread finishes its transaction on its own, so such a wait is as short as the transaction.
+    async_auth = True          # the batcher awaits record_auth_async and load_devices_async (verifier/binauth)
+    _auth_thread = None
+    _auth_db = None
+
+    @property
+    def url(self):
+        return self._url
+
+    async def aopen(self):
+        """The auth path's thread and connection; the app opens them at start (verifier/app.py)."""
+        if self._auth_thread is None:
+            self._auth_thread = ThreadPoolExecutor(1, thread_name_prefix="janua-auth-db")
+        if self._auth_db is None:
+            try:
+                self._auth_db = await asyncio.get_running_loop().run_in_executor(
+                    self._auth_thread, pgconn.PGConnection, self._url)
+            except sqlite3.Error as e:
+                raise StorageError(f"cannot open database {redact_url(self._url)}: {e}") from e
+
+    async def aclose(self):
+        db, self._auth_db = self._auth_db, None
+        pool, self._auth_thread = self._auth_thread, None
+        if pool is not None:
+            if db is not None:
+                await asyncio.get_running_loop().run_in_executor(pool, db.close)
+            pool.shutdown(wait=False)
+
+    async def in_auth_thread(self, fn, *args):
+        """fn(connection, *args) on the auth path's thread and connection; awaited. A lost connection is opened
+        again by the next call."""
+        await self.aopen()
+        db = self._auth_db
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._auth_thread, fn, db, *args)
+        finally:
+            if db.lost and self._auth_db is db:
+                self._auth_db = None
+                self._auth_thread.submit(db.close)
+
+    async def record_auth_async(self, accepted, activated, audit_rows, seen=()):
+        """record_auth, in the auth path's thread: the event loop goes on while the batch is written."""
+        try:
+            return await self.in_auth_thread(_record_auth_on, True, accepted, activated, audit_rows, seen)
+        except StorageError:
+            raise
         except sqlite3.Error as e:
             raise StorageError(f"could not persist auth state: {e}") from e
 
-    def _record_auth_pg(self, accepted, activated, audit_rows, seen):
-        db = self._db
-        outer = self._depth == 0
+    async def load_devices_async(self, device_ids):
+        """{device id: the device as get_device gives it} of those of `device_ids` that exist, in one query."""
+        try:
+            rows = await self.in_auth_thread(_fetch, DEVICES_BY_ID, (list(device_ids),))
+        except sqlite3.Error as e:
+            raise StorageError(f"could not load devices: {e}") from e
+        return {bytes(r["id"]): self._device(r) for r in rows}
+
+
+def _fetch(db, sql, args):
+    return db.execute(sql, args).fetchall()
+
+
+def _record_auth_on(db, outer, accepted, activated, audit_rows, seen):
+    """One auth batch's statements on `db` (its own transaction when `outer`); returns the devices that lost."""
+    try:
         if outer:
             db.execute("BEGIN")
             db.execute(SHARED_LOCK)
-        self._depth += 1
         try:
             steps = _auth_steps(accepted, activated, audit_rows, seen)
             step = next(steps, None)
+            lost = set()
             try:
                 while step is not None:
                     many, sql, args = step
@@ -136,70 +208,15 @@ class PGStorage(PGRegistryStorage, PGOTAStorage, PGFleetStorage, PGAlertsStorage
                         step = steps.send(db.execute(sql, args).fetchall())
             except StopIteration as done:
                 lost = done.value
-            else:
-                lost = set()
         except BaseException:
-            self._depth -= 1
             if outer:
                 db.execute("ROLLBACK")
             raise
-        self._depth -= 1
         if outer:
             db.execute("COMMIT")
         return lost
-
-    # ---------------------------------------------------------------- the async side of the auth path
-    async_auth = True          # the batcher awaits record_auth_async and load_devices_async (verifier/binauth)
-    _adb = None
-
-    @property
-    def url(self):
-        return self._url
-
-    async def aopen(self):
-        """The async connection of the auth path; the app opens it at start (verifier/app.py)."""
-        if self._adb is None:
-            self._adb = await pgconn.AsyncPGConnection.connect(self._url)
-
-    async def aclose(self):
-        if self._adb is not None:
-            adb, self._adb = self._adb, None
-            await adb.close()
-
-    async def record_auth_async(self, accepted, activated, audit_rows, seen=()):
-        """record_auth, on the async connection: the event loop goes on while the batch is written."""
-        await self.aopen()
-        adb = self._adb
-        try:
-            await adb.execute("BEGIN")
-            try:
-                await adb.execute(SHARED_LOCK)
-                steps = _auth_steps(accepted, activated, audit_rows, seen)
-                step = next(steps, None)
-                lost = set()
-                try:
-                    while step is not None:
-                        many, sql, args = step
-                        if many:
-                            await adb.executemany(sql, args)
-                            step = steps.send(None)
-                        else:
-                            step = steps.send(await adb.execute(sql, args))
-                except StopIteration as done:
-                    lost = done.value
-            except BaseException:
-                await adb.execute("ROLLBACK")
-                raise
-            await adb.execute("COMMIT")
-        except sqlite3.Error as e:
-            raise StorageError(f"could not persist auth state: {e}") from e
-        return lost
-
-    async def load_devices_async(self, device_ids):
-        """{device id: the device as get_device gives it} of those of `device_ids` that exist, in one query."""
-        await self.aopen()
-        rows = await self._adb.execute(DEVICES_BY_ID, (list(device_ids),))
-        return {bytes(r["id"]): self._device(r) for r in rows}
+    except sqlite3.Error as e:
+        raise StorageError(f"could not persist auth state: {e}") from e
 
 
 SHARED_LOCK = f"SELECT pg_advisory_xact_lock_shared({pgconn.WRITER_LOCK})"

@@ -112,3 +112,21 @@ def test_the_lockout_starts_at_the_fifth_failure(pg_url, count, expect):
         assert lx.locked(did, "192.0.2.5", T0 + 1) is expect
     finally:
         one.close()
+
+
+async def test_a_batch_whose_lockout_state_cannot_be_written_sends_no_answer(pair, clock, monkeypatch):
+    (a, _), _ = pair
+    d, = devices(a, clock)
+    assert (await a.send("http", d.request(T0)))[0] == OK
+    import verifier.registry.limits_pg as limits_pg
+
+    def refuse(*args):
+        raise limits_pg.StorageError("lockout state: the database is gone")
+    monkeypatch.setattr(limits_pg, "_commit", refuse)
+    await a.send("http", forged(d, T0 + 1))
+    assert a.last_http_status == 500          # a SIGNATURE that went uncounted is not sent
+    # an OK from a host trusted long enough changes no lockout state: nothing to write, it goes out
+    assert (await a.send("http", d.request(T0 + 2)))[0] == OK
+    monkeypatch.undo()
+    assert (await a.send("http", d.request(T0 + 3)))[0] == OK
+    assert (await a.send("http", forged(d, T0 + 4)))[0] == SIGNATURE

@@ -11,7 +11,7 @@ secret.
 Two ways in:
 - *Direct* (DTLS handshakes, MQTT/http-basic, BinAuthCore.handle): each call is one statement on a connection of
   its own, atomic in the database. A budget token is taken in the database before the secret is checked.
-- *Batch* (binary auth's group commit on the async connection, verifier/binauth/batch.py): `begin_async()` runs
+- *Batch* (binary auth's group commit, in the auth path's thread: PGStorage.in_auth_thread, verifier/binauth/batch.py): `begin_async()` runs
   before a batch is decided. It loads the trusted hosts of devices not seen yet, takes in one statement the budget
   tokens the batch's requests from untrusted hosts may need (so the budget is exact across instances: a token is
   the database's before any tag is checked), and reads the failure rows of the batch's devices. The batch is
@@ -109,7 +109,7 @@ class PGLimitStore(MemoryLimitStore):
     def __init__(self, url, storage):
         super().__init__()
         self._url = url
-        self._storage = storage    # its async connection carries the batches (PGStorage.aopen)
+        self._storage = storage    # its auth thread carries the batches (PGStorage.in_auth_thread)
         self._db = None            # the direct calls' own connection (opened at the first)
         self._trust_loaded = set()  # (scope, device id) whose trusted hosts were read from the database
         self._batch = None         # the batch being decided (begin_async .. commit_async), else None
@@ -222,10 +222,6 @@ class PGLimitStore(MemoryLimitStore):
                 hosts[host] = [at, ttl_s]
 
     # ------------------------------------------------------------------ binary auth's batches
-    async def _adb(self):
-        await self._storage.aopen()
-        return self._storage._adb
-
     def trusted_here(self, key, host, now):
         """trusted() as this instance knows it, without asking the database."""
         return MemoryLimitStore.trusted(self, key, host, now)
@@ -233,10 +229,10 @@ class PGLimitStore(MemoryLimitStore):
     async def load_trusted_async(self, scope, device_ids, again=False):
         """Read the trusted hosts of those of `device_ids` not read yet (all of them: `again`), before a batch's
         wants are computed."""
-        adb = await self._adb()
         ids = sorted({bytes(d) for d in device_ids if again or (scope, bytes(d)) not in self._trust_loaded})
         if ids:
-            self._load_trusted(scope, await adb.execute(_TRUSTED_OF, (scope, ids)), ids)
+            rows = await self._storage.in_auth_thread(_rows, _TRUSTED_OF, (scope, ids))
+            self._load_trusted(scope, rows, ids)
 
     def begin_closed(self, scope, now):
         """Begin a batch that nothing could be prepared for: no budget token, and its commit fails."""
@@ -246,24 +242,18 @@ class PGLimitStore(MemoryLimitStore):
     async def begin_async(self, scope, device_ids, wants, now):
         """Start deciding a batch of `scope`: take the budget tokens of `wants` ({device id: (n, capacity,
         refill_per_s)}) and read the failure rows of `device_ids`. Decided closed if the database refuses."""
-        b = self._batch = _Batch(scope, now)
+        b = _Batch(scope, now)
         try:
-            adb = await self._adb()
-            if wants:
-                ids = sorted(wants)
-                caps = [float(wants[d][1]) for d in ids]
-                rates = [float(wants[d][2]) for d in ids]
-                await adb.execute(_BUDGET_ROWS, (scope, now, ids, caps, rates))
-                for did, granted in await adb.execute(_GRANT, (now, now, now, now, ids,
-                                                               [wants[d][0] for d in ids], caps, rates, scope)):
-                    b.grants[bytes(did)] = granted
-            failures = b.view._failures
-            for did, host, count, until, last, lockout_s in await adb.execute(_FAILURES_OF, (scope, sorted(device_ids))):
-                failures[(scope, bytes(did), host)] = [count, until, last, lockout_s]
-        except sqlite3.Error as e:
-            b.grants.clear()
+            granted, failures = await self._storage.in_auth_thread(_begin, scope, sorted(device_ids), wants, now)
+        except (sqlite3.Error, StorageError) as e:
+            # tokens granted but not received stay taken: the budget errs on the safe side
             b.error = StorageError(f"lockout state: {e}")
-            # granted tokens we cannot account for stay taken: the budget errs on the safe side
+            granted, failures = {}, ()
+        b.grants = granted
+        view = b.view._failures
+        for did, host, count, until, last, lockout_s in failures:
+            view[(scope, bytes(did), host)] = [count, until, last, lockout_s]
+        self._batch = b
 
     async def commit_async(self):
         """Write what the batch begun last changed; raises StorageError if it could not (or could not begin)."""
@@ -272,29 +262,14 @@ class PGLimitStore(MemoryLimitStore):
             return
         if b.error is not None:
             raise b.error
-        try:
-            adb = await self._adb()
-            if b.reset:
-                keys = sorted(b.reset)
-                await adb.execute(_RESET, ([k[0] for k in keys], [k[1] for k in keys], b.scope))
-            if b.failed:
-                keys = sorted(b.failed)
-                j = [b.failed[k] for k in keys]
-                await adb.execute(_FAIL, (b.scope, [k[0] for k in keys], [k[1] for k in keys], [x[0] for x in j],
-                                          [x[1] for x in j], [x[2] for x in j], [x[3] for x in j]))
-            back = {d: b.given.get(d, 0) + left for d, left in b.grants.items()}
-            back = {d: n for d, n in back.items() if n > 0}
-            if back:
-                ids = sorted(back)
-                await adb.execute(_GIVE, (b.now, b.now, ids, [back[d] for d in ids], b.scope))
-            if b.trusted:
-                keys = sorted(b.trusted)
-                await adb.execute(_TRUST, (b.scope, [k[0] for k in keys], [k[1] for k in keys],
-                                           [b.trusted[k][0] for k in keys], [b.trusted[k][1] for k in keys]))
-                await adb.execute(_TRUST_PRUNE, (b.scope, sorted({k[0] for k in keys}),
-                                                 max(v[2] for v in b.trusted.values())))
-        except sqlite3.Error as e:
-            raise StorageError(f"lockout state: {e}") from e
+        back = {d: b.given.get(d, 0) + left for d, left in b.grants.items()}
+        work = (sorted(b.reset), sorted(b.failed.items()), sorted((d, n) for d, n in back.items() if n > 0),
+                sorted(b.trusted.items()))
+        if any(work):
+            try:
+                await self._storage.in_auth_thread(_commit, b.scope, b.now, *work)
+            except sqlite3.Error as e:
+                raise StorageError(f"lockout state: {e}") from e
 
     def abandon(self):
         """Forget the batch begun last without writing it (its decisions are not sent)."""
@@ -313,3 +288,36 @@ class _Batch:
         self.reset = set()                 # (device id, host) whose count an accepted request reset
         self.trusted = {}                  # (device id, host) -> (at, ttl_s, max_hosts)
         self.error = None
+
+
+def _rows(db, sql, args):
+    return db.execute(sql, args).fetchall()
+
+
+def _begin(db, scope, device_ids, wants, now):
+    # on the auth path's thread: the budget tokens of `wants`, then the failure rows of `device_ids`
+    granted = {}
+    if wants:
+        ids = sorted(wants)
+        caps = [float(wants[d][1]) for d in ids]
+        rates = [float(wants[d][2]) for d in ids]
+        db.execute(_BUDGET_ROWS, (scope, now, ids, caps, rates))
+        for did, n in db.execute(_GRANT, (now, now, now, now, ids, [wants[d][0] for d in ids], caps, rates,
+                                          scope)).fetchall():
+            granted[bytes(did)] = n
+    return granted, db.execute(_FAILURES_OF, (scope, device_ids)).fetchall()
+
+
+def _commit(db, scope, now, reset, failed, back, trusted):
+    # on the auth path's thread: what one batch changed (module docstring), one statement each
+    if reset:
+        db.execute(_RESET, ([k[0] for k in reset], [k[1] for k in reset], scope))
+    if failed:
+        db.execute(_FAIL, (scope, [k[0] for k, _ in failed], [k[1] for k, _ in failed], [j[0] for _, j in failed],
+                           [j[1] for _, j in failed], [j[2] for _, j in failed], [j[3] for _, j in failed]))
+    if back:
+        db.execute(_GIVE, (now, now, [d for d, _ in back], [n for _, n in back], scope))
+    if trusted:
+        db.execute(_TRUST, (scope, [k[0] for k, _ in trusted], [k[1] for k, _ in trusted],
+                            [v[0] for _, v in trusted], [v[1] for _, v in trusted]))
+        db.execute(_TRUST_PRUNE, (scope, sorted({k[0] for k, _ in trusted}), max(v[2] for _, v in trusted)))
