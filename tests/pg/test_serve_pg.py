@@ -1,7 +1,7 @@
 """`janua serve --db postgresql://...`: two real verifier processes sharing one database of the private cluster
 (tests/pgcluster.py). A device provisioned through one authenticates to both, alternately; one packet sent to both
 at once is accepted once; a suspension made through one is refused by the other; one instance killed under load
-leaves the other serving and no accepted packet accepted again. The tenant is made with `janua tenant create
+leaves the other serving and no accepted packet accepted again; failed tags sent to both lock the host out of both. The tenant is made with `janua tenant create
 --db URL`; the KEK is a 0600 file both instances are given."""
 
 import json
@@ -22,7 +22,7 @@ from tools.demo import SERVE_LINE
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-OK, NOT_ACTIVE, REPLAY = 0, 4, 5             # docs/protocol.md 3.3
+OK, SIGNATURE, NOT_ACTIVE, REPLAY, LOCKED_OUT = 0, 2, 4, 5, 7     # docs/protocol.md 3.3
 
 
 class Instance:
@@ -101,6 +101,21 @@ def test_two_serve_processes_share_one_registry(world):
             break
         time.sleep(0.01)
     assert got == NOT_ACTIVE and time.monotonic() - t0 < 5
+
+
+def test_failed_tags_sent_to_both_instances_lock_the_host_out_of_both(world):
+    a, b, token = world
+    d = device(a, token, "PG-L1")
+    now = int(time.time())
+    assert a.auth(d.request(now)) == OK
+    forged = []
+    for i in range(1, 6):
+        p = bytearray(d.request(now + i))
+        p[19] ^= 1
+        forged.append(bytes(p))
+    assert [inst.auth(p) for inst, p in zip((a, b, a, b, b), forged)] == [SIGNATURE] * 5
+    assert a.auth(d.request(now + 10)) == LOCKED_OUT          # 3 failures on a, 2 on b: the host is locked out
+    assert b.auth(d.request(now + 11)) == LOCKED_OUT
 
 
 def test_one_instance_killed_under_load_the_other_serves_and_no_packet_is_accepted_twice(world):

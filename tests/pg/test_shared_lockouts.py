@@ -130,3 +130,21 @@ async def test_a_batch_whose_lockout_state_cannot_be_written_sends_no_answer(pai
     monkeypatch.undo()
     assert (await a.send("http", d.request(T0 + 3)))[0] == OK
     assert (await a.send("http", forged(d, T0 + 4)))[0] == SIGNATURE
+
+
+def test_failure_rows_that_count_nothing_are_pruned(pg_url):
+    url = fresh_database(pg_url)
+    one = PGStorage(url)
+    try:
+        did, pol = bytes.fromhex("2122232425262728"), Policy()
+        lx = Lockout(one.limits, "mqtt")
+        lx.failed(did, "192.0.2.1", pol, T0)
+        for i in range(5):
+            lx.failed(did, "192.0.2.2", pol, T0 + 10)          # locked until T0 + 310
+        lx.failed(did, "192.0.2.3", pol, T0 + 100)
+        rows = lambda: sorted(r[0] for r in one._db.execute("SELECT host FROM limit_failures").fetchall())  # noqa: E731
+        assert rows() == ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+        lx.failed(did, "192.0.2.4", pol, T0 + 320)              # .1: no failure for 300 s; .2: its lockout is over
+        assert rows() == ["192.0.2.3", "192.0.2.4"]
+    finally:
+        one.close()

@@ -37,6 +37,7 @@ from verifier.registry.limits import MemoryLimitStore
 
 TRUST_REFRESH_S = 86400      # a trusted host's row is rewritten at most once a day (it is trusted for 30)
 TRUST_LOADED_MAX = 1_000_000
+PRUNE_S = 60
 
 PG_LIMITS_SCRIPT = """
 CREATE TABLE IF NOT EXISTS limit_failures (
@@ -83,6 +84,10 @@ _RESET = ("DELETE FROM limit_failures AS f USING unnest(?::bytea[], ?::text[]) A
           "WHERE f.scope = ? AND f.device_id = x.d AND f.host = x.h")
 _FAILURES_OF = ("SELECT device_id, host, count, locked_until, last_failure, lockout_s FROM limit_failures "
                 "WHERE scope = ? AND device_id = ANY(?::bytea[])")
+# failure rows that count nothing any more: their lockout is over, or they saw no failure for lockout_s (every
+# PRUNE_S, by whichever path writes failures: so junk traffic cannot grow the table without bound)
+_PRUNE = ("DELETE FROM limit_failures WHERE (locked_until <> 0 AND locked_until <= ?) OR "
+          "(locked_until = 0 AND last_failure + lockout_s <= ?)")
 _LOCKED = "SELECT locked_until FROM limit_failures WHERE scope = ? AND device_id = ? AND host = ?"
 _TRUST = ("INSERT INTO limit_trusted (scope, device_id, host, at, ttl_s) "
           "SELECT ?, x.d, x.h, x.at, x.ttl FROM unnest(?::bytea[], ?::text[], ?::bigint[], ?::bigint[]) AS x(d, h, at, ttl) "
@@ -113,6 +118,7 @@ class PGLimitStore(MemoryLimitStore):
         self._db = None            # the direct calls' own connection (opened at the first)
         self._trust_loaded = set()  # (scope, device id) whose trusted hosts were read from the database
         self._batch = None         # the batch being decided (begin_async .. commit_async), else None
+        self._pruned_at = None     # when failure rows were last pruned (None: not yet)
 
     def close(self):
         if self._db is not None:
@@ -173,7 +179,15 @@ class PGLimitStore(MemoryLimitStore):
             j[1:] = [now, lockout_s, threshold]
             return started
         rows = self._direct(_FAIL, (key[0], [bytes(key[1])], [key[2]], [1], [now], [lockout_s], [threshold]))
+        if self._prune_due(now):
+            self._direct(_PRUNE, (now, now))
         return bool(rows) and rows[0][2] == now + lockout_s
+
+    def _prune_due(self, now):
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_S:
+            return False
+        self._pruned_at = now
+        return True
 
     def succeed(self, key):
         b = self._batch
@@ -266,8 +280,9 @@ class PGLimitStore(MemoryLimitStore):
         work = (sorted(b.reset), sorted(b.failed.items()), sorted((d, n) for d, n in back.items() if n > 0),
                 sorted(b.trusted.items()))
         if any(work):
+            prune = bool(b.failed) and self._prune_due(int(b.now))
             try:
-                await self._storage.in_auth_thread(_commit, b.scope, b.now, *work)
+                await self._storage.in_auth_thread(_commit, b.scope, b.now, *work, prune)
             except sqlite3.Error as e:
                 raise StorageError(f"lockout state: {e}") from e
 
@@ -308,7 +323,7 @@ def _begin(db, scope, device_ids, wants, now):
     return granted, db.execute(_FAILURES_OF, (scope, device_ids)).fetchall()
 
 
-def _commit(db, scope, now, reset, failed, back, trusted):
+def _commit(db, scope, now, reset, failed, back, trusted, prune=False):
     # on the auth path's thread: what one batch changed (module docstring), one statement each
     if reset:
         db.execute(_RESET, ([k[0] for k in reset], [k[1] for k in reset], scope))
@@ -321,3 +336,5 @@ def _commit(db, scope, now, reset, failed, back, trusted):
         db.execute(_TRUST, (scope, [k[0] for k, _ in trusted], [k[1] for k, _ in trusted],
                             [v[0] for _, v in trusted], [v[1] for _, v in trusted]))
         db.execute(_TRUST_PRUNE, (scope, sorted({k[0] for k, _ in trusted}), max(v[2] for _, v in trusted)))
+    if prune:
+        db.execute(_PRUNE, (int(now), int(now)))
