@@ -44,26 +44,28 @@ FIRMWARE_SQL = ("COALESCE(X.reported_version, CASE WHEN json_valid(X.metadata) T
 LOCATION_SQL = ("COALESCE(CASE WHEN json_valid(X.metadata) THEN "
                 "CAST(json_extract(X.metadata, '$.location') AS TEXT) END, 'unknown')")
 DIMS = (("status", "X.status"), ("health", HEALTH_SQL), ("firmware", FIRMWARE_SQL), ("location", LOCATION_SQL))
-# the minute bucket of a last_authenticated_at value v of tenant t (folded minutes are minute 0)
-_MINUTE = "(CASE WHEN ({v}) / 60 < (SELECT before FROM fleet_fold WHERE id = 0) THEN 0 ELSE ({v}) / 60 END)"
+# the minute bucket of a last_authenticated_at value v of tenant t (folded minutes are minute 0); store_pg uses it too
+MINUTE = "(CASE WHEN ({v}) / 60 < (SELECT before FROM fleet_fold WHERE id = 0) THEN 0 ELSE ({v}) / 60 END)"
 _TENANT_OF = "(SELECT tenant_id FROM devices WHERE id = {id})"
 
 
-def _add(row, sign):
+def count_changes(row, sign, dims=DIMS, indent=""):
+    """The statements that count device `row` (NEW or OLD) in (sign 1) or out of (sign -1) each bucket of `dims`
+    (a trigger body's lines: SQLite's here, PostgreSQL's in store_pg with its dims and indent)."""
     out = []
-    for dim, expr in DIMS:
+    for dim, expr in dims:
         key = expr.replace("X.", row + ".")
         if sign > 0:
-            out.append(f"INSERT INTO fleet_counts VALUES ({row}.tenant_id, '{dim}', {key}, 1) "
-                       "ON CONFLICT (tenant_id, dim, key) DO UPDATE SET n = n + 1;")
+            out.append(f"{indent}INSERT INTO fleet_counts VALUES ({row}.tenant_id, '{dim}', {key}, 1)\n{indent}    "
+                       "ON CONFLICT (tenant_id, dim, key) DO UPDATE SET n = fleet_counts.n + 1;")
         else:
-            out.append(f"UPDATE fleet_counts SET n = n - 1 WHERE tenant_id = {row}.tenant_id AND dim = '{dim}' "
+            out.append(f"{indent}UPDATE fleet_counts SET n = n - 1 WHERE tenant_id = {row}.tenant_id AND dim = '{dim}' "
                        f"AND key = {key};")
     return "\n".join(out)
 
 
 def _seen(tenant, v, sign):
-    m = _MINUTE.format(v=v)
+    m = MINUTE.format(v=v)
     if sign > 0:
         # a device deleted before its auth_state row has no tenant: nothing to count
         return (f"INSERT INTO fleet_seen SELECT t, {m}, 1 FROM (SELECT {tenant} AS t) WHERE t IS NOT NULL "
@@ -75,17 +77,17 @@ _OLD_SEEN = "(SELECT last_authenticated_at FROM auth_state WHERE id = OLD.id)"
 
 FLEET_TRIGGERS = f"""
 CREATE TRIGGER IF NOT EXISTS fleet_dev_ins AFTER INSERT ON devices BEGIN
-{_add("NEW", 1)}
+{count_changes("NEW", 1)}
 END;
 CREATE TRIGGER IF NOT EXISTS fleet_dev_del AFTER DELETE ON devices BEGIN
-{_add("OLD", -1)}
+{count_changes("OLD", -1)}
 UPDATE fleet_seen SET n = n - 1 WHERE tenant_id = OLD.tenant_id
-    AND minute = {_MINUTE.format(v=_OLD_SEEN)} AND {_OLD_SEEN} IS NOT NULL;
+    AND minute = {MINUTE.format(v=_OLD_SEEN)} AND {_OLD_SEEN} IS NOT NULL;
 END;
 CREATE TRIGGER IF NOT EXISTS fleet_dev_upd
 AFTER UPDATE OF tenant_id, status, compromised, metadata, health_score, attestation_status, reported_version ON devices BEGIN
-{_add("OLD", -1)}
-{_add("NEW", 1)}
+{count_changes("OLD", -1)}
+{count_changes("NEW", 1)}
 END;
 CREATE TRIGGER IF NOT EXISTS fleet_seen_ins AFTER INSERT ON auth_state
 WHEN {_TENANT_OF.format(id="NEW.id")} IS NOT NULL BEGIN

@@ -19,7 +19,7 @@ The script is PostgreSQL text, sent as is (PGStorage.PG_SCRIPTS): pgconn.transla
 triggers, whose bodies differ.
 """
 
-from verifier.fleet.store import HEALTH_SQL
+from verifier.fleet.store import HEALTH_SQL, MINUTE, count_changes
 
 FIRMWARE_PG = "COALESCE(X.reported_version, X.metadata::jsonb ->> 'firmware_version', 'unknown')"
 LOCATION_PG = "COALESCE(X.metadata::jsonb ->> 'location', 'unknown')"
@@ -27,31 +27,20 @@ DIMS_PG = (("status", "X.status"), ("health", HEALTH_SQL), ("firmware", FIRMWARE
 # the columns the rules read (an UPDATE that changes none of them leaves every bucket as it was)
 _RULE_COLUMNS = ("tenant_id", "status", "compromised", "metadata", "health_score", "attestation_status",
                  "reported_version")
-# the minute bucket of a last_authenticated_at value v (folded minutes are minute 0), as store._MINUTE
-_MINUTE = "(CASE WHEN ({v}) / 60 < (SELECT before FROM fleet_fold WHERE id = 0) THEN 0 ELSE ({v}) / 60 END)"
 
 
 def _add(row, sign):
-    out = []
-    for dim, expr in DIMS_PG:
-        key = expr.replace("X.", row + ".")
-        if sign > 0:
-            out.append(f"    INSERT INTO fleet_counts VALUES ({row}.tenant_id, '{dim}', {key}, 1)\n"
-                       "        ON CONFLICT (tenant_id, dim, key) DO UPDATE SET n = fleet_counts.n + 1;")
-        else:
-            out.append(f"    UPDATE fleet_counts SET n = n - 1 WHERE tenant_id = {row}.tenant_id AND dim = '{dim}' "
-                       f"AND key = {key};")
-    return "\n".join(out)
+    return count_changes(row, sign, DIMS_PG, "    ")
 
 
 def _seen_add(v):
-    return (f"    IF t IS NOT NULL THEN\n        INSERT INTO fleet_seen VALUES (t, {_MINUTE.format(v=v)}, 1)\n"
+    return (f"    IF t IS NOT NULL THEN\n        INSERT INTO fleet_seen VALUES (t, {MINUTE.format(v=v)}, 1)\n"
             "            ON CONFLICT (tenant_id, minute) DO UPDATE SET n = fleet_seen.n + 1;\n    END IF;")
 
 
 def _seen_sub(v):
     # a device deleted before its auth_state row has no tenant: tenant_id = NULL matches nothing
-    return f"    UPDATE fleet_seen SET n = n - 1 WHERE tenant_id = t AND minute = {_MINUTE.format(v=v)};"
+    return f"    UPDATE fleet_seen SET n = n - 1 WHERE tenant_id = t AND minute = {MINUTE.format(v=v)};"
 
 
 def _function(name, body, declare=""):
