@@ -9,6 +9,7 @@ verifier/serve.py, e2e tests and benchmarks.
 
 import asyncio
 import logging
+import time
 
 from aiohttp import web
 
@@ -112,6 +113,20 @@ def create_app(config):
     return app
 
 
+async def _heartbeat(limits, instance):
+    try:
+        await limits.heartbeat_async(instance, time.time())
+    except Exception as e:                    # the share stays as it was; the next beat tries again
+        log.warning("heartbeat of this instance failed: %s", e)
+
+
+async def _heartbeats(limits, instance):
+    from verifier.registry.limits_pg import HEARTBEAT_S
+    while True:
+        await asyncio.sleep(HEARTBEAT_S)
+        await _heartbeat(limits, instance)
+
+
 async def _storage_ctx(app):
     config = app[CONFIG]
     storage = open_storage(config.db_path)
@@ -130,7 +145,17 @@ async def _storage_ctx(app):
         from verifier.cachebus import CacheBus
         bus = await CacheBus(storage.url, core).start()
     app[CACHE_BUS] = bus
+    beat = None
+    if getattr(storage.limits, "shared", False):  # PostgreSQL: each instance takes its share of the rate limits
+        await _heartbeat(storage.limits, bus.instance)
+        beat = asyncio.get_running_loop().create_task(_heartbeats(storage.limits, bus.instance))
     yield
+    if beat is not None:
+        beat.cancel()
+        try:
+            await storage.limits.heartbeat_async(bus.instance, time.time(), gone=True)
+        except Exception:
+            log.warning("could not remove this instance's heartbeat row (it expires by itself)")
     if bus is not None:
         await bus.close()
     if getattr(storage, "async_auth", False):

@@ -4,18 +4,20 @@ device is spent on both, a host trusted on one is trusted by the other, and the 
 same rows. Each instance is a real verifier (real UDP, from real source addresses 127.0.0.x); the clock is fake."""
 
 import asyncio
+import time
 
 import pytest
 
 from tests.pg.test_two_instances import devices, pair  # noqa: F401 (fixture)
 from tests.pgcluster import fresh_database
 from tests.support import clock  # noqa: F401 (fixture)
+from verifier.appkeys import CACHE_BUS, STORAGE
 from verifier.registry.lockout import CHARGED, EXHAUSTED, TRUSTED, Lockout
 from verifier.registry.model import Policy
 from verifier.store_pg import PGStorage
 
 T0 = 1_767_225_600
-OK, SIGNATURE, LOCKED_OUT = 0, 2, 7          # docs/protocol.md 3.3
+OK, SIGNATURE, RATE_LIMITED, LOCKED_OUT = 0, 2, 6, 7     # docs/protocol.md 3.3
 
 
 class _Replies(asyncio.DatagramProtocol):
@@ -148,3 +150,20 @@ def test_failure_rows_that_count_nothing_are_pruned(pg_url):
         assert rows() == ["192.0.2.3", "192.0.2.4"]
     finally:
         one.close()
+
+
+async def test_each_instance_enforces_its_share_of_the_device_rate(pair, clock):
+    # two instances alive: each allows half the tenant's device bucket (capacity 10, refill 0.2/s), so a device
+    # that spreads its requests over both gets about the tenant's rate from the fleet
+    (a, b), _ = pair
+    for srv in (a, b):                        # both have said they are alive: each now counts two
+        await srv.app[STORAGE].limits.heartbeat_async(srv.app[CACHE_BUS].instance, time.time())
+    assert a.app[STORAGE].limits.share == 0.5
+    d, = devices(a, clock)
+    got = [(await a.send("udp", d.request(T0 + i)))[0] for i in range(6)]
+    assert got == [OK] * 5 + [RATE_LIMITED]   # 5 of the 10 on a ...
+    got = [(await b.send("udp", d.request(T0 + 10 + i)))[0] for i in range(6)]
+    assert got == [OK] * 5 + [RATE_LIMITED]   # ... and 5 on b
+    await b.app[STORAGE].limits.heartbeat_async(b.app[CACHE_BUS].instance, 0, gone=True)
+    await a.app[STORAGE].limits.heartbeat_async(a.app[CACHE_BUS].instance, time.time())
+    assert a.app[STORAGE].limits.share == 1.0  # b gone: a takes the whole rate again

@@ -4,9 +4,13 @@
 `PGLimitStore` is a verifier.registry.limits.LimitStore whose lockout state (verifier.registry.lockout: the
 consecutive-failure count and lockout of each device and source host, the failure budget of each device, the
 trusted hosts of each device) is kept in three tables every instance reads and writes, so docs/protocol.md's
-guessing bound holds for the fleet of instances, not per instance. The rate limits of accepted traffic (the source
-and device buckets) stay in each instance's memory (MemoryLimitStore): they protect an instance's capacity, not a
-secret.
+guessing bound holds for the fleet of instances, not per instance.
+
+The rate limits (the source and device buckets, and every other bucket that is not a failure budget) are counted
+in each instance's memory, each at its share of the rate: the tenant's capacity and refill divided by the number
+of instances alive (a heartbeat row per instance in `verifier_instances`, `heartbeat_async()`, every HEARTBEAT_S).
+Behind a load balancer that spreads requests evenly, the fleet then allows about the tenant's rate; a device that
+sticks to one of N instances gets 1/N of it.
 
 Two ways in:
 - *Direct* (DTLS handshakes, MQTT/http-basic, BinAuthCore.handle): each call is one statement on a connection of
@@ -38,6 +42,8 @@ from verifier.registry.limits import MemoryLimitStore
 TRUST_REFRESH_S = 86400      # a trusted host's row is rewritten at most once a day (it is trusted for 30)
 TRUST_LOADED_MAX = 1_000_000
 PRUNE_S = 60
+HEARTBEAT_S = 10             # an instance says it is alive this often ...
+ALIVE_S = 35                 # ... and counts as alive this long after it last did
 
 PG_LIMITS_SCRIPT = """
 CREATE TABLE IF NOT EXISTS limit_failures (
@@ -52,6 +58,7 @@ CREATE TABLE IF NOT EXISTS limit_budgets (
 CREATE TABLE IF NOT EXISTS limit_trusted (
     scope TEXT NOT NULL, device_id BYTEA NOT NULL, host TEXT NOT NULL, at BIGINT NOT NULL, ttl_s BIGINT NOT NULL,
     PRIMARY KEY (scope, device_id, host));
+CREATE TABLE IF NOT EXISTS verifier_instances (id TEXT PRIMARY KEY, seen_at BIGINT NOT NULL);
 """
 
 # budget tokens: the rows of devices without one are made full, then each device's request for w tokens is
@@ -88,6 +95,10 @@ _FAILURES_OF = ("SELECT device_id, host, count, locked_until, last_failure, lock
 # PRUNE_S, by whichever path writes failures: so junk traffic cannot grow the table without bound)
 _PRUNE = ("DELETE FROM limit_failures WHERE (locked_until <> 0 AND locked_until <= ?) OR "
           "(locked_until = 0 AND last_failure + lockout_s <= ?)")
+_HEARTBEAT = ("INSERT INTO verifier_instances (id, seen_at) VALUES (?, ?) "
+              "ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at")
+_ALIVE = "SELECT count(*) FROM verifier_instances WHERE seen_at > ?"
+_GONE = "DELETE FROM verifier_instances WHERE seen_at <= ? OR id = ?"
 _LOCKED = "SELECT locked_until FROM limit_failures WHERE scope = ? AND device_id = ? AND host = ?"
 _TRUST = ("INSERT INTO limit_trusted (scope, device_id, host, at, ttl_s) "
           "SELECT ?, x.d, x.h, x.at, x.ttl FROM unnest(?::bytea[], ?::text[], ?::bigint[], ?::bigint[]) AS x(d, h, at, ttl) "
@@ -120,6 +131,8 @@ class PGLimitStore(MemoryLimitStore):
         self._batch = None         # the batch being decided (begin_async .. commit_async), else None
         self._pruned_at = None     # when failure rows were last pruned (None: not yet)
 
+    share = 1.0                # this instance's share of each rate (1 / instances alive)
+
     def close(self):
         if self._db is not None:
             db, self._db = self._db, None
@@ -137,7 +150,8 @@ class PGLimitStore(MemoryLimitStore):
     # ------------------------------------------------------------------ LimitStore (direct or batch)
     def take(self, key, capacity, refill_per_s, now):
         if not _is_budget(key):
-            return super().take(key, capacity, refill_per_s, now)
+            share = self.share
+            return super().take(key, max(1.0, capacity * share), refill_per_s * share, now)
         b = self._batch
         if b is not None and key[0] == b.scope:
             left = b.grants.get(key[2], 0)
@@ -152,7 +166,8 @@ class PGLimitStore(MemoryLimitStore):
 
     def give(self, key, capacity, refill_per_s, now):
         if not _is_budget(key):
-            return super().give(key, capacity, refill_per_s, now)
+            share = self.share
+            return super().give(key, max(1.0, capacity * share), refill_per_s * share, now)
         b = self._batch
         if b is not None and key[0] == b.scope:
             b.given[key[2]] = b.given.get(key[2], 0) + 1
@@ -236,6 +251,15 @@ class PGLimitStore(MemoryLimitStore):
                 hosts[host] = [at, ttl_s]
 
     # ------------------------------------------------------------------ binary auth's batches
+    async def heartbeat_async(self, instance_id, now, gone=False):
+        """Say this instance is alive at `now` (wall-clock seconds) and take its share of the rates from the count
+        of instances alive; `gone`: remove its row (at shutdown)."""
+        if gone:
+            await self._storage.in_auth_thread(_rows, _GONE, (int(now) - 86400, instance_id))
+            return
+        alive = await self._storage.in_auth_thread(_heartbeat, instance_id, int(now))
+        self.share = 1.0 / max(1, alive)
+
     def trusted_here(self, key, host, now):
         """trusted() as this instance knows it, without asking the database."""
         return MemoryLimitStore.trusted(self, key, host, now)
@@ -307,6 +331,11 @@ class _Batch:
 
 def _rows(db, sql, args):
     return db.execute(sql, args).fetchall()
+
+
+def _heartbeat(db, instance_id, now):
+    db.execute(_HEARTBEAT, (instance_id, now))
+    return db.execute(_ALIVE, (now - ALIVE_S,)).fetchone()[0]
 
 
 def _begin(db, scope, device_ids, wants, now):
