@@ -64,7 +64,8 @@ class EdgeConfig:
 class Config:
     db_path: str = "janua.db"            # a SQLite file, or a postgresql:// URL (verifier.store.open_storage)
     # Where a verifier on PostgreSQL keeps the files a SQLite verifier keeps beside its file (the dev KEK and token,
-    # release files, a self-signed certificate): <state_dir>/janua.*; default the current folder.
+    # a self-signed certificate, the temporary files of release uploads; the releases themselves are in the
+    # database): <state_dir>/janua.*; default the current folder.
     state_dir: Optional[str] = None
     kek: Optional[bytes] = None          # explicit key (tests, embedding); wins over env and file
     kek_file: Optional[str] = None
@@ -94,8 +95,9 @@ class Config:
     # replay state in memory (about 550 bytes each); past it the least recently used clean entry goes and is
     # read again from the registry on its next packet (an unseal and a key derivation).
     auth_cache_devices: int = 200_000
-    # Signed OTA: release files live on disk under release_dir (default: <db_path>.releases/),
-    # content-addressed by SHA-256; an upload over release_max_bytes is refused.
+    # Signed OTA: release files live on disk under release_dir (default: <db_path>.releases/; on PostgreSQL they are
+    # in the database and only uploads in progress are here), content-addressed by SHA-256; an upload over
+    # release_max_bytes is refused.
     release_dir: Optional[str] = None
     release_max_bytes: int = 8 * 1024 * 1024
     # Audit trail (verifier/registry/audit.py): refusals of unauthenticated requests are summarised, one row per

@@ -66,7 +66,8 @@ def configure(parser):
                              "edge's own file with --edge: janua-edge.db)")
     parser.add_argument("--state-dir", default=None,
                         help="with a PostgreSQL --db: the folder of this verifier's own files (dev KEK and token, "
-                             "release files, self-signed certificate), named janua.* (default: the current folder)")
+                             "self-signed certificate, release uploads in progress), named janua.* "
+                             "(default: the current folder)")
     parser.add_argument("--http-host", default="127.0.0.1",
                         help="address of the HTTP API (default 127.0.0.1); plain HTTP only on loopback "
                              "(127.0.0.0/8, ::1, localhost) unless --insecure-http")

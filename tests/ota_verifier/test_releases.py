@@ -7,13 +7,12 @@ import json
 import pytest
 
 from tests.ota_verifier.conftest import form, make_bundle, publish, trust
-from verifier.appkeys import CONFIG, OTA
+from verifier.appkeys import OTA
 from verifier.ota.routes import ADMIN_ROUTES
 
 
 def stored_blobs(client):
-    root = client.app[CONFIG].release_path()
-    return sorted(p.name for p in root.rglob("*") if p.is_file() and p.parent.name != "tmp")
+    return client.app[OTA].blobs.digests()          # on disk (SQLite) or in the database (PostgreSQL)
 
 
 async def test_trust_list_retire_keys(client, tenant_a, signing):

@@ -6,6 +6,7 @@ verifier holds only public keys: it checks a bundle's Ed25519 signature and ever
 SHA-256 before anything is stored, but it never signs.
 """
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -254,10 +255,17 @@ def check_phases(phases, order_error=ValidationError):
 
 # -- the file store ---------------------------------------------------------------------------
 
+CHUNK = 256 * 1024          # what a download reads at a time (and PostgreSQL's row size: verifier/ota/store_pg.py)
+
+
 class BlobStore:
     """Release files on disk, content-addressed: <root>/<sha[:2]>/<sha>. Writes land in <root>/tmp
     first and are renamed into place once their digest is known, so a reader never sees half a
-    file; identical files of several releases are stored once."""
+    file; identical files of several releases are stored once.
+
+    The storage chooses the blob store (`Storage.release_blobs`): this one on SQLite; on PostgreSQL a
+    subclass keeps the files in the database (verifier/ota/store_pg.py) and only the temporary files of
+    uploads in progress here. Both are read the same way, `read(sha, start, stop)`, by the download route."""
 
     def __init__(self, root):
         self.root = Path(root)
@@ -288,6 +296,28 @@ class BlobStore:
         except FileNotFoundError:
             pass
 
+    def digests(self):
+        """The SHA-256 of every stored file, sorted."""
+        return sorted(p.name for p in self.root.glob("??/*") if p.is_file())
+
+    async def read(self, sha256_hex, start, stop):
+        """The bytes [start, stop) of a stored file, CHUNK at a time, each read in a worker thread (the event
+        loop never waits on the disk); FileNotFoundError if the file is not stored."""
+        f = await asyncio.to_thread(open, self.path(sha256_hex), "rb")
+        try:
+            await asyncio.to_thread(f.seek, start)
+            while start < stop:
+                data = await asyncio.to_thread(f.read, min(CHUNK, stop - start))
+                if not data:
+                    raise FileNotFoundError(f"{sha256_hex} is shorter than {stop} bytes")
+                start += len(data)
+                yield data
+        finally:
+            f.close()
+
+    async def close(self):
+        """Release what the store holds (nothing on disk; PostgreSQL's its connection)."""
+
 
 # -- releases ---------------------------------------------------------------------------------
 
@@ -304,6 +334,7 @@ class Upload:
         check_publishable(storage, tenant_id, self.m, manifest_bytes)
         self.expected = {f["path"]: f for f in self.m["files"]}
         self.received = {}                       # path -> temp path
+        self.writing = set()                     # the writers of files not yet closed (a body cut short)
 
     def open_file(self, path):
         """A writer for one file: .write(chunk) checks the size cap, .close() checks the digest."""
@@ -312,7 +343,9 @@ class Upload:
             raise ReleaseRejected(f"file {path!r} is not in the manifest")
         if path in self.received:
             raise ReleaseRejected(f"file {path!r} sent twice")
-        return _FileWriter(self, f)
+        w = _FileWriter(self, f)
+        self.writing.add(w)
+        return w
 
     def finish(self):
         missing = sorted(set(self.expected) - set(self.received))
@@ -325,6 +358,8 @@ class Upload:
                              self.kid, self.now, self.actor)
 
     def abort(self):
+        for w in list(self.writing):
+            w.fail()
         for tmp in self.received.values():
             self.blobs.discard(tmp)
         self.received = {}
@@ -347,10 +382,12 @@ class _FileWriter:
 
     def fail(self):
         self.f.close()
+        self.upload.writing.discard(self)
         self.upload.blobs.discard(self.tmp)
 
     def close(self):
         self.f.close()
+        self.upload.writing.discard(self)
         p = self.entry["path"]
         if self.n != self.entry["size"]:
             self.upload.blobs.discard(self.tmp)

@@ -163,12 +163,17 @@ PATHS = {
     },
     **{f"/v1/ota/releases/{{release_id}}/{name}": {"get": {
         "summary": summary, "security": [], "parameters": [_RID, _TOKEN] + extra,
-        "responses": {"200": {"description": "OK", "content": ctype}, "404": ERR}}}
-       for name, summary, ctype, extra in (
-           ("manifest.json", "The release's signed manifest bytes", {"application/json": {}}, []),
-           ("manifest.sig", "The manifest's signature", {"application/json": {}}, []),
-           ("files/{path}", "One file of the release", OCTETS,
-            [{"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}]))},
+        "responses": {"200": {"description": "OK", "content": ctype}, **more, "404": ERR}}}
+       for name, summary, ctype, extra, more in (
+           ("manifest.json", "The release's signed manifest bytes", {"application/json": {}}, [], {}),
+           ("manifest.sig", "The manifest's signature", {"application/json": {}}, [], {}),
+           ("files/{path}", "One file of the release (ETag: its quoted SHA-256; one byte range: Range, If-Range)",
+            OCTETS, [{"name": "path", "in": "path", "required": True, "schema": {"type": "string"}},
+                     {"name": "Range", "in": "header", "schema": {"type": "string"},
+                      "description": "one range, bytes=FIRST-LAST, FIRST- or -SUFFIX"}],
+            {"206": {"description": "The range (Content-Range)", "content": OCTETS},
+             "304": {"description": "If-None-Match names the file's ETag"},
+             "416": {"description": "Range not satisfiable or not understood (Content-Range: bytes */SIZE)"}}))},
 }
 
 

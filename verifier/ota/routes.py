@@ -4,6 +4,7 @@ releases and rollouts (tenant-scoped like every admin route), and the device rou
 capability token that the check hands out). Domain errors become HTTP in verifier.web.middleware.
 """
 
+import contextlib
 import logging
 
 from aiohttp import web
@@ -34,9 +35,10 @@ class OTAState:
 
 async def ota_ctx(app):
     config = app[CONFIG]
-    app[OTA] = OTAState(ota.BlobStore(config.release_path()), rollouts.download_key(load_kek(config)),
+    app[OTA] = OTAState(app[STORAGE].release_blobs(config.release_path()), rollouts.download_key(load_kek(config)),
                         config.release_max_bytes)
     yield
+    await app[OTA].blobs.close()
 
 
 # -- release keys -----------------------------------------------------------------------------
@@ -264,12 +266,51 @@ async def download_sig(request):
 
 
 async def download_file(request):
+    """One file of a release, from the blob store the storage chose (a folder, or the database: the same
+    answers). A single byte range is served (206; 416 with `bytes */size` when it is not satisfiable or not
+    understood, as aiohttp's FileResponse does); the ETag is the file's SHA-256, the same on every instance, and
+    an If-Range that names it (or none) lets the range apply; If-None-Match that names it gives 304."""
     rel = _download_release(request)
     f = request.app[STORAGE].get_release_file(rel["id"], request.match_info["path"])
     if f is None:
         raise NotFound("no such file")
-    return web.FileResponse(request.app[OTA].blobs.path(f["sha256"]),
-                            headers={"Content-Type": "application/octet-stream"})
+    size, etag = f["size"], f'"{f["sha256"]}"'
+    headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes", "ETag": etag}
+    if {etag, "*"} & _etags(request.headers.get("If-None-Match")):
+        return web.Response(status=304, headers={"ETag": etag})
+    status, start, stop = 200, 0, size
+    if "Range" in request.headers and request.headers.get("If-Range", etag) == etag:
+        try:
+            rng = request.http_range
+        except ValueError:
+            rng = None
+        start = rng.start if rng is not None else None
+        if start is not None and start < 0 and rng.stop is None:            # bytes=-N: the last N bytes
+            start = max(size + start, 0)
+        if start is None or start >= size:
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+        status, stop = 206, min(rng.stop if rng.stop is not None else size, size)
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+    chunks = request.app[OTA].blobs.read(f["sha256"], start, stop)
+    async with contextlib.aclosing(chunks):
+        try:
+            first = await anext(chunks, b"")
+        except FileNotFoundError:
+            log.error("release %s: file %s (%s) is not in the blob store", rel["id"], f["path"], f["sha256"])
+            raise NotFound("no such file") from None
+        resp = web.StreamResponse(status=status, headers=headers)
+        resp.content_length = stop - start
+        await resp.prepare(request)
+        await resp.write(first)
+        async for data in chunks:
+            await resp.write(data)
+        await resp.write_eof()
+    return resp
+
+
+def _etags(value):
+    """The entity tags of an If-None-Match header (weak ones compared as strong: RFC 9110 13.1.2), a set."""
+    return {t.strip().removeprefix("W/") for t in value.split(",")} if value else set()
 
 
 ROUTES = [

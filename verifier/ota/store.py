@@ -8,7 +8,8 @@ import sqlite3
 
 from verifier.errors import Conflict, StorageError
 
-# Signed OTA (verifier/ota/core.py): release-signing public keys, releases (files on disk, see BlobStore),
+# Signed OTA (verifier/ota/core.py): release-signing public keys, releases (files on disk, see BlobStore;
+# on PostgreSQL in the database, verifier/ota/store_pg.py),
 # rollouts (one per release) and each device's latest update report per release.
 OTA_SCHEMA = """
 CREATE TABLE IF NOT EXISTS ota_keys (
@@ -75,6 +76,11 @@ class OTAStorage(abc.ABC):
 
     @abc.abstractmethod
     def max_release_counter(self, tenant_id, kind): """Highest published counter of a kind, or None."""
+
+    @abc.abstractmethod
+    def release_blobs(self, root):
+        """The store of release files (a verifier.ota.core.BlobStore): the folder `root` on SQLite, the database
+        on PostgreSQL (uploads in progress are spooled to `root`/tmp there)."""
 
     @abc.abstractmethod
     def add_rollout(self, rollout): """Insert a rollout dict (phases: list)."""
@@ -168,6 +174,10 @@ class SQLiteOTAStorage:
     def max_release_counter(self, tenant_id, kind):
         return self._db.execute("SELECT max(counter) FROM ota_releases WHERE tenant_id = ? AND kind = ?",
                                 (tenant_id, kind)).fetchone()[0]
+
+    def release_blobs(self, root):
+        from verifier.ota.core import BlobStore
+        return BlobStore(root)
 
     _ROLLOUT_COLS = ROLLOUT_COLUMNS
 
