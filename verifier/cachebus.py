@@ -16,8 +16,11 @@ listening connection drops, the instance cannot know what it missed: it drops it
 import asyncio
 import logging
 import os
+import sqlite3
 
 import psycopg
+
+from verifier import pgconn
 
 log = logging.getLogger("janua.verifier.cachebus")
 CHANNEL = "janua_cache"
@@ -36,7 +39,7 @@ class CacheBus:
         self.ready = asyncio.Event()
 
     async def start(self):
-        self._pub = psycopg.connect(self._url, autocommit=True)
+        self._pub = pgconn.PGConnection(self._url)   # opened again after a cut (pgconn)
         self._core.listeners.append(self)
         self._task = asyncio.get_running_loop().create_task(self._listen())
         await asyncio.wait_for(self.ready.wait(), 10)
@@ -68,8 +71,8 @@ class CacheBus:
         if self._applying or self._pub is None:
             return
         try:
-            self._pub.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self.instance} {what}"))
-        except psycopg.Error as e:
+            self._pub.execute("SELECT pg_notify(?, ?)", (CHANNEL, f"{self.instance} {what}"))
+        except sqlite3.Error as e:
             # the others keep a stale entry until their listener reconnects (and drops everything) or the entry is
             # evicted: say so; the change itself is committed
             log.warning("cache bus: could not notify the other instances (%s)", str(e).strip())

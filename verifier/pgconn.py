@@ -193,19 +193,49 @@ class Cursor:
 
 class PGConnection:
     """One psycopg connection in autocommit mode, used from one thread (the event loop's), like the stores'
-    sqlite3 connection."""
+    sqlite3 connection.
+
+    A connection the server dropped (a failover, a restart, a network cut) is opened again, through the same URL,
+    by the next statement that is not inside a transaction. The first statement that meets the cut fails (psycopg
+    learns of it then; it is not retried, since it may have run). Statements of a transaction that was cut fail up
+    to and including its COMMIT or ROLLBACK, so none of them runs on the new connection outside the transaction it
+    belonged to. A connection closed with close() stays closed."""
 
     def __init__(self, url):
+        self._url = url
+        self._in_tx = False
+        self._closed = False
+        self._conn = self._open()
+
+    def _open(self):
         try:
-            self._conn = psycopg.connect(url, autocommit=True, row_factory=_row_factory)
+            conn = psycopg.connect(self._url, autocommit=True, row_factory=_row_factory)
         except psycopg.Error as e:
             raise _wrap(e) from e
-        self._conn.adapters.register_loader("numeric", _NumericLoader)
+        conn.adapters.register_loader("numeric", _NumericLoader)
+        return conn
+
+    def _ready(self, stmt):
+        # the connection to run `stmt` on: a dropped one is replaced outside a transaction; BEGIN/COMMIT/ROLLBACK
+        # are tracked so that one cut in the middle of a transaction is not replaced before it ends
+        ends = stmt in ("COMMIT", "ROLLBACK")
+        begins = stmt is _BEGIN_WRITER or stmt == "BEGIN"
+        if ends:
+            self._in_tx = False   # sent on the connection the transaction began on: a cut one fails (a COMMIT
+                                  # that reached no server must not succeed on a new connection)
+        elif not self._in_tx and not self._closed and self.lost:
+            old, self._conn = self._conn, None
+            if old is not None:
+                old.close()
+            self._conn = self._open()
+        if begins:
+            self._in_tx = True
+        return self._conn
 
     def execute(self, sql, args=()):
         stmt = translate(sql)
         try:
-            cur = self._conn.cursor()          # refused once the connection is closed: a DatabaseError too
+            cur = self._ready(stmt).cursor()                # refused once the connection is closed: a DatabaseError too
             if stmt is _BEGIN_WRITER:
                 for part in stmt:
                     cur.execute(part)
@@ -217,7 +247,7 @@ class PGConnection:
 
     def executemany(self, sql, rows):
         try:
-            cur = self._conn.cursor()
+            cur = self._ready(None).cursor()
             cur.executemany(translate(sql), [_args(r) for r in rows])
         except psycopg.Error as e:
             raise _wrap(e) from e
@@ -226,14 +256,56 @@ class PGConnection:
     def executescript(self, script):
         """A script of DDL (already in PostgreSQL's dialect, see translate_ddl), in one round trip."""
         try:
-            self._conn.execute(script)
+            self._ready(None).execute(script)
         except psycopg.Error as e:
             raise _wrap(e) from e
 
     @property
     def lost(self):
-        """True once the connection is closed or broken (the server went away): open a new one."""
-        return self._conn.closed or self._conn.broken
+        """True once the connection is closed or broken (the server went away)."""
+        return self._conn is None or self._conn.closed or self._conn.broken
 
     def close(self):
-        self._conn.close()
+        self._closed = True
+        if self._conn is not None:
+            self._conn.close()
+
+
+class AsyncPGConnection:
+    """The async twin of PGConnection for the auth path (psycopg.AsyncConnection, autocommit, the same
+    translation, rows and errors). `execute` returns the result rows (a list; empty for a statement without)."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    @classmethod
+    async def connect(cls, url):
+        try:
+            conn = await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=_row_factory)
+        except psycopg.Error as e:
+            raise _wrap(e) from e
+        conn.adapters.register_loader("numeric", _NumericLoader)
+        return cls(conn)
+
+    async def execute(self, sql, args=()):
+        stmt = translate(sql)
+        try:
+            async with self._conn.cursor() as cur:
+                if stmt is _BEGIN_WRITER:
+                    for part in stmt:
+                        await cur.execute(part)
+                    return []
+                await cur.execute(stmt, _args(args))
+                return await cur.fetchall() if cur.description is not None else []
+        except psycopg.Error as e:
+            raise _wrap(e) from e
+
+    async def executemany(self, sql, rows):
+        try:
+            async with self._conn.cursor() as cur:
+                await cur.executemany(translate(sql), [_args(r) for r in rows])
+        except psycopg.Error as e:
+            raise _wrap(e) from e
+
+    async def close(self):
+        await self._conn.close()

@@ -1,9 +1,10 @@
 """What a verifier's PostgreSQL connections do when the server goes away (docs/operations.md 5c): a libpq multi-host
-URL with target_session_attrs=read-write finds the server past a host that is down; the storage's connection does
-not come back by itself once cut (every call is a StorageError, /healthz says 503, the process must be restarted),
-while the release files' reader connects again at the next download."""
+URL with target_session_attrs=read-write finds the server past a host that is down; a connection that was cut is
+opened again by the next statement outside a transaction (the storage's, the release files' reader), while a
+transaction that was cut fails to its end and none of its statements runs on the new connection."""
 
 import socket
+import sqlite3
 
 import psycopg
 import pytest
@@ -36,7 +37,7 @@ def test_a_multi_host_url_skips_a_host_that_is_down(pg_url):
         st.close()
 
 
-async def test_the_storage_connection_stays_down_the_blob_reader_comes_back(pg_url, tmp_path):
+async def test_the_storage_connection_and_the_blob_reader_come_back(pg_url, tmp_path):
     url = fresh_database(pg_url)
     st = PGStorage(url)
     blobs = st.release_blobs(tmp_path / "rel")
@@ -51,10 +52,49 @@ async def test_the_storage_connection_stays_down_the_blob_reader_comes_back(pg_u
             [c async for c in blobs.read("cd" * 32, 0, 3)]
         assert [c async for c in blobs.read("cd" * 32, 1, 3)] == [b"bc"]       # a new connection
 
-        _kill(url, st._db.execute("SELECT pg_backend_pid()").fetchone()[0])
-        for _ in range(2):                     # no reconnection: refused now and after
-            with pytest.raises(StorageError):
-                st.ping()
+        old = st._db.execute("SELECT pg_backend_pid()").fetchone()[0]
+        _kill(url, old)
+        with pytest.raises(StorageError):      # the statement that meets the cut fails (it is not retried) ...
+            st.ping()
+        st.ping()                              # ... and the next one opens a new connection
+        assert st._db.execute("SELECT pg_backend_pid()").fetchone()[0] != old
     finally:
         await blobs.close()
+        st.close()
+
+
+def test_a_transaction_cut_in_the_middle_fails_to_its_end(pg_url):
+    url = fresh_database(pg_url)
+    st = PGStorage(url)
+    try:
+        db = st._db
+        db.execute("CREATE TABLE cut (n INTEGER)")
+        db.execute("BEGIN")
+        db.execute("INSERT INTO cut VALUES (1)")
+        _kill(url, db.execute("SELECT pg_backend_pid()").fetchone()[0])
+        with pytest.raises(sqlite3.Error):     # not run on a new connection outside its transaction
+            db.execute("INSERT INTO cut VALUES (2)")
+        with pytest.raises(sqlite3.Error):
+            db.execute("INSERT INTO cut VALUES (3)")
+        with pytest.raises(sqlite3.Error):
+            db.execute("ROLLBACK")             # the transaction ends here (it was lost with the connection)
+        # a COMMIT would have failed the same way: it is never sent on a new connection
+        assert db.execute("SELECT count(*) FROM cut").fetchone()[0] == 0
+    finally:
+        st.close()
+
+
+def test_a_commit_after_a_cut_fails_and_nothing_was_written(pg_url):
+    url = fresh_database(pg_url)
+    st = PGStorage(url)
+    try:
+        db = st._db
+        db.execute("CREATE TABLE cut2 (n INTEGER)")
+        db.execute("BEGIN")
+        db.execute("INSERT INTO cut2 VALUES (1)")
+        _kill(url, db.execute("SELECT pg_backend_pid()").fetchone()[0])
+        with pytest.raises(sqlite3.Error):
+            db.execute("COMMIT")
+        assert db.execute("SELECT count(*) FROM cut2").fetchone()[0] == 0
+    finally:
         st.close()
