@@ -201,6 +201,7 @@ class PGConnection:
         except psycopg.Error as e:
             raise _wrap(e) from e
         self._conn.adapters.register_loader("numeric", _NumericLoader)
+        self._copy_types = {}
 
     def execute(self, sql, args=()):
         stmt = translate(sql)
@@ -222,6 +223,25 @@ class PGConnection:
         except psycopg.Error as e:
             raise _wrap(e) from e
         return Cursor(cur)
+
+    def copy_rows(self, table, columns, rows):
+        """COPY `rows` (tuples in `columns` order) into `table` in one statement, in PostgreSQL's binary format:
+        the bulk load, many times faster than an INSERT per row. All or nothing like executemany: a row a constraint
+        refuses fails the whole COPY (an IntegrityError; the transaction it ran in is aborted)."""
+        cols = ", ".join(columns)
+        try:
+            with self._conn.cursor() as cur:
+                types = self._copy_types.get((table, cols))
+                if types is None:       # the columns' types, for the binary format: from an empty result
+                    cur.execute(f"SELECT {cols} FROM {table} LIMIT 0")
+                    types = self._copy_types[(table, cols)] = [d.type_code for d in cur.description]
+                with cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(types)
+                    write = copy.write_row
+                    for r in rows:
+                        write(r)
+        except psycopg.Error as e:
+            raise _wrap(e) from e
 
     def executescript(self, script):
         """A script of DDL (already in PostgreSQL's dialect, see translate_ddl), in one round trip."""
