@@ -290,5 +290,34 @@ class AsyncPGConnection:
         except psycopg.Error as e:
             raise _wrap(e) from e
 
+    async def transaction_pipeline(self, steps):
+        """One transaction in one round trip: BEGIN, `steps` ((many, sql, args): executemany when many, else
+        execute), COMMIT, all sent before any result is awaited (psycopg's pipeline mode), so the server completes
+        the transaction without waiting for this client. The rows of the last step (when it is not a `many`). On an
+        error nothing of it stays (a ROLLBACK follows) and the error is raised."""
+        conn = self._conn
+        try:
+            try:
+                async with conn.pipeline() as p:
+                    cur = conn.cursor()
+                    await cur.execute("BEGIN")
+                    last = None
+                    for many, sql, args in steps:
+                        last = conn.cursor()
+                        if many:
+                            await last.executemany(translate(sql), [_args(r) for r in args])
+                            last = None
+                        else:
+                            await last.execute(translate(sql), _args(args))
+                    await cur.execute("COMMIT")
+                    await p.sync()
+                    return await last.fetchall() if last is not None and last.description is not None else []
+            except psycopg.Error:
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    await conn.execute("ROLLBACK")
+                raise
+        except psycopg.Error as e:
+            raise _wrap(e) from e
+
     async def close(self):
         await self._conn.close()

@@ -120,20 +120,12 @@ class PGStorage(PGRegistryStorage, PGOTAStorage, PGFleetStorage, PGAlertsStorage
             db.execute(SHARED_LOCK)
         self._depth += 1
         try:
-            steps = _auth_steps(accepted, activated, audit_rows, seen)
-            step = next(steps, None)
-            try:
-                while step is not None:
-                    many, sql, args = step
-                    if many:
-                        db.executemany(sql, args)
-                        step = steps.send(None)
-                    else:
-                        step = steps.send(db.execute(sql, args).fetchall())
-            except StopIteration as done:
-                lost = done.value
-            else:
-                lost = set()
+            rows = []
+            for many, sql, args in _auth_batch(accepted, activated, audit_rows, seen):
+                if many:
+                    db.executemany(sql, args)
+                else:
+                    rows = db.execute(sql, args).fetchall()
         except BaseException:
             self._depth -= 1
             if outer:
@@ -142,7 +134,7 @@ class PGStorage(PGRegistryStorage, PGOTAStorage, PGFleetStorage, PGAlertsStorage
         self._depth -= 1
         if outer:
             db.execute("COMMIT")
-        return lost
+        return {bytes(r[0]) for r in rows}
 
     # ---------------------------------------------------------------- the async side of the auth path
     async_auth = True          # the batcher awaits record_auth_async and load_devices_async (verifier/binauth)
@@ -163,33 +155,18 @@ class PGStorage(PGRegistryStorage, PGOTAStorage, PGFleetStorage, PGAlertsStorage
             await adb.close()
 
     async def record_auth_async(self, accepted, activated, audit_rows, seen=()):
-        """record_auth, on the async connection: the event loop goes on while the batch is written."""
+        """record_auth, on the async connection: the event loop goes on while the batch is written. The whole
+        transaction goes in one round trip (a pipeline: BEGIN, the shared lock, the statements, COMMIT): the server
+        finishes it without waiting for this process. Were it held open across awaits, a writer of this same
+        process on the event loop's thread (BEGIN IMMEDIATE: an admin request, a sweep) would wait for the shared
+        lock while the loop it blocks is what the open transaction waits for: the instance would hang."""
         await self.aopen()
-        adb = self._adb
         try:
-            await adb.execute("BEGIN")
-            try:
-                await adb.execute(SHARED_LOCK)
-                steps = _auth_steps(accepted, activated, audit_rows, seen)
-                step = next(steps, None)
-                lost = set()
-                try:
-                    while step is not None:
-                        many, sql, args = step
-                        if many:
-                            await adb.executemany(sql, args)
-                            step = steps.send(None)
-                        else:
-                            step = steps.send(await adb.execute(sql, args))
-                except StopIteration as done:
-                    lost = done.value
-            except BaseException:
-                await adb.execute("ROLLBACK")
-                raise
-            await adb.execute("COMMIT")
+            rows = await self._adb.transaction_pipeline([(False, SHARED_LOCK, ())] +
+                                                        _auth_batch(accepted, activated, audit_rows, seen))
         except sqlite3.Error as e:
             raise StorageError(f"could not persist auth state: {e}") from e
-        return lost
+        return {bytes(r[0]) for r in rows}
 
     async def load_devices_async(self, device_ids):
         """{device id: the device as get_device gives it} of those of `device_ids` that exist, in one query."""
@@ -204,42 +181,47 @@ DEVICES_BY_ID = ("SELECT d.*, COALESCE(a.last_ts, 0) AS last_ts, a.last_authenti
                  "WHERE d.id = ANY(?::bytea[])")
 
 
-def _auth_steps(accepted, activated, audit_rows, seen):
-    """The statements of one auth batch (record_auth), as a generator both connections drive: it yields
-    (many, sql, args) and is sent the rows of each single statement; it returns the device ids that lost."""
-    lost = set()
+_AUDIT_TYPES = ("bigint",) + ("text",) * (len(AUDIT_COLUMNS) - 1)
+# One statement for the accepted timestamps and the audit rows (record_auth): each device's floor moves to the
+# highest timestamp of the batch only where it is below the LOWEST one (a conditional upsert, rows locked in id
+# order); the devices it did not move lost (their OK audit rows are written as REPLAY), and are returned.
+_AUTH_SQL = (
+    "WITH b AS (SELECT * FROM unnest(?::bytea[], ?::bigint[], ?::bigint[], ?::bigint[]) AS b (id, lo, hi, at)), "
+    "won AS (INSERT INTO auth_state (last_ts, last_authenticated_at, id) SELECT hi, at, id FROM b ORDER BY id "
+    "ON CONFLICT (id) DO UPDATE SET last_ts = excluded.last_ts, last_authenticated_at = excluded.last_authenticated_at "
+    "WHERE auth_state.last_ts < (SELECT b.lo FROM b WHERE b.id = excluded.id) RETURNING id), "
+    "lost AS (SELECT id FROM b WHERE id NOT IN (SELECT id FROM won)), "
+    "aud AS (INSERT INTO audit (%s) SELECT %s FROM unnest(%s) WITH ORDINALITY AS r (%s, n) ORDER BY n) "
+    "SELECT id FROM lost" % (
+        ",".join(AUDIT_COLUMNS),
+        ", ".join("CASE WHEN r.kind = 'auth' AND r.result = 'OK' AND r.device_id IN (SELECT encode(id, 'hex') FROM "
+                  "lost) THEN %s ELSE r.%s END" % (new, c) if c in ("result", "reason") else "r." + c
+                  for c, new in zip(AUDIT_COLUMNS, [None] * 8 + ["'REPLAY'",
+                                                                 "'timestamp accepted first by another verifier instance'", None])),
+        ", ".join(f"?::{t}[]" for t in _AUDIT_TYPES), ", ".join(AUDIT_COLUMNS)))
+
+
+def _auth_batch(accepted, activated, audit_rows, seen):
+    """The statements of one auth batch (record_auth) as (many, sql, args); the last, when there is one, returns the
+    device ids that lost (another instance had taken their timestamps)."""
+    out = []
     if seen:
-        yield True, ("INSERT INTO auth_state (last_ts, last_authenticated_at, id) VALUES (0, ?, ?) "
-                     "ON CONFLICT (id) DO UPDATE SET last_authenticated_at = excluded.last_authenticated_at"), seen
-    if accepted:
+        out.append((True, ("INSERT INTO auth_state (last_ts, last_authenticated_at, id) VALUES (0, ?, ?) "
+                           "ON CONFLICT (id) DO UPDATE SET last_authenticated_at = excluded.last_authenticated_at"), seen))
+    if activated:
+        out.append((True, ("UPDATE devices SET status = 'active', status_changed_at = ? "
+                           "WHERE id = ? AND status = 'provisioning'"), activated))
+    if accepted or audit_rows:
         lo, hi = {}, {}
         for ts, now, did in accepted:
             did = bytes(did)
-            if did not in lo or ts < lo[did][0]:
-                lo[did] = (ts, now)
+            if did not in lo or ts < lo[did]:
+                lo[did] = ts
             if did not in hi or ts > hi[did][0]:
                 hi[did] = (ts, now)
         ids = sorted(lo)          # one order for every instance: row locks are taken without deadlock
-        rows = yield False, ("INSERT INTO auth_state (last_ts, last_authenticated_at, id) "
-                             "SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::bytea[]) "
-                             "ON CONFLICT (id) DO UPDATE SET last_ts = excluded.last_ts, "
-                             "last_authenticated_at = excluded.last_authenticated_at "
-                             "WHERE auth_state.last_ts < excluded.last_ts RETURNING id"), \
-            ([lo[d][0] for d in ids], [lo[d][1] for d in ids], ids)
-        won = {bytes(r[0]) for r in rows}
-        lost = set(ids) - won
-        higher = [d for d in ids if d in won and hi[d][0] > lo[d][0]]
-        if higher:                # the winner holds these rows' locks: its highest timestamp is the floor
-            yield False, ("UPDATE auth_state AS a SET last_ts = b.ts, last_authenticated_at = b.at "
-                          "FROM unnest(?::bigint[], ?::bigint[], ?::bytea[]) AS b(ts, at, id) WHERE a.id = b.id"), \
-                ([hi[d][0] for d in higher], [hi[d][1] for d in higher], higher)
-    if activated:
-        yield True, ("UPDATE devices SET status = 'active', status_changed_at = ? "
-                     "WHERE id = ? AND status = 'provisioning'"), activated
-    if audit_rows:
-        if lost:
-            gone = {d.hex() for d in lost}
-            audit_rows = [r[:8] + ("REPLAY", "timestamp accepted first by another verifier instance") + tuple(r[10:])
-                          if r[2] == "auth" and r[3] in gone and r[8] == "OK" else r for r in audit_rows]
-        yield True, AUDIT_INSERT, audit_rows_full(audit_rows)
-    return lost
+        cols = list(zip(*audit_rows_full(audit_rows))) or [()] * len(AUDIT_COLUMNS)
+        cols = [[None if v is None else int(v) for v in cols[0]]] + [[None if v is None else str(v) for v in c] for c in cols[1:]]
+        out.append((False, _AUTH_SQL, (ids, [lo[d] for d in ids], [hi[d][0] for d in ids], [hi[d][1] for d in ids],
+                                       *cols)))
+    return out
