@@ -1,4 +1,5 @@
-"""Scale (issue #15, SQLite): the binary-auth path with 1,000 and with 1,000,000 registered devices.
+"""Scale (issue #15): the binary-auth path with 1,000 and with 1,000,000 registered devices, on SQLite and on
+PostgreSQL (run_pg, verifier.scale.pg.*: the same measurements, see measure_pg and bench/README.md).
 
 verifier.scale.cpu_us_1k, verifier.scale.cpu_us_1m: `janua serve` (default settings: the device cache
 bounded at --auth-cache-devices 200,000) pinned to CPU 0, bench/loadgen.c pinned to CPU 1, closed loop, 64
@@ -204,6 +205,7 @@ def _pg_registry(n, url, kek_file):
         res = registry.provision_bulk(storage, kek, tenant["id"], rows, actor="bench")["results"]
         active += [(bytes.fromhex(r["device_id"]), derive_key(bytes.fromhex(r["master_secret"]), LABEL_BINAUTH))
                    for r in res[::step]]
+    storage._db.execute("VACUUM ANALYZE")     # what an operator runs after a bulk load (autovacuum would, later)
     storage.close()
     secretfile.write_new(kek_file, (kek.hex() + "\n").encode())
     return active, time.perf_counter() - t

@@ -3,7 +3,9 @@ store's SQL can run on PostgreSQL where the two dialects agree, and the store ov
 (issue #15; docs/architecture.md "PostgreSQL").
 
 What it gives, and how each piece maps:
-- `execute(sql, args)`, `executemany(sql, rows)`, `executescript(script)`, `close()`; a cursor with
+- `execute(sql, args)`, `executemany(sql, rows)`, `executescript(script)`, `copy_rows(table, columns, rows)` (a
+  binary COPY: bulk loads), `close()`; on the async twin, `transaction_pipeline(steps)` (one transaction in one round
+  trip); a cursor with
   `fetchone()`, `fetchall()`, iteration and `rowcount`. `lastrowid` does not exist on PostgreSQL: reading it raises
   NotImplementedError, so a store that needs it must say RETURNING in its PostgreSQL part.
 - rows that behave like sqlite3.Row: a tuple (index, unpacking) whose columns are also found by name

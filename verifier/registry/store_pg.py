@@ -1,6 +1,7 @@
 """The registry store on PostgreSQL (issue #15): the PostgreSQL mixin of verifier.store_pg.PGStorage, for what
 verifier/registry/store.py says in SQLite's own dialect: the device list's filters on the metadata JSON, and
-the change markers' triggers (CHANGE_TRIGGERS). Everything else of the registry runs on both as it is."""
+the change markers' triggers (CHANGE_TRIGGERS), and bulk inserts by COPY (insert_devices, existing_serials).
+Everything else of the registry runs on both as it is."""
 
 import sqlite3
 
