@@ -4,8 +4,7 @@ store's SQL can run on PostgreSQL where the two dialects agree, and the store ov
 
 What it gives, and how each piece maps:
 - `execute(sql, args)`, `executemany(sql, rows)`, `executescript(script)`, `copy_rows(table, columns, rows)` (a
-  binary COPY: bulk loads), `close()`; on the async twin, `transaction_pipeline(steps)` (one transaction in one round
-  trip); a cursor with
+  binary COPY: bulk loads), `close()`; on the async twin, `transaction_script(steps)` (one transaction in one message); a cursor with
   `fetchone()`, `fetchall()`, iteration and `rowcount`. `lastrowid` does not exist on PostgreSQL: reading it raises
   NotImplementedError, so a store that needs it must say RETURNING in its PostgreSQL part.
 - rows that behave like sqlite3.Row: a tuple (index, unpacking) whose columns are also found by name
@@ -292,32 +291,21 @@ class AsyncPGConnection:
         except psycopg.Error as e:
             raise _wrap(e) from e
 
-    async def transaction_pipeline(self, steps):
-        """One transaction in one round trip: BEGIN, `steps` ((many, sql, args): executemany when many, else
-        execute), COMMIT, all sent before any result is awaited (psycopg's pipeline mode), so the server completes
-        the transaction without waiting for this client. The rows of the last step (when it is not a `many`). On an
-        error nothing of it stays (a ROLLBACK follows) and the error is raised."""
+    async def transaction_script(self, steps):
+        """One transaction in one message: `steps` ((sql, args) statements) bound on the client and sent together as
+        one simple query, which PostgreSQL runs as one implicit transaction, all or nothing, without waiting for this
+        client in between (no await of the event loop while it is open: a transaction held open across awaits would
+        wait for whatever blocks the loop). The rows of the last statement."""
         conn = self._conn
         try:
-            try:
-                async with conn.pipeline() as p:
-                    cur = conn.cursor()
-                    await cur.execute("BEGIN")
-                    last = None
-                    for many, sql, args in steps:
-                        last = conn.cursor()
-                        if many:
-                            await last.executemany(translate(sql), [_args(r) for r in args])
-                            last = None
-                        else:
-                            await last.execute(translate(sql), _args(args))
-                    await cur.execute("COMMIT")
-                    await p.sync()
-                    return await last.fetchall() if last is not None and last.description is not None else []
-            except psycopg.Error:
-                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                    await conn.execute("ROLLBACK")
-                raise
+            cur = psycopg.AsyncClientCursor(conn)
+            text = ";\n".join(cur.mogrify(translate(sql), _args(args)) for sql, args in steps)
+            await cur.execute(text)
+            rows = []
+            while True:
+                rows = await cur.fetchall() if cur.description is not None else []
+                if not cur.nextset():
+                    return rows
         except psycopg.Error as e:
             raise _wrap(e) from e
 

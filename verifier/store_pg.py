@@ -121,11 +121,8 @@ class PGStorage(PGRegistryStorage, PGOTAStorage, PGFleetStorage, PGAlertsStorage
         self._depth += 1
         try:
             rows = []
-            for many, sql, args in _auth_batch(accepted, activated, audit_rows, seen):
-                if many:
-                    db.executemany(sql, args)
-                else:
-                    rows = db.execute(sql, args).fetchall()
+            for sql, args in _auth_batch(accepted, activated, audit_rows, seen):
+                rows = db.execute(sql, args).fetchall()
         except BaseException:
             self._depth -= 1
             if outer:
@@ -156,14 +153,14 @@ class PGStorage(PGRegistryStorage, PGOTAStorage, PGFleetStorage, PGAlertsStorage
 
     async def record_auth_async(self, accepted, activated, audit_rows, seen=()):
         """record_auth, on the async connection: the event loop goes on while the batch is written. The whole
-        transaction goes in one round trip (a pipeline: BEGIN, the shared lock, the statements, COMMIT): the server
-        finishes it without waiting for this process. Were it held open across awaits, a writer of this same
+        transaction (the shared lock, the statements) is one message, one implicit transaction the server runs to its
+        end without this process (pgconn transaction_script). Were it held open across awaits, a writer of this same
         process on the event loop's thread (BEGIN IMMEDIATE: an admin request, a sweep) would wait for the shared
         lock while the loop it blocks is what the open transaction waits for: the instance would hang."""
         await self.aopen()
         try:
-            rows = await self._adb.transaction_pipeline([(False, SHARED_LOCK, ())] +
-                                                        _auth_batch(accepted, activated, audit_rows, seen))
+            rows = await self._adb.transaction_script([(SHARED_LOCK, ())] +
+                                                      _auth_batch(accepted, activated, audit_rows, seen))
         except sqlite3.Error as e:
             raise StorageError(f"could not persist auth state: {e}") from e
         return {bytes(r[0]) for r in rows}
@@ -202,15 +199,22 @@ _AUTH_SQL = (
 
 
 def _auth_batch(accepted, activated, audit_rows, seen):
-    """The statements of one auth batch (record_auth) as (many, sql, args); the last, when there is one, returns the
-    device ids that lost (another instance had taken their timestamps)."""
+    """The statements of one auth batch (record_auth) as (sql, args); the last returns the device ids that lost
+    (another instance had taken their timestamps), or nothing. Rows of one statement go as arrays; a device named
+    twice keeps what one row after the other would leave (seen: the last time; activated: the first)."""
     out = []
     if seen:
-        out.append((True, ("INSERT INTO auth_state (last_ts, last_authenticated_at, id) VALUES (0, ?, ?) "
-                           "ON CONFLICT (id) DO UPDATE SET last_authenticated_at = excluded.last_authenticated_at"), seen))
+        last = {bytes(did): at for at, did in seen}
+        out.append(("INSERT INTO auth_state (last_ts, last_authenticated_at, id) SELECT 0, at, id FROM "
+                    "unnest(?::bigint[], ?::bytea[]) AS s (at, id) ON CONFLICT (id) DO UPDATE "
+                    "SET last_authenticated_at = excluded.last_authenticated_at", (list(last.values()), list(last))))
     if activated:
-        out.append((True, ("UPDATE devices SET status = 'active', status_changed_at = ? "
-                           "WHERE id = ? AND status = 'provisioning'"), activated))
+        first = {}
+        for at, did in activated:
+            first.setdefault(bytes(did), at)
+        out.append(("UPDATE devices SET status = 'active', status_changed_at = a.at FROM "
+                    "unnest(?::bigint[], ?::bytea[]) AS a (at, id) WHERE devices.id = a.id AND "
+                    "devices.status = 'provisioning'", (list(first.values()), list(first))))
     if accepted or audit_rows:
         lo, hi = {}, {}
         for ts, now, did in accepted:
@@ -221,7 +225,7 @@ def _auth_batch(accepted, activated, audit_rows, seen):
                 hi[did] = (ts, now)
         ids = sorted(lo)          # one order for every instance: row locks are taken without deadlock
         cols = list(zip(*audit_rows_full(audit_rows))) or [()] * len(AUDIT_COLUMNS)
-        cols = [[None if v is None else int(v) for v in cols[0]]] + [[None if v is None else str(v) for v in c] for c in cols[1:]]
-        out.append((False, _AUTH_SQL, (ids, [lo[d] for d in ids], [hi[d][0] for d in ids], [hi[d][1] for d in ids],
-                                       *cols)))
+        cols = [[None if v is None else int(v) for v in cols[0]]] + [[None if v is None else str(v) for v in c]
+                                                                     for c in cols[1:]]
+        out.append((_AUTH_SQL, (ids, [lo[d] for d in ids], [hi[d][0] for d in ids], [hi[d][1] for d in ids], *cols)))
     return out
