@@ -47,6 +47,8 @@ FEATURE_BENCHES = [
     "bench.health_device",
     "bench.https_device",
     "bench.pg_invalidation",
+    "bench.pg_binauth",
+    "bench.pg_provision",
 ]
 ROUNDS = 30
 

@@ -1,4 +1,5 @@
-"""Scale (issue #15, SQLite): the binary-auth path with 1,000 and with 1,000,000 registered devices.
+"""Scale (issue #15): the binary-auth path with 1,000 and with 1,000,000 registered devices, on SQLite and on
+PostgreSQL (run_pg, verifier.scale.pg.*: the same measurements, see measure_pg and bench/README.md).
 
 verifier.scale.cpu_us_1k, verifier.scale.cpu_us_1m: `janua serve` (default settings: the device cache
 bounded at --auth-cache-devices 200,000) pinned to CPU 0, bench/loadgen.c pinned to CPU 1, closed loop, 64
@@ -156,22 +157,24 @@ def measure(n, say):
     return out
 
 
-def _load(db, kek_file, active, warm_file, files):
+def _load(db, kek_file, active, warm_file, files, cluster_cpu=lambda: 0.0):
+    """cluster_cpu: the CPU seconds of the database's processes (PostgreSQL), added to the server's."""
     from bench.run import ports_of, serve_argv
     out = {}
     with Pinned(serve_argv(db, kek_file), "janua serve:", timeout=300) as srv:
         hport, uport = ports_of(srv.ready_line)
         pid = srv.proc.pid
-        a0, c0 = _accepted(hport), _cpu_s(pid)
+        cpu = lambda: _cpu_s(pid) + cluster_cpu()
+        a0, c0 = _accepted(hport), cpu()
         warmed = _warm(uport, warm_file.read_bytes())
-        c1, a1 = _cpu_s(pid), _accepted(hport)
+        c1, a1 = cpu(), _accepted(hport)
         if warmed != len(active) or a1 - a0 != len(active):
             raise RuntimeError(f"scale: warm-up accepted {warmed} (metrics {a1 - a0}) of {len(active)}")
         out["rss"] = _rss(pid)
         out["cold_us"] = (c1 - c0) * 1e6 / (a1 - a0)
-        a0, c0 = _accepted(hport), _cpu_s(pid)
+        a0, c0 = _accepted(hport), cpu()
         peak = loadgen(uport, files[0], 20, "closed", WINDOW, 4.0)
-        c1, a1 = _cpu_s(pid), _accepted(hport)
+        c1, a1 = cpu(), _accepted(hport)
         out["cpu_us"] = (c1 - c0) * 1e6 / max(1, a1 - a0)
         out["peak"] = peak["ok_per_s"]
         rate = max(1.0, 0.8 * peak["ok_per_s"])
@@ -182,7 +185,116 @@ def _load(db, kek_file, active, warm_file, files):
     return out
 
 
+def _pg_registry(n, url, kek_file):
+    """A registry of `n` devices in the PostgreSQL database `url` (provision_bulk in calls of BATCH: COPY), left as
+    provisioned (a bulk UPDATE of a million rows would run every row's triggers); the KEK written to kek_file.
+    [(device id, key)] of the devices to send to (as registry_for), and the seconds it took."""
+    from verifier import secretfile
+    from verifier.keys import LABEL_BINAUTH, derive_key
+    from verifier.registry import core as registry
+    from verifier.registry.model import Policy
+    from verifier.store_pg import PGStorage
+    kek = os.urandom(32)
+    t = time.perf_counter()
+    storage = PGStorage(url)
+    tenant = registry.create_tenant(storage, "scale", time.time(), policy=Policy.from_json(POLICY))
+    step = max(1, n // ACTIVE_MAX)
+    active = []
+    for start in range(0, n, BATCH):
+        rows = [{"serial_number": f"S-{i:07d}"} for i in range(start, min(n, start + BATCH))]
+        res = registry.provision_bulk(storage, kek, tenant["id"], rows, actor="bench")["results"]
+        active += [(bytes.fromhex(r["device_id"]), derive_key(bytes.fromhex(r["master_secret"]), LABEL_BINAUTH))
+                   for r in res[::step]]
+    storage._db.execute("VACUUM ANALYZE")     # what an operator runs after a bulk load (autovacuum would, later)
+    storage.close()
+    secretfile.write_new(kek_file, (kek.hex() + "\n").encode())
+    return active, time.perf_counter() - t
+
+
+def _cluster_cpu(cluster):
+    from pathlib import Path
+    pid = int((Path(cluster.datadir) / "postmaster.pid").read_text().split()[0])
+    total = _cpu_s(pid)
+    for child in open(f"/proc/{pid}/task/{pid}/children").read().split():
+        try:
+            total += _cpu_s(child)
+        except OSError:           # a backend that has just exited
+            pass
+    return total
+
+
+def measure_pg(n, cluster, say):
+    """measure() on PostgreSQL: a fresh database of `cluster` with `n` devices. The devices sent to are first
+    activated by one request each to a server started for that alone (their first OK), so that the measured warm-up
+    pass is again each device's first request to a server with an empty cache, as on SQLite."""
+    import tempfile
+    from bench.run import Packets, ports_of, serve_argv
+    from tests.pgcluster import fresh_database
+    url = fresh_database(cluster.url)
+    secrets = tempfile.mkdtemp(prefix="janua-scale-pg-")
+    kek_file = os.path.join(secrets, "kek")
+    say(f"scale pg: registering {n:,} devices")
+    active, built = _pg_registry(n, url, kek_file)
+    packets = Packets([(d, k, None) for d, k in active])
+    first = packets.make(WORK / "scale_pg_first.bin", 1)
+    with Pinned(serve_argv(url, kek_file), "janua serve:", timeout=300) as srv:
+        ok = _warm(ports_of(srv.ready_line)[1], first.read_bytes())
+    if ok != len(active):
+        raise RuntimeError(f"scale pg: activation accepted {ok} of {len(active)}")
+    warm_file = packets.make(WORK / "scale_warm.bin", 1)
+    rounds = -(-PER_FILE // len(active))
+    files = [packets.make(WORK / "scale1.bin", rounds), packets.make(WORK / "scale2.bin", rounds)]
+    try:
+        out = _load(url, kek_file, active, warm_file, files, lambda: _cluster_cpu(cluster))
+    finally:
+        for p in (first, warm_file, *files):
+            p.unlink()
+        import shutil
+        shutil.rmtree(secrets)
+    out["built"] = built
+    out["active"] = len(active)
+    return out
+
+
+def run_pg(results, say):
+    """verifier.scale.pg.*: the same measurements on PostgreSQL (a private cluster, tests/pgcluster.py, pinned to the
+    server's CPU as in bench/pg_binauth.py); the CPU per accepted request is the server's plus the database's."""
+    try:
+        from tests.pgcluster import PGCluster
+    except ImportError as e:
+        say(f"scale pg: skipped ({e})")
+        return
+    from bench.pg_binauth import pin_cluster
+    cluster = PGCluster()
+    try:
+        cluster.start()
+        pin_cluster(cluster)
+        small, large = (measure_pg(n, cluster, say) for n in SIZES)
+    finally:
+        cluster.stop()
+    for tag, m in (("1k", small), ("1m", large)):
+        results[f"verifier.scale.pg.cpu_us_{tag}"] = round(m["cpu_us"], 2)
+        results[f"verifier.scale.pg.cpu_us_cold_{tag}"] = round(m["cold_us"], 2)
+        results[f"verifier.scale.pg.udp_per_s_{tag}"] = round(m["peak"], 1)
+        results[f"verifier.scale.pg.udp_p50_ms_{tag}"] = round(m["p50"], 3)
+        results[f"verifier.scale.pg.udp_p99_ms_{tag}"] = round(m["p99"], 3)
+        results[f"verifier.scale.pg.rss_bytes_{tag}"] = m["rss"]
+    results["verifier.scale.pg.cpu_ratio_1m_to_1k"] = round(large["cpu_us"] / small["cpu_us"], 3)
+    results["verifier.scale.pg.provision_s_1m"] = round(large["built"], 1)
+    for tag, m in (("1,000", small), ("1,000,000", large)):
+        say(f"scale pg: {tag} registered, {m['active']:,} sending: {m['cpu_us']:.1f} us CPU (verifier + database) per "
+            f"accepted request ({m['peak']:.0f} ok/s), p50 {m['p50']:.3f} ms, p99 {m['p99']:.3f} ms at 80 %; first "
+            f"request {m['cold_us']:.1f} us; RSS {m['rss'] / 2**20:.1f} MiB; non-OK or lost {m['bad']}, wrapped "
+            f"{m['wrapped']}")
+    say(f"scale pg: CPU per accepted request 1M/1k = {results['verifier.scale.pg.cpu_ratio_1m_to_1k']}")
+
+
 def run(results, say):
+    run_sqlite(results, say)
+    run_pg(results, say)
+
+
+def run_sqlite(results, say):
     small, large = (measure(n, say) for n in SIZES)
     for tag, m in (("1k", small), ("1m", large)):
         results[f"verifier.scale.cpu_us_{tag}"] = round(m["cpu_us"], 2)
@@ -203,6 +315,7 @@ def run(results, say):
 
 if __name__ == "__main__":
     import json
+    import sys
     out = {}
-    run(out, print)
+    {"pg": run_pg, "sqlite": run_sqlite}.get(sys.argv[1] if sys.argv[1:] else "", run)(out, print)
     print(json.dumps(out, indent=1, sort_keys=True))

@@ -189,32 +189,18 @@ def _fetch(db, sql, args):
 
 
 def _record_auth_on(db, outer, accepted, activated, audit_rows, seen):
-    """One auth batch's statements on `db` (its own transaction when `outer`); returns the devices that lost."""
+    """One auth batch's statements on `db`; returns the devices that lost. Outside a transaction (`outer`) they go
+    with the shared lock as one message, one implicit transaction the server runs to its end (pgconn
+    transaction_script: one round trip); inside the caller's transaction, one after the other."""
     try:
+        steps = _auth_batch(accepted, activated, audit_rows, seen)
         if outer:
-            db.execute("BEGIN")
-            db.execute(SHARED_LOCK)
-        try:
-            steps = _auth_steps(accepted, activated, audit_rows, seen)
-            step = next(steps, None)
-            lost = set()
-            try:
-                while step is not None:
-                    many, sql, args = step
-                    if many:
-                        db.executemany(sql, args)
-                        step = steps.send(None)
-                    else:
-                        step = steps.send(db.execute(sql, args).fetchall())
-            except StopIteration as done:
-                lost = done.value
-        except BaseException:
-            if outer:
-                db.execute("ROLLBACK")
-            raise
-        if outer:
-            db.execute("COMMIT")
-        return lost
+            rows = db.transaction_script([(SHARED_LOCK, ())] + steps)
+        else:
+            rows = []
+            for sql, args in steps:
+                rows = db.execute(sql, args).fetchall()
+        return {bytes(r[0]) for r in rows}
     except sqlite3.Error as e:
         raise StorageError(f"could not persist auth state: {e}") from e
 
@@ -225,42 +211,54 @@ DEVICES_BY_ID = ("SELECT d.*, COALESCE(a.last_ts, 0) AS last_ts, a.last_authenti
                  "WHERE d.id = ANY(?::bytea[])")
 
 
-def _auth_steps(accepted, activated, audit_rows, seen):
-    """The statements of one auth batch (record_auth), as a generator both connections drive: it yields
-    (many, sql, args) and is sent the rows of each single statement; it returns the device ids that lost."""
-    lost = set()
+_AUDIT_TYPES = ("bigint",) + ("text",) * (len(AUDIT_COLUMNS) - 1)
+# One statement for the accepted timestamps and the audit rows (record_auth): each device's floor moves to the
+# highest timestamp of the batch only where it is below the LOWEST one (a conditional upsert, rows locked in id
+# order); the devices it did not move lost (their OK audit rows are written as REPLAY), and are returned.
+_AUTH_SQL = (
+    "WITH b AS (SELECT * FROM unnest(?::bytea[], ?::bigint[], ?::bigint[], ?::bigint[]) AS b (id, lo, hi, at)), "
+    "won AS (INSERT INTO auth_state (last_ts, last_authenticated_at, id) SELECT hi, at, id FROM b ORDER BY id "
+    "ON CONFLICT (id) DO UPDATE SET last_ts = excluded.last_ts, last_authenticated_at = excluded.last_authenticated_at "
+    "WHERE auth_state.last_ts < (SELECT b.lo FROM b WHERE b.id = excluded.id) RETURNING id), "
+    "lost AS (SELECT id FROM b WHERE id NOT IN (SELECT id FROM won)), "
+    "aud AS (INSERT INTO audit (%s) SELECT %s FROM unnest(%s) WITH ORDINALITY AS r (%s, n) ORDER BY n) "
+    "SELECT id FROM lost" % (
+        ",".join(AUDIT_COLUMNS),
+        ", ".join("CASE WHEN r.kind = 'auth' AND r.result = 'OK' AND r.device_id IN (SELECT encode(id, 'hex') FROM "
+                  "lost) THEN %s ELSE r.%s END" % (new, c) if c in ("result", "reason") else "r." + c
+                  for c, new in zip(AUDIT_COLUMNS, [None] * 8 + ["'REPLAY'",
+                                                                 "'timestamp accepted first by another verifier instance'", None])),
+        ", ".join(f"?::{t}[]" for t in _AUDIT_TYPES), ", ".join(AUDIT_COLUMNS)))
+
+
+def _auth_batch(accepted, activated, audit_rows, seen):
+    """The statements of one auth batch (record_auth) as (sql, args); the last returns the device ids that lost
+    (another instance had taken their timestamps), or nothing. Rows of one statement go as arrays; a device named
+    twice keeps what one row after the other would leave (seen: the last time; activated: the first)."""
+    out = []
     if seen:
-        yield True, ("INSERT INTO auth_state (last_ts, last_authenticated_at, id) VALUES (0, ?, ?) "
-                     "ON CONFLICT (id) DO UPDATE SET last_authenticated_at = excluded.last_authenticated_at"), seen
-    if accepted:
+        last = {bytes(did): at for at, did in seen}
+        out.append(("INSERT INTO auth_state (last_ts, last_authenticated_at, id) SELECT 0, at, id FROM "
+                    "unnest(?::bigint[], ?::bytea[]) AS s (at, id) ON CONFLICT (id) DO UPDATE "
+                    "SET last_authenticated_at = excluded.last_authenticated_at", (list(last.values()), list(last))))
+    if activated:
+        first = {}
+        for at, did in activated:
+            first.setdefault(bytes(did), at)
+        out.append(("UPDATE devices SET status = 'active', status_changed_at = a.at FROM "
+                    "unnest(?::bigint[], ?::bytea[]) AS a (at, id) WHERE devices.id = a.id AND "
+                    "devices.status = 'provisioning'", (list(first.values()), list(first))))
+    if accepted or audit_rows:
         lo, hi = {}, {}
         for ts, now, did in accepted:
             did = bytes(did)
-            if did not in lo or ts < lo[did][0]:
-                lo[did] = (ts, now)
+            if did not in lo or ts < lo[did]:
+                lo[did] = ts
             if did not in hi or ts > hi[did][0]:
                 hi[did] = (ts, now)
         ids = sorted(lo)          # one order for every instance: row locks are taken without deadlock
-        rows = yield False, ("INSERT INTO auth_state (last_ts, last_authenticated_at, id) "
-                             "SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::bytea[]) "
-                             "ON CONFLICT (id) DO UPDATE SET last_ts = excluded.last_ts, "
-                             "last_authenticated_at = excluded.last_authenticated_at "
-                             "WHERE auth_state.last_ts < excluded.last_ts RETURNING id"), \
-            ([lo[d][0] for d in ids], [lo[d][1] for d in ids], ids)
-        won = {bytes(r[0]) for r in rows}
-        lost = set(ids) - won
-        higher = [d for d in ids if d in won and hi[d][0] > lo[d][0]]
-        if higher:                # the winner holds these rows' locks: its highest timestamp is the floor
-            yield False, ("UPDATE auth_state AS a SET last_ts = b.ts, last_authenticated_at = b.at "
-                          "FROM unnest(?::bigint[], ?::bigint[], ?::bytea[]) AS b(ts, at, id) WHERE a.id = b.id"), \
-                ([hi[d][0] for d in higher], [hi[d][1] for d in higher], higher)
-    if activated:
-        yield True, ("UPDATE devices SET status = 'active', status_changed_at = ? "
-                     "WHERE id = ? AND status = 'provisioning'"), activated
-    if audit_rows:
-        if lost:
-            gone = {d.hex() for d in lost}
-            audit_rows = [r[:8] + ("REPLAY", "timestamp accepted first by another verifier instance") + tuple(r[10:])
-                          if r[2] == "auth" and r[3] in gone and r[8] == "OK" else r for r in audit_rows]
-        yield True, AUDIT_INSERT, audit_rows_full(audit_rows)
-    return lost
+        cols = list(zip(*audit_rows_full(audit_rows))) or [()] * len(AUDIT_COLUMNS)
+        cols = [[None if v is None else int(v) for v in cols[0]]] + [[None if v is None else str(v) for v in c]
+                                                                     for c in cols[1:]]
+        out.append((_AUTH_SQL, (ids, [lo[d] for d in ids], [hi[d][0] for d in ids], [hi[d][1] for d in ids], *cols)))
+    return out

@@ -2,7 +2,7 @@
 as verifier/fleet/store.py, kept by PL/pgSQL triggers instead of SQLite's, and the PostgreSQL mixin of
 verifier.store_pg.PGStorage.
 
-- The triggers are row-level AFTER triggers of the statement that changes devices or auth_state, so a change
+- The triggers are AFTER triggers (row-level, but for fleet_dev_ins) of the statement that changes devices or auth_state, so a change
   and its aggregates commit or roll back together, as SQLite's do. Their rules are those of store.py: HEALTH_SQL
   as is; firmware and location read the metadata as jsonb (`->>`), where SQLite says json_extract: the two
   agree on what janua writes there (json.dumps of an object whose fields are strings or null,
@@ -10,6 +10,10 @@ verifier.store_pg.PGStorage.
   at all, which SQLite counts as 'unknown', makes the write fail on PostgreSQL instead of counting it silently.
 - fleet_dev_upd fires only when one of the columns the rules read changed (its WHEN): SQLite fires on any
   UPDATE OF them and takes the row out and back in, which leaves the counts as they were.
+- fleet_dev_ins is a statement-level trigger over the statement's new rows (a transition table): one upsert per
+  dimension and key for a whole COPY of a million devices (verifier/registry/store_pg.py insert_devices), where a
+  row-level one would update the same few counter rows once per device, each update walking the versions the
+  ones before it left in the transaction (quadratic).
 - fleet_seen_upd keeps SQLite's WHEN (a new minute), tested by PostgreSQL before the function is called, so the
   binary-auth hot path pays only that comparison.
 - The one-off build of a database that has no aggregates yet (fleet_built empty) runs in the same transaction
@@ -31,6 +35,17 @@ _RULE_COLUMNS = ("tenant_id", "status", "compromised", "metadata", "health_score
 
 def _add(row, sign):
     return count_changes(row, sign, DIMS_PG, "    ")
+
+
+def _add_all(table):
+    # the rows of a statement at once (a transition table): one upsert per dimension and key, however many rows
+    out = []
+    for dim, expr in DIMS_PG:
+        key = expr.replace("X.", "r.")
+        out.append(f"    INSERT INTO fleet_counts SELECT r.tenant_id, '{dim}', {key} AS k, count(*) FROM {table} r\n"
+                   "        GROUP BY r.tenant_id, k\n"
+                   "        ON CONFLICT (tenant_id, dim, key) DO UPDATE SET n = fleet_counts.n + excluded.n;")
+    return "\n".join(out)
 
 
 def _seen_add(v):
@@ -58,8 +73,9 @@ _DECLARE_T = "DECLARE\n    t TEXT;\n    v BIGINT;\n"
 _CHANGED = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in _RULE_COLUMNS)
 
 PG_FLEET_TRIGGERS = "\n".join((
-    _function("fleet_dev_ins", _add("NEW", 1)),
-    _trigger("fleet_dev_ins", "INSERT", "devices"),
+    _function("fleet_dev_ins", _add_all("new_rows")),
+    "CREATE OR REPLACE TRIGGER fleet_dev_ins AFTER INSERT ON devices REFERENCING NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION fleet_dev_ins();",
     _function("fleet_dev_del", _add("OLD", -1) + "\n"
               "    v := (SELECT last_authenticated_at FROM auth_state WHERE id = OLD.id);\n"
               "    t := OLD.tenant_id;\n    IF v IS NOT NULL THEN\n" + _seen_sub("v") + "\n    END IF;", _DECLARE_T),

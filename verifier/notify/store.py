@@ -156,6 +156,12 @@ class SQLiteNotifyStorage(NotifyStorage):
 
     def fan_out(self, now, new_id, match, limit=500):
         db = self._db
+        # Nothing past the cursor: no writer lock taken (a pass every tick of every instance). On PostgreSQL that lock,
+        # taken on the event loop's thread, would wait for this instance's own binary-auth transaction in flight,
+        # which cannot finish while the loop waits: the instance would hang (verifier/store_pg.py record_auth_async).
+        if not db.execute("SELECT 1 FROM notify_outbox WHERE id > (SELECT coalesce(max(last_event), 0) FROM "
+                          "notify_cursor WHERE one = 1) LIMIT 1").fetchone():
+            return 0
         with self.transaction():                      # BEGIN IMMEDIATE: one instance fans out at a time
             row = db.execute("SELECT last_event FROM notify_cursor WHERE one = 1").fetchone()
             cursor = row[0] if row else 0

@@ -1,8 +1,12 @@
 """The registry store on PostgreSQL (issue #15): the PostgreSQL mixin of verifier.store_pg.PGStorage, for what
 verifier/registry/store.py says in SQLite's own dialect: the device list's filters on the metadata JSON, and
-the change markers' triggers (CHANGE_TRIGGERS). Everything else of the registry runs on both as it is."""
+the change markers' triggers (CHANGE_TRIGGERS), and bulk inserts by COPY (insert_devices, existing_serials).
+Everything else of the registry runs on both as it is."""
 
-from verifier.registry.store import EDGE_COLUMNS
+import sqlite3
+
+from verifier.errors import Conflict
+from verifier.registry.store import DEVICE_COLUMNS, EDGE_COLUMNS
 
 # CHANGE_TRIGGERS on PostgreSQL, sent as is after the migrations: the same markers in the same transaction. An
 # insert and an update of an edge column take the next marker BEFORE the row is written (NEW.changed_seq: no
@@ -24,7 +28,7 @@ BEGIN
     RETURN NEW;
 END $$;
 CREATE OR REPLACE TRIGGER devices_changed_ins BEFORE INSERT ON devices
-    FOR EACH ROW EXECUTE FUNCTION janua_devices_changed();
+    FOR EACH ROW WHEN (NEW.changed_seq = 0) EXECUTE FUNCTION janua_devices_changed();
 CREATE OR REPLACE TRIGGER devices_changed_upd BEFORE UPDATE OF {", ".join(EDGE_COLUMNS)} ON devices
     FOR EACH ROW WHEN ({" OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in EDGE_COLUMNS)})
     EXECUTE FUNCTION janua_devices_changed();
@@ -43,3 +47,32 @@ class PGRegistryStorage:
     DEVICE_GROUP_SQL = "(d.metadata::jsonb ->> 'group') = ?"
     DEVICE_TAG_SQL = ("EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(d.metadata::jsonb -> "
                       "'tags') = 'array' THEN d.metadata::jsonb -> 'tags' END) AS t (value) WHERE t.value = ?)")
+
+    def existing_serials(self, tenant_id, serials):
+        # one query for any number (SQLite's IN lists go by 500): an array keeps the plan on the unique index
+        return {r[0] for r in self._db.execute(
+            "SELECT serial_number FROM devices WHERE tenant_id = ? AND serial_number = ANY(?::text[])",
+            (tenant_id, list(serials)))}
+
+    def insert_devices(self, rows):
+        """RegistryStorage.insert_devices by COPY (bulk provisioning of a million devices, issue #15): one statement
+        for all the rows, in the caller's transaction. As on SQLite it is all or nothing: a row that repeats an id or
+        a (tenant, serial number) already there, or another row of the same call, fails the whole call with
+        Conflict and nothing of it stays.
+
+        The change markers: one UPDATE of the counter takes a block of len(rows) markers (its row lock held to the
+        commit, as the trigger's would be), and the rows carry them in their order, which the insert trigger keeps.
+        A marker per row from the trigger would update the counter's row once per device in one transaction: each
+        update walks the row's versions left by the ones before, quadratic in the rows of the call."""
+        rows = list(rows)
+        if not rows:
+            return
+        try:
+            with self.transaction():
+                top = self._db.execute("UPDATE change_counter SET seq = seq + ? WHERE id = 1 RETURNING seq",
+                                       (len(rows),)).fetchone()[0]
+                first = top - len(rows) + 1
+                self._db.copy_rows("devices", DEVICE_COLUMNS + ("changed_seq",),
+                                   (r + (first + k,) for k, r in enumerate(rows)))
+        except sqlite3.IntegrityError as e:
+            raise Conflict(f"device insert conflicts with an existing row: {e}") from e
