@@ -191,23 +191,18 @@ class BinAuthCore:
         self._absent = frozenset(d for d in missing if d not in rows)
 
     async def _begin_limits(self, device_ids, requests, now):
-        # the budget tokens this batch may need: one per request from a host not trusted for its device (at most
-        # the budget's capacity per device), taken in the database before any tag is checked
+        # the budget tokens this batch may need: one per request from a host not trusted for its device as this
+        # instance knows it (at most the budget's capacity per device), taken in the database before any tag is
+        # checked; begin_async reads the trusted hosts of those devices in the same round trip, and a token taken for
+        # a host that turns out trusted is given back at the end of the batch
         limits, tnow, wants = self._limits, int(now), {}
         try:
-            await limits.load_trusted_async("binauth", device_ids)
-            untrusted = []
             for did, host in requests:
                 st = self._cache.get(did)
                 if st is None:
                     continue
                 pol = self._policies.get(st.tenant_id) or self._policy(st.tenant_id)
-                if pol.lockout_s > 0 and not limits.trusted_here(("binauth", did), host, tnow):
-                    untrusted.append((did, host, pol))
-            if untrusted:         # another instance may have trusted them since: read again before charging
-                await limits.load_trusted_async("binauth", {u[0] for u in untrusted}, again=True)
-            for did, host, pol in untrusted:
-                if limits.trusted_here(("binauth", did), host, tnow):
+                if pol.lockout_s <= 0 or limits.trusted_here(("binauth", did), host, tnow):
                     continue
                 n = wants[did][0] if did in wants else 0
                 if n < pol.lockout_failures:

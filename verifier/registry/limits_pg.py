@@ -16,7 +16,8 @@ Two ways in:
 - *Direct* (DTLS handshakes, MQTT/http-basic, BinAuthCore.handle): each call is one statement on a connection of
   its own, atomic in the database. A budget token is taken in the database before the secret is checked.
 - *Batch* (binary auth's group commit, in the auth path's thread: PGStorage.in_auth_thread, verifier/binauth/batch.py): `begin_async()` runs
-  before a batch is decided. It loads the trusted hosts of devices not seen yet, takes in one statement the budget
+  before a batch is decided, in one call on the auth thread. It reads the trusted hosts of devices not seen yet (and of those it
+  takes tokens for: another instance may have trusted their hosts), takes in one statement the budget
   tokens the batch's requests from untrusted hosts may need (so the budget is exact across instances: a token is
   the database's before any tag is checked), and reads the failure rows of the batch's devices. The batch is
   then decided in memory against that view; what it changed (failures, resets, new trusted hosts, tokens given
@@ -264,29 +265,27 @@ class PGLimitStore(MemoryLimitStore):
         """trusted() as this instance knows it, without asking the database."""
         return MemoryLimitStore.trusted(self, key, host, now)
 
-    async def load_trusted_async(self, scope, device_ids, again=False):
-        """Read the trusted hosts of those of `device_ids` not read yet (all of them: `again`), before a batch's
-        wants are computed."""
-        ids = sorted({bytes(d) for d in device_ids if again or (scope, bytes(d)) not in self._trust_loaded})
-        if ids:
-            rows = await self._storage.in_auth_thread(_rows, _TRUSTED_OF, (scope, ids))
-            self._load_trusted(scope, rows, ids)
-
     def begin_closed(self, scope, now):
         """Begin a batch that nothing could be prepared for: no budget token, and its commit fails."""
         b = self._batch = _Batch(scope, now)
         b.error = StorageError("lockout state: the batch could not be prepared")
 
     async def begin_async(self, scope, device_ids, wants, now):
-        """Start deciding a batch of `scope`: take the budget tokens of `wants` ({device id: (n, capacity,
-        refill_per_s)}) and read the failure rows of `device_ids`. Decided closed if the database refuses."""
+        """Start deciding a batch of `scope`, in one call on the auth thread: read the trusted hosts of the devices not read yet and
+        of those in `wants` ({device id: (n, capacity, refill_per_s)}: another instance may have trusted their hosts),
+        take the budget tokens of `wants`, and read the failure rows of `device_ids`. Decided closed if the database
+        refuses."""
         b = _Batch(scope, now)
+        ids = sorted({bytes(d) for d in device_ids})
+        trust_ids = sorted({d for d in ids if (scope, d) not in self._trust_loaded} | set(wants))
         try:
-            granted, failures = await self._storage.in_auth_thread(_begin, scope, sorted(device_ids), wants, now)
+            trusted, granted, failures = await self._storage.in_auth_thread(_begin, scope, ids, trust_ids, wants, now)
         except (sqlite3.Error, StorageError) as e:
             # tokens granted but not received stay taken: the budget errs on the safe side
             b.error = StorageError(f"lockout state: {e}")
-            granted, failures = {}, ()
+            trusted, granted, failures = (), {}, ()
+        if trust_ids and b.error is None:
+            self._load_trusted(scope, trusted, trust_ids)
         b.grants = granted
         view = b.view._failures
         for did, host, count, until, last, lockout_s in failures:
@@ -338,8 +337,9 @@ def _heartbeat(db, instance_id, now):
     return db.execute(_ALIVE, (now - ALIVE_S,)).fetchone()[0]
 
 
-def _begin(db, scope, device_ids, wants, now):
-    # on the auth path's thread: the budget tokens of `wants`, then the failure rows of `device_ids`
+def _begin(db, scope, device_ids, trust_ids, wants, now):
+    # on the auth path's thread: the trusted hosts of trust_ids, the budget tokens of `wants`, the failure rows
+    trusted = db.execute(_TRUSTED_OF, (scope, trust_ids)).fetchall() if trust_ids else ()
     granted = {}
     if wants:
         ids = sorted(wants)
@@ -349,7 +349,7 @@ def _begin(db, scope, device_ids, wants, now):
         for did, n in db.execute(_GRANT, (now, now, now, now, ids, [wants[d][0] for d in ids], caps, rates,
                                           scope)).fetchall():
             granted[bytes(did)] = n
-    return granted, db.execute(_FAILURES_OF, (scope, device_ids)).fetchall()
+    return trusted, granted, db.execute(_FAILURES_OF, (scope, device_ids)).fetchall()
 
 
 def _commit(db, scope, now, reset, failed, back, trusted, prune=False):
