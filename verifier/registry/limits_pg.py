@@ -271,8 +271,8 @@ class PGLimitStore(MemoryLimitStore):
         b.error = StorageError("lockout state: the batch could not be prepared")
 
     async def begin_async(self, scope, device_ids, wants, now):
-        """Start deciding a batch of `scope`, in one call on the auth thread: read the trusted hosts of the devices not read yet and
-        of those in `wants` ({device id: (n, capacity, refill_per_s)}: another instance may have trusted their hosts),
+        """Start deciding a batch of `scope`, in one call on the auth thread: read the trusted hosts of the devices not
+        read yet and of those in `wants` ({device id: (n, capacity, refill_per_s)}: another instance may have trusted their hosts),
         take the budget tokens of `wants`, and read the failure rows of `device_ids`. Decided closed if the database
         refuses."""
         b = _Batch(scope, now)
