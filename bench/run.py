@@ -47,6 +47,7 @@ FEATURE_BENCHES = [
     "bench.health_device",
     "bench.https_device",
     "bench.pg_invalidation",
+    "bench.console",
 ]
 ROUNDS = 30
 
