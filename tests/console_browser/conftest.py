@@ -11,6 +11,7 @@ second and the fleet of 2,500 devices a few. Tests of a module share the fleet, 
 Screenshots of each page a test visits go to $JANUA_ARTIFACTS (default: a fresh temporary directory, named at the
 end of the run)."""
 
+import contextlib
 import csv
 import io
 import os
@@ -130,6 +131,10 @@ class Console:
     """A headless Chromium on the fleet's console: open pages, sign in, screenshots, forms."""
 
     def __init__(self, fleet, downloads):
+        missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).exists()]
+        if missing:                            # a failure, not a skip: `make test` installs them
+            pytest.fail(f"{', '.join(missing)} missing: `make debs-test` installs chromium and chromium-driver",
+                        pytrace=False)
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
         self.fleet, self.downloads = fleet, downloads
@@ -182,21 +187,33 @@ class Console:
         self.driver.save_screenshot(str(path))
         return path
 
-    def click(self, css):
-        """Click a button or link and accept the confirm dialog it may open (console.js asks before some changes)."""
+    @contextlib.contextmanager
+    def page_change(self):
+        """Wait, after the block, until the browser has left the page it was on (a form sent, a link followed):
+        what is found next is on the new page, never a leftover of the old one."""
+        from selenium.webdriver.support import expected_conditions as ec
+        from selenium.webdriver.support.ui import WebDriverWait
+        old = self.find("html")
+        yield
+        WebDriverWait(self.driver, WAIT_S).until(ec.staleness_of(old))
+
+    def click(self, css, navigates=True):
+        """Click a button or link, accept the confirm dialog it may open (console.js asks before some changes) and,
+        unless `navigates` is false (a download), wait for the page it leads to."""
         from selenium.common.exceptions import NoAlertPresentException
-        self.find(css).click()
-        try:
-            self.driver.switch_to.alert.accept()
-        except NoAlertPresentException:
-            pass
+        with self.page_change() if navigates else contextlib.nullcontext():
+            self.find(css).click()
+            try:
+                self.driver.switch_to.alert.accept()
+            except NoAlertPresentException:
+                pass
 
     # -- session
     def sign_in(self, role="admin", token=None):
         self.sign_out()
         self.open("/console/sign-in")
         self.find("#token").send_keys(token if token is not None else self.fleet.tokens[role])
-        self.find("#sign-in-button").click()
+        self.click("#sign-in-button")
 
     def sign_out(self):
         """Forget the session: the console's cookie is the only state the browser keeps."""

@@ -8,6 +8,8 @@ signs in itself, so they pass alone and in any order."""
 import re
 
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from tests.console_browser.conftest import parse_csv
 
@@ -74,13 +76,15 @@ def test_find_a_device_by_serial_among_thousands(console, fleet):
     search = console.find("#q")
     assert search.get_attribute("aria-label") == "Search devices"
     search.send_keys("SN-01234")
-    search.submit()
+    with console.page_change():
+        search.send_keys(Keys.ENTER)
     console.wait_for("#devices")
     rows = console.find_all("#devices tr[data-device-id]")
     assert [r.get_attribute("data-device-id") for r in rows] == [fleet.devices["SN-01234"][0]]
     assert "SN-01234" in rows[0].text
     console.shot("devices-search")
-    rows[0].find_element("css selector", "a").click()
+    with console.page_change():
+        rows[0].find_element(By.CSS_SELECTOR, "a").click()
     console.wait_for("#identity")
     assert console.path == f"/console/devices/{fleet.devices['SN-01234'][0]}"
     assert "SN-01234" in console.find("#identity").text
@@ -137,7 +141,7 @@ def test_audit_csv_export_of_one_device(console, fleet):
     console.open(f"/console/audit?device={did}")
     console.wait_for("#export-csv")
     assert console.find("#export-csv").get_attribute("href").startswith(fleet.url + "/console/audit.csv?")
-    console.click("#export-csv")
+    console.click("#export-csv", navigates=False)
     name, data = console.downloaded("*.csv")
     rows = parse_csv(data)
     assert rows[0] == CSV_HEADER
@@ -177,7 +181,6 @@ def test_a_change_without_the_csrf_token_is_refused(console, fleet):
     console.driver.execute_script(
         "document.querySelector('#action-suspend').form.querySelector('input[name=csrf]').remove()")
     console.click("#action-suspend")
-    console.wait_for("body")
     assert "CSRF token missing or wrong" in console.text()
     console.shot("csrf-refused")
     assert fleet.device("SN-00200")["status"] == "active"
