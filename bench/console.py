@@ -10,7 +10,8 @@ authenticated AUTHS times over UDP just before (so its page has its last authent
 The registry is made for each run: 99,999 devices go in through the storage's bulk path
 (Storage.insert_devices, calls of BATCH rows, one transaction each; the sealed secret a placeholder: no page
 unseals it), statuses, firmware versions, groups and last authentication times spread over them (two of three have
-an auth_state row, written in one executemany); the 100,000th, whose page is timed, is provisioned for real
+an auth_state row, written in one executemany), 300,000 audit rows of their authentications over the last 10 days
+(Storage.add_audit, calls of BATCH); the 100,000th, whose page is timed, is provisioned for real
 (verifier.registry.provision_bulk).
 """
 
@@ -29,6 +30,7 @@ BATCH = 10_000
 ROUNDS = 31
 WARM = 5
 AUTHS = 5
+AUDIT = 300_000
 TENANT = "console"
 
 
@@ -52,6 +54,10 @@ def _registry(db, kek_file, now):
                          json.dumps(meta), statuses[i % 10], now - 86400, now - 86400, 50, 0, 0, 15, 0,
                          now + 365 * 86400))
         storage.insert_devices(rows)
+    for start in range(0, AUDIT, BATCH):                   # auth rows of every device, oldest first
+        storage.add_audit([(now - 864000 + k * 864000 // AUDIT, tenant["id"], "auth",
+                            (k % (N_DEVICES - 1)).to_bytes(8, "big").hex(), None, "binauth", "udp",
+                            f"10.0.{k % 200}.{k % 250}:5685", "OK", None) for k in range(start, start + BATCH)])
     storage.close()
     import sqlite3
     with sqlite3.connect(db) as c:             # bench setup: last authentications over the past 10 days
