@@ -152,7 +152,7 @@ def test_audit_csv_export_of_one_device(console, fleet):
     assert "csv test" in rows[1][9]
 
 
-def test_viewer_sees_no_change_buttons_and_its_forged_post_is_403(console, fleet):
+def test_viewer_sees_no_change_buttons_and_its_forged_posts_are_403(console, fleet):
     assert fleet.binauth("SN-00100") == "OK"
     did = fleet.devices["SN-00100"][0]
     console.sign_in("viewer")
@@ -168,6 +168,13 @@ def test_viewer_sees_no_change_buttons_and_its_forged_post_is_403(console, fleet
     assert status == 403, text
     assert fleet.device("SN-00100")["status"] == "active"
     assert fleet.binauth("SN-00100") == "OK"
+    rid = fleet.rollout("3.0.0", 3)["id"]
+    console.open("/console/releases")
+    console.wait_for(f"#rollouts tr[data-rollout-id='{rid}']")
+    assert console.find_all("[id^=halt-]") == [] and console.find_all("[id^=resume-]") == []
+    status, text = console.post(f"/console/rollouts/{rid}/halt", {"csrf": csrf})
+    assert status == 403, text
+    assert fleet.api.call("GET", f"/v1/rollouts/{rid}")["state"] == "active"
 
 
 def test_a_change_without_the_csrf_token_is_refused(console, fleet):
