@@ -65,7 +65,7 @@ $(CLIENTID_PLUGIN): verifier/broker_plugin/janua_clientid.c | $(STAMP) debs-test
 	gcc -shared -fPIC -O2 -Wall -Wextra -o $@ $< -lcrypto
 
 demo: $(STAMP)
-	$(VENV)/bin/janua demo
+	$(VENV)/bin/janua demo $(DEMO_ARGS)
 
 test: $(STAMP) $(MPLIB_STAMP) debs-test $(CLIENTID_PLUGIN)
 	$(PY) -m pytest -q -p no:cacheprovider

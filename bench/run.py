@@ -43,11 +43,11 @@ FEATURE_BENCHES = [
     "bench.attest_device",
     "bench.tpm",
     "bench.fleet",
+    "bench.console",
     "bench.scale",
     "bench.health_device",
     "bench.https_device",
     "bench.pg_invalidation",
-    "bench.console",
 ]
 ROUNDS = 30
 

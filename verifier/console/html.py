@@ -37,14 +37,14 @@ def csrf_field(csrf):
 
 def table(table_id, caption, headers, rows, row_attrs=None, empty=""):
     """A <table> inside a horizontally scrolling wrapper; `rows`: lists of cell HTML (already escaped);
-    `row_attrs`: for each row the attribute text of its <tr>. With no rows: the `empty` message instead."""
-    if not rows:
-        return f'<p class="empty" id="{table_id}-empty">{empty}</p>'
+    `row_attrs`: for each row the attribute text of its <tr>. With no rows: an empty body, then the `empty`
+    message (HTML, written by the page) in <p class="empty" id="TABLE_ID-empty">."""
+    note = f'<p class="empty" id="{table_id}-empty">{empty}</p>' if not rows and empty else ""
     head = "".join(f'<th scope="col">{esc(h)}</th>' for h in headers)
     body = "".join(f"<tr{(' ' + row_attrs[i]) if row_attrs else ''}>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>"
                    for i, r in enumerate(rows))
     return (f'<div class="scroll"><table id="{table_id}"><caption>{esc(caption)}</caption>'
-            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{note}")
 
 
 def definitions(section_id, pairs):

@@ -218,7 +218,8 @@ def device(data, s, now):
              + table("device-audit", "This device's latest audit rows", (
                  "Seq", "Time", "Kind", "Actor", "Action", "Transport", "Source", "Result", "Reason"), rows, attrs,
                  empty="No audit rows for this device.")
-             + f'<p><a href="/console/audit?{urlencode({"device": hx})}">All of its audit rows</a></p></section>')
+             + f'<p class="muted">Among the tenant\'s latest {data["audit_window"]:,} audit rows. '
+             f'<a href="/console/audit?{urlencode({"device": hx})}">All of its audit rows</a></p></section>')
     return identity + lifecycle + credentials + auths + attestation + health + audit
 
 

@@ -23,22 +23,27 @@ CREATE INDEX IF NOT EXISTS devices_console_status ON devices (tenant_id, status,
 
 SORTS = ("serial", "status", "last_seen")
 _SEEN = "COALESCE(a.last_authenticated_at, 0)"
-# (ORDER BY, the keyset condition after a cursor, the cursor's values from a row)
+# sort -> (ORDER BY of the page's ids, the keyset condition after a cursor, ORDER BY of the page's rows, the
+# cursor's values from a row)
 _ORDER = {
-    "serial": ("d.serial_number", "d.serial_number > ?", lambda r: [r["serial_number"]]),
-    "status": ("d.status, d.serial_number", "(d.status, d.serial_number) > (?, ?)",
+    "serial": ("d.serial_number", "d.serial_number > ?", "p.serial", lambda r: [r["serial_number"]]),
+    "status": ("d.status, d.serial_number", "(d.status, d.serial_number) > (?, ?)", "p.status, p.serial",
                lambda r: [r["status"], r["serial_number"]]),
-    "last_seen": (f"{_SEEN} DESC, d.serial_number",
-                  f"({_SEEN} < ? OR ({_SEEN} = ? AND d.serial_number > ?))",
-                  lambda r: [r["last_authenticated_at"] or 0, r["serial_number"]]),
+    "last_seen": (f"{_SEEN} DESC, d.serial_number", f"({_SEEN} < ? OR ({_SEEN} = ? AND d.serial_number > ?))",
+                  "p.seen DESC, p.serial", lambda r: [r["last_authenticated_at"] or 0, r["serial_number"]]),
 }
-_DEVICE_ROW = ("SELECT d.id, d.serial_number, d.status, d.quarantined, d.compromised, d.metadata, "
-               "a.last_authenticated_at FROM devices d LEFT JOIN auth_state a ON a.id = d.id WHERE d.tenant_id = ?")
+# A page in two steps: the ids of the page (a narrow row per device: by serial or status the index alone, ordered;
+# by last authentication a sort of (time, serial, id) only), then the page's rows by primary key.
+_PAGE_IDS = ("SELECT d.id AS id, d.serial_number AS serial, d.status AS status, " + _SEEN + " AS seen "
+             "FROM devices d LEFT JOIN auth_state a ON a.id = d.id WHERE d.tenant_id = ?")
+_PAGE_ROWS = ("SELECT d.id, d.serial_number, d.status, d.quarantined, d.compromised, d.metadata, "
+              "a.last_authenticated_at FROM ({ids}) p JOIN devices d ON d.id = p.id "
+              "LEFT JOIN auth_state a ON a.id = d.id ORDER BY {order}")
 
 
 def cursor_values(sort, row):
     """The values a page's last row gives the next page's cursor (console_devices' `after`)."""
-    return _ORDER[sort][2](row)
+    return _ORDER[sort][3](row)
 
 
 class ConsoleStorage(abc.ABC):
@@ -66,8 +71,8 @@ class ConsoleStorage(abc.ABC):
         last_authenticated_at}, by `sort` (SORTS), after the cursor values `after` (cursor_values)."""
 
     @abc.abstractmethod
-    def console_audit(self, tenant_id, device_id=None, kind=None, result=None, before=None, limit=100):
-        """The tenant's audit rows, newest first, below seq `before`."""
+    def console_audit(self, tenant_id, device_id=None, kind=None, result=None, before=None, limit=100, after=None):
+        """The tenant's audit rows, newest first, below seq `before` and above seq `after`."""
 
 
 class SQLiteConsoleStorage(ConsoleStorage):
@@ -103,7 +108,7 @@ class SQLiteConsoleStorage(ConsoleStorage):
 
     def console_devices(self, tenant_id, q=None, status=None, firmware=None, tag=None, group=None, online=None,
                         online_since=0, sort="serial", after=None, limit=50):
-        sql, args = [_DEVICE_ROW], [tenant_id]
+        sql, args = [_PAGE_IDS], [tenant_id]
         if q:
             cond, cargs = [self.SERIAL_PREFIX_SQL], self.serial_prefix_args(q)
             hexq = q.lower()
@@ -123,13 +128,13 @@ class SQLiteConsoleStorage(ConsoleStorage):
             sql.append("AND a.last_authenticated_at >= ?"); args.append(online_since)
         elif online is False:
             sql.append("AND (a.last_authenticated_at IS NULL OR a.last_authenticated_at < ?)"); args.append(online_since)
-        order, after_sql, _ = _ORDER[sort]
+        order, after_sql, rows_order, _ = _ORDER[sort]
         if after is not None:
             sql.append("AND " + after_sql)
             args += [after[0], after[0], after[1]] if sort == "last_seen" else list(after)
         sql.append(f"ORDER BY {order} LIMIT ?"); args.append(limit)
         out = []
-        for r in self._db.execute(" ".join(sql), args):
+        for r in self._db.execute(_PAGE_ROWS.format(ids=" ".join(sql), order=rows_order), args):
             d = dict(zip(("id", "serial_number", "status", "quarantined", "compromised", "metadata",
                           "last_authenticated_at"), r))
             d["id"] = bytes(d["id"])
@@ -138,12 +143,14 @@ class SQLiteConsoleStorage(ConsoleStorage):
             out.append(d)
         return out
 
-    def console_audit(self, tenant_id, device_id=None, kind=None, result=None, before=None, limit=100):
+    def console_audit(self, tenant_id, device_id=None, kind=None, result=None, before=None, limit=100, after=None):
         q, args = "SELECT * FROM audit WHERE tenant_id = ?", [tenant_id]
         for col, v in (("device_id", device_id), ("kind", kind), ("result", result)):
             if v is not None:
                 q += f" AND {col} = ?"; args.append(v)
         if before is not None:
             q += " AND seq < ?"; args.append(before)
+        if after is not None:
+            q += " AND seq > ?"; args.append(after)
         q += " ORDER BY seq DESC LIMIT ?"; args.append(limit)
         return [dict(r) for r in self._db.execute(q, args)]

@@ -44,6 +44,7 @@ function navToggle() {
   });
 }
 
+document.documentElement.classList.add("js");
 document.addEventListener("DOMContentLoaded", () => {
   localTimes();
   confirmations();
