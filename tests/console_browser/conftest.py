@@ -8,8 +8,8 @@ fetch a driver, is never asked: the driver and the browser are given by path.
 
 One verifier and one browser per test module (module-scoped fixtures), not per test: a Chromium start costs about a
 second and the fleet of 2,500 devices a few. Tests of a module share the fleet, so each works on devices of its own.
-Screenshots of each page a test visits go to $JANUA_ARTIFACTS (default: a fresh temporary directory, named at the
-end of the run)."""
+Screenshots of each page a test visits, and of the page a failed test was on, go to $JANUA_ARTIFACTS (default: a
+fresh temporary directory, named at the end of the run)."""
 
 import contextlib
 import csv
@@ -50,6 +50,21 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"console browser tests: screenshots in {_ARTIFACTS[0]}")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    if call.when == "call":
+        item.failed_call = outcome.get_result().failed
+
+
+@pytest.fixture(autouse=True)
+def shot_on_failure(request):
+    """A failed test leaves a screenshot of the page the browser was on: FAILED-<test>.png."""
+    yield
+    if getattr(request.node, "failed_call", False) and "console" in request.fixturenames:
+        request.getfixturevalue("console").shot("FAILED-" + request.node.name)
+
+
 def janua_cli(*argv):
     r = subprocess.run([sys.executable, "-m", "tools", *argv], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -67,8 +82,7 @@ class Fleet:
         self.admin_token = self.verifier.token_file.read_text().strip()
         self.api = API(self.url, token=self.admin_token)
         self.tokens = {"admin": self.admin_token}
-        for role in ("viewer", "operator"):
-            self.tokens[role] = janua_cli("tenant", "token", "default", "--role", role,
+        self.tokens["viewer"] = janua_cli("tenant", "token", "default", "--role", "viewer",
                                           "--db", str(self.verifier.db)).split()[0]
         self.devices = {}
         rows = [{"serial_number": f"SN-{i:05d}",
