@@ -3,6 +3,7 @@ roles on every change, each page's content for a small fleet, search and cursor 
 lifecycle and rollout changes (audited, the binary-auth cache forgets), the audit CSV, escaping and the security
 headers. Runs on SQLite and, with JANUA_TEST_BACKEND=postgresql, on PostgreSQL."""
 
+import hashlib
 import re
 import ssl
 
@@ -49,6 +50,15 @@ async def test_a_factory_token_cannot_open_the_console(console):
     r = await console.client.post("/console/sign-in", data={"token": factory}, allow_redirects=False)
     assert r.status == 403 and "Set-Cookie" not in r.headers
     assert "A factory token cannot open the console" in await r.text()
+
+
+async def test_a_session_of_a_token_that_cannot_view_is_signed_out(console):
+    # sign-in refuses such a token; a session row for one (written straight) still opens nothing
+    factory_id, _ = registry.issue_token(console.app[STORAGE], console.id, console.clock(), role="factory")
+    console.app[STORAGE].add_console_session(hashlib.sha256(b"s1").digest(), console.id, factory_id, "c", 0,
+                                             int(console.clock()) + 60)
+    r = await console.client.get("/console/fleet", allow_redirects=False, cookies={"janua_console": "s1"})
+    assert (r.status, r.headers["Location"]) == (303, "/console/sign-in")
 
 
 async def test_signed_out_pages_redirect_to_sign_in(console):
@@ -288,6 +298,13 @@ async def test_search_by_serial_finds_the_one_device_among_2000(console):
     text = await console.page("/console/devices?q=" + ids[77][:12])
     assert ids[77] in _rows(text)
     assert "No device matches" in await console.page("/console/devices?q=nothing-like-it")
+
+
+async def test_search_by_a_prefix_of_non_ascii_serials(console):
+    ids = console.serials(["Zürich-1", "Zürich-2", "Zürich~9", "Zurich-3", "Zürichsee"])
+    await console.sign_in()
+    assert _rows(await console.page("/console/devices?q=Zürich")) == [ids[0], ids[1], ids[4], ids[2]]
+    assert _rows(await console.page("/console/devices?q=Z%C3%BCrich~")) == [ids[2]]
 
 
 async def test_filters_by_status_firmware_tag_group_and_online(console, clock):
