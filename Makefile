@@ -9,11 +9,14 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the benchmarks and the interop tests need (command -> package; a /path is a file test, and may
 # be a glob: any match counts). postgresql: the server binaries of tests/pgcluster.py (a client-only install has
 # /usr/lib/postgresql/<major>/bin but no initdb); runuser runs that cluster as `postgres` when the tests run as root.
+# chromium + chromium-driver: the console's browser tests (tests/console_browser) drive Debian's headless Chromium
+# through its chromedriver with selenium; nothing is downloaded at test time.
 BENCH_DEBS := wrk:wrk taskset:util-linux gcc:gcc mosquitto:mosquitto
 TEST_DEBS  := openssl:openssl gnutls-serv:gnutls-bin coap-server-openssl:libcoap3-bin mosquitto:mosquitto \
               gcc:gcc /usr/include/mosquitto_plugin.h:mosquitto-dev /usr/include/mosquitto.h:libmosquitto-dev \
               /usr/include/openssl/x509.h:libssl-dev swtpm:swtpm swtpm_setup:swtpm-tools tpm2_quote:tpm2-tools \
-              systemd-analyze:systemd '/usr/lib/postgresql/*/bin/initdb:postgresql' /usr/sbin/runuser:util-linux
+              systemd-analyze:systemd '/usr/lib/postgresql/*/bin/initdb:postgresql' /usr/sbin/runuser:util-linux \
+              chromium:chromium chromedriver:chromium-driver
 
 .PHONY: all demo test test-sqlite test-pg bench fuzz venv mplib debs-bench debs-test clean
 
@@ -62,7 +65,7 @@ $(CLIENTID_PLUGIN): verifier/broker_plugin/janua_clientid.c | $(STAMP) debs-test
 	gcc -shared -fPIC -O2 -Wall -Wextra -o $@ $< -lcrypto
 
 demo: $(STAMP)
-	$(VENV)/bin/janua demo
+	$(VENV)/bin/janua demo $(DEMO_ARGS)
 
 # `make test`: every test on SQLite (test-sqlite) and the PostgreSQL pass (test-pg) side by side, each one's output
 # shown whole when it ends (-O); both run to the end (-k), and it fails if either failed.

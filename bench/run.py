@@ -43,6 +43,7 @@ FEATURE_BENCHES = [
     "bench.attest_device",
     "bench.tpm",
     "bench.fleet",
+    "bench.console",
     "bench.scale",
     "bench.health_device",
     "bench.https_device",

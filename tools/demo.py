@@ -4,7 +4,8 @@ A verifier (`janua serve --dev`, SQLite) and a virtual board (the MicroPython un
 pseudo-terminal, esp32 profile) are started; then, with the same commands a user types:
 `janua flash` installs the firmware with mpremote, `janua provision --port` registers the device and
 writes its credentials onto the board, the board is reset and authenticates over UDP at boot (and
-takes a device token and a chain of offline tokens), then over HTTP and over DTLS-lite + CoAP, and `janua console --diag` shows its status. The verifier's audit trail closes the demo.
+takes a device token and a chain of offline tokens), then over HTTP and over DTLS-lite + CoAP, and `janua console --diag` shows its status. The verifier's audit trail closes the demo. The web console's URL is printed at
+the start and the end; `--serve` keeps the verifier running for it afterwards.
 
 `run_demo()` is also what the end-to-end test runs, so the demo cannot rot silently.
 """
@@ -29,14 +30,17 @@ def configure(p):
                    help="profile of the virtual board (default esp32)")
     p.add_argument("--workdir", help="keep the registry, keys and the board's flash here "
                                      "(default: a temporary directory, removed afterwards)")
+    p.add_argument("--serve", action="store_true",
+                   help="after the demo, keep its verifier running for the web console (docs/console.md) "
+                        "until Ctrl-C")
 
 
 def run(args):
     if args.workdir:
-        run_demo(Path(args.workdir), args.board)
+        run_demo(Path(args.workdir), args.board, serve=args.serve)
     else:
         with tempfile.TemporaryDirectory(prefix="janua-demo-") as d:
-            run_demo(Path(d), args.board)
+            run_demo(Path(d), args.board, serve=args.serve)
     return 0
 
 
@@ -121,7 +125,13 @@ SWITCH_AND_AUTH = (
 )
 
 
-def run_demo(workdir, board="esp32", say=print):
+def console_line(verifier):
+    """Where the web console of the demo's verifier is, and the token to sign in with (docs/console.md)."""
+    return (f"== web console: {verifier.url}/console/ (sign in with the admin token in {verifier.token_file}: "
+            f"`cat {verifier.token_file}`)")
+
+
+def run_demo(workdir, board="esp32", say=print, serve=False):
     from tools import mpremote_util
     from tools.vboard import VirtualBoard
     workdir = Path(workdir)
@@ -133,6 +143,7 @@ def run_demo(workdir, board="esp32", say=print):
     try:
         say(f"== verifier: {verifier.url} (HTTP), udp://127.0.0.1:{verifier.udp_port} (binary auth), "
             f"registry {verifier.db}")
+        say(console_line(verifier))
         vb = VirtualBoard(board=board, flash_dir=workdir / "flash")
         port = vb.start()
         say(f"== virtual board ({board}) on {port}, flash {workdir / 'flash'}")
@@ -182,6 +193,15 @@ def run_demo(workdir, board="esp32", say=print):
         say("== demo " + ("passed: the board authenticated over UDP, HTTP and DTLS" if ok else "FAILED"))
         if not ok:
             raise CLIError("the board did not authenticate; see the lines above")
+        say(console_line(verifier))
+        if serve:
+            say("== the verifier keeps running for the console (--serve): Ctrl-C stops it")
+            try:
+                verifier.proc.wait()
+            except KeyboardInterrupt:
+                pass
+        else:
+            say("   (the demo's verifier stops now: `janua demo --serve` keeps it running for the console)")
         return out
     finally:
         if vb is not None:

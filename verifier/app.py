@@ -16,6 +16,7 @@ from aiohttp import web
 from verifier.appkeys import BATCHER, CACHE_BUS, CONFIG, CORE, DTLS, DTLS_PORT, METRICS, OPENAPI, SEALER, STORAGE, UDP_PORT
 from verifier.alerts import openapi as alerts_openapi, routes as alerts_routes
 from verifier.attest import openapi as attest_openapi, routes as attest_routes
+from verifier.console import routes as console_routes
 from verifier.fleet import openapi as fleet_openapi, routes as fleet_routes
 from verifier.binauth import openapi as binauth_openapi, routes as binauth_routes
 from verifier.binauth.batch import AuthBatcher
@@ -45,7 +46,7 @@ MAX_BODY = 16 * 1024 * 1024   # a bulk request of 10,000 rows fits
 
 # The features the cloud verifier is made of, in the order of the router and of the served document:
 # each gives its routes module (ROUTES, CLEANUP_CTX: its cleanup contexts, optionally setup(app)) and its part
-# of the OpenAPI document (PATHS, SCHEMAS). The only place that knows them all; no feature imports another's
+# of the OpenAPI document (PATHS, SCHEMAS; None for the console, whose HTML pages are not part of the API). The only place that knows them all; no feature imports another's
 # routes. A new feature adds one line here (docs/architecture.md).
 FEATURES = (
     ("registry", registry_routes, registry_openapi),
@@ -61,6 +62,7 @@ FEATURES = (
     ("health", health_routes, health_openapi),   # device health reports (docs/health.md)
     ("fleet", fleet_routes, fleet_openapi),      # fleet status and gauges (docs/fleet.md)
     ("alerts", alerts_routes, alerts_openapi),   # anomaly rules and alerts (docs/health.md 5); after health
+    ("console", console_routes, None),           # the operator console's HTML pages (docs/console.md): no JSON API
 )
 
 
@@ -85,7 +87,7 @@ def openapi_document(parts):
     }
 
 
-OPENAPI_DOCUMENT = openapi_document(part for _, _, part in FEATURES)
+OPENAPI_DOCUMENT = openapi_document(part for _, _, part in FEATURES if part is not None)
 
 
 def create_app(config):

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from verifier import pgconn
 from verifier.alerts.store_pg import PGAlertsStorage
+from verifier.console.store_pg import PGConsoleStorage
 from verifier.errors import StorageError
 from verifier.fleet.store_pg import PG_FLEET_INDEXES, PGFleetStorage
 from verifier.ota.store_pg import PG_OTA_SCRIPT, PGOTAStorage
@@ -42,7 +43,7 @@ def _statements(script):
     return out
 
 
-class PGStorage(PGRegistryStorage, PGOTAStorage, PGFleetStorage, PGAlertsStorage, SQLiteStorage):
+class PGStorage(PGRegistryStorage, PGOTAStorage, PGFleetStorage, PGAlertsStorage, PGConsoleStorage, SQLiteStorage):
     """Storage on a PostgreSQL database, given by its URL (postgresql://...)."""
 
     def __init__(self, url):

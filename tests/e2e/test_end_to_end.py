@@ -22,6 +22,14 @@ def demo(tmp_path_factory):
     return out
 
 
+def test_demo_prints_the_web_console_url_and_its_token_file(demo):
+    lines = [line for line in demo["log"] if line.startswith("== web console: ")]
+    token_file = demo["work"] / "janua.db.token"
+    assert len(lines) == 2 and lines[0] == lines[1]
+    assert lines[0].startswith("== web console: http://127.0.0.1:")
+    assert lines[0].endswith(f"/console/ (sign in with the admin token in {token_file}: `cat {token_file}`)")
+
+
 def test_board_authenticates_over_udp_at_boot(demo):
     assert demo["udp_line"].startswith("janua: authenticated device=" + demo["device_id"])
     assert "via udp" in demo["udp_line"]

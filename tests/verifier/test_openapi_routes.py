@@ -30,9 +30,16 @@ def documented(doc):
     return {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops if m in HTTP_METHODS}
 
 
+# The console's HTML pages (verifier/console, docs/console.md) are not part of the JSON API the document describes:
+# left out explicitly, by their prefix; tests/console tests them.
+CONSOLE_PREFIX = "/console"
+
+
 async def test_every_registered_route_is_documented_and_every_documented_route_exists(client):
     doc = await served_document(client)
-    routes, ops = registered(client.app), documented(doc)
+    routes = {r for r in registered(client.app) if not r[1].startswith(CONSOLE_PREFIX)}
+    ops = documented(doc)
+    assert not any(p.startswith(CONSOLE_PREFIX) for _, p in ops)
     assert routes - ops == set(), "routes the OpenAPI document does not describe"
     assert ops - routes == set(), "documented operations the app does not serve"
 

@@ -73,6 +73,14 @@ def status_document(tenant_id, now, counts, seen, perf, open_alerts, online_wind
     }
 
 
+def status(storage, tenant_id, now):
+    """The tenant's fleet status document: reads only the aggregate tables (GET /v1/fleet/status, the console)."""
+    minute = int(now) // 60
+    return status_document(
+        tenant_id, now, storage.fleet_counts(tenant_id), storage.fleet_seen(tenant_id),
+        storage.fleet_perf(tenant_id, minute - PERF_WINDOW_S // 60 + 1), storage.count_open_alerts(tenant_id))
+
+
 class PerfCounters:
     """Per-tenant counters accumulated in process. Binary auth calls `note` for each decision about a
     known device and `end_batch` with the batch's latency (verifier/binauth/core.py, batch.py: they

@@ -3,8 +3,8 @@ tenant policy, audit). Errors become HTTP in verifier.web.middleware."""
 
 from aiohttp import web
 
-from verifier.registry import core as registry
-from verifier.appkeys import CORE, DELETE_HOOKS, LIFECYCLE_HOOKS, METRICS, SEALER, STORAGE
+from verifier.registry import actions, core as registry
+from verifier.appkeys import CORE, DELETE_HOOKS, METRICS, SEALER, STORAGE
 from verifier.errors import Conflict, NotFound, ValidationError
 from verifier.registry.model import STATUSES, parse_device_id
 from verifier.web.auth import require_role as _role
@@ -70,7 +70,7 @@ async def get_device(request):
 
 async def _change_device(request, change):
     """PATCH-like admin changes of one device: 404 before the body is read, then the change, then
-    the binary-auth cache forgets the device so the very next packet sees it. Role operator (PATCH, lifecycle)."""
+    the binary-auth cache forgets the device so the very next packet sees it. Role operator."""
     token_id, tenant_id = _role(request, "operator")
     did = _device_id(request)
     registry.get_device(request.app[STORAGE], tenant_id, did)
@@ -85,10 +85,13 @@ async def patch_device(request):
 
 
 async def lifecycle(request):
-    resp = await _change_device(request, registry.change_lifecycle)
-    for hook in request.app.get(LIFECYCLE_HOOKS, ()):   # feature modules (MQTT): broker credentials, certificates
-        await hook(request.app, _device_id(request), _now(request))
-    return resp
+    """A lifecycle action (verifier/registry/actions.py: audited, the caches forget it, the feature hooks run)."""
+    token_id, tenant_id = _role(request, "operator")
+    did = _device_id(request)
+    registry.get_device(request.app[STORAGE], tenant_id, did)    # 404 before the body is read
+    body = await _json(request)
+    dev = await actions.change_lifecycle(request.app, tenant_id, did, body, _now(request), token_id)
+    return web.json_response(registry.device_view(dev, _tenant_name(request, tenant_id)))
 
 
 async def delete_device(request):
