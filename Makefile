@@ -1,5 +1,5 @@
-# janua: everything starts here. `make demo` runs the main job, `make test` runs every test,
-# `make bench` writes bench/results.json. The venv and packages are installed when missing.
+# janua: everything starts here. `make demo` runs the main job, `make test` runs every test (then the
+# verifier-side suites again on PostgreSQL: `make test-pg`), `make bench` writes bench/results.json. The venv and packages are installed when missing.
 
 PYTHON ?= python3.11
 VENV   := .venv
@@ -15,7 +15,7 @@ TEST_DEBS  := openssl:openssl gnutls-serv:gnutls-bin coap-server-openssl:libcoap
               /usr/include/openssl/x509.h:libssl-dev swtpm:swtpm swtpm_setup:swtpm-tools tpm2_quote:tpm2-tools \
               systemd-analyze:systemd '/usr/lib/postgresql/*/bin/initdb:postgresql' /usr/sbin/runuser:util-linux
 
-.PHONY: all demo test bench fuzz venv mplib debs-bench debs-test clean
+.PHONY: all demo test test-sqlite test-pg bench fuzz venv mplib debs-bench debs-test clean
 
 all: test
 
@@ -64,8 +64,24 @@ $(CLIENTID_PLUGIN): verifier/broker_plugin/janua_clientid.c | $(STAMP) debs-test
 demo: $(STAMP)
 	$(VENV)/bin/janua demo $(DEMO_ARGS)
 
+# `make test`: every test on SQLite (test-sqlite) and the PostgreSQL pass (test-pg) side by side, each one's output
+# shown whole when it ends (-O); both run to the end (-k), and it fails if either failed.
 test: $(STAMP) $(MPLIB_STAMP) debs-test $(CLIENTID_PLUGIN)
+	@$(MAKE) --no-print-directory -j2 -Otarget -k test-sqlite test-pg
+
+test-sqlite: $(STAMP) $(MPLIB_STAMP) debs-test $(CLIENTID_PLUGIN)
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The verifier-side suites again with every verifier they build in process on PostgreSQL instead of a SQLite
+# file (JANUA_TEST_BACKEND=postgresql: one schema per registry path in the session's private cluster,
+# tests/conftest.py); what is about the SQLite file itself is marked sqlite_only and skipped. tests/pg (the
+# PostgreSQL-only tests) is part of the SQLite run. The device-side suites (firmware, vboard, *_device, e2e)
+# are not here: they use the verifier through subprocesses or not at all.
+PG_SUITES := tests/verifier tests/api tests/roles tests/fleet tests/health tests/attest tests/notify \
+             tests/ota_verifier tests/tokens_verifier tests/mqtt_verifier tests/dtls_verifier tests/gateway \
+             tests/edge tests/tls tests/backup tests/kek tests/tools
+test-pg: $(STAMP) $(MPLIB_STAMP) debs-test $(CLIENTID_PLUGIN)
+	JANUA_TEST_BACKEND=postgresql $(PY) -m pytest -q -p no:cacheprovider $(PG_SUITES)
 
 bench: $(STAMP) $(MPLIB_STAMP) debs-bench
 	$(PY) -m bench.run

@@ -56,17 +56,22 @@ def pg_url(pg_cluster):
 @pytest.fixture(scope="session", autouse=True)
 def storage_backend(request):
     """JANUA_TEST_BACKEND=postgresql: every verifier the tests build in process (verifier.app's storage) keeps its
-    registry in a database of the private PostgreSQL cluster instead of the SQLite file its config names (one fresh
-    database per file path, so a test that reopens a path reopens the same database). Anything that opens the
-    file itself (sqlite3, a `janua serve` subprocess) still uses SQLite. Unset: SQLite, as shipped."""
+    registry in the private PostgreSQL cluster instead of the SQLite file its config names: one fresh schema of one
+    database per file path, so a test that reopens a path reopens the same registry. The verifiers of a session
+    share that database's NOTIFY channel (a cache drop meant for another schema's verifier only makes an entry be
+    read again) and its advisory writer lock (held within a transaction: tests one after another never wait on
+    it). Anything that opens the file itself (sqlite3, a `janua serve` subprocess) still uses SQLite.
+    Unset: SQLite, as shipped."""
     import os
     if os.environ.get("JANUA_TEST_BACKEND", "sqlite") != "postgresql":
         yield "sqlite"
         return
-    from tests.pgcluster import fresh_database
+    from tests.pgcluster import fresh_database, fresh_schema
     import verifier.app
     from verifier.store_pg import PGStorage
-    url = request.getfixturevalue("pg_url")
+    # One database for the session, a fresh schema of it for each path (tests.pgcluster.fresh_schema): a fresh
+    # database per path (a 7 MB copy of template1 each) made the server's disk the bottleneck of the pass.
+    shared = fresh_database(request.getfixturevalue("pg_url"))
     databases = {}
 
     def storage_for(path):
@@ -74,7 +79,7 @@ def storage_backend(request):
         if key.startswith(("postgresql://", "postgres://")):     # a test that chose its database itself
             return PGStorage(key)
         if key not in databases:
-            databases[key] = fresh_database(url)
+            databases[key] = fresh_schema(shared)
         return PGStorage(databases[key])
 
     original = verifier.app.open_storage

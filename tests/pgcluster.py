@@ -9,6 +9,7 @@ API (small on purpose):
     url = cluster.start()     # postgresql://USER@127.0.0.1:PORT/janua_test, once the server answers
     cluster.tmpdir            # the private temporary directory; the data directory is cluster.datadir inside it
     fresh_database(url)       # the URL of a new, empty, uniquely named database on the same server
+    fresh_schema(url)         # the URL of the same database, in a new, empty, uniquely named schema
     cluster.stop()            # pg_ctl stop -m fast, then the directory is removed; idempotent, also run at exit
 
 Tests take it through the session fixture `pg_url` (tests/conftest.py), which starts one cluster the first time a
@@ -94,6 +95,17 @@ def fresh_database(url):
     name = f"janua_{uuid.uuid4().hex[:16]}"
     _create_database(url, name)
     return _with_dbname(url, name)
+
+
+def fresh_schema(url):
+    """Create a new, empty schema with a unique name in the database of `url`; the URL of that database with the
+    schema as the search_path of its connections (libpq's `options`), so that everything made or read through
+    it, unqualified, is in that schema alone. A few catalog rows, where a fresh database copies about 7 MB: what
+    a session that needs hundreds of empty registries takes (tests/conftest.py storage_backend)."""
+    name = f"janua_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    return f"{url}?options=-csearch_path%3D{name}"
 
 
 class PGCluster:

@@ -34,6 +34,18 @@ def app_storage(path):
     return verifier.app.open_storage(str(path))
 
 
+def cli_db(path):
+    """What a `janua` command takes as --db to reach the registry a verifier built in process opens for `path`: the
+    path itself, or under JANUA_TEST_BACKEND=postgresql the URL of the PostgreSQL schema standing for it (for the
+    commands that take a URL: tenant, token-key, mqtt)."""
+    import os
+    if os.environ.get("JANUA_TEST_BACKEND", "sqlite") != "postgresql":
+        return str(path)
+    st = app_storage(path)
+    st.close()
+    return st.url
+
+
 def fail_inserts(db, table, name, when="true"):
     """Make every insert into `table` for which `when` (an SQL condition on NEW) holds fail with a constraint
     error, by a trigger called `name`, on a store's connection `db` (SQLite or PostgreSQL): a write that cannot be

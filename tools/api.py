@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 
 from tools.errors import CLIError
+from tools.output import add_output_argument, note
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 
@@ -27,22 +28,17 @@ def add_server_arguments(parser):
                              "verifier's certificate (env JANUA_CA_FILE; default: the system's trust store)")
 
 
-def add_output_argument(parser):
-    parser.add_argument("-o", "--output", choices=("text", "json"), default="text",
-                        help="output format (json for scripts)")
-
-
-def add_actions(parser, dest, actions, output=True, own_arguments=()):
+def add_actions(parser, dest, actions, output=True, own_arguments=(), no_output=()):
     """The sub-commands of one command from {name: (configure(p), run(api, args), help)}: each gets the
-    server arguments and, with `output`, -o text|json, except those in `own_arguments` (which add
-    them to their own sub-commands)."""
+    server arguments and, with `output`, -o table|json (not those in `no_output`, which print no data),
+    except those in `own_arguments` (which add them to their own sub-commands)."""
     sub = parser.add_subparsers(dest=dest, metavar="ACTION")
     sub.required = True
     for name, (conf, _, help_) in actions.items():
         p = sub.add_parser(name, help=help_, description=help_)
         if name not in own_arguments:
             add_server_arguments(p)
-            if output:
+            if output and name not in no_output:
                 add_output_argument(p)
         conf(p)
 
@@ -86,6 +82,27 @@ class API:
     @classmethod
     def from_args(cls, args):
         return cls(args.server, args.token, args.token_file, ca_file=getattr(args, "ca_file", None))
+
+    def page(self, path, params, limit):
+        """One page of a cursor-paged list route: GET path?params&limit=N, as the API answers it."""
+        from urllib.parse import urlencode
+        return self.call("GET", f"{path}?{urlencode({**params, 'limit': limit})}")
+
+    def walk(self, path, params, key, limit, note_every=10):
+        """The items (`key` of each page) of a cursor-paged list route, page after page of `limit`
+        while a page has a next_cursor. `params` are the query's other parameters ("cursor" that of the
+        first page); every `note_every` pages a note on stderr says how far the walk is."""
+        params, n, pages = dict(params), 0, 0
+        while True:
+            page = self.page(path, params, limit)
+            items = page[key]
+            n, pages = n + len(items), pages + 1
+            yield from items
+            if not page.get("next_cursor") or not items:
+                return
+            if pages % note_every == 0:
+                note(f"{n} {key} so far, going on...")
+            params["cursor"] = page["next_cursor"]
 
     def call(self, method, path, body=None):
         data = json.dumps(body).encode() if body is not None else None

@@ -13,8 +13,9 @@ import json
 from pathlib import Path
 from urllib.parse import quote
 
-from tools.api import add_actions, add_output_argument, add_server_arguments, run_action
+from tools.api import add_actions, add_server_arguments, run_action
 from tools.errors import CLIError
+from tools.output import add_output_argument
 
 MODULE_SUFFIXES = (".py", ".mpy")
 FACTORY_FILES = ("boot.py", "main.py")      # what a board measures when no OTA slot is active

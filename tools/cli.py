@@ -2,6 +2,7 @@
 
 import argparse
 import importlib
+import os
 import sys
 
 from tools.errors import CLIError
@@ -11,7 +12,8 @@ COMMANDS = {
     "serve": ("tools.serve", "run the verifier (HTTP + UDP binary auth)"),
     "tenant": ("tools.tenant", "create tenants and admin tokens in the registry"),
     "provision": ("tools.provision_cli", "provision devices (one, onto a board, or in bulk)"),
-    "device": ("tools.device", "act on one registered device (delete one that never authenticated)"),
+    "device": ("tools.device", "the tenant's devices: list, show, suspend, resume, decommission, quarantine, delete"),
+    "audit": ("tools.audit", "the tenant's audit trail, newest first (-o json for scripts)"),
     "webhook": ("tools.webhook", "the tenant's signed notification webhooks: add, list, delete, test, deliveries"),
     "vboard": ("tools.vboard", "run a virtual board: MicroPython unix port on a pseudo-terminal"),
     "flash": ("tools.flash", "compile the firmware and install it onto a board"),
@@ -71,6 +73,9 @@ def main(argv=None):
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:                 # `janua ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return rc or 0
 
 

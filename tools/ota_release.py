@@ -106,8 +106,41 @@ def format_status(s):
     return "\n".join(lines)
 
 
+def list_releases(api, args):
+    """`janua ota list`: GET /v1/releases and GET /v1/rollouts, each release with its rollout (if any)."""
+    import time
+    from urllib.parse import urlencode
+    from tools.output import print_json, print_table, wants_json, when
+    if not 1 <= args.limit <= 1000:
+        raise CLIError(f"--limit {args.limit}: 1 to 1000")
+    q = {"limit": args.limit, **({"kind": args.kind} if args.kind else {})}
+    doc = {"releases": api.call("GET", f"/v1/releases?{urlencode(q)}")["releases"],
+           "rollouts": api.call("GET", f"/v1/rollouts?limit={args.limit}")["rollouts"]}
+    if wants_json(args):
+        print_json(doc)
+        return
+    if not doc["releases"]:
+        print("no releases (publish one: `janua ota publish BUNDLE`)")
+        return
+    by_release = {r["release_id"]: r for r in doc["rollouts"]}
+    now, rows = time.time(), []
+    for rel in doc["releases"]:
+        ro = by_release.get(rel["id"])
+        if ro is None:
+            progress = ("no rollout", None, None, None)
+        else:
+            done = ro["counts"]["confirmed"]
+            progress = (ro["state"], f"{ro['phase']}/{len(ro['phases'])} ({ro['eligible_percent']}%)",
+                        f"{done} confirmed, {ro['failed']} failed", f"{ro['failure_rate']:.1%}")
+        rows.append((rel["id"], rel["kind"], rel["version"], rel["counter"], when(rel["created"], now),
+                     ro["id"] if ro else None) + progress)
+    print_table(("release", "kind", "version", "counter", "published", "rollout", "state", "phase", "reports",
+                 "failure rate"), rows)
+
+
 def configure(sub):
     from tools.api import add_server_arguments
+    from tools.output import add_output_argument
     p = sub.add_parser("trust-key", help="upload a release public key (.pub) to the verifier")
     add_server_arguments(p)
     p.add_argument("--name")
@@ -128,6 +161,11 @@ def configure(sub):
                    help="halt by itself above this failure rate (default 0.2)")
     p.add_argument("--halt-min-reports", type=int, metavar="N",
                    help="...once at least N devices reported an outcome (default 5)")
+    p = sub.add_parser("list", help="the releases and their rollouts: state, phase, reports, failure rate")
+    add_server_arguments(p)
+    add_output_argument(p)
+    p.add_argument("--kind", help="only releases of this kind (e.g. app)")
+    p.add_argument("--limit", type=int, default=100, help="newest releases and rollouts (1-1000, default 100)")
     for name, what in (("status", "show a rollout's phase, health and reports"),
                        ("start", "start a pending rollout (its first phase begins now)"),
                        ("halt", "stop offering a rollout's release"),
@@ -139,7 +177,7 @@ def configure(sub):
             p.add_argument("--reason", help="recorded with the halt (default: manual)")
 
 
-COMMANDS = ("trust-key", "publish", "rollout", "start", "status", "halt", "resume")
+COMMANDS = ("trust-key", "publish", "rollout", "start", "status", "halt", "resume", "list")
 
 
 def run(args):
@@ -158,6 +196,8 @@ def run(args):
                                     args.halt_threshold, args.halt_min_reports)))
     elif a == "status":
         print(format_status(status(api, args.rollout_id)))
+    elif a == "list":
+        list_releases(api, args)
     elif a == "start":
         s = status(api, args.rollout_id)
         if s["state"] != "pending":

@@ -102,6 +102,7 @@ async def _binauth(client, dev):
     return dev.reply(req, await r.read())
 
 
+@pytest.mark.sqlite_only   # janua kek rotate works on SQLite files only (docs/operations.md 5b)
 async def test_rotate_reseals_everything_and_the_new_kek_alone_serves(registry, capsys, aiohttp_client):
     before = _rows(registry["db"])
     assert {t for t, _ in before} == {"devices", "x509_ca", "token_keys", "notify_webhooks", "mqtt_broker"}
@@ -147,6 +148,7 @@ async def test_rotate_reseals_everything_and_the_new_kek_alone_serves(registry, 
     assert bytes.fromhex(new_file.read_text().strip()) == new
 
 
+@pytest.mark.sqlite_only   # janua kek rotate works on SQLite files only (docs/operations.md 5b)
 async def test_a_rotation_killed_after_its_first_batch_opens_with_both_and_a_rerun_finishes(
         registry, capsys, aiohttp_client):
     (registry["tmp"] / "new.kek").write_text(NEW.hex() + "\n")
@@ -193,6 +195,7 @@ async def test_a_rotation_killed_after_its_first_batch_opens_with_both_and_a_rer
                for v in _rows(registry["db"]).values())
 
 
+@pytest.mark.sqlite_only   # janua kek rotate works on SQLite files only (docs/operations.md 5b)
 def test_refuses_while_a_verifier_holds_the_lock(registry, capsys):
     lock = open(str(registry["db"]) + ".lock", "w")
     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -207,6 +210,7 @@ def test_refuses_while_a_verifier_holds_the_lock(registry, capsys):
     assert rc == 0, out.err
 
 
+@pytest.mark.sqlite_only   # janua kek rotate works on SQLite files only (docs/operations.md 5b)
 def test_wrong_old_kek_changes_nothing(registry, capsys):
     (registry["tmp"] / "old.kek").write_text(bytes(range(7, 39)).hex())
     before = _rows(registry["db"])

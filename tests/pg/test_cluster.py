@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.pgcluster import PGCluster, PGClusterError, find_bindir, fresh_database
+from tests.pgcluster import PGCluster, PGClusterError, find_bindir, fresh_database, fresh_schema
 
 
 def test_answers_select_1_on_janua_test(pg_url):
@@ -62,6 +62,24 @@ def test_fresh_database_gives_two_distinct_empty_databases(pg_url):
     assert name_a != name_b and "janua_test" not in (name_a, name_b)
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM pg_tables WHERE tablename = 't'").fetchone() == (0,)
+
+
+def test_fresh_schema_gives_two_separate_namespaces_of_one_database(pg_url):
+    db = fresh_database(pg_url)
+    a, b = fresh_schema(db), fresh_schema(db)
+    assert a != b and a.startswith(db + "?options=-csearch_path%3Djanua_")
+    with psycopg.connect(a, autocommit=True) as ca, psycopg.connect(b, autocommit=True) as cb:
+        schema_a = ca.execute("SELECT current_schema()").fetchone()[0]
+        schema_b = cb.execute("SELECT current_schema()").fetchone()[0]
+        ca.execute("CREATE TABLE t (x int)")
+        ca.execute("INSERT INTO t VALUES (1)")
+        cb.execute("CREATE TABLE t (x int)")         # the same unqualified name, another table
+        assert cb.execute("SELECT count(*) FROM t").fetchone() == (0,)
+        assert ca.execute("SELECT current_database()").fetchone() == cb.execute("SELECT current_database()").fetchone()
+    assert schema_a != schema_b and "public" not in (schema_a, schema_b)
+    with psycopg.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE tablename = 't' AND schemaname = 'public'"
+                            ).fetchone() == (0,)
 
 
 def test_sync_connection_transaction_and_rollback(pg_url):

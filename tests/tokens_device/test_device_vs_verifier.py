@@ -119,7 +119,8 @@ async def test_token_refresh_chain_sync_and_offline_use_against_the_verifier(ser
     out, text = await run_mp(flash, fw, FLOW)
     assert out.get("due_before") is True, text
     assert out.get("obtained") and out["due"] is False, text
-    assert 3000 < out["exp_in"] <= 3600 and out["exp_in"] - out["refresh_in"] == 300
+    # the device's clock and the verifier's are whole seconds read at different instants: exp can be 1 s ahead
+    assert 3000 < out["exp_in"] <= 3601 and out["exp_in"] - out["refresh_in"] == 300
     assert out["who"]["device_id"] == dev and out["who"]["status"] == "active"
     assert out.get("refreshed") and out["who2"] == dev and out["reloaded"], text
     assert out["sync"]["added"] == 30, text

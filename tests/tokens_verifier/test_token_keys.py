@@ -3,10 +3,10 @@ an overlap (the retired key verifies and stays in the JWKS until every token it 
 and the `janua token-key` command on the registry file."""
 
 import json
-import sqlite3
 
 import pytest
 
+from tests.support import app_storage, cli_db
 from tools import cli
 from verifier.tokens import chain
 from verifier.tokens import core as tokens
@@ -83,11 +83,10 @@ def _cli(argv, capsys):
     return rc, out.out, out.err
 
 
-@pytest.mark.sqlite_only   # janua token-key opens the SQLite file of --db (no postgresql:// there yet)
 async def test_token_key_cli_rotates_and_lists(client, device, config, tmp_path, capsys, clock):
     kek = tmp_path / "kek"
     kek.write_text(config.kek.hex())
-    db = config.db_path
+    db = cli_db(config.db_path)
     rc, out, _ = _cli(["token-key", "list", "--db", db], capsys)
     assert rc == 0 and out.count("\n") == 1 and "active" in out and kid_of(device.token) in out
     rc, out, _ = _cli(["token-key", "rotate", "--db", db, "--kek-file", str(kek)], capsys)
@@ -103,18 +102,18 @@ async def test_token_key_cli_rotates_and_lists(client, device, config, tmp_path,
     assert r.status == 200
 
 
-@pytest.mark.sqlite_only   # janua token-key opens the SQLite file of --db (no postgresql:// there yet)
 @pytest.mark.parametrize("kek", ["wrong", "none"])
 def test_token_key_rotate_refuses_without_the_right_kek(client, config, tmp_path, capsys, monkeypatch, kek):
     monkeypatch.delenv("JANUA_KEK", raising=False)
-    args = ["token-key", "rotate", "--db", config.db_path]
+    args = ["token-key", "rotate", "--db", cli_db(config.db_path)]
     if kek == "wrong":
         (tmp_path / "kek").write_text("11" * 32)
         args += ["--kek-file", str(tmp_path / "kek")]
     rc, _, err = _cli(args, capsys)
     assert rc == 1 and err.startswith("janua: ")
-    with sqlite3.connect(config.db_path) as db:
-        assert db.execute("SELECT count(*) FROM token_keys").fetchone()[0] == 1
+    st = app_storage(config.db_path)
+    assert st._db.execute("SELECT count(*) FROM token_keys").fetchone()[0] == 1
+    st.close()
 
 
 def test_app_state_key_is_exported(client):

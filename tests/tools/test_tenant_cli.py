@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 
+from tests.support import cli_db
 from verifier.app import create_app
 from verifier.config import Config
 
@@ -47,9 +48,10 @@ def test_revoke_of_another_tenants_token_is_refused(tmp_path):
 
 
 async def test_revoked_token_is_refused_by_the_verifier(tmp_path, aiohttp_client):
-    db = str(tmp_path / "r.db")
+    path = str(tmp_path / "r.db")
+    db = cli_db(path)               # the same registry as the verifier's, on either backend
     tok = janua("tenant", "create", "acme", "--db", db).stdout.strip()
-    client = await aiohttp_client(create_app(Config(db_path=db, kek=bytes(32), udp_port=None)))
+    client = await aiohttp_client(create_app(Config(db_path=path, kek=bytes(32), udp_port=None)))
     hdr = {"Authorization": "Bearer " + tok}
     assert (await client.get("/v1/tenant", headers=hdr)).status == 200
     tid = janua("tenant", "tokens", "acme", "--db", db).stdout.split()[0]
