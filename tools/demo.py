@@ -4,8 +4,9 @@ A verifier (`janua serve --dev`, SQLite) and a virtual board (the MicroPython un
 pseudo-terminal, esp32 profile) are started; then, with the same commands a user types:
 `janua flash` installs the firmware with mpremote, `janua provision --port` registers the device and
 writes its credentials onto the board, the board is reset and authenticates over UDP at boot (and
-takes a device token and a chain of offline tokens), then over HTTP and over DTLS-lite + CoAP, and `janua console --diag` shows its status. The verifier's audit trail closes the demo. The web console's URL is printed at
-the start and the end; `--serve` keeps the verifier running for it afterwards.
+takes a device token and a chain of offline tokens), then over HTTP and over DTLS-lite + CoAP, and `janua console --diag`
+shows its status. The verifier's audit trail closes the demo. The web console's URL (docs/console.md) is printed at the
+start and the end; `--serve` keeps the verifier running for it afterwards.
 
 `run_demo()` is also what the end-to-end test runs, so the demo cannot rot silently.
 """

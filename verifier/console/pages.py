@@ -176,7 +176,8 @@ def device(data, s, now):
     if s["can_change"]:
         forms = "".join(_action_form(hx, a, s["csrf"], v["serial_number"]) for a in _allowed_actions(v))
     else:
-        forms = f'<p class="muted">A {esc(s["role"])} token shows the lifecycle; changing it needs an operator token.</p>'
+        forms = (f'<p class="muted">A {esc(s["role"])} token shows the lifecycle; changing it needs an operator '
+                 'token.</p>')
     lifecycle = ('<section id="lifecycle"><h2>Lifecycle</h2>' + definitions("lifecycle", [
         ("Status", _badge(v["status"])), ("Since", time_tag(v["status_changed_at"])),
         ("Quarantined", "yes" if sec["quarantined"] else "no"), ("Compromised", "yes" if sec["compromised"] else "no"),

@@ -107,7 +107,8 @@ async def sign_in(request):
     token = form.get("token")
     st, now = request.app[STORAGE], request_now(request)
     try:
-        token_id, tenant_id, role = registry.authenticate_token(st, "Bearer " + (token if isinstance(token, str) else ""))
+        token_id, tenant_id, role = registry.authenticate_token(
+            st, "Bearer " + (token if isinstance(token, str) else ""))
     except Unauthorized:
         return _html(layout("Sign in", pages.sign_in("That is not a valid admin token (or it was revoked).")), 401)
     if not role_allows(role, "viewer"):

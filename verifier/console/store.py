@@ -53,8 +53,8 @@ class ConsoleStorage(abc.ABC):
 
     @abc.abstractmethod
     def get_console_session(self, id_hash, now):
-        """{tenant_id, tenant_name, token_id, role, csrf, expires, flash} of an unexpired session whose token is not revoked,
-        else None."""
+        """{tenant_id, tenant_name, token_id, role, csrf, expires, flash} of an unexpired session whose token is not
+        revoked, else None."""
 
     @abc.abstractmethod
     def delete_console_session(self, id_hash):
@@ -127,7 +127,8 @@ class SQLiteConsoleStorage(ConsoleStorage):
         if online is True:
             sql.append("AND a.last_authenticated_at >= ?"); args.append(online_since)
         elif online is False:
-            sql.append("AND (a.last_authenticated_at IS NULL OR a.last_authenticated_at < ?)"); args.append(online_since)
+            sql.append("AND (a.last_authenticated_at IS NULL OR a.last_authenticated_at < ?)")
+            args.append(online_since)
         order, after_sql, rows_order, _ = _ORDER[sort]
         if after is not None:
             sql.append("AND " + after_sql)
