@@ -217,8 +217,8 @@ def device_page(request, s):
     did = dev["id"]
     health = health_document(st, dev, now, ingest.briefs(did) if ingest is not None else None)
     bounds = st.audit_bounds(s["tenant_id"])
-    rows = st.console_audit(s["tenant_id"], did.hex(), limit=DEVICE_AUDIT_ROWS,
-                            after=bounds[1] - DEVICE_AUDIT_WINDOW if bounds else None)
+    rows = st.list_audit(s["tenant_id"], did.hex(), limit=DEVICE_AUDIT_ROWS,
+                         after=bounds[1] - DEVICE_AUDIT_WINDOW if bounds else None)
     data = {
         "view": registry.device_view(dev, s["tenant_name"]),
         "certificates": st.list_certificates(s["tenant_id"], did),
@@ -251,8 +251,8 @@ def audit_filters(request):
 
 def audit_page(request, s):
     f = audit_filters(request)
-    rows = request.app[STORAGE].console_audit(s["tenant_id"], f["device"], f["kind"], f["result"],
-                                              list_cursor(request), PAGE + 1)
+    rows = request.app[STORAGE].list_audit(s["tenant_id"], f["device"], PAGE + 1, list_cursor(request),
+                                           kind=f["kind"], result=f["result"])
     keep = {k: v for k, v in f.items() if v is not None}
     next_url = None
     if len(rows) > PAGE:
@@ -284,8 +284,8 @@ async def audit_csv(request):
     out = csv.writer(buf, lineterminator="\r\n")
     out.writerow(CSV_HEADER)
     while sent < CSV_MAX_ROWS:
-        rows = st.console_audit(s["tenant_id"], f["device"], f["kind"], f["result"], before,
-                                min(CSV_BATCH, CSV_MAX_ROWS - sent))
+        rows = st.list_audit(s["tenant_id"], f["device"], min(CSV_BATCH, CSV_MAX_ROWS - sent), before,
+                             kind=f["kind"], result=f["result"])
         for r in rows:
             reason = r["reason"] if not r.get("detail") else f"{r['reason'] or ''}: {r['detail']}"
             out.writerow([r["seq"], time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["ts"])), *(

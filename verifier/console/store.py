@@ -70,10 +70,6 @@ class ConsoleStorage(abc.ABC):
         """One page of the tenant's devices: dicts {id, serial_number, status, quarantined, compromised, metadata,
         last_authenticated_at}, by `sort` (SORTS), after the cursor values `after` (cursor_values)."""
 
-    @abc.abstractmethod
-    def console_audit(self, tenant_id, device_id=None, kind=None, result=None, before=None, limit=100, after=None):
-        """The tenant's audit rows, newest first, below seq `before` and above seq `after`."""
-
 
 class SQLiteConsoleStorage(ConsoleStorage):
     # serial prefix (the UNIQUE (tenant_id, serial_number) index: a range of the BINARY collation)
@@ -143,15 +139,3 @@ class SQLiteConsoleStorage(ConsoleStorage):
             d["quarantined"], d["compromised"] = bool(d["quarantined"]), bool(d["compromised"])
             out.append(d)
         return out
-
-    def console_audit(self, tenant_id, device_id=None, kind=None, result=None, before=None, limit=100, after=None):
-        q, args = "SELECT * FROM audit WHERE tenant_id = ?", [tenant_id]
-        for col, v in (("device_id", device_id), ("kind", kind), ("result", result)):
-            if v is not None:
-                q += f" AND {col} = ?"; args.append(v)
-        if before is not None:
-            q += " AND seq < ?"; args.append(before)
-        if after is not None:
-            q += " AND seq > ?"; args.append(after)
-        q += " ORDER BY seq DESC LIMIT ?"; args.append(limit)
-        return [dict(r) for r in self._db.execute(q, args)]

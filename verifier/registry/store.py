@@ -206,8 +206,9 @@ class RegistryStorage(abc.ABC):
     def add_audit(self, rows): """Append audit tuples in AUDIT_COLUMNS order."""
 
     @abc.abstractmethod
-    def list_audit(self, tenant_id, device_id=None, limit=100, before=None):
-        """Newest first; only rows with seq below `before` if given (the cursor of GET /v1/audit)."""
+    def list_audit(self, tenant_id, device_id=None, limit=100, before=None, kind=None, result=None, after=None):
+        """Newest first; only rows with seq below `before` (the cursor of GET /v1/audit) and above `after` if given,
+        and of the given device, kind and result (the console's filters)."""
 
     # audit retention (verifier.registry.audit.prune); tenant_id None means the rows that have no tenant
     @abc.abstractmethod
@@ -451,12 +452,15 @@ class SQLiteRegistryStorage(SQLiteTransactions, RegistryStorage):
         with self.transaction():
             self._db.executemany(_AUDIT_INSERT, audit_rows_full(rows))
 
-    def list_audit(self, tenant_id, device_id=None, limit=100, before=None):
+    def list_audit(self, tenant_id, device_id=None, limit=100, before=None, kind=None, result=None, after=None):
         q, args = "SELECT * FROM audit WHERE tenant_id = ?", [tenant_id]
-        if device_id is not None:
-            q += " AND device_id = ?"; args.append(device_id)
+        for col, v in (("device_id", device_id), ("kind", kind), ("result", result)):
+            if v is not None:
+                q += f" AND {col} = ?"; args.append(v)
         if before is not None:
             q += " AND seq < ?"; args.append(before)
+        if after is not None:
+            q += " AND seq > ?"; args.append(after)
         q += " ORDER BY seq DESC LIMIT ?"; args.append(limit)
         return [dict(r) for r in self._db.execute(q, args)]
 
