@@ -25,6 +25,9 @@ LIFECYCLE_HOOKS = web.AppKey("lifecycle_hooks", list)  # async (app, device id b
 # async (app, tenant, device id bytes, now, {"certificates": n, "mqtt_password": bool}) after a DELETE
 # /v1/devices/{id} that took certificates or an MQTT password with the device
 DELETE_HOOKS = web.AppKey("delete_hooks", list)
+# (storage, tenant_id) -> configure(fields) -> the board's config for a provisioning row (or None), raising
+# UnknownRegion: set by verifier/regions/routes.py setup, called by the registry's provisioning and PATCH routes
+DEVICE_CONFIG = web.AppKey("device_config", object)
 NOTIFY = web.AppKey("notify", object)      # the verifier.notify.delivery.Deliverer of this instance
 HEALTH = web.AppKey("health", object)      # the verifier.health.ingest.HealthIngest of this instance
 ALERTS = web.AppKey("alerts", object)      # the verifier.alerts.watch.AlertWatch of this instance

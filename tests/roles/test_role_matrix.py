@@ -81,6 +81,10 @@ EXPECTED = {
     ("GET", "/v1/devices/{device_id}/health/history"): "voa",
     ("GET", "/v1/fleet/status"): "voa",
     ("GET", "/v1/alerts"): "voa",
+    ("GET", "/v1/regions"): "voa",
+    ("GET", "/v1/regions/{name}"): "voa",
+    ("PUT", "/v1/regions/{name}"): "a",
+    ("DELETE", "/v1/regions/{name}"): "a",
     ("GET", "/v1/alerts/{alert_id}"): "voa",
     ("POST", "/v1/alerts/{alert_id}/resolve"): "oa",
 }
@@ -99,7 +103,7 @@ NOT_ADMIN = {
 
 PATH_VALUES = {"gateway_id": "gw_0123456789abcdef", "kid": "0000000000000000", "release_id": "rel_0",
                "rollout_id": "ro_0", "webhook_id": "whk_0000000000000000", "ref_id": "ref_0", "alert_id": "1",
-               "model": "m1", "group": "g1", "path": "a.py"}
+               "model": "m1", "group": "g1", "path": "a.py", "name": "eu-1"}
 
 
 def router_routes(app):

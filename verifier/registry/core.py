@@ -91,12 +91,14 @@ def patch_tenant_policy(storage, tenant_id, doc, now, actor):
 
 # provisioning
 
-def provision_bulk(storage, kek, tenant_id, rows, now=None, actor="api"):
+def provision_bulk(storage, kek, tenant_id, rows, now=None, actor="api", configure=None):
     """Provision many devices; valid rows are inserted in one transaction, invalid rows skipped.
 
     `kek` is the 32-byte KEK (or a keys.Sealer). Returns {"results": [{index, ok, device_id,
-    serial_number, master_secret} | {index, ok: false, error, message}], "summary": {...}}.
+    serial_number, master_secret[, config]} | {index, ok: false, error, message}], "summary": {...}}.
     The master secrets in the result are the only copy outside the sealed database rows.
+    `configure`: None, or fields -> the board's configuration for the row (a dict, or None for none), raising a
+    VerifierError that refuses the row (the regions feature's, app[DEVICE_CONFIG]: unknown_region).
     """
     now = int(time.time() if now is None else now)
     sealer = kek if isinstance(kek, keys.Sealer) else keys.Sealer(kek)
@@ -108,6 +110,8 @@ def provision_bulk(storage, kek, tenant_id, rows, now=None, actor="api"):
     for i, row in enumerate(rows):
         try:
             f = validate_new_device(row)
+            if configure is not None:
+                f["config"] = configure(f)
         except VerifierError as e:
             results[i] = {"index": i, "ok": False, "error": e.code, "message": str(e)}
             continue
@@ -167,6 +171,8 @@ def _insert(storage, sealer, tenant_id, valid, now, actor):
                                  now, now, f["trust_level"], 0, 0, f["permissions"], 0, now + PSK_LIFETIME_S))
                 created.append({"index": i, "ok": True, "device_id": did.hex(), "serial_number": f["serial_number"],
                                 "master_secret": secret.hex()})
+                if f.get("config") is not None:
+                    created[-1]["config"] = f["config"]
             storage.insert_devices(dev_rows)
         if created:
             # One audit row per call (a device's own provisioning time is its provisioned_at); a single
@@ -177,9 +183,12 @@ def _insert(storage, sealer, tenant_id, valid, now, actor):
     return created
 
 
-def provision_one(storage, kek, tenant, row, now, actor):
-    """Provision one device; return its credential package (the only time the secret is shown)."""
-    out = provision_bulk(storage, kek, tenant["id"], [row], now, actor)["results"][0]
+def provision_one(storage, kek, tenant, row, now, actor, configure=None):
+    """Provision one device; return its credential package (the only time the secret is shown), with the board's
+    "config" where `configure` (as for provision_bulk) gives one."""
+    if configure is not None:                # its own refusal (e.g. unknown_region, 409), not a bulk row's text
+        configure(validate_new_device(row))
+    out = provision_bulk(storage, kek, tenant["id"], [row], now, actor, configure)["results"][0]
     if not out["ok"]:
         err = DuplicateSerial if out["error"] == DuplicateSerial.code else ValidationError
         raise err(out["message"])
@@ -188,6 +197,8 @@ def provision_one(storage, kek, tenant, row, now, actor):
     view.pop("credential")
     view.update({"credential_type": dev["credential_type"], "master_secret": out["master_secret"],
                  "created": dev["provisioned_at"]})
+    if "config" in out:
+        view["config"] = out["config"]
     return view
 
 
@@ -226,9 +237,12 @@ def get_device(storage, tenant_id, device_id):
     return dev
 
 
-def patch_device(storage, tenant_id, device_id, doc, now, actor):
+def patch_device(storage, tenant_id, device_id, doc, now, actor, configure=None):
+    """Apply a PATCH body; `configure` (as for provision_bulk) may refuse the patched metadata (unknown_region)."""
     dev = get_device(storage, tenant_id, device_id)
     fields = validate_device_patch(doc, dev)
+    if configure is not None and "metadata" in fields:
+        configure({"metadata": fields["metadata"]})
     with storage.transaction():
         storage.update_device(tenant_id, device_id, fields)
         storage.add_audit([_admin_audit(int(now), tenant_id, actor, "device.patch", device_id.hex(), "ok",

@@ -176,7 +176,14 @@ def _text_list(v, name):
     return [_text(x, f"{name}[]", required=True) for x in v]
 
 
-METADATA_FIELDS = ("firmware_version", "hardware_version", "capabilities", "location", "group", "tags")
+METADATA_FIELDS = ("firmware_version", "hardware_version", "capabilities", "location", "group", "tags", "region")
+# A region's name (verifier/regions, docs/regions.md): also a path segment (/v1/regions/{name}), so URL-safe ASCII.
+REGION_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_REGION_NAME = re.compile(REGION_NAME_PATTERN[:-1] + "\\Z")
+
+
+def is_region_name(v):
+    return type(v) is str and bool(_REGION_NAME.match(v))
 
 
 def validate_metadata(doc, base=None):
@@ -192,6 +199,11 @@ def validate_metadata(doc, base=None):
             out[k] = [] if v is None else _text_list(v, f"metadata.{k}")
         elif v is None:
             out.pop(k, None)
+        elif k == "region":
+            if not is_region_name(v):
+                raise ValidationError("metadata.region must be a region name: 1 to 64 of A-Z a-z 0-9 . _ -, "
+                                      "starting with a letter or digit")
+            out[k] = v
         else:
             out[k] = _text(v, f"metadata.{k}")
     return out

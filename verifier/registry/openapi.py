@@ -3,7 +3,8 @@ its PATHS and SCHEMAS, merged by the app factory (verifier/app.py) into the docu
 /openapi.json; tests/verifier/test_openapi_routes.py checks that the document names exactly the app's routes."""
 
 
-from verifier.registry.model import LIFECYCLE_ACTIONS, MAX_LIST, PSK_MAX_LIFETIME_DAYS, STATUSES, TEXT_PATTERN, TOKEN_POLICY_FIELDS
+from verifier.registry.model import (LIFECYCLE_ACTIONS, MAX_LIST, PSK_MAX_LIFETIME_DAYS, REGION_NAME_PATTERN, STATUSES,
+                                     TEXT_PATTERN, TOKEN_POLICY_FIELDS)
 from verifier.web.openapi import with_roles as _with_roles, DEVICE_ID, ERR, admin_op as _admin_op, json_body as _json, ref as _ref
 
 # what the server validates (verifier/registry/model.py), stated once here: the schema is the validation
@@ -18,13 +19,21 @@ RATE = {"type": "object", "additionalProperties": False, "properties": {
 METADATA_IN = {"type": "object", "additionalProperties": False,
                "description": "partial: each field given replaces the stored one; null clears it", "properties": {
                    "firmware_version": TEXT_OR_NULL, "hardware_version": TEXT_OR_NULL, "capabilities": TEXT_LIST,
-                   "location": TEXT_OR_NULL, "group": TEXT_OR_NULL, "tags": TEXT_LIST}}
+                   "location": TEXT_OR_NULL, "group": TEXT_OR_NULL, "tags": TEXT_LIST,
+                   "region": {"type": ["string", "null"], "pattern": REGION_NAME_PATTERN,
+                              "description": "one of the tenant's regions (GET /v1/regions; 409 unknown_region "
+                                             "otherwise); docs/regions.md"}}}
+# the board's configuration for the device's region (the BoardConfig schema of verifier/regions/openapi.py)
+CONFIG = {"type": "object", "description": "the board's configuration for the device's region (metadata.region, "
+                                           "else the tenant's default region); absent without either. "
+                                           "docs/regions.md"}
 _POLICY_INTS = {"drift_s": (0, 86400, 300), "session_ttl_s": (1, 30 * 86400, 3600),
                 "lockout_failures": (1, 1000, 5), "lockout_s": (0, 30 * 86400, 300)}
 METADATA = {"type": "object", "properties": {
     "firmware_version": {"type": ["string", "null"]}, "hardware_version": {"type": ["string", "null"]},
     "capabilities": {"type": "array", "items": {"type": "string"}}, "location": {"type": ["string", "null"]},
-    "group": {"type": ["string", "null"]}, "tags": {"type": "array", "items": {"type": "string"}}},
+    "group": {"type": ["string", "null"]}, "tags": {"type": "array", "items": {"type": "string"}},
+    "region": {"type": "string"}},
     "additionalProperties": False}
 
 SCHEMAS = {
@@ -78,12 +87,13 @@ SCHEMAS = {
     "CredentialPackage": {"description": "Returned once, at provisioning: the device's master secret.",
                           "allOf": [_ref("Device"), {"type": "object", "properties": {
                               "master_secret": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-                              "credential_type": {"type": "string"}, "created": {"type": "integer"}}}]},
+                              "credential_type": {"type": "string"}, "created": {"type": "integer"},
+                              "config": CONFIG}}]},
     "BulkResult": {"type": "object", "properties": {
         "tenant": {"type": "string"},
         "results": {"type": "array", "items": {"type": "object", "properties": {
             "index": {"type": "integer"}, "ok": {"type": "boolean"}, "device_id": {"type": "string"},
-            "serial_number": {"type": "string"}, "master_secret": {"type": "string"},
+            "serial_number": {"type": "string"}, "master_secret": {"type": "string"}, "config": CONFIG,
             "error": {"type": "string"}, "message": {"type": "string"}}}},
         "summary": {"type": "object", "properties": {"requested": {"type": "integer"},
                                                      "created": {"type": "integer"},

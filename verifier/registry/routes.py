@@ -4,7 +4,7 @@ tenant policy, audit). Errors become HTTP in verifier.web.middleware."""
 from aiohttp import web
 
 from verifier.registry import actions, core as registry
-from verifier.appkeys import CORE, DELETE_HOOKS, METRICS, SEALER, STORAGE
+from verifier.appkeys import CORE, DELETE_HOOKS, DEVICE_CONFIG, METRICS, SEALER, STORAGE
 from verifier.errors import Conflict, NotFound, ValidationError
 from verifier.registry.model import STATUSES, parse_device_id
 from verifier.web.auth import require_role as _role
@@ -16,13 +16,20 @@ def _tenant_name(request, tenant_id):
     return request.app[STORAGE].get_tenant(tenant_id)["name"]
 
 
+def _configure(request, tenant_id):
+    """The board configuration of a provisioning row (the regions feature's, docs/regions.md), or None."""
+    make = request.app.get(DEVICE_CONFIG)
+    return None if make is None else make(request.app[STORAGE], tenant_id)
+
+
 # devices
 
 async def provision(request):
     token_id, tenant_id = _role(request, "factory")
     body = await _json(request)
     st = request.app[STORAGE]
-    out = registry.provision_one(st, request.app[SEALER], st.get_tenant(tenant_id), body, _now(request), token_id)
+    out = registry.provision_one(st, request.app[SEALER], st.get_tenant(tenant_id), body, _now(request), token_id,
+                                 _configure(request, tenant_id))
     request.app[METRICS].provisioned += 1
     return web.json_response(out, status=201)
 
@@ -35,7 +42,8 @@ async def provision_bulk(request):
     rows = body["devices"]
     if not 1 <= len(rows) <= registry.BULK_MAX_ROWS:
         raise ValidationError(f"devices must hold 1 to {registry.BULK_MAX_ROWS} rows")
-    out = registry.provision_bulk(request.app[STORAGE], request.app[SEALER], tenant_id, rows, _now(request), token_id)
+    out = registry.provision_bulk(request.app[STORAGE], request.app[SEALER], tenant_id, rows, _now(request), token_id,
+                                  _configure(request, tenant_id))
     request.app[METRICS].provisioned += out["summary"]["created"]
     out["tenant"] = _tenant_name(request, tenant_id)
     return web.json_response(out, status=200)
@@ -81,7 +89,8 @@ async def _change_device(request, change):
 
 
 async def patch_device(request):
-    return await _change_device(request, registry.patch_device)
+    configure = _configure(request, _role(request, "operator")[1])
+    return await _change_device(request, lambda *a: registry.patch_device(*a, configure=configure))
 
 
 async def lifecycle(request):
