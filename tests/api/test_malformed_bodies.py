@@ -49,7 +49,7 @@ JSON_ROUTES = [
     ("POST", "/v1/mqtt/auth"), ("POST", "/v1/mqtt/go-auth/user"), ("POST", "/v1/mqtt/go-auth/acl"),
     ("POST", "/v1/mqtt/go-auth/superuser"), ("POST", "/v1/edge/reports"), ("POST", "/v1/webhooks"),
     ("POST", "/v1/gateways"), ("POST", "/v1/gateways/ek-cas"), ("PUT", "/v1/gateways/policy"),
-    ("PUT", "/v1/gateways/models/gw-1/pcrs"),
+    ("PUT", "/v1/gateways/models/gw-1/pcrs"), ("PUT", "/v1/regions/eu-1"),
 ]
 NOT_AN_OBJECT = [b"[]", b'"devices"', b"7", b"null", b"true", b"{", b"\xff\xfe", b'{"a": NaN', b"[" * 5000]
 

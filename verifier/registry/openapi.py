@@ -111,7 +111,9 @@ SCHEMAS = {
 PATHS = {
     "/v1/devices": {
         "post": _admin_op("Provision one device; the response is the only time its master secret is shown",
-                          {"201": _json(_ref("CredentialPackage"), "created"), "409": ERR},
+                          {"201": _json(_ref("CredentialPackage"), "created"),
+                           "409": {**ERR, "description": "duplicate_serial, or unknown_region (metadata.region names "
+                                                         "no region of the tenant)"}},
                           requestBody={"required": True, "content": {"application/json": {"schema": _ref("NewDevice")}}}),
         "get": _admin_op("List the tenant's devices, ordered by id", {"200": _json({"type": "object", "properties": {
             "devices": {"type": "array", "items": _ref("Device")},
@@ -136,7 +138,9 @@ PATHS = {
         "get": _admin_op("One device (a device of another tenant is 404)",
                          {"200": _json(_ref("Device")), "404": ERR}, parameters=[DEVICE_ID]),
         "patch": _admin_op("Update metadata, trust_level, compromised, quarantined, permissions",
-                           {"200": _json(_ref("Device")), "404": ERR}, parameters=[DEVICE_ID],
+                           {"200": _json(_ref("Device")), "404": ERR,
+                            "409": {**ERR, "description": "unknown_region: metadata.region names no region of the "
+                                                          "tenant"}}, parameters=[DEVICE_ID],
                            requestBody={"required": True, "content": {"application/json": {"schema": {
                                "type": "object", "additionalProperties": False, "minProperties": 1, "properties": {
                                    "metadata": METADATA_IN, "trust_level": {"type": "integer", "minimum": 0, "maximum": 100},
