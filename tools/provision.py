@@ -28,7 +28,7 @@ from tools.errors import CLIError
 
 BOARD_CONFIG = "janua.json"  # on the board's flash; read by firmware/janua/store.py
 # Flat columns of a CSV/JSON row that the API nests under "metadata".
-META_FIELDS = ("firmware_version", "hardware_version", "capabilities", "location", "group", "tags")
+META_FIELDS = ("firmware_version", "hardware_version", "capabilities", "location", "group", "tags", "region")
 
 
 # ---------------------------------------------------------------- one device
@@ -135,7 +135,7 @@ def provision_one(api, args):
                                     "and decommission")
             print(f"janua: --force: replacing {what} on the board at {args.port}")
     row = {"serial_number": args.serial}
-    for k in ("manufacturer_id", "model_id", "group"):
+    for k in ("manufacturer_id", "model_id", "group", "region"):
         if getattr(args, k):
             row[k] = getattr(args, k)
     pkg = api.call("POST", "/v1/devices", to_api_row(row))
@@ -150,8 +150,8 @@ def provision_one(api, args):
         print()
         return 0
     config = board_config(pkg, args)
-    if files:
-        config["mqtt"] = pkg["mqtt"]
+    if files:                           # the certificate's broker settings; the region's broker, if any, wins
+        config["mqtt"] = {**pkg["mqtt"], **pkg.get("config", {}).get("mqtt", {})}
     if ca is not None:                  # HTTPS on the board (docs/protocol.md 3.5)
         config["server"]["tls"] = True
         files[SERVER_CA] = ca
@@ -326,6 +326,8 @@ def _check_edge(url):
 
 
 def board_config(pkg, args):
+    """The board's janua.json: with the answer's "config" (docs/regions.md) the region's server, mqtt, coap, update;
+    else the --server's host (or --device-server-host) and --udp-port/--dtls-port."""
     host = args.device_server_host or urllib.parse.urlparse(args.server).hostname or "127.0.0.1"
     url = urllib.parse.urlparse(args.server)
     http_port = url.port or (443 if url.scheme == "https" else 80)
@@ -337,6 +339,10 @@ def board_config(pkg, args):
                    "dtls_port": args.dtls_port},
         "transport": args.transport,
     }
+    region = pkg.get("config")
+    if region:
+        cfg["server"] = dict(region["server"])
+        cfg.update({k: region[k] for k in ("region", "mqtt", "coap", "update") if k in region})
     eps = endpoints(args, cfg["server"])
     if eps:
         cfg["endpoints"] = eps

@@ -21,7 +21,8 @@ LIST_FIELDS = ("tags", "capabilities")
 INT_FIELDS = ("permissions", "trust_level")
 MAX_BATCH = 10000
 # One manifest line per created device: what a factory station needs to flash it.
-MANIFEST_FIELDS = ("device_id", "serial_number", "tenant", "master_secret")
+# "config": the board's endpoints for its region, when it has one (docs/regions.md)
+MANIFEST_FIELDS = ("device_id", "serial_number", "tenant", "master_secret", "config")
 MAX_BULK_BYTES = 256 * 1024 * 1024   # a bulk file is read whole: refuse one that cannot be a device list
 
 

@@ -13,6 +13,9 @@ def configure(p):
     p.add_argument("--manufacturer", dest="manufacturer_id", help="manufacturer id")
     p.add_argument("--model", dest="model_id", help="model id")
     p.add_argument("--group", help="device group")
+    p.add_argument("--region", help="the tenant's region the device is in (metadata.region; `janua region list`): "
+                                    "the board then uses that region's endpoints (default: the tenant's default "
+                                    "region, if it has one)")
     p.add_argument("--port", help="serial port of the board to write the credentials onto (checked, and the "
                                   "board's current identity read, before anything is registered)")
     p.add_argument("--force", action="store_true",

@@ -98,9 +98,11 @@ async def test_same_port_on_other_hosts_or_transports_is_no_clash(client, tenant
     assert (await _put(client, tenant, "us-2", body)).status == 201
 
 
-@pytest.mark.parametrize("name", ["-eu", "eu 1", "e" * 65, "eu/1", "é"])
-async def test_region_name_outside_the_pattern_is_no_region(client, tenant, name):
+@pytest.mark.parametrize("name", ["-eu", "eu 1", "e" * 65, "é", "\u0084"])
+async def test_region_name_outside_the_pattern_is_refused_by_put_and_no_region_to_get(client, tenant, name):
     r = await client.put(f"/v1/regions/{name}", json=US, headers=tenant.headers)
+    assert await _err(r) == (400, "invalid_request")
+    r = await client.get(f"/v1/regions/{name}", headers=tenant.headers)
     assert await _err(r) == (404, "not_found")
 
 

@@ -97,7 +97,10 @@ def _query_int(request, name, what):
 
 def _changes(app, st, tenant_id, after, now):
     """(entries, deleted hex ids, truncated, cursor) of the changes after the cursor `after`, by the index.
-    A cursor above the database's counter is from before a restore of an older backup: it starts over at 0."""
+    A cursor above the database's counter is from before a restore of an older backup: it starts over at 0 (one
+    past a 64-bit integer, which no counter reaches, too: the database could not even compare it)."""
+    if after >= 1 << 63:
+        after = 0
     changes, current = st.device_changes(tenant_id, after, MAX_SNAPSHOT_DEVICES + 1)
     if after > current:
         changes, current = st.device_changes(tenant_id, 0, MAX_SNAPSHOT_DEVICES + 1)

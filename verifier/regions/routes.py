@@ -31,7 +31,7 @@ def _audit(st, tenant_id, token_id, action, now, reason, detail, result="ok"):
 
 async def put_region(request):
     token_id, tenant_id = _role(request, "admin")
-    name = _name(request)
+    name = request.match_info["name"]        # a name outside the pattern is refused by check_region (400)
     region = core.check_region(name, await _json(request))
     st, now = request.app[STORAGE], _now(request)
     with st.transaction():
