@@ -122,3 +122,15 @@ async def test_region_that_is_no_region_name_is_invalid_request(client, tenant, 
     r = await client.post("/v1/devices", json={"serial_number": "X-1", "metadata": {"region": region}},
                           headers=tenant.headers)
     assert (r.status, (await r.json())["error"]) == (400, "invalid_request")
+
+
+async def test_config_for_names_a_region_else_the_default_else_the_given_server(client, tenant, regions):
+    from verifier.regions.core import UnknownRegion, config_for
+    st = client.app[STORAGE]
+    own = {"host": "203.0.113.9", "udp_port": 5685, "http_port": 8080, "dtls_port": 5684}
+    assert config_for(st, tenant.id, "eu-1", own) == EU_CONFIG
+    assert config_for(st, tenant.id, None, own) == {"region": None, "server": own}
+    await client.put("/v1/regions/us-2", json={**US, "default": True}, headers=tenant.headers)
+    assert config_for(st, tenant.id, None, own) == US_CONFIG
+    with pytest.raises(UnknownRegion):
+        config_for(st, tenant.id, "mars", own)

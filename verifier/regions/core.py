@@ -169,3 +169,12 @@ def configurer(storage, tenant_id):
         region = region_for(loaded[0], fields.get("metadata"))
         return None if region is None else board_config(region)
     return configure
+
+
+def config_for(storage, tenant_id, region_name, default_server):
+    """The board configuration of a device of the tenant that names `region_name` (None: none): that region's
+    (UnknownRegion if the tenant lacks it), else the tenant's default region's, else board_config(None,
+    default_server). For a caller that always answers a config, as the claim answer does (docs/claims.md)."""
+    regions = {r["name"]: r for r in storage.list_regions(tenant_id)}
+    region = region_for(regions, {} if region_name is None else {"region": region_name})
+    return board_config(region, default_server)
