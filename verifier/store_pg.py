@@ -22,6 +22,7 @@ from verifier.console.store_pg import PGConsoleStorage
 from verifier.errors import StorageError
 from verifier.fleet.store_pg import PG_FLEET_INDEXES, PGFleetStorage
 from verifier.ota.store_pg import PG_OTA_SCRIPT, PGOTAStorage
+from verifier.policy.store_pg import PGPolicyStorage
 from verifier.registry.limits_pg import PG_LIMITS_SCRIPT, PGLimitStore
 from verifier.registry.store import AUDIT_COLUMNS, audit_rows_full
 from verifier.dburl import redact_url
@@ -43,7 +44,8 @@ def _statements(script):
     return out
 
 
-class PGStorage(PGRegistryStorage, PGOTAStorage, PGFleetStorage, PGAlertsStorage, PGConsoleStorage, SQLiteStorage):
+class PGStorage(PGRegistryStorage, PGOTAStorage, PGFleetStorage, PGAlertsStorage, PGConsoleStorage, PGPolicyStorage,
+                SQLiteStorage):
     """Storage on a PostgreSQL database, given by its URL (postgresql://...)."""
 
     def __init__(self, url):
