@@ -56,3 +56,13 @@ class PolicyCache:
                "permissions": permissions}
         policy, _ = self.effective(dev)
         return core.auth_rule(policy, trust, attestation)
+
+    def update_gate(self, dev, now):
+        """None when the device's update policy lets a rollout offer it a release at `now`; else the answer's
+        `policy` object: {decision: deferred | refused, reason, deferred_until (unix time the window opens, or
+        None)} (verifier.policy.core.update_decision). The OTA check and the chain sync ask it."""
+        policy, _ = self.effective(dev)
+        d = core.update_decision(policy["update"], now)
+        if d.decision == "offer":
+            return None
+        return {"decision": d.decision, "reason": d.reason, "deferred_until": d.deferred_until}

@@ -13,7 +13,7 @@ import re
 import zoneinfo
 
 from verifier.errors import ValidationError
-from verifier.registry.model import TEXT_PATTERN, as_int
+from verifier.registry.model import MAX_TEXT, TEXT_CHARS, as_int
 
 SCOPES = ("tenant", "model", "group", "device")      # in merge order: a later scope wins
 TENANT_KEY = "default"
@@ -36,9 +36,11 @@ COAP_PATH = "^(/[a-z0-9_-]{1,32}){1,8}(/[*])?$"
 TOPIC = "^(([A-Za-z0-9_-]{1,64}|[+])(/([A-Za-z0-9_-]{1,64}|[+])){0,7}(/#)?|#)$"
 SCOPE_TEXT = "^[a-z][a-z0-9_.:-]{0,63}$"
 TIMEZONES = tuple(sorted(zoneinfo.available_timezones()))
+# a model or group key: a text field (verifier/registry/model.py) without "/", as it is one segment of the path
+KEY_PATTERN = "^" + TEXT_CHARS.replace(" -~", " -.0-~") + "{1," + str(MAX_TEXT) + "}$"
 
 _HHMM, _COAP, _TOPIC, _SCOPE = re.compile(HHMM), re.compile(COAP_PATH), re.compile(TOPIC), re.compile(SCOPE_TEXT)
-_TEXT_KEY = re.compile(TEXT_PATTERN)
+_TEXT_KEY = re.compile(KEY_PATTERN)
 _TZ = frozenset(TIMEZONES)
 _DEVICE_KEY = re.compile("^[0-9a-f]{16}$")
 

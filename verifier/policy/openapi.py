@@ -2,13 +2,12 @@
 PolicyDocument is exactly what verifier.policy.core.validate_document accepts."""
 
 from verifier.policy import core
-from verifier.registry.model import MAX_TEXT, TEXT_CHARS
 from verifier.web.openapi import DEVICE_ID, ERR, admin_op as _admin_op, json_body as _json, ref as _ref, \
     with_roles as _with_roles
 
-# a path segment: a text field without "/" (the device scope takes a device id, the tenant scope "default")
-KEY_PATTERN = "^" + TEXT_CHARS.replace(" -~", " -.0-~") + "{1," + str(MAX_TEXT) + "}$"
+KEY_PATTERN = core.KEY_PATTERN     # a text without "/" (the device scope takes a device id, the tenant scope "default")
 SCOPE = {"name": "scope", "in": "path", "required": True, "schema": {"type": "string", "enum": list(core.SCOPES)}}
+CURSOR_PATTERN = ("^(tenant/default|(model|group)/" + KEY_PATTERN[1:-1] + "|device/[0-9a-f]{16})$")
 KEY = {"name": "key", "in": "path", "required": True, "schema": {"type": "string", "pattern": KEY_PATTERN},
        "description": "tenant: `default`; model: a model_id; group: a metadata.group; device: a device id"}
 
@@ -60,12 +59,12 @@ SCHEMAS = {
     "PolicyDocument": {"type": "object", "additionalProperties": False,
                        "properties": {"auth": _AUTH, "access": _ACCESS, "update": _UPDATE},
                        "description": "every field optional; a field no scope sets keeps today's behaviour"},
-    "Policy": {"type": "object", "required": ["scope", "key", "policy", "updated_at", "updated_by"], "properties": {
+    "DevicePolicy": {"type": "object", "required": ["scope", "key", "policy", "updated_at", "updated_by"], "properties": {
         "scope": {"type": "string", "enum": list(core.SCOPES)}, "key": {"type": "string"},
         "policy": _ref("PolicyDocument"), "updated_at": {"type": "integer"},
         "updated_by": {"type": ["string", "null"], "description": "the admin token id"}}},
-    "PolicyList": {"type": "object", "required": ["policies", "next_cursor"], "properties": {
-        "policies": {"type": "array", "items": _ref("Policy")}, "next_cursor": {"type": ["string", "null"]}}},
+    "DevicePolicyList": {"type": "object", "required": ["policies", "next_cursor"], "properties": {
+        "policies": {"type": "array", "items": _ref("DevicePolicy")}, "next_cursor": {"type": ["string", "null"]}}},
     "EffectivePolicy": {"type": "object", "required": ["device_id", "policy", "sources"], "properties": {
         "device_id": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
         "policy": {"type": "object", "required": ["auth", "access", "update"], "properties": {
@@ -79,19 +78,19 @@ SCHEMAS = {
 PATHS = {
     "/v1/policies": {
         "get": _admin_op("The tenant's policy documents, in merge order (tenant, model, group, device), then by key",
-                         {"200": _json(_ref("PolicyList"))}, parameters=[
+                         {"200": _json(_ref("DevicePolicyList"))}, parameters=[
             {"name": "scope", "in": "query", "schema": {"type": "string", "enum": list(core.SCOPES)}},
             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000,
                                                         "default": 100}},
-            {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": "^(tenant|model|group|device)/"},
+            {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": CURSOR_PATTERN},
              "description": "next_cursor of the previous page"}]),
     },
     "/v1/policies/{scope}/{key}": {
         "put": _admin_op("Set (replace) the policy document of a scope", {
-            "200": _json(_ref("Policy"), "Replaced"), "201": _json(_ref("Policy"), "Created"), "404": ERR},
+            "200": _json(_ref("DevicePolicy"), "Replaced"), "201": _json(_ref("DevicePolicy"), "Created"), "404": ERR},
             parameters=[SCOPE, KEY], requestBody={"required": True, "content": {
                 "application/json": {"schema": _ref("PolicyDocument")}}}),
-        "get": _admin_op("The policy document of a scope", {"200": _json(_ref("Policy")), "404": ERR},
+        "get": _admin_op("The policy document of a scope", {"200": _json(_ref("DevicePolicy")), "404": ERR},
                          parameters=[SCOPE, KEY]),
         "delete": _admin_op("Remove the policy document of a scope",
                             {"204": {"description": "Deleted"}, "404": ERR}, parameters=[SCOPE, KEY]),
