@@ -6,7 +6,7 @@ created here and hooked into binary auth (core.policy_source); the transports fi
 
 from aiohttp import web
 
-from verifier.appkeys import CORE, POLICY, STORAGE
+from verifier.appkeys import CORE, DTLS, POLICY, STORAGE
 from verifier.errors import NotFound, ValidationError
 from verifier.policy import core as policies
 from verifier.policy.cache import PolicyCache
@@ -108,7 +108,12 @@ async def _policy_ctx(app):
     core.listeners.append(cache)
     core.policy_source = cache
     core.policy_gen += 1           # a device loaded before the source was set is resolved on its next request
+    dtls = app.get(DTLS)
+    if dtls is not None:           # CoAP over DTLS: access.coap_resources and access.permissions
+        dtls.coap.policy = cache
     yield
+    if dtls is not None:
+        dtls.coap.policy = None
     core.policy_source = None
     if cache in core.listeners:
         core.listeners.remove(cache)
