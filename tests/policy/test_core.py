@@ -123,7 +123,10 @@ def test_coap_resources(resources, path, ok):
 
 @pytest.mark.parametrize("pattern, topic, ok", [
     ("telemetry/#", "telemetry", True), ("telemetry/#", "telemetry/a/b", True), ("telemetry/+", "telemetry/a", True),
-    ("telemetry/+", "telemetry/a/b", False), ("cmd", "cmd", True), ("cmd", "cmd/x", False), ("#", "x/y", True)])
+    ("telemetry/+", "telemetry/a/b", False), ("cmd", "cmd", True), ("cmd", "cmd/x", False), ("#", "x/y", True),
+    # subscription filters: covered only by a pattern at least as broad
+    ("telemetry/+", "telemetry/#", False), ("telemetry/a", "telemetry/+", False), ("telemetry/+", "telemetry/+", True),
+    ("telemetry/#", "telemetry/+/x", True), ("+/x", "#", False)])
 def test_topic_matching(pattern, topic, ok):
     assert core.topic_matches(pattern, topic) is ok
 

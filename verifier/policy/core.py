@@ -271,14 +271,34 @@ def coap_allowed(resources, path):
 
 
 def topic_matches(pattern, topic):
-    """MQTT filter matching (OASIS MQTT 3.1.1 4.7) of a relative `pattern` against a relative topic name."""
+    """Whether the relative filter `pattern` covers the relative topic name or subscription filter `topic` (every
+    topic `topic` matches, `pattern` matches: MQTT 3.1.1 4.7 wildcards; "+" in `topic` needs "+" or "#" in
+    `pattern`, "#" in `topic` needs "#")."""
     p, t = pattern.split("/"), topic.split("/")
     for i, level in enumerate(p):
         if level == "#":
             return True
-        if i >= len(t) or (level != "+" and level != t[i]):
+        if i >= len(t) or t[i] == "#":
+            return False
+        if level != "+" and level != t[i]:
+            return False
+        if t[i] == "+" and level != "+":
             return False
     return len(p) == len(t)
+
+
+MQTT_ACCESS = {1: ("subscribe",), 2: ("publish",), 3: ("publish", "subscribe"), 4: ("subscribe",)}
+
+
+def mqtt_topic_allowed(topics, relative, acc):
+    """Whether access.mqtt_topics (None: the device's whole subtree) allows `relative` (the topic below the device's
+    prefix) for the go-auth access `acc` (1 read, 2 write, 3 both, 4 subscribe): reading and subscribing need a
+    subscribe pattern, writing a publish pattern."""
+    if topics is None:
+        return True
+    if not relative:
+        return False
+    return all(any(topic_matches(p, relative) for p in topics[kind]) for kind in MQTT_ACCESS[acc])
 
 
 # -- update windows ------------------------------------------------------------------------------
