@@ -194,3 +194,11 @@ def test_across_the_autumn_dst_change():
         "deferred", "policy: outside the maintenance window", 1793509200)
     assert core.update_decision(u, 1793509200 + 3 * 3600 - 1)[0] == "offer"
     assert core.update_decision(u, 1793509200 + 3 * 3600)[0] == "deferred"
+
+
+def test_start_equal_to_end_is_the_whole_day():
+    # Fridays only, 00:00-00:00 UTC: all of Friday 2026-01-02 (1767312000 .. 1767398399), nothing of Saturday
+    u = _update(days=["fri"], start="00:00", end="00:00", tz="UTC")
+    assert core.update_decision(u, 1767312000)[0] == "offer"
+    assert core.update_decision(u, 1767398399)[0] == "offer"
+    assert core.update_decision(u, 1767398400) == ("deferred", "policy: outside the maintenance window", 1767916800)
