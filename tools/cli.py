@@ -14,6 +14,7 @@ COMMANDS = {
     "provision": ("tools.provision_cli", "provision devices (one, onto a board, or in bulk)"),
     "device": ("tools.device", "the tenant's devices: list, show, suspend, resume, decommission, quarantine, delete"),
     "audit": ("tools.audit", "the tenant's audit trail, newest first (-o json for scripts)"),
+    "policy": ("tools.policy", "device policies: show a device's effective policy; set, get, delete, list documents"),
     "webhook": ("tools.webhook", "the tenant's signed notification webhooks: add, list, delete, test, deliveries"),
     "vboard": ("tools.vboard", "run a virtual board: MicroPython unix port on a pseudo-terminal"),
     "flash": ("tools.flash", "compile the firmware and install it onto a board"),
