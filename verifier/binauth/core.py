@@ -348,8 +348,8 @@ class BinAuthCore:
         drift, permissions = pol.drift_s, st.permissions
         if rule is not None:
             if protocol is not None and (protocol not in rule.protocols or rule.refusal is not None):
-                return self._finish(NOT_ACTIVE, transport, source, tnow, st,
-                                    rule.refusal if protocol in rule.protocols else f"policy: protocol {protocol} not allowed",
+                why = rule.refusal if protocol in rule.protocols else f"policy: protocol {protocol} not allowed"
+                return self._finish(NOT_ACTIVE, transport, source, tnow, st, why,
                                     encode_reply(key, req, NOT_ACTIVE, tnow))
             drift, permissions = rule.drift_s, rule.permissions
         ts = int.from_bytes(req[8:12], "big")

@@ -78,7 +78,8 @@ def _list(v, path, check, what, enum=None):
     if not isinstance(v, list) or len(v) > MAX_ITEMS or len(set(map(str, v))) != len(v):
         _fail(path, f"a list of at most {MAX_ITEMS} distinct {what}")
     for x in v:
-        if not isinstance(x, str) or (enum is not None and x not in enum) or (check is not None and not check.fullmatch(x)):
+        if (not isinstance(x, str) or (enum is not None and x not in enum)
+                or (check is not None and not check.fullmatch(x))):
             _fail(path, f"a list of at most {MAX_ITEMS} distinct {what}")
     return list(v)
 

@@ -21,7 +21,8 @@ def _int(lo, hi, description):
 
 
 _AUTH = {"type": "object", "additionalProperties": False, "properties": {
-    "protocols": _set({"type": "string", "enum": list(core.PROTOCOLS)}, "the protocols the device may authenticate with"),
+    "protocols": _set({"type": "string", "enum": list(core.PROTOCOLS)},
+                      "the protocols the device may authenticate with"),
     "credential_types": _set({"type": "string", "enum": list(core.CREDENTIAL_TYPES)},
                              "the credentials it may use (symmetric: binary auth, DTLS, tokens; x509: mqtt_cert; "
                              "password: mqtt_password)"),
@@ -31,7 +32,8 @@ _AUTH = {"type": "object", "additionalProperties": False, "properties": {
     "token_ttl_s": _int(*core.TOKEN_TTL, "device token lifetime (default: the tenant policy's)"),
     "drift_s": _int(*core.DRIFT, "binary auth's timestamp allowance (default: the tenant policy's)")}}
 _ACCESS = {"type": "object", "additionalProperties": False, "properties": {
-    "permissions": _int(0, 0xFFFFFFFF, "the permission bits of the session (docs/protocol.md 3.6; default: the device's)"),
+    "permissions": _int(0, 0xFFFFFFFF,
+                        "the permission bits of the session (docs/protocol.md 3.6; default: the device's)"),
     "coap_resources": _set({"type": "string", "pattern": core.COAP_PATH},
                            "CoAP paths the device may use; `/x/*` covers /x and below (default: all)"),
     "mqtt_topics": {"type": "object", "additionalProperties": False, "properties": {
@@ -59,7 +61,8 @@ SCHEMAS = {
     "PolicyDocument": {"type": "object", "additionalProperties": False,
                        "properties": {"auth": _AUTH, "access": _ACCESS, "update": _UPDATE},
                        "description": "every field optional; a field no scope sets keeps today's behaviour"},
-    "DevicePolicy": {"type": "object", "required": ["scope", "key", "policy", "updated_at", "updated_by"], "properties": {
+    "DevicePolicy": {"type": "object", "required": ["scope", "key", "policy", "updated_at", "updated_by"],
+                     "properties": {
         "scope": {"type": "string", "enum": list(core.SCOPES)}, "key": {"type": "string"},
         "policy": _ref("PolicyDocument"), "updated_at": {"type": "integer"},
         "updated_by": {"type": ["string", "null"], "description": "the admin token id"}}},

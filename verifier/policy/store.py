@@ -57,7 +57,8 @@ class PolicyStorage(abc.ABC):
 
 class SQLitePolicyStorage(PolicyStorage):
     def get_policy(self, tenant_id, scope, key):
-        r = self._db.execute(_SELECT + " WHERE tenant_id = ? AND scope = ? AND key = ?", (tenant_id, scope, key)).fetchone()
+        r = self._db.execute(_SELECT + " WHERE tenant_id = ? AND scope = ? AND key = ?",
+                             (tenant_id, scope, key)).fetchone()
         return None if r is None else policy_row(r)
 
     def put_policy(self, tenant_id, scope, key, doc, now, by):

@@ -118,7 +118,8 @@ def _token_policy(request, dev, now, action):
     if cache is None:
         return policy, None
     eff, _ = cache.effective(dev)
-    why = policies.protocol_refusal(eff["auth"], "token", dev["trust_level"], dev.get("attestation_status") or "unknown")
+    why = policies.protocol_refusal(eff["auth"], "token", dev["trust_level"],
+                                    dev.get("attestation_status") or "unknown")
     if why is not None:
         st.add_audit([_audit(now, dev, action, "http", request_source(request), "NOT_ACTIVE", why)])
         raise Forbidden(why)
