@@ -80,7 +80,7 @@ test-sqlite: $(STAMP) $(MPLIB_STAMP) debs-test $(CLIENTID_PLUGIN)
 # tests/conftest.py); what is about the SQLite file itself is marked sqlite_only and skipped. tests/pg (the
 # PostgreSQL-only tests) is part of the SQLite run. The device-side suites (firmware, vboard, *_device, e2e)
 # are not here: they use the verifier through subprocesses or not at all.
-PG_SUITES := tests/verifier tests/api tests/roles tests/fleet tests/health tests/attest tests/notify \
+PG_SUITES := tests/verifier tests/api tests/roles tests/fleet tests/health tests/attest tests/notify tests/policy \
              tests/ota_verifier tests/tokens_verifier tests/mqtt_verifier tests/dtls_verifier tests/gateway \
              tests/edge tests/tls tests/backup tests/kek tests/tools tests/console tests/regions
 test-pg: $(STAMP) $(MPLIB_STAMP) debs-test $(CLIENTID_PLUGIN)

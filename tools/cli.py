@@ -15,6 +15,7 @@ COMMANDS = {
     "device": ("tools.device", "the tenant's devices: list, show, suspend, resume, decommission, quarantine, delete"),
     "audit": ("tools.audit", "the tenant's audit trail, newest first (-o json for scripts)"),
     "region": ("tools.region", "the tenant's regions: the endpoints its boards use (set, list, show, delete)"),
+    "policy": ("tools.policy", "device policies: show a device's effective policy; set, get, delete, list documents"),
     "webhook": ("tools.webhook", "the tenant's signed notification webhooks: add, list, delete, test, deliveries"),
     "vboard": ("tools.vboard", "run a virtual board: MicroPython unix port on a pseudo-terminal"),
     "flash": ("tools.flash", "compile the firmware and install it onto a board"),

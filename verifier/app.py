@@ -32,6 +32,7 @@ from verifier.mqtt import openapi as mqtt_openapi, routes as mqtt_routes
 from verifier.notify import openapi as notify_openapi, routes as notify_routes
 from verifier.ota import openapi as ota_openapi, routes as ota_routes
 from verifier.regions import openapi as regions_openapi, routes as regions_routes
+from verifier.policy import openapi as policy_openapi, routes as policy_routes
 from verifier.registry import audit, openapi as registry_openapi, routes as registry_routes
 from verifier.registry.audit import RefusalSummary
 from verifier.storage import open_storage
@@ -64,6 +65,7 @@ FEATURES = (
     ("fleet", fleet_routes, fleet_openapi),      # fleet status and gauges (docs/fleet.md)
     ("alerts", alerts_routes, alerts_openapi),   # anomaly rules and alerts (docs/health.md 5); after health
     ("regions", regions_routes, regions_openapi),   # endpoints per region, the board config (docs/regions.md)
+    ("policy", policy_routes, policy_openapi),   # device policies (docs/policies.md): binary auth's policy source
     ("console", console_routes, None),           # the operator console's HTML pages (docs/console.md): no JSON API
 )
 

@@ -30,5 +30,6 @@ DELETE_HOOKS = web.AppKey("delete_hooks", list)
 DEVICE_CONFIG = web.AppKey("device_config", object)
 NOTIFY = web.AppKey("notify", object)      # the verifier.notify.delivery.Deliverer of this instance
 HEALTH = web.AppKey("health", object)      # the verifier.health.ingest.HealthIngest of this instance
+POLICY = web.AppKey("policy", object)      # the verifier.policy.cache.PolicyCache of this instance
 ALERTS = web.AppKey("alerts", object)      # the verifier.alerts.watch.AlertWatch of this instance
 METRIC_SOURCES = web.AppKey("metric_sources", list)  # callables (app) -> bytes of Prometheus text, appended to /metrics

@@ -13,22 +13,25 @@ from verifier.mqtt.store import X509_SCHEMA, SQLiteX509Storage, X509Storage
 from verifier.notify.store import NOTIFY_SCHEMA, NotifyStorage, SQLiteNotifyStorage
 from verifier.ota.store import OTA_SCHEMA, OTAStorage, SQLiteOTAStorage
 from verifier.regions.store import REGIONS_SCHEMA, RegionsStorage, SQLiteRegionsStorage
+from verifier.policy.store import POLICY_SCHEMA, PolicyStorage, SQLitePolicyStorage
 from verifier.registry.store import CHANGE_TRIGGERS, MIGRATIONS, SCHEMA, RegistryStorage, SQLiteRegistryStorage
 from verifier.tokens.store import TOKEN_INDEXES, TOKEN_MIGRATIONS, TOKEN_SCHEMA, SQLiteTokenStorage, TokenStorage
 
 
 class Storage(RegistryStorage, OTAStorage, TokenStorage, X509Storage, NotifyStorage, GatewayStorage,
-              AttestStorage, HealthStorage, FleetStorage, AlertsStorage, ConsoleStorage, RegionsStorage):
+              AttestStorage, HealthStorage, FleetStorage, AlertsStorage, ConsoleStorage, RegionsStorage,
+              PolicyStorage):
     """What the verifier needs from its database. Device ids are 8 bytes; times are unix seconds."""
 
 
 class SQLiteStorage(SQLiteRegistryStorage, SQLiteOTAStorage, SQLiteTokenStorage, SQLiteX509Storage,
                     SQLiteNotifyStorage, SQLiteGatewayStorage, SQLiteAttestStorage, SQLiteHealthStorage,
-                    SQLiteFleetStorage, SQLiteAlertsStorage, SQLiteConsoleStorage, SQLiteRegionsStorage, Storage):
+                    SQLiteFleetStorage, SQLiteAlertsStorage, SQLiteConsoleStorage, SQLiteRegionsStorage,
+                    SQLitePolicyStorage, Storage):
     """Storage on one SQLite file (WAL). Single instance: limits are in process memory."""
 
     SCHEMAS = (SCHEMA, OTA_SCHEMA, TOKEN_SCHEMA, X509_SCHEMA, NOTIFY_SCHEMA, GATEWAY_SCHEMA, ATTEST_SCHEMA,
-               HEALTH_SCHEMA, FLEET_SCHEMA, ALERTS_SCHEMA, CONSOLE_SCHEMA, REGIONS_SCHEMA)
+               HEALTH_SCHEMA, FLEET_SCHEMA, ALERTS_SCHEMA, CONSOLE_SCHEMA, REGIONS_SCHEMA, POLICY_SCHEMA)
     # the health migrations add devices.health_score and reported_version, which the fleet triggers read
     MIGRATIONS = MIGRATIONS + TOKEN_MIGRATIONS + ATTEST_MIGRATIONS + HEALTH_MIGRATIONS
     INDEXES = (CHANGE_TRIGGERS, TOKEN_INDEXES, FLEET_INDEXES, CONSOLE_INDEXES)   # the triggers read migrated columns
@@ -68,6 +71,8 @@ class SQLiteStorage(SQLiteRegistryStorage, SQLiteOTAStorage, SQLiteTokenStorage,
             db.execute("DELETE FROM health_latest WHERE device_id = ?", (device_id,))
             db.execute("DELETE FROM health_history WHERE device_id = ?", (device_id,))
             db.execute("DELETE FROM health_state WHERE device_id = ?", (device_id,))
+            db.execute("DELETE FROM policies WHERE tenant_id = ? AND scope = 'device' AND key = ?",
+                       (tenant_id, device_id.hex()))
             db.execute("DELETE FROM devices WHERE id = ? AND tenant_id = ?", (device_id, tenant_id))
             self.add_audit([audit_row])              # nested: the same transaction
         return "deleted"

@@ -23,6 +23,7 @@ from verifier.errors import StorageError
 from verifier.fleet.store_pg import PG_FLEET_INDEXES, PGFleetStorage
 from verifier.ota.store_pg import PG_OTA_SCRIPT, PGOTAStorage
 from verifier.regions.store_pg import PGRegionsStorage
+from verifier.policy.store_pg import PGPolicyStorage
 from verifier.registry.limits_pg import PG_LIMITS_SCRIPT, PGLimitStore
 from verifier.registry.store import AUDIT_COLUMNS, audit_rows_full
 from verifier.dburl import redact_url
@@ -45,6 +46,7 @@ def _statements(script):
 
 
 class PGStorage(PGRegistryStorage, PGOTAStorage, PGFleetStorage, PGAlertsStorage, PGConsoleStorage, PGRegionsStorage,
+                PGPolicyStorage,
                 SQLiteStorage):
     """Storage on a PostgreSQL database, given by its URL (postgresql://...)."""
 

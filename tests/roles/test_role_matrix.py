@@ -87,6 +87,11 @@ EXPECTED = {
     ("DELETE", "/v1/regions/{name}"): "a",
     ("GET", "/v1/alerts/{alert_id}"): "voa",
     ("POST", "/v1/alerts/{alert_id}/resolve"): "oa",
+    ("GET", "/v1/policies"): "voa",
+    ("PUT", "/v1/policies/{scope}/{key}"): "a",
+    ("GET", "/v1/policies/{scope}/{key}"): "voa",
+    ("DELETE", "/v1/policies/{scope}/{key}"): "a",
+    ("GET", "/v1/devices/{device_id}/policy"): "voa",
 }
 
 # routes of the router that take no admin token (device, broker or capability credentials, or none)
@@ -103,7 +108,8 @@ NOT_ADMIN = {
 
 PATH_VALUES = {"gateway_id": "gw_0123456789abcdef", "kid": "0000000000000000", "release_id": "rel_0",
                "rollout_id": "ro_0", "webhook_id": "whk_0000000000000000", "ref_id": "ref_0", "alert_id": "1",
-               "model": "m1", "group": "g1", "path": "a.py", "name": "eu-1"}
+               "model": "m1", "group": "g1", "path": "a.py", "name": "eu-1",
+               "scope": "tenant", "key": "default"}
 
 
 def router_routes(app):

@@ -66,8 +66,10 @@ class AttestHooks:
                                      app[CORE].summary)
         except attest.AttestRefused as e:
             return {"reason": e.reason}
+        # at once, before the next datagram: the quarantine flag, and the trust level and attestation status that
+        # device policies check (docs/policies.md)
+        app[CORE].forget(bytes.fromhex(result["device_id"]))
         if result["changed_quarantine"]:
-            app[CORE].forget(bytes.fromhex(result["device_id"]))      # at once, before the next datagram
             task = asyncio.get_running_loop().create_task(
                 quarantine_changed(app, bytes.fromhex(result["device_id"]), now))
             self.tasks.add(task)
@@ -127,6 +129,7 @@ async def evidence(request):
         result = attest.appraise(st, app[SEALER], app[TOKEN_KEYS], bytes(data), now, "http", source, summary)
     except attest.AttestRefused as e:
         return _refusal(e.reason, str(e))
+    app[CORE].forget(bytes.fromhex(result["device_id"]))   # its trust and attestation status (docs/policies.md)
     if result["changed_quarantine"]:
         await quarantine_changed(app, bytes.fromhex(result["device_id"]), now)
     return web.json_response(attest.answer(result))

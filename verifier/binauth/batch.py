@@ -27,19 +27,21 @@ class AuthBatcher:
         self._core = core
         self._metrics = metrics
         self._clock = clock
-        self._items = []          # queued HTTP requests: (data, source, transport, future, t0, allow_quarantined)
+        # queued HTTP requests: (data, source, transport, future, t0, allow_quarantined, policy protocol)
+        self._items = []
         self._scheduled = False
         # a storage that writes asynchronously (PostgreSQL): batches go through _work(), one transaction at a time
         self._async = core.async_storage
         self._pending = []        # batches waiting for _work(): (datagrams, udp, queued, t0)
         self._worker = None
 
-    def submit(self, data, source, transport="http", allow_quarantined=False):
+    def submit(self, data, source, transport="http", allow_quarantined=False, protocol=None):
         """Queue one request; the returned future resolves to the reply once it may be sent.
-        `allow_quarantined`: decided for a route open to a quarantined device (BinAuthCore.decide)."""
+        `allow_quarantined`: decided for a route open to a quarantined device; `protocol`: the policy protocol
+        (BinAuthCore.decide: "binauth_http" for POST /v1/binauth, None for the device routes)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self._items.append((data, source, transport, fut, time.perf_counter(), allow_quarantined))
+        self._items.append((data, source, transport, fut, time.perf_counter(), allow_quarantined, protocol))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._run)
@@ -109,10 +111,10 @@ class AuthBatcher:
 
     def _decide(self, datagrams, queued, now):
         decide = self._core.decide
-        replies = [decide(data, addr, now, "udp") for data, addr in datagrams]
+        replies = [decide(data, addr, now, "udp", False, "binauth_udp") for data, addr in datagrams]
         # each queued request keeps its own allow_quarantined: an OTA check and a POST /v1/binauth of
         # the same device in one batch are decided by their own route's rule
-        http_replies = [decide(it[0], it[1], now, it[2], it[5]) for it in queued]
+        http_replies = [decide(it[0], it[1], now, it[2], it[5], it[6]) for it in queued]
         return replies, http_replies
 
     def _deliver(self, datagrams, udp, queued, replies, http_replies, durable, lost, now, t0):
@@ -136,7 +138,7 @@ class AuthBatcher:
                 # a request with a health report (31..156 bytes) always passes: replies are 13 or 25 bytes
                 if len(data) == REQUEST_LEN or len(reply) <= len(data):
                     send(reply, addr)
-        for (data, source, transport, fut, _, _), reply in zip(queued, http_replies):
+        for (data, source, transport, fut, _, _, _), reply in zip(queued, http_replies):
             if fut.done():
                 continue
             if not durable and reply[0] in withheld:

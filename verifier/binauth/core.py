@@ -89,11 +89,16 @@ class DeviceState:
     sealer is the core's, shared by every entry: at a million devices each byte per entry counts)."""
 
     __slots__ = ("device_id", "hex", "tenant_id", "key", "status", "blocked", "quarantined",
-                 "permissions", "last_ts", "sealed", "sealer", "_health_key", "ref", "epoch", "slot")
+                 "permissions", "last_ts", "sealed", "sealer", "_health_key", "ref", "epoch", "slot",
+                 "rule", "pgen", "pinfo")
 
     def __init__(self):
         self.blocked = self.quarantined = self.ref = False
         self.sealed = self.sealer = self._health_key = None
+        # the device's policy (verifier/policy: an AuthRule, or None without a policy source), the policy generation
+        # it was resolved at, and what resolving it again needs of the device row
+        self.rule = self.pinfo = None
+        self.pgen = -1
         self.epoch = -1         # verifier.binauth.cache: the flush epoch of its last accepted timestamp
 
     @property
@@ -144,6 +149,11 @@ class BinAuthCore:
         # anomaly alerts (docs/health.md 5): called with (tenant id, device id, result name, now) for every
         # decision about a known device that is not OK; set by the app
         self.auth_failure_sink = None
+        # device policies (docs/policies.md): an object with auth_rule(tenant id, device id, pinfo) and
+        # pinfo(device row), set by the policy feature; every forget_tenant/forget_all starts a new generation, and
+        # a cached device whose rule is of an older one is resolved again (from memory) on its next request
+        self.policy_source = None
+        self.policy_gen = 0
 
     # cache control (called by the registry's HTTP handlers after every admin change)
     def forget(self, device_id):
@@ -153,12 +163,14 @@ class BinAuthCore:
 
     def forget_tenant(self, tenant_id):
         self._policies.pop(tenant_id, None)
+        self.policy_gen += 1
         for other in self.listeners:
             other.forget_tenant(tenant_id)
 
     def forget_all(self):
         self.devices.clear()
         self._policies.clear()
+        self.policy_gen += 1
         for other in self.listeners:
             other.forget_all()
 
@@ -232,8 +244,16 @@ class BinAuthCore:
         st.quarantined = bool(dev["quarantined"])
         st.permissions = dev["permissions"]
         st.last_ts = dev["last_ts"]
+        if self.policy_source is not None:
+            st.pinfo = self.policy_source.pinfo(dev)
+            self._resolve(st)
         self.devices.add(st)
         return st
+
+    def _resolve(self, st):
+        st.pgen = self.policy_gen            # read first: a change during the call starts a newer generation
+        st.rule = self.policy_source.auth_rule(st.tenant_id, st.device_id, st.pinfo)
+        return st.rule
 
     def _policy(self, tenant_id):
         pol = self._policies.get(tenant_id)
@@ -261,19 +281,24 @@ class BinAuthCore:
                               source, STATUS_NAMES[status], reason)
         return reply
 
-    def decide(self, req, source, now, transport="udp", allow_quarantined=False):
+    def decide(self, req, source, now, transport="udp", allow_quarantined=False, protocol=None):
         """Decide one request (section 3.4) and return the reply; durable writes wait for flush().
 
         `allow_quarantined`: the request authenticates a route open to a quarantined device (OTA,
         attestation: verifier.binauth.device), so the quarantine flag alone does not make it
         NOT_ACTIVE; freshness, replay and rate limits apply as to any request. Only the device-route
-        check passes it: UDP and POST /v1/binauth never do."""
+        check passes it: UDP and POST /v1/binauth never do.
+
+        `protocol`: the policy protocol the request uses (docs/policies.md: "binauth_udp" for a datagram,
+        "binauth_http" for POST /v1/binauth); a device whose policy does not allow it, or whose trust level or
+        attestation status is below the policy's, is answered NOT_ACTIVE. None (the device routes): the route
+        checks its own protocol; the policy's drift and permissions apply all the same."""
         tnow = int(now)
         host = source[0] if type(source) is tuple else source
         if len(req) != REQUEST_LEN:
             if PIGGY_MIN <= len(req) <= PIGGY_MAX and self.health_sink is not None:
                 head = bytes(req[:REQUEST_LEN])
-                reply = self.decide(head, source, now, transport, allow_quarantined)
+                reply = self.decide(head, source, now, transport, allow_quarantined, protocol)
                 if reply[0] == OK:
                     self.health_sink(self._last[1], head, bytes(req[REQUEST_LEN:]), int(now), transport)
                 return reply
@@ -317,8 +342,18 @@ class BinAuthCore:
                                 "blocked (compromised)" if st.blocked else
                                 f"status {st.status}" if st.status not in AUTHENTICATABLE else "quarantined",
                                 encode_reply(key, req, NOT_ACTIVE, tnow))
+        rule = st.rule
+        if st.pgen != self.policy_gen and self.policy_source is not None:
+            rule = self._resolve(st)
+        drift, permissions = pol.drift_s, st.permissions
+        if rule is not None:
+            if protocol is not None and (protocol not in rule.protocols or rule.refusal is not None):
+                why = rule.refusal if protocol in rule.protocols else f"policy: protocol {protocol} not allowed"
+                return self._finish(NOT_ACTIVE, transport, source, tnow, st, why,
+                                    encode_reply(key, req, NOT_ACTIVE, tnow))
+            drift, permissions = rule.drift_s, rule.permissions
         ts = int.from_bytes(req[8:12], "big")
-        if abs(ts - tnow) > pol.drift_s:
+        if abs(ts - tnow) > drift:
             return self._finish(TIME_SYNC, transport, source, tnow, st, f"timestamp {ts} vs server {tnow}",
                                 encode_reply(key, req, TIME_SYNC, tnow))
         if ts <= st.last_ts:
@@ -341,7 +376,7 @@ class BinAuthCore:
         sid = int.from_bytes(self._rand(4), "big")
         return self._finish(OK, transport, source, tnow, st,
                             "quarantined: admitted to a repair route (OTA, attestation)" if st.quarantined else None,
-                            encode_reply(key, req, OK, tnow, sid, tnow + pol.session_ttl_s, st.permissions))
+                            encode_reply(key, req, OK, tnow, sid, tnow + pol.session_ttl_s, permissions))
 
     def flush(self):
         """Make the queued accepted timestamps, activations and audit rows durable, in one transaction.
@@ -411,9 +446,9 @@ class BinAuthCore:
         """The reply that replaces an OK whose timestamp another instance took first (flush())."""
         return encode_reply(key, bytes(request[:REQUEST_LEN]), REPLAY, int(now))
 
-    def handle(self, request, source, now, transport="test", allow_quarantined=False):
+    def handle(self, request, source, now, transport="test", allow_quarantined=False, protocol=None):
         """Decide and persist one request: (reply, Decision)."""
-        reply = self.decide(request, source, now, transport, allow_quarantined)
+        reply = self.decide(request, source, now, transport, allow_quarantined, protocol)
         status, st, reason = self._last
         decision = Decision(reply[0], STATUS_NAMES[status], st.hex if st else None, reason)
         lost = self.flush()

@@ -14,7 +14,7 @@ async def binauth(request):
         reply = unauthenticated_reply(MALFORMED)
     else:
         data = await request.content.read(157)
-        reply = await request.app[BATCHER].submit(data, request_source(request) or "?", "http")
+        reply = await request.app[BATCHER].submit(data, request_source(request) or "?", "http", protocol="binauth_http")
     return web.Response(body=reply, status=HTTP_STATUS[reply[0]], content_type="application/octet-stream")
 
 

@@ -71,7 +71,8 @@ class DeviceRef:
 class PSKState:
     """Cached per-identity DTLS state (the derived PSK never leaves this object and the grants)."""
 
-    __slots__ = ("device_id", "hex", "tenant_id", "key", "status", "blocked", "quarantined", "psk_expires_at")
+    __slots__ = ("device_id", "hex", "tenant_id", "key", "status", "blocked", "quarantined", "psk_expires_at",
+                 "rule", "pgen", "pinfo")
 
 
 def _refusal(status, blocked, expires_at, now):
@@ -161,6 +162,13 @@ class DTLSAuth:
         st.blocked = bool(dev["compromised"])
         st.quarantined = bool(dev["quarantined"])
         st.psk_expires_at = psk_expires_at(dev)
+        st.rule = st.pinfo = None
+        st.pgen = -1
+        src = self._core.policy_source        # device policies (docs/policies.md), as binary auth resolves them
+        if src is not None:
+            st.pinfo = src.pinfo(dev)
+            st.pgen = self._core.policy_gen
+            st.rule = src.auth_rule(st.tenant_id, did, st.pinfo)
         old = self._identities.get(did)
         if old is not None:
             self._cache.pop(old, None)
@@ -184,11 +192,28 @@ class DTLSAuth:
         if ref.charge == EXHAUSTED:
             ref.status = LOCKED_OUT
             return PSKGrant(self._rand(32), "failure budget exhausted (untrusted host)", ref)
-        refused = _refusal(st.status, st.blocked, st.psk_expires_at, now)
+        refused = _refusal(st.status, st.blocked, st.psk_expires_at, now) or self._policy_refusal(st)
         if refused:
             ref.status = refused[0]
             return PSKGrant(st.key, refused[1], ref)
         return PSKGrant(st.key, None, ref)
+
+    def _policy_refusal(self, st):
+        # the device's policy: protocol "dtls" allowed, trust and attestation met; refused like a status (the real
+        # key, the refusal after the client's Finished proved it)
+        core = self._core
+        src = core.policy_source
+        if src is None:
+            return None
+        if st.pgen != core.policy_gen:        # a policy changed since this entry was resolved
+            st.pgen = core.policy_gen
+            st.rule = src.auth_rule(st.tenant_id, st.device_id, st.pinfo)
+        rule = st.rule
+        if "dtls" not in rule.protocols:
+            return NOT_ACTIVE, "policy: protocol dtls not allowed"
+        if rule.refusal is not None:
+            return NOT_ACTIVE, rule.refusal
+        return None
 
     # decisions (queued; flush() makes them durable)
 

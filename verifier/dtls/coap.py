@@ -24,6 +24,7 @@ from aiocoap.error import UnparsableMessage
 from aiocoap.numbers import ContentFormat
 
 from verifier.binauth.core import NOT_ACTIVE, OK
+from verifier.policy.core import coap_allowed
 
 log = logging.getLogger("janua.verifier.coap")
 
@@ -81,6 +82,9 @@ class CoAPResources:
         # health reports (docs/health.md 2.2), set by the health feature: .ingest(device id, tenant id,
         # via, report, now) -> "ok" or the refusal reason
         self.health = None
+        # device policies (docs/policies.md), set by the policy feature: .effective(device row) -> (policy,
+        # sources); access.coap_resources limits the paths, access.permissions replaces the device's bits
+        self.policy = None
         self.telemetry_received = 0
 
     def handle(self, ref, payload, addr, now):
@@ -123,7 +127,13 @@ class CoAPResources:
             if name == "auth":
                 self._auth.record_coap_auth(NOT_ACTIVE, now, ref, addr, "quarantined")
             return Message(code=Code.FORBIDDEN, payload=b"quarantined")
-        if bit and not dev["permissions"] & bit:
+        permissions = dev["permissions"]
+        if self.policy is not None:
+            access = self.policy.effective(dev)[0]["access"]
+            if not coap_allowed(access["coap_resources"], "/" + "/".join(path)):
+                return Message(code=Code.FORBIDDEN, payload=b"resource not allowed by policy")
+            permissions = access["permissions"]
+        if bit and not permissions & bit:
             return Message(code=Code.FORBIDDEN, payload=b"permission missing")
         return getattr(self, "_on_" + name)(req, dev, ref, addr, now)
 

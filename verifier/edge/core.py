@@ -462,13 +462,13 @@ class EdgeBinAuthCore(BinAuthCore):
         pol = self._policies[tenant_id] = self._edge.policy(tenant_id)
         return pol
 
-    def decide(self, req, source, now, transport="udp", allow_quarantined=False):
+    def decide(self, req, source, now, transport="udp", allow_quarantined=False, protocol=None):
         # the edge's snapshot has no quarantine flag of its own ("blocked" covers it: st.blocked), so an
         # edge refuses a quarantined device everywhere; it serves no OTA or attestation route
         if not self._edge.serving(now):
             return self._finish(UNKNOWN_DEVICE, transport, source, int(now), None, STALE,
                                 unauthenticated_reply(UNKNOWN_DEVICE))
-        return super().decide(req, source, now, transport, allow_quarantined)
+        return super().decide(req, source, now, transport, allow_quarantined, protocol)
 
     def flush(self):
         activated = [did for _, did in self._activated]

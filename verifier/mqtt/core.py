@@ -15,6 +15,7 @@ from verifier import keys
 from verifier.errors import Unauthorized
 from verifier.registry.model import AUTHENTICATABLE, Policy, parse_device_id
 from verifier.mqtt.broker import tenant_short_id, topic_allowed, topic_prefix
+from verifier.policy import core as policies
 
 SAS_PREFIX = "SharedAccessSignature "
 TOKEN_PREFIX = "token:"
@@ -143,21 +144,45 @@ def authenticate_mqtt(app, storage, sealer, username, password, clientid, now):
     return dev, method
 
 
-def device_acl(dev):
-    """EMQX 5 `acl` rules: the device's own subtree, then deny everything else."""
+# the policy protocol of each way to authenticate to the broker (docs/policies.md "MQTT")
+METHOD_PROTOCOL = {"password": "mqtt_password", "mqtt-sas": "mqtt_password", "token": "token"}
+
+
+def verify_policy(policy, dev, method):
+    """The device's effective policy (verifier.policy) allows `method`'s protocol and its trust; else Refused."""
+    why = policies.protocol_refusal(policy["auth"], METHOD_PROTOCOL[method], dev["trust_level"],
+                                    dev.get("attestation_status") or "unknown")
+    if why is not None:
+        raise Refused(why)
+
+
+def device_acl(dev, policy=None):
+    """EMQX 5 `acl` rules: the device's own subtree (or, under a policy's access.mqtt_topics, its publish and
+    subscribe patterns below the device's prefix), then deny everything else."""
     prefix = topic_prefix(dev["tenant_id"], dev["id"].hex())
-    return [{"permission": "allow", "action": "all", "topic": prefix + "/#"},
-            {"permission": "deny", "action": "all", "topic": "#"}]
+    topics = policy["access"]["mqtt_topics"] if policy is not None else None
+    if topics is None:
+        rules = [{"permission": "allow", "action": "all", "topic": prefix + "/#"}]
+    else:
+        rules = [{"permission": "allow", "action": action, "topic": f"{prefix}/{p}"}
+                 for action in ("publish", "subscribe") for p in topics[action]]
+    return rules + [{"permission": "deny", "action": "all", "topic": "#"}]
 
 
-def check_acl(storage, username, clientid, topic):
-    """go-auth ACL check: the device (username = client id) may authenticate and the topic is inside its subtree."""
+def check_acl(storage, username, clientid, topic, acc=3, policy_of=None):
+    """go-auth ACL check: the device (username = client id) may authenticate and the topic is inside its subtree,
+    and (`policy_of(device)`: its effective policy) allowed for `acc` by access.mqtt_topics."""
     dev = _device(storage, username)
     if clientid is not None and clientid != username:
         raise Refused("clientid_mismatch")
     _active(dev)
-    if not isinstance(topic, str) or not topic_allowed(topic_prefix(dev["tenant_id"], dev["id"].hex()), topic):
+    prefix = topic_prefix(dev["tenant_id"], dev["id"].hex())
+    if not isinstance(topic, str) or not topic_allowed(prefix, topic):
         raise Refused("topic_denied")
+    if policy_of is not None:
+        topics = policy_of(dev)["access"]["mqtt_topics"]
+        if not policies.mqtt_topic_allowed(topics, topic[len(prefix) + 1:], int(acc)):
+            raise Refused("topic_denied_by_policy")
     return dev
 
 

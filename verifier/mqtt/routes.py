@@ -17,7 +17,7 @@ from verifier.registry import core as registry
 from verifier.mqtt import core as auth
 from verifier.mqtt import status as mqtt_status
 from verifier.mqtt import x509 as vx
-from verifier.appkeys import CONFIG, CORE, DELETE_HOOKS, LIFECYCLE_HOOKS, SEALER, STORAGE
+from verifier.appkeys import CONFIG, CORE, DELETE_HOOKS, LIFECYCLE_HOOKS, POLICY, SEALER, STORAGE
 from verifier.errors import Conflict, NotFound, ValidationError, VerifierError
 from verifier.web.auth import require_role as _role
 from verifier.web.request import path_device_id as _device_id, read_json as _json, request_now as _now, request_source
@@ -55,12 +55,17 @@ def _audit(st, now, dev_or_none, action, transport, source, result, reason=None,
 AUTHENTICATED_REFUSALS = frozenset(("clientid_mismatch", "username_mismatch", "expired", "lifetime_too_long"))
 
 
+def _after_proof(reason):
+    # a refusal decided after the credential verified: the device's state, or its policy (docs/policies.md)
+    return reason.startswith(("device_", "policy: ")) or reason in AUTHENTICATED_REFUSALS
+
+
 def _refusal(app, now, did, action, transport, source, reason):
     """Audit a refusal: one row if the credential had verified (the device's own state refused it),
     else counted and summarised (verifier/registry/audit.py), since anyone can send those."""
     st = app[STORAGE]
     dev = st.get_device(did) if did else None
-    if reason.startswith("device_") or reason in AUTHENTICATED_REFUSALS:
+    if _after_proof(reason):
         _audit(st, now, dev, action, transport, source, "refused", reason)
     else:
         # a refusal during a lockout (nothing checked) is summarised apart from the failed guesses
@@ -237,7 +242,7 @@ def _outcome(guard, source, now, reason=None):
     if guard is None:
         return
     lockout, did, pol, charge = guard
-    if reason is None or reason in AUTHENTICATED_REFUSALS or reason.startswith("device_"):
+    if reason is None or _after_proof(reason):
         lockout.verified(did, charge, pol, now)
         if reason is None:
             lockout.accepted(did, source, now)
@@ -272,6 +277,8 @@ async def _authenticate(request, doc, transport):
         raise auth.Refused(refusal)
     try:
         dev, method = auth.authenticate_mqtt(app, st, app[SEALER], username, password, clientid, now)
+        if POLICY in app:                # the device's policy: protocol and trust (docs/policies.md "MQTT")
+            auth.verify_policy(app[POLICY].effective(dev)[0], dev, method)
     except auth.Refused as e:
         _outcome(guard, source, now, e.reason)
         _refusal(app, now, did, "mqtt.connect", transport, source, e.reason)
@@ -306,7 +313,8 @@ async def emqx_auth(request):
         dev, _ = await _authenticate(request, doc, "mqtt-emqx")
     except auth.Refused:
         return web.json_response({"result": "deny", "is_superuser": False})
-    return web.json_response({"result": "allow", "is_superuser": False, "acl": auth.device_acl(dev)})
+    policy = request.app[POLICY].effective(dev)[0] if POLICY in request.app else None
+    return web.json_response({"result": "allow", "is_superuser": False, "acl": auth.device_acl(dev, policy)})
 
 
 def _go(ok, status=200):
@@ -326,7 +334,9 @@ async def go_acl(request):
     if doc.get("acc") not in (1, 2, 3, 4) or type(doc["acc"]) not in (int, float):
         raise ValidationError("acc must be 1 (read), 2 (write), 3 (readwrite) or 4 (subscribe)")
     try:
-        auth.check_acl(request.app[STORAGE], doc.get("username"), doc.get("clientid"), doc.get("topic"))
+        cache = request.app.get(POLICY)
+        auth.check_acl(request.app[STORAGE], doc.get("username"), doc.get("clientid"), doc.get("topic"), doc["acc"],
+                       (lambda dev: cache.effective(dev)[0]) if cache is not None else None)
     except auth.Refused:
         return _go(False)
     return _go(True)

@@ -141,6 +141,13 @@ PATHS = {
                                                    "answer's health is ok or the refusal reason"}}}}}},
                  "responses": {"200": _json({"type": "object", "properties": {
                      "auth": {"type": "string"}, "update": {"oneOf": [_ref("Update"), {"type": "null"}]},
+                     "policy": {"type": "object", "required": ["decision", "reason", "deferred_until"],
+                                "description": "present when the device's update policy holds every release back "
+                                               "(docs/policies.md): update is then null",
+                                "properties": {"decision": {"type": "string", "enum": ["deferred", "refused"]},
+                                               "reason": {"type": "string"},
+                                               "deferred_until": {"type": ["integer", "null"],
+                                                                  "description": "when the maintenance window opens"}}},
                      "attest": {"type": "object", "description": "an attestation challenge to answer "
                                 "(docs/attestation.md 5): present when one is outstanding or due",
                                 "properties": {"nonce": {"type": "string", "pattern": "^[0-9a-f]{32}$"},

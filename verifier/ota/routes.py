@@ -13,7 +13,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from verifier.attest import core as attest
 from verifier.ota import core as ota
 from verifier.ota import rollout as rollouts
-from verifier.appkeys import CONFIG, HEALTH, OTA, STORAGE
+from verifier.appkeys import CONFIG, HEALTH, OTA, POLICY, STORAGE
 from verifier.binauth.device import authenticate_device_request as _device, refused_response as _refused
 from verifier.config import load_kek
 from verifier.errors import NotFound, ValidationError
@@ -201,7 +201,9 @@ async def check(request):
     if kind not in ota.KINDS or (version is not None and not isinstance(version, str)) or counter is None:
         raise ValidationError("kind must be app|firmware, version a string or null, counter an integer")
     now = _now(request)
-    best = rollouts.choose_update(request.app[STORAGE], dev, kind, version, counter, now)
+    # the device's update policy (docs/policies.md "OTA"): refused or deferred, no rollout offers it anything now
+    gate = request.app[POLICY].update_gate(dev, now) if POLICY in request.app else None
+    best = rollouts.choose_update(request.app[STORAGE], dev, kind, version, counter, now) if gate is None else None
     update = None
     if best is not None:
         rel, ro = best
@@ -212,6 +214,8 @@ async def check(request):
                   "manifest_url": f"{base}manifest.json?t={tok}", "sig_url": f"{base}manifest.sig?t={tok}",
                   "files_url": base + "files/{path}?t=" + tok, "expires": now + rollouts.DOWNLOAD_TTL_S}
     out = {"auth": reply.hex(), "update": update}
+    if gate is not None:
+        out["policy"] = gate
     ch = attest.due_challenge(request.app[STORAGE], dev, now)     # continuous attestation (docs/attestation.md 5)
     if ch is not None:
         out["attest"] = {"nonce": ch["nonce"], "expires_at": ch["expires_at"]}

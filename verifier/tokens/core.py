@@ -251,12 +251,14 @@ def policy_of(storage, tenant_id):
     return Policy.from_json(storage.get_tenant(tenant_id)["policy"])
 
 
-def issue_device_token(keys, dev, policy, now):
-    """A new JWT for an active device: (token, claims, refresh_at)."""
+def issue_device_token(keys, dev, policy, now, scopes=None):
+    """A new JWT for an active device: (token, claims, refresh_at). `scopes`: the scp claim's names (the device
+    policy's access.token_scopes, docs/policies.md); None: the names of the device's permission bits."""
     now = int(now)
     key = keys.active(now)
     claims = {"sub": dev["id"].hex(), "iat": now, "exp": now + policy.token_ttl_s,
-              "scp": scopes_of(dev["permissions"]), "tid": tenant_short_id(dev["tenant_id"])}
+              "scp": scopes_of(dev["permissions"]) if scopes is None else " ".join(scopes),
+              "tid": tenant_short_id(dev["tenant_id"])}
     token = encode_jwt(key, claims)
     keys.note_signed(key, claims["exp"])
     return token, claims, claims["exp"] - policy.token_refresh_s

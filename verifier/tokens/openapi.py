@@ -51,11 +51,15 @@ PATHS = {
         "requestBody": _body({"type": "object", "required": ["auth"], "properties": {
             "auth": {"type": "string", "pattern": "^[0-9a-f]{40}$",
                      "description": "a fresh 20-byte binary auth request (docs/protocol.md 3.1), hex"}}}),
-        "responses": {"200": _json(_ref("DeviceToken")), "400": ERR, "401": BIN_REFUSED, "403": BIN_REFUSED,
+        "responses": {"200": _json(_ref("DeviceToken")), "400": ERR, "401": BIN_REFUSED, "403": {
+            "description": "binary auth refused (NOT_ACTIVE, the binary reply in auth), or the device's policy "
+                           "refuses device tokens (error forbidden; docs/policies.md)",
+            "content": {"application/json": {"schema": {"anyOf": [_ref("DeviceRefused"), _ref("Error")]}}}},
                       "409": BIN_REFUSED, "429": BIN_REFUSED}}},
     "/v1/auth/device/refresh": {"post": {
         "summary": "A new JWT for a still valid one whose device may still authenticate",
-        "security": DEVICE_BEARER, "responses": {"200": _json(_ref("DeviceToken")), "401": ERR}}},
+        "security": DEVICE_BEARER, "responses": {"200": _json(_ref("DeviceToken")), "401": ERR,
+                                                 "403": ERR}}},
     "/v1/auth/device/whoami": {"get": {
         "summary": "The bearer's device: the simplest token-protected device resource",
         "security": DEVICE_BEARER, "responses": {"200": _json({"type": "object", "properties": {

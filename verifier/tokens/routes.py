@@ -8,6 +8,7 @@ background task prunes the used-index marks no token can need any more (docs/tok
 """
 
 import asyncio
+import dataclasses
 import functools
 import logging
 
@@ -16,15 +17,16 @@ from aiohttp import web
 from verifier.ota import rollout as ota_rollout
 from verifier.tokens import chain
 from verifier.tokens.chain import REVOCATION_REFRESH_S, used_expires
-from verifier.appkeys import CONFIG, CORE, STORAGE
-from verifier.errors import Conflict, Unauthorized, ValidationError
+from verifier.appkeys import CONFIG, CORE, POLICY, STORAGE
+from verifier.errors import Conflict, Forbidden, Unauthorized, ValidationError
+from verifier.policy import core as policies
 from verifier.registry.model import as_int
 from verifier.web.auth import require_role as _role
 from verifier.web.request import limit_source, read_json as _json, request_now as _now, request_source
 from verifier.binauth.device import authenticate_device_request as _device, refused_response as _refused
 from verifier.tasks import stop
 from verifier.tokens.refusal_sampler import join_detail
-from verifier.tokens.core import (TOKEN_KEYS, bearer, device_may_authenticate, issue_device_token, policy_of,
+from verifier.tokens.core import (TOKEN_KEYS, bearer, device_may_authenticate, issue_device_token, policy_of, scopes_of,
                              token_keys_for, validate_device_token)
 
 log = logging.getLogger("janua.verifier.tokens")
@@ -107,12 +109,36 @@ async def jwks(request):
                              headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE_S}"})
 
 
+def _token_policy(request, dev, now, action):
+    """(tenant Policy with the device policy's token_ttl_s, scp names or None) for a device token; Forbidden (403,
+    audited) when the device's policy does not allow the protocol "token" or its trust (docs/policies.md)."""
+    st = request.app[STORAGE]
+    policy = policy_of(st, dev["tenant_id"])
+    cache = request.app.get(POLICY)
+    if cache is None:
+        return policy, None
+    eff, _ = cache.effective(dev)
+    why = policies.protocol_refusal(eff["auth"], "token", dev["trust_level"],
+                                    dev.get("attestation_status") or "unknown")
+    if why is not None:
+        st.add_audit([_audit(now, dev, action, "http", request_source(request), "NOT_ACTIVE", why)])
+        raise Forbidden(why)
+    ttl = eff["auth"]["token_ttl_s"]
+    # the refresh lead stays below the lifetime: at most half of a policy lifetime shorter than the tenant's lead
+    policy = dataclasses.replace(policy, token_ttl_s=ttl, token_refresh_s=min(policy.token_refresh_s, ttl // 2))
+    scopes = eff["access"]["token_scopes"]
+    if scopes is None and eff["access"]["permissions"] != dev["permissions"]:
+        scopes = scopes_of(eff["access"]["permissions"]).split()
+    return policy, scopes
+
+
 async def issue(request):
     dev, _, reply = await _device(request)
     if dev is None:
         return _refused(reply)
     st, now = request.app[STORAGE], _now(request)
-    token, claims, refresh_at = issue_device_token(request.app[TOKEN_KEYS], dev, policy_of(st, dev["tenant_id"]), now)
+    policy, scopes = _token_policy(request, dev, now, "token.issue")
+    token, claims, refresh_at = issue_device_token(request.app[TOKEN_KEYS], dev, policy, now, scopes)
     st.add_audit([_audit(now, dev, "token.issue", "http", request_source(request), "OK", None, detail=f"exp {claims['exp']}")])
     out = _token_reply(token, claims, refresh_at)
     out["auth"] = reply.hex()
@@ -122,7 +148,8 @@ async def issue(request):
 async def refresh(request):
     st, now = request.app[STORAGE], _now(request)
     dev, _ = validate_device_token(request.app, bearer(request), now)
-    token, claims, refresh_at = issue_device_token(request.app[TOKEN_KEYS], dev, policy_of(st, dev["tenant_id"]), now)
+    policy, scopes = _token_policy(request, dev, now, "token.refresh")
+    token, claims, refresh_at = issue_device_token(request.app[TOKEN_KEYS], dev, policy, now, scopes)
     st.add_audit([_audit(now, dev, "token.refresh", "http", request_source(request), "OK", None, detail=f"exp {claims['exp']}")])
     return web.json_response(_token_reply(token, claims, refresh_at), headers={"Cache-Control": "no-store"})
 
@@ -293,7 +320,8 @@ async def sync(request):
         st.add_audit([_audit(now, dev, "sync", "http", request_source(request), "OK", None,
                              detail=f"used {len(ack)}, issued {len(tokens)}")])
     update = False
-    if ota is not None:
+    held = request.app[POLICY].update_gate(dev, now) if POLICY in request.app and ota is not None else None
+    if ota is not None and held is None:     # an update policy that holds releases back offers none (docs/policies.md)
         update = ota_rollout.choose_update(st, dev, ota.get("kind", "app"), ota.get("version"),
                                            ota.get("counter", 0), now) is not None
     return web.json_response({
