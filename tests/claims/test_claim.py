@@ -10,6 +10,7 @@ import pytest
 from tests.support import AuthDevice, T0
 from verifier.appkeys import STORAGE
 from verifier.binauth.core import OK
+from verifier.claims.routes import CLAIMS
 
 TEMPLATE = {"model_id": "pico-w", "manufacturer_id": "acme-fab", "permissions": 7, "trust_level": 60,
             "metadata": {"group": "lobby", "tags": ["floor-2", "sensor"]}, "region": "eu-west", "transport": "udp",
@@ -163,3 +164,21 @@ async def test_exhausted_batch_refuses_a_new_serial_but_resumes_a_claimed_one(cl
     status, body, _ = await claims.claim(claims.board(batch, secret, "SN-2"))
     assert (status, body["error"]) == (403, "batch_exhausted")
     assert (await claims.claim(first))[0] == 200
+
+
+async def test_claims_committed_together_fail_alone(claims, client, tenant):
+    """Claims arriving together share one transaction (verifier/claims/writer.py): a refused one is rolled back
+    alone, and the last slot still goes to exactly one of them."""
+    tenant.provision([{"serial_number": "SN-TAKEN"}])
+    batch, secret = await claims.batch(max_count=3)
+    serials = ["SN-A", "SN-TAKEN", "SN-B", "SN-C", "SN-D"]
+    results = await asyncio.gather(*(claims.claim(claims.board(batch, secret, s)) for s in serials))
+    codes = [(s, body["error"] if s != 200 else "ok") for s, body, _ in results]
+    assert codes[1] == (409, "already_claimed")
+    assert sorted(codes[:1] + codes[2:]) == [(200, "ok")] * 3 + [(403, "batch_exhausted")]
+    st = client.app[STORAGE]
+    assert st.get_claim_batch(bytes.fromhex(batch["batch_id"]))["claimed_count"] == 3
+    assert st._db.execute("SELECT count(*) FROM claims").fetchone()[0] == 3
+    assert st._db.execute("SELECT count(*) FROM devices").fetchone()[0] == 4      # 3 claimed + the provisioned one
+    assert st._db.execute("SELECT count(*) FROM audit WHERE action = 'claim.new'").fetchone()[0] == 3
+    assert client.app[CLAIMS].writer.batches < len(serials)                       # some shared a transaction

@@ -14,6 +14,7 @@ import aiohttp
 
 from verifier.claims import batches, core
 from verifier.claims.store import DuplicateClaim
+from verifier.claims.writer import ClaimWriter
 from verifier.errors import Conflict, CryptoError, NotFound
 from verifier.notify.core import secret_text, sign
 
@@ -26,6 +27,7 @@ class ClaimService:
     def __init__(self, storage, sealer, summary, config, session=None):
         self.storage, self.sealer, self.summary, self.config = storage, sealer, summary, config
         self.session = session
+        self.writer = ClaimWriter(storage)
         self._keys = {}          # batch id -> (batch secret, hook secret text or None): immutable per batch
         self._tenants = {}       # tenant id -> name
         self.claimed = self.resumed = 0
@@ -118,7 +120,7 @@ class ClaimService:
                 continue
             if batch["hook_url"]:
                 await self._ask_hook(batch, hook_secret, req.serial, source, tnow)
-            answer = self._new(batch, req, k_c, server, tnow, source)
+            answer = await self._new(batch, req, k_c, server, tnow, source)
             if answer is not None:
                 return answer
             batch = self.storage.get_claim_batch(batch["id"])
@@ -138,21 +140,20 @@ class ClaimService:
         self.resumed += 1
         return self._answer(k_c, req, dev["id"], master, batch["tenant_id"], batch["device"], server)
 
-    def _new(self, batch, req, k_c, server, now, source):
+    async def _new(self, batch, req, k_c, server, now, source):
         rnd = os.urandom(40)
         device_id, master = rnd[:8], rnd[8:]
         dev_row = batches.device_row(batch, req.serial, device_id, master, self.sealer, now)
         row = self._audit(now, batch, req.serial, device_id.hex(), "claim.new", "ok", "device created", source)
-        try:
-            self.storage.commit_new_claim(batch["id"], req.serial, dev_row, core.keep_nonces((), req.nonce), now, row)
-        except core.BatchExhausted:
+        err = await self.writer.submit((batch["id"], req.serial, dev_row, core.keep_nonces((), req.nonce), now, row))
+        if isinstance(err, core.BatchExhausted):
             fresh = self.storage.get_claim_batch(batch["id"])
             err = (core.BatchRevoked("this claim batch was revoked") if fresh["status"] == "revoked"
                    else core.BatchExhausted("this claim batch has no claims left"))
             self._refuse(now, batch, req.serial, err, source)
-        except DuplicateClaim:
+        elif isinstance(err, DuplicateClaim):
             return None
-        except Conflict:              # the tenant has a device of this serial (provisioned, or another batch's)
+        elif isinstance(err, Conflict):   # the tenant has a device of this serial (provisioned, or another batch's)
             self._refuse(now, batch, req.serial, core.AlreadyClaimed(
                 "a device with this serial exists in the tenant; an operator must remove or reset it"), source)
         self.claimed += 1

@@ -1,7 +1,8 @@
 """The claims part of the storage interface and its SQLite mixin (docs/claims.md "Storage"): claim batches (the
 batch secret and the hook secret sealed under the KEK) and the claims made from them.
 
-A new claim is one transaction (`commit_new_claim`): the batch's claimed_count moves up only by a conditional
+A new claim is one transaction (`commit_new_claims`: the claims that arrive together share it, each under a
+savepoint): the batch's claimed_count moves up only by a conditional
 UPDATE (`claimed_count < max_count`), the claims row is keyed by (batch, serial), and the device is inserted
 through the registry's insert_devices, so two claims racing for the last slot or for one serial cannot both
 win, on one SQLite file or on a PostgreSQL database several instances share (verifier/claims/store_pg.py)."""
@@ -69,10 +70,12 @@ class ClaimsStorage(abc.ABC):
         """The batch's claims in serial order, serials above `after` if given."""
 
     @abc.abstractmethod
-    def commit_new_claim(self, batch_id, serial, device_row, nonces, now, audit_row):
-        """One transaction: take a slot of the batch (BatchExhausted when none is left or the batch was revoked meanwhile), insert the claim
-        (DuplicateClaim when (batch, serial) has one) and the device (registry insert_devices; Conflict when the
-        tenant has a device with this serial), and the audit row."""
+    def commit_new_claims(self, items):
+        """New claims (batch_id, serial, device_row, nonces, now, audit_row) in ONE transaction (group commit,
+        verifier/claims/writer.py), each under a savepoint of its own: take a slot of the batch (BatchExhausted when
+        none is left or the batch was revoked meanwhile), insert the claim (DuplicateClaim when (batch, serial) has
+        one), the device (registry insert_devices; Conflict when the tenant has a device with this serial) and the
+        audit row; a claim that fails is rolled back alone. Returns per item None (committed) or the refusal."""
 
     @abc.abstractmethod
     def commit_resume(self, batch_id, serial, old_nonces, nonces, audit_row):
@@ -146,17 +149,29 @@ class SQLiteClaimsStorage(ClaimsStorage):
     def _claim_transaction(self):
         return self.transaction()
 
-    def commit_new_claim(self, batch_id, serial, device_row, nonces, now, audit_row):
+    def commit_new_claims(self, items):
         db = self._db
+        out = []
         with self._claim_transaction():
-            if db.execute(_TAKE_SLOT, (batch_id,)).rowcount != 1:
-                raise BatchExhausted("this claim batch has no claims left")
-            try:
-                db.execute(_CLAIM_INSERT, (batch_id, serial, device_row[0], now, json.dumps(nonces)))
-            except sqlite3.IntegrityError as e:
-                raise DuplicateClaim("this serial was claimed concurrently") from e
-            self.insert_devices([device_row])
-            self.add_audit([audit_row])
+            for batch_id, serial, device_row, nonces, now, audit_row in items:
+                db.execute("SAVEPOINT claim")
+                try:
+                    if db.execute(_TAKE_SLOT, (batch_id,)).rowcount != 1:
+                        raise BatchExhausted("this claim batch has no claims left")
+                    try:
+                        db.execute(_CLAIM_INSERT, (batch_id, serial, device_row[0], now, json.dumps(nonces)))
+                    except sqlite3.IntegrityError as e:
+                        raise DuplicateClaim("this serial was claimed concurrently") from e
+                    self.insert_devices([device_row])
+                    self.add_audit([audit_row])
+                except (BatchExhausted, Conflict) as e:     # DuplicateClaim is a Conflict
+                    db.execute("ROLLBACK TO claim")
+                    db.execute("RELEASE claim")
+                    out.append(e)
+                    continue
+                db.execute("RELEASE claim")
+                out.append(None)
+        return out
 
     def commit_resume(self, batch_id, serial, old_nonces, nonces, audit_row):
         with self._claim_transaction():
