@@ -22,7 +22,7 @@ import time
 from bench.harness import LOAD_CPU, PY, ROOT, SERVER_CPU, WORK
 
 REQUESTS = 200_000
-CONNS = 32
+CONNS = 128
 SECONDS = 4.0
 ROUNDS = 3
 

@@ -170,17 +170,17 @@ def encode_config(doc):
     return out
 
 
-def encode_answer(k_c, req_nonce, device_id, server_nonce, master_secret, config):
+def encode_answer(k_c, req_nonce, device_id, server_nonce, master_secret, config, keys=None):
     """The answer bytes: device id, server nonce, the master secret under the keystream, the config (bytes),
-    and the tag over the request nonce and all of it."""
+    and the tag over the request nonce and all of it. `keys`: claim_keys(k_c) when the caller has them."""
     if len(device_id) != 8 or len(server_nonce) != NONCE_LEN or len(master_secret) != SECRET_LEN:
         raise ValueError("device_id is 8 bytes, server_nonce 16, master_secret 32")
     if len(config) > CONFIG_MAX:
         raise ValueError("config too long")
-    k_mac, k_enc = claim_keys(k_c)
+    k_mac, k_enc = keys or claim_keys(k_c)
     ks = _keystream(k_enc, req_nonce, server_nonce, device_id)
-    body = (bytes((VERSION, TYPE_ANSWER)) + device_id + server_nonce + bytes(a ^ b for a, b in zip(master_secret, ks))
-            + len(config).to_bytes(2, "big") + config)
+    enc = (int.from_bytes(master_secret, "big") ^ int.from_bytes(ks, "big")).to_bytes(SECRET_LEN, "big")
+    body = (bytes((VERSION, TYPE_ANSWER)) + device_id + server_nonce + enc + len(config).to_bytes(2, "big") + config)
     return body + _tag(k_mac, req_nonce + body)
 
 

@@ -36,6 +36,10 @@ BATCH_COLUMNS = ("id", "tenant_id", "name", "sealed_secret", "serials", "serial_
 _BATCH_INSERT = "INSERT INTO claim_batches (%s) VALUES (%s)" % (",".join(BATCH_COLUMNS), ",".join("?" * len(BATCH_COLUMNS)))
 _TAKE_SLOT = ("UPDATE claim_batches SET claimed_count = claimed_count + 1 "
               "WHERE id = ? AND claimed_count < max_count AND status = 'active'")
+_STATE = ("SELECT b.status, b.claimed_count, c.device_id, c.claimed_at, c.nonces, c.resumed FROM claim_batches b "
+          "LEFT JOIN claims c ON c.batch_id = b.id AND c.serial = ? WHERE b.id = ?")
+_CLAIM_INSERT_NEW = ("INSERT OR IGNORE INTO claims (batch_id, serial, device_id, claimed_at, nonces, resumed) "
+                     "VALUES (?, ?, ?, ?, ?, 0)")
 _CLAIM_INSERT = "INSERT INTO claims (batch_id, serial, device_id, claimed_at, nonces, resumed) VALUES (?, ?, ?, ?, ?, 0)"
 
 
@@ -68,6 +72,11 @@ class ClaimsStorage(abc.ABC):
     @abc.abstractmethod
     def list_claims(self, batch_id, after=None, limit=100):
         """The batch's claims in serial order, serials above `after` if given."""
+
+    @abc.abstractmethod
+    def claim_batch_state(self, batch_id, serial=None):
+        """(status, claimed_count, the claim of `serial` or None) of a batch: what a claim reads every time, in one
+        query; None for an unknown batch."""
 
     @abc.abstractmethod
     def commit_new_claims(self, items):
@@ -149,7 +158,55 @@ class SQLiteClaimsStorage(ClaimsStorage):
     def _claim_transaction(self):
         return self.transaction()
 
+    def claim_batch_state(self, batch_id, serial=None):
+        row = self._db.execute(_STATE, (serial, batch_id)).fetchone()
+        if row is None:
+            return None
+        claim = None
+        if row[2] is not None:
+            claim = {"batch_id": batch_id, "serial": serial, "device_id": bytes(row[2]), "claimed_at": row[3],
+                     "nonces": json.loads(row[4]), "resumed": row[5]}
+        return row[0], row[1], claim
+
     def commit_new_claims(self, items):
+        try:
+            return self._commit_together(items)
+        except Conflict:       # a device row the pre-check did not see (another instance's, just committed)
+            return self._commit_each(items)
+
+    def _commit_together(self, items):
+        """The fast path: per claim its claims row and its slot; then every device and audit row in one statement
+        each. A serial the tenant has already is found before (existing_serials); one that appears meanwhile makes
+        insert_devices raise Conflict and the whole transaction is rolled back (the caller takes _commit_each)."""
+        db = self._db
+        out = [None] * len(items)
+        devices, audits = [], []
+        with self._claim_transaction():
+            taken = set()
+            for tenant_id in {it[2][1] for it in items}:
+                taken.update((tenant_id, s) for s in self.existing_serials(
+                    tenant_id, {it[1] for it in items if it[2][1] == tenant_id}))
+            for k, (batch_id, serial, device_row, nonces, now, audit_row) in enumerate(items):
+                if db.execute(_CLAIM_INSERT_NEW, (batch_id, serial, device_row[0], now, json.dumps(nonces))).rowcount != 1:
+                    out[k] = DuplicateClaim("this serial was claimed concurrently")
+                    continue
+                if (device_row[1], serial) in taken:
+                    out[k] = Conflict("a device with this serial exists in the tenant")
+                elif db.execute(_TAKE_SLOT, (batch_id,)).rowcount != 1:
+                    out[k] = BatchExhausted("this claim batch has no claims left")
+                else:
+                    taken.add((device_row[1], serial))
+                    devices.append(device_row)
+                    audits.append(audit_row)
+                    continue
+                db.execute("DELETE FROM claims WHERE batch_id = ? AND serial = ?", (batch_id, serial))
+            if devices:
+                self.insert_devices(devices)
+                self.add_audit(audits)
+        return out
+
+    def _commit_each(self, items):
+        """The slow path: each claim under a savepoint of its own."""
         db = self._db
         out = []
         with self._claim_transaction():
