@@ -213,3 +213,15 @@ async def test_a_device_insert_the_precheck_missed_rolls_back_and_each_claim_is_
         (200, "ok"), (409, "already_claimed"), (200, "ok")]
     assert client.app[STORAGE].get_claim_batch(bytes.fromhex(batch["batch_id"]))["claimed_count"] == 2
     assert db.execute("SELECT count(*) FROM claims").fetchone()[0] == 2
+
+
+async def test_a_device_that_authenticated_is_already_claimed_even_if_its_status_is_provisioning(claims, client,
+                                                                                                  clock, tenant):
+    batch, secret = await claims.batch()
+    board = claims.board(batch, secret, "SN-P")
+    _, answer, nonce = await claims.claim(board)
+    device_id, master, _ = board.open(nonce, answer)
+    await _binauth(client, device_id, master, clock)
+    client.app[STORAGE].update_device(tenant.id, bytes.fromhex(device_id), {"status": "provisioning"})
+    status, body, _ = await claims.claim(board)
+    assert (status, body["error"]) == (409, "already_claimed")
