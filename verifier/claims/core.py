@@ -200,7 +200,15 @@ def decode_answer(k_c, req_nonce, data):
     device_id, server_nonce = data[2:10], data[10:26]
     ks = _keystream(k_enc, req_nonce, server_nonce, device_id)
     secret = bytes(a ^ b for a, b in zip(data[26:58], ks))
-    return device_id, secret, json.loads(data[60:60 + n]) if n else None
+    if not n:
+        return device_id, secret, None
+    try:
+        config = json.loads(data[60:60 + n])
+    except (ValueError, RecursionError):
+        raise ValueError("the config is not UTF-8 JSON") from None
+    if not isinstance(config, dict):
+        raise ValueError("the config is not a JSON object")
+    return device_id, secret, config
 
 
 def answer_config(tenant_name, device, server, region=None):
