@@ -9,7 +9,7 @@ import json
 import re
 
 from verifier.errors import Conflict, Forbidden, RateLimited, Unauthorized, Unavailable, ValidationError
-from verifier.keys import SALT, ct_eq, hkdf_sha256
+from verifier.keys import SALT, ct_eq
 
 VERSION = 0x01
 TYPE_REQUEST = 0x01
@@ -29,6 +29,8 @@ LABEL_ENC = b"claim-enc"
 NONCES_KEPT = 32              # request nonces kept per (batch, serial): accepted and resumed claims
 PATTERN_MAX = 64
 _SERIAL = re.compile(rb"[\x21-\x7e]{1,64}\Z")
+_MAC_INFO, _ENC_INFO = LABEL_MAC + b"\x01", LABEL_ENC + b"\x01"
+_digest = hmac.digest
 _PATTERN = re.compile(r"[\x21-\x7e]{1,64}\Z")
 
 
@@ -95,16 +97,18 @@ def claim_key(batch_secret, serial):
     """K_c = HMAC-SHA256(batch_secret, "janua-claim-v1" 0x00 serial): what the factory writes to the board."""
     if isinstance(serial, str):
         serial = serial.encode()
-    return hmac.digest(batch_secret, KEY_CONTEXT + serial, "sha256")
+    return _digest(batch_secret, KEY_CONTEXT + serial, "sha256")
 
 
 def claim_keys(k_c):
-    """(K_mac, K_enc): HKDF-SHA256 of K_c, salt "janua/v1", info "claim-mac" / "claim-enc", 32 bytes each."""
-    return hkdf_sha256(k_c, SALT, LABEL_MAC, 32), hkdf_sha256(k_c, SALT, LABEL_ENC, 32)
+    """(K_mac, K_enc): HKDF-SHA256 of K_c, salt "janua/v1", info "claim-mac" / "claim-enc", 32 bytes each. Both share
+    the extract step (one PRK); with L = 32 the expand step is one HMAC (RFC 5869 T(1)), as keys.hkdf_sha256 gives."""
+    prk = _digest(SALT, k_c, "sha256")
+    return _digest(prk, _MAC_INFO, "sha256"), _digest(prk, _ENC_INFO, "sha256")
 
 
 def _tag(key, data):
-    return hmac.digest(key, data, "sha256")[:TAG_LEN]
+    return _digest(key, data, "sha256")[:TAG_LEN]
 
 
 # the request
@@ -159,7 +163,7 @@ def verify_request(req, k_mac):
 # the answer
 
 def _keystream(k_enc, req_nonce, server_nonce, device_id):
-    return hmac.digest(k_enc, req_nonce + server_nonce + device_id, "sha256")
+    return _digest(k_enc, req_nonce + server_nonce + device_id, "sha256")
 
 
 def encode_config(doc):
@@ -240,10 +244,12 @@ def pattern_regex(pattern):
 
 
 def serial_allowed(batch, serial):
-    """Whether the batch (its "serials" list or "serial_pattern") lets `serial` claim."""
+    """Whether the batch (its "serials" list or set, or "serial_pattern", compiled once as "serial_regex" when the
+    caller keeps one) lets `serial` claim."""
     if batch.get("serials") is not None:
         return serial in batch["serials"]
-    return bool(pattern_regex(batch["serial_pattern"]).match(serial))
+    regex = batch.get("serial_regex") or pattern_regex(batch["serial_pattern"])
+    return bool(regex.match(serial))
 
 
 def batch_status(batch, now):

@@ -8,6 +8,7 @@ key, and their rate is bounded by the per-batch bucket. Only immutable parts of 
 answer's config are cached in memory, so a second instance on the same database sees every revoke, claim and reset at once."""
 
 import asyncio
+import json
 import logging
 import os
 
@@ -54,6 +55,9 @@ class ClaimService:
                                                       b["tenant_id"]))
             if b["serials"] is not None:
                 b["serials"] = frozenset(b["serials"])
+            else:
+                b["serial_regex"] = core.pattern_regex(b["serial_pattern"])
+            b["metadata_json"] = json.dumps(b["device"]["metadata"])
             if len(self._fixed) >= KEY_CACHE_MAX:
                 self._fixed.clear()
             got = self._fixed[batch_id] = (b, secret, hook)
