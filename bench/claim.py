@@ -9,7 +9,9 @@ CONNS keep-alive connections, each posting the next pre-built request as soon as
 (closed loop), for SECONDS; it counts the 200 answers (each a new device created in one transaction with its claim
 row, the batch's count and its audit row, and an answer built: 6 HMACs, one AES-GCM seal). Reported: the median of
 ROUNDS rounds, and the reference: the same load generator against a bare aiohttp POST handler answering 200 bytes,
-pinned the same way. `python -m bench.claim` runs it alone and merges the keys into bench/results.json."""
+pinned the same way. The registry starts empty and grows by every round's claims (some 20,000 each): the rate falls
+as it grows (the devices table's random keys leave the page cache), so the rounds are printed too.
+`python -m bench.claim` runs it alone and merges the keys into bench/results.json."""
 
 import asyncio
 import json
