@@ -16,6 +16,7 @@ COMMANDS = {
     "audit": ("tools.audit", "the tenant's audit trail, newest first (-o json for scripts)"),
     "region": ("tools.region", "the tenant's regions: the endpoints its boards use (set, list, show, delete)"),
     "policy": ("tools.policy", "device policies: show a device's effective policy; set, get, delete, list documents"),
+    "claim": ("tools.claim", "zero-touch claim batches: create (secret to a 0600 file), list, show, revoke; claims, reset"),
     "webhook": ("tools.webhook", "the tenant's signed notification webhooks: add, list, delete, test, deliveries"),
     "vboard": ("tools.vboard", "run a virtual board: MicroPython unix port on a pseudo-terminal"),
     "flash": ("tools.flash", "compile the firmware and install it onto a board"),
