@@ -14,7 +14,9 @@ from verifier.claims.routes import CLAIMS
 
 TEMPLATE = {"model_id": "pico-w", "manufacturer_id": "acme-fab", "permissions": 7, "trust_level": 60,
             "metadata": {"group": "lobby", "tags": ["floor-2", "sensor"]}, "region": "eu-west", "transport": "udp",
-            "board": {"led": 25, "name": "lobby"}, "policy": {"auth": {"protocols": ["udp"]}}}
+            "board": {"led": 25, "name": "lobby"}, "policy": {"auth": {"protocols": ["binauth_udp"]}}}
+EU_WEST = {"auth": {"host": "auth.eu-west.example.com", "udp_port": 6685, "http_port": 8443, "dtls_port": 6684},
+           "mqtt": {"host": "mqtt.eu-west.example.com", "port": 8883}}
 
 
 async def _audit(client, kind="claim"):
@@ -24,20 +26,30 @@ async def _audit(client, kind="claim"):
 
 
 async def test_a_new_serial_gets_a_provisioning_device_and_an_answer_only_its_board_opens(claims, client, tenant):
+    r = await client.put("/v1/regions/eu-west", json=EU_WEST, headers=tenant.headers)
+    assert r.status in (200, 201)
     batch, secret = await claims.batch(serial_pattern="SN-2026-*", device=TEMPLATE)
     board = claims.board(batch, secret, "SN-2026-0001")
     status, answer, nonce = await claims.claim(board)
     assert status == 200
     device_id, master, config = board.open(nonce, answer)
-    host = client.server.host
+    # the region's endpoints, not the verifier's own (docs/claims.md "Config", docs/regions.md)
     assert config == {"tenant": "acme", "region": "eu-west",
-                      "server": {"host": host, "udp_port": None, "http_port": client.server.port, "dtls_port": None},
+                      "server": {"host": "auth.eu-west.example.com", "udp_port": 6685, "http_port": 8443,
+                                 "dtls_port": 6684},
+                      "mqtt": {"host": "mqtt.eu-west.example.com", "port": 8883},
                       "transport": "udp", "board": {"led": 25, "name": "lobby"}}
     status, dev = await claims.get(f"/v1/devices/{device_id}")
     assert status == 200
     assert (dev["serial_number"], dev["status"], dev["model_id"], dev["manufacturer_id"], dev["permissions"],
             dev["security"]["trust_level"]) == ("SN-2026-0001", "provisioning", "pico-w", "acme-fab", 7, 60)
     assert dev["metadata"]["group"] == "lobby" and dev["metadata"]["tags"] == ["floor-2", "sensor"]
+    assert dev["metadata"]["region"] == "eu-west"
+    # the batch's policy is the device's own document: its effective policy says so
+    status, pol = await claims.get(f"/v1/devices/{device_id}/policy")
+    assert status == 200
+    assert pol["policy"]["auth"]["protocols"] == ["binauth_udp"]
+    assert pol["sources"]["auth.protocols"] == "device"
     # the master secret in the answer is the one the verifier sealed for this device
     st = client.app[STORAGE]
     row = st.get_device(bytes.fromhex(device_id))
@@ -45,7 +57,7 @@ async def test_a_new_serial_gets_a_provisioning_device_and_an_answer_only_its_bo
     assert client.app[SEALER].unseal(row["sealed_secret"], row["id"], tenant.id).hex() == master
     status, view = await claims.get(f"/v1/claim-batches/{batch['batch_id']}")
     assert (view["claimed_count"], view["remaining"], view["status"]) == (1, 9, "active")
-    assert view["device"]["policy"] == {"auth": {"protocols": ["udp"]}}
+    assert view["device"]["policy"] == {"auth": {"protocols": ["binauth_udp"]}}
     status, listed = await claims.get(f"/v1/claim-batches/{batch['batch_id']}/claims")
     assert [(c["serial"], c["device_id"], c["claimed_at"]) for c in listed["claims"]] == [("SN-2026-0001", device_id, T0)]
     assert await _audit(client) == [("claim.new", "ok", device_id, None)]
@@ -225,3 +237,27 @@ async def test_a_device_that_authenticated_is_already_claimed_even_if_its_status
     client.app[STORAGE].update_device(tenant.id, bytes.fromhex(device_id), {"status": "provisioning"})
     status, body, _ = await claims.claim(board)
     assert (status, body["error"]) == (409, "already_claimed")
+
+
+async def test_a_batch_policy_that_forbids_http_binauth_refuses_the_claimed_device_at_once(claims, client, clock):
+    # A first device of the batch (no policy) authenticates: the tenant's policy documents are now cached. A second
+    # batch's device carries a policy that allows binary auth over UDP only: its first POST /v1/binauth is refused
+    # (NOT_ACTIVE 0x04, HTTP 403), which it would not be if the claim left the cached documents in place.
+    open_batch, s1 = await claims.batch(serial_pattern="OPEN-*")
+    b1 = claims.board(open_batch, s1, "OPEN-1")
+    _, answer, nonce = await claims.claim(b1)
+    await _binauth(client, *board_identity(b1, nonce, answer), clock)
+    udp_only, s2 = await claims.batch(serial_pattern="UDP-*", device={"policy": {"auth": {"protocols": ["binauth_udp"]}}})
+    b2 = claims.board(udp_only, s2, "UDP-1")
+    _, answer, nonce = await claims.claim(b2)
+    device_id, master = board_identity(b2, nonce, answer)
+    d = AuthDevice(device_id, master, clock)
+    req = d.request()
+    r = await client.post("/v1/binauth", data=req, headers={"Content-Type": "application/octet-stream"})
+    reply = d.reply(req, await r.read())
+    assert (r.status, reply["status"]) == (403, 0x04)
+
+
+def board_identity(board, nonce, answer):
+    device_id, master, _ = board.open(nonce, answer)
+    return device_id, master

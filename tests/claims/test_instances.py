@@ -28,7 +28,7 @@ def test_concurrent_instances_never_exceed_max_count(tmp_path):
             row = batches.device_row(batch, f"SN-{k}", did, os.urandom(32), sealer, T0)
             audit = (T0, tenant, "claim", did.hex(), "test", "claim.new", "http", "t", "ok", None, f"serial SN-{k}")
             barrier.wait()
-            outcomes[k] = stores[k].commit_new_claims([(batch["id"], f"SN-{k}", row, ["00"], T0, audit)])[0]
+            outcomes[k] = stores[k].commit_new_claims([(batch["id"], f"SN-{k}", row, ["00"], T0, audit, None)])[0]
 
         threads = [threading.Thread(target=claim, args=(k,)) for k in range(THREADS)]
         for t in threads:

@@ -10,6 +10,8 @@ from verifier.claims import core
 from verifier.config import is_http_url
 from verifier.errors import Conflict, NotFound, ValidationError
 from verifier.notify.core import URL_MAX, URL_PATTERN, secret_text
+from verifier.policy.core import validate_document
+from verifier.regions.core import UnknownRegion
 from verifier.registry.model import PSK_LIFETIME_S, TEXT_PATTERN, as_int, validate_new_device
 
 SERIALS_MAX = 10_000
@@ -19,8 +21,8 @@ DEFAULT_VALIDITY_S = 365 * 86400
 TRANSPORTS = ("auto", "udp", "http", "dtls")
 # The template's "board" object, copied into the answer's config (at most 1024 bytes in all): a flat object of at
 # most BOARD_MAX_KEYS entries, names BOARD_KEY, values an integer, a boolean, null or text BOARD_TEXT (no quote or
-# backslash, so its JSON is as long as itself): at most ~370 bytes. "policy" is stored as given (policies are
-# another feature's).
+# backslash, so its JSON is as long as itself): at most ~370 bytes. "policy" is a policy document
+# (verifier/policy), which each claimed device gets as its own.
 BOARD_MAX_KEYS = 8
 BOARD_KEY = "^[A-Za-z0-9_]{1,16}$"
 BOARD_TEXT = "^[ !#-\\[\\]-~]{0,24}$"
@@ -76,10 +78,10 @@ def check_template(doc):
         raise ValidationError("device.region must be a region name: 1-32 of a-z 0-9 _ - (starting with a letter or digit)")
     if "board" in doc:
         out["board"] = check_board(doc["board"])
-    if "policy" in doc:
-        if not isinstance(doc["policy"], dict):
-            raise ValidationError("device.policy must be an object")
-        out["policy"] = doc["policy"]
+    if out["region"] is not None:       # the claimed device names its region, as a provisioned one does
+        out["metadata"]["region"] = out["region"]
+    if "policy" in doc:                 # the claimed device's own policy document (docs/policies.md)
+        out["policy"] = validate_document(doc["policy"])
     return out
 
 
@@ -142,6 +144,9 @@ HOOK_SEAL = b"hook/"
 def create_batch(storage, sealer, tenant_id, doc, now, actor, rand=os.urandom):
     """Create a batch; return (batch dict, batch_secret bytes, hook secret text or None): both shown only once."""
     f = check_new_batch(doc, now)
+    region = f["device"].get("region")
+    if region is not None and storage.get_region(tenant_id, region) is None:
+        raise UnknownRegion(f"device.region {region!r} is not one of this tenant's regions (janua region set)")
     batch_id, secret = rand(8), rand(32)
     hook_secret = rand(32) if f["hook_url"] else None
     row = dict(f, id=batch_id, tenant_id=tenant_id, sealed_secret=sealer.seal(secret, seal_id(batch_id), tenant_id),

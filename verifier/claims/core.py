@@ -215,14 +215,14 @@ def decode_answer(k_c, req_nonce, data):
     return device_id, secret, config
 
 
-def answer_config(tenant_name, device, server, region=None):
+def answer_config(tenant_name, device, region):
     """The configuration in a claim answer (docs/claims.md "Config"). `device` is the batch's device template,
-    `server` {"host", "udp_port", "http_port", "dtls_port"} the auth endpoint. Regions (verifier/regions) are
-    not wired yet: the integrator points this at regions.board_config(region_doc, server) for a template with a
-    "region" and merges its mqtt/coap/update entries; until then "region" is the template's name as given and
-    "server" the verifier's own device-facing endpoint."""
-    doc = {"tenant": tenant_name, "region": device.get("region") if region is None else region,
-           "server": dict(server), "transport": device.get("transport", "auto")}
+    `region` the board configuration of its region (verifier.regions.core.config_for: the template's region, else
+    the tenant's default region, else the verifier's own device-facing endpoint): its "region", "server" and the
+    optional "mqtt", "coap" and "update"; the template adds "transport" and "board"."""
+    doc = {"tenant": tenant_name}
+    doc.update(region)
+    doc["transport"] = device.get("transport", "auto")
     if device.get("board") is not None:
         doc["board"] = device["board"]
     return doc

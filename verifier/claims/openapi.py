@@ -25,7 +25,8 @@ TEMPLATE_IN = {"type": "object", "additionalProperties": False, "properties": {
     "board": {"type": "object", "maxProperties": batches.BOARD_MAX_KEYS,
               "propertyNames": {"pattern": batches.BOARD_KEY}, "additionalProperties": _BOARD_VALUE,
               "description": "copied into the answer's config as \"board\""},
-    "policy": {"type": "object", "description": "stored as given, for the policies feature"}}}
+    "policy": {"$ref": "#/components/schemas/PolicyDocument",
+               "description": "each claimed device's own policy document (docs/policies.md)"}}}
 
 SCHEMAS = {
     "NewClaimBatch": {

@@ -144,7 +144,8 @@ async def _claims_ctx(app):
     config = app[CONFIG]
     private = config.dev if config.notify_private_targets is None else config.notify_private_targets
     session = new_session(private)
-    app[CLAIMS] = ClaimService(app[STORAGE], app[SEALER], app[CORE].summary, config, session)
+    app[CLAIMS] = ClaimService(app[STORAGE], app[SEALER], app[CORE].summary, config, session,
+                               on_policy=app[CORE].forget_tenant)
     yield
     await session.close()
 

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 
 import aiohttp
 
@@ -19,18 +20,21 @@ from verifier.claims.store import DuplicateClaim
 from verifier.claims.writer import ClaimWriter
 from verifier.errors import Conflict, CryptoError, NotFound
 from verifier.notify.core import secret_text, sign
+from verifier.regions import core as regions
 
 log = logging.getLogger("janua.verifier.claims")
 
 KEY_CACHE_MAX = 4096
+CONFIG_TTL_S = 5.0          # how long an instance reuses a batch's answer config (a region may change)
 _DUMMY_SECRET = bytes(32)       # an unknown batch costs the same key derivation and MAC as a known one
 ACTION = "claim"
 
 
 class ClaimService:
-    def __init__(self, storage, sealer, summary, config, session=None):
+    def __init__(self, storage, sealer, summary, config, session=None, on_policy=None):
         self.storage, self.sealer, self.summary, self.config = storage, sealer, summary, config
         self.session = session
+        self.on_policy = on_policy   # called with the tenant id after a claim stored a device policy document
         self.writer = ClaimWriter(storage)
         self._fixed = {}         # batch id -> (batch row, batch secret, hook secret text): what never changes
         self._configs = {}       # (batch id, server) -> the answer's config bytes
@@ -147,12 +151,17 @@ class ClaimService:
 
     def _answer(self, k_c, keys, req, device_id, master, batch, server):
         ck = (batch["id"], tuple(server.items()))
-        config = self._configs.get(ck)
-        if config is None:
-            config = core.encode_config(core.answer_config(self._tenant_name(batch["tenant_id"]), batch["device"], server))
+        hit = self._configs.get(ck)
+        if hit is None or hit[0] <= time.monotonic():
+            region = regions.config_for(self.storage, batch["tenant_id"], batch["device"].get("region"), server)
+            config = core.encode_config(core.answer_config(self._tenant_name(batch["tenant_id"]), batch["device"],
+                                                           region))
             if len(self._configs) >= KEY_CACHE_MAX:
                 self._configs.clear()
-            self._configs[ck] = config
+            # a region's change reaches the answers of this instance within CONFIG_TTL_S (docs/claims.md 6)
+            self._configs[ck] = (time.monotonic() + CONFIG_TTL_S, config)
+        else:
+            config = hit[1]
         return core.encode_answer(k_c, req.nonce, device_id, os.urandom(core.NONCE_LEN), master, config, keys)
 
     def _resume(self, batch, req, claim, dev, k_c, keys, server, now, source):
@@ -170,7 +179,11 @@ class ClaimService:
         device_id, master = rnd[:8], rnd[8:]
         dev_row = batches.device_row(batch, req.serial, device_id, master, self.sealer, now)
         row = self._audit(now, batch, req.serial, device_id.hex(), "claim.new", "ok", "device created", source)
-        err = await self.writer.submit((batch["id"], req.serial, dev_row, core.keep_nonces((), req.nonce), now, row))
+        policy = batch["device"].get("policy")
+        err = await self.writer.submit((batch["id"], req.serial, dev_row, core.keep_nonces((), req.nonce), now, row,
+                                        policy))
+        if err is None and policy is not None and self.on_policy is not None:
+            self.on_policy(batch["tenant_id"])      # the policy caches learn of the new device's document
         if isinstance(err, core.BatchExhausted):
             fresh = self.storage.claim_batch_state(batch["id"])
             err = (core.BatchRevoked("this claim batch was revoked") if fresh[0] == "revoked"

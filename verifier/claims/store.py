@@ -80,11 +80,11 @@ class ClaimsStorage(abc.ABC):
 
     @abc.abstractmethod
     def commit_new_claims(self, items):
-        """New claims (batch_id, serial, device_row, nonces, now, audit_row) in ONE transaction (group commit,
+        """New claims (batch_id, serial, device_row, nonces, now, audit_row, policy or None) in ONE transaction (group commit,
         verifier/claims/writer.py), each under a savepoint of its own: take a slot of the batch (BatchExhausted when
         none is left or the batch was revoked meanwhile), insert the claim (DuplicateClaim when (batch, serial) has
-        one), the device (registry insert_devices; Conflict when the tenant has a device with this serial) and the
-        audit row; a claim that fails is rolled back alone. Returns per item None (committed) or the refusal."""
+        one), the device (registry insert_devices; Conflict when the tenant has a device with this serial), the
+        audit row and the batch's policy as the device's own policy document (verifier/policy); a claim that fails is rolled back alone. Returns per item None (committed) or the refusal."""
 
     @abc.abstractmethod
     def commit_resume(self, batch_id, serial, old_nonces, nonces, audit_row):
@@ -186,7 +186,8 @@ class SQLiteClaimsStorage(ClaimsStorage):
             for tenant_id in {it[2][1] for it in items}:
                 taken.update((tenant_id, s) for s in self.existing_serials(
                     tenant_id, {it[1] for it in items if it[2][1] == tenant_id}))
-            for k, (batch_id, serial, device_row, nonces, now, audit_row) in enumerate(items):
+            policies = []
+            for k, (batch_id, serial, device_row, nonces, now, audit_row, policy) in enumerate(items):
                 if db.execute(_CLAIM_INSERT_NEW, (batch_id, serial, device_row[0], now, json.dumps(nonces))).rowcount != 1:
                     out[k] = DuplicateClaim("this serial was claimed concurrently")
                     continue
@@ -198,11 +199,15 @@ class SQLiteClaimsStorage(ClaimsStorage):
                     taken.add((device_row[1], serial))
                     devices.append(device_row)
                     audits.append(audit_row)
+                    if policy is not None:
+                        policies.append((device_row[1], device_row[0].hex(), policy, now))
                     continue
                 db.execute("DELETE FROM claims WHERE batch_id = ? AND serial = ?", (batch_id, serial))
             if devices:
                 self.insert_devices(devices)
                 self.add_audit(audits)
+                for tenant_id, key, policy, now in policies:     # the batch's policy, the device's own document
+                    self.put_policy(tenant_id, "device", key, policy, now, "claim")
         return out
 
     def _commit_each(self, items):
@@ -210,7 +215,7 @@ class SQLiteClaimsStorage(ClaimsStorage):
         db = self._db
         out = []
         with self._claim_transaction():
-            for batch_id, serial, device_row, nonces, now, audit_row in items:
+            for batch_id, serial, device_row, nonces, now, audit_row, policy in items:
                 db.execute("SAVEPOINT claim")
                 try:
                     if db.execute(_TAKE_SLOT, (batch_id,)).rowcount != 1:
@@ -221,6 +226,8 @@ class SQLiteClaimsStorage(ClaimsStorage):
                         raise DuplicateClaim("this serial was claimed concurrently") from e
                     self.insert_devices([device_row])
                     self.add_audit([audit_row])
+                    if policy is not None:
+                        self.put_policy(device_row[1], "device", device_row[0].hex(), policy, now, "claim")
                 except (BatchExhausted, Conflict) as e:     # DuplicateClaim is a Conflict
                     db.execute("ROLLBACK TO claim")
                     db.execute("RELEASE claim")
