@@ -43,7 +43,8 @@ class SQLiteStorage(SQLiteRegistryStorage, SQLiteOTAStorage, SQLiteTokenStorage,
     # 1: the schemas, migrations and indexes of janua 0.1.0.
     # 2: devices.changed_seq with its index and triggers, change_counter, device_tombstones (edge snapshot
     #    change markers, docs/tokens.md "Change markers").
-    SCHEMA_VERSION = 2
+    # 3: regions, policies, claim_batches and claims (docs/regions.md, docs/policies.md, docs/claims.md).
+    SCHEMA_VERSION = 3
 
     # a device delete spans every feature's tables, so it is implemented here, where they are all known
     def delete_unused_device(self, tenant_id, device_id, audit_row):

@@ -124,5 +124,5 @@ def test_a_version_1_file_gets_markers_1_to_n_in_id_order(tmp_path):
     assert _marks(st) == ([(1, "active", 1), (2, "active", 2), (3, "active", 3)], 3)
     st.update_device(T, (2).to_bytes(8, "big"), {"status": "suspended"})
     assert _marks(st, after=3) == ([(4, "suspended", 2)], 4)
-    assert st._db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert st._db.execute("PRAGMA user_version").fetchone()[0] == 3
     st.close()

@@ -24,7 +24,7 @@ def version(path):
 
 def test_a_new_file_gets_version_2(tmp_path):
     SQLiteStorage(str(tmp_path / "r.db")).close()
-    assert version(tmp_path / "r.db") == 2
+    assert version(tmp_path / "r.db") == 3
 
 
 def test_a_file_from_before_versions_is_migrated_and_stamped(tmp_path):
@@ -43,7 +43,7 @@ def test_a_file_from_before_versions_is_migrated_and_stamped(tmp_path):
     db = sqlite3.connect(path)
     assert db.execute("SELECT role FROM tokens WHERE id = 'k1'").fetchone() == ("admin",)
     db.close()
-    assert version(path) == 2
+    assert version(path) == 3
 
 
 def test_a_file_of_a_newer_version_is_refused_untouched(tmp_path):
@@ -53,7 +53,7 @@ def test_a_file_of_a_newer_version_is_refused_untouched(tmp_path):
     db.close()
     with pytest.raises(StorageError) as e:
         SQLiteStorage(str(path))
-    assert "its schema version is 7, written by a newer janua; this janua knows versions up to 2" in str(e.value)
+    assert "its schema version is 7, written by a newer janua; this janua knows versions up to 3" in str(e.value)
     db = sqlite3.connect(path)
     assert db.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)   # no table was made
     db.close()
@@ -63,10 +63,10 @@ def test_a_file_of_a_newer_version_is_refused_untouched(tmp_path):
 def test_serve_on_a_newer_file_says_so_in_one_line(tmp_path):
     path = tmp_path / "newer.db"
     db = sqlite3.connect(path)
-    db.execute("PRAGMA user_version = 3")
+    db.execute("PRAGMA user_version = 4")
     db.close()
     r = subprocess.run([sys.executable, "-m", "tools", "serve", "--dev", "--db", str(path), "--http-port", "0",
                         "--udp-port", "0", "--dtls-port", "0"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 1
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("janua:")]
-    assert lines and "schema version is 3, written by a newer janua" in lines[0], r.stderr
+    assert lines and "schema version is 4, written by a newer janua" in lines[0], r.stderr
