@@ -63,6 +63,30 @@ def check_config(cfg):
         raise StoreError("transport must be one of udp, http, auto, dtls")
 
 
+def check_claim(cfg):
+    """Raise StoreError unless cfg is a factory claim image (docs/claims.md): "claim" with the batch id,
+    the serial and the claim key, a server to claim from, and no identity yet."""
+    c = cfg.get("claim") if isinstance(cfg, dict) else None
+    if not isinstance(c, dict) or "device_id" in cfg:
+        raise StoreError("not a claim config")
+    if not _is_hex(c.get("batch"), 16) or not _is_hex(c.get("key"), 64):
+        raise StoreError("claim.batch and claim.key must be 16 and 64 lowercase hex characters")
+    s = c.get("serial")
+    if not isinstance(s, str) or not 0 < len(s) <= 64 or not all("!" <= ch <= "~" for ch in s):
+        raise StoreError("claim.serial must be 1..64 printable ASCII characters")
+    srv = cfg.get("server")
+    if not isinstance(srv, dict) or not isinstance(srv.get("host"), str) or not srv["host"]:
+        raise StoreError("server.host missing")
+
+
+def _check_either(cfg):
+    # an identity, or (no identity yet) a claim image
+    if isinstance(cfg, dict) and "claim" in cfg and "device_id" not in cfg:
+        check_claim(cfg)
+    else:
+        check_config(cfg)
+
+
 def read_json(fs, path, cap=_MAX_FILE):
     """The parsed JSON at `path`; None if the file does not exist; StoreError if it is over `cap`
     bytes or not JSON. Parsed from the stream after a size check, so no file-sized buffer is
@@ -146,8 +170,9 @@ class Store:
     def _write(self, name, obj):
         write_json(self.fs, self.path(name), obj)
 
-    def load_config(self):
-        return self._load(CONFIG, check_config)
+    def load_config(self, claim=False):
+        """The identity config; with `claim`, a claim image (no identity yet, "claim" set) too."""
+        return self._load(CONFIG, _check_either if claim else check_config)
 
     def save_config(self, cfg):
         check_config(cfg)
