@@ -71,3 +71,9 @@ class StorageError(VerifierError):
     """The registry database failed."""
 
     code = "storage_error"
+
+
+class Unavailable(VerifierError):
+    """A service the request depends on (e.g. a pre-claim hook) could not be asked; retry later."""
+
+    code = "unavailable"

@@ -6,12 +6,12 @@ import logging
 from aiohttp import web
 
 from verifier.errors import (Conflict, ConfigError, Forbidden, NotFound, RateLimited, StorageError, Unauthorized,
-                             ValidationError, VerifierError)
+                             Unavailable, ValidationError, VerifierError)
 
 log = logging.getLogger("janua.verifier.http")
 
 ERROR_STATUS = {ValidationError: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, Conflict: 409, RateLimited: 429,
-                StorageError: 503, ConfigError: 500}
+                StorageError: 503, Unavailable: 503, ConfigError: 500}
 
 
 def _http_status(exc):
