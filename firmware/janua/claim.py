@@ -16,9 +16,11 @@ except ImportError:  # CPython: the codec is also tested there against docs/vect
 
 from binascii import hexlify, unhexlify
 from janua import ClaimError
-from janua.mac import HMAC
+from janua.mac import HMAC, ct_eq
 
 PATH = "/v1/claim"
+_SALT = b"janua/v1"     # janua.hkdf.SALT
+_last = [None, None, None]  # the last claim key and its (HMAC under K_mac, K_enc): one derivation per claim
 _V = const(1)           # protocol version
 _REQ = const(1)         # type: claim request
 _ANS = const(2)         # type: claim answer
@@ -30,10 +32,16 @@ _HTTP_CAP = const(1200)     # the HTTP body cap for the answer (a refusal's JSON
 
 
 def _keys(key):
-    # (HMAC under K_mac, K_enc): janua's HKDF (salt "janua/v1") of the claim key, one extract for both
-    from janua.hkdf import SALT, expand, extract
-    prk = extract(SALT, key)
-    return HMAC(expand(prk, b"claim-mac")), expand(prk, b"claim-enc")
+    # (HMAC under K_mac, K_enc) = janua's derive(K_c, "claim-mac" / "claim-enc") (janua.hkdf, docs/protocol.md
+    # 1): HKDF-SHA256, salt "janua/v1", L = 32, so Expand is its first block T(1) = HMAC(PRK, info || 0x01).
+    # Written out here to share one PRK and allocate no concatenation (heap budget); derived once per claim
+    # (request() keeps them for open_answer()), checked against the vectors' K_mac/K_enc by the tests.
+    k = _last
+    if k[0] is not None and ct_eq(k[0], key):
+        return k[1], k[2]
+    prk = HMAC(HMAC(_SALT).digest(key))
+    k[0], k[1], k[2] = bytes(key), HMAC(prk.digest(b"claim-mac", b"\x01")), prk.digest(b"claim-enc", b"\x01")
+    return k[1], k[2]
 
 
 def request(claim, nonce):
