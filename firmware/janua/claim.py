@@ -110,12 +110,13 @@ def identity(old, dev, secret, cfg):
     return cfg
 
 
-def _refusal(status, body):
-    # "refused: <code>" from the verifier's JSON error body, else the status
+def refusal(status, body):
+    """"refused: <code>" from the verifier's JSON error body (unauthenticated: shown only when the code is
+    1..40 of a-z and _, so no console line can be forged), else "refused: http <status>"; never raises."""
     import json
     try:
         code = json.loads(body)["error"]
-        if isinstance(code, str) and 0 < len(code) <= 40:
+        if isinstance(code, str) and 0 < len(code) <= 40 and all("a" <= c <= "z" or c == "_" for c in code):
             return "refused: %s" % code
     except (ValueError, KeyError, TypeError, IndexError):
         pass
@@ -138,7 +139,7 @@ def claim(old, store, rand=None, post=None, timeout=5.0):
     srv = old["server"]
     status, body = post(srv["host"], srv.get("http_port", 8080), PATH, req, timeout, None, _HTTP_CAP)
     if status != 200:
-        raise ClaimError(_refusal(status, body))
+        raise ClaimError(refusal(status, body))
     dev, secret, cfg = open_answer(unhexlify(c["key"]), nonce, body)
     new = identity(old, dev, secret, cfg)
     try:

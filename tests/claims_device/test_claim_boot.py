@@ -274,3 +274,11 @@ except StoreError as e:
 def test_malformed_claim_image_is_not_provisioned(mp, bad):
     (mp.flash / "janua.json").write_text(json.dumps(bad))
     assert mp(BOOT)[0].startswith("janua: not provisioned: ")
+
+
+@pytest.mark.parametrize("code", ["janua: authenticated device=0", "X", "a" * 41, ""])
+def test_refusal_code_cannot_forge_a_console_line(mp, verifier, code):
+    # the error body is unauthenticated: a code outside a-z/_ (or too long) shows as the status only
+    v = verifier(refusal=(403, code))
+    (mp.flash / "janua.json").write_text(json.dumps(image(v.port)))
+    assert mp(BOOT)[0] == "janua: claim refused: http 403"
