@@ -16,6 +16,7 @@ from aiohttp import web
 from verifier.appkeys import BATCHER, CACHE_BUS, CONFIG, CORE, DTLS, DTLS_PORT, METRICS, OPENAPI, SEALER, STORAGE, UDP_PORT
 from verifier.alerts import openapi as alerts_openapi, routes as alerts_routes
 from verifier.attest import openapi as attest_openapi, routes as attest_routes
+from verifier.claims import openapi as claims_openapi, routes as claims_routes
 from verifier.console import routes as console_routes
 from verifier.fleet import openapi as fleet_openapi, routes as fleet_routes
 from verifier.binauth import openapi as binauth_openapi, routes as binauth_routes
@@ -62,6 +63,7 @@ FEATURES = (
     ("health", health_routes, health_openapi),   # device health reports (docs/health.md)
     ("fleet", fleet_routes, fleet_openapi),      # fleet status and gauges (docs/fleet.md)
     ("alerts", alerts_routes, alerts_openapi),   # anomaly rules and alerts (docs/health.md 5); after health
+    ("claims", claims_routes, claims_openapi),   # zero-touch claims: POST /v1/claim, claim batches (docs/claims.md)
     ("console", console_routes, None),           # the operator console's HTML pages (docs/console.md): no JSON API
 )
 

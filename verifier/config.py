@@ -115,6 +115,12 @@ class Config:
     # Whether webhooks may reach loopback, private and link-local addresses (a lab's receiver); None: only
     # with dev. Off, a tenant admin cannot point the verifier at internal services.
     notify_private_targets: Optional[bool] = None
+    # Claims (verifier/claims, docs/claims.md): the per-batch token bucket of POST /v1/claim (after the tag; the
+    # per-source one is source_capacity/source_refill_per_s) and the pre-claim hook's timeout (its targets follow
+    # notify_private_targets, as webhooks do).
+    claim_batch_capacity: float = 200.0
+    claim_batch_refill_per_s: float = 100.0
+    claim_hook_timeout_s: float = 2.0
     # Edge mode (janua serve --edge): create_app builds an edge verifier; db_path is the edge's own file.
     edge: Optional[EdgeConfig] = None
 

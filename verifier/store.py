@@ -4,6 +4,7 @@ owns its part in verifier/<feature>/store.py (the interface, its SQLite implemen
 this module only lists them. A PostgreSQL store composes the features' PostgreSQL parts the same way."""
 
 from verifier.alerts.store import ALERTS_SCHEMA, AlertsStorage, SQLiteAlertsStorage
+from verifier.claims.store import CLAIMS_SCHEMA, ClaimsStorage, SQLiteClaimsStorage
 from verifier.console.store import CONSOLE_INDEXES, CONSOLE_SCHEMA, ConsoleStorage, SQLiteConsoleStorage
 from verifier.attest.store import ATTEST_MIGRATIONS, ATTEST_SCHEMA, AttestStorage, SQLiteAttestStorage
 from verifier.fleet.store import FLEET_INDEXES, FLEET_SCHEMA, FleetStorage, SQLiteFleetStorage
@@ -17,17 +18,17 @@ from verifier.tokens.store import TOKEN_INDEXES, TOKEN_MIGRATIONS, TOKEN_SCHEMA,
 
 
 class Storage(RegistryStorage, OTAStorage, TokenStorage, X509Storage, NotifyStorage, GatewayStorage,
-              AttestStorage, HealthStorage, FleetStorage, AlertsStorage, ConsoleStorage):
+              AttestStorage, HealthStorage, FleetStorage, AlertsStorage, ConsoleStorage, ClaimsStorage):
     """What the verifier needs from its database. Device ids are 8 bytes; times are unix seconds."""
 
 
 class SQLiteStorage(SQLiteRegistryStorage, SQLiteOTAStorage, SQLiteTokenStorage, SQLiteX509Storage,
                     SQLiteNotifyStorage, SQLiteGatewayStorage, SQLiteAttestStorage, SQLiteHealthStorage,
-                    SQLiteFleetStorage, SQLiteAlertsStorage, SQLiteConsoleStorage, Storage):
+                    SQLiteFleetStorage, SQLiteAlertsStorage, SQLiteConsoleStorage, SQLiteClaimsStorage, Storage):
     """Storage on one SQLite file (WAL). Single instance: limits are in process memory."""
 
     SCHEMAS = (SCHEMA, OTA_SCHEMA, TOKEN_SCHEMA, X509_SCHEMA, NOTIFY_SCHEMA, GATEWAY_SCHEMA, ATTEST_SCHEMA,
-               HEALTH_SCHEMA, FLEET_SCHEMA, ALERTS_SCHEMA, CONSOLE_SCHEMA)
+               HEALTH_SCHEMA, FLEET_SCHEMA, ALERTS_SCHEMA, CONSOLE_SCHEMA, CLAIMS_SCHEMA)
     # the health migrations add devices.health_score and reported_version, which the fleet triggers read
     MIGRATIONS = MIGRATIONS + TOKEN_MIGRATIONS + ATTEST_MIGRATIONS + HEALTH_MIGRATIONS
     INDEXES = (CHANGE_TRIGGERS, TOKEN_INDEXES, FLEET_INDEXES, CONSOLE_INDEXES)   # the triggers read migrated columns

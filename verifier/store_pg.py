@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from verifier import pgconn
 from verifier.alerts.store_pg import PGAlertsStorage
+from verifier.claims.store_pg import PGClaimsStorage
 from verifier.console.store_pg import PGConsoleStorage
 from verifier.errors import StorageError
 from verifier.fleet.store_pg import PG_FLEET_INDEXES, PGFleetStorage
@@ -43,7 +44,8 @@ def _statements(script):
     return out
 
 
-class PGStorage(PGRegistryStorage, PGOTAStorage, PGFleetStorage, PGAlertsStorage, PGConsoleStorage, SQLiteStorage):
+class PGStorage(PGRegistryStorage, PGOTAStorage, PGFleetStorage, PGAlertsStorage, PGConsoleStorage, PGClaimsStorage,
+                SQLiteStorage):
     """Storage on a PostgreSQL database, given by its URL (postgresql://...)."""
 
     def __init__(self, url):

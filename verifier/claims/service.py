@@ -1,0 +1,195 @@
+"""The claim path of one verifier instance (docs/claims.md "Claim"): POST /v1/claim's bytes to an answer or a
+refusal, in the order of the refusal table; the pre-claim hook; the operator reset.
+
+Refusals before the tag is verified (rate limit per source, malformed, claim_invalid) are counted and summarised by
+the audit trail's RefusalSummary, never one row each (anyone can send them). After the tag: the per-batch rate limit
+is summarised too, every other refusal and every success writes one audit row (kind "claim"): those need a claim
+key, and their rate is bounded by the per-batch bucket. Only immutable parts of a batch (its secrets) are cached
+in memory, so a second instance on the same database sees every revoke, claim and reset at once."""
+
+import asyncio
+import os
+
+import aiohttp
+
+from verifier.claims import batches, core
+from verifier.claims.store import DuplicateClaim
+from verifier.errors import Conflict, CryptoError, NotFound
+from verifier.notify.core import secret_text, sign
+
+KEY_CACHE_MAX = 4096
+_DUMMY_SECRET = bytes(32)       # an unknown batch costs the same key derivation and MAC as a known one
+ACTION = "claim"
+
+
+class ClaimService:
+    def __init__(self, storage, sealer, summary, config, session=None):
+        self.storage, self.sealer, self.summary, self.config = storage, sealer, summary, config
+        self.session = session
+        self._keys = {}          # batch id -> (batch secret, hook secret text or None): immutable per batch
+        self._tenants = {}       # tenant id -> name
+        self.claimed = self.resumed = 0
+
+    # ------------------------------------------------------------------ helpers
+    def _batch_keys(self, batch):
+        got = self._keys.get(batch["id"])
+        if got is None:
+            secret = self.sealer.unseal(batch["sealed_secret"], batches.seal_id(batch["id"]), batch["tenant_id"])
+            hook = None
+            if batch["sealed_hook_secret"] is not None:
+                hook = secret_text(self.sealer.unseal(batch["sealed_hook_secret"],
+                                                      batches.seal_id(batch["id"], batches.HOOK_SEAL),
+                                                      batch["tenant_id"]))
+            if len(self._keys) >= KEY_CACHE_MAX:
+                self._keys.clear()
+            got = self._keys[batch["id"]] = (secret, hook)
+        return got
+
+    def _tenant_name(self, tenant_id):
+        name = self._tenants.get(tenant_id)
+        if name is None:
+            if len(self._tenants) >= KEY_CACHE_MAX:
+                self._tenants.clear()
+            name = self._tenants[tenant_id] = self.storage.get_tenant(tenant_id)["name"]
+        return name
+
+    def _note(self, now, tenant_id, result, reason, source):
+        self.summary.note(now, tenant_id, None, ACTION, "http", source, result, reason)
+
+    def _audit(self, now, batch, serial, device_hex, action, result, detail, source):
+        return (now, batch["tenant_id"], "claim", device_hex, "batch:" + batch["id"].hex(), action, "http", source,
+                result, None if result == "ok" else result, f"serial {serial}: {detail}")
+
+    def _refuse(self, now, batch, serial, err, source, device_hex=None):
+        self.storage.add_audit([self._audit(now, batch, serial, device_hex, "claim.refused", err.code, str(err), source)])
+        raise err
+
+    def _device_state(self, claim):
+        dev = self.storage.get_device(claim["device_id"])
+        if dev is None:
+            return None
+        return {"status": dev["status"], "authenticated": bool(dev["last_authenticated_at"]), "row": dev}
+
+    # ------------------------------------------------------------------ the claim
+    async def claim(self, data, source, server, now):
+        """The answer bytes to request `data` from `source` (a host), or the refusal raised. `server` is the
+        auth endpoint for the answer's config ({"host", "udp_port", "http_port", "dtls_port"})."""
+        cfg, limits = self.config, self.storage.limits
+        if not limits.take("claim-src:" + source, cfg.source_capacity, cfg.source_refill_per_s, now):
+            self._note(now, None, "rate_limited", "source", source)
+            raise core.ClaimRateLimited("too many claims from this address; retry later")
+        try:
+            req = core.decode_request_unverified(data)
+        except core.MalformedClaim as e:
+            self._note(now, None, "malformed_claim", str(e)[:60], source)
+            raise
+        batch = self.storage.get_claim_batch(req.batch_id)
+        try:
+            secret, hook_secret = self._batch_keys(batch) if batch is not None else (_DUMMY_SECRET, None)
+        except CryptoError:
+            secret, hook_secret, batch = _DUMMY_SECRET, None, None   # a wrong KEK: logged by the sealer's caller
+        k_c = core.claim_key(secret, req.serial)
+        k_mac = core.claim_keys(k_c)[0]
+        try:
+            core.verify_request(req, k_mac)
+            if batch is None:
+                raise core.ClaimInvalid("the claim is not valid")
+        except core.ClaimInvalid:
+            self._note(now, batch["tenant_id"] if batch else None, "claim_invalid",
+                       "bad tag" if batch else "unknown batch", source)
+            raise
+        if not limits.take("claim-batch:" + batch["id"].hex(), cfg.claim_batch_capacity, cfg.claim_batch_refill_per_s,
+                           now):
+            self._note(now, batch["tenant_id"], "rate_limited", "batch " + batch["id"].hex(), source)
+            raise core.ClaimRateLimited("too many claims for this batch; retry later")
+        tnow = int(now)
+        for _ in range(3):            # a lost race (a concurrent claim of this serial) decides again
+            claim = self.storage.get_claim(batch["id"], req.serial)
+            device = self._device_state(claim) if claim is not None else None
+            try:
+                outcome = core.decide(batch, req.serial, req.nonce, claim, device, tnow)
+            except (core.BatchRevoked, core.BatchNotValid, core.SerialNotAllowed, core.ClaimReplayed,
+                    core.AlreadyClaimed, core.BatchExhausted) as e:
+                self._refuse(tnow, batch, req.serial, e, source, claim["device_id"].hex() if claim else None)
+            if outcome == core.RESUME:
+                answer = self._resume(batch, req, claim, device["row"], k_c, server, tnow, source)
+                if answer is not None:
+                    return answer
+                continue
+            if batch["hook_url"]:
+                await self._ask_hook(batch, hook_secret, req.serial, source, tnow)
+            answer = self._new(batch, req, k_c, server, tnow, source)
+            if answer is not None:
+                return answer
+            batch = self.storage.get_claim_batch(batch["id"])
+        raise Conflict("the claim could not be decided against concurrent claims; retry")
+
+    def _answer(self, k_c, req, device_id, master, tenant_id, template, server):
+        config = core.encode_config(core.answer_config(self._tenant_name(tenant_id), template, server))
+        return core.encode_answer(k_c, req.nonce, device_id, os.urandom(core.NONCE_LEN), master, config)
+
+    def _resume(self, batch, req, claim, dev, k_c, server, now, source):
+        master = self.sealer.unseal(dev["sealed_secret"], dev["id"], dev["tenant_id"])
+        row = self._audit(now, batch, req.serial, dev["id"].hex(), "claim.resume", "ok",
+                          "the same device again (not counted)", source)
+        if not self.storage.commit_resume(batch["id"], req.serial, claim["nonces"],
+                                          core.keep_nonces(claim["nonces"], req.nonce), row):
+            return None
+        self.resumed += 1
+        return self._answer(k_c, req, dev["id"], master, batch["tenant_id"], batch["device"], server)
+
+    def _new(self, batch, req, k_c, server, now, source):
+        rnd = os.urandom(40)
+        device_id, master = rnd[:8], rnd[8:]
+        dev_row = batches.device_row(batch, req.serial, device_id, master, self.sealer, now)
+        row = self._audit(now, batch, req.serial, device_id.hex(), "claim.new", "ok", "device created", source)
+        try:
+            self.storage.commit_new_claim(batch["id"], req.serial, dev_row, core.keep_nonces((), req.nonce), now, row)
+        except core.BatchExhausted:
+            fresh = self.storage.get_claim_batch(batch["id"])
+            err = (core.BatchRevoked("this claim batch was revoked") if fresh["status"] == "revoked"
+                   else core.BatchExhausted("this claim batch has no claims left"))
+            self._refuse(now, batch, req.serial, err, source)
+        except DuplicateClaim:
+            return None
+        except Conflict:              # the tenant has a device of this serial (provisioned, or another batch's)
+            self._refuse(now, batch, req.serial, core.AlreadyClaimed(
+                "a device with this serial exists in the tenant; an operator must remove or reset it"), source)
+        self.claimed += 1
+        return self._answer(k_c, req, device_id, master, batch["tenant_id"], batch["device"], server)
+
+    async def _ask_hook(self, batch, hook_secret, serial, source, now):
+        body = core.hook_body(self._tenant_name(batch["tenant_id"]), batch["id"].hex(), serial, source, batch["device"])
+        headers = {"Content-Type": "application/json", "User-Agent": "janua-verifier",
+                   "X-Janua-Event": "claim.pre", "X-Janua-Signature": sign(hook_secret, now, body)}
+        try:
+            async with self.session.post(batch["hook_url"], data=body, headers=headers, allow_redirects=False,
+                                         timeout=aiohttp.ClientTimeout(total=self.config.claim_hook_timeout_s)) as r:
+                allow, reason = core.hook_answer(r.status, await r.content.read(4096))
+        except core.HookUnavailable as e:
+            self._refuse(now, batch, serial, e, source)
+        except (asyncio.TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:
+            self._refuse(now, batch, serial, core.HookUnavailable(
+                f"the pre-claim hook could not be asked: {type(e).__name__}"), source)
+        if not allow:
+            self._refuse(now, batch, serial, core.ClaimDenied(
+                "the pre-claim hook denied the claim" + (f": {reason}" if reason else "")), source)
+
+
+async def reset_claim(app_storage, change_lifecycle, tenant_id, batch, serial, now, actor):
+    """The operator re-claim (docs/claims.md "Reset"): the claim is forgotten, its slot given back, and its device
+    (if any) decommissioned (`change_lifecycle(device_id, doc)`, the registry's audited path) and renamed
+    "<serial>~<device id>" so that the serial is free for the next claim. Returns the reset's view."""
+    claim = app_storage.get_claim(batch["id"], serial)
+    if claim is None:
+        raise NotFound("no claim of this serial in the batch")
+    dev = app_storage.get_device(claim["device_id"], tenant_id)
+    if dev is not None and dev["status"] != "decommissioned":
+        await change_lifecycle(claim["device_id"], {"action": "decommission", "reason": "claim reset"})
+    update = None if dev is None else (claim["device_id"], tenant_id, f"{serial}~{claim['device_id'].hex()}", now)
+    row = (now, tenant_id, "admin", claim["device_id"].hex(), actor, "claim.reset", None, None, "ok", None,
+           f"batch {batch['id'].hex()} serial {serial}")
+    if not app_storage.delete_claim(batch["id"], serial, update, [row]):
+        raise NotFound("no claim of this serial in the batch")
+    return {"batch_id": batch["id"].hex(), "serial": serial, "device_id": claim["device_id"].hex(),
+            "device_status": "decommissioned" if dev is not None else None}

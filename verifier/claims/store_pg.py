@@ -1,0 +1,40 @@
+"""The claims part of the PostgreSQL store (verifier/store_pg.py; docs/architecture.md "PostgreSQL").
+
+The SQL of SQLiteClaimsStorage means the same on PostgreSQL; what differs is the transaction of the claim path.
+On SQLite it is BEGIN IMMEDIATE (the file's one writer). Here that would be the writer lock every instance's admin
+writes take (pgconn WRITER_LOCK), so claims would queue behind each other and behind every admin change; they do
+not need it: a claim's correctness rests on row conditions alone. The slot is taken by `UPDATE claim_batches SET
+claimed_count = claimed_count + 1 WHERE id = ? AND claimed_count < max_count` (under READ COMMITTED a second
+transaction waits for the row and re-checks the condition on the committed count: of two claims of the last slot
+one updates no row), the claims row by its primary key (batch, serial) and the device by (tenant, serial), and a
+resume by `UPDATE claims ... WHERE nonces = <the list it read>`. The transaction still takes the writer lock
+SHARED (as binary auth's batches do), so an exclusive writer that checks and then writes (a batch revoke, a
+reset) sees no claim half-way."""
+
+import contextlib
+
+from verifier import pgconn
+
+_SHARED_LOCK = f"SELECT pg_advisory_xact_lock_shared({pgconn.WRITER_LOCK})"
+
+
+class PGClaimsStorage:
+    """PostgreSQL overrides of SQLiteClaimsStorage (mixed into PGStorage before SQLiteStorage)."""
+
+    @contextlib.contextmanager
+    def _claim_transaction(self):
+        if self._depth:                         # inside the caller's transaction: join it
+            with self.transaction():
+                yield
+            return
+        self._db.execute("BEGIN")
+        self._db.execute(_SHARED_LOCK)
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self._db.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self._db.execute("COMMIT")
