@@ -82,7 +82,7 @@ test-sqlite: $(STAMP) $(MPLIB_STAMP) debs-test $(CLIENTID_PLUGIN)
 # are not here: they use the verifier through subprocesses or not at all.
 PG_SUITES := tests/verifier tests/api tests/roles tests/fleet tests/health tests/attest tests/notify \
              tests/ota_verifier tests/tokens_verifier tests/mqtt_verifier tests/dtls_verifier tests/gateway \
-             tests/edge tests/tls tests/backup tests/kek tests/tools tests/console
+             tests/edge tests/tls tests/backup tests/kek tests/tools tests/console tests/claims
 test-pg: $(STAMP) $(MPLIB_STAMP) debs-test $(CLIENTID_PLUGIN)
 	JANUA_TEST_BACKEND=postgresql $(PY) -m pytest -q -p no:cacheprovider $(PG_SUITES)
 

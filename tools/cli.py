@@ -14,6 +14,7 @@ COMMANDS = {
     "provision": ("tools.provision_cli", "provision devices (one, onto a board, or in bulk)"),
     "device": ("tools.device", "the tenant's devices: list, show, suspend, resume, decommission, quarantine, delete"),
     "audit": ("tools.audit", "the tenant's audit trail, newest first (-o json for scripts)"),
+    "claim": ("tools.claim", "zero-touch claim batches: create (secret to a 0600 file), list, show, revoke; claims, reset"),
     "webhook": ("tools.webhook", "the tenant's signed notification webhooks: add, list, delete, test, deliveries"),
     "vboard": ("tools.vboard", "run a virtual board: MicroPython unix port on a pseudo-terminal"),
     "flash": ("tools.flash", "compile the firmware and install it onto a board"),

@@ -22,7 +22,8 @@ DEFAULT_BATCH = 500
 def sealed_columns():
     """[(table, key column, sealed column, aad(row) -> (device_id, tenant_id))]: every value sealed under the
     KEK, with the AAD inputs its owner seals it with. A table absent from a file (an edge file has only
-    edge_devices) is skipped."""
+    edge_devices) is skipped, and so is a NULL value (a claim batch without a hook has no hook secret)."""
+    from verifier.claims.batches import HOOK_SEAL, seal_id as batch_seal_id
     from verifier.mqtt.broker import ADMIN_SEAL_ID
     from verifier.mqtt.x509 import CA_SEAL_ID
     from verifier.notify.core import seal_id as webhook_seal_id
@@ -32,6 +33,9 @@ def sealed_columns():
         ("x509_ca", "tenant_id", "sealed_key", lambda r: (CA_SEAL_ID, r["tenant_id"])),
         ("token_keys", "kid", "sealed", lambda r: (token_seal_id(r["kid"]), SEAL_TENANT)),
         ("notify_webhooks", "id", "sealed_secret", lambda r: (webhook_seal_id(r["id"]), r["tenant_id"])),
+        ("claim_batches", "id", "sealed_secret", lambda r: (batch_seal_id(bytes(r["id"])), r["tenant_id"])),
+        ("claim_batches", "id", "sealed_hook_secret",
+         lambda r: (batch_seal_id(bytes(r["id"]), HOOK_SEAL), r["tenant_id"])),
         ("mqtt_broker", "id", "sealed_admin_password", lambda r: (ADMIN_SEAL_ID, "broker")),
         ("edge_devices", "id", "sealed_key", lambda r: (bytes(r["id"]), r["tenant_id"])),
     ]
@@ -42,7 +46,8 @@ def configure(parser):
     sub.required = True
     p = sub.add_parser("rotate", help="re-seal every secret of the registry under a new KEK (resumable)",
                        description="Re-seal every sealed value (device master secrets, tenant CA keys, token-"
-                                   "signing keys, webhook secrets, the MQTT broker's admin password) under NEW. "
+                                   "signing keys, webhook secrets, claim batch and hook secrets, the MQTT broker's "
+                                   "admin password) under NEW. "
                                    "Stop `janua serve` first. A cut run is finished by running it again.")
     p.add_argument("--db", default="janua.db", help="the registry file (or an edge verifier's file)")
     p.add_argument("--kek-file", metavar="OLD", help="the KEK the registry is sealed with now; or set $JANUA_KEK")
@@ -91,6 +96,8 @@ def rotate_table(db, spec, both, new, batch, pause=0.0, out=None):
             where, params = (f"WHERE {key} > ?", (last,)) if last is not None else ("", ())
             rows = db.execute(f"SELECT * FROM {table} {where} ORDER BY {key} LIMIT ?", params + (batch,)).fetchall()
             for r in rows:
+                if r[col] is None:
+                    continue
                 ids = aad(r)
                 try:
                     new.unseal(bytes(r[col]), *ids)
@@ -125,6 +132,8 @@ def verify(db, tables, new):
     bad = []
     for table, key, col, aad in tables:
         for r in db.execute(f"SELECT * FROM {table} ORDER BY {key}"):
+            if r[col] is None:
+                continue
             try:
                 new.unseal(bytes(r[col]), *aad(r))
             except CryptoError:

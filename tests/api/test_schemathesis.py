@@ -28,6 +28,9 @@ MAX_EXAMPLES = 10       # per operation and phase; the coverage phase adds its o
 # with 400 (docs/attestation.md section 6). Board evidence
 # is the same: any bytes up to 8,192 are schema-valid, and only its tag (HMAC with the device's key) and
 # its outstanding nonce make it acceptable, so it may be refused with its reasons of docs/attestation.md 2.4.
+# A claim is the same: any 44 to 107 bytes are schema-valid, and only its framing and its tag under a claim key
+# make it acceptable, so it may be refused with the reasons of docs/claims.md "Refusals". The claim batch routes
+# name a batch made by the fixture.
 CONFIG = """
 [parameters]
 "path.device_id" = "{device_id}"
@@ -35,6 +38,7 @@ CONFIG = """
 "path.release_id" = "{release_id}"
 "path.rollout_id" = "{rollout_id}"
 "path.webhook_id" = "{webhook_id}"
+"path.batch_id" = "{batch_id}"
 
 [[operations]]
 include-name = "POST /v1/releases"
@@ -51,6 +55,10 @@ checks.positive_data_acceptance.expected-statuses = [200, 201, 400, 401]
 [[operations]]
 include-name = "POST /v1/attest/evidence"
 checks.positive_data_acceptance.expected-statuses = [200, 400, 401, 404, 409, 413, 429]
+
+[[operations]]
+include-name = "POST /v1/claim"
+checks.positive_data_acceptance.expected-statuses = [200, 400, 401, 403, 409, 429, 503]
 """
 
 
@@ -113,8 +121,10 @@ def served(tmp_path):
     try:
         tenant = AdminTenant(handle.app, "acme", srv.clock)
         (device_id, _), = tenant.provision([{}])
-        hook = API(handle.url, token=tenant.token).call("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/hook"})
-        yield handle, tenant, {"device_id": device_id, "webhook_id": hook["id"],
+        api = API(handle.url, token=tenant.token)
+        hook = api.call("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/hook"})
+        batch = api.call("POST", "/v1/claim-batches", {"name": "line 1", "serial_pattern": "*", "max_count": 5})
+        yield handle, tenant, {"device_id": device_id, "webhook_id": hook["id"], "batch_id": batch["batch_id"],
                                **_release(handle.url, tenant.token, tmp_path)}
     finally:
         srv.stop()
