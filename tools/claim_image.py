@@ -38,8 +38,8 @@ print('JANUA-HOLDS ' + json.dumps({'device_id': c.get('device_id'),
 
 
 def add_image_parser(subparsers):
-    """The `image` sub-command under `janua claim` (the integrator's table calls this); returns its parser,
-    whose defaults carry `_claim_image=run`."""
+    """The `image` sub-command under `janua claim` (tools/claim.py's configure calls this); returns its
+    parser, whose defaults carry `_claim_image=run` (tools/claim.py's run dispatches to it: no API)."""
     p = subparsers.add_parser("image", help="write a board's claim image (offline; one board, or one file per "
                                             "serial for a flashing station)",
                               description=__doc__.split("\n\n")[0])
@@ -75,7 +75,7 @@ def run(args):
     if single == bulk or (single and not (args.serial and args.port)) or (bulk and not (args.serials and args.out)):
         raise CLIError("give either --serial S --port P (one board) or --serials FILE --out DIR (bulk)")
     batch = check_batch(args.batch)
-    secret = read_batch_secret(args.batch_secret_file)
+    secret = read_batch_secret(args.batch_secret_file, batch)
     base = image_base(args)
     if single:
         return image_board(args, batch, secret, base)
@@ -95,18 +95,21 @@ def check_serial(s, where="--serial"):
     return s
 
 
-def read_batch_secret(path):
-    """The 32-byte batch secret from its file (hex text, or JSON with "batch_secret"); CLIError otherwise.
-    The error never quotes the file's content."""
+def read_batch_secret(path, batch=None):
+    """The 32-byte batch secret from its file (hex text, or JSON with "batch_secret" and "batch_id", which
+    must then be `batch`); CLIError otherwise. The error never quotes the secret."""
     try:
         text = Path(path).read_text().strip()
     except (OSError, UnicodeDecodeError) as e:
         raise CLIError(f"cannot read the batch secret file {path}: {getattr(e, 'strerror', None) or e}")
-    if text.startswith("{"):
+    if text.startswith("{"):              # `janua claim batch create`'s file: {"batch_id", "batch_secret", ...}
         try:
-            text = str(json.loads(text).get("batch_secret", ""))
+            doc = json.loads(text)
+            text = str(doc.get("batch_secret", ""))
         except (ValueError, AttributeError):
-            text = ""
+            doc, text = {}, ""
+        if batch is not None and doc.get("batch_id") not in (None, batch):
+            raise CLIError(f"{path} holds the secret of batch {doc.get('batch_id')}, not of {batch}")
     try:
         secret = bytes.fromhex(text)
     except ValueError:
@@ -227,7 +230,8 @@ def image_bulk(args, batch, secret, base):
     finally:
         bar.close()
     secretfile.sync_dir(out / file_name(serials[0]))
-    print(f"janua: {len(serials)} claim images (batch {batch}, mode 0600) written to {out}")
+    n = len(serials)
+    print(f"janua: {n} claim image{'s' if n != 1 else ''} (batch {batch}, mode 0600) written to {out}")
     return 0
 
 

@@ -3,13 +3,16 @@ checked before anything is written) and the one-board form on a virtual board ov
 board with an identity or a claim unless --force). K_c is the vector's (docs/vectors/claim.json "typical"),
 pasted as hex."""
 
-import argparse
+import importlib
 import json
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from tools.claim_image import add_image_parser
+from tools.cli import build_parser
 from tools.errors import CLIError
 
 BATCH = "c1a1b2b3d4e5f607"
@@ -19,11 +22,10 @@ K_C = "c695e53b9f06f5b1fcf246f4d0b808b90dfe01c4a088c1ca5230005109cc543c"
 
 
 def janua_claim_image(*argv):
-    """Run `janua claim image ARGV` through the parser the integrator wires under `janua claim`."""
-    p = argparse.ArgumentParser(prog="janua claim")
-    add_image_parser(p.add_subparsers())
-    args = p.parse_args(["image", *argv])
-    return args._claim_image(args)
+    """Run `janua claim image ARGV` through the CLI's own parser and dispatch (tools/cli.py, tools/claim.py);
+    a refusal raises the CLIError that `janua` prints."""
+    args = build_parser().parse_args(["claim", "image", *argv])
+    return importlib.import_module(args._module).run(args)
 
 
 @pytest.fixture
@@ -84,8 +86,9 @@ def test_bulk_refuses_a_bad_serials_file_before_writing(tmp_path, secret_file, l
     assert not out.exists() or list(out.iterdir()) == []
 
 
-@pytest.mark.parametrize("content,ok", [(SECRET, True), (json.dumps({"batch_secret": SECRET}), True),
-                                        (SECRET[:62], False), ("zz" * 32, False), ("", False)])
+@pytest.mark.parametrize("content,ok", [
+    (SECRET, True), (json.dumps({"batch_id": BATCH, "batch_secret": SECRET}), True),
+    (json.dumps({"batch_secret": SECRET}), True), (SECRET[:62], False), ("zz" * 32, False), ("", False)])
 def test_batch_secret_file_forms(tmp_path, content, ok):
     f = tmp_path / "s"
     f.write_text(content)
@@ -146,3 +149,27 @@ def test_one_board_form_on_a_virtual_board(tmp_path, secret_file, capsys):
         assert json.loads((flash / "janua.json").read_text())["claim"]["key"] == K_C
     text = capsys.readouterr()
     assert K_C not in text.out + text.err and SECRET not in text.out + text.err
+
+
+def test_secret_file_of_another_batch_is_refused(tmp_path):
+    f = tmp_path / "s"
+    f.write_text(json.dumps({"batch_id": "00" * 8, "batch_secret": SECRET}))
+    serials = tmp_path / "serials.txt"
+    serials.write_text("S\n")
+    with pytest.raises(CLIError, match="holds the secret of batch 0000000000000000, not of " + BATCH):
+        janua_claim_image("--batch", BATCH, "--batch-secret-file", str(f), "--serials", str(serials), "--out",
+                          str(tmp_path / "o"))
+    assert not (tmp_path / "o").exists()
+
+
+def test_janua_claim_image_as_a_user_types_it(tmp_path, secret_file):
+    root = Path(__file__).resolve().parents[2]
+    serials = tmp_path / "serials.txt"
+    serials.write_text("SN-1\n")
+    argv = [sys.executable, "-m", "tools", "claim", "image", "--batch", BATCH, "--batch-secret-file", str(secret_file),
+            "--serials", str(serials), "--out", str(tmp_path / "o"), "--no-progress"]
+    r = subprocess.run(argv, capture_output=True, text=True, cwd=root, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("janua: 1 claim image (batch c1a1b2b3d4e5f607, mode 0600)")
+    r = subprocess.run(argv, capture_output=True, text=True, cwd=root, timeout=60)   # again: refused
+    assert r.returncode == 1
+    assert r.stderr.startswith("janua: 1 of the 1 images already exist in ")

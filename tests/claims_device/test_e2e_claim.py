@@ -31,16 +31,16 @@ def verifier(tmp_path_factory):
     v.stop()
 
 
-def batch(v, tmp_path, name, **doc):
-    """A claim batch on the verifier; (batch id, the secret's 0600 file)."""
-    doc = {"name": name, "max_count": 10, **doc}
-    if "serials" not in doc:
-        doc["serial_pattern"] = "E2E-*"
-    out = v.api("POST", "/v1/claim-batches", doc)
-    f = tmp_path / f"{out['batch_id']}.secret"
-    f.write_text(out["batch_secret"])
-    f.chmod(0o600)
-    return out["batch_id"], f
+def batch(v, tmp_path, name, serials=None, max_count=10, device=None):
+    """A claim batch made with `janua claim batch create` (its secret in a new 0600 JSON file); (id, file)."""
+    f = tmp_path / f"{name.replace(' ', '-')}.secret"
+    which = ["--serials", ",".join(serials)] if serials else ["--pattern", "E2E-*"]
+    r = subprocess.run([sys.executable, "-m", "tools", "claim", "batch", "create", name, *which, "--max-count",
+                        str(max_count), "--device-json", json.dumps(device or {}), "--secret-file", str(f),
+                        "--server", v.url, "--token-file", str(v.token_file), "-o", "json"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["batch_id"], f
 
 
 def flash(port):
