@@ -35,7 +35,7 @@ def _keys(key):
     # (HMAC under K_mac, K_enc) = janua's derive(K_c, "claim-mac" / "claim-enc") (janua.hkdf, docs/protocol.md
     # 1): HKDF-SHA256, salt "janua/v1", L = 32, so Expand is its first block T(1) = HMAC(PRK, info || 0x01).
     # Written out here to share one PRK and allocate no concatenation (heap budget); derived once per claim
-    # (request() keeps them for open_answer()), checked against the vectors' K_mac/K_enc by the tests.
+    # (request() keeps them for open_answer(), claim() forgets them); the vectors' requests and answers check them.
     k = _last
     if k[0] is not None and ct_eq(k[0], key):
         return k[1], k[2]
@@ -135,12 +135,15 @@ def claim(old, store, rand=None, post=None, timeout=5.0):
         from janua.http import post
     c = old["claim"]
     nonce = rand(16)
-    req = request(c, nonce)
-    srv = old["server"]
-    status, body = post(srv["host"], srv.get("http_port", 8080), PATH, req, timeout, None, _HTTP_CAP)
-    if status != 200:
-        raise ClaimError(refusal(status, body))
-    dev, secret, cfg = open_answer(unhexlify(c["key"]), nonce, body)
+    try:
+        req = request(c, nonce)
+        srv = old["server"]
+        status, body = post(srv["host"], srv.get("http_port", 8080), PATH, req, timeout, None, _HTTP_CAP)
+        if status != 200:
+            raise ClaimError(refusal(status, body))
+        dev, secret, cfg = open_answer(unhexlify(c["key"]), nonce, body)
+    finally:
+        _last[0] = _last[1] = _last[2] = None     # the derived keys go; the key itself with the old file
     new = identity(old, dev, secret, cfg)
     try:
         check_config(new)

@@ -282,3 +282,14 @@ def test_refusal_code_cannot_forge_a_console_line(mp, verifier, code):
     v = verifier(refusal=(403, code))
     (mp.flash / "janua.json").write_text(json.dumps(image(v.port)))
     assert mp(BOOT)[0] == "janua: claim refused: http 403"
+
+
+def test_answer_config_without_a_server_stores_nothing(mp, http_server):
+    # authentic, but the config lacks what the board needs to authenticate: refused, the claim image kept
+    def handler(path, body):
+        return 200, answer(K_C, body[10:26], DEV, bytes(16), MASTER, b'{"tenant":"acme"}'), "application/octet-stream"
+    port = http_server(handler)
+    img = image(port)
+    (mp.flash / "janua.json").write_text(json.dumps(img))
+    assert mp(BOOT)[0] == "janua: claim failed: answer config: server.host missing"
+    assert read_cfg(mp) == img
