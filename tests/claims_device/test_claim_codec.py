@@ -96,6 +96,8 @@ MALFORMED = {
     "flipped_config": (_flip(GOOD, 70), "answer tag does not verify"),
     "replayed_to_another_nonce": (answer(K_C, bytes(16), DEV, SN, MS, CFG), "answer tag does not verify"),
     "other_boards_key": (answer(bytes(32), NONCE, DEV, SN, MS, CFG), "answer tag does not verify"),
+    # a forgery whose config is not JSON either: the tag is checked (and refused) before the JSON is parsed
+    "forged_tag_before_parse": (answer(bytes(32), NONCE, DEV, SN, MS, b"{tenant"), "answer tag does not verify"),
     "config_not_json": (answer(K_C, NONCE, DEV, SN, MS, b"{tenant"), "answer config is not a JSON object"),
     "config_a_list": (answer(K_C, NONCE, DEV, SN, MS, b"[1,2]"), "answer config is not a JSON object"),
     "config_not_utf8": (answer(K_C, NONCE, DEV, SN, MS, b'{"a":"\xff\xfe"}'), None),
