@@ -51,6 +51,7 @@ FEATURE_BENCHES = [
     "bench.pg_invalidation",
     "bench.pg_binauth",
     "bench.pg_provision",
+    "bench.claim",
 ]
 ROUNDS = 30
 

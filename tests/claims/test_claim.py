@@ -10,6 +10,7 @@ import pytest
 from tests.support import AuthDevice, T0
 from verifier.appkeys import STORAGE
 from verifier.binauth.core import OK
+from verifier.claims.routes import CLAIMS
 
 TEMPLATE = {"model_id": "pico-w", "manufacturer_id": "acme-fab", "permissions": 7, "trust_level": 60,
             "metadata": {"group": "lobby", "tags": ["floor-2", "sensor"]}, "region": "eu-west", "transport": "udp",
@@ -163,3 +164,64 @@ async def test_exhausted_batch_refuses_a_new_serial_but_resumes_a_claimed_one(cl
     status, body, _ = await claims.claim(claims.board(batch, secret, "SN-2"))
     assert (status, body["error"]) == (403, "batch_exhausted")
     assert (await claims.claim(first))[0] == 200
+
+
+async def test_claims_committed_together_fail_alone(claims, client, tenant):
+    """Claims arriving together share one transaction (verifier/claims/writer.py): a refused one is rolled back
+    alone, and the last slot still goes to exactly one of them."""
+    tenant.provision([{"serial_number": "SN-TAKEN"}])
+    batch, secret = await claims.batch(max_count=3)
+    serials = ["SN-A", "SN-TAKEN", "SN-B", "SN-C", "SN-D"]
+    results = await asyncio.gather(*(claims.claim(claims.board(batch, secret, s)) for s in serials))
+    codes = [(s, body["error"] if s != 200 else "ok") for s, body, _ in results]
+    assert codes[1] == (409, "already_claimed")
+    assert sorted(codes[:1] + codes[2:]) == [(200, "ok")] * 3 + [(403, "batch_exhausted")]
+    st = client.app[STORAGE]
+    assert st.get_claim_batch(bytes.fromhex(batch["batch_id"]))["claimed_count"] == 3
+    assert st._db.execute("SELECT count(*) FROM claims").fetchone()[0] == 3
+    assert st._db.execute("SELECT count(*) FROM devices").fetchone()[0] == 4      # 3 claimed + the provisioned one
+    assert st._db.execute("SELECT count(*) FROM audit WHERE action = 'claim.new'").fetchone()[0] == 3
+    assert client.app[CLAIMS].writer.batches < len(serials)                       # some shared a transaction
+
+
+@pytest.mark.parametrize("host, expected", [("claims.example:8443", ("claims.example", 8443)),
+                                            ("[::1]:9000", ("::1", 9000)), ("x" * 300, ("127.0.0.1", None)),
+                                            ("bad host", ("127.0.0.1", None))])
+async def test_the_config_names_the_host_the_claim_came_to(claims, client, host, expected):
+    batch, secret = await claims.batch()
+    board = claims.board(batch, secret, "SN-H")
+    nonce, req = board.request()
+    r = await client.post("/v1/claim", data=req, headers={"Content-Type": "application/octet-stream", "Host": host})
+    assert r.status == 200
+    server = board.open(nonce, await r.read())[2]["server"]
+    assert (server["host"], server["http_port"]) == (expected[0], expected[1] or client.server.port)
+
+
+async def test_a_device_insert_the_precheck_missed_rolls_back_and_each_claim_is_decided_alone(claims, client):
+    """A device row that makes the shared insert fail (here a trigger; in production another instance's device of
+    the same serial, committed after the pre-check) rolls the group back; each claim is then written under its own
+    savepoint, so only the failing one is refused."""
+    from tests.support import fail_inserts, stop_failing
+    batch, secret = await claims.batch()
+    db = client.app[STORAGE]._db
+    fail_inserts(db, "devices", "claims_fail_x", when="NEW.serial_number = 'SN-X'")
+    try:
+        results = await asyncio.gather(*(claims.claim(claims.board(batch, secret, s)) for s in ("SN-1", "SN-X", "SN-2")))
+    finally:
+        stop_failing(db, "devices", "claims_fail_x")
+    assert [(s, body["error"] if s != 200 else "ok") for s, body, _ in results] == [
+        (200, "ok"), (409, "already_claimed"), (200, "ok")]
+    assert client.app[STORAGE].get_claim_batch(bytes.fromhex(batch["batch_id"]))["claimed_count"] == 2
+    assert db.execute("SELECT count(*) FROM claims").fetchone()[0] == 2
+
+
+async def test_a_device_that_authenticated_is_already_claimed_even_if_its_status_is_provisioning(claims, client,
+                                                                                                  clock, tenant):
+    batch, secret = await claims.batch()
+    board = claims.board(batch, secret, "SN-P")
+    _, answer, nonce = await claims.claim(board)
+    device_id, master, _ = board.open(nonce, answer)
+    await _binauth(client, device_id, master, clock)
+    client.app[STORAGE].update_device(tenant.id, bytes.fromhex(device_id), {"status": "provisioning"})
+    status, body, _ = await claims.claim(board)
+    assert (status, body["error"]) == (409, "already_claimed")

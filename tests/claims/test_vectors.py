@@ -133,3 +133,27 @@ def test_answer_layout_tag_and_secret(v):
     assert core.encode_answer(k_c, nonce, did, snonce, bytes.fromhex(v["master_secret"]), config) == ans
     got = core.decode_answer(k_c, nonce, ans)
     assert (got[0].hex(), got[1].hex()) == (v["device_id"], v["master_secret"])
+
+
+def _tagged_answer(v, config):
+    """The vector's answer with another config, tagged as the verifier would (hmac written out here)."""
+    head = bytes.fromhex(v["answer"])[:58] + len(config).to_bytes(2, "big") + config
+    nonce = bytes.fromhex(v["nonce"])
+    return head + hmac.new(bytes.fromhex(v["K_mac"]), nonce + head, hashlib.sha256).digest()[:16]
+
+
+@pytest.mark.parametrize("config", [b"[" * 1000 + b"]" * 24, b"\xff\xfe", b"[1, 2]", b'"text"'],
+                         ids=["nested-1000", "not-utf8", "array", "string"])
+def test_an_authentic_answer_whose_config_is_not_a_json_object_is_a_value_error(config):
+    v = VECTORS[1]
+    with pytest.raises(ValueError):
+        core.decode_answer(bytes.fromhex(v["K_c"]), bytes.fromhex(v["nonce"]), _tagged_answer(v, config))
+
+
+@pytest.mark.parametrize("where", [0, 1, 2, 26, 58, 60, -1])
+def test_a_changed_answer_byte_fails_the_boards_check(where):
+    v = VECTORS[1]
+    ans = bytearray(bytes.fromhex(v["answer"]))
+    ans[where] ^= 0x01
+    with pytest.raises(ValueError):
+        core.decode_answer(bytes.fromhex(v["K_c"]), bytes.fromhex(v["nonce"]), bytes(ans))

@@ -83,6 +83,12 @@ EXPECTED = {
     ("GET", "/v1/alerts"): "voa",
     ("GET", "/v1/alerts/{alert_id}"): "voa",
     ("POST", "/v1/alerts/{alert_id}/resolve"): "oa",
+    ("POST", "/v1/claim-batches"): "a",
+    ("GET", "/v1/claim-batches"): "voa",
+    ("GET", "/v1/claim-batches/{batch_id}"): "voa",
+    ("POST", "/v1/claim-batches/{batch_id}/revoke"): "a",
+    ("GET", "/v1/claim-batches/{batch_id}/claims"): "voa",
+    ("POST", "/v1/claim-batches/{batch_id}/claims/{serial}/reset"): "a",
 }
 
 # routes of the router that take no admin token (device, broker or capability credentials, or none)
@@ -94,12 +100,13 @@ NOT_ADMIN = {
     ("GET", "/v1/auth/device/whoami"), ("POST", "/v1/auth/device/offline"), ("POST", "/v1/auth/device/sync"),
     ("POST", "/v1/mqtt/auth"), ("POST", "/v1/mqtt/go-auth/user"), ("POST", "/v1/mqtt/go-auth/acl"),
     ("POST", "/v1/mqtt/go-auth/superuser"), ("GET", "/v1/auth/device/basic"),
-    ("POST", "/v1/attest/challenge"), ("POST", "/v1/attest/evidence"),
+    ("POST", "/v1/attest/challenge"), ("POST", "/v1/attest/evidence"), ("POST", "/v1/claim"),
 }
 
 PATH_VALUES = {"gateway_id": "gw_0123456789abcdef", "kid": "0000000000000000", "release_id": "rel_0",
                "rollout_id": "ro_0", "webhook_id": "whk_0000000000000000", "ref_id": "ref_0", "alert_id": "1",
-               "model": "m1", "group": "g1", "path": "a.py"}
+               "model": "m1", "group": "g1", "path": "a.py",
+               "batch_id": "0000000000000000", "serial": "SN-1"}
 
 
 def router_routes(app):

@@ -203,7 +203,7 @@ def device_row(batch, serial, device_id, master_secret, sealer, now):
     t = batch["device"]
     sealed = sealer.seal(master_secret, device_id, batch["tenant_id"])
     return (device_id, batch["tenant_id"], serial, t["manufacturer_id"], t["model_id"], "symmetric", sealed,
-            json.dumps(t["metadata"]), "provisioning", now, now, t["trust_level"], 0, 0, t["permissions"], 0,
+            batch.get("metadata_json") or json.dumps(t["metadata"]), "provisioning", now, now, t["trust_level"], 0, 0, t["permissions"], 0,
             now + PSK_LIFETIME_S)
 
 

@@ -9,7 +9,7 @@ import json
 import re
 
 from verifier.errors import Conflict, Forbidden, RateLimited, Unauthorized, Unavailable, ValidationError
-from verifier.keys import SALT, ct_eq, hkdf_sha256
+from verifier.keys import SALT, ct_eq
 
 VERSION = 0x01
 TYPE_REQUEST = 0x01
@@ -29,6 +29,8 @@ LABEL_ENC = b"claim-enc"
 NONCES_KEPT = 32              # request nonces kept per (batch, serial): accepted and resumed claims
 PATTERN_MAX = 64
 _SERIAL = re.compile(rb"[\x21-\x7e]{1,64}\Z")
+_MAC_INFO, _ENC_INFO = LABEL_MAC + b"\x01", LABEL_ENC + b"\x01"
+_digest = hmac.digest
 _PATTERN = re.compile(r"[\x21-\x7e]{1,64}\Z")
 
 
@@ -95,16 +97,18 @@ def claim_key(batch_secret, serial):
     """K_c = HMAC-SHA256(batch_secret, "janua-claim-v1" 0x00 serial): what the factory writes to the board."""
     if isinstance(serial, str):
         serial = serial.encode()
-    return hmac.digest(batch_secret, KEY_CONTEXT + serial, "sha256")
+    return _digest(batch_secret, KEY_CONTEXT + serial, "sha256")
 
 
 def claim_keys(k_c):
-    """(K_mac, K_enc): HKDF-SHA256 of K_c, salt "janua/v1", info "claim-mac" / "claim-enc", 32 bytes each."""
-    return hkdf_sha256(k_c, SALT, LABEL_MAC, 32), hkdf_sha256(k_c, SALT, LABEL_ENC, 32)
+    """(K_mac, K_enc): HKDF-SHA256 of K_c, salt "janua/v1", info "claim-mac" / "claim-enc", 32 bytes each. Both share
+    the extract step (one PRK); with L = 32 the expand step is one HMAC (RFC 5869 T(1)), as keys.hkdf_sha256 gives."""
+    prk = _digest(SALT, k_c, "sha256")
+    return _digest(prk, _MAC_INFO, "sha256"), _digest(prk, _ENC_INFO, "sha256")
 
 
 def _tag(key, data):
-    return hmac.digest(key, data, "sha256")[:TAG_LEN]
+    return _digest(key, data, "sha256")[:TAG_LEN]
 
 
 # the request
@@ -159,7 +163,7 @@ def verify_request(req, k_mac):
 # the answer
 
 def _keystream(k_enc, req_nonce, server_nonce, device_id):
-    return hmac.digest(k_enc, req_nonce + server_nonce + device_id, "sha256")
+    return _digest(k_enc, req_nonce + server_nonce + device_id, "sha256")
 
 
 def encode_config(doc):
@@ -170,17 +174,17 @@ def encode_config(doc):
     return out
 
 
-def encode_answer(k_c, req_nonce, device_id, server_nonce, master_secret, config):
+def encode_answer(k_c, req_nonce, device_id, server_nonce, master_secret, config, keys=None):
     """The answer bytes: device id, server nonce, the master secret under the keystream, the config (bytes),
-    and the tag over the request nonce and all of it."""
+    and the tag over the request nonce and all of it. `keys`: claim_keys(k_c) when the caller has them."""
     if len(device_id) != 8 or len(server_nonce) != NONCE_LEN or len(master_secret) != SECRET_LEN:
         raise ValueError("device_id is 8 bytes, server_nonce 16, master_secret 32")
     if len(config) > CONFIG_MAX:
         raise ValueError("config too long")
-    k_mac, k_enc = claim_keys(k_c)
+    k_mac, k_enc = keys or claim_keys(k_c)
     ks = _keystream(k_enc, req_nonce, server_nonce, device_id)
-    body = (bytes((VERSION, TYPE_ANSWER)) + device_id + server_nonce + bytes(a ^ b for a, b in zip(master_secret, ks))
-            + len(config).to_bytes(2, "big") + config)
+    enc = (int.from_bytes(master_secret, "big") ^ int.from_bytes(ks, "big")).to_bytes(SECRET_LEN, "big")
+    body = (bytes((VERSION, TYPE_ANSWER)) + device_id + server_nonce + enc + len(config).to_bytes(2, "big") + config)
     return body + _tag(k_mac, req_nonce + body)
 
 
@@ -200,7 +204,15 @@ def decode_answer(k_c, req_nonce, data):
     device_id, server_nonce = data[2:10], data[10:26]
     ks = _keystream(k_enc, req_nonce, server_nonce, device_id)
     secret = bytes(a ^ b for a, b in zip(data[26:58], ks))
-    return device_id, secret, json.loads(data[60:60 + n]) if n else None
+    if not n:
+        return device_id, secret, None
+    try:
+        config = json.loads(data[60:60 + n])
+    except (ValueError, RecursionError):
+        raise ValueError("the config is not UTF-8 JSON") from None
+    if not isinstance(config, dict):
+        raise ValueError("the config is not a JSON object")
+    return device_id, secret, config
 
 
 def answer_config(tenant_name, device, server, region=None):
@@ -232,10 +244,12 @@ def pattern_regex(pattern):
 
 
 def serial_allowed(batch, serial):
-    """Whether the batch (its "serials" list or "serial_pattern") lets `serial` claim."""
+    """Whether the batch (its "serials" list or set, or "serial_pattern", compiled once as "serial_regex" when the
+    caller keeps one) lets `serial` claim."""
     if batch.get("serials") is not None:
         return serial in batch["serials"]
-    return bool(pattern_regex(batch["serial_pattern"]).match(serial))
+    regex = batch.get("serial_regex") or pattern_regex(batch["serial_pattern"])
+    return bool(regex.match(serial))
 
 
 def batch_status(batch, now):

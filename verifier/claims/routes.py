@@ -2,6 +2,8 @@
 board's claim) and the tenant-scoped /v1/claim-batches admin routes (admin for create, revoke and reset; viewer
 for reads). Errors become HTTP in verifier.web.middleware."""
 
+import re
+
 from aiohttp import web
 
 from verifier.appkeys import CONFIG, CORE, DTLS_PORT, SEALER, STORAGE, UDP_PORT
@@ -14,15 +16,31 @@ from verifier.web.auth import require_role as _role
 from verifier.web.request import list_limit as _limit, read_json as _json, request_now as _now, request_source
 
 CLAIMS = web.AppKey("claims", ClaimService)
+_HOST = re.compile(r"[A-Za-z0-9._:-]{1,253}\Z")
 
 
 def _server(request):
-    """The auth endpoint a claimed board is sent to (until regions): the host this request came to, this
-    verifier's HTTP port and its UDP and DTLS ports (None where off)."""
-    sock = request.transport.get_extra_info("sockname") if request.transport is not None else None
-    http_port = request.url.port or (sock[1] if sock else None)
-    return {"host": request.url.host or request.app[CONFIG].http_host, "udp_port": request.app[UDP_PORT] or None,
-            "http_port": http_port, "dtls_port": request.app[DTLS_PORT] or None}
+    """The auth endpoint a claimed board is sent to (until regions): the host this request came to (its Host header,
+    if it is a plain host name or address, else Config.http_host), this verifier's HTTP port and its UDP and DTLS
+    ports (None where off)."""
+    host, port = _host_port(request.host)
+    if not _HOST.match(host):                   # not a DNS name or address: this verifier's configured host
+        host = request.app[CONFIG].http_host
+    if port is None:
+        sock = request.transport.get_extra_info("sockname") if request.transport is not None else None
+        port = sock[1] if sock else None
+    return {"host": host, "udp_port": request.app[UDP_PORT] or None,
+            "http_port": port, "dtls_port": request.app[DTLS_PORT] or None}
+
+
+def _host_port(text):
+    """A Host header's host and port (None when it names none, or is not a number)."""
+    if text.startswith("["):                       # [v6] or [v6]:port
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = text.partition(":")
+    return host, (int(port) if port.isascii() and port.isdigit() and len(port) <= 5 else None)
 
 
 async def claim(request):

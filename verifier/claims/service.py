@@ -4,18 +4,23 @@ refusal, in the order of the refusal table; the pre-claim hook; the operator res
 Refusals before the tag is verified (rate limit per source, malformed, claim_invalid) are counted and summarised by
 the audit trail's RefusalSummary, never one row each (anyone can send them). After the tag: the per-batch rate limit
 is summarised too, every other refusal and every success writes one audit row (kind "claim"): those need a claim
-key, and their rate is bounded by the per-batch bucket. Only immutable parts of a batch (its secrets) are cached
-in memory, so a second instance on the same database sees every revoke, claim and reset at once."""
+key, and their rate is bounded by the per-batch bucket. Only immutable parts of a batch (its secrets, serials, template) and the
+answer's config are cached in memory, so a second instance on the same database sees every revoke, claim and reset at once."""
 
 import asyncio
+import json
+import logging
 import os
 
 import aiohttp
 
 from verifier.claims import batches, core
 from verifier.claims.store import DuplicateClaim
+from verifier.claims.writer import ClaimWriter
 from verifier.errors import Conflict, CryptoError, NotFound
 from verifier.notify.core import secret_text, sign
+
+log = logging.getLogger("janua.verifier.claims")
 
 KEY_CACHE_MAX = 4096
 _DUMMY_SECRET = bytes(32)       # an unknown batch costs the same key derivation and MAC as a known one
@@ -26,24 +31,37 @@ class ClaimService:
     def __init__(self, storage, sealer, summary, config, session=None):
         self.storage, self.sealer, self.summary, self.config = storage, sealer, summary, config
         self.session = session
-        self._keys = {}          # batch id -> (batch secret, hook secret text or None): immutable per batch
+        self.writer = ClaimWriter(storage)
+        self._fixed = {}         # batch id -> (batch row, batch secret, hook secret text): what never changes
+        self._configs = {}       # (batch id, server) -> the answer's config bytes
         self._tenants = {}       # tenant id -> name
         self.claimed = self.resumed = 0
 
     # ------------------------------------------------------------------ helpers
-    def _batch_keys(self, batch):
-        got = self._keys.get(batch["id"])
+    def _batch(self, batch_id, serial=None):
+        """(batch as decide() reads it, batch secret, hook secret text, the claim of `serial` or None), or Nones for an
+        unknown id. The immutable parts (secrets, serials as a set, template) are cached; status, count and the claim
+        are read every time (one query)."""
+        state = self.storage.claim_batch_state(batch_id, serial)
+        if state is None:
+            return None, None, None, None
+        got = self._fixed.get(batch_id)
         if got is None:
-            secret = self.sealer.unseal(batch["sealed_secret"], batches.seal_id(batch["id"]), batch["tenant_id"])
+            b = self.storage.get_claim_batch(batch_id)
+            secret = self.sealer.unseal(b["sealed_secret"], batches.seal_id(b["id"]), b["tenant_id"])
             hook = None
-            if batch["sealed_hook_secret"] is not None:
-                hook = secret_text(self.sealer.unseal(batch["sealed_hook_secret"],
-                                                      batches.seal_id(batch["id"], batches.HOOK_SEAL),
-                                                      batch["tenant_id"]))
-            if len(self._keys) >= KEY_CACHE_MAX:
-                self._keys.clear()
-            got = self._keys[batch["id"]] = (secret, hook)
-        return got
+            if b["sealed_hook_secret"] is not None:
+                hook = secret_text(self.sealer.unseal(b["sealed_hook_secret"], batches.seal_id(b["id"], batches.HOOK_SEAL),
+                                                      b["tenant_id"]))
+            if b["serials"] is not None:
+                b["serials"] = frozenset(b["serials"])
+            else:
+                b["serial_regex"] = core.pattern_regex(b["serial_pattern"])
+            b["metadata_json"] = json.dumps(b["device"]["metadata"])
+            if len(self._fixed) >= KEY_CACHE_MAX:
+                self._fixed.clear()
+            got = self._fixed[batch_id] = (b, secret, hook)
+        return dict(got[0], status=state[0], claimed_count=state[1]), got[1], got[2], state[2]
 
     def _tenant_name(self, tenant_id):
         name = self._tenants.get(tenant_id)
@@ -83,13 +101,16 @@ class ClaimService:
         except core.MalformedClaim as e:
             self._note(now, None, "malformed_claim", str(e)[:60], source)
             raise
-        batch = self.storage.get_claim_batch(req.batch_id)
         try:
-            secret, hook_secret = self._batch_keys(batch) if batch is not None else (_DUMMY_SECRET, None)
-        except CryptoError:
-            secret, hook_secret, batch = _DUMMY_SECRET, None, None   # a wrong KEK: logged by the sealer's caller
+            batch, secret, hook_secret, claim = self._batch(req.batch_id, req.serial)
+        except CryptoError:                  # a wrong KEK: as an unknown batch, and said in the log
+            log.error("claim batch %s: its secret does not open under this KEK", req.batch_id.hex())
+            batch = None
+        if batch is None:
+            secret, hook_secret = _DUMMY_SECRET, None
         k_c = core.claim_key(secret, req.serial)
-        k_mac = core.claim_keys(k_c)[0]
+        keys = core.claim_keys(k_c)
+        k_mac = keys[0]
         try:
             core.verify_request(req, k_mac)
             if batch is None:
@@ -103,8 +124,9 @@ class ClaimService:
             self._note(now, batch["tenant_id"], "rate_limited", "batch " + batch["id"].hex(), source)
             raise core.ClaimRateLimited("too many claims for this batch; retry later")
         tnow = int(now)
-        for _ in range(3):            # a lost race (a concurrent claim of this serial) decides again
-            claim = self.storage.get_claim(batch["id"], req.serial)
+        for attempt in range(3):      # a lost race (a concurrent claim of this serial) decides again
+            if attempt:
+                batch, _, _, claim = self._batch(batch["id"], req.serial)
             device = self._device_state(claim) if claim is not None else None
             try:
                 outcome = core.decide(batch, req.serial, req.nonce, claim, device, tnow)
@@ -112,23 +134,28 @@ class ClaimService:
                     core.AlreadyClaimed, core.BatchExhausted) as e:
                 self._refuse(tnow, batch, req.serial, e, source, claim["device_id"].hex() if claim else None)
             if outcome == core.RESUME:
-                answer = self._resume(batch, req, claim, device["row"], k_c, server, tnow, source)
+                answer = self._resume(batch, req, claim, device["row"], k_c, keys, server, tnow, source)
                 if answer is not None:
                     return answer
                 continue
             if batch["hook_url"]:
                 await self._ask_hook(batch, hook_secret, req.serial, source, tnow)
-            answer = self._new(batch, req, k_c, server, tnow, source)
+            answer = await self._new(batch, req, k_c, keys, server, tnow, source)
             if answer is not None:
                 return answer
-            batch = self.storage.get_claim_batch(batch["id"])
         raise Conflict("the claim could not be decided against concurrent claims; retry")
 
-    def _answer(self, k_c, req, device_id, master, tenant_id, template, server):
-        config = core.encode_config(core.answer_config(self._tenant_name(tenant_id), template, server))
-        return core.encode_answer(k_c, req.nonce, device_id, os.urandom(core.NONCE_LEN), master, config)
+    def _answer(self, k_c, keys, req, device_id, master, batch, server):
+        ck = (batch["id"], tuple(server.items()))
+        config = self._configs.get(ck)
+        if config is None:
+            config = core.encode_config(core.answer_config(self._tenant_name(batch["tenant_id"]), batch["device"], server))
+            if len(self._configs) >= KEY_CACHE_MAX:
+                self._configs.clear()
+            self._configs[ck] = config
+        return core.encode_answer(k_c, req.nonce, device_id, os.urandom(core.NONCE_LEN), master, config, keys)
 
-    def _resume(self, batch, req, claim, dev, k_c, server, now, source):
+    def _resume(self, batch, req, claim, dev, k_c, keys, server, now, source):
         master = self.sealer.unseal(dev["sealed_secret"], dev["id"], dev["tenant_id"])
         row = self._audit(now, batch, req.serial, dev["id"].hex(), "claim.resume", "ok",
                           "the same device again (not counted)", source)
@@ -136,27 +163,26 @@ class ClaimService:
                                           core.keep_nonces(claim["nonces"], req.nonce), row):
             return None
         self.resumed += 1
-        return self._answer(k_c, req, dev["id"], master, batch["tenant_id"], batch["device"], server)
+        return self._answer(k_c, keys, req, dev["id"], master, batch, server)
 
-    def _new(self, batch, req, k_c, server, now, source):
+    async def _new(self, batch, req, k_c, keys, server, now, source):
         rnd = os.urandom(40)
         device_id, master = rnd[:8], rnd[8:]
         dev_row = batches.device_row(batch, req.serial, device_id, master, self.sealer, now)
         row = self._audit(now, batch, req.serial, device_id.hex(), "claim.new", "ok", "device created", source)
-        try:
-            self.storage.commit_new_claim(batch["id"], req.serial, dev_row, core.keep_nonces((), req.nonce), now, row)
-        except core.BatchExhausted:
-            fresh = self.storage.get_claim_batch(batch["id"])
-            err = (core.BatchRevoked("this claim batch was revoked") if fresh["status"] == "revoked"
+        err = await self.writer.submit((batch["id"], req.serial, dev_row, core.keep_nonces((), req.nonce), now, row))
+        if isinstance(err, core.BatchExhausted):
+            fresh = self.storage.claim_batch_state(batch["id"])
+            err = (core.BatchRevoked("this claim batch was revoked") if fresh[0] == "revoked"
                    else core.BatchExhausted("this claim batch has no claims left"))
             self._refuse(now, batch, req.serial, err, source)
-        except DuplicateClaim:
+        elif isinstance(err, DuplicateClaim):
             return None
-        except Conflict:              # the tenant has a device of this serial (provisioned, or another batch's)
+        elif isinstance(err, Conflict):   # the tenant has a device of this serial (provisioned, or another batch's)
             self._refuse(now, batch, req.serial, core.AlreadyClaimed(
                 "a device with this serial exists in the tenant; an operator must remove or reset it"), source)
         self.claimed += 1
-        return self._answer(k_c, req, device_id, master, batch["tenant_id"], batch["device"], server)
+        return self._answer(k_c, keys, req, device_id, master, batch, server)
 
     async def _ask_hook(self, batch, hook_secret, serial, source, now):
         body = core.hook_body(self._tenant_name(batch["tenant_id"]), batch["id"].hex(), serial, source, batch["device"])

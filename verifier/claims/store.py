@@ -1,7 +1,8 @@
 """The claims part of the storage interface and its SQLite mixin (docs/claims.md "Storage"): claim batches (the
 batch secret and the hook secret sealed under the KEK) and the claims made from them.
 
-A new claim is one transaction (`commit_new_claim`): the batch's claimed_count moves up only by a conditional
+A new claim is one transaction (`commit_new_claims`: the claims that arrive together share it, each under a
+savepoint): the batch's claimed_count moves up only by a conditional
 UPDATE (`claimed_count < max_count`), the claims row is keyed by (batch, serial), and the device is inserted
 through the registry's insert_devices, so two claims racing for the last slot or for one serial cannot both
 win, on one SQLite file or on a PostgreSQL database several instances share (verifier/claims/store_pg.py)."""
@@ -35,6 +36,10 @@ BATCH_COLUMNS = ("id", "tenant_id", "name", "sealed_secret", "serials", "serial_
 _BATCH_INSERT = "INSERT INTO claim_batches (%s) VALUES (%s)" % (",".join(BATCH_COLUMNS), ",".join("?" * len(BATCH_COLUMNS)))
 _TAKE_SLOT = ("UPDATE claim_batches SET claimed_count = claimed_count + 1 "
               "WHERE id = ? AND claimed_count < max_count AND status = 'active'")
+_STATE = ("SELECT b.status, b.claimed_count, c.device_id, c.claimed_at, c.nonces, c.resumed FROM claim_batches b "
+          "LEFT JOIN claims c ON c.batch_id = b.id AND c.serial = ? WHERE b.id = ?")
+_CLAIM_INSERT_NEW = ("INSERT OR IGNORE INTO claims (batch_id, serial, device_id, claimed_at, nonces, resumed) "
+                     "VALUES (?, ?, ?, ?, ?, 0)")
 _CLAIM_INSERT = "INSERT INTO claims (batch_id, serial, device_id, claimed_at, nonces, resumed) VALUES (?, ?, ?, ?, ?, 0)"
 
 
@@ -69,10 +74,17 @@ class ClaimsStorage(abc.ABC):
         """The batch's claims in serial order, serials above `after` if given."""
 
     @abc.abstractmethod
-    def commit_new_claim(self, batch_id, serial, device_row, nonces, now, audit_row):
-        """One transaction: take a slot of the batch (BatchExhausted when none is left or the batch was revoked meanwhile), insert the claim
-        (DuplicateClaim when (batch, serial) has one) and the device (registry insert_devices; Conflict when the
-        tenant has a device with this serial), and the audit row."""
+    def claim_batch_state(self, batch_id, serial=None):
+        """(status, claimed_count, the claim of `serial` or None) of a batch: what a claim reads every time, in one
+        query; None for an unknown batch."""
+
+    @abc.abstractmethod
+    def commit_new_claims(self, items):
+        """New claims (batch_id, serial, device_row, nonces, now, audit_row) in ONE transaction (group commit,
+        verifier/claims/writer.py), each under a savepoint of its own: take a slot of the batch (BatchExhausted when
+        none is left or the batch was revoked meanwhile), insert the claim (DuplicateClaim when (batch, serial) has
+        one), the device (registry insert_devices; Conflict when the tenant has a device with this serial) and the
+        audit row; a claim that fails is rolled back alone. Returns per item None (committed) or the refusal."""
 
     @abc.abstractmethod
     def commit_resume(self, batch_id, serial, old_nonces, nonces, audit_row):
@@ -146,17 +158,77 @@ class SQLiteClaimsStorage(ClaimsStorage):
     def _claim_transaction(self):
         return self.transaction()
 
-    def commit_new_claim(self, batch_id, serial, device_row, nonces, now, audit_row):
+    def claim_batch_state(self, batch_id, serial=None):
+        row = self._db.execute(_STATE, (serial, batch_id)).fetchone()
+        if row is None:
+            return None
+        claim = None
+        if row[2] is not None:
+            claim = {"batch_id": batch_id, "serial": serial, "device_id": bytes(row[2]), "claimed_at": row[3],
+                     "nonces": json.loads(row[4]), "resumed": row[5]}
+        return row[0], row[1], claim
+
+    def commit_new_claims(self, items):
+        try:
+            return self._commit_together(items)
+        except Conflict:       # a device row the pre-check did not see (another instance's, just committed)
+            return self._commit_each(items)
+
+    def _commit_together(self, items):
+        """The fast path: per claim its claims row and its slot; then every device and audit row in one statement
+        each. A serial the tenant has already is found before (existing_serials); one that appears meanwhile makes
+        insert_devices raise Conflict and the whole transaction is rolled back (the caller takes _commit_each)."""
         db = self._db
+        out = [None] * len(items)
+        devices, audits = [], []
         with self._claim_transaction():
-            if db.execute(_TAKE_SLOT, (batch_id,)).rowcount != 1:
-                raise BatchExhausted("this claim batch has no claims left")
-            try:
-                db.execute(_CLAIM_INSERT, (batch_id, serial, device_row[0], now, json.dumps(nonces)))
-            except sqlite3.IntegrityError as e:
-                raise DuplicateClaim("this serial was claimed concurrently") from e
-            self.insert_devices([device_row])
-            self.add_audit([audit_row])
+            taken = set()
+            for tenant_id in {it[2][1] for it in items}:
+                taken.update((tenant_id, s) for s in self.existing_serials(
+                    tenant_id, {it[1] for it in items if it[2][1] == tenant_id}))
+            for k, (batch_id, serial, device_row, nonces, now, audit_row) in enumerate(items):
+                if db.execute(_CLAIM_INSERT_NEW, (batch_id, serial, device_row[0], now, json.dumps(nonces))).rowcount != 1:
+                    out[k] = DuplicateClaim("this serial was claimed concurrently")
+                    continue
+                if (device_row[1], serial) in taken:
+                    out[k] = Conflict("a device with this serial exists in the tenant")
+                elif db.execute(_TAKE_SLOT, (batch_id,)).rowcount != 1:
+                    out[k] = BatchExhausted("this claim batch has no claims left")
+                else:
+                    taken.add((device_row[1], serial))
+                    devices.append(device_row)
+                    audits.append(audit_row)
+                    continue
+                db.execute("DELETE FROM claims WHERE batch_id = ? AND serial = ?", (batch_id, serial))
+            if devices:
+                self.insert_devices(devices)
+                self.add_audit(audits)
+        return out
+
+    def _commit_each(self, items):
+        """The slow path: each claim under a savepoint of its own."""
+        db = self._db
+        out = []
+        with self._claim_transaction():
+            for batch_id, serial, device_row, nonces, now, audit_row in items:
+                db.execute("SAVEPOINT claim")
+                try:
+                    if db.execute(_TAKE_SLOT, (batch_id,)).rowcount != 1:
+                        raise BatchExhausted("this claim batch has no claims left")
+                    try:
+                        db.execute(_CLAIM_INSERT, (batch_id, serial, device_row[0], now, json.dumps(nonces)))
+                    except sqlite3.IntegrityError as e:
+                        raise DuplicateClaim("this serial was claimed concurrently") from e
+                    self.insert_devices([device_row])
+                    self.add_audit([audit_row])
+                except (BatchExhausted, Conflict) as e:     # DuplicateClaim is a Conflict
+                    db.execute("ROLLBACK TO claim")
+                    db.execute("RELEASE claim")
+                    out.append(e)
+                    continue
+                db.execute("RELEASE claim")
+                out.append(None)
+        return out
 
     def commit_resume(self, batch_id, serial, old_nonces, nonces, audit_row):
         with self._claim_transaction():
