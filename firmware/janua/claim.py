@@ -100,7 +100,12 @@ def open_answer(claim_key, nonce, answer):
 
 def identity(old, dev, secret, cfg):
     """The new janua.json: the answer's config + the identity, the old config's "wifi" and "board" kept,
-    "claim" (the key) dropped."""
+    "claim" (the key) dropped. A server port the verifier sends as null (that endpoint is off) is left
+    out, so the board's modules see no port rather than None."""
+    srv = cfg.get("server")
+    if isinstance(srv, dict):
+        for k in [k for k in srv if srv[k] is None]:
+            del srv[k]
     cfg["device_id"] = dev
     cfg["master_secret"] = secret
     for k in ("wifi", "board"):

@@ -44,6 +44,13 @@ def _is_hex(s, n):
     return True
 
 
+def _server(cfg):
+    srv = cfg.get("server")
+    if not isinstance(srv, dict) or not isinstance(srv.get("host"), str) or not srv["host"]:
+        raise StoreError("server.host missing")
+    return srv
+
+
 def check_config(cfg):
     """Raise StoreError unless cfg has the fields and forms janua needs."""
     if not isinstance(cfg, dict):
@@ -52,9 +59,7 @@ def check_config(cfg):
         raise StoreError("device_id must be 16 lowercase hex characters")
     if not _is_hex(cfg.get("master_secret"), 64):
         raise StoreError("master_secret must be 64 lowercase hex characters")
-    srv = cfg.get("server")
-    if not isinstance(srv, dict) or not isinstance(srv.get("host"), str) or not srv["host"]:
-        raise StoreError("server.host missing")
+    srv = _server(cfg)
     for k in ("udp_port", "http_port"):
         p = srv.get(k)
         if p is not None and (not isinstance(p, int) or not 0 < p < 65536):
@@ -63,28 +68,17 @@ def check_config(cfg):
         raise StoreError("transport must be one of udp, http, auto, dtls")
 
 
-def check_claim(cfg):
-    """Raise StoreError unless cfg is a factory claim image (docs/claims.md): "claim" with the batch id,
-    the serial and the claim key, a server to claim from, and no identity yet."""
-    c = cfg.get("claim") if isinstance(cfg, dict) else None
-    if not isinstance(c, dict) or "device_id" in cfg:
-        raise StoreError("not a claim config")
-    if not _is_hex(c.get("batch"), 16) or not _is_hex(c.get("key"), 64):
-        raise StoreError("claim.batch and claim.key must be 16 and 64 lowercase hex characters")
-    s = c.get("serial")
-    if not isinstance(s, str) or not 0 < len(s) <= 64 or not all("!" <= ch <= "~" for ch in s):
-        raise StoreError("claim.serial must be 1..64 printable ASCII characters")
-    srv = cfg.get("server")
-    if not isinstance(srv, dict) or not isinstance(srv.get("host"), str) or not srv["host"]:
-        raise StoreError("server.host missing")
-
-
 def _check_either(cfg):
-    # an identity, or (no identity yet) a claim image
-    if isinstance(cfg, dict) and "claim" in cfg and "device_id" not in cfg:
-        check_claim(cfg)
-    else:
-        check_config(cfg)
+    # an identity, or (no identity yet) a factory claim image (docs/claims_board.md): "claim" with the batch
+    # id, the claim key and the serial (1..64 of 0x21..0x7E), and a server to claim from
+    c = cfg.get("claim") if isinstance(cfg, dict) and "device_id" not in cfg else None
+    if c is None:
+        return check_config(cfg)
+    s = c.get("serial") if isinstance(c, dict) else None
+    if not (isinstance(s, str) and 0 < len(s) <= 64 and all("!" <= ch <= "~" for ch in s)
+            and _is_hex(c.get("batch"), 16) and _is_hex(c.get("key"), 64)):
+        raise StoreError("claim image malformed (batch, key or serial)")
+    _server(cfg)
 
 
 def read_json(fs, path, cap=_MAX_FILE):

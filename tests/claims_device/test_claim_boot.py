@@ -293,3 +293,19 @@ def test_answer_config_without_a_server_stores_nothing(mp, http_server):
     (mp.flash / "janua.json").write_text(json.dumps(img))
     assert mp(BOOT)[0] == "janua: claim failed: answer config: server.host missing"
     assert read_cfg(mp) == img
+
+
+def test_null_ports_of_the_answer_are_left_out(mp, http_server):
+    # the verifier sends "udp_port": null when its UDP endpoint is off (docs/claims.md 4)
+    cfg = {"tenant": "acme", "region": None, "transport": "http",
+           "server": {"host": "127.0.0.1", "udp_port": None, "http_port": 9, "dtls_port": None}}
+    text = json.dumps(cfg, separators=(",", ":")).encode()
+
+    def handler(path, body):
+        if path == "/v1/claim":
+            return 200, answer(K_C, body[10:26], DEV, bytes(16), MASTER, text), "application/octet-stream"
+        return 404, b"", "text/plain"
+    port = http_server(handler)
+    (mp.flash / "janua.json").write_text(json.dumps(image(port)))
+    mp(BOOT)
+    assert read_cfg(mp)["server"] == {"host": "127.0.0.1", "http_port": 9}
