@@ -37,6 +37,7 @@ N_DEVICES = 10_000
 FEATURE_BENCHES = [
     "bench.x509",
     "bench.offline_device",
+    "bench.claim_device",
     "bench.tokens",
     "bench.mqtt_device",
     "bench.attest",

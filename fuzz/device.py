@@ -9,6 +9,7 @@ Targets and the only errors their module may raise:
   dtls      DTLSClient.receive over the recorded server flights, one mutated  DTLSError
   manifest  manifest.check_manifest, check_compat, verify_signature           OTAError
   chain     chain.Chain on flash: header, status, token_for, slot, mark_used  ChainError, StoreError
+  claim     claim.open_answer (as sent, and re-tagged), claim.refusal          ClaimError
   attest    attestnet.mqtt_command (measuring, publishing), answer_of + nonce_of AttestError
 """
 
@@ -21,7 +22,7 @@ from pathlib import Path
 from fuzz import conversation
 from fuzz.world import DEVICE_ID, T0, vectors
 
-TARGETS = ("binauth", "coap", "dtls", "manifest", "chain", "attest")
+TARGETS = ("binauth", "coap", "dtls", "manifest", "chain", "attest", "claim")
 BOARD = "esp32"
 SCRIPT = Path(__file__).resolve().parent / "mp_fuzz.py"
 
@@ -33,6 +34,14 @@ def _seeds_binauth(work):
     out = [bytes.fromhex(r["request"]) + bytes.fromhex(r["reply"]) for r in v.get("replies", [])]
     ctx = {"key": keys.derive_key(MASTER, keys.LABEL_BINAUTH).hex(), "device_id": DEVICE_ID.hex(), "now": T0}
     return out, ctx
+
+
+def _seeds_claim(work):
+    v = (vectors("claim.json") or {}).get("vectors", [])
+    out = [bytes.fromhex(x["answer"]) for x in v]
+    out += [b'{"error":"batch_exhausted","message":"no"}', b'{"error":"x\\ny"}']
+    t = v[1] if len(v) > 1 else {"K_c": "00" * 32, "nonce": "00" * 16, "K_mac": "00" * 32}
+    return out, {"key": t["K_c"], "nonce": t["nonce"], "mac": t["K_mac"]}
 
 
 def _seeds_coap(work):

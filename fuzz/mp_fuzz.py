@@ -294,7 +294,34 @@ def t_attest(ctx):
     return one, (AttestError,)
 
 
-TARGETS = {"binauth": t_binauth, "coap": t_coap, "dtls": t_dtls, "manifest": t_manifest, "chain": t_chain,
+def t_claim(ctx):
+    # janua.claim.open_answer on mutated answers as they come, and again re-tagged under K_mac (so the
+    # checks after the tag, the decryption and the config's JSON, see mutated input too); the refusal
+    # line from a mutated error body, which must never raise
+    from janua import ClaimError
+    from janua.claim import open_answer, refusal
+    from janua.mac import HMAC
+    key, nonce = unhexlify(ctx["key"]), unhexlify(ctx["nonce"])
+    mac = HMAC(unhexlify(ctx["mac"]))
+
+    def one(data):
+        try:
+            open_answer(key, nonce, data)
+        except ClaimError:
+            pass
+        if len(data) >= 76:
+            body = data[:-16]
+            try:
+                open_answer(key, nonce, body + mac.digest(nonce, body)[:16])
+            except ClaimError:
+                pass
+        line = refusal(403, data)
+        if not line.startswith("refused: "):
+            raise ValueError("refusal line %r" % line)
+    return one, (ClaimError,)
+
+
+TARGETS = {"binauth": t_binauth, "claim": t_claim, "coap": t_coap, "dtls": t_dtls, "manifest": t_manifest, "chain": t_chain,
            "attest": t_attest}
 
 

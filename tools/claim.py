@@ -215,9 +215,13 @@ def configure(parser):
         add_server_arguments(p)
         add_output_argument(p)
         conf(p)
+    from tools.claim_image import add_image_parser
+    add_image_parser(sub)                   # `claim image`: the factory side, offline (tools/claim_image.py)
 
 
 def run(args):
+    if args.claim_command == "image":
+        return args._claim_image(args)      # offline: no API, no token
     api = API.from_args(args)
     if args.claim_command == "batch":
         return BATCH_ACTIONS[args.batch_command][1](api, args)

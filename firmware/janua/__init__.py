@@ -52,6 +52,10 @@ class OTAError(JanuaError):
     """An update was rejected (signature, key, compatibility, downgrade, digest) or failed."""
 
 
+class ClaimError(JanuaError):
+    """A claim was refused by the verifier, or its answer is malformed or fails its tag."""
+
+
 class DTLSError(JanuaError):
     """A DTLS handshake failed, the peer sent a fatal alert, or the channel is closed."""
 

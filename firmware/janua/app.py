@@ -1,4 +1,5 @@
-"""The boot flow: load the store, bring the network up, authenticate, record the outcome.
+"""The boot flow: load the store, bring the network up, claim an identity when the board holds only a
+factory claim image (janua.claim), authenticate, record the outcome.
 
 `run()` returns one line for the console and never raises a JanuaError or OSError (main.py must
 not crash a board into a reboot loop). Key derivation happens here, once per boot. The protocol
@@ -16,7 +17,7 @@ _REACHED = ("janua: authenticated", "janua: auth failed: not_active", "janua: au
 
 from binascii import unhexlify
 import janua
-from janua import JanuaError, health_c, note_error, sample
+from janua import ClaimError, JanuaError, health_c, note_error, sample
 from janua.store import Store
 from janua.clock import Clock
 
@@ -85,7 +86,7 @@ def run(store=None, clock=None):
     store = store or Store()
     clock = clock or Clock()
     try:
-        cfg = store.load_config()
+        cfg = store.load_config(claim=True)     # an identity, or a factory claim image (docs/claims.md)
     except JanuaError as e:
         return "janua: not provisioned: %s" % e
     hal = _hal()
@@ -94,6 +95,32 @@ def run(store=None, clock=None):
             hal.connect_network(cfg)
     except (OSError, JanuaError) as e:
         return "janua: auth failed: network: %s" % e
+    claimed = ""
+    if "claim" in cfg:
+        try:
+            cfg = _claim(cfg, store)
+        except (OSError, JanuaError) as e:    # the claim image stays: the next boot claims again
+            note_error(e)
+            m = str(e)
+            return "janua: claim %s" % m if isinstance(e, ClaimError) and m.startswith("refused") else \
+                "janua: claim failed: %s" % m
+        claimed = " (claimed)"
+    return _run(cfg, store, clock, hal) + claimed
+
+
+def _claim(cfg, store):
+    # the claim (janua.claim), then that module unloaded: its heap goes back before the authentication
+    import sys
+    from janua.claim import claim
+    try:
+        return claim(cfg, store)
+    finally:
+        del sys.modules["janua.claim"]
+        if hasattr(janua, "claim"):
+            delattr(janua, "claim")
+
+
+def _run(cfg, store, clock, hal):
     state = store.load_state()
     state["boots"] = _boots(state)
     rep = _report(cfg, state, clock, hal)

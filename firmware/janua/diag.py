@@ -16,8 +16,13 @@ def lines(store=None, clock=None):
     store = store or Store()
     out = []
     try:
-        cfg = store.load_config()
-        out.append(("device_id", cfg["device_id"]))
+        cfg = store.load_config(claim=True)
+        if "claim" in cfg:              # a factory claim image: never its key
+            out.append(("device_id", "unclaimed (batch %s)" % cfg["claim"]["batch"]))
+            out.append(("serial", cfg["claim"]["serial"]))
+            cfg = dict(cfg, device_id=None)
+        else:
+            out.append(("device_id", cfg["device_id"]))
         out.append(("tenant", cfg.get("tenant", "?")))
         out.append(("server", "%s udp=%s http=%s" % (
             cfg["server"]["host"], cfg["server"].get("udp_port", 5685),
@@ -27,7 +32,7 @@ def lines(store=None, clock=None):
             out.append(("endpoints", " ".join("%d:%s:%s:%s" % (i, e["host"], e.get("udp_port", 5685),
                                                              e.get("http_port", 8080)) for i, e in enumerate(eps))))
         out.append(("transport", cfg.get("transport", "auto")))
-        out.append(("credentials", "yes"))
+        out.append(("credentials", "claim key only" if cfg["device_id"] is None else "yes"))
     except JanuaError as e:
         out.append(("credentials", "no (%s)" % e))
     out.append(("janua", janua.__version__))

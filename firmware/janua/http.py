@@ -15,9 +15,10 @@ _MAX_BODY = 64
 PATH = "/v1/binauth"
 
 
-def post(host, port, path, body, timeout=5.0, tls=None):
+def post(host, port, path, body, timeout=5.0, tls=None, cap=_MAX_BODY):
     """(http_status, response_body) of one POST; raises TransportError on framing problems. `tls`: a
-    context from janua.https.context(), or None for plain HTTP."""
+    context from janua.https.context(), or None for plain HTTP. `cap`: the largest body accepted (64
+    bytes for binary auth; the claim answer asks for more); the whole response may be 960 bytes more."""
     try:
         addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
     except OSError as e:
@@ -33,12 +34,12 @@ def post(host, port, path, body, timeout=5.0, tls=None):
                 "Content-Length: %d\r\nConnection: close\r\n\r\n") % (path, host, port, len(body))
         _send_all(s, head.encode())
         _send_all(s, body)
-        raw = _read_capped(s)
+        raw = _read_capped(s, cap + _MAX_RESPONSE - _MAX_BODY)
         health_c[5] += len(head) + len(body)
         health_c[6] += len(raw)
     finally:
         s.close()
-    return parse_response(raw)
+    return parse_response(raw, cap)
 
 
 def _send_all(s, data):
@@ -48,7 +49,7 @@ def _send_all(s, data):
         mv = mv[n:]
 
 
-def _read_capped(s):
+def _read_capped(s, limit=_MAX_RESPONSE):
     # the response, up to the end of its Content-Length body (a TLS server may keep the connection open
     # after it; recv returns what has arrived, on plain and TLS sockets alike), or up to the close
     buf = b""
@@ -58,8 +59,8 @@ def _read_capped(s):
         if not chunk:
             return buf
         buf += chunk
-        if len(buf) > _MAX_RESPONSE:
-            raise TransportError("http response over %d bytes" % _MAX_RESPONSE)
+        if len(buf) > limit:
+            raise TransportError("http response over %d bytes" % limit)
         if want is None:
             end = buf.find(b"\r\n\r\n")
             if end >= 0:
@@ -95,7 +96,7 @@ def parse_head(head):
     return status, length
 
 
-def parse_response(raw):
+def parse_response(raw, cap=_MAX_BODY):
     """(status, body) from a whole HTTP/1.x response; pure, so it is tested without sockets."""
     end = raw.find(b"\r\n\r\n")
     if end < 0:
@@ -106,8 +107,8 @@ def parse_response(raw):
         if length < 0 or length > len(body):
             raise TransportError("http body shorter than content-length")
         body = body[:length]
-    if len(body) > _MAX_BODY:
-        raise TransportError("http body over %d bytes" % _MAX_BODY)
+    if len(body) > cap:
+        raise TransportError("http body over %d bytes" % cap)
     return status, body
 
 

@@ -12,7 +12,8 @@ import pytest
 from fuzz import run
 
 HOST = ["binauth", "dtls", "coap", "ota", "jwt", "chain", "http", "bulk", "tpm", "attest", "health", "claim"]
-DEVICE = ["device.binauth", "device.coap", "device.dtls", "device.manifest", "device.chain", "device.attest"]
+DEVICE = ["device.binauth", "device.coap", "device.dtls", "device.manifest", "device.chain", "device.attest",
+          "device.claim"]
 
 
 @pytest.mark.timeout(600)
