@@ -1,7 +1,8 @@
 """DTLS and CoAP under device policies (docs/policies.md "DTLS and CoAP"): a policy without "dtls" (or whose trust
 minimum the device misses) refuses the handshake with the access_denied alert after the client proved its key, as a
 suspended device; access.coap_resources limits the resources (4.03 "resource not allowed by policy"); a change
-applies to the next handshake or request; /ota answers the update policy. Real sockets: openssl s_client and the mbedTLS peer of the DTLS suite."""
+applies to the next handshake or request; /ota answers the update policy. Real sockets: openssl s_client and the
+mbedTLS peer of the DTLS suite."""
 
 import asyncio
 import json
