@@ -45,6 +45,7 @@ class OTAClient(DeviceCaller):
         self.slots = slots or AppSlots()
         self.attest = None
         self.health = None   # the verifier's verdict on the last check's health report
+        self.policy = None   # why the last check offered nothing (docs/policies.md 3, OTA), or None
 
     def _refused(self, msg):
         return OTAError(msg)
@@ -82,6 +83,8 @@ class OTAClient(DeviceCaller):
         self.health = out.get("health")
         ch = out.get("attest")
         self.attest = ch if isinstance(ch, dict) else None
+        pol = out.get("policy")
+        self.policy = pol if isinstance(pol, dict) else None
         up = out.get("update")
         return up if isinstance(up, dict) else None
 
@@ -157,6 +160,20 @@ def _unload(*names):
     gc.collect()
 
 
+def _no_update(pol):
+    # poll()'s line when the check offered nothing: the device's update policy may be the reason
+    # (docs/policies.md 3): "deferred until <unix time the window opens> (<reason>)" or
+    # "no update (<reason>)". Only a line for the console: nothing here acts on it.
+    if pol is None:
+        return "janua ota: up to date"
+    why = pol.get("reason")
+    why = " (%s)" % why[:_REASON] if isinstance(why, str) else ""
+    until = pol.get("deferred_until")
+    if pol.get("decision") == "deferred" and isinstance(until, int):
+        return "janua ota: deferred until %d%s" % (until, why)
+    return "janua ota: no update%s" % why
+
+
 def _report(cfg, state, clock):
     # a health report when one is due and no other path carried it (docs/health.md 2.4), else None
     try:
@@ -209,7 +226,7 @@ def poll(store=None, clock=None, slots=None):
         else:
             line_attest = ""
         if up is None:
-            result, line = "none", "janua ota: up to date"
+            result, line = "none", _no_update(c.policy)
         else:
             m = c.apply(up)
             result, line = "installed", "janua ota: installed %s (trial): reset to run it" % m["version"]

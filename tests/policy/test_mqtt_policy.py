@@ -68,3 +68,24 @@ async def test_go_auth_acl_follows_the_policy_topics(client, acme, clock, suffix
     r = await client.post("/v1/mqtt/go-auth/acl", json={"username": dev.hex, "clientid": dev.hex,
                                                         "topic": dev.prefix + suffix, "acc": acc})
     assert (r.status == 200) is ok
+
+
+# go-auth's ACL request does not say how the client authenticated (a certificate client reaches only this hook), so
+# the ACL check refuses what no MQTT method may do: a trust or attestation refusal, or a policy without any of
+# mqtt_cert, mqtt_password, token (docs/policies.md 4). A new device's trust level is 50.
+@pytest.mark.parametrize("auth, ok", [
+    ({}, True),
+    ({"protocols": ["mqtt_cert"]}, True),
+    ({"protocols": ["binauth_udp", "token"]}, True),
+    ({"protocols": ["binauth_udp", "dtls"]}, False),
+    ({"protocols": ["mqtt_cert", "mqtt_password"], "credential_types": ["symmetric"]}, False),
+    ({"min_trust_level": 50}, True),
+    ({"min_trust_level": 51}, False),
+    ({"attestation": "affirming"}, False),
+], ids=["none", "cert_only", "token", "no_mqtt", "no_mqtt_credential", "trust_met", "trust_below", "attestation"])
+async def test_go_auth_acl_refuses_what_no_mqtt_method_may_do(client, acme, clock, auth, ok):
+    dev = acme.device(clock)
+    await _put(client, acme, "device", dev.hex, {"auth": auth})
+    r = await client.post("/v1/mqtt/go-auth/acl", json={"username": dev.hex, "clientid": dev.hex,
+                                                        "topic": dev.prefix + "/telemetry", "acc": 2})
+    assert r.status == (200 if ok else 403)

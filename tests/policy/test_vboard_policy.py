@@ -1,9 +1,8 @@
 """End to end on the virtual board (tools/vboard: the MicroPython unix port on a pty), a `janua serve --dev`
 subprocess and the real CLI: a board provisioned with transport udp authenticates at boot; `janua policy set`
 forbids binauth_udp for that device; the board's next boot prints the refusal (the authenticated NOT_ACTIVE of
-docs/policies.md 3); removing the policy lets the following boot in again. The maintenance window is tested at the
-verifier's HTTP OTA check with the request time injected (tests/policy/test_ota_tokens_policy.py): the board's OTA
-flow takes its time from the verifier, which runs on real time here."""
+docs/policies.md 3); removing the policy lets the following boot in again. The maintenance window on the board, with
+the verifier's clock injected, is tests/policy/test_window_vboard.py."""
 
 import pytest
 

@@ -83,7 +83,8 @@ class CoAPResources:
         # via, report, now) -> "ok" or the refusal reason
         self.health = None
         # device policies (docs/policies.md), set by the policy feature: .effective(device row) -> (policy,
-        # sources); access.coap_resources limits the paths, access.permissions replaces the device's bits
+        # sources); access.coap_resources limits the paths, access.permissions replaces the device's bits;
+        # .update_gate(device row, now) -> None or /ota's `policy` object
         self.policy = None
         self.telemetry_received = 0
 
@@ -170,7 +171,14 @@ class CoAPResources:
         return self._reply(Code.CONTENT, req, {"device_id": ref.hex, "metadata": dev["metadata"]})
 
     def _on_ota(self, req, dev, ref, addr, now):
-        return self._reply(Code.CONTENT, req, {"available": False})
+        # no release is offered here (the HTTP check offers them, docs/ota.md 7.4); the device's update policy
+        # is answered as by POST /v1/ota/check: `policy` {decision, reason, deferred_until} when it holds every
+        # release back at this time (docs/policies.md 3)
+        out = {"available": False}
+        gate = self.policy.update_gate(dev, int(now)) if self.policy is not None else None
+        if gate is not None:
+            out["policy"] = gate
+        return self._reply(Code.CONTENT, req, out)
 
     def _on_commands(self, req, dev, ref, addr, now):
         return self._reply(Code.CONTENT, req, {"commands": []})

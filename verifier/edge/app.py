@@ -181,7 +181,9 @@ async def binauth(request):
         data = await request.content.read(PIGGY_MAX + 1)
         if _auth_request(data):
             await request.app[EDGE].ensure(data[:8], request.app[CONFIG].clock())
-        reply = await request.app[BATCHER].submit(data, request_source(request) or "?", "http")
+        # the protocol as the cloud's POST /v1/binauth names it: the device's rule (docs/policies.md 4) applies
+        reply = await request.app[BATCHER].submit(data, request_source(request) or "?", "http",
+                                                  protocol="binauth_http")
     return web.Response(body=reply, status=HTTP_STATUS[reply[0]], content_type="application/octet-stream")
 
 

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from verifier.tokens import chain
 from verifier.binauth.core import UNKNOWN_DEVICE, BinAuthCore, DeviceState, unauthenticated_reply
 from verifier.edge.upstream import UpstreamUnavailable
+from verifier.policy.core import decode_auth_rule
 from verifier.errors import VerifierError
 from verifier.registry.model import STATUSES, Policy, parse_device_id
 from verifier.tokens.core import b64url_decode
@@ -50,7 +51,7 @@ class Entry:
     """One cached device, as the upstream described it (the key is the derived binary-auth key)."""
 
     __slots__ = ("id", "hex", "tenant_id", "tenant_hash", "status", "blocked", "permissions", "chain_revoked",
-                 "policy", "doc", "key", "fetched_at")
+                 "policy", "rule", "doc", "key", "fetched_at")
 
 
 def parse_entry(doc, fetched_at):
@@ -68,9 +69,20 @@ def parse_entry(doc, fetched_at):
         raise EdgeError(f"bad device entry from upstream: {type(x).__name__}") from None
     if not ok:
         raise EdgeError("bad device entry from upstream")
+    e.rule = _rule(doc.get("auth_rule"))
     e.hex, e.tenant_hash, e.fetched_at = e.id.hex(), chain.tenant_hash(e.tenant_id), fetched_at
     e.doc = {k: v for k, v in doc.items() if k != "binauth_key"}
     return e
+
+
+def _rule(doc):
+    """The entry's auth_rule (docs/policies.md 4): an AuthRule, or None (an upstream without policies)."""
+    if doc is None:
+        return None
+    try:
+        return decode_auth_rule(doc)
+    except ValueError:
+        raise EdgeError("bad device entry from upstream: auth_rule") from None
 
 
 def public_keys_from_jwks(jwks):
@@ -405,7 +417,7 @@ class EdgeCore:
         e = Entry()
         e.id, e.hex, e.tenant_id = device_id, device_id.hex(), self._tenant["id"]
         e.tenant_hash, e.policy = chain.tenant_hash(e.tenant_id), self._tenant["policy"]
-        e.status, e.blocked, e.chain_revoked = "active", False, False
+        e.status, e.blocked, e.chain_revoked, e.rule = "active", False, False, None
         return e
 
     def _offline_refused(self, tnow, e, tok, source, reason, extra=None):
@@ -454,6 +466,8 @@ class EdgeBinAuthCore(BinAuthCore):
         st.device_id, st.hex, st.tenant_id, st.key = device_id, e.hex, e.tenant_id, e.key
         st.status = "revoked" if self._edge.listed_revoked(e.hex) else e.status
         st.blocked, st.permissions = e.blocked, e.permissions
+        # the device policy as the upstream resolved it (docs/policies.md 4): refreshed with the entry
+        st.rule, st.pgen = e.rule, self.policy_gen
         st.last_ts = self._storage.last_ts(device_id)
         self.devices.add(st)
         return st

@@ -46,7 +46,16 @@ SCHEMAS = {
                        "last_ts": {"type": "integer", "description": "last accepted binary-auth timestamp"},
                        "status_changed_at": {"type": "integer"},
                        "chain_used": {"type": "array", "items": {"type": "integer"},
-                                      "description": "used chain indices around the one valid now"}}},
+                                      "description": "used chain indices around the one valid now"},
+                       "auth_rule": {"type": ["object", "null"], "description": "the device's binary-auth rule "
+                                     "under its effective device policy (docs/policies.md 4); null: no policies",
+                                     "required": ["protocols", "refusal", "drift_s", "permissions"],
+                                     "properties": {
+                                         "protocols": {"type": "array", "items": {"type": "string"},
+                                                       "description": "the protocols it may authenticate with"},
+                                         "refusal": {"type": ["string", "null"], "description": "why its trust "
+                                                     "or attestation refuses every protocol, or null"},
+                                         "drift_s": {"type": "integer"}, "permissions": {"type": "integer"}}}}},
 }
 
 PATHS = {

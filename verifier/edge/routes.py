@@ -1,7 +1,8 @@
 """Cloud-side routes for edge verifiers (docs/tokens.md "Edge verifier"), tenant admin bearer:
 
 - GET /v1/edge/devices/{device_id}: what an edge needs to authenticate one device: the derived
-  binary-auth key (never the master secret), status, flags, tenant policy, recently used chain indices.
+  binary-auth key (never the master secret), status, flags, tenant policy, recently used chain indices, and the
+  device's authentication rule under its effective device policy (docs/policies.md 4).
 - GET /v1/edge/snapshot[?after=cursor]: the token public keys (JWKS), the tenant's revocation list, the
   entries of devices changed after the cursor and the ids of those deleted, by the (tenant_id, changed_seq)
   index, and the cursor to pass next time; paged (`truncated`: ask again at once from the new cursor).
@@ -22,9 +23,10 @@ from aiohttp import web
 from verifier import keys
 from verifier.registry import core as registry
 from verifier.tokens import chain
-from verifier.appkeys import CORE, HEALTH, SEALER, STORAGE
+from verifier.appkeys import CORE, HEALTH, POLICY, SEALER, STORAGE
 from verifier.binauth.core import PIGGY_MAX, PIGGY_MIN, REQUEST_LEN
 from verifier.errors import ValidationError
+from verifier.policy.core import encode_auth_rule
 from verifier.gateway.policy import require_attested_edge
 from verifier.web.auth import require_role as _role
 from verifier.web.request import path_device_id as _device_id, read_json as _json, request_now as _now
@@ -48,7 +50,17 @@ def edge_entry(app, dev, policy, now):
             "blocked": dev["compromised"] or dev["quarantined"], "permissions": dev["permissions"],
             "binauth_key": key.hex(), "policy": policy.to_json(), "chain_revoked": not device_may_authenticate(dev),
             "last_ts": dev["last_ts"], "status_changed_at": dev["status_changed_at"],
-            "chain_used": _recent_used(app[STORAGE], did, now)}
+            "chain_used": _recent_used(app[STORAGE], did, now), "auth_rule": _auth_rule(app, dev)}
+
+
+def _auth_rule(app, dev):
+    """The device's resolved authentication rule under its effective policy (docs/policies.md 3, AuthRule), for
+    the edge's binary auth: the protocols allowed, the trust or attestation refusal, drift_s, the permissions.
+    None on an app without the policy feature."""
+    cache = app.get(POLICY)
+    if cache is None:
+        return None
+    return encode_auth_rule(cache.auth_rule(dev["tenant_id"], dev["id"], cache.pinfo(dev)))
 
 
 def _recent_used(st, did, now):

@@ -180,10 +180,27 @@ def check_acl(storage, username, clientid, topic, acc=3, policy_of=None):
     if not isinstance(topic, str) or not topic_allowed(prefix, topic):
         raise Refused("topic_denied")
     if policy_of is not None:
-        topics = policy_of(dev)["access"]["mqtt_topics"]
+        policy = policy_of(dev)
+        verify_any_mqtt(policy, dev)
+        topics = policy["access"]["mqtt_topics"]
         if not policies.mqtt_topic_allowed(topics, topic[len(prefix) + 1:], int(acc)):
             raise Refused("topic_denied_by_policy")
     return dev
+
+
+MQTT_PROTOCOLS = frozenset(("mqtt_cert", "mqtt_password", "token"))
+
+
+def verify_any_mqtt(policy, dev):
+    """What an ACL check can enforce without knowing how the client authenticated (go-auth's ACL request does not
+    say; a certificate client reaches only this hook): the device's trust and attestation meet the policy, and it
+    allows at least one way onto the broker (mqtt_cert, mqtt_password, token); else Refused (docs/policies.md 4)."""
+    auth = policy["auth"]
+    why = policies.auth_refusal(auth, dev["trust_level"], dev.get("attestation_status") or "unknown")
+    if why is None and not policies.allowed_protocols(auth) & MQTT_PROTOCOLS:
+        why = "policy: no MQTT protocol allowed"
+    if why is not None:
+        raise Refused(why)
 
 
 # -- http-basic ------------------------------------------------------------------------------------

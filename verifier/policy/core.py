@@ -257,6 +257,25 @@ def auth_rule(policy, trust_level, attestation_status):
                     auth["drift_s"], policy["access"]["permissions"])
 
 
+def encode_auth_rule(rule):
+    """An AuthRule as JSON, for an edge verifier's device entry (docs/policies.md 4)."""
+    return {"protocols": sorted(rule.protocols), "refusal": rule.refusal, "drift_s": rule.drift_s,
+            "permissions": rule.permissions}
+
+
+def decode_auth_rule(doc):
+    """encode_auth_rule's JSON -> AuthRule; ValueError for anything else (it comes from the network)."""
+    ok = isinstance(doc, dict) and set(doc) == {"protocols", "refusal", "drift_s", "permissions"}
+    if ok:
+        protocols, refusal = doc["protocols"], doc["refusal"]
+        ok = isinstance(protocols, list) and all(isinstance(p, str) and p in PROTOCOLS for p in protocols) \
+            and (refusal is None or isinstance(refusal, str)) and type(doc["drift_s"]) is int \
+            and type(doc["permissions"]) is int
+    if not ok:
+        raise ValueError("not an auth rule")
+    return AuthRule(frozenset(protocols), refusal, doc["drift_s"], doc["permissions"])
+
+
 def coap_allowed(resources, path):
     """Whether the CoAP resource `path` (e.g. "/ota/check") is allowed by access.coap_resources (None: all)."""
     if resources is None:
