@@ -8,6 +8,7 @@ from aiohttp import web
 
 from verifier.appkeys import CONFIG, CORE, DTLS_PORT, SEALER, STORAGE, UDP_PORT
 from verifier.claims import batches, core
+from verifier.claims.coap import open_claim_coap
 from verifier.claims.service import ClaimService, reset_claim
 from verifier.errors import NotFound, ValidationError
 from verifier.notify.delivery import new_session
@@ -16,6 +17,7 @@ from verifier.web.auth import require_role as _role
 from verifier.web.request import list_limit as _limit, read_json as _json, request_now as _now, request_source
 
 CLAIMS = web.AppKey("claims", ClaimService)
+CLAIM_COAP = web.AppKey("claim_coap", object)   # the verifier.claims.coap.ClaimCoAPEndpoint, or None (off)
 _HOST = re.compile(r"[A-Za-z0-9._:-]{1,253}\Z")
 
 
@@ -150,5 +152,26 @@ async def _claims_ctx(app):
     await session.close()
 
 
-CLEANUP_CTX = (_claims_ctx,)
+async def _coap_ctx(app):
+    """Claims over plain CoAP when Config.coap_claim_port is set (docs/claims.md 13). The answer's server is this
+    verifier's configured HTTP host, its HTTP port (set by verifier.app.start_server once bound, else the configured
+    one) and its UDP and DTLS ports."""
+    config = app[CONFIG]
+    if config.coap_claim_port is None:
+        app[CLAIM_COAP] = None
+        yield
+        return
+
+    def server():
+        return {"host": config.http_host, "udp_port": app[UDP_PORT] or None,
+                "http_port": endpoint.http_port or config.http_port or None, "dtls_port": app[DTLS_PORT] or None}
+
+    endpoint = await open_claim_coap(app[CLAIMS], server, config.clock, config.coap_claim_host, config.coap_claim_port)
+    endpoint.http_port = None
+    app[CLAIM_COAP] = endpoint
+    yield
+    await endpoint.close()
+
+
+CLEANUP_CTX = (_claims_ctx, _coap_ctx)
 
