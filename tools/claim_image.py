@@ -1,8 +1,8 @@
 """`janua claim image`: the factory side of zero-touch claims (docs/claims_board.md), offline.
 
 It computes the board's claim key K_c = HMAC-SHA256(batch_secret, "janua-claim-v1" 0x00 serial) on the
-host and writes the claim image janua.json: {"claim": {"batch", "serial", "key"}, "server", "wifi"?,
-"board"?}. One board (`--serial S --port P`: written atomically with mpremote, after a check that the board
+host and writes the claim image janua.json: {"claim": {"batch", "serial", "key", "coap"? (--coap: claim over
+plain CoAP)}, "server", "wifi"?, "board"?}. One board (`--serial S --port P`: written atomically with mpremote, after a check that the board
 holds neither an identity nor a claim, unless --force), or a flashing station's batch (`--serials FILE --out
 DIR`: one 0600 file per serial, never over an existing one). It registers nothing with the verifier, needs
 no admin token and never prints a key: the first boot claims (janua.claim on the board).
@@ -60,6 +60,9 @@ def configure(p):
     p.add_argument("--server", default=os.environ.get("JANUA_SERVER", "http://127.0.0.1:8080"),
                    help="the verifier's http:// URL the board claims from (env JANUA_SERVER; default "
                         "%(default)s)")
+    p.add_argument("--coap", metavar="HOST:PORT",
+                   help="claim over plain CoAP from this endpoint (the verifier's --coap-claim-port) instead of "
+                        "HTTP; written as \"claim\": {..., \"coap\": {\"host\", \"port\"}}")
     p.add_argument("--wifi-ssid", help="Wi-Fi network for the board (esp32, rp2040)")
     p.add_argument("--wifi-password", help="Wi-Fi password for the board")
     p.add_argument("--board", default=None, help="board profile (esp32, rp2040, unix), kept in the image")
@@ -132,6 +135,8 @@ def image_base(args):
         raise CLIError(f"--server must be an http:// URL the board can reach, not {args.server!r}",
                        hint="the board claims over plain HTTP: the answer is encrypted and authenticated")
     base = {"server": {"host": url.hostname, "http_port": url.port or 80}}
+    if getattr(args, "coap", None):
+        base["_coap"] = coap_endpoint(args.coap)
     if args.wifi_ssid:
         base["wifi"] = {"ssid": args.wifi_ssid, "password": args.wifi_password or ""}
     if args.board:
@@ -139,10 +144,21 @@ def image_base(args):
     return base
 
 
+def coap_endpoint(text):
+    """{"host", "port"} of a --coap HOST:PORT (an IPv6 address in brackets); CLIError otherwise."""
+    host, sep, port = (text or "").rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c in host for c in " /[]"):
+        raise CLIError(f"--coap must be HOST:PORT, not {text!r}", hint="e.g. --coap 192.0.2.10:5683")
+    return {"host": host, "port": int(port)}
+
+
 def image(base, batch, secret, serial):
     """The claim image (bytes of janua.json) for one serial."""
     cfg = {"claim": {"batch": batch, "serial": serial, "key": claim_key(secret, serial).hex()}}
-    cfg.update(base)
+    if "_coap" in base:
+        cfg["claim"]["coap"] = base["_coap"]
+    cfg.update((k, v) for k, v in base.items() if k != "_coap")
     return json.dumps(cfg, separators=(",", ":")).encode()
 
 
