@@ -174,3 +174,22 @@ def test_a_refusal_over_coap_is_the_console_line_and_the_image_stays(mp, verifie
     assert mp(BOOT)[0] == "janua: claim refused: serial_not_allowed"
     assert json.loads((mp.flash / "janua.json").read_text()) == img
 
+
+
+@pytest.mark.e2e
+def test_virtual_board_imaged_with_coap_claims_over_coap_and_authenticates(verifier, tmp_path):
+    from tests.claims_device.test_claim_image_cli import janua_claim_image
+    from tests.claims_device.test_e2e_claim import flash
+    from tools.demo import reset_and_read
+    from tools.vboard import VirtualBoard
+    bid, sec = batch(verifier, tmp_path, "coap vboard", device={"transport": "udp"})
+    with VirtualBoard("esp32", tmp_path / "flash") as vb:
+        flash(vb.port)
+        janua_claim_image("--batch", bid, "--batch-secret-file", str(sec), "--serial", "CO-VB-1", "--port", vb.port,
+                          "--server", "http://127.0.0.1:9", "--coap", f"127.0.0.1:{verifier.coap_claim_port}")
+        line = reset_and_read(vb.port)
+        assert line.startswith("janua: authenticated device=") and " via udp" in line and line.endswith("(claimed)")
+        dev_id = line.split("device=")[1].split()[0]
+        assert verifier.api("GET", f"/v1/devices/{dev_id}")["serial_number"] == "CO-VB-1"
+        again = reset_and_read(vb.port)
+        assert again.startswith("janua: authenticated device=" + dev_id) and "claimed" not in again

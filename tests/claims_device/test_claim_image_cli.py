@@ -173,3 +173,33 @@ def test_janua_claim_image_as_a_user_types_it(tmp_path, secret_file):
     r = subprocess.run(argv, capture_output=True, text=True, cwd=root, timeout=60)   # again: refused
     assert r.returncode == 1
     assert r.stderr.startswith("janua: 1 of the 1 images already exist in ")
+
+
+def test_coap_endpoint_is_written_into_the_claim(tmp_path, secret_file):
+    serials = tmp_path / "serials.txt"
+    serials.write_text(SERIAL + "\n")
+    out = tmp_path / "images"
+    assert janua_claim_image("--batch", BATCH, "--batch-secret-file", str(secret_file), "--serials", str(serials),
+                             "--out", str(out), "--server", "http://10.0.0.5:8080", "--coap", "10.0.0.5:5683",
+                             "--no-progress") == 0
+    assert json.loads((out / f"{SERIAL}.janua.json").read_text()) == {
+        "claim": {"batch": BATCH, "serial": SERIAL, "key": K_C, "coap": {"host": "10.0.0.5", "port": 5683}},
+        "server": {"host": "10.0.0.5", "http_port": 8080}}
+
+
+@pytest.mark.parametrize("value, host", [("[2001:db8::1]:5683", "2001:db8::1"), ("claims.example:61616", "claims.example")])
+def test_coap_endpoint_forms(value, host):
+    from tools.claim_image import coap_endpoint
+    assert coap_endpoint(value) == {"host": host, "port": int(value.rsplit(":", 1)[1])}
+
+
+@pytest.mark.parametrize("value", ["10.0.0.5", "10.0.0.5:", ":5683", "10.0.0.5:0", "10.0.0.5:65536", "h:x1",
+                                   "a b:5683", "coap://h:5683"])
+def test_bad_coap_endpoint_refused_before_writing(tmp_path, secret_file, value):
+    serials = tmp_path / "serials.txt"
+    serials.write_text(SERIAL + "\n")
+    with pytest.raises(CLIError) as e:
+        janua_claim_image("--batch", BATCH, "--batch-secret-file", str(secret_file), "--serials", str(serials),
+                          "--out", str(tmp_path / "images"), "--coap", value, "--no-progress")
+    assert "--coap must be HOST:PORT" in str(e.value)
+    assert not (tmp_path / "images").exists()
