@@ -233,3 +233,32 @@ def test_refusal_codes_are_rfc_7252_numbers():
     # 4.00=128, 4.01=129, 4.03=131, 4.09=137, 4.29=157, 5.03=163 (code = class << 5 | detail)
     assert {s: int(c) for s, c in claim_coap.REFUSAL_CODES.items()} == {400: 128, 401: 129, 403: 131, 409: 137,
                                                                           429: 157, 503: 163}
+
+
+async def test_start_server_names_the_port_and_answers_carry_the_bound_http_port(tmp_path, clock):
+    from tests.support import KEK
+    from verifier.app import start_server
+    from verifier.config import Config
+    cfg = Config(db_path=str(tmp_path / "s.db"), kek=KEK, clock=clock, http_port=0, udp_port=None, dtls_port=None,
+                 notify_tick_s=None, coap_claim_port=0)
+    handle = await start_server(cfg)
+    try:
+        assert handle.coap_claim_port > 0
+        assert handle.listen_line() == (f"janua serve: http=127.0.0.1:{handle.http_port} udp=off dtls=off "
+                                        f"coap-claim=127.0.0.1:{handle.coap_claim_port}")
+        server = handle.app[CLAIM_COAP].core.server()
+        assert server == {"host": "127.0.0.1", "udp_port": None, "http_port": handle.http_port, "dtls_port": None}
+    finally:
+        await handle.close()
+
+
+async def test_off_by_default(tmp_path, clock):
+    from tests.support import KEK
+    from verifier.app import start_server
+    from verifier.config import Config
+    handle = await start_server(Config(db_path=str(tmp_path / "s.db"), kek=KEK, clock=clock, http_port=0,
+                                       udp_port=None, dtls_port=None, notify_tick_s=None))
+    try:
+        assert handle.app[CLAIM_COAP] is None and "coap-claim" not in handle.listen_line()
+    finally:
+        await handle.close()
