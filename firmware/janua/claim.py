@@ -3,7 +3,7 @@
 A board imaged offline holds {"claim": {"batch", "serial", "key"}} and no identity. `request()` builds
 the claim (batch id, fresh nonce, serial, tag under K_mac); `open_answer()` checks the verifier's answer
 (length cap, version, type, then the tag in constant time) before it decrypts the master secret or
-parses the configuration. `claim()` is the thin driver: one HTTP POST (or, when the claim image names a
+parses the configuration. `claim()` is the thin driver: one HTTP(S) POST (or, when the claim image names a
 CoAP endpoint, one confirmable CoAP POST by janua.claimcoap, loaded only then), then the new janua.json in ONE
 atomic write (the claim key goes with the old file). This module does not authenticate, retry or sleep:
 a failed claim leaves the claim config on flash and the next boot tries again (the verifier resumes).
@@ -149,7 +149,11 @@ def claim(old, store, rand=None, post=None, timeout=5.0, chan=None):
             if post is None:
                 from janua.http import post
             srv = old["server"]
-            status, body = post(srv["host"], srv.get("http_port", 8080), PATH, req, timeout, None, _HTTP_CAP)
+            tls = None
+            if srv.get("tls"):       # HTTPS: the verifier checked against janua_server_ca.der (janua.https)
+                from janua.https import context
+                tls = context(old)
+            status, body = post(srv["host"], srv.get("http_port", 8080), PATH, req, timeout, tls, _HTTP_CAP)
             if status != 200:
                 raise ClaimError(refusal(status, body))
         dev, secret, cfg = open_answer(unhexlify(c["key"]), nonce, body)

@@ -24,15 +24,18 @@ _HOST = re.compile(r"[A-Za-z0-9._:-]{1,253}\Z")
 def _server(request):
     """The auth endpoint a claimed board is sent to (until regions): the host this request came to (its Host header,
     if it is a plain host name or address, else Config.http_host), this verifier's HTTP port and its UDP and DTLS
-    ports (None where off)."""
+    ports (None where off); "tls": true when the request came over HTTPS."""
     host, port = _host_port(request.host)
     if not _HOST.match(host):                   # not a DNS name or address: this verifier's configured host
         host = request.app[CONFIG].http_host
     if port is None:
         sock = request.transport.get_extra_info("sockname") if request.transport is not None else None
         port = sock[1] if sock else None
-    return {"host": host, "udp_port": request.app[UDP_PORT] or None,
-            "http_port": port, "dtls_port": request.app[DTLS_PORT] or None}
+    out = {"host": host, "udp_port": request.app[UDP_PORT] or None,
+           "http_port": port, "dtls_port": request.app[DTLS_PORT] or None}
+    if request.secure:                          # claimed over HTTPS: the board's HTTP calls stay on HTTPS
+        out["tls"] = True
+    return out
 
 
 def _host_port(text):
@@ -163,8 +166,11 @@ async def _coap_ctx(app):
         return
 
     def server():
-        return {"host": config.http_host, "udp_port": app[UDP_PORT] or None,
-                "http_port": endpoint.http_port or config.http_port or None, "dtls_port": app[DTLS_PORT] or None}
+        out = {"host": config.http_host, "udp_port": app[UDP_PORT] or None,
+               "http_port": endpoint.http_port or config.http_port or None, "dtls_port": app[DTLS_PORT] or None}
+        if config.tls_cert is not None:         # the HTTP API is HTTPS
+            out["tls"] = True
+        return out
 
     endpoint = await open_claim_coap(app[CLAIMS], server, config.clock, config.coap_claim_host, config.coap_claim_port)
     endpoint.http_port = None
