@@ -4,7 +4,8 @@ It computes the board's claim key K_c = HMAC-SHA256(batch_secret, "janua-claim-v
 host and writes the claim image janua.json: {"claim": {"batch", "serial", "key", "coap"? (--coap: claim over
 plain CoAP)}, "server", "wifi"?, "board"?}. One board (`--serial S --port P`: written atomically with mpremote, after a check that the board
 holds neither an identity nor a claim, unless --force), or a flashing station's batch (`--serials FILE --out
-DIR`: one 0600 file per serial, never over an existing one). It registers nothing with the verifier, needs
+DIR`: one 0600 file per serial, never over an existing one). An https:// --server takes --ca-file: the image's
+server.tls and the CA as janua_server_ca.der (onto the board before janua.json; bulk: once into DIR). It registers nothing with the verifier, needs
 no admin token and never prints a key: the first boot claims (janua.claim on the board).
 """
 
@@ -59,7 +60,7 @@ def configure(p):
                                      "skipped)")
     p.add_argument("--out", help="bulk: directory for one claim image per serial (<serial>.janua.json, 0600)")
     p.add_argument("--server", default=os.environ.get("JANUA_SERVER", "http://127.0.0.1:8080"),
-                   help="the verifier's http:// URL the board claims from (env JANUA_SERVER; default "
+                   help="the verifier's http:// or https:// (with --ca-file) URL the board claims from (env JANUA_SERVER; default "
                         "%(default)s)")
     p.add_argument("--ca-file", help="with an https:// --server: the CA (PEM or DER) the board checks the verifier's "
                                      "certificate against, written as janua_server_ca.der beside janua.json")
