@@ -56,7 +56,7 @@ async def test_a_con_post_claim_is_answered_in_the_ack_with_2_04_and_the_answer(
     assert cfg["server"]["host"] == "127.0.0.1" and cfg["tenant"] == "acme"
     status, view = await claims.get(f"/v1/devices/{dev}")
     assert (status, view["serial_number"], view["status"]) == (200, "SN-C1", "provisioning")
-    assert _count(claims.client, "action = 'claim.new' AND source = ?", (SRC[0],)) == 1
+    assert _count(claims.client, "action = 'claim.new' AND transport = 'coap' AND source = ?", (SRC[0],)) == 1
 
 
 async def test_a_claim_without_content_format_is_accepted(claims, core, clock):
@@ -92,7 +92,7 @@ async def test_revoked_batch_is_4_03_batch_revoked(claims, core, clock):
     await claims.client.post(f"/v1/claim-batches/{batch['batch_id']}/revoke", headers=claims.tenant.headers)
     _, req = _board(claims, batch, secret).request()
     assert await _refusal(claims, core, clock, req) == (0x83, b"", b"batch_revoked")
-    assert _count(claims.client, "action = 'claim.refused' AND result = 'batch_revoked'") == 1
+    assert _count(claims.client, "action = 'claim.refused' AND result = 'batch_revoked' AND transport = 'coap'") == 1
 
 
 async def test_exhausted_batch_is_4_03_batch_exhausted(claims, core, clock):

@@ -122,7 +122,7 @@ class ClaimCoAP:
         self._seen[key] = (now + EXCHANGE_LIFETIME_S, None)
         self.pending += 1
         try:
-            answer = await self.service.claim(bytes(req.payload), addr[0], self.server(), now)
+            answer = await self.service.claim(bytes(req.payload), addr[0], self.server(), now, "coap")
             reply = _ack(req, Code.CHANGED, answer, ContentFormat.OCTETSTREAM)
         except VerifierError as e:
             reply = refusal_message(req, e)
