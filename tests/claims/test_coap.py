@@ -262,3 +262,19 @@ async def test_off_by_default(tmp_path, clock):
         assert handle.app[CLAIM_COAP] is None and "coap-claim" not in handle.listen_line()
     finally:
         await handle.close()
+
+
+async def test_answers_over_coap_say_tls_when_the_http_api_is_https(tmp_path, clock):
+    from tests.support import KEK
+    from tests.tls.conftest import PKI
+    from verifier.app import start_server
+    from verifier.config import Config
+    pki = PKI(tmp_path)
+    handle = await start_server(Config(db_path=str(tmp_path / "s.db"), kek=KEK, clock=clock, http_port=0,
+                                       udp_port=None, dtls_port=None, notify_tick_s=None, coap_claim_port=0,
+                                       tls_cert=str(pki.cert_file), tls_key=str(pki.key_file)))
+    try:
+        assert handle.app[CLAIM_COAP].core.server() == {"host": "127.0.0.1", "udp_port": None,
+                                                        "http_port": handle.http_port, "dtls_port": None, "tls": True}
+    finally:
+        await handle.close()
