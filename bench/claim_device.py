@@ -17,6 +17,10 @@ unix port with the esp32 profile's heap. Inputs: the "typical" vector of docs/ve
 - device.claim.wire_request_bytes / wire_answer_bytes: the POST /v1/claim body and the 200 answer body
   for the vector's serial (14 characters) and config (151 bytes); wire_bytes is their sum (HTTP headers
   not counted).
+- device.claim.coap_wire_bytes: the same claim over CoAP (docs/claims.md 13): the CON POST /claim message plus
+  the piggy-backed 2.04 ACK (UDP payloads; IP/UDP headers not counted). device.claim.coap_mpy_bytes:
+  janua/claimcoap.mpy, loaded only by a claim over CoAP; coap_mpy_bytes_with_deps adds janua/coap.mpy (which a
+  DTLS board holds anyway).
 """
 
 import json
@@ -33,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from tools.boards import FIRMWARE_DIR, micropython_cmd  # noqa: E402
 from tools.build import compile_mpy, mpy_size  # noqa: E402
 
-MODULES = ["__init__", "claim", "hkdf", "mac", "store", "http", "binauth", "packet"]
+MODULES = ["__init__", "claim", "hkdf", "mac", "store", "http", "binauth", "packet", "claimcoap", "coap"]
 VECTORS = json.loads((ROOT / "docs" / "vectors" / "claim.json").read_text())
 V = VECTORS["vectors"][1]
 
@@ -137,6 +141,20 @@ def _responder(body):
     return s.getsockname()[1]
 
 
+def coap_wire_bytes(req, answer):
+    """The UDP payloads of a claim over CoAP (docs/claims.md 13): the board's CON POST /claim as janua.claimcoap
+    sends it (janua.coap's codec, a 4-byte token, Uri-Path, Content-Format 42) plus the verifier's piggy-backed
+    2.04 ACK (the same token, Content-Format 42, the answer)."""
+    sys.path.insert(0, str(FIRMWARE_DIR))
+    try:
+        from janua import coap
+        out = len(coap.encode_request(coap.POST, "claim", 1, b"tokn", req, 42))
+        out += len(coap.encode(coap.ACK, 68, 1, b"tokn", [(coap.CONTENT_FORMAT, b"\x2a")], answer))
+    finally:
+        sys.path.remove(str(FIRMWARE_DIR))
+    return out
+
+
 def run(results, say):
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
@@ -146,6 +164,8 @@ def run(results, say):
         results["device.claim.mpy_bytes"] = mpy_size([mpy["claim"]])
         results["device.claim.mpy_bytes_with_deps"] = mpy_size([mpy[m] for m in ("claim", "hkdf", "mac",
                                                                                "__init__")])
+        results["device.claim.coap_mpy_bytes"] = mpy_size([mpy["claimcoap"]])
+        results["device.claim.coap_mpy_bytes_with_deps"] = mpy_size([mpy["claimcoap"], mpy["coap"]])
         flash = d / "flash"
         flash.mkdir()
         (d / "s.py").write_text(SCRIPT % json.dumps(V))
@@ -163,10 +183,13 @@ def run(results, say):
     results["device.claim.wire_request_bytes"] = r["req"]
     results["device.claim.wire_answer_bytes"] = len(bytes.fromhex(V["answer"]))
     results["device.claim.wire_bytes"] = r["req"] + results["device.claim.wire_answer_bytes"]
+    results["device.claim.coap_wire_bytes"] = coap_wire_bytes(bytes.fromhex(V["request"]), bytes.fromhex(V["answer"]))
     say(f"device claim: {results['device.claim.mpy_bytes']} mpy bytes beyond binauth (claim.mpy; with "
         f"hkdf/mac/__init__ {results['device.claim.mpy_bytes_with_deps']}), {r['peak']} heap bytes allocated by "
         f"the codec, {r['live']} live peak, {r['driver']} allocated by the whole claim() (HTTP, flash write), "
-        f"{results['device.claim.wire_bytes']} wire bytes (unix port, esp32 heap {r['heap_total']})")
+        f"{results['device.claim.wire_bytes']} wire bytes (unix port, esp32 heap {r['heap_total']}); over CoAP "
+        f"{results['device.claim.coap_wire_bytes']} wire bytes, claimcoap.mpy {results['device.claim.coap_mpy_bytes']}"
+        f" (with coap.mpy {results['device.claim.coap_mpy_bytes_with_deps']})")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """`janua claim image`: the factory side of zero-touch claims (docs/claims_board.md), offline.
 
 It computes the board's claim key K_c = HMAC-SHA256(batch_secret, "janua-claim-v1" 0x00 serial) on the
-host and writes the claim image janua.json: {"claim": {"batch", "serial", "key"}, "server", "wifi"?,
-"board"?}. One board (`--serial S --port P`: written atomically with mpremote, after a check that the board
+host and writes the claim image janua.json: {"claim": {"batch", "serial", "key", "coap"? (--coap: claim over
+plain CoAP)}, "server", "wifi"?, "board"?}. One board (`--serial S --port P`: written atomically with mpremote, after a check that the board
 holds neither an identity nor a claim, unless --force), or a flashing station's batch (`--serials FILE --out
-DIR`: one 0600 file per serial, never over an existing one). It registers nothing with the verifier, needs
+DIR`: one 0600 file per serial, never over an existing one). An https:// --server takes --ca-file: the image's
+server.tls and the CA as janua_server_ca.der (onto the board before janua.json; bulk: once into DIR). It registers nothing with the verifier, needs
 no admin token and never prints a key: the first boot claims (janua.claim on the board).
 """
 
@@ -17,6 +18,7 @@ import urllib.parse
 from pathlib import Path
 
 from tools.errors import CLIError
+from tools.provision import SERVER_CA, server_ca
 from verifier import secretfile
 
 KEY_CONTEXT = b"janua-claim-v1\x00"
@@ -58,8 +60,13 @@ def configure(p):
                                      "skipped)")
     p.add_argument("--out", help="bulk: directory for one claim image per serial (<serial>.janua.json, 0600)")
     p.add_argument("--server", default=os.environ.get("JANUA_SERVER", "http://127.0.0.1:8080"),
-                   help="the verifier's http:// URL the board claims from (env JANUA_SERVER; default "
+                   help="the verifier's http:// or https:// (with --ca-file) URL the board claims from (env JANUA_SERVER; default "
                         "%(default)s)")
+    p.add_argument("--ca-file", help="with an https:// --server: the CA (PEM or DER) the board checks the verifier's "
+                                     "certificate against, written as janua_server_ca.der beside janua.json")
+    p.add_argument("--coap", metavar="HOST:PORT",
+                   help="claim over plain CoAP from this endpoint (the verifier's --coap-claim-port) instead of "
+                        "HTTP; written as \"claim\": {..., \"coap\": {\"host\", \"port\"}}")
     p.add_argument("--wifi-ssid", help="Wi-Fi network for the board (esp32, rp2040)")
     p.add_argument("--wifi-password", help="Wi-Fi password for the board")
     p.add_argument("--board", default=None, help="board profile (esp32, rp2040, unix), kept in the image")
@@ -128,10 +135,17 @@ def claim_key(batch_secret, serial):
 def image_base(args):
     """The image's fields shared by every serial: where to claim, Wi-Fi, board."""
     url = urllib.parse.urlparse(args.server)
-    if url.scheme != "http" or not url.hostname:
-        raise CLIError(f"--server must be an http:// URL the board can reach, not {args.server!r}",
-                       hint="the board claims over plain HTTP: the answer is encrypted and authenticated")
-    base = {"server": {"host": url.hostname, "http_port": url.port or 80}}
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise CLIError(f"--server must be an http:// or https:// URL the board can reach, not {args.server!r}",
+                       hint="plain HTTP is fine for the claim: the answer is encrypted and authenticated")
+    base = {"server": {"host": url.hostname, "http_port": url.port or (443 if url.scheme == "https" else 80)}}
+    if url.scheme == "https":
+        base["server"]["tls"] = True
+    ca = server_ca(args)
+    if ca is not None:
+        base["_ca"] = ca
+    if getattr(args, "coap", None):
+        base["_coap"] = coap_endpoint(args.coap)
     if args.wifi_ssid:
         base["wifi"] = {"ssid": args.wifi_ssid, "password": args.wifi_password or ""}
     if args.board:
@@ -139,10 +153,21 @@ def image_base(args):
     return base
 
 
+def coap_endpoint(text):
+    """{"host", "port"} of a --coap HOST:PORT (an IPv6 address in brackets); CLIError otherwise."""
+    host, sep, port = (text or "").rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c in host for c in " /[]"):
+        raise CLIError(f"--coap must be HOST:PORT, not {text!r}", hint="e.g. --coap 192.0.2.10:5683")
+    return {"host": host, "port": int(port)}
+
+
 def image(base, batch, secret, serial):
     """The claim image (bytes of janua.json) for one serial."""
     cfg = {"claim": {"batch": batch, "serial": serial, "key": claim_key(secret, serial).hex()}}
-    cfg.update(base)
+    if "_coap" in base:
+        cfg["claim"]["coap"] = base["_coap"]
+    cfg.update((k, v) for k, v in base.items() if not k.startswith("_"))
     return json.dumps(cfg, separators=(",", ":")).encode()
 
 
@@ -171,6 +196,8 @@ def image_board(args, batch, secret, base):
         if held.get("claim"):
             raise CLIError(f"the board at {args.port} already holds a claim image (serial {held['claim']})",
                            hint="--force replaces it")
+    if "_ca" in base:                     # before janua.json: a board never holds an HTTPS image without its CA
+        mpremote_util.write_file_atomic(args.port, SERVER_CA, base["_ca"])
     mpremote_util.write_file_atomic(args.port, CONFIG, image(base, batch, secret, serial))
     print(f"janua: claim image for serial {serial} (batch {batch}) written onto {args.port}; "
           "the board claims its identity at its next boot")
@@ -213,9 +240,15 @@ def image_bulk(args, batch, secret, base):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     there = [s for s in serials if (out / file_name(s)).exists()]
+    ca_file = out / SERVER_CA
+    if "_ca" in base and ca_file.exists() and ca_file.read_bytes() != base["_ca"]:
+        raise CLIError(f"{ca_file} holds another CA than --ca-file; nothing was written",
+                       hint="one CA per directory: use a new --out")
     if there:
         raise CLIError(f"{len(there)} of the {len(serials)} images already exist in {out} (first: "
                        f"{file_name(there[0])}); nothing was written", hint="never overwritten: use a new --out")
+    if "_ca" in base and not ca_file.exists():     # one CA for the directory, copied beside every board's image
+        ca_file.write_bytes(base["_ca"])
     bar = _progress(len(serials), args.no_progress)
     try:
         for i, s in enumerate(serials):
@@ -231,7 +264,8 @@ def image_bulk(args, batch, secret, base):
         bar.close()
     secretfile.sync_dir(out / file_name(serials[0]))
     n = len(serials)
-    print(f"janua: {n} claim image{'s' if n != 1 else ''} (batch {batch}, mode 0600) written to {out}")
+    print(f"janua: {n} claim image{'s' if n != 1 else ''} (batch {batch}, mode 0600) written to {out}"
+          + (f"; the boards also need {SERVER_CA} from there" if "_ca" in base else ""))
     return 0
 
 

@@ -78,6 +78,8 @@ class Verifier:
                 self.http_port, self.udp_port = int(m.group(2)), int(m.group(4))
                 self.dtls_port = int(m.group(6)) if m.group(6) else None
                 self.tls = bool(SERVE_TLS.search(line))
+                c = re.search(r" coap-claim=\S+:(\d+)", line)
+                self.coap_claim_port = int(c.group(1)) if c else None
                 self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.http_port}"
                 self.token_file = Path(str(self.db) + ".token")
                 return

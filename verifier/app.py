@@ -213,11 +213,12 @@ async def _dtls_ctx(app):
 
 class ServerHandle:
     """A running verifier: .http_host/.http_port, .tls (HTTPS or not), .udp_host/.udp_port,
-    .dtls_host/.dtls_port (0: off), .url, .app; await .close()."""
+    .dtls_host/.dtls_port, .coap_claim_host/.coap_claim_port (0: off), .url, .app; await .close()."""
 
     def __init__(self, app, runner, http_host, http_port, udp_host, udp_port, dtls_host="127.0.0.1", dtls_port=0,
-                 tls=False):
+                 tls=False, coap_claim_host="127.0.0.1", coap_claim_port=0):
         self.app, self._runner = app, runner
+        self.coap_claim_host, self.coap_claim_port = coap_claim_host, coap_claim_port
         self.http_host, self.http_port = http_host, http_port
         self.tls = tls
         self.udp_host, self.udp_port = udp_host, udp_port
@@ -240,7 +241,10 @@ class ServerHandle:
         udp = f"{self.udp_host}:{self.udp_port}" if self.udp_port else "off"
         dtls = f"{self.dtls_host}:{self.dtls_port}" if self.dtls_port else "off"
         line = f"janua serve: http={self.http_host}:{self.http_port} udp={udp} dtls={dtls}"
-        return line + " tls=on" if self.tls else line
+        line = line + " tls=on" if self.tls else line
+        if self.coap_claim_port:
+            line += f" coap-claim={self.coap_claim_host}:{self.coap_claim_port}"
+        return line
 
     async def close(self):
         await self._runner.cleanup()
@@ -261,5 +265,9 @@ async def start_server(config, access_log=False):
         await runner.cleanup()
         raise
     http_port = runner.addresses[0][1]
+    coap = app.get(claims_routes.CLAIM_COAP)
+    if coap is not None:                     # the claim answers over CoAP name this bound HTTP port
+        coap.http_port = http_port
     return ServerHandle(app, runner, config.http_host, http_port, config.udp_host, app[UDP_PORT],
-                        config.dtls_host, app[DTLS_PORT], tls=ssl_context is not None)
+                        config.dtls_host, app[DTLS_PORT], tls=ssl_context is not None,
+                        coap_claim_host=config.coap_claim_host, coap_claim_port=coap.port if coap is not None else 0)

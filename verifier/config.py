@@ -78,6 +78,10 @@ class Config:
     udp_port: Optional[int] = 5685       # 0: any free port; None: no UDP endpoint
     dtls_host: str = "127.0.0.1"
     dtls_port: Optional[int] = 5684      # coaps; 0: any free port; None: no DTLS endpoint
+    # Claims over plain CoAP (verifier/claims/coap.py, docs/claims.md 13): POST /claim on this UDP port; 0: any free
+    # port; None (the default): off.
+    coap_claim_host: str = "127.0.0.1"
+    coap_claim_port: Optional[int] = None
     # HTTPS (verifier/web/tls.py, docs/api.md "TLS"): a PEM certificate chain and its key (mode 0600);
     # both None: plain HTTP, which only a loopback http_host may serve unless insecure_http.
     tls_cert: Optional[str] = None

@@ -3,8 +3,9 @@ process.
 
 Once listening it prints one machine-readable line to stdout:
     janua serve: http=127.0.0.1:8080 udp=127.0.0.1:5685 dtls=127.0.0.1:5684
-which ends with ` tls=on` when the HTTP API is HTTPS (--tls-cert/--tls-key, or --dev --tls-self-signed,
-whose files are named first: `janua serve: tls-cert=<db>.tls.pem tls-key=<db>.tls.key self-signed created`).
+which goes on with ` tls=on` when the HTTP API is HTTPS (--tls-cert/--tls-key, or --dev --tls-self-signed,
+whose files are named first: `janua serve: tls-cert=<db>.tls.pem tls-key=<db>.tls.key self-signed created`),
+and then with ` coap-claim=HOST:PORT` when --coap-claim-port serves claims over plain CoAP (docs/claims.md 13).
 Plain HTTP is refused on a non-loopback --http-host unless --insecure-http.
 With --dev it also generates a KEK file beside the database, creates a tenant "default" if there is
 none, and prints its admin token once (`janua serve: token=jna_... tenant=default file=...`).
@@ -91,6 +92,10 @@ def configure(parser):
     parser.add_argument("--dtls-host", default="127.0.0.1", help="address of DTLS/CoAP")
     parser.add_argument("--dtls-port", type=int, default=5684,
                         help="DTLS/CoAP (coaps) port; 0 picks a free port; -1 disables DTLS")
+    parser.add_argument("--coap-claim-port", type=int, default=-1,
+                        help="claims over plain CoAP (POST /claim, docs/claims.md 13) on this UDP port; 0 picks a "
+                             "free port; -1 (the default) disables it")
+    parser.add_argument("--coap-claim-host", default="127.0.0.1", help="address of claims over CoAP")
     parser.add_argument("--kek-file", help="key-encryption key file (32 bytes as 64 hex characters); "
                                            "or set $JANUA_KEK")
     parser.add_argument("--old-kek-file", metavar="FILE", action="append", default=None,
@@ -141,7 +146,9 @@ def _config(args):
                     kek_file=args.kek_file,
                     old_kek_files=tuple(args.old_kek_file or ()), dev=args.dev, http_host=args.http_host, http_port=args.http_port, udp_host=args.udp_host,
                     udp_port=None if args.udp_port < 0 else args.udp_port, dtls_host=args.dtls_host,
-                    dtls_port=None if args.dtls_port < 0 or edge else args.dtls_port, log_level=args.log_level,
+                    dtls_port=None if args.dtls_port < 0 or edge else args.dtls_port,
+                    coap_claim_host=args.coap_claim_host,
+                    coap_claim_port=None if args.coap_claim_port < 0 or edge else args.coap_claim_port, log_level=args.log_level,
                     source_capacity=cap, source_refill_per_s=refill, edge=edge,
                     tls_cert=args.tls_cert, tls_key=args.tls_key, insecure_http=args.insecure_http,
                     trusted_proxies=_trusted_proxies(args.trusted_proxy), auth_cache_devices=args.auth_cache_devices)

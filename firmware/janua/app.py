@@ -115,9 +115,10 @@ def _claim(cfg, store):
     try:
         return claim(cfg, store)
     finally:
-        del sys.modules["janua.claim"]
-        if hasattr(janua, "claim"):
-            delattr(janua, "claim")
+        for m in ("claim", "claimcoap"):     # claimcoap: loaded by a claim over CoAP
+            sys.modules.pop("janua." + m, None)
+            if hasattr(janua, m):
+                delattr(janua, m)
 
 
 def _run(cfg, store, clock, hal):

@@ -3,7 +3,8 @@
 A board imaged offline holds {"claim": {"batch", "serial", "key"}} and no identity. `request()` builds
 the claim (batch id, fresh nonce, serial, tag under K_mac); `open_answer()` checks the verifier's answer
 (length cap, version, type, then the tag in constant time) before it decrypts the master secret or
-parses the configuration. `claim()` is the thin driver: one HTTP POST, then the new janua.json in ONE
+parses the configuration. `claim()` is the thin driver: one HTTP(S) POST (or, when the claim image names a
+CoAP endpoint, one confirmable CoAP POST by janua.claimcoap, loaded only then), then the new janua.json in ONE
 atomic write (the claim key goes with the old file). This module does not authenticate, retry or sleep:
 a failed claim leaves the claim config on flash and the next boot tries again (the verifier resumes).
 """
@@ -128,24 +129,33 @@ def refusal(status, body):
     return "refused: http %d" % status
 
 
-def claim(old, store, rand=None, post=None, timeout=5.0):
+def claim(old, store, rand=None, post=None, timeout=5.0, chan=None):
     """Claim this board's identity with the claim config `old` (janua.json's), store the new janua.json
     atomically and return it. ClaimError ("refused: batch_exhausted", "answer tag does not verify") or
-    TransportError/OSError (the network) when there is nothing new: the claim config stays."""
+    TransportError/OSError (the network) when there is nothing new: the claim config stays. Over CoAP when
+    old["claim"]["coap"] is set (`chan`: a test's channel instead of the UDP socket)."""
     from janua.store import check_config
     from janua import StoreError
     if rand is None:
         from os import urandom as rand
-    if post is None:
-        from janua.http import post
     c = old["claim"]
     nonce = rand(16)
     try:
         req = request(c, nonce)
-        srv = old["server"]
-        status, body = post(srv["host"], srv.get("http_port", 8080), PATH, req, timeout, None, _HTTP_CAP)
-        if status != 200:
-            raise ClaimError(refusal(status, body))
+        if "coap" in c:
+            from janua.claimcoap import exchange
+            body = exchange(c["coap"], req, rand, chan)
+        else:
+            if post is None:
+                from janua.http import post
+            srv = old["server"]
+            tls = None
+            if srv.get("tls"):       # HTTPS: the verifier checked against janua_server_ca.der (janua.https)
+                from janua.https import context
+                tls = context(old)
+            status, body = post(srv["host"], srv.get("http_port", 8080), PATH, req, timeout, tls, _HTTP_CAP)
+            if status != 200:
+                raise ClaimError(refusal(status, body))
         dev, secret, cfg = open_answer(unhexlify(c["key"]), nonce, body)
     finally:
         _last[0] = _last[1] = _last[2] = None     # the derived keys go; the key itself with the old file

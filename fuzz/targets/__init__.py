@@ -1,6 +1,6 @@
 """The host fuzz targets: name -> module (each has ALLOWED, make(workdir), seeds(workdir))."""
 
-TARGETS = ("binauth", "dtls", "coap", "ota", "jwt", "chain", "http", "bulk", "tpm", "attest", "health", "claim")
+TARGETS = ("binauth", "dtls", "coap", "ota", "jwt", "chain", "http", "bulk", "tpm", "attest", "health", "claim", "claimcoap")
 
 
 def load(name):

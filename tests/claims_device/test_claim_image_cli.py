@@ -116,14 +116,17 @@ def test_one_form_or_the_other(secret_file, argv, msg):
     assert msg in str(e.value)
 
 
-def test_bad_batch_and_https_server_refused(tmp_path, secret_file):
+def test_bad_batch_and_https_server_without_ca_refused(tmp_path, secret_file):
     serials = tmp_path / "serials.txt"
     serials.write_text("S\n")
     base = ("--batch-secret-file", str(secret_file), "--serials", str(serials), "--out", str(tmp_path / "o"))
     with pytest.raises(CLIError, match="--batch must be 16 hex"):
         janua_claim_image("--batch", "xyz", *base)
-    with pytest.raises(CLIError, match="--server must be an http:// URL"):
+    with pytest.raises(CLIError, match="an https:// --server needs --ca-file"):
         janua_claim_image("--batch", BATCH, *base, "--server", "https://v.example")
+    with pytest.raises(CLIError, match="--server must be an http:// or https:// URL"):
+        janua_claim_image("--batch", BATCH, *base, "--server", "ftp://v.example")
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.e2e
@@ -173,3 +176,72 @@ def test_janua_claim_image_as_a_user_types_it(tmp_path, secret_file):
     r = subprocess.run(argv, capture_output=True, text=True, cwd=root, timeout=60)   # again: refused
     assert r.returncode == 1
     assert r.stderr.startswith("janua: 1 of the 1 images already exist in ")
+
+
+def test_coap_endpoint_is_written_into_the_claim(tmp_path, secret_file):
+    serials = tmp_path / "serials.txt"
+    serials.write_text(SERIAL + "\n")
+    out = tmp_path / "images"
+    assert janua_claim_image("--batch", BATCH, "--batch-secret-file", str(secret_file), "--serials", str(serials),
+                             "--out", str(out), "--server", "http://10.0.0.5:8080", "--coap", "10.0.0.5:5683",
+                             "--no-progress") == 0
+    assert json.loads((out / f"{SERIAL}.janua.json").read_text()) == {
+        "claim": {"batch": BATCH, "serial": SERIAL, "key": K_C, "coap": {"host": "10.0.0.5", "port": 5683}},
+        "server": {"host": "10.0.0.5", "http_port": 8080}}
+
+
+@pytest.mark.parametrize("value, host", [("[2001:db8::1]:5683", "2001:db8::1"), ("claims.example:61616", "claims.example")])
+def test_coap_endpoint_forms(value, host):
+    from tools.claim_image import coap_endpoint
+    assert coap_endpoint(value) == {"host": host, "port": int(value.rsplit(":", 1)[1])}
+
+
+@pytest.mark.parametrize("value", ["10.0.0.5", "10.0.0.5:", ":5683", "10.0.0.5:0", "10.0.0.5:65536", "h:x1",
+                                   "a b:5683", "coap://h:5683"])
+def test_bad_coap_endpoint_refused_before_writing(tmp_path, secret_file, value):
+    serials = tmp_path / "serials.txt"
+    serials.write_text(SERIAL + "\n")
+    with pytest.raises(CLIError) as e:
+        janua_claim_image("--batch", BATCH, "--batch-secret-file", str(secret_file), "--serials", str(serials),
+                          "--out", str(tmp_path / "images"), "--coap", value, "--no-progress")
+    assert "--coap must be HOST:PORT" in str(e.value)
+    assert not (tmp_path / "images").exists()
+
+
+def _ca_der(tmp_path):
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "claim test CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    pem = tmp_path / "ca.pem"
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return pem, cert.public_bytes(serialization.Encoding.DER)
+
+
+def test_https_server_writes_tls_and_the_ca_beside_the_images(tmp_path, secret_file):
+    pem, der = _ca_der(tmp_path)
+    serials = tmp_path / "serials.txt"
+    serials.write_text("S-1\nS-2\n")
+    out = tmp_path / "images"
+    assert janua_claim_image("--batch", BATCH, "--batch-secret-file", str(secret_file), "--serials", str(serials),
+                             "--out", str(out), "--server", "https://v.example", "--ca-file", str(pem),
+                             "--no-progress") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["S-1.janua.json", "S-2.janua.json", "janua_server_ca.der"]
+    assert (out / "janua_server_ca.der").read_bytes() == der
+    assert json.loads((out / "S-1.janua.json").read_text())["server"] == {"host": "v.example", "http_port": 443,
+                                                                          "tls": True}
+    # a second run into the same directory with another CA is refused before anything is written
+    serials.write_text("S-3\n")
+    other, _ = _ca_der(tmp_path / "o2") if (tmp_path / "o2").mkdir() is None else None
+    with pytest.raises(CLIError, match="holds another CA than --ca-file"):
+        janua_claim_image("--batch", BATCH, "--batch-secret-file", str(secret_file), "--serials", str(serials),
+                          "--out", str(out), "--server", "https://v.example", "--ca-file", str(other),
+                          "--no-progress")
+    assert not (out / "S-3.janua.json").exists()

@@ -11,7 +11,7 @@ import pytest
 
 from fuzz import run
 
-HOST = ["binauth", "dtls", "coap", "ota", "jwt", "chain", "http", "bulk", "tpm", "attest", "health", "claim"]
+HOST = ["binauth", "dtls", "coap", "ota", "jwt", "chain", "http", "bulk", "tpm", "attest", "health", "claim", "claimcoap"]
 DEVICE = ["device.binauth", "device.coap", "device.dtls", "device.manifest", "device.chain", "device.attest",
           "device.claim"]
 

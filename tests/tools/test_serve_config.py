@@ -89,3 +89,11 @@ def test_auth_cache_devices_setting(tmp_path):
     assert "next packet (default: 200000)" in help_text
     r = janua("serve", "--auth-cache-devices", "0", "--db", str(tmp_path / "x.db"), "--dev")
     assert r.returncode == 1 and r.stderr == "janua: --auth-cache-devices must be at least 1\n", r.stderr
+
+
+def test_coap_claim_port_is_off_by_default_and_a_setting(tmp_path):
+    assert tomllib.loads(janua("serve", "--print-config").stdout)["coap_claim_port"] == -1
+    f = tmp_path / "janua.toml"
+    f.write_text('coap_claim_port = 5683\ncoap_claim_host = "0.0.0.0"\n')
+    got = tomllib.loads(janua("serve", "--config", str(f), "--print-config").stdout)
+    assert (got["coap_claim_port"], got["coap_claim_host"]) == (5683, "0.0.0.0")

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from verifier.appkeys import CONFIG, CORE, DTLS_PORT, SEALER, STORAGE, UDP_PORT
 from verifier.claims import batches, core
+from verifier.claims.coap import open_claim_coap
 from verifier.claims.service import ClaimService, reset_claim
 from verifier.errors import NotFound, ValidationError
 from verifier.notify.delivery import new_session
@@ -16,21 +17,25 @@ from verifier.web.auth import require_role as _role
 from verifier.web.request import list_limit as _limit, read_json as _json, request_now as _now, request_source
 
 CLAIMS = web.AppKey("claims", ClaimService)
+CLAIM_COAP = web.AppKey("claim_coap", object)   # the verifier.claims.coap.ClaimCoAPEndpoint, or None (off)
 _HOST = re.compile(r"[A-Za-z0-9._:-]{1,253}\Z")
 
 
 def _server(request):
     """The auth endpoint a claimed board is sent to (until regions): the host this request came to (its Host header,
     if it is a plain host name or address, else Config.http_host), this verifier's HTTP port and its UDP and DTLS
-    ports (None where off)."""
+    ports (None where off); "tls": true when the request came over HTTPS."""
     host, port = _host_port(request.host)
     if not _HOST.match(host):                   # not a DNS name or address: this verifier's configured host
         host = request.app[CONFIG].http_host
     if port is None:
         sock = request.transport.get_extra_info("sockname") if request.transport is not None else None
         port = sock[1] if sock else None
-    return {"host": host, "udp_port": request.app[UDP_PORT] or None,
-            "http_port": port, "dtls_port": request.app[DTLS_PORT] or None}
+    out = {"host": host, "udp_port": request.app[UDP_PORT] or None,
+           "http_port": port, "dtls_port": request.app[DTLS_PORT] or None}
+    if request.secure:                          # claimed over HTTPS: the board's HTTP calls stay on HTTPS
+        out["tls"] = True
+    return out
 
 
 def _host_port(text):
@@ -150,5 +155,29 @@ async def _claims_ctx(app):
     await session.close()
 
 
-CLEANUP_CTX = (_claims_ctx,)
+async def _coap_ctx(app):
+    """Claims over plain CoAP when Config.coap_claim_port is set (docs/claims.md 13). The answer's server is this
+    verifier's configured HTTP host, its HTTP port (set by verifier.app.start_server once bound, else the configured
+    one) and its UDP and DTLS ports."""
+    config = app[CONFIG]
+    if config.coap_claim_port is None:
+        app[CLAIM_COAP] = None
+        yield
+        return
+
+    def server():
+        out = {"host": config.http_host, "udp_port": app[UDP_PORT] or None,
+               "http_port": endpoint.http_port or config.http_port or None, "dtls_port": app[DTLS_PORT] or None}
+        if config.tls_cert is not None:         # the HTTP API is HTTPS
+            out["tls"] = True
+        return out
+
+    endpoint = await open_claim_coap(app[CLAIMS], server, config.clock, config.coap_claim_host, config.coap_claim_port)
+    endpoint.http_port = None
+    app[CLAIM_COAP] = endpoint
+    yield
+    await endpoint.close()
+
+
+CLEANUP_CTX = (_claims_ctx, _coap_ctx)
 

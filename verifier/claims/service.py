@@ -75,15 +75,16 @@ class ClaimService:
             name = self._tenants[tenant_id] = self.storage.get_tenant(tenant_id)["name"]
         return name
 
-    def _note(self, now, tenant_id, result, reason, source):
-        self.summary.note(now, tenant_id, None, ACTION, "http", source, result, reason)
+    # `src` below is (transport, source host): "http" for POST /v1/claim, "coap" for claims over CoAP (coap.py)
+    def _note(self, now, tenant_id, result, reason, src):
+        self.summary.note(now, tenant_id, None, ACTION, src[0], src[1], result, reason)
 
-    def _audit(self, now, batch, serial, device_hex, action, result, detail, source):
-        return (now, batch["tenant_id"], "claim", device_hex, "batch:" + batch["id"].hex(), action, "http", source,
+    def _audit(self, now, batch, serial, device_hex, action, result, detail, src):
+        return (now, batch["tenant_id"], "claim", device_hex, "batch:" + batch["id"].hex(), action, src[0], src[1],
                 result, None if result == "ok" else result, f"serial {serial}: {detail}")
 
-    def _refuse(self, now, batch, serial, err, source, device_hex=None):
-        self.storage.add_audit([self._audit(now, batch, serial, device_hex, "claim.refused", err.code, str(err), source)])
+    def _refuse(self, now, batch, serial, err, src, device_hex=None):
+        self.storage.add_audit([self._audit(now, batch, serial, device_hex, "claim.refused", err.code, str(err), src)])
         raise err
 
     def _device_state(self, claim):
@@ -93,17 +94,19 @@ class ClaimService:
         return {"status": dev["status"], "authenticated": bool(dev["last_authenticated_at"]), "row": dev}
 
     # ------------------------------------------------------------------ the claim
-    async def claim(self, data, source, server, now):
+    async def claim(self, data, source, server, now, via="http"):
         """The answer bytes to request `data` from `source` (a host), or the refusal raised. `server` is the
-        auth endpoint for the answer's config ({"host", "udp_port", "http_port", "dtls_port"})."""
+        auth endpoint for the answer's config ({"host", "udp_port", "http_port", "dtls_port"}); `via` the transport
+        named in the audit trail ("http", "coap")."""
+        src = (via, source)
         cfg, limits = self.config, self.storage.limits
         if not limits.take("claim-src:" + source, cfg.source_capacity, cfg.source_refill_per_s, now):
-            self._note(now, None, "rate_limited", "source", source)
+            self._note(now, None, "rate_limited", "source", src)
             raise core.ClaimRateLimited("too many claims from this address; retry later")
         try:
             req = core.decode_request_unverified(data)
         except core.MalformedClaim as e:
-            self._note(now, None, "malformed_claim", str(e)[:60], source)
+            self._note(now, None, "malformed_claim", str(e)[:60], src)
             raise
         try:
             batch, secret, hook_secret, claim = self._batch(req.batch_id, req.serial)
@@ -121,11 +124,11 @@ class ClaimService:
                 raise core.ClaimInvalid("the claim is not valid")
         except core.ClaimInvalid:
             self._note(now, batch["tenant_id"] if batch else None, "claim_invalid",
-                       "bad tag" if batch else "unknown batch", source)
+                       "bad tag" if batch else "unknown batch", src)
             raise
         if not limits.take("claim-batch:" + batch["id"].hex(), cfg.claim_batch_capacity, cfg.claim_batch_refill_per_s,
                            now):
-            self._note(now, batch["tenant_id"], "rate_limited", "batch " + batch["id"].hex(), source)
+            self._note(now, batch["tenant_id"], "rate_limited", "batch " + batch["id"].hex(), src)
             raise core.ClaimRateLimited("too many claims for this batch; retry later")
         tnow = int(now)
         for attempt in range(3):      # a lost race (a concurrent claim of this serial) decides again
@@ -136,15 +139,15 @@ class ClaimService:
                 outcome = core.decide(batch, req.serial, req.nonce, claim, device, tnow)
             except (core.BatchRevoked, core.BatchNotValid, core.SerialNotAllowed, core.ClaimReplayed,
                     core.AlreadyClaimed, core.BatchExhausted) as e:
-                self._refuse(tnow, batch, req.serial, e, source, claim["device_id"].hex() if claim else None)
+                self._refuse(tnow, batch, req.serial, e, src, claim["device_id"].hex() if claim else None)
             if outcome == core.RESUME:
-                answer = self._resume(batch, req, claim, device["row"], k_c, keys, server, tnow, source)
+                answer = self._resume(batch, req, claim, device["row"], k_c, keys, server, tnow, src)
                 if answer is not None:
                     return answer
                 continue
             if batch["hook_url"]:
-                await self._ask_hook(batch, hook_secret, req.serial, source, tnow)
-            answer = await self._new(batch, req, k_c, keys, server, tnow, source)
+                await self._ask_hook(batch, hook_secret, req.serial, src, tnow)
+            answer = await self._new(batch, req, k_c, keys, server, tnow, src)
             if answer is not None:
                 return answer
         raise Conflict("the claim could not be decided against concurrent claims; retry")
@@ -164,21 +167,21 @@ class ClaimService:
             config = hit[1]
         return core.encode_answer(k_c, req.nonce, device_id, os.urandom(core.NONCE_LEN), master, config, keys)
 
-    def _resume(self, batch, req, claim, dev, k_c, keys, server, now, source):
+    def _resume(self, batch, req, claim, dev, k_c, keys, server, now, src):
         master = self.sealer.unseal(dev["sealed_secret"], dev["id"], dev["tenant_id"])
         row = self._audit(now, batch, req.serial, dev["id"].hex(), "claim.resume", "ok",
-                          "the same device again (not counted)", source)
+                          "the same device again (not counted)", src)
         if not self.storage.commit_resume(batch["id"], req.serial, claim["nonces"],
                                           core.keep_nonces(claim["nonces"], req.nonce), row):
             return None
         self.resumed += 1
         return self._answer(k_c, keys, req, dev["id"], master, batch, server)
 
-    async def _new(self, batch, req, k_c, keys, server, now, source):
+    async def _new(self, batch, req, k_c, keys, server, now, src):
         rnd = os.urandom(40)
         device_id, master = rnd[:8], rnd[8:]
         dev_row = batches.device_row(batch, req.serial, device_id, master, self.sealer, now)
-        row = self._audit(now, batch, req.serial, device_id.hex(), "claim.new", "ok", "device created", source)
+        row = self._audit(now, batch, req.serial, device_id.hex(), "claim.new", "ok", "device created", src)
         policy = batch["device"].get("policy")
         err = await self.writer.submit((batch["id"], req.serial, dev_row, core.keep_nonces((), req.nonce), now, row,
                                         policy))
@@ -188,17 +191,17 @@ class ClaimService:
             fresh = self.storage.claim_batch_state(batch["id"])
             err = (core.BatchRevoked("this claim batch was revoked") if fresh[0] == "revoked"
                    else core.BatchExhausted("this claim batch has no claims left"))
-            self._refuse(now, batch, req.serial, err, source)
+            self._refuse(now, batch, req.serial, err, src)
         elif isinstance(err, DuplicateClaim):
             return None
         elif isinstance(err, Conflict):   # the tenant has a device of this serial (provisioned, or another batch's)
             self._refuse(now, batch, req.serial, core.AlreadyClaimed(
-                "a device with this serial exists in the tenant; an operator must remove or reset it"), source)
+                "a device with this serial exists in the tenant; an operator must remove or reset it"), src)
         self.claimed += 1
         return self._answer(k_c, keys, req, device_id, master, batch, server)
 
-    async def _ask_hook(self, batch, hook_secret, serial, source, now):
-        body = core.hook_body(self._tenant_name(batch["tenant_id"]), batch["id"].hex(), serial, source, batch["device"])
+    async def _ask_hook(self, batch, hook_secret, serial, src, now):
+        body = core.hook_body(self._tenant_name(batch["tenant_id"]), batch["id"].hex(), serial, src[1], batch["device"])
         headers = {"Content-Type": "application/json", "User-Agent": "janua-verifier",
                    "X-Janua-Event": "claim.pre", "X-Janua-Signature": sign(hook_secret, now, body)}
         try:
@@ -206,13 +209,13 @@ class ClaimService:
                                          timeout=aiohttp.ClientTimeout(total=self.config.claim_hook_timeout_s)) as r:
                 allow, reason = core.hook_answer(r.status, await r.content.read(4096))
         except core.HookUnavailable as e:
-            self._refuse(now, batch, serial, e, source)
+            self._refuse(now, batch, serial, e, src)
         except (asyncio.TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:
             self._refuse(now, batch, serial, core.HookUnavailable(
-                f"the pre-claim hook could not be asked: {type(e).__name__}"), source)
+                f"the pre-claim hook could not be asked: {type(e).__name__}"), src)
         if not allow:
             self._refuse(now, batch, serial, core.ClaimDenied(
-                "the pre-claim hook denied the claim" + (f": {reason}" if reason else "")), source)
+                "the pre-claim hook denied the claim" + (f": {reason}" if reason else "")), src)
 
 
 async def reset_claim(app_storage, change_lifecycle, tenant_id, batch, serial, now, actor):
