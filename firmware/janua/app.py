@@ -17,7 +17,7 @@ _REACHED = ("janua: authenticated", "janua: auth failed: not_active", "janua: au
 
 from binascii import unhexlify
 import janua
-from janua import ClaimError, JanuaError, health_c, note_error, sample
+from janua import JanuaError, health_c, note_error, sample
 from janua.store import Store
 from janua.clock import Clock
 
@@ -61,6 +61,9 @@ def authenticate(cfg, clock, last_sent=0, report=None, state=None, sleep=None, r
     from janua.hkdf import derive
     from janua.mac import HMAC
     from janua import failover as _f
+    import gc
+    gc.collect()        # the imports' garbage gone before what lives through the exchange (a TLS context
+                        # needs a 3 KiB block in one piece: docs/protocol.md 3.5)
     master = unhexlify(cfg["master_secret"])
     mac = HMAC(derive(master, "binauth"))
     tail = None
@@ -85,40 +88,23 @@ def confirmable(line):
 def run(store=None, clock=None):
     store = store or Store()
     clock = clock or Clock()
+    claimed = ""
     try:
-        cfg = store.load_config(claim=True)     # an identity, or a factory claim image (docs/claims.md)
+        cfg = store.load_config()
     except JanuaError as e:
-        return "janua: not provisioned: %s" % e
+        # no identity: a factory claim image claims one (docs/claims_board.md), else the console line
+        from janua.claim import boot
+        cfg = boot(store, e, _hal())
+        if isinstance(cfg, str):
+            return cfg
+        claimed = " (claimed)"
     hal = _hal()
     try:
         if hal is not None:
             hal.connect_network(cfg)
     except (OSError, JanuaError) as e:
         return "janua: auth failed: network: %s" % e
-    claimed = ""
-    if "claim" in cfg:
-        try:
-            cfg = _claim(cfg, store)
-        except (OSError, JanuaError) as e:    # the claim image stays: the next boot claims again
-            note_error(e)
-            m = str(e)
-            return "janua: claim %s" % m if isinstance(e, ClaimError) and m.startswith("refused") else \
-                "janua: claim failed: %s" % m
-        claimed = " (claimed)"
     return _run(cfg, store, clock, hal) + claimed
-
-
-def _claim(cfg, store):
-    # the claim (janua.claim), then that module unloaded: its heap goes back before the authentication
-    import sys
-    from janua.claim import claim
-    try:
-        return claim(cfg, store)
-    finally:
-        for m in ("claim", "claimcoap"):     # claimcoap: loaded by a claim over CoAP
-            sys.modules.pop("janua." + m, None)
-            if hasattr(janua, m):
-                delattr(janua, m)
 
 
 def _run(cfg, store, clock, hal):
@@ -196,6 +182,8 @@ def _run_dtls(cfg, clock, store, state, rep=None):
     # DTLS-lite + CoAP POST /auth (dtlsauth.py), then the health report as POST /telemetry in the same
     # session when one is due; the binary-auth replay state is left as it was.
     from janua.dtlsauth import authenticate as dtls_auth
+    import gc
+    gc.collect()        # as in authenticate(): the import's garbage gone before the handshake's buffers
     new = {"last_sent": state.get("last_sent", 0), "transport": "dtls", "clock_source": clock.source,
            "boots": state["boots"]}
     try:

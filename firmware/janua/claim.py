@@ -16,7 +16,7 @@ except ImportError:  # CPython: the codec is also tested there against docs/vect
         return x
 
 from binascii import hexlify, unhexlify
-from janua import ClaimError
+from janua import ClaimError, JanuaError
 from janua.mac import HMAC, ct_eq
 
 PATH = "/v1/claim"
@@ -166,3 +166,49 @@ def claim(old, store, rand=None, post=None, timeout=5.0, chan=None):
         raise ClaimError("answer config: %s" % e)
     store.save_config(new)       # one atomic write_json: the claim config or the identity, never a mix
     return new
+
+
+def check_image(cfg):
+    """Raise StoreError unless `cfg` is a factory claim image (docs/claims_board.md): no identity, "claim" with
+    the batch id, the claim key and the serial (1..64 of 0x21..0x7E), and a server to claim from."""
+    from janua import StoreError
+    c = cfg.get("claim") if isinstance(cfg, dict) and "device_id" not in cfg else None
+    s = c.get("serial") if isinstance(c, dict) else None
+    if not (isinstance(s, str) and 0 < len(s) <= 64 and all("!" <= ch <= "~" for ch in s)
+            and _hex(c.get("batch"), 16) and _hex(c.get("key"), 64)):
+        raise StoreError("claim image malformed (batch, key or serial)" if c is not None else "no claim image")
+    srv = cfg.get("server")
+    if not isinstance(srv, dict) or not isinstance(srv.get("host"), str) or not srv["host"]:
+        raise StoreError("server.host missing")
+
+
+def _hex(s, n):
+    return isinstance(s, str) and len(s) == n and all(ch in "0123456789abcdef" for ch in s)
+
+
+def boot(store, err, hal):
+    """After the identity did not load (`err`): claim one when the board holds a claim image (network up through
+    `hal` first) and return the new config; else the console line: not provisioned (`err`, or what is wrong with
+    the image), the network's failure, or the claim's ("janua: claim refused: batch_exhausted"). The claim image
+    stays after a failure: the next boot claims again (the verifier resumes)."""
+    import sys
+    import janua
+    try:
+        cfg = store.load_config(check_image)
+        try:
+            if hal is not None:
+                hal.connect_network(cfg)
+            return claim(cfg, store)
+        except (OSError, JanuaError) as e:
+            janua.note_error(e)
+            m = str(e)
+            return "janua: claim %s" % m if isinstance(e, ClaimError) and m.startswith("refused") else \
+                "janua: claim failed: %s" % m
+    except JanuaError as e:
+        return "janua: not provisioned: %s" % (e if str(e).startswith("claim image") else err)
+    finally:
+        # this module (and claimcoap) unloaded: their heap goes back before the authentication
+        for m in ("claim", "claimcoap"):
+            sys.modules.pop("janua." + m, None)
+            if hasattr(janua, m):
+                delattr(janua, m)

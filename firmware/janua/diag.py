@@ -16,7 +16,14 @@ def lines(store=None, clock=None):
     store = store or Store()
     out = []
     try:
-        cfg = store.load_config(claim=True)
+        try:
+            cfg = store.load_config()
+        except JanuaError as e:
+            from janua.claim import check_image     # a factory claim image? (docs/claims_board.md)
+            try:
+                cfg = store.load_config(check_image)
+            except JanuaError as e2:
+                raise e2 if str(e2).startswith("claim image") else e
         if "claim" in cfg:              # a factory claim image: never its key
             out.append(("device_id", "unclaimed (batch %s)" % cfg["claim"]["batch"]))
             out.append(("serial", cfg["claim"]["serial"]))

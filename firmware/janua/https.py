@@ -66,6 +66,9 @@ def context(cfg, hal=None, state_file="janua_state.json"):
         import tls
     except ImportError:
         raise TransportError("this firmware has no tls module: HTTPS is not available")
+    import gc
+    gc.collect()    # the context takes a 3 KiB block in one piece: collect first, so fragments of garbage
+                    # cannot leave the heap without one (seen on the esp32 heap)
     try:
         ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
         ctx.verify_mode = tls.CERT_REQUIRED

@@ -44,13 +44,6 @@ def _is_hex(s, n):
     return True
 
 
-def _server(cfg):
-    srv = cfg.get("server")
-    if not isinstance(srv, dict) or not isinstance(srv.get("host"), str) or not srv["host"]:
-        raise StoreError("server.host missing")
-    return srv
-
-
 def check_config(cfg):
     """Raise StoreError unless cfg has the fields and forms janua needs."""
     if not isinstance(cfg, dict):
@@ -59,26 +52,15 @@ def check_config(cfg):
         raise StoreError("device_id must be 16 lowercase hex characters")
     if not _is_hex(cfg.get("master_secret"), 64):
         raise StoreError("master_secret must be 64 lowercase hex characters")
-    srv = _server(cfg)
+    srv = cfg.get("server")
+    if not isinstance(srv, dict) or not isinstance(srv.get("host"), str) or not srv["host"]:
+        raise StoreError("server.host missing")
     for k in ("udp_port", "http_port"):
         p = srv.get(k)
         if p is not None and (not isinstance(p, int) or not 0 < p < 65536):
             raise StoreError("server.%s must be a port number" % k)
     if cfg.get("transport", "auto") not in _TRANSPORTS:
         raise StoreError("transport must be one of udp, http, auto, dtls")
-
-
-def _check_either(cfg):
-    # an identity, or (no identity yet) a factory claim image (docs/claims_board.md): "claim" with the batch
-    # id, the claim key and the serial (1..64 of 0x21..0x7E), and a server to claim from
-    c = cfg.get("claim") if isinstance(cfg, dict) and "device_id" not in cfg else None
-    if c is None:
-        return check_config(cfg)
-    s = c.get("serial") if isinstance(c, dict) else None
-    if not (isinstance(s, str) and 0 < len(s) <= 64 and all("!" <= ch <= "~" for ch in s)
-            and _is_hex(c.get("batch"), 16) and _is_hex(c.get("key"), 64)):
-        raise StoreError("claim image malformed (batch, key or serial)")
-    _server(cfg)
 
 
 def read_json(fs, path, cap=_MAX_FILE):
@@ -164,9 +146,9 @@ class Store:
     def _write(self, name, obj):
         write_json(self.fs, self.path(name), obj)
 
-    def load_config(self, claim=False):
-        """The identity config; with `claim`, a claim image (no identity yet, "claim" set) too."""
-        return self._load(CONFIG, _check_either if claim else check_config)
+    def load_config(self, check=check_config):
+        """The config, checked by `check` (janua.claim passes the claim image's check)."""
+        return self._load(CONFIG, check)
 
     def save_config(self, cfg):
         check_config(cfg)

@@ -203,7 +203,9 @@ def test_power_cut_at_every_write_then_resume_against_the_verifier(verifier, tmp
     assert p.returncode == 3, p.stdout + p.stderr
     line = mp(BOOT)[0]
     assert line.startswith("janua: authenticated device=") and " via http" in line, line
-    assert line.endswith("(claimed)") == (n <= 6)
+    # n <= 2: no complete .tmp, the claim image claims again (a resume); from the flush on the complete .tmp
+    # identity is taken (tests/claims_device/test_claim_boot.py says why)
+    assert line.endswith("(claimed)") == (n <= 2)
     rows = verifier.api("GET", f"/v1/claim-batches/{bid}/claims")
     rows = rows.get("claims", rows.get("items"))
     assert [r["device_id"] for r in rows] == [dev_of(line)]
