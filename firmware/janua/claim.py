@@ -176,8 +176,12 @@ def check_image(cfg):
     if c is None:
         raise StoreError("no claim image")
     try:
-        request(c, bytes(16))    # the fields' forms; its key derivation is kept for the claim itself
-    except ClaimError:
+        request(c, bytes(16))    # the fields' lengths; its key derivation is kept for the claim itself
+        h = c["batch"] + c["key"]
+        ok = h == h.lower() and all("!" <= ch <= "~" for ch in c["serial"])   # lowercase hex, no space
+    except (ClaimError, TypeError):
+        ok = False
+    if not ok:
         raise StoreError("claim image malformed (batch, key or serial)")
     srv = cfg.get("server")
     if not isinstance(srv, dict) or not srv.get("host"):
