@@ -48,6 +48,19 @@ def run_action(args, dest, actions):
     return actions[getattr(args, dest)][1](API.from_args(args), args)
 
 
+def call_explained(api, method, path, body=None, missing=None, hint=None):
+    """api.call with one-line errors: a 404 is `missing` (with `hint`) when that is given, a 400 or 409 the verifier's
+    own reason as the message; anything else as api.call raised it."""
+    try:
+        return api.call(method, path, body)
+    except CLIError as e:
+        if e.status == 404 and missing:
+            raise CLIError(missing, hint=hint) from None
+        if e.status in (400, 409):                   # the verifier's own reason is the message
+            raise CLIError(e.detail, status=e.status) from None
+        raise
+
+
 def check_url(url, flag="--server"):
     """`url` if it is an http:// or https:// URL with a host (and a valid port), else CLIError."""
     from verifier.config import is_http_url      # the one definition, shared with janua serve --upstream

@@ -13,7 +13,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from tools.api import API, add_actions, add_server_arguments
+from tools.api import API, add_actions, add_server_arguments, call_explained
 from tools.errors import CLIError
 from tools.output import add_output_argument, fields, note, print_json, print_table, wants_json, when
 
@@ -28,14 +28,8 @@ def _batch_id(value):
 
 
 def _call(api, method, path, body=None, what=None):
-    try:
-        return api.call(method, path, body)
-    except CLIError as e:
-        if e.status == 404 and what:
-            raise CLIError(f"no {what} in this tenant", hint="`janua claim batch list` shows the batches") from None
-        if e.status in (400, 409):
-            raise CLIError(e.detail, status=e.status) from None
-        raise
+    return call_explained(api, method, path, body, what and f"no {what} in this tenant",
+                          "`janua claim batch list` shows the batches")
 
 
 def _serials(args):

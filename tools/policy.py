@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from urllib.parse import quote
 
-from tools.api import add_actions, run_action
+from tools.api import add_actions, call_explained, run_action
 from tools.errors import CLIError
 from tools.output import fields, print_json, print_table, wants_json, when
 
@@ -32,14 +32,8 @@ def _path(scope, key):
 
 
 def _call(api, method, path, body=None, what=None):
-    try:
-        return api.call(method, path, body)
-    except CLIError as e:
-        if e.status == 404 and what:
-            raise CLIError(f"no {what}", hint="`janua policy list` shows the documents") from None
-        if e.status in (400, 409):
-            raise CLIError(e.detail, status=e.status) from None
-        raise
+    return call_explained(api, method, path, body, what and f"no {what}",
+                          "`janua policy list` shows the documents")
 
 
 def parse_assignment(text):

@@ -11,7 +11,7 @@ takes `-o json` for the verifier's JSON answer as is. It does not check a region
 import json
 import re
 
-from tools.api import add_actions, run_action
+from tools.api import add_actions, call_explained, run_action
 from tools.errors import CLIError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")    # verifier/registry/model.py REGION_NAME_PATTERN
@@ -25,14 +25,8 @@ def _name(value):
 
 
 def _call(api, method, path, body=None, what=None):
-    try:
-        return api.call(method, path, body)
-    except CLIError as e:
-        if e.status == 404 and what:
-            raise CLIError(f"no region {what} in this tenant", hint="`janua region list` shows them") from None
-        if e.status in (400, 409):                   # the verifier's own reason is the message
-            raise CLIError(e.detail, status=e.status) from None
-        raise
+    return call_explained(api, method, path, body, what and f"no region {what} in this tenant",
+                          "`janua region list` shows them")
 
 
 def _emit(args, doc, text):

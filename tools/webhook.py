@@ -11,7 +11,7 @@ signatures or receive webhooks: that is the receiver's side (docs/api.md shows h
 import json
 import re
 
-from tools.api import add_actions, run_action
+from tools.api import add_actions, call_explained, run_action
 from tools.errors import CLIError
 from verifier.notify.core import EVENTS
 _ID = re.compile(r"whk_[0-9a-f]{16}\Z")
@@ -26,14 +26,8 @@ def _webhook_id(value):
 
 
 def _call(api, method, path, body=None, what=None):
-    try:
-        return api.call(method, path, body)
-    except CLIError as e:
-        if e.status == 404 and what:
-            raise CLIError(f"no webhook {what} in this tenant", hint="`janua webhook list` shows them") from None
-        if e.status in (400, 409):                   # the verifier's own reason is the message
-            raise CLIError(e.detail, status=e.status) from None
-        raise
+    return call_explained(api, method, path, body, what and f"no webhook {what} in this tenant",
+                          "`janua webhook list` shows them")
 
 
 def _emit(args, doc, text):

@@ -42,6 +42,9 @@ import psycopg
 
 # Transaction-scoped advisory lock key taken by BEGIN IMMEDIATE (any constant shared by every instance; "janua").
 WRITER_LOCK = 0x6A616E7561
+# The same lock taken shared: writers that only need row conditions (binary auth's batches, claims) run together
+# and never half-way through an exclusive writer's check-then-write.
+SHARED_LOCK = f"SELECT pg_advisory_xact_lock_shared({WRITER_LOCK})"
 _CACHE = {}
 _INSERT_OR_IGNORE = re.compile(r"^\s*INSERT\s+OR\s+IGNORE\s+INTO\b", re.I)
 _INSERT_OR_REPLACE = re.compile(r"^\s*(INSERT\s+OR\s+REPLACE|REPLACE)\s+INTO\b", re.I)

@@ -9,8 +9,13 @@ class SQLiteTransactions:
     writer takes the lock at once); a nested call joins the outer transaction. The class sets
     `self._db` (the connection) and `self._depth = 0`."""
 
-    @contextlib.contextmanager
     def transaction(self):
+        return self._transaction("BEGIN IMMEDIATE")
+
+    @contextlib.contextmanager
+    def _transaction(self, *begin):
+        # the outermost call runs the `begin` statements (a backend may need more than one: PostgreSQL's claim
+        # path takes the shared writer lock after BEGIN, verifier/claims/store_pg.py)
         if self._depth:
             self._depth += 1
             try:
@@ -18,7 +23,8 @@ class SQLiteTransactions:
             finally:
                 self._depth -= 1
             return
-        self._db.execute("BEGIN IMMEDIATE")
+        for sql in begin:
+            self._db.execute(sql)
         self._depth = 1
         try:
             yield

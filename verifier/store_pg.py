@@ -211,7 +211,7 @@ def _record_auth_on(db, outer, accepted, activated, audit_rows, seen):
         raise StorageError(f"could not persist auth state: {e}") from e
 
 
-SHARED_LOCK = f"SELECT pg_advisory_xact_lock_shared({pgconn.WRITER_LOCK})"
+SHARED_LOCK = pgconn.SHARED_LOCK
 DEVICES_BY_ID = ("SELECT d.*, COALESCE(a.last_ts, 0) AS last_ts, a.last_authenticated_at, "
                  "a.last_authenticated_at AS last_seen_at FROM devices d LEFT JOIN auth_state a ON a.id = d.id "
                  "WHERE d.id = ANY(?::bytea[])")

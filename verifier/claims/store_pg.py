@@ -11,30 +11,11 @@ resume by `UPDATE claims ... WHERE nonces = <the list it read>`. The transaction
 SHARED (as binary auth's batches do), so an exclusive writer that checks and then writes (a batch revoke, a
 reset) sees no claim half-way."""
 
-import contextlib
-
 from verifier import pgconn
-
-_SHARED_LOCK = f"SELECT pg_advisory_xact_lock_shared({pgconn.WRITER_LOCK})"
 
 
 class PGClaimsStorage:
     """PostgreSQL overrides of SQLiteClaimsStorage (mixed into PGStorage before SQLiteStorage)."""
 
-    @contextlib.contextmanager
     def _claim_transaction(self):
-        if self._depth:                         # inside the caller's transaction: join it
-            with self.transaction():
-                yield
-            return
-        self._db.execute("BEGIN")
-        self._db.execute(_SHARED_LOCK)
-        self._depth = 1
-        try:
-            yield
-        except BaseException:
-            self._depth = 0
-            self._db.execute("ROLLBACK")
-            raise
-        self._depth = 0
-        self._db.execute("COMMIT")
+        return self._transaction("BEGIN", pgconn.SHARED_LOCK)   # inside the caller's transaction: joins it
