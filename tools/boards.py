@@ -62,12 +62,24 @@ def micropython_binary():
     return venv_binary("micropython", "the MicroPython unix port")
 
 
-def micropython_cmd(board, script=None, path=(), interactive=False):
+# Written by the emulated board (boards/shim.py die()) just before it ends its interpreter: why, as
+# "<mark><kind>\x07" with kind hard | soft | wdt | deepsleep | cut. The supervisor strips it.
+RESET_MARK = "\x1b]janua-vboard-reset:"
+
+
+def micropython_cmd(board, script=None, path=(), interactive=False, flash=None, mount="/", cut=None,
+                    reset=None, mpy=None, wifi=None):
     """argv, env to run `script` (or the REPL) on the unix port as `board`.
 
     `path` entries go first on sys.path (MICROPYPATH), e.g. the firmware source directory.
     The shim installs the profile's hiding, then runs `script` if given. `interactive` keeps the
     interpreter in its REPL afterwards (-i), as the virtual board does.
+
+    `flash` (a tools.vboard_flash.FlashImage) boots the emulated hardware first: the board modules
+    and LittleFS on the flash chip mounted at `mount` (made the working directory). `cut` arms a
+    power cut at that write operation of the chip ("N" or "N:torn"), `reset` is the reset cause
+    this boot reports (hard, soft, wdt, deepsleep; default power-on), `mpy` overrides
+    sys.implementation._mpy, `wifi` (JSON text) sets the emulated access points.
     """
     prof = load_profile(board)
     env = dict(os.environ)
@@ -75,7 +87,21 @@ def micropython_cmd(board, script=None, path=(), interactive=False):
     env["JANUA_HIDE"] = json.dumps({"modules": prof["hide_modules"], "attrs": prof["hide_attrs"]})
     mpath = list(path) + ["", ".frozen", "lib"]
     env["MICROPYPATH"] = ":".join(str(p) for p in mpath)
-    argv = [micropython_binary(), "-X", "heapsize=%d" % prof["heap_bytes"]]
+    heap = prof["heap_bytes"]
+    for k in [k for k in env if k.startswith("JANUA_VBOARD_")]:
+        del env[k]   # never inherit a board's settings from the caller's environment
+    if flash is not None:
+        spec = dict(prof["vboard"], flash_bytes=prof["flash_bytes"])
+        heap += spec.get("heap_allowance", 0)
+        env.update(flash.create().env())
+        env["JANUA_VBOARD_SPEC"] = json.dumps(spec)
+        env["JANUA_VBOARD_EMU"] = str(BOARDS_DIR / "vboard")
+        env["JANUA_VBOARD_MOUNT"] = mount
+        env["JANUA_VBOARD_RESETMARK"] = RESET_MARK
+        for key, value in (("CUT", cut), ("RESET", reset), ("MPY", mpy), ("WIFI", wifi)):
+            if value is not None:
+                env["JANUA_VBOARD_" + key] = str(value)
+    argv = [micropython_binary(), "-X", "heapsize=%d" % heap]
     if interactive:
         argv.append("-i")
     argv.append(str(BOARDS_DIR / "shim.py"))

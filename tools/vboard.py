@@ -32,8 +32,13 @@ from pathlib import Path
 
 from tools.boards import BOARD_NAMES, load_profile, micropython_cmd
 from tools.errors import CLIError
+from tools.vboard_flash import FlashImage
 
 from tools.vboard_serial import BOOT_MARK, EXIT_MARK, MAX_INQ, SOFT_REBOOT, SerialBytes
+
+
+# The emulated board's reasons to end an interpreter (RESET_MARK kinds), as the supervisor prints them.
+_WHY = {"hard": "machine.reset()", "wdt": "watchdog timeout", "deepsleep": "wake from deep sleep"}
 
 
 def default_flash_dir(board):
@@ -68,12 +73,21 @@ class VirtualBoard(SerialBytes):
     powers it on again (killing it first if it is running): a hard reset.
     """
 
-    def __init__(self, board="esp32", flash_dir=None, link=None, log=None):
+    def __init__(self, board="esp32", flash_dir=None, link=None, log=None, mpy=None, wifi=None):
         if board not in BOARD_NAMES:
             raise CLIError(f"unknown board {board!r}", hint="choose one of: " + ", ".join(BOARD_NAMES))
         self.board = board
         self.profile = load_profile(board)
         self.flash_dir = Path(flash_dir) if flash_dir is not None else default_flash_dir(board)
+        # esp32 and rp2040: an emulated flash chip in flash_dir, LittleFS mounted at "/"; the unix
+        # profile keeps the plain unix port, its flash a host directory.
+        self.flash = FlashImage(self.flash_dir, self.profile) if "vboard" in self.profile else None
+        self.mpy = mpy          # sys.implementation._mpy to report instead of the interpreter's
+        self.wifi = wifi        # the emulated access points (JSON text, boards/vboard/vb_network.py)
+        self._cut = None        # a power cut armed for the next interpreter
+        self._hw_reset = None   # the reset cause the next interpreter reports (None: power-on)
+        self._reset_kind = None
+        self._rhold = b""
         self.link = Path(link) if link is not None else None
         self.port = None
         self.boots = 0          # interpreters started so far
@@ -92,10 +106,26 @@ class VirtualBoard(SerialBytes):
 
     # -- public API ---------------------------------------------------------------------------
 
+    @property
+    def root(self):
+        """The board's filesystem: a tools.vboard_flash.FlashPath on the emulated flash, or the
+        flash directory (a pathlib.Path) for the unix profile."""
+        return self.flash.root if self.flash is not None else self.flash_dir
+
+    def arm_cut(self, n, torn=False):
+        """Cut the power at the n-th write operation (erase or program) of the flash chip by the
+        next interpreter that starts (every mpremote command starts one with its soft reset). The
+        board then stays off, with ("cut", status) in `resets`, until restart()."""
+        if self.flash is None:
+            raise CLIError("power cuts at block level need an emulated flash (the esp32 or rp2040 board)")
+        self._cut = "%d%s" % (n, ":torn" if torn else "")
+
     def start(self):
         if self._thread is not None:
             raise CLIError("the virtual board is already running")
         self.flash_dir.mkdir(parents=True, exist_ok=True)
+        if self.flash is not None:
+            self.flash.create()
         self._um, self._us = os.openpty()
         _set_raw(self._us)
         os.set_blocking(self._um, False)
@@ -210,7 +240,11 @@ class VirtualBoard(SerialBytes):
             self._emit(SOFT_REBOOT)
         elif note:
             self._emit(note)
-        argv, env = micropython_cmd(self.board, interactive=True)
+        cut, self._cut = self._cut, None
+        argv, env = micropython_cmd(self.board, interactive=True, flash=self.flash, cut=cut,
+                                    reset=self._hw_reset, mpy=self.mpy, wifi=self.wifi)
+        self._reset_kind = None
+        self._rhold = b""
         env["JANUA_VBOARD_BOOT"] = "boot" if raw else "main"
         env["JANUA_VBOARD_MARK"] = BOOT_MARK
         env["JANUA_VBOARD_EXIT"] = EXIT_MARK
@@ -323,22 +357,28 @@ class VirtualBoard(SerialBytes):
         status = child.wait()
         if self._exit_status is not None:   # the boot scripts asked for a reset (EXIT_MARK)
             status, self._exit_status = self._exit_status, None
+        kind, self._reset_kind = self._reset_kind, None
         os.close(cm)
         with self._lock:
+            if kind == "cut":
+                self._power = False
             power = self._power and not self._stopping
         raw = self._raw
         self._reap(status)
         if not power:
-            self.resets.append(("power", status))
-            self._say(f"power off (status {status})")
+            self._hw_reset = None   # the next boot is a power-on
+            self.resets.append(("cut" if kind == "cut" else "power", status))
+            self._say(f"power {'cut by the flash' if kind == 'cut' else 'off'} (status {status})")
             return
-        if status == 0:
+        if kind == "soft" or (kind is None and status == 0):
+            # a soft reset keeps the chip's reset cause, as its reset-reason register does
             self.resets.append(("soft", status))
             self._boot(soft=True, raw=raw, note=None)
         else:
+            self._hw_reset = kind or "hard"
             self.resets.append(("hard", status))
-            self._boot(soft=False, raw=False,
-                       note=b"\r\njanua vboard: hard reset (interpreter exit status %d)\r\n" % status)
+            why = _WHY.get(kind, kind) if kind else f"interpreter exit status {status}"
+            self._boot(soft=False, raw=False, note=b"\r\njanua vboard: hard reset (%s)\r\n" % why.encode())
 
     def _reap(self, status):
         with self._changed:

@@ -9,6 +9,8 @@ import signal
 import termios
 import time
 
+from tools.boards import RESET_MARK
+
 RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n"
 FRIENDLY_BANNER = b'Type "help()" for more information.'
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
@@ -21,6 +23,7 @@ _MARK = BOOT_MARK.encode()
 # the board as if it had exited with `code` (0: soft reset, else hard reset, as on a board).
 EXIT_MARK = "\x1b]janua-vboard-exit:"
 _EXIT = EXIT_MARK.encode()
+_RESET = RESET_MARK.encode()   # the emulated board ends itself: machine.reset(), a watchdog, a power cut
 _OUT_STALL_S = 0.5   # nobody reading the port for this long: drop output, as a UART would
 MAX_INQ = 65536   # bytes from the client held while the interpreter boots
 
@@ -29,6 +32,9 @@ class SerialBytes:
     # -- bytes from the interpreter -----------------------------------------------------------
 
     def _from_child(self, data):
+        data = self._scan_reset(data)
+        if not data:
+            return
         if self._phase == "run":
             self._forward(data)
             return
@@ -78,6 +84,33 @@ class SerialBytes:
         self._buf = b""
         self._phase = "run"
         self._forward(rest)
+
+    def _scan_reset(self, data):
+        # Strip a RESET_MARK (in any phase); what follows it is the dying interpreter's and dropped.
+        # Bytes that could begin a mark split across reads are held back until the next read.
+        if self._reset_kind is not None:
+            return b""
+        data = self._rhold + data
+        self._rhold = b""
+        if b"\x1b" not in data:
+            return data
+        j = data.find(_RESET)
+        if j >= 0:
+            end = data.find(b"\x07", j)
+            if end < 0:
+                self._rhold = data[j:]
+                return data[:j]
+            self._reset_kind = data[j + len(_RESET):end].decode("ascii", "replace")
+            try:
+                self._child.kill()      # _child_gone() then boots the board as `kind` says
+            except OSError:
+                pass
+            return data[:j]
+        for n in range(min(len(_RESET) - 1, len(data)), 0, -1):
+            if _RESET.startswith(data[-n:]):
+                self._rhold = data[-n:]
+                return data[:-n]
+        return data
 
     def _forward(self, data):
         if not data:

@@ -73,7 +73,7 @@ def test_mpremote_cp_lands_in_the_flash_dir(board, tmp_path):
     r = mpremote(board.port, "fs", "cp", str(local), ":hello.txt", "+", "fs", "ls")
     assert r.returncode == 0, r.stderr
     assert "hello.txt" in r.stdout
-    assert (board.flash_dir / "hello.txt").read_text() == "hello board"
+    assert (board.root / "hello.txt").read_text() == "hello board"
 
 
 def test_pyserial_sees_soft_reboot_and_banner(board):
@@ -90,8 +90,8 @@ def test_pyserial_sees_soft_reboot_and_banner(board):
 
 
 def test_boot_runs_main_py_and_ctrl_c_interrupts_it(board):
-    (board.flash_dir / "boot.py").write_text("print('boot.py ran')\n")
-    (board.flash_dir / "main.py").write_text(
+    (board.root / "boot.py").write_text("print('boot.py ran')\n")
+    (board.root / "main.py").write_text(
         "import time\nprint('main started')\nwhile True:\n    time.sleep(0.01)\n")
     with serial.Serial(board.port, 115200, timeout=0.1, exclusive=True) as ser:
         board.restart()
@@ -117,7 +117,7 @@ def test_power_loss_keeps_written_files(board):
     assert r.returncode == 0, r.stderr
     board.kill()
     assert not board.running
-    assert (board.flash_dir / "state.bin").read_bytes() == b"abc"
+    assert (board.root / "state.bin").read_bytes() == b"abc"
     board.restart()
     assert board.running
     r = mpremote(board.port, "exec", "print(open('state.bin').read())")
@@ -166,9 +166,9 @@ def test_flash_then_diag(board, fake_firmware):
     r = janua("flash", "--port", board.port, "--source", str(fake_firmware))
     assert r.returncode == 0, r.stderr
     assert "lib/janua/diag.mpy" in r.stdout
-    assert (board.flash_dir / "lib" / "janua" / "diag.mpy").is_file()
-    assert (board.flash_dir / "lib" / "janua_hal.mpy").is_file()
-    assert (board.flash_dir / "main.py").read_text() == "print('fake main')\n"
+    assert (board.root / "lib" / "janua" / "diag.mpy").is_file()
+    assert (board.root / "lib" / "janua_hal.mpy").is_file()
+    assert (board.root / "main.py").read_text() == "print('fake main')\n"
     r = janua("console", "--port", board.port, "--diag")
     assert r.returncode == 0, r.stderr
     assert "version: 0.0-test" in r.stdout
@@ -201,8 +201,8 @@ def test_busy_port_is_a_clear_error(board):
 def test_write_file_atomic_replaces_and_leaves_no_tmp(board):
     mpremote_util.write_file_atomic(board.port, "cfg/cred.bin", b"one")
     mpremote_util.write_file_atomic(board.port, "cfg/cred.bin", b"\x00two\xff")
-    assert (board.flash_dir / "cfg" / "cred.bin").read_bytes() == b"\x00two\xff"
-    assert not (board.flash_dir / "cfg" / "cred.bin.tmp").exists()
+    assert (board.root / "cfg" / "cred.bin").read_bytes() == b"\x00two\xff"
+    assert not (board.root / "cfg" / "cred.bin.tmp").exists()
     with pytest.raises(CLIError):
         mpremote_util.write_file_atomic(board.port, "/etc/passwd", b"x")
 
@@ -244,14 +244,13 @@ def test_every_board_hal_compiles_into_the_firmware(tmp_path, name):
 
 @pytest.mark.parametrize("call, kind", [("sys.exit(1)", "hard"), ("sys.exit()", "soft")])
 def test_sys_exit_in_main_resets_the_board_by_itself(tmp_path, call, kind):
-    flash = tmp_path / "flash"
-    flash.mkdir()
-    (flash / "main.py").write_text(
+    vb = VirtualBoard("esp32", tmp_path / "flash")
+    (vb.root / "main.py").write_text(
         "import os, sys\n"
         "try:\n    os.stat('once')\nexcept OSError:\n"
         "    open('once', 'w').close()\n    print('resetting')\n    " + call + "\n"
         "print('second boot')\n")
-    with VirtualBoard("esp32", flash) as vb:
+    with vb:
         with serial.Serial(vb.port, 115200, timeout=0.1, exclusive=True) as ser:
             vb.restart()
             out = read_for(ser, b"second boot", timeout=10)

@@ -1,0 +1,106 @@
+# Boots the virtual board's hardware before any board code runs (MicroPython code, called by
+# boards/shim.py; host tooling, never installed on a device):
+#
+# 1. the flash chip (vb_flashchip.FlashChip over the host image JANUA_VBOARD_FLASH);
+# 2. the emulated board modules the profile lists (vb_machine.py as `machine`, vb_network.py as
+#    `network`, vb_esp32.py as `esp32`, vb_rp2.py as `rp2`), each given the context below through
+#    its init(ctx); a module's optional bootloader(ctx) runs next (the esp32's picks the OTA slot);
+# 3. the filesystem: the profile's filesystem partition as a LittleFS2 block device, mounted at
+#    JANUA_VBOARD_MOUNT ("/" on the virtual board, so nothing of the host is visible) and made the
+#    working directory. A blank or corrupt partition is formatted first, as the stock ESP32 and
+#    Pico W firmware do at boot when the mount fails.
+#
+# setup() returns {name: module} for the shim's import hook and the sys/os attributes the board
+# reports. The host paths it was loaded from are gone from sys.path when it returns.
+
+
+class Context:
+    # What the emulated modules share: the chip, the profile's "vboard" section (spec), the
+    # supervisor's settings (env: the JANUA_VBOARD_* variables), die(kind) to end this interpreter
+    # at once (kind: "hard", "soft", "wdt", "deepsleep", "cut"), and the unix port's own machine
+    # module (mem32, idle).
+    def __init__(self, chip, spec, env, die, real_machine):
+        self.chip = chip
+        self.spec = spec
+        self.env = env
+        self.die = die
+        self.real_machine = real_machine
+        self.modules = {}
+        self.uname = None           # os.uname: set by a module that knows the running firmware's
+                                    # version, else the profile's
+
+
+class Uname:
+    # os.uname()'s result: fields by name and by index, as MicroPython's uname_result.
+    _FIELDS = ("sysname", "nodename", "release", "version", "machine")
+
+    def __init__(self, values):
+        self._v = tuple(values)
+        for k, v in zip(self._FIELDS, self._v):
+            setattr(self, k, v)
+
+    def __getitem__(self, i):
+        return self._v[i]
+
+    def __len__(self):
+        return 5
+
+    def __repr__(self):
+        return "(" + ", ".join("%s='%s'" % kv for kv in zip(self._FIELDS, self._v)) + ")"
+
+
+def _partition(spec, label):
+    for p in spec.get("partitions", ()):
+        if p[0] == label:
+            return p[3], p[4]
+    return None
+
+
+def _mount(ctx, vfs, os):
+    from vb_flashchip import Window
+    spec = ctx.spec
+    fs = spec["fs"]
+    off, size = _partition(spec, fs) if isinstance(fs, str) else fs
+    bdev = Window(ctx.chip, off, size)
+    try:
+        lfs = vfs.VfsLfs2(bdev)
+    except OSError:
+        vfs.VfsLfs2.mkfs(bdev)
+        lfs = vfs.VfsLfs2(bdev)
+        ctx.formatted = True
+    point = ctx.env.get("JANUA_VBOARD_MOUNT") or "/"
+    if point == "/":
+        vfs.umount("/")
+    vfs.mount(lfs, point)
+    os.chdir(point)
+    return bdev
+
+
+def setup(env, spec, die, real_import):
+    import os
+    import sys
+    import vfs
+    from vb_flashchip import FlashChip
+    cut = env.get("JANUA_VBOARD_CUT") or ""
+    n, _, how = cut.partition(":")
+    chip = FlashChip(env["JANUA_VBOARD_FLASH"], spec["flash_bytes"], env.get("JANUA_VBOARD_WEAR"),
+                     cut=int(n) if n else 0, torn=how == "torn", die=lambda: die("cut"))
+    ctx = Context(chip, spec, env, die, real_import("machine"))
+    ctx.formatted = False
+    ctx.Uname = Uname
+    for name in spec.get("modules", ()):
+        mod = real_import("vb_" + name)
+        mod.init(ctx)
+        ctx.modules[name] = mod
+    for mod in ctx.modules.values():
+        boot = getattr(mod, "bootloader", None)
+        if boot is not None:
+            boot(ctx)
+    if ctx.uname is None and spec.get("uname"):
+        u = Uname(spec["uname"])
+        ctx.uname = lambda: u
+    ctx.fs = _mount(ctx, vfs, os)
+    here = env.get("JANUA_VBOARD_EMU")
+    while here in sys.path:
+        sys.path.remove(here)
+    return ctx
