@@ -85,7 +85,10 @@ def micropython_cmd(board, script=None, path=(), interactive=False, flash=None, 
     env = dict(os.environ)
     env["JANUA_BOARD"] = board
     env["JANUA_HIDE"] = json.dumps({"modules": prof["hide_modules"], "attrs": prof["hide_attrs"]})
-    mpath = list(path) + ["", ".frozen", "lib"]
+    # sys.path as on the stock esp32 and rp2 firmware: '', '.frozen', '/lib' (mpremote mip looks for
+    # the entry ending in /lib); relative on the unix profile, whose flash is the working directory.
+    lib = (mount.rstrip("/") + "/lib") if flash is not None else "lib"
+    mpath = list(path) + ["", ".frozen", lib]
     env["MICROPYPATH"] = ":".join(str(p) for p in mpath)
     heap = prof["heap_bytes"]
     for k in [k for k in env if k.startswith("JANUA_VBOARD_")]:
