@@ -252,3 +252,32 @@ def test_mpremote_mip_installs_onto_the_flash(tmp_path):
             assert (vb.root / "lib" / "hello.py").is_file()
     finally:
         srv.shutdown()
+
+
+def test_rp2_flash_is_the_filesystem_region(tmp_path):
+    rc, out, err = run_on("rp2040", tmp_path / "chip", """
+        import rp2
+        f = rp2.Flash()
+        print(f.ioctl(4, 0), f.ioctl(5, 0), rp2.country(), rp2.bootsel_button())
+        with open("x.txt", "w") as fh:
+            fh.write("on the flash")
+        # LittleFS's superblock is in block 0 or 1 of the region; its magic string is "littlefs"
+        b = bytearray(4096)
+        found = False
+        for n in (0, 1):
+            f.readblocks(n, b)
+            found = found or b"littlefs" in b
+        print(found)
+    """)
+    assert rc == 0, err
+    assert out == ["212 4096 XX 0", "True"]     # 848 KiB / 4 KiB blocks
+
+
+@pytest.mark.parametrize("board", ["esp32", "rp2040"])
+def test_the_emulation_fits_in_its_heap_allowance(tmp_path, board):
+    # The emulation's own objects are not the board's heap: the shim warns when they outgrow the
+    # extra heap the interpreter gets for them (the board code would then see less than the profile).
+    rc, out, err = run_on(board, tmp_path / "chip", "import gc\ngc.collect()\nprint(gc.mem_free())\n")
+    assert rc == 0, err
+    assert not any("more than its allowance" in line for line in out), out
+    assert int(out[-1]) >= 0.9 * load_profile(board)["heap_bytes"]
