@@ -274,7 +274,10 @@ class Partition:
 
 
 def bootloader(ctx):
-    # ESP-IDF's second stage bootloader at every boot (vb_esp32boot.py): picks the slot
+    # ESP-IDF's second-stage bootloader at every hard boot (vb_esp32boot.py) picks the slot. A soft
+    # reset (JANUA_VBOARD_SOFT) restarts MicroPython only: the same image keeps running, so the
+    # slot is kept beside the flash image (<flash>.slot, as RAM that survives a soft reset).
     global _running
     import vb_esp32boot
-    _running = vb_esp32boot.boot(ctx, __import__("vb_esp32"))
+    _running = vb_esp32boot.boot(ctx, __import__("vb_esp32"), ctx.env["JANUA_VBOARD_FLASH"] + ".slot",
+                                 bool(ctx.env.get("JANUA_VBOARD_SOFT")))

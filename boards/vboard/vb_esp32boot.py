@@ -61,8 +61,26 @@ def _program(ctx, addr, data):
     ctx.chip.program(addr, data)
 
 
-def boot(ctx, m):
+def boot(ctx, m, slot_file, soft):
     apps = m._apps()
+    if soft:
+        try:
+            with open(slot_file) as f:
+                label = f.read()
+            for p in apps:
+                if p[0] == label:
+                    _uname(ctx, m, p)
+                    return p
+        except OSError:
+            pass        # no record: boot as after a hard reset
+    p = _select(ctx, m, apps)
+    with open(slot_file, "w") as f:
+        f.write(p[0])
+    _uname(ctx, m, p)
+    return p
+
+
+def _select(ctx, m, apps):
     two = [m.read_entry(0), m.read_entry(1)]
     if two[0][0] == m._BLANK and two[1][0] == m._BLANK and not m.bootable(apps[0]):
         _program(ctx, apps[0][3], app_image("v1.29.0"))
@@ -84,7 +102,6 @@ def boot(ctx, m):
         if m.bootable(apps[i]):
             if initial:
                 m._write_entry(0, [i + 1, b"\xff" * 20, m.VALID, 0])
-            _uname(ctx, m, apps[i])
             return apps[i]
     raise RuntimeError("boot: no bootable app partitions")
 

@@ -62,7 +62,8 @@ class _Reader:
 
 def install(slots, manifest_bytes, sig_bytes, src, device=None, probe=None, running=None):
     """Verify a firmware release and write it to the next OTA partition; returns the manifest.
-    `slots` is an ota.AppSlots (keys, counter and reports live on the filesystem)."""
+    `slots` is an ota.AppSlots (keys, counter and reports live on the filesystem). `src` is the
+    image stream (readinto), or open_src(path) returning one, called after the manifest verified."""
     buf = bytearray(_BLOCK)
     try:
         cfg = slots.config()
@@ -75,6 +76,8 @@ def install(slots, manifest_bytes, sig_bytes, src, device=None, probe=None, runn
         if m["counter"] < stored:
             raise OTAError("downgrade: security counter %d < %d" % (m["counter"], stored))
         img = m["files"][0]
+        if callable(src):
+            src = src(img["path"])   # opened only once the manifest verified (otaclient's download)
         part = (running or _running()).get_next_update()
         if img["size"] > part.ioctl(4, 0) * part.ioctl(5, 0):
             raise OTAError("image of %d bytes does not fit the partition" % img["size"])
@@ -100,4 +103,16 @@ def confirm(slots, partition_cls=None):
     c = fw.get("counter", 0)
     if c > slots.counter.read():
         slots.counter.write(c)
+    if fw.get("version") and not fw.get("confirmed"):
+        fw["confirmed"] = True   # the version the update check reports from now on
+        from janua.ota import write_json
+        write_json(slots.fs, slots.p("ota_fw.json"), fw)
     return fw
+
+
+def running_version(slots):
+    """The firmware release this board runs, as the update check reports it: the last one
+    confirmed, or None (the stock firmware, or an image set to boot and not yet confirmed)."""
+    from janua.ota import read_json
+    fw = read_json(slots.fs, slots.p("ota_fw.json"), {}) or {}
+    return fw.get("version") if fw.get("confirmed") else None

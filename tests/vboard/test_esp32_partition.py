@@ -31,10 +31,12 @@ SEQ2 = "02000000" + ERASED + "%s" + "7437f655"
 def board(tmp_path):
     flash = FlashImage(tmp_path / "flash", load_profile("esp32"))
 
-    def run(script):
+    def run(script, soft=False):
         path = tmp_path / "t.py"
         path.write_text("import json\nfrom esp32 import Partition\n" + script)
         argv, env = micropython_cmd("esp32", path, flash=flash, mount="/flash")
+        if soft:
+            env["JANUA_VBOARD_SOFT"] = "1"   # what the supervisor sets for a soft reset
         r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stdout + r.stderr
         return [json.loads(line) for line in r.stdout.splitlines() if line.startswith(("{", "[", "\""))]
@@ -203,3 +205,20 @@ def test_mark_valid_on_the_already_valid_factory_slot_writes_nothing(board):
     out = board(STATE + "Partition.mark_app_valid_cancel_rollback()\nprint(json.dumps('ok'))\n")
     assert out[1] == "ok"
     assert board.otadata() == (SEQ1_VALID, BLANK)
+
+
+def test_a_soft_reset_keeps_the_running_image_and_runs_no_bootloader(board):
+    board(IMAGE + """
+n = Partition(Partition.RUNNING).get_next_update()
+n.writeblocks(0, image("v1.29.1"))
+n.set_boot()
+""")
+    # set to boot but not reset yet: a soft reset still runs the old image, otadata untouched
+    assert board(STATE, soft=True)[0] == {"running": "ota_0", "boot": "ota_1", "version": "v1.29.0 on 2026-06-01",
+                                          "release": "1.29.0"}
+    assert board.otadata() == (SEQ1_VALID, SEQ2 % "00000000")
+    assert board(STATE)[0]["running"] == "ota_1"
+    # in its trial: soft resets (every mpremote command makes one) do not abort it
+    for _ in range(2):
+        assert board(STATE, soft=True)[0]["version"] == "v1.29.1 on 2026-07-01"
+    assert board.otadata() == (SEQ1_VALID, SEQ2 % "01000000")
