@@ -8,8 +8,17 @@ caller resets. The new firmware calls `confirm()` (mark_app_valid_cancel_rollbac
 counter is committed); if it never does, the ESP-IDF bootloader returns to the old partition on
 the next reset (this needs CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE in the firmware's sdkconfig).
 
-UNTESTED ON HARDWARE: tests run this module on the unix port against a partition-shaped fake.
-`partition` is injectable: anything with readblocks/writeblocks/ioctl/set_boot/get_next_update.
+The verifier offers firmware releases to `otaclient.poll(kind="firmware")`, which downloads the
+manifest and signature and hands install() an open_src(path) for the image; the update check
+reports running_version() (the last confirmed release). Outcome events ("confirmed",
+"rolled_back") are not sent for firmware releases yet.
+
+UNTESTED ON HARDWARE. It now runs end to end on the virtual esp32's emulated partitions
+(boards/vboard/vb_esp32.py: esp32.Partition, ESP-IDF's otadata and an emulated bootloader with
+rollback; tests/ota_verifier/test_otafw_vboard.py: download from a live verifier, verify,
+set_boot, reset into ota_1, confirm; and an unconfirmed image rolled back at the next reset), and
+against a partition-shaped fake (tests/ota/test_otafw.py). `running` is injectable: anything with
+get_next_update() returning readblocks/writeblocks/ioctl/set_boot.
 """
 
 from janua import OTAError
