@@ -67,7 +67,7 @@ def _janua_shim(g):
         env = {}
         for k in ("JANUA_VBOARD_FLASH", "JANUA_VBOARD_WEAR", "JANUA_VBOARD_CUT", "JANUA_VBOARD_MOUNT",
                   "JANUA_VBOARD_EMU", "JANUA_VBOARD_RESET", "JANUA_VBOARD_MPY", "JANUA_VBOARD_WIFI",
-                  "JANUA_VBOARD_UID"):
+                  "JANUA_VBOARD_UID", "JANUA_VBOARD_SOFT"):
             v = os.getenv(k)
             if v is not None:
                 env[k] = v
