@@ -15,7 +15,7 @@ def sweep(mp, script, check, stride=1, head=4, torn=False, limit=20000):
     last cut and the first run that finishes (so the first and the last few are always cut). Before
     each run the chip is put back as it was on entry; after each cut `check(n, torn)` looks at the
     board (its own runs restart it: LittleFS mounts the cut image afresh). `torn`: also a torn cut
-    (the interrupted erase or program half done) at each point. Returns (points, total): the N that
+    (the interrupted erase or program half done) at each point (True) or at every torn-th N (an int). Returns (points, total): the N that
     were cut and the number of writes of the uncut run; the chip is left as the uncut run left it."""
     start = mp.save()
     points = []
@@ -33,7 +33,7 @@ def sweep(mp, script, check, stride=1, head=4, torn=False, limit=20000):
         cut = one(n)
         if cut:
             points.append(n)
-            if torn:
+            if torn is True or (torn and n % torn == 0):
                 assert one(n, True), n     # the same write is reached, torn or not
         return cut
 
