@@ -127,7 +127,7 @@ class MPRun:
     program, counted from that interpreter's start), and `outcome(p)` says how a run ended.
     """
 
-    def __init__(self, workdir, flash=None, timeout=120, chip=None):
+    def __init__(self, workdir, flash=None, timeout=120, chip=None, firmware=FIRMWARE_DIR):
         import pathlib
         self.workdir = workdir = pathlib.Path(workdir)
         self.chip = chip
@@ -144,6 +144,7 @@ class MPRun:
         self.lib = workdir / "hal"
         self.lib.mkdir(exist_ok=True)
         shutil.copy(BOARDS_DIR / "unix" / "hal.py", self.lib / "janua_hal.py")
+        self.firmware = firmware    # first on the path: firmware/ (source), or a build's lib/ (.mpy)
         self.timeout = timeout
         self.n = 0
 
@@ -161,13 +162,13 @@ class MPRun:
         if self.image is None:
             if cut is not None:
                 raise ValueError("MPRun: power cuts at a block write need chip=")
-            argv, env = micropython_cmd(board or "esp32", path, path=[FIRMWARE_DIR, self.lib])
+            argv, env = micropython_cmd(board or "esp32", path, path=[self.firmware, self.lib])
             cwd = self.flash
         else:
             if board not in (None, self.chip):
                 raise ValueError("MPRun: this runner's chip is %s, not %s" % (self.chip, board))
             armed = None if cut is None else "%d%s" % (cut, ":torn" if torn else "")
-            argv, env = micropython_cmd(self.chip, path, path=[FIRMWARE_DIR, self.lib], flash=self.image,
+            argv, env = micropython_cmd(self.chip, path, path=[self.firmware, self.lib], flash=self.image,
                                         mount="/flash", cut=armed)
             cwd = self.workdir
         return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True,
