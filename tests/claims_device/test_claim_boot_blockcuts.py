@@ -56,5 +56,5 @@ def test_random_block_cuts_of_claim_boots(chip, verifier):
     _, total = sweep(chip, BOOT, lambda n, t: None)
     chip.restore(start)
     seen = []
-    done = random_cuts(chip, BOOT, _checker(chip, v, seen), total, 30, rng())
-    assert len(done) == 30 and set(seen) <= {"claim image", "identity"}
+    done = random_cuts(chip, BOOT, _checker(chip, v, seen), total, 60, rng())
+    assert len(done) == 60 and set(seen) <= {"claim image", "identity"}

@@ -71,5 +71,5 @@ def test_random_block_cuts_of_config_saves(chip):
     rnd = rng()
     # many saves in a row on a filling, compacting LittleFS: cut anywhere in the 40th rewrite
     script = PRELUDE + "s = Store()\nfor i in range(20):\n    s.save_config(B)\n    s.save_config(A)\n"
-    done = random_cuts(chip, script, _checker(chip, seen), total * 40, 60, rnd)
-    assert len(done) == 60 and "acme" in seen and "bravo" in seen, seen
+    done = random_cuts(chip, script, _checker(chip, seen), total * 40, 200, rnd)
+    assert len(done) == 200 and "acme" in seen and "bravo" in seen, seen

@@ -119,5 +119,5 @@ def test_random_block_cuts_of_installs(chip, keys, tmp_path):
     _, total = sweep(chip, INSTALL, lambda n, t: None, stride=50)
     chip.restore(start)
     seen = []
-    done = random_cuts(chip, INSTALL, _install_checker(chip, "2.0.0", "3.0.0", seen), total, 40, rng())
-    assert len(done) == 40 and set(seen) <= {"2.0.0", "3.0.0"}
+    done = random_cuts(chip, INSTALL, _install_checker(chip, "2.0.0", "3.0.0", seen), total, 100, rng())
+    assert len(done) == 100 and set(seen) <= {"2.0.0", "3.0.0"}

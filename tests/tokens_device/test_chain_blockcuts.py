@@ -98,5 +98,5 @@ def test_random_block_cuts_of_top_ups(chip):
     _, total = sweep(chip, TOP_UP, lambda n, t: None)
     chip.restore(start)
     seen = []
-    done = random_cuts(chip, TOP_UP, _top_up_checker(chip, seen), total, 40, rng())
-    assert len(done) == 40 and set(seen) <= {"before", "switched", "after"}
+    done = random_cuts(chip, TOP_UP, _top_up_checker(chip, seen), total, 100, rng())
+    assert len(done) == 100 and set(seen) <= {"before", "switched", "after"}
