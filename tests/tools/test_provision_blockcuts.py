@@ -63,8 +63,8 @@ def write_cut(vb, n, data, torn=False):
     finally:
         done.set()
         t.join(5)
-    assert cut == (bool(vb.resets[len(vb.resets) - 1:]) and vb.resets[-1][0] == "cut"
-                   and len(vb.resets) > before), (n, vb.resets[before:])
+    # a failed write is the armed cut (the board says so), never some other error
+    assert cut == any(kind == "cut" for kind, _ in vb.resets[before:]), (n, torn, vb.resets[before:])
     return cut
 
 
