@@ -125,6 +125,8 @@ class MPRun:
     Then `root` is the chip's filesystem (a FlashPath), `image.fs_wear()` its erases per block,
     `raw(script, cut=N, torn=...)` cuts the power at the chip's N-th write operation (erase or
     program, counted from that interpreter's start), and `outcome(p)` says how a run ended.
+    The emulation's own heap (the chip, LittleFS buffers: about 12 KiB) comes out of the profile's
+    until the profile's "vboard" heap_allowance covers it (0 today: the board prints a warning line).
     """
 
     def __init__(self, workdir, flash=None, timeout=120, chip=None, firmware=FIRMWARE_DIR):
