@@ -19,6 +19,12 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "sqlite_only" in item.keywords:
                 item.add_marker(pg_skip)
+    if "slow" not in (config.getoption("-m") or "") and not os.environ.get("JANUA_SLOW"):
+        # `slow` tests (the extended power-cut sets) run only when asked for: -m slow or JANUA_SLOW=1
+        slow_skip = pytest.mark.skip(reason="slow: run with -m slow or JANUA_SLOW=1")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(slow_skip)
     if config.getoption("--board-port"):
         return
     skip = pytest.mark.skip(reason="hardware-in-loop: needs --board-port /dev/ttyACM0")

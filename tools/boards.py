@@ -122,30 +122,84 @@ class MPRun:
     board profile's heap and hiding, and returns the JSON objects it printed, one per line (other
     output is console text). A non-zero exit raises AssertionError with the board's output.
     `raw(script)` returns the CompletedProcess instead.
+
+    The flash is a host directory (`self.flash`), or with `chip="esp32"` (or "rp2040") the board's
+    emulated flash chip (tools.vboard_flash.FlashImage in workdir/chip): LittleFS mounted at /flash
+    and made the working directory, while firmware/ and the hal copy stay importable from the host.
+    Then `root` is the chip's filesystem (a FlashPath), `image.fs_wear()` its erases per block,
+    `raw(script, cut=N, torn=...)` cuts the power at the chip's N-th write operation (erase or
+    program, counted from that interpreter's start), and `outcome(p)` says how a run ended.
+    The emulation's own heap (the chip, LittleFS buffers: about 12 KiB) comes out of the profile's
+    until the profile's "vboard" heap_allowance covers it (0 today: the board prints a warning line).
     """
 
-    def __init__(self, workdir, flash=None, timeout=120):
+    def __init__(self, workdir, flash=None, timeout=120, chip=None, firmware=FIRMWARE_DIR):
         import pathlib
         self.workdir = workdir = pathlib.Path(workdir)
-        self.flash = pathlib.Path(flash) if flash is not None else workdir / "flash"
-        self.flash.mkdir(parents=True, exist_ok=True)
+        self.chip = chip
+        self.image = None
+        if chip is not None:
+            from tools.vboard_flash import FlashImage
+            if flash is not None:
+                raise ValueError("MPRun: a host flash directory or an emulated chip, not both")
+            self.image = FlashImage(workdir / "chip", load_profile(chip)).create()
+            self.flash = None
+        else:
+            self.flash = pathlib.Path(flash) if flash is not None else workdir / "flash"
+            self.flash.mkdir(parents=True, exist_ok=True)
         self.lib = workdir / "hal"
         self.lib.mkdir(exist_ok=True)
         shutil.copy(BOARDS_DIR / "unix" / "hal.py", self.lib / "janua_hal.py")
+        self.firmware = firmware    # first on the path: firmware/ (source), or a build's lib/ (.mpy)
         self.timeout = timeout
         self.n = 0
 
-    def raw(self, script, board="esp32", timeout=None):
+    @property
+    def root(self):
+        """The board's files: the chip's filesystem (FlashPath) or the host flash directory."""
+        return self.image.root if self.image is not None else self.flash
+
+    def raw(self, script, board=None, timeout=None, cut=None, torn=False):
         import subprocess
         import textwrap
         self.n += 1
         path = self.workdir / ("t%d.py" % self.n)
         path.write_text(textwrap.dedent(script))
-        argv, env = micropython_cmd(board, path, path=[FIRMWARE_DIR, self.lib])
-        return subprocess.run(argv, env=env, cwd=self.flash, capture_output=True, text=True,
+        if self.image is None:
+            if cut is not None:
+                raise ValueError("MPRun: power cuts at a block write need chip=")
+            argv, env = micropython_cmd(board or "esp32", path, path=[self.firmware, self.lib])
+            cwd = self.flash
+        else:
+            if board not in (None, self.chip):
+                raise ValueError("MPRun: this runner's chip is %s, not %s" % (self.chip, board))
+            armed = None if cut is None else "%d%s" % (cut, ":torn" if torn else "")
+            argv, env = micropython_cmd(self.chip, path, path=[self.firmware, self.lib], flash=self.image,
+                                        mount="/flash", cut=armed)
+            cwd = self.workdir
+        return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True,
                               timeout=timeout or self.timeout)
 
-    def __call__(self, script, board="esp32", timeout=None):
+    @staticmethod
+    def outcome(p):
+        """How a raw() run ended: "cut" (the armed power cut: the board printed the reset mark and
+        was SIGKILLed), "finished" (exit 0) or "failed" (anything else)."""
+        if p.returncode == -9 and p.stdout.endswith(RESET_MARK + "cut\x07"):
+            return "cut"
+        return "finished" if p.returncode == 0 else "failed"
+
+    def save(self):
+        """The chip's contents and wear as they are now, for restore() (chip mode)."""
+        img = self.image
+        return img.image.read_bytes(), img.wear_file.read_bytes()
+
+    def restore(self, saved):
+        """Put the chip back as save() found it: the same starting point for the next cut."""
+        img = self.image
+        img.image.write_bytes(saved[0])
+        img.wear_file.write_bytes(saved[1])
+
+    def __call__(self, script, board=None, timeout=None):
         p = self.raw(script, board, timeout)
         if p.returncode != 0:
             raise AssertionError(p.stdout + p.stderr)

@@ -2,7 +2,6 @@
 (release files beside it), a fake clock, tenants with admin tokens, active devices that build binary
 auth requests, and signed bundles made with the host tools (tools/ota.py, .py sources: no mpy-cross)."""
 
-import os
 from pathlib import Path
 
 import aiohttp
@@ -11,16 +10,6 @@ import pytest
 from tests.support import KEK, AdminTenant, AuthDevice, clock, client, config  # noqa: F401 (KEK re-exported; fixtures)
 from tools import ota as host
 
-
-
-def pytest_collection_modifyitems(config, items):
-    # `slow` tests (the extended power-cut sets) run only when asked for: -m slow or JANUA_SLOW=1
-    if "slow" in (config.getoption("-m") or "") or os.environ.get("JANUA_SLOW"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with -m slow or JANUA_SLOW=1")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
 
 Device = AuthDevice
 
