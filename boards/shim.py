@@ -58,64 +58,18 @@ def _janua_shim(g):
         with open(script) as f:   # read now: the flash may be mounted over the host's "/" below
             src = f.read()
 
-    flash = os.getenv("JANUA_VBOARD_FLASH")
-    if flash:
+    here = g.get("__file__", "").rpartition("/")[0]
+    while here and here in sys.path:
+        sys.path.remove(here)   # the interpreter put this file's directory first; a board has '' there
+
+    if os.getenv("JANUA_VBOARD_FLASH"):
+        # the emulated hardware (boards/vboard/vb_board.py boot(), compiled to .mpy by tools/boards.py)
         import gc
         gc.collect()
         base = gc.mem_alloc()
-        spec = json.loads(os.getenv("JANUA_VBOARD_SPEC") or "{}")
-        env = {}
-        for k in ("JANUA_VBOARD_FLASH", "JANUA_VBOARD_WEAR", "JANUA_VBOARD_CUT", "JANUA_VBOARD_MOUNT",
-                  "JANUA_VBOARD_EMU", "JANUA_VBOARD_RESET", "JANUA_VBOARD_MPY", "JANUA_VBOARD_WIFI",
-                  "JANUA_VBOARD_UID", "JANUA_VBOARD_SOFT"):
-            v = os.getenv(k)
-            if v is not None:
-                env[k] = v
-        system = os.system
-        mark = os.getenv("JANUA_VBOARD_RESETMARK") or ""
+        sys.path.insert(0, os.getenv("JANUA_VBOARD_EMU") or "")
+        emulated, extras, wrapped[None] = real_import("vb_board").boot(real_import, os.getenv, os.system, base)
 
-        def die(kind):
-            # The end of this interpreter, now: tell the supervisor why (the next boot's reset cause,
-            # or a power cut), then SIGKILL ourselves so that nothing more runs and nothing is flushed.
-            sys.stdout.write("%s%s\x07" % (mark, kind))
-            system("kill -9 $PPID")
-            while True:
-                pass
-
-        sys.path.insert(0, env.get("JANUA_VBOARD_EMU") or "")
-        ctx = real_import("vb_board").setup(env, spec, die, real_import)
-        for k in list(sys.modules):
-            if k.startswith("vb_"):
-                del sys.modules[k]   # the emulation is reached only through the board's module names
-        emulated = ctx.modules
-
-        class Impl:
-            # sys.implementation as the board's firmware reports it.
-            def __init__(self, real, machine, mpy):
-                self.name = real.name
-                self.version = real.version
-                self._machine = machine
-                self._mpy = mpy
-
-        mpy = int(env["JANUA_VBOARD_MPY"]) if env.get("JANUA_VBOARD_MPY") else sys.implementation._mpy
-        extras["sys"] = {"platform": spec.get("platform", sys.platform),
-                         "implementation": Impl(sys.implementation, spec.get("machine", ""), mpy)}
-        if ctx.uname is not None:
-            extras["os"] = {"uname": ctx.uname}
-        # What the emulation holds on the heap is not the board's: a board keeps these in ROM. The
-        # interpreter got `heap_allowance` more bytes; what the emulation does not use is held back
-        # here (the ballast), sized so that the free heap is what an interpreter with the profile's
-        # heap has at this point.
-        gc.collect()
-        used = gc.mem_alloc() - base
-        # the ballast leaves exactly the free heap an interpreter of the profile's heap has here
-        pad = gc.mem_free() - (spec.get("heap_bytes", 0) - base) - 16
-        if used > spec.get("heap_allowance", 0):
-            sys.stdout.write("janua vboard: the emulation holds %d bytes of heap, more than its allowance of %d\n"
-                             % (used, spec.get("heap_allowance", 0)))
-        elif pad > 0:
-            ctx.ballast = bytearray(pad)
-        wrapped[None] = ctx   # kept alive by the import hook, which holds `wrapped`
 
     def _import(name, *args):
         mod = emulated.get(name)

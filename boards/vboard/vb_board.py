@@ -104,3 +104,65 @@ def setup(env, spec, die, real_import):
     while here in sys.path:
         sys.path.remove(here)
     return ctx
+
+
+_ENV = ("JANUA_VBOARD_FLASH", "JANUA_VBOARD_WEAR", "JANUA_VBOARD_CUT", "JANUA_VBOARD_MOUNT", "JANUA_VBOARD_EMU",
+        "JANUA_VBOARD_RESET", "JANUA_VBOARD_MPY", "JANUA_VBOARD_WIFI", "JANUA_VBOARD_UID", "JANUA_VBOARD_SOFT")
+
+
+class Impl:
+    # sys.implementation as the board's firmware reports it.
+    def __init__(self, real, machine, mpy):
+        self.name = real.name
+        self.version = real.version
+        self._machine = machine
+        self._mpy = mpy
+
+
+def boot(real_import, getenv, system, base):
+    """Called by boards/shim.py: the emulated hardware up, then ({module name: emulated module},
+    {module name: {attribute: what the board reports}}, an object to keep alive). `base`: the heap
+    in use before this module was loaded."""
+    import gc
+    import json
+    import sys
+    spec = json.loads(getenv("JANUA_VBOARD_SPEC") or "{}")
+    env = {}
+    for k in _ENV:
+        v = getenv(k)
+        if v is not None:
+            env[k] = v
+    mark = getenv("JANUA_VBOARD_RESETMARK") or ""
+
+    def die(kind):
+        # The end of this interpreter, now: tell the supervisor why (the next boot's reset cause, or
+        # a power cut), then SIGKILL ourselves so that nothing more runs and nothing is flushed.
+        sys.stdout.write("%s%s\x07" % (mark, kind))
+        system("kill -9 $PPID")
+        while True:
+            pass
+
+    ctx = setup(env, spec, die, real_import)
+    for k in list(sys.modules):
+        if k.startswith("vb_"):
+            del sys.modules[k]   # the emulation is reached only through the board's module names
+    mpy = int(env["JANUA_VBOARD_MPY"]) if env.get("JANUA_VBOARD_MPY") else sys.implementation._mpy
+    extras = {"sys": {"platform": spec.get("platform", sys.platform),
+                      "implementation": Impl(sys.implementation, spec.get("machine", ""), mpy)}}
+    if ctx.uname is not None:
+        extras["os"] = {"uname": ctx.uname}
+    # What the emulation holds on the heap is not the board's: a board keeps these in ROM. The
+    # interpreter got `heap_allowance` more bytes; what the emulation does not use is held back here
+    # (the ballast), sized so that the free heap is what an interpreter with the profile's heap has
+    # at this point. The emulation is loaded from .mpy, so that what it keeps sits together at the
+    # bottom of the heap, the ballast after it, and the board's free heap above in one piece.
+    gc.collect()
+    used = gc.mem_alloc() - base
+    allowance = spec.get("heap_allowance", 0)
+    pad = gc.mem_free() - (spec.get("heap_bytes", 0) - base) - 16
+    if used > allowance:
+        sys.stdout.write("janua vboard: the emulation holds %d bytes of heap, more than its allowance of %d\n"
+                         % (used, allowance))
+    elif pad > 0:
+        ctx.ballast = bytearray(pad)
+    return ctx.modules, extras, ctx
