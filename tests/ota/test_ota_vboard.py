@@ -4,7 +4,6 @@ survives power cuts (VirtualBoard.kill) in the middle of an install."""
 
 import json
 import random
-import shutil
 import threading
 import time
 
@@ -27,21 +26,23 @@ if otaboot.main() is None:
 
 @pytest.fixture
 def board(tmp_path, keys):
-    flash = tmp_path / "flash"
-    shutil.copytree(FIRMWARE_DIR / "janua", flash / "lib" / "janua")
-    shutil.copy(BOARDS_DIR / "unix" / "hal.py", flash / "lib" / "janua_hal.py")
-    (flash / "main.py").write_text(MAIN)
+    vb = VirtualBoard("esp32", tmp_path / "flash")
+    # The board's files, on its emulated flash before it powers on: the firmware from source and the
+    # esp32 hal (janua_hal.reset() is machine.reset(), a hard reset of the virtual board).
+    vb.flash.put_tree(FIRMWARE_DIR / "janua", "/lib/janua")
+    (vb.root / "lib" / "janua_hal.py").write_bytes((BOARDS_DIR / "esp32" / "hal.py").read_bytes())
+    (vb.root / "main.py").write_text(MAIN)
     # A virtual esp32 (110 KiB heap, no PSRAM). An install driven through the raw REPL used to end
     # in MemoryError from heap fragmentation now and then here (issue #4); since the Ed25519 check
     # allocates less and its modules are unloaded after it, it runs on the esp32 heap. If it starts
     # failing again, fix the device code: do not move this test to a bigger heap.
-    with VirtualBoard("esp32", flash) as vb:
+    with vb:
         host.trust(vb.port, keys["pub"], hw_version=2, trial_boots=3)
         yield vb
 
 
 def ptr(vb):
-    return json.loads((vb.flash_dir / "ota_ptr.json").read_text())
+    return json.loads((vb.root / "ota_ptr.json").read_text())
 
 
 def wait_for(pred, timeout=30):
@@ -75,7 +76,7 @@ def test_update_confirm_then_failed_release_rolls_back(board, keys, tmp_path):
     assert sum(1 for kind, _ in board.resets if kind == "hard") - hard_before == 3
     assert wait_for(lambda: ptr(board)["version"] == "2.0.0")
     assert ptr(board)["state"] == "confirmed" and ptr(board)["active"] == "a"
-    rep = json.loads((board.flash_dir / "ota_report.json").read_text())[-1]
+    rep = json.loads((board.root / "ota_report.json").read_text())[-1]
     assert rep["event"] == "rolled_back" and rep["version"] == "3.0.0" and rep["to"] == "2.0.0"
     assert "not confirmed after 3 boots" in rep["reason"] and "sensor" in rep["reason"]
 
@@ -143,7 +144,7 @@ def test_power_cut_during_install_boots_old_or_new(board, keys, tmp_path):
         assert board.wait_repl(10)
         p = ptr(board)
         assert p["version"] in (current, "3.0.%d" % i)
-        slot = board.flash_dir / ("app_" + p["active"])
+        slot = board.root / ("app_" + p["active"])
         m = json.loads((slot / ".manifest.json").read_text())
         assert m["version"] == p["version"]
         for f in m["files"]:
