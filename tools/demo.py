@@ -1,8 +1,9 @@
 """`janua demo`: the main job, end to end, on the embedded defaults.
 
 A verifier (`janua serve --dev`, SQLite) and a virtual board (the MicroPython unix port on a
-pseudo-terminal, esp32 profile) are started; then, with the same commands a user types:
-`janua flash` installs the firmware with mpremote, `janua provision --port` registers the device and
+pseudo-terminal, esp32 profile: its files on an emulated flash chip, LittleFS at /, and sys.platform
+"esp32") are started; then, with the same commands a user types: `janua flash` installs the firmware
+and the board's own hal (boards/esp32/hal.py) with mpremote, `janua provision --port` registers the device and
 writes its credentials onto the board, the board is reset and authenticates over UDP at boot (and
 takes a device token and a chain of offline tokens), then over HTTP and over DTLS-lite + CoAP, and `janua console --diag`
 shows its status. The verifier's audit trail closes the demo. The web console's URL (docs/console.md) is printed at the
@@ -149,7 +150,9 @@ def run_demo(workdir, board="esp32", say=print, serve=False):
         say(console_line(verifier))
         vb = VirtualBoard(board=board, flash_dir=workdir / "flash")
         port = vb.start()
-        say(f"== virtual board ({board}) on {port}, flash {workdir / 'flash'}")
+        where = vb.flash.image if vb.flash is not None else vb.flash_dir
+        say(f"== virtual board ({board}) on {port}, flash {where}")
+        out["root"] = vb.root   # the board's files (a FlashPath on its LittleFS; for unix, the flash directory)
         say("$ janua flash --port " + port)
         say(_janua("flash", "--port", port, "--board", board).stdout.rstrip())
         say(f"$ janua provision --serial DEMO-0001 --port {port}")

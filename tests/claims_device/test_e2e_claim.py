@@ -59,7 +59,7 @@ def board(tmp_path):
     from tools.vboard import VirtualBoard
     with VirtualBoard("esp32", tmp_path / "flash") as vb:
         flash(vb.port)
-        yield vb, tmp_path / "flash"
+        yield vb, vb.root   # the board's files: its LittleFS (tools/vboard_flash.FlashPath)
 
 
 def device(v, dev_id):

@@ -72,15 +72,16 @@ def test_audit_records_both_authentications(demo):
 def test_console_diag_shows_the_board_without_its_secret(demo):
     diag = demo["diag"]
     assert demo["device_id"] in diag
-    cfg = json.loads((Path(demo["work"]) / "flash" / "janua.json").read_text())
+    cfg = json.loads((demo["root"] / "janua.json").read_text())
     assert cfg["master_secret"] not in diag
+    assert "board: esp32\n" in diag          # the esp32 hal that `janua flash` installed on the virtual esp32
     assert "ok" in diag.lower()
 
 
 def test_firmware_installed_as_mpy_by_mpremote(demo):
-    lib = Path(demo["work"]) / "flash" / "lib" / "janua"
+    lib = demo["root"] / "lib" / "janua"
     assert (lib / "packet.mpy").is_file() and (lib / "mac.mpy").is_file()
-    assert (Path(demo["work"]) / "flash" / "lib" / "janua_hal.mpy").is_file()
+    assert (demo["root"] / "lib" / "janua_hal.mpy").is_file()
 
 
 def test_psk_rotation_reaches_the_board_and_the_old_key_stops(tmp_path):
@@ -110,12 +111,12 @@ def test_psk_rotation_reaches_the_board_and_the_old_key_stops(tmp_path):
             dtls = SWITCH_AND_AUTH % "dtls"
             assert "via dtls" in mpremote_util.exec_(vb.port, dtls)
             janua("provision", "--rotate-psk", dev, "--port", vb.port, *auth)
-            cfg = json.loads((tmp_path / "flash" / "janua.json").read_text())
+            cfg = json.loads((vb.root / "janua.json").read_text())
             assert cfg["psk_generation"] == 1
             assert "via dtls" in mpremote_util.exec_(vb.port, dtls)
             # The old generation no longer opens a session.
             cfg["psk_generation"] = 0
-            (tmp_path / "flash" / "janua.json").write_text(json.dumps(cfg))
+            (vb.root / "janua.json").write_text(json.dumps(cfg))   # the board idles at its REPL
             old = mpremote_util.exec_(vb.port, dtls.replace("c['transport'] = 'dtls'",
                                                               "c['transport'] = 'dtls'; c['dtls_budget'] = 5"))
             assert "auth failed" in old

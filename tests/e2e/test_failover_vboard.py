@@ -44,7 +44,6 @@ def wait_for(what, check, timeout=30.0):
 
 def test_board_fails_over_between_edges_and_the_cloud_and_comes_back(tmp_path):
     from tools.vboard import VirtualBoard
-    flash = tmp_path / "flash"
     c_http, c_udp, e1_http, e1_udp, e2_http, e2_udp = free_ports(6)
     cloud = Verifier(tmp_path, http_port=c_http, udp_port=c_udp)
     edges = {}
@@ -64,7 +63,8 @@ def test_board_fails_over_between_edges_and_the_cloud_and_comes_back(tmp_path):
     try:
         start_edge(1)
         start_edge(2)
-        with VirtualBoard("esp32", flash) as vb:
+        with VirtualBoard("esp32", tmp_path / "flash") as vb:
+            flash = vb.root                 # the board's LittleFS
             _janua("flash", "--port", vb.port, "--board", "esp32")
             out = _janua("provision", "--serial", "FO-1", "--port", vb.port, "--server", cloud.url,
                          "--token-file", str(cloud.token_file), "--udp-port", str(c_udp),

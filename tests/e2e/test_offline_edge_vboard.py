@@ -61,7 +61,6 @@ def chain_slot(flash, index):
 
 def test_board_authenticates_to_the_edge_while_the_cloud_is_down(tmp_path):
     from tools.vboard import VirtualBoard
-    flash = tmp_path / "flash"
     http_port, udp_port = free_ports(2)     # fixed, so that the cloud comes back on the same ones
     cloud = Verifier(tmp_path, http_port=http_port, udp_port=udp_port)
     edge = None
@@ -78,7 +77,8 @@ def test_board_authenticates_to_the_edge_while_the_cloud_is_down(tmp_path):
         f.write(_janua("tenant", "token", "default", "--db", str(cloud.db), "--role", "edge", "--label", "edge").stdout)
     try:
         edge = start_edge()
-        with VirtualBoard("esp32", flash) as vb:
+        with VirtualBoard("esp32", tmp_path / "flash") as vb:
+            flash = vb.root                 # the board's LittleFS
             _janua("flash", "--port", vb.port, "--board", "esp32")
             out = _janua("provision", "--serial", "EDGE-1", "--port", vb.port, "--server", cloud.url,
                          "--token-file", str(token_file), "--udp-port", str(udp_port), "--transport", "udp",

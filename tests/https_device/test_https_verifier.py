@@ -107,9 +107,9 @@ def test_provisioned_over_https_the_virtual_board_authenticates_over_https(tls_v
                             "--token-file", str(v.token_file), "--transport", "http"],
                            capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
         assert r.returncode == 0 and "provisioned device" in r.stdout, r.stdout + r.stderr
-        cfg = json.loads((tmp_path / "flash" / "janua.json").read_text())
+        cfg = json.loads((vb.root / "janua.json").read_text())
         assert cfg["server"]["tls"] is True and cfg["server"]["host"] == "localhost"
-        der = (tmp_path / "flash" / "janua_server_ca.der").read_bytes()
+        der = (vb.root / "janua_server_ca.der").read_bytes()
         assert x509.load_der_x509_certificate(der).subject.rfc4514_string() == "CN=janua test CA"
         line = reset_and_read(port)
         assert line.startswith("janua: authenticated device=" + cfg["device_id"]) and "via http" in line, line
