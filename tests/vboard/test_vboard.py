@@ -127,7 +127,7 @@ def test_power_loss_keeps_written_files(board):
 PROBE = (
     "try:\n    import termios\n    print('termios: yes')\nexcept ImportError:\n    print('termios: no')\n"
     "import os\nprint('os.system:', 'yes' if hasattr(os, 'system') else 'no')\n"
-    "import gc\ngc.collect()\nprint('heap:', gc.mem_free() + gc.mem_alloc())\n"
+    "import gc\ngc.collect()\nprint('heap:', gc.mem_free())\n"
 )
 
 
@@ -139,6 +139,9 @@ def test_profile_hides_modules_and_sets_heap(tmp_path, name, hidden):
     lines = dict(line.split(": ", 1) for line in r.stdout.strip().splitlines())
     assert lines["termios"] == ("no" if hidden else "yes")
     assert lines["os.system"] == ("no" if hidden else "yes")
+    # What the board's code can allocate: the profile's heap less what the REPL holds (under 10 %).
+    # The emulated boards' interpreter has a larger heap, the part the emulation does not use is held
+    # back (boards/shim.py), so this is the same figure with and without it.
     heap = int(lines["heap"])
     want = load_profile(name)["heap_bytes"]
     assert 0.9 * want <= heap <= want
