@@ -137,6 +137,7 @@ def console_line(verifier):
 
 def run_demo(workdir, board="esp32", say=print, serve=False):
     from tools import mpremote_util
+    from tools.boards import vboard_wifi_args
     from tools.vboard import VirtualBoard
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -159,7 +160,7 @@ def run_demo(workdir, board="esp32", say=print, serve=False):
         p = _janua("provision", "--serial", "DEMO-0001", "--port", port, "--board", board,
                    "--server", verifier.url, "--token-file", str(verifier.token_file),
                    "--udp-port", str(verifier.udp_port), "--dtls-port", str(verifier.dtls_port),
-                   "--transport", "udp", "--tokens")
+                   "--transport", "udp", "--tokens", *vboard_wifi_args(board))
         say(p.stdout.rstrip())
         m = re.search(r"provisioned device ([0-9a-f]{16})", p.stdout)
         out["device_id"] = device_id = m.group(1) if m else None

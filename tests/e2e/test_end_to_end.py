@@ -91,6 +91,7 @@ def test_psk_rotation_reaches_the_board_and_the_old_key_stops(tmp_path):
     import sys
     from tools import mpremote_util
     from tools.demo import SWITCH_AND_AUTH, Verifier
+    from tools.boards import vboard_wifi_args
     from tools.vboard import VirtualBoard
     root = Path(__file__).resolve().parents[2]
 
@@ -106,7 +107,7 @@ def test_psk_rotation_reaches_the_board_and_the_old_key_stops(tmp_path):
             janua("flash", "--port", vb.port, "--board", "esp32")
             auth = ["--server", v.url, "--token-file", str(v.token_file)]
             out = janua("provision", "--serial", "ROT-1", "--port", vb.port, "--udp-port", str(v.udp_port),
-                        "--dtls-port", str(v.dtls_port), "--transport", "dtls", *auth)
+                        "--dtls-port", str(v.dtls_port), "--transport", "dtls", *vboard_wifi_args("esp32"), *auth)
             dev = out.split("provisioned device ")[1].split()[0]
             dtls = SWITCH_AND_AUTH % "dtls"
             assert "via dtls" in mpremote_util.exec_(vb.port, dtls)

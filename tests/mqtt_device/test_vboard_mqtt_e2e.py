@@ -66,6 +66,7 @@ def stack(tmp_path_factory):
         pytest.fail("umqtt.simple 1.3.4 is missing: run `make mplib`")
     from tools import mpremote_util
     from tools.demo import Verifier
+    from tools.boards import vboard_wifi_args
     from tools.vboard import VirtualBoard
     work = tmp_path_factory.mktemp("mqtt-e2e")
     v = Verifier(work)
@@ -79,7 +80,8 @@ def stack(tmp_path_factory):
         flashed = janua("flash", "--port", vb.port, "--board", "esp32")   # umqtt.simple too (package.json deps)
         auth = ["--server", v.url, "--token-file", str(v.token_file)]
         out = janua("provision", "--serial", "MQTT-1", "--port", vb.port, "--credential", "certificate",
-                    "--mqtt-password", "--udp-port", str(v.udp_port), "--transport", "udp", *auth)
+                    "--mqtt-password", "--udp-port", str(v.udp_port), "--transport", "udp", *vboard_wifi_args("esp32"),
+                    *auth)
         dev = out.split("provisioned device ")[1].split()[0]
         # Its first binary authentication (UDP) makes the device active in the registry.
         auth_line = mpremote_util.exec_(vb.port, "from janua.app import run\nprint(run())").strip().splitlines()[-1]

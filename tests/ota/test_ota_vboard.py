@@ -41,6 +41,12 @@ def board(tmp_path, keys):
         yield vb
 
 
+def esp32_release(*a, **kw):
+    # built for the esp32 alone: the board installs it only if its hal says it is one
+    kw.setdefault("boards", ["esp32"])
+    return release(*a, **kw)
+
+
 def ptr(vb):
     return json.loads((vb.root / "ota_ptr.json").read_text())
 
@@ -58,14 +64,14 @@ def wait_for(pred, timeout=30):
 
 
 def test_update_confirm_then_failed_release_rolls_back(board, keys, tmp_path):
-    v2 = release(tmp_path, keys, "2.0.0", 2)
+    v2 = esp32_release(tmp_path, keys, "2.0.0", 2)
     assert host.install(board.port, v2) == "2.0.0"
     assert ptr(board)["state"] == "trial"
     board.restart()
     assert wait_for(lambda: ptr(board)["state"] == "confirmed")
     assert ptr(board)["version"] == "2.0.0"
 
-    v3 = release(tmp_path, keys, "3.0.0", 3, body="raise ImportError('no module named sensor')\n")
+    v3 = esp32_release(tmp_path, keys, "3.0.0", 3, body="raise ImportError('no module named sensor')\n")
     assert host.install(board.port, v3) == "3.0.0"
     # Each trial boot fails and resets the board (janua_hal.reset: a hard reset of the virtual
     # board). Nobody touches it after the first power-on: the board counts its trial boots and goes
@@ -89,12 +95,12 @@ def test_update_confirm_then_failed_release_rolls_back(board, keys, tmp_path):
     ({}, "sig", "bad signature"),
 ], ids=["unknown_key", "incompatible_board", "downgrade", "tampered_file", "bad_signature"])
 def test_rejections_on_the_board(board, keys, tmp_path, kw, spoil, reason):
-    host.install(board.port, release(tmp_path, keys, "2.0.0", 2))
+    host.install(board.port, esp32_release(tmp_path, keys, "2.0.0", 2))
     board.restart()
     assert wait_for(lambda: ptr(board)["state"] == "confirmed")
     before = ptr(board)
     counter = kw.pop("counter", 3)
-    b = release(tmp_path, keys, "9.0.0", counter, **kw)
+    b = esp32_release(tmp_path, keys, "9.0.0", counter, **kw)
     if spoil == "file":
         p = b / "files" / "appver.mpy"
         p.write_bytes(p.read_bytes()[:-1] + b"\x00")
@@ -127,14 +133,14 @@ def test_rejections_on_the_board(board, keys, tmp_path, kw, spoil, reason):
 
 
 def test_power_cut_during_install_boots_old_or_new(board, keys, tmp_path):
-    host.install(board.port, release(tmp_path, keys, "2.0.0", 2))
+    host.install(board.port, esp32_release(tmp_path, keys, "2.0.0", 2))
     board.restart()
     assert wait_for(lambda: ptr(board)["state"] == "confirmed")
     rnd = random.Random(4)
     results = []
     current = "2.0.0"
     for i in range(4):
-        b = release(tmp_path, keys, "3.0.%d" % i, 3)
+        b = esp32_release(tmp_path, keys, "3.0.%d" % i, 3)
         t = threading.Thread(target=lambda: _try_install(board.port, b), daemon=True)
         t.start()
         time.sleep(rnd.uniform(0.2, 1.5))

@@ -18,6 +18,7 @@ from tools import mpremote_util
 from tools import ota as host
 from tools import ota_release
 from tools.api import API
+from tools.boards import vboard_wifi_args
 from tools.demo import Verifier
 from tools.vboard import VirtualBoard
 
@@ -65,7 +66,7 @@ def test_publish_update_confirm_then_rollback_on_the_virtual_board(tmp_path, sig
             port = vb.port
             janua("flash", "--port", port, "--board", "esp32")
             janua("provision", "--serial", "OTA-1", "--port", port, "--transport", "http",
-                  "--server", v.url, "--token-file", str(v.token_file))
+                  "--server", v.url, "--token-file", str(v.token_file), *vboard_wifi_args("esp32"))
             kid, raw = host.load_public(signing["release"]["pub"])
             mpremote_util.write_file_atomic(port, "ota.json", json.dumps(
                 {"keys": {kid: raw.hex()}, "hw_version": 2, "trial_boots": 2}).encode())
