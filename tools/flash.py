@@ -68,7 +68,7 @@ def flash(port, board=None, package_dir=None, hal_file=None, main_file=None, for
     [(local, device path)] installed."""
     detected = detect_board(port)
     if board is not None and board != detected:
-        raise CLIError(f"--board {board} but the board on {port} is a {detected} board",
+        raise CLIError(f"--board {board}, but the board on {port} is {detected}",
                        hint=f"use --board {detected}, or leave --board out")
     hal_board = detected  # the hal of the board that answered, virtual or not
     with tempfile.TemporaryDirectory(prefix="janua-build-") as out:
