@@ -443,6 +443,7 @@ def main():
     if not only:
         bench_device(results)
         bench_script(results, "ota_device.py", "ota device")
+        bench_script(results, "flash_wear_device.py", "flash wear")
         bench_script(results, "dtls_device.py", "dtls device")
         bench_hmac_reference(results)
         bench_provision(results)

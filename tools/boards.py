@@ -82,7 +82,7 @@ RESET_MARK = "\x1b]janua-vboard-reset:"
 
 
 def micropython_cmd(board, script=None, path=(), interactive=False, flash=None, mount="/", cut=None,
-                    reset=None, mpy=None, wifi=None):
+                    reset=None, mpy=None, wifi=None, heap=None):
     """argv, env to run `script` (or the REPL) on the unix port as `board`.
 
     `path` entries go first on sys.path (MICROPYPATH), e.g. the firmware source directory.
@@ -93,15 +93,19 @@ def micropython_cmd(board, script=None, path=(), interactive=False, flash=None, 
     and LittleFS on the flash chip mounted at `mount` (made the working directory). `cut` arms a
     power cut at that write operation of the chip ("N" or "N:torn"), `reset` is the reset cause
     this boot reports (hard, soft, wdt, deepsleep; default power-on), `mpy` overrides
-    sys.implementation._mpy, `wifi` (JSON text) sets the emulated access points.
+    sys.implementation._mpy, `wifi` (JSON text) sets the emulated access points. `heap` replaces the
+    profile's heap (a benchmark's setup step that is not what it measures).
     """
     prof = load_profile(board)
     env = dict(os.environ)
     env["JANUA_BOARD"] = board
     env["JANUA_HIDE"] = json.dumps({"modules": prof["hide_modules"], "attrs": prof["hide_attrs"]})
-    mpath = list(path) + ["", ".frozen", "lib"]
+    # sys.path as on the stock esp32 and rp2 firmware: '', '.frozen', '/lib' (mpremote mip looks for
+    # the entry ending in /lib); relative on the unix profile, whose flash is the working directory.
+    lib = (mount.rstrip("/") + "/lib") if flash is not None else "lib"
+    mpath = list(path) + ["", ".frozen", lib]
     env["MICROPYPATH"] = ":".join(str(p) for p in mpath)
-    heap = prof["heap_bytes"]
+    heap = prof["heap_bytes"] if heap is None else heap
     for k in [k for k in env if k.startswith("JANUA_VBOARD_")]:
         del env[k]   # never inherit a board's settings from the caller's environment
     if flash is not None:

@@ -4,6 +4,9 @@
     out/lib/janua_hal.mpy    boards/<board>/hal.py    (the board's hal, imported as janua_hal)
     out/main.py              firmware/main.py         (source: a board runs main.py, not main.mpy)
 
+With mpy=False the same tree holds the .py sources instead (lib/janua/*.py, lib/janua_hal.py): for a
+board whose MicroPython cannot load our .mpy files (tools/mpy_compat.py, `janua flash --mpy`).
+
 `build_firmware` returns [(local file, device path)] for tools/mpremote_util.cp_many. The same .mpy
 files are what the benchmarks measure (`mpy_size`), at the one optimisation level we ship.
 """
@@ -39,8 +42,19 @@ def compile_mpy(src, dst, source_name=None, opt=MPY_OPT):
     return dst
 
 
-def build_firmware(out_dir, board, package_dir=None, hal_file=None, main_file=None):
-    """Build the board's firmware tree in `out_dir`; return [(local path, device path)].
+def install_file(src, dst_stem, source_name, mpy):
+    """`src` compiled to `dst_stem`.mpy (mpy) or copied to `dst_stem`.py; the path written."""
+    if mpy:
+        return compile_mpy(src, Path(str(dst_stem) + ".mpy"), source_name)
+    dst = Path(str(dst_stem) + ".py")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    return dst
+
+
+def build_firmware(out_dir, board, package_dir=None, hal_file=None, main_file=None, mpy=True):
+    """Build the board's firmware tree in `out_dir`; return [(local path, device path)]; `mpy`
+    False: the .py sources, uncompiled.
 
     The sources default to firmware/janua, boards/<board>/hal.py and firmware/main.py; whatever
     of them is missing is skipped (the package directory must exist).
@@ -56,11 +70,11 @@ def build_firmware(out_dir, board, package_dir=None, hal_file=None, main_file=No
         shutil.rmtree(lib / "janua")   # no stale modules from an earlier build
     files = []
     for src in sorted(package_dir.glob("*.py")):
-        dst = compile_mpy(src, lib / "janua" / (src.stem + ".mpy"), f"janua/{src.name}")
-        files.append((dst, f"lib/janua/{src.stem}.mpy"))
+        dst = install_file(src, lib / "janua" / src.stem, f"janua/{src.name}", mpy)
+        files.append((dst, f"lib/janua/{dst.name}"))
     if hal_file.is_file():
-        dst = compile_mpy(hal_file, lib / "janua_hal.mpy", "janua_hal.py")
-        files.append((dst, "lib/janua_hal.mpy"))
+        dst = install_file(hal_file, lib / "janua_hal", "janua_hal.py", mpy)
+        files.append((dst, f"lib/{dst.name}"))
     if main_file.is_file():
         dst = out_dir / "main.py"
         shutil.copyfile(main_file, dst)

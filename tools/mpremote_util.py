@@ -119,19 +119,31 @@ def _check_remote(path):
         raise CLIError(f"device path {path!r} must be relative and stay inside the board's filesystem")
 
 
-def cp_many(port, pairs, timeout=TIMEOUT_S, echo=False, force=False):
-    """Copy [(local, device path)] onto the board in one mpremote run; parents are created.
+def remove_code(paths):
+    """MicroPython code that removes the files `paths` (relative) where they exist."""
+    if not paths:
+        return ""
+    return ("import os\nfor p in %r:\n    try:\n        os.remove(p)\n    except OSError:\n        pass\n"
+            % (list(paths),))
+
+
+def cp_many(port, pairs, timeout=TIMEOUT_S, echo=False, force=False, remove=()):
+    """Copy [(local, device path)] onto the board in one mpremote run; parents are created, and the
+    files `remove` (device paths) deleted first where they exist.
 
     mpremote skips files whose sha256 already matches on the board unless `force`.
     """
     pairs = [(str(local), str(remote).lstrip(":")) for local, remote in pairs]
+    remove = [str(r).lstrip(":") for r in remove]
     for local, remote in pairs:
         _check_remote(remote)
         if not os.path.isfile(local):
             raise CLIError(f"no such file: {local}")
+    for remote in remove:
+        _check_remote(remote)
     dirs = sorted({r.rsplit("/", 1)[0] for _, r in pairs if "/" in r})
     args = []
-    code = mkdirs_code(dirs)
+    code = remove_code(remove) + mkdirs_code(dirs)
     if code:
         args += ["exec", code, "+"]
     for local, remote in pairs:

@@ -124,6 +124,11 @@ def build_bundle(app_dir, out_dir, version, counter, boards=(), hw_min=None, hw_
         raise CLIError("the security counter is an integer in 0..2147483647")
     if trial_seconds is not None and not 0 <= trial_seconds <= 0x7FFFFFFF:
         raise CLIError("--trial-seconds is an integer in 0..2147483647 (0: no time limit)")
+    if compile_py and any(p.relative_to(app_dir).as_posix() != "boot.py" for p in app_dir.rglob("*.py")):
+        # .mpy files load only on the MicroPython releases of their .mpy version: record that range in
+        # compat.mp_min (which the device checks before downloading anything), or refuse a range beyond it.
+        from tools import mpy_compat
+        mp_min = mpy_compat.check_target(mpy_compat.cross_header()[0], mp_min, mp_max)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     files_dir = out_dir / "files"

@@ -18,7 +18,8 @@ def configure(parser):
     p.add_argument("--board", action="append", default=[], help="compatible board id (repeat)")
     p.add_argument("--min-hw", type=int)
     p.add_argument("--max-hw", type=int)
-    p.add_argument("--mp-min", help="lowest MicroPython version, e.g. 1.22.0")
+    p.add_argument("--mp-min", help="lowest MicroPython version, e.g. 1.22.0 (default with .mpy files: the first "
+                                    "release that loads them, 1.19.0 for .mpy version 6)")
     p.add_argument("--mp-max")
     p.add_argument("--feature", action="append", default=[], help="required janua.probe() feature, e.g. hashlib:sha256")
     p.add_argument("--entry", default="main", help="module the boot code imports (default main)")
@@ -27,7 +28,8 @@ def configure(parser):
                                                      "rolls back (default: the board's ota.json, 3600; 0: no limit)")
     p.add_argument("--no-rollback", action="store_true", help="security release: no trial, commit at once")
     p.add_argument("--previous", help="the version this release replaces (informative)")
-    p.add_argument("--source", action="store_true", help="ship .py instead of compiling to .mpy")
+    p.add_argument("--source", action="store_true",
+                   help="ship .py instead of compiling to .mpy (for MicroPython that cannot load our .mpy files)")
     p.add_argument("--phases", metavar="P[:H],...",
                    help="the rollout's default phases: percent of devices and hours, e.g. 10:24,50:48,100 "
                         "(hours default 24; the last phase must be 100; default 1:24,10:48,50:72,100)")
@@ -59,8 +61,9 @@ def run(args):
                          args.max_hw, args.mp_min, args.mp_max, args.feature, args.entry,
                          args.trial_boots, not args.no_rollback, args.previous, not args.source,
                          phases=phases, trial_seconds=args.trial_seconds)
+        mp = m["compat"]["mp_min"]
         print(f"{args.out}: {len(m['files'])} files, {m['size']} bytes, version {m['version']} "
-              f"counter {m['counter']} (unsigned)")
+              f"counter {m['counter']}" + (f", for MicroPython {mp} or later" if mp else "") + " (unsigned)")
     elif a == "sign":
         print(f"signed {args.bundle} with key {ota.sign_bundle(args.bundle, args.key)}")
     elif a == "trust":

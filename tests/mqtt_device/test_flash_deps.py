@@ -21,3 +21,12 @@ def test_a_missing_dep_is_reported_not_fatal(tmp_path):
     files, missing = flash.dep_files(tmp_path / "out", pkg, search=(UMQTT_134.parents[1],))
     assert [r for _, r in files] == ["lib/umqtt/simple.mpy"] and missing == ["nowhere.to.be.found"]
 
+
+
+def test_deps_are_copied_as_source_for_a_board_that_cannot_load_our_mpy(tmp_path):
+    _require_umqtt()
+    pkg = tmp_path / "package.json"
+    pkg.write_text(json.dumps({"deps": [["umqtt.simple", "latest"]]}))
+    files, missing = flash.dep_files(tmp_path / "out", pkg, search=(UMQTT_134.parents[1],), mpy=False)
+    assert [r for _, r in files] == ["lib/umqtt/simple.py"] and missing == []
+    assert files[0][0].read_bytes() == (UMQTT_134.parents[1] / "umqtt" / "simple.py").read_bytes()

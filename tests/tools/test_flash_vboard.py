@@ -31,7 +31,7 @@ def test_flash_installs_the_hal_of_the_board_that_answers(tmp_path, board, platf
     with VirtualBoard(board, tmp_path / "flash") as vb:
         r = janua("flash", "--port", vb.port, "--no-deps")
         assert r.returncode == 0, r.stderr
-        assert f"onto {vb.port} ({board} hal)" in r.stdout
+        assert f"onto {vb.port} ({board} hal, " in r.stdout
         got_platform, got_board, uid = mpremote_util.exec_(vb.port, PROBE).split()[-3:]
         assert (got_platform, got_board, len(bytes.fromhex(uid))) == (platform, board, id_bytes)
         if vb.flash is not None:            # the hal asks the emulated machine for the chip's id
