@@ -67,7 +67,7 @@ def _janua_shim(g):
         env = {}
         for k in ("JANUA_VBOARD_FLASH", "JANUA_VBOARD_WEAR", "JANUA_VBOARD_CUT", "JANUA_VBOARD_MOUNT",
                   "JANUA_VBOARD_EMU", "JANUA_VBOARD_RESET", "JANUA_VBOARD_MPY", "JANUA_VBOARD_WIFI",
-                  "JANUA_VBOARD_UID"):
+                  "JANUA_VBOARD_UID", "JANUA_VBOARD_SOFT"):
             v = os.getenv(k)
             if v is not None:
                 env[k] = v
@@ -103,15 +103,17 @@ def _janua_shim(g):
         if ctx.uname is not None:
             extras["os"] = {"uname": ctx.uname}
         # What the emulation holds on the heap is not the board's: a board keeps these in ROM. The
-        # interpreter got `heap_allowance` more bytes; all of it that the emulation does not use is
-        # held back here, so that the board code sees the profile's heap.
+        # interpreter got `heap_allowance` more bytes; what the emulation does not use is held back
+        # here (the ballast), sized so that the free heap is what an interpreter with the profile's
+        # heap has at this point.
         gc.collect()
         used = gc.mem_alloc() - base
-        pad = spec.get("heap_allowance", 0) - used
-        if pad < 0:
+        # the ballast leaves exactly the free heap an interpreter of the profile's heap has here
+        pad = gc.mem_free() - (spec.get("heap_bytes", 0) - base) - 16
+        if used > spec.get("heap_allowance", 0):
             sys.stdout.write("janua vboard: the emulation holds %d bytes of heap, more than its allowance of %d\n"
                              % (used, spec.get("heap_allowance", 0)))
-        else:
+        elif pad > 0:
             ctx.ballast = bytearray(pad)
         wrapped[None] = ctx   # kept alive by the import hook, which holds `wrapped`
 

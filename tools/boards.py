@@ -109,7 +109,7 @@ def micropython_cmd(board, script=None, path=(), interactive=False, flash=None, 
     for k in [k for k in env if k.startswith("JANUA_VBOARD_")]:
         del env[k]   # never inherit a board's settings from the caller's environment
     if flash is not None:
-        spec = dict(prof["vboard"], flash_bytes=prof["flash_bytes"])
+        spec = dict(prof["vboard"], flash_bytes=prof["flash_bytes"], heap_bytes=heap)
         heap += spec.get("heap_allowance", 0)
         env.update(flash.create().env())
         env["JANUA_VBOARD_SPEC"] = json.dumps(spec)

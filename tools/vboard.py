@@ -249,6 +249,8 @@ class VirtualBoard(SerialBytes):
         self._reset_kind = None
         self._rhold = b""
         env["JANUA_VBOARD_BOOT"] = "boot" if raw else "main"
+        if soft:
+            env["JANUA_VBOARD_SOFT"] = "1"   # a soft reset: the ROM and bootloader do not run again
         env["JANUA_VBOARD_MARK"] = BOOT_MARK
         env["JANUA_VBOARD_EXIT"] = EXIT_MARK
         self._exit_status = None

@@ -8,8 +8,17 @@ caller resets. The new firmware calls `confirm()` (mark_app_valid_cancel_rollbac
 counter is committed); if it never does, the ESP-IDF bootloader returns to the old partition on
 the next reset (this needs CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE in the firmware's sdkconfig).
 
-UNTESTED ON HARDWARE: tests run this module on the unix port against a partition-shaped fake.
-`partition` is injectable: anything with readblocks/writeblocks/ioctl/set_boot/get_next_update.
+The verifier offers firmware releases to `otaclient.poll(kind="firmware")`, which downloads the
+manifest and signature and hands install() an open_src(path) for the image; the update check
+reports running_version() (the last confirmed release). Outcome events ("confirmed",
+"rolled_back") are not sent for firmware releases yet.
+
+UNTESTED ON HARDWARE. It now runs end to end on the virtual esp32's emulated partitions
+(boards/vboard/vb_esp32.py: esp32.Partition, ESP-IDF's otadata and an emulated bootloader with
+rollback; tests/ota_verifier/test_otafw_vboard.py: download from a live verifier, verify,
+set_boot, reset into ota_1, confirm; and an unconfirmed image rolled back at the next reset), and
+against a partition-shaped fake (tests/ota/test_otafw.py). `running` is injectable: anything with
+get_next_update() returning readblocks/writeblocks/ioctl/set_boot.
 """
 
 from janua import OTAError
@@ -62,7 +71,8 @@ class _Reader:
 
 def install(slots, manifest_bytes, sig_bytes, src, device=None, probe=None, running=None):
     """Verify a firmware release and write it to the next OTA partition; returns the manifest.
-    `slots` is an ota.AppSlots (keys, counter and reports live on the filesystem)."""
+    `slots` is an ota.AppSlots (keys, counter and reports live on the filesystem). `src` is the
+    image stream (readinto), or open_src(path) returning one, called after the manifest verified."""
     buf = bytearray(_BLOCK)
     try:
         cfg = slots.config()
@@ -75,6 +85,8 @@ def install(slots, manifest_bytes, sig_bytes, src, device=None, probe=None, runn
         if m["counter"] < stored:
             raise OTAError("downgrade: security counter %d < %d" % (m["counter"], stored))
         img = m["files"][0]
+        if callable(src):
+            src = src(img["path"])   # opened only once the manifest verified (otaclient's download)
         part = (running or _running()).get_next_update()
         if img["size"] > part.ioctl(4, 0) * part.ioctl(5, 0):
             raise OTAError("image of %d bytes does not fit the partition" % img["size"])
@@ -100,4 +112,16 @@ def confirm(slots, partition_cls=None):
     c = fw.get("counter", 0)
     if c > slots.counter.read():
         slots.counter.write(c)
+    if fw.get("version") and not fw.get("confirmed"):
+        fw["confirmed"] = True   # the version the update check reports from now on
+        from janua.ota import write_json
+        write_json(slots.fs, slots.p("ota_fw.json"), fw)
     return fw
+
+
+def running_version(slots):
+    """The firmware release this board runs, as the update check reports it: the last one
+    confirmed, or None (the stock firmware, or an image set to boot and not yet confirmed)."""
+    from janua.ota import read_json
+    fw = read_json(slots.fs, slots.p("ota_fw.json"), {}) or {}
+    return fw.get("version") if fw.get("confirmed") else None
