@@ -39,6 +39,20 @@ class Counting(PosixFS):
 """
 
 
+# The Wi-Fi network that the emulated `network` module of the virtual esp32 and rp2040 offers by default
+# (boards/vboard/vb_network.py, _DEFAULT; JANUA_VBOARD_WIFI replaces it). A board connects to it when its
+# janua.json "wifi" says so, as `janua provision` and `janua claim image` write it from these arguments.
+VBOARD_WIFI = {"ssid": "janua-vboard", "password": "janua-vboard"}
+
+
+def vboard_wifi_args(board):
+    """The --wifi-ssid/--wifi-password arguments for the virtual `board`'s default network; none for unix,
+    whose hal has no Wi-Fi (connect_network does nothing)."""
+    if board == "unix":
+        return []
+    return ["--wifi-ssid", VBOARD_WIFI["ssid"], "--wifi-password", VBOARD_WIFI["password"]]
+
+
 def load_profile(name):
     path = BOARDS_DIR / name / "profile.json"
     if not path.is_file():

@@ -1,8 +1,9 @@
 """`janua demo`: the main job, end to end, on the embedded defaults.
 
 A verifier (`janua serve --dev`, SQLite) and a virtual board (the MicroPython unix port on a
-pseudo-terminal, esp32 profile) are started; then, with the same commands a user types:
-`janua flash` installs the firmware with mpremote, `janua provision --port` registers the device and
+pseudo-terminal, esp32 profile: its files on an emulated flash chip, LittleFS at /, and sys.platform
+"esp32") are started; then, with the same commands a user types: `janua flash` installs the firmware
+and the board's own hal (boards/esp32/hal.py) with mpremote, `janua provision --port` registers the device and
 writes its credentials onto the board, the board is reset and authenticates over UDP at boot (and
 takes a device token and a chain of offline tokens), then over HTTP and over DTLS-lite + CoAP, and `janua console --diag`
 shows its status. The verifier's audit trail closes the demo. The web console's URL (docs/console.md) is printed at the
@@ -136,6 +137,7 @@ def console_line(verifier):
 
 def run_demo(workdir, board="esp32", say=print, serve=False):
     from tools import mpremote_util
+    from tools.boards import vboard_wifi_args
     from tools.vboard import VirtualBoard
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -149,14 +151,16 @@ def run_demo(workdir, board="esp32", say=print, serve=False):
         say(console_line(verifier))
         vb = VirtualBoard(board=board, flash_dir=workdir / "flash")
         port = vb.start()
-        say(f"== virtual board ({board}) on {port}, flash {workdir / 'flash'}")
+        where = vb.flash.image if vb.flash is not None else vb.flash_dir
+        say(f"== virtual board ({board}) on {port}, flash {where}")
+        out["root"] = vb.root   # the board's files (a FlashPath on its LittleFS; for unix, the flash directory)
         say("$ janua flash --port " + port)
         say(_janua("flash", "--port", port, "--board", board).stdout.rstrip())
         say(f"$ janua provision --serial DEMO-0001 --port {port}")
         p = _janua("provision", "--serial", "DEMO-0001", "--port", port, "--board", board,
                    "--server", verifier.url, "--token-file", str(verifier.token_file),
                    "--udp-port", str(verifier.udp_port), "--dtls-port", str(verifier.dtls_port),
-                   "--transport", "udp", "--tokens")
+                   "--transport", "udp", "--tokens", *vboard_wifi_args(board))
         say(p.stdout.rstrip())
         m = re.search(r"provisioned device ([0-9a-f]{16})", p.stdout)
         out["device_id"] = device_id = m.group(1) if m else None

@@ -1,9 +1,10 @@
 """`janua flash`: build the firmware with mpy-cross and install it onto a board with mpremote.
 
-The board's platform decides the hal: a real ESP32 or Pico W gets boards/<board>/hal.py; a
-virtual board (the unix port, sys.platform "linux") gets boards/unix/hal.py whatever profile it
-plays. Files already on the board with the same sha256 are skipped. The board is soft-reset at
-the end so main.py starts with the new code.
+The board's sys.platform decides the hal: "esp32" gets boards/esp32/hal.py and "rp2" boards/rp2040/hal.py,
+on a real board and on the virtual esp32 and rp2040 boards alike (they report their profile's platform,
+tools/vboard.py); "linux", the unix port (the virtual board's `unix` profile), gets boards/unix/hal.py.
+`--board` only checks the detected board. Files already on the board with the same sha256 are skipped.
+The board is soft-reset at the end so main.py starts with the new code.
 
 The firmware's declared dependencies (firmware/package.json "deps", e.g. umqtt.simple) are installed too
 when a copy is found locally (DEP_DIRS: .venv/mplib, where `make mplib` puts them), compiled with mpy-cross
@@ -118,10 +119,10 @@ def flash(port, board=None, package_dir=None, hal_file=None, main_file=None, for
     """Build and copy the firmware (and, with `deps`, the dependencies found locally); return
     [(local, device path)] installed. `mpy`: one of MPY_MODES (module docstring)."""
     detected, board_mpy = detect_board(port)
-    if board is not None and detected != "unix" and board != detected:
-        raise CLIError(f"--board {board} but the board on {port} is an {detected}",
+    if board is not None and board != detected:
+        raise CLIError(f"--board {board}, but the board on {port} is {detected}",
                        hint=f"use --board {detected}, or leave --board out")
-    hal_board = detected  # a virtual board plays any profile on the unix hal
+    hal_board = detected  # the hal of the board that answered, virtual or not
     with tempfile.TemporaryDirectory(prefix="janua-build-") as out:
         use_mpy = choose_mpy(port, mpy, board_mpy, out)
         files = build_firmware(out, hal_board, package_dir=package_dir, hal_file=hal_file, main_file=main_file,

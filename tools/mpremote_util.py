@@ -2,8 +2,9 @@
 
 Every helper runs one mpremote process (commands chained with `+`, so the board is opened and
 soft-reset once) and turns its failures into CLIError with a hint. Device paths are always
-relative (":lib/janua/x.mpy"): a board's working directory is its filesystem root, and the virtual
-board's is its flash directory, so nothing is ever written outside it.
+relative (":lib/janua/x.mpy"): a board's working directory is its filesystem root; so is the virtual
+esp32's and rp2040's (LittleFS on the emulated chip, mounted at /), and the unix profile's is its flash
+directory, so nothing is ever written outside it.
 
 Not here: the console (tools/console.py uses pyserial) and building (tools/build.py).
 """

@@ -8,8 +8,11 @@ adds what the unix port lacks to look like a board on a USB serial port:
   prints "MPY: soft reboot", starts a new interpreter and, if the old one was in the raw REPL, puts
   the new one back into it (a board keeps raw-REPL mode across a soft reset, and mpremote relies on
   it). Any other exit (non-zero status, a signal) is a hard reset: the board boots from scratch.
-- Boot. Each interpreter runs boot.py and, in the friendly REPL, main.py from the flash directory
-  (its working directory) through boards/shim.py, then the REPL.
+- Boot. Each interpreter runs boot.py and, in the friendly REPL, main.py from the board's filesystem
+  (its working directory) through boards/shim.py, then the REPL. The esp32 and rp2040 boards keep
+  that filesystem on an emulated flash chip (flash.bin, wear.bin and uid.bin in the flash directory,
+  LittleFS2 mounted at "/"; tools/vboard_flash.py) and report their profile's sys.platform, so
+  `janua flash` installs their own hal; the unix profile's filesystem is the flash directory itself.
 - Ctrl-C. The unix port turns SIGINT into KeyboardInterrupt only while code runs; a pty without a
   controlling process cannot send it, so the supervisor does: a 0x03 byte while the child's
   terminal is not in the REPL's raw mode becomes SIGINT, otherwise it is passed on as a byte.
@@ -393,22 +396,30 @@ class VirtualBoard(SerialBytes):
 
 def configure(parser):
     parser.add_argument("--board", default="esp32", choices=BOARD_NAMES,
-                        help="board profile to play: heap and hidden modules (default: esp32)")
+                        help="board profile to play: heap, hidden modules; esp32 and rp2040 also their flash chip, "
+                             "sys.platform and hal (default: esp32)")
     parser.add_argument("--flash", metavar="DIR", default=None,
-                        help="directory that is the board's flash (default: ~/.cache/janua/vboard/BOARD)")
+                        help="directory of the board's flash chip: flash.bin (the chip, LittleFS on its filesystem "
+                             "partition), wear.bin, uid.bin; for --board unix the board's files themselves "
+                             "(default: ~/.cache/janua/vboard/BOARD)")
     parser.add_argument("--link", metavar="PATH", default=None,
                         help="also make PATH a symlink to the serial device, e.g. /tmp/janua-esp32")
-    parser.add_argument("--erase", action="store_true", help="erase the flash directory first")
+    parser.add_argument("--erase", action="store_true",
+                        help="erase the flash first: a blank chip that the board formats at boot (the hardware "
+                             "id and the wear counts stay, as on a chip erase); for --board unix an empty directory")
     parser.add_argument("--verbose", "-v", action="store_true", help="log boots and resets on stderr")
 
 
 def run(args):
     flash = Path(args.flash) if args.flash else default_flash_dir(args.board)
-    if args.erase and flash.exists():
-        import shutil
-        shutil.rmtree(flash)
     log = (lambda m: print(f"janua vboard: {m}", file=sys.stderr, flush=True)) if args.verbose else None
     vb = VirtualBoard(args.board, flash, link=args.link, log=log)
+    if args.erase:   # as a chip erase: blank flash (formatted at boot); the hardware id and the wear stay
+        if vb.flash is not None:
+            vb.flash.image.unlink(missing_ok=True)
+        elif flash.exists():
+            import shutil
+            shutil.rmtree(flash)
     stop = threading.Event()
 
     def on_term(signum, frame):
@@ -422,7 +433,8 @@ def run(args):
     port = vb.start()
     try:
         print(f"virtual {args.board} board (heap {vb.profile['heap_bytes']} bytes)", flush=True)
-        print(f"flash: {vb.flash_dir}", flush=True)
+        where = f"{vb.flash.image} (LittleFS at / on the board)" if vb.flash is not None else vb.flash_dir
+        print(f"flash: {where}", flush=True)
         if vb.link is not None:
             print(f"link:  {vb.link} -> {port}", flush=True)
         print(f"port:  {port}", flush=True)

@@ -181,12 +181,14 @@ def test_virtual_board_imaged_with_coap_claims_over_coap_and_authenticates(verif
     from tests.claims_device.test_claim_image_cli import janua_claim_image
     from tests.claims_device.test_e2e_claim import flash
     from tools.demo import reset_and_read
+    from tools.boards import vboard_wifi_args
     from tools.vboard import VirtualBoard
     bid, sec = batch(verifier, tmp_path, "coap vboard", device={"transport": "udp"})
     with VirtualBoard("esp32", tmp_path / "flash") as vb:
         flash(vb.port)
         janua_claim_image("--batch", bid, "--batch-secret-file", str(sec), "--serial", "CO-VB-1", "--port", vb.port,
-                          "--server", "http://127.0.0.1:9", "--coap", f"127.0.0.1:{verifier.coap_claim_port}")
+                          "--server", "http://127.0.0.1:9", "--coap", f"127.0.0.1:{verifier.coap_claim_port}",
+                          *vboard_wifi_args("esp32"))
         line = reset_and_read(vb.port)
         assert line.startswith("janua: authenticated device=") and " via udp" in line and line.endswith("(claimed)")
         dev_id = line.split("device=")[1].split()[0]

@@ -132,8 +132,8 @@ def test_bad_batch_and_https_server_without_ca_refused(tmp_path, secret_file):
 @pytest.mark.e2e
 def test_one_board_form_on_a_virtual_board(tmp_path, secret_file, capsys):
     from tools.vboard import VirtualBoard
-    flash = tmp_path / "flash"
-    with VirtualBoard("esp32", flash) as vb:
+    with VirtualBoard("esp32", tmp_path / "flash") as vb:
+        flash = vb.root                      # the board's LittleFS
         argv = ("--batch", BATCH, "--batch-secret-file", str(secret_file), "--serial", SERIAL, "--port", vb.port,
                 "--server", "http://127.0.0.1:8080")
         assert janua_claim_image(*argv) == 0

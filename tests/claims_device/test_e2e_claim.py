@@ -16,7 +16,7 @@ import pytest
 
 from tests.claims_device.test_claim_boot import CUT
 from tests.claims_device.test_claim_image_cli import janua_claim_image
-from tools.boards import MPRun
+from tools.boards import MPRun, vboard_wifi_args
 from tools.demo import Verifier, reset_and_read
 
 pytestmark = pytest.mark.e2e
@@ -51,7 +51,7 @@ def flash(port):
 
 def image(port, batch_id, secret_file, serial, server, force=True):
     janua_claim_image("--batch", batch_id, "--batch-secret-file", str(secret_file), "--serial", serial,
-                      "--port", port, "--server", server, *(["--force"] if force else []))
+                      "--port", port, "--server", server, *vboard_wifi_args("esp32"), *(["--force"] if force else []))
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def board(tmp_path):
     from tools.vboard import VirtualBoard
     with VirtualBoard("esp32", tmp_path / "flash") as vb:
         flash(vb.port)
-        yield vb, tmp_path / "flash"
+        yield vb, vb.root   # the board's files: its LittleFS (tools/vboard_flash.FlashPath)
 
 
 def device(v, dev_id):

@@ -72,15 +72,16 @@ def test_audit_records_both_authentications(demo):
 def test_console_diag_shows_the_board_without_its_secret(demo):
     diag = demo["diag"]
     assert demo["device_id"] in diag
-    cfg = json.loads((Path(demo["work"]) / "flash" / "janua.json").read_text())
+    cfg = json.loads((demo["root"] / "janua.json").read_text())
     assert cfg["master_secret"] not in diag
+    assert "board: esp32\n" in diag          # the esp32 hal that `janua flash` installed on the virtual esp32
     assert "ok" in diag.lower()
 
 
 def test_firmware_installed_as_mpy_by_mpremote(demo):
-    lib = Path(demo["work"]) / "flash" / "lib" / "janua"
+    lib = demo["root"] / "lib" / "janua"
     assert (lib / "packet.mpy").is_file() and (lib / "mac.mpy").is_file()
-    assert (Path(demo["work"]) / "flash" / "lib" / "janua_hal.mpy").is_file()
+    assert (demo["root"] / "lib" / "janua_hal.mpy").is_file()
 
 
 def test_psk_rotation_reaches_the_board_and_the_old_key_stops(tmp_path):
@@ -90,6 +91,7 @@ def test_psk_rotation_reaches_the_board_and_the_old_key_stops(tmp_path):
     import sys
     from tools import mpremote_util
     from tools.demo import SWITCH_AND_AUTH, Verifier
+    from tools.boards import vboard_wifi_args
     from tools.vboard import VirtualBoard
     root = Path(__file__).resolve().parents[2]
 
@@ -105,17 +107,17 @@ def test_psk_rotation_reaches_the_board_and_the_old_key_stops(tmp_path):
             janua("flash", "--port", vb.port, "--board", "esp32")
             auth = ["--server", v.url, "--token-file", str(v.token_file)]
             out = janua("provision", "--serial", "ROT-1", "--port", vb.port, "--udp-port", str(v.udp_port),
-                        "--dtls-port", str(v.dtls_port), "--transport", "dtls", *auth)
+                        "--dtls-port", str(v.dtls_port), "--transport", "dtls", *vboard_wifi_args("esp32"), *auth)
             dev = out.split("provisioned device ")[1].split()[0]
             dtls = SWITCH_AND_AUTH % "dtls"
             assert "via dtls" in mpremote_util.exec_(vb.port, dtls)
             janua("provision", "--rotate-psk", dev, "--port", vb.port, *auth)
-            cfg = json.loads((tmp_path / "flash" / "janua.json").read_text())
+            cfg = json.loads((vb.root / "janua.json").read_text())
             assert cfg["psk_generation"] == 1
             assert "via dtls" in mpremote_util.exec_(vb.port, dtls)
             # The old generation no longer opens a session.
             cfg["psk_generation"] = 0
-            (tmp_path / "flash" / "janua.json").write_text(json.dumps(cfg))
+            (vb.root / "janua.json").write_text(json.dumps(cfg))   # the board idles at its REPL
             old = mpremote_util.exec_(vb.port, dtls.replace("c['transport'] = 'dtls'",
                                                               "c['transport'] = 'dtls'; c['dtls_budget'] = 5"))
             assert "auth failed" in old

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from tests.mosquitto import free_ports
+from tools.boards import vboard_wifi_args
 from tools.demo import Verifier, _janua, reset_and_read
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +45,6 @@ def wait_for(what, check, timeout=30.0):
 
 def test_board_fails_over_between_edges_and_the_cloud_and_comes_back(tmp_path):
     from tools.vboard import VirtualBoard
-    flash = tmp_path / "flash"
     c_http, c_udp, e1_http, e1_udp, e2_http, e2_udp = free_ports(6)
     cloud = Verifier(tmp_path, http_port=c_http, udp_port=c_udp)
     edges = {}
@@ -64,12 +64,13 @@ def test_board_fails_over_between_edges_and_the_cloud_and_comes_back(tmp_path):
     try:
         start_edge(1)
         start_edge(2)
-        with VirtualBoard("esp32", flash) as vb:
+        with VirtualBoard("esp32", tmp_path / "flash") as vb:
+            flash = vb.root                 # the board's LittleFS
             _janua("flash", "--port", vb.port, "--board", "esp32")
             out = _janua("provision", "--serial", "FO-1", "--port", vb.port, "--server", cloud.url,
                          "--token-file", str(cloud.token_file), "--udp-port", str(c_udp),
                          "--endpoint", f"127.0.0.1:{e1_udp}:{e1_http}", "--endpoint", f"127.0.0.1:{e2_udp}:{e2_http}",
-                         "--retry-preferred", str(RETRY_S)).stdout
+                         "--retry-preferred", str(RETRY_S), *vboard_wifi_args("esp32")).stdout
             device_id = out.split("provisioned device ")[1].split()[0]
             cfg = json.loads((flash / "janua.json").read_text())
             assert [(e["udp_port"], e["http_port"]) for e in cfg["endpoints"]] == [

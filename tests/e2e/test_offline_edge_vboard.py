@@ -16,6 +16,7 @@ import urllib.request
 import pytest
 
 from tests.mosquitto import free_ports
+from tools.boards import vboard_wifi_args
 from tools.demo import Verifier, _janua, reset_and_read
 
 pytestmark = pytest.mark.e2e
@@ -61,7 +62,6 @@ def chain_slot(flash, index):
 
 def test_board_authenticates_to_the_edge_while_the_cloud_is_down(tmp_path):
     from tools.vboard import VirtualBoard
-    flash = tmp_path / "flash"
     http_port, udp_port = free_ports(2)     # fixed, so that the cloud comes back on the same ones
     cloud = Verifier(tmp_path, http_port=http_port, udp_port=udp_port)
     edge = None
@@ -78,11 +78,12 @@ def test_board_authenticates_to_the_edge_while_the_cloud_is_down(tmp_path):
         f.write(_janua("tenant", "token", "default", "--db", str(cloud.db), "--role", "edge", "--label", "edge").stdout)
     try:
         edge = start_edge()
-        with VirtualBoard("esp32", flash) as vb:
+        with VirtualBoard("esp32", tmp_path / "flash") as vb:
+            flash = vb.root                 # the board's LittleFS
             _janua("flash", "--port", vb.port, "--board", "esp32")
             out = _janua("provision", "--serial", "EDGE-1", "--port", vb.port, "--server", cloud.url,
                          "--token-file", str(token_file), "--udp-port", str(udp_port), "--transport", "udp",
-                         "--edge", edge.url).stdout
+                         "--edge", edge.url, *vboard_wifi_args("esp32")).stdout
             device_id = out.split("provisioned device ")[1].split()[0]
 
             # 1. Online boot: binary auth to the cloud, a device token and a chain of offline tokens.

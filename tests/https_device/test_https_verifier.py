@@ -94,6 +94,7 @@ def test_plain_http_board_gets_nothing_from_the_https_port(tls_verifier, mp):
 def test_provisioned_over_https_the_virtual_board_authenticates_over_https(tls_verifier, tmp_path):
     # what a user types: janua flash, janua provision --server https://... --ca-file, then a reset
     from tools.demo import _janua, reset_and_read
+    from tools.boards import vboard_wifi_args
     from tools.vboard import VirtualBoard
     v, pki = tls_verifier
     vb = VirtualBoard(board="esp32", flash_dir=tmp_path / "flash")
@@ -104,12 +105,12 @@ def test_provisioned_over_https_the_virtual_board_authenticates_over_https(tls_v
         env = {k: val for k, val in os.environ.items() if k != "SSL_CERT_FILE"}   # --ca-file alone is trusted
         r = subprocess.run([sys.executable, "-m", "tools", "provision", "--serial", "TLS-VB", "--port", port,
                             "--board", "esp32", "--server", server, "--ca-file", str(pki.ca_file),
-                            "--token-file", str(v.token_file), "--transport", "http"],
+                            "--token-file", str(v.token_file), "--transport", "http", *vboard_wifi_args("esp32")],
                            capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
         assert r.returncode == 0 and "provisioned device" in r.stdout, r.stdout + r.stderr
-        cfg = json.loads((tmp_path / "flash" / "janua.json").read_text())
+        cfg = json.loads((vb.root / "janua.json").read_text())
         assert cfg["server"]["tls"] is True and cfg["server"]["host"] == "localhost"
-        der = (tmp_path / "flash" / "janua_server_ca.der").read_bytes()
+        der = (vb.root / "janua_server_ca.der").read_bytes()
         assert x509.load_der_x509_certificate(der).subject.rfc4514_string() == "CN=janua test CA"
         line = reset_and_read(port)
         assert line.startswith("janua: authenticated device=" + cfg["device_id"]) and "via http" in line, line

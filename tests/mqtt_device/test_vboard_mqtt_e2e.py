@@ -66,6 +66,7 @@ def stack(tmp_path_factory):
         pytest.fail("umqtt.simple 1.3.4 is missing: run `make mplib`")
     from tools import mpremote_util
     from tools.demo import Verifier
+    from tools.boards import vboard_wifi_args
     from tools.vboard import VirtualBoard
     work = tmp_path_factory.mktemp("mqtt-e2e")
     v = Verifier(work)
@@ -79,7 +80,8 @@ def stack(tmp_path_factory):
         flashed = janua("flash", "--port", vb.port, "--board", "esp32")   # umqtt.simple too (package.json deps)
         auth = ["--server", v.url, "--token-file", str(v.token_file)]
         out = janua("provision", "--serial", "MQTT-1", "--port", vb.port, "--credential", "certificate",
-                    "--mqtt-password", "--udp-port", str(v.udp_port), "--transport", "udp", *auth)
+                    "--mqtt-password", "--udp-port", str(v.udp_port), "--transport", "udp", *vboard_wifi_args("esp32"),
+                    *auth)
         dev = out.split("provisioned device ")[1].split()[0]
         # Its first binary authentication (UDP) makes the device active in the registry.
         auth_line = mpremote_util.exec_(vb.port, "from janua.app import run\nprint(run())").strip().splitlines()[-1]
@@ -104,7 +106,7 @@ def _watcher(stack):
     import ssl
 
     from verifier.mqtt import broker as mb
-    work, cfg = stack["work"], json.loads((stack["work"] / "flash" / "janua.json").read_text())
+    work, cfg = stack["work"], json.loads((stack["vb"].root / "janua.json").read_text())
     short = cfg["mqtt"]["topic_prefix"].split("/")[1]
     tdir = work / "broker" / "tenants" / short
     acl = tdir / "acl"
@@ -132,13 +134,13 @@ def _watcher(stack):
 
 def test_flash_installs_umqtt_from_the_firmwares_deps(stack):
     assert "not found locally" not in stack["flashed"], stack["flashed"]
-    lib = stack["work"] / "flash" / "lib" / "umqtt"
+    lib = stack["vb"].root / "lib" / "umqtt"       # on the board's LittleFS
     assert (lib / "simple.mpy").is_file() and not (lib / "simple.py").exists()
     assert on_board(stack["vb"].port, "from umqtt.simple import MQTTClient\nprint(json.dumps({'ok': 1}))") == [{"ok": 1}]
 
 
 def test_provision_writes_the_certificate_files_and_mqtt_settings_onto_the_board(stack):
-    flash = stack["work"] / "flash"
+    flash = stack["vb"].root                        # the board's LittleFS
     cfg = json.loads((flash / "janua.json").read_text())
     assert cfg["device_id"] == stack["dev"]
     assert cfg["mqtt"]["topic_prefix"].endswith("/" + stack["dev"])
@@ -149,7 +151,7 @@ def test_provision_writes_the_certificate_files_and_mqtt_settings_onto_the_board
     assert cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == stack["dev"]
     ca = x509.load_der_x509_certificate((flash / "janua_ca.der").read_bytes())
     assert cert.issuer == ca.subject
-    assert not list(flash.glob("*.tmp"))
+    assert not [n for n in flash.listdir() if n.endswith(".tmp")]
 
 
 def test_board_connects_with_its_certificate_and_publishes(stack):
@@ -169,7 +171,7 @@ s.close()
 
 def test_another_devices_topic_is_refused_to_the_board(stack):
     other = stack["other"]
-    flash = stack["work"] / "flash"
+    flash = stack["vb"].root                        # the board's LittleFS
     cfg = json.loads((flash / "janua.json").read_text())
     import base64
     o = {"id": other["device_id"], "cert_der": base64.b64decode(other["certificate_der"]),
@@ -224,7 +226,7 @@ def test_suspension_stops_the_password_and_puts_the_certificate_on_hold(stack):
     v, dev, port = stack["v"], stack["dev"], stack["vb"].port
     assert "authenticated" in stack["auth_line"], stack["auth_line"]
     api = API(v.url, token_file=str(v.token_file))
-    cfg = json.loads((stack["work"] / "flash" / "janua.json").read_text())["mqtt"]
+    cfg = json.loads((stack["vb"].root / "janua.json").read_text())["mqtt"]
 
     def host_password_login():
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=dev, protocol=mqtt.MQTTv311)
@@ -322,7 +324,7 @@ def _host_login(stack, name, cert_der, key_der):
     import base64
 
     from tests.mqtt_verifier.conftest import Client, write_identity
-    cfg = json.loads((stack["work"] / "flash" / "janua.json").read_text())["mqtt"]
+    cfg = json.loads((stack["vb"].root / "janua.json").read_text())["mqtt"]
     cert, key = write_identity(stack["work"] / name, {"certificate_der": base64.b64encode(cert_der).decode(),
                                                       "key_der": base64.b64encode(key_der).decode()})
     ca = stack["work"] / "broker" / "tenants" / cfg["topic_prefix"].split("/")[1] / "ca.pem"
@@ -353,7 +355,7 @@ def test_rotate_cert_puts_a_new_certificate_on_the_board_and_revokes_the_old_one
     board connects with them to the real broker (checked by the command, then again here), the old serial is in
     the CRL as superseded, and the broker refuses the old certificate while it takes the new one."""
     from cryptography import x509
-    v, dev, port, flash = stack["v"], stack["dev"], stack["vb"].port, stack["work"] / "flash"
+    v, dev, port, flash = stack["v"], stack["dev"], stack["vb"].port, stack["vb"].root
     api = API(v.url, token_file=str(v.token_file))
     old_cert, old_key = (flash / "janua_cert.der").read_bytes(), (flash / "janua_key.der").read_bytes()
     old = _unrevoked(api, dev)
@@ -363,7 +365,7 @@ def test_rotate_cert_puts_a_new_certificate_on_the_board_and_revokes_the_old_one
     out = janua("provision", "--rotate-cert", dev, "--port", port, *_auth(stack))
     assert "connected to" in out and f"revoked {len(old)} previous certificate(s) as superseded" in out, out
     new_cert, new_key = (flash / "janua_cert.der").read_bytes(), (flash / "janua_key.der").read_bytes()
-    assert new_cert != old_cert and new_key != old_key and not list(flash.glob("*.tmp"))
+    assert new_cert != old_cert and new_key != old_key and not [n for n in flash.listdir() if n.endswith(".tmp")]
     (new,) = _unrevoked(api, dev)
     parsed = x509.load_der_x509_certificate(new_cert)
     assert parsed.serial_number == int(new, 16) and new not in old

@@ -18,6 +18,7 @@ from tools import mpremote_util
 from tools import ota as host
 from tools import ota_release
 from tools.api import API
+from tools.boards import vboard_wifi_args
 from tools.demo import Verifier
 from tools.vboard import VirtualBoard
 
@@ -65,12 +66,12 @@ def test_publish_update_confirm_then_rollback_on_the_virtual_board(tmp_path, sig
             port = vb.port
             janua("flash", "--port", port, "--board", "esp32")
             janua("provision", "--serial", "OTA-1", "--port", port, "--transport", "http",
-                  "--server", v.url, "--token-file", str(v.token_file))
+                  "--server", v.url, "--token-file", str(v.token_file), *vboard_wifi_args("esp32"))
             kid, raw = host.load_public(signing["release"]["pub"])
             mpremote_util.write_file_atomic(port, "ota.json", json.dumps(
                 {"keys": {kid: raw.hex()}, "hw_version": 2, "trial_boots": 2}).encode())
 
-            b2 = make_bundle(tmp_path, signing, "2.0.0", 2, boards=["esp32", "unix"],
+            b2 = make_bundle(tmp_path, signing, "2.0.0", 2, boards=["esp32"],
                              files={"main.py": APP_OK % "2.0.0"})
             rel2 = ota_release.publish(api, b2)
             ro2 = ota_release.rollout(api, rel2["id"], True)
@@ -80,9 +81,9 @@ def test_publish_update_confirm_then_rollback_on_the_virtual_board(tmp_path, sig
             vb.restart()                                   # boots v2 in trial; it confirms and reports
             s = wait_for(lambda: ota_release.status(api, ro2["id"])["counts"].get("confirmed"))
             assert s == 1
-            assert json.loads((tmp_path / "flash" / "ota_ptr.json").read_text())["state"] == "confirmed"
+            assert json.loads((vb.root / "ota_ptr.json").read_text())["state"] == "confirmed"
 
-            b3 = make_bundle(tmp_path, signing, "3.0.0", 3, boards=["esp32", "unix"], trial_boots=2,
+            b3 = make_bundle(tmp_path, signing, "3.0.0", 3, boards=["esp32"], trial_boots=2,
                              files={"main.py": APP_BAD})
             rel3 = ota_release.publish(api, b3)
             ro3 = ota_release.rollout(api, rel3["id"], True)
@@ -92,7 +93,7 @@ def test_publish_update_confirm_then_rollback_on_the_virtual_board(tmp_path, sig
             vb.restart()                                   # v3 fails, resets itself, rolls back, v2 reports
             rb = wait_for(lambda: ota_release.status(api, ro3["id"])["counts"].get("rolled_back"), 90)
             assert rb == 1
-            ptr = json.loads((tmp_path / "flash" / "ota_ptr.json").read_text())
+            ptr = json.loads((vb.root / "ota_ptr.json").read_text())
             assert ptr["version"] == "2.0.0" and ptr["state"] == "confirmed"
     finally:
         v.stop()

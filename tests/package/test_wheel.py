@@ -113,6 +113,8 @@ def test_version_outside_the_checkout(venv, tmp_path):
 
 
 def test_vboard_then_flash_then_diag_outside_the_checkout(venv, tmp_path):
+    from tools.boards import load_profile
+    from tools.vboard_flash import FlashImage
     env = clean_env()
     flash_dir = tmp_path / "flash"
     board = subprocess.Popen([str(venv / "janua"), "vboard", "--board", "esp32", "--flash", str(flash_dir)],
@@ -127,13 +129,16 @@ def test_vboard_then_flash_then_diag_outside_the_checkout(venv, tmp_path):
         assert port, board.stderr.read() if board.poll() is not None else "no port line"
         r = run([str(venv / "janua"), "flash", "--port", port], cwd=tmp_path, env=env, timeout=180)
         assert "done; the board was soft-reset" in r.stdout
-        assert (flash_dir / "lib" / "janua" / "binauth.mpy").is_file()
-        assert (flash_dir / "lib" / "janua_hal.mpy").is_file()
-        assert (flash_dir / "main.py").is_file()
-        # The firmware the wheel carried runs on the board: its diagnostics name the package's version. (The virtual
-        # esp32 still runs the unix hal, so "board: unix": issue #18.)
+        # flash_dir holds the emulated chip; the files are on its LittleFS (read with the checkout's tools)
+        root = FlashImage(flash_dir, load_profile("esp32")).root
+        assert (root / "lib" / "janua" / "binauth.mpy").is_file()
+        assert (root / "lib" / "janua_hal.mpy").is_file()
+        assert (root / "main.py").is_file()
+        # The firmware the wheel carried runs on the board: its diagnostics name the package's version, and the
+        # board's own hal (boards/esp32/hal.py, which the wheel carried too) names the board.
         r = run([str(venv / "janua"), "console", "--diag", "--port", port], cwd=tmp_path, env=env, timeout=60)
         assert "janua: 0.1.0\n" in r.stdout and "credentials: no" in r.stdout
+        assert "board: esp32\n" in r.stdout, r.stdout
     finally:
         board.terminate()
         board.wait(timeout=10)

@@ -6,6 +6,7 @@ the verifier's clock injected, is tests/policy/test_window_vboard.py."""
 
 import pytest
 
+from tools.boards import vboard_wifi_args
 from tools.demo import Verifier, _janua, reset_and_read
 
 pytestmark = pytest.mark.e2e
@@ -18,7 +19,8 @@ def test_a_policy_that_forbids_udp_refuses_the_board_at_its_next_boot(tmp_path):
         with VirtualBoard("esp32", tmp_path / "flash") as vb:
             _janua("flash", "--port", vb.port, "--board", "esp32")
             out = _janua("provision", "--serial", "POL-1", "--port", vb.port, "--server", v.url, "--token-file",
-                         str(v.token_file), "--udp-port", str(v.udp_port), "--transport", "udp").stdout
+                         str(v.token_file), "--udp-port", str(v.udp_port), "--transport", "udp",
+                         *vboard_wifi_args("esp32")).stdout
             device_id = out.split("provisioned device ")[1].split()[0]
             line = reset_and_read(vb.port, timeout=60)
             assert line.startswith(f"janua: authenticated device={device_id} via udp"), line

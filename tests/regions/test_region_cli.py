@@ -98,7 +98,7 @@ def test_provision_onto_a_board_writes_the_regions_endpoints(verifier, tmp_path)
         r = janua("provision", "--serial", "REGION-BOARD-1", "--region", "eu-board", "--port", vb.port,
                   *auth(verifier))
         assert r.returncode == 0, r.stderr
-    cfg = json.loads((tmp_path / "flash" / "janua.json").read_text())
+    cfg = json.loads((vb.root / "janua.json").read_text())   # on the board's LittleFS
     assert cfg["server"] == {"host": "auth.eu.example.com", "udp_port": 7685, "http_port": 7080, "dtls_port": 7684}
     assert cfg["mqtt"] == {"host": "mqtt.eu.example.com", "port": 9883}
     assert cfg["coap"] == {"host": "coap.eu.example.com", "port": 5683}
@@ -114,7 +114,7 @@ def test_provision_onto_a_board_without_a_region_keeps_the_servers_address(verif
         r = janua("provision", "--serial", "NOREGION-BOARD-1", "--port", vb.port, "--udp-port", "5999",
                   *auth(verifier))
         assert r.returncode == 0, r.stderr
-    cfg = json.loads((tmp_path / "flash" / "janua.json").read_text())
+    cfg = json.loads((vb.root / "janua.json").read_text())   # on the board's LittleFS
     assert cfg["server"] == {"host": "127.0.0.1", "udp_port": 5999, "http_port": verifier.http_port,
                              "dtls_port": 5684}
     assert "region" not in cfg and "mqtt" not in cfg

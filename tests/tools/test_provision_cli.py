@@ -147,7 +147,7 @@ def test_config_write_survives_power_loss_old_or_new(verifier, tmp_path):
             assert now in ids, f"after power loss at {delay}s the board holds {now!r}"
             seen_states.add(now)
             ids = {now} | ids
-        files = os.listdir(tmp_path / "flash")
+        files = vb.root.listdir()
         assert "janua.json" in files or "janua.json.tmp" in files
 
 
@@ -354,13 +354,13 @@ def test_board_holding_an_identity_is_refused_without_force(verifier, tmp_path):
         r = janua("provision", "--serial", "HELD-1", "--port", port, "--transport", "udp", *auth_args(verifier))
         assert r.returncode == 0, r.stderr
         held = _board_device_id(port)
-        before = (tmp_path / "flash" / "janua.json").read_bytes()
+        before = (vb.root / "janua.json").read_bytes()
         r = janua("provision", "--serial", "HELD-2", "--port", port, *auth_args(verifier))
         assert r.returncode == 1 and "Traceback" not in r.stderr
         assert r.stderr.splitlines()[0] == (f"janua: the board at {port} already holds device {held} (serial HELD-1, "
                                             "provisioning); nothing was registered")
         assert _devices(verifier, "HELD-2") == []
-        assert (tmp_path / "flash" / "janua.json").read_bytes() == before
+        assert (vb.root / "janua.json").read_bytes() == before
         r = janua("provision", "--serial", "HELD-2", "--port", port, "--force", *auth_args(verifier))
         assert r.returncode == 0, r.stderr
         new = _board_device_id(port)
@@ -371,10 +371,11 @@ def test_board_holding_an_identity_is_refused_without_force(verifier, tmp_path):
 def test_failed_board_write_leaves_the_serial_free(verifier, tmp_path):
     """The board answers, but the credentials cannot be written (here: a non-empty directory named janua.json):
     the device is withdrawn, decommissioned and deleted, so the same serial can be provisioned once it is fixed."""
-    flash = tmp_path / "flash"
-    with VirtualBoard("esp32", flash_dir=flash) as vb:
-        (flash / "janua.json").mkdir()
-        (flash / "janua.json" / "x").write_text("x")
+    vb = VirtualBoard("esp32", flash_dir=tmp_path / "flash")
+    flash = vb.root                        # the board's LittleFS, written before it powers on
+    (flash / "janua.json").mkdir()
+    (flash / "janua.json" / "x").write_text("x")
+    with vb:
         r = janua("provision", "--serial", "WRITEFAIL-1", "--port", vb.port, *auth_args(verifier))
         assert r.returncode == 1 and 'File "/' not in r.stderr     # the hint may quote the board's traceback
         first = r.stderr.splitlines()[0]
@@ -391,10 +392,11 @@ def test_failed_board_write_leaves_the_serial_free(verifier, tmp_path):
 
 def test_failed_board_write_with_a_factory_token_deletes_the_device_and_revokes_its_certificate(verifier, tmp_path):
     """A factory token cannot decommission: the delete alone takes back the device and its certificate."""
-    flash = tmp_path / "flash"
-    with VirtualBoard("esp32", flash_dir=flash) as vb:
-        (flash / "janua.json").mkdir()
-        (flash / "janua.json" / "x").write_text("x")
+    vb = VirtualBoard("esp32", flash_dir=tmp_path / "flash")
+    flash = vb.root                        # the board's LittleFS, written before it powers on
+    (flash / "janua.json").mkdir()
+    (flash / "janua.json" / "x").write_text("x")
+    with vb:
         r = janua("provision", "--serial", "WRITEFAIL-F1", "--port", vb.port, "--credential", "certificate",
                   *role_args(verifier, tmp_path, "factory"))
         assert r.returncode == 1 and 'File "/' not in r.stderr
@@ -454,7 +456,7 @@ def test_force_with_a_factory_token_is_refused_naming_the_old_device(verifier, t
         r = janua("provision", "--serial", "FORCE-F1", "--port", port, "--transport", "udp", *auth_args(verifier))
         assert r.returncode == 0, r.stderr
         held = _board_device_id(port)
-        before = (tmp_path / "flash" / "janua.json").read_bytes()
+        before = (vb.root / "janua.json").read_bytes()
         r = janua("provision", "--serial", "FORCE-F2", "--port", port, "--force",
                   *role_args(verifier, tmp_path, "factory"))
         assert r.returncode == 1 and "Traceback" not in r.stderr
@@ -462,7 +464,7 @@ def test_force_with_a_factory_token_is_refused_naming_the_old_device(verifier, t
             f"janua: the board at {port} already holds device {held}: --force must decommission it, which needs an "
             "operator token (or admin), and this token's role is factory; nothing was registered")
         assert _devices(verifier, "FORCE-F2") == []
-        assert (tmp_path / "flash" / "janua.json").read_bytes() == before
+        assert (vb.root / "janua.json").read_bytes() == before
         assert [d["status"] for d in _devices(verifier, "FORCE-F1")] == ["provisioning"]
 
 
