@@ -142,6 +142,20 @@ def boot(real_import, getenv, system, base):
         while True:
             pass
 
+    # What the emulation holds on the heap is not the board's: a board keeps these in ROM. The
+    # interpreter got `heap_allowance` more bytes. The emulation is put at the top of the heap (a
+    # hold fills the bottom while it loads), what it does not use there is held back (the ballast),
+    # and the hold is freed: the board code gets one free region at the bottom, as large as the free
+    # heap of an interpreter with the profile's heap at this point.
+    allowance = spec.get("heap_allowance", 0)
+    gc.collect()
+    hold = None
+    n = gc.mem_free() - allowance - 4096
+    while hold is None and n > 0:
+        try:
+            hold = bytearray(n)
+        except MemoryError:
+            n -= 4096
     ctx = setup(env, spec, die, real_import)
     for k in list(sys.modules):
         if k.startswith("vb_"):
@@ -151,18 +165,22 @@ def boot(real_import, getenv, system, base):
                       "implementation": Impl(sys.implementation, spec.get("machine", ""), mpy)}}
     if ctx.uname is not None:
         extras["os"] = {"uname": ctx.uname}
-    # What the emulation holds on the heap is not the board's: a board keeps these in ROM. The
-    # interpreter got `heap_allowance` more bytes; what the emulation does not use is held back here
-    # (the ballast), sized so that the free heap is what an interpreter with the profile's heap has
-    # at this point. The emulation is loaded from .mpy, so that what it keeps sits together at the
-    # bottom of the heap, the ballast after it, and the board's free heap above in one piece.
     gc.collect()
-    used = gc.mem_alloc() - base
-    allowance = spec.get("heap_allowance", 0)
-    pad = gc.mem_free() - (spec.get("heap_bytes", 0) - base) - 16
+    held = len(hold) if hold is not None else 0
+    used = gc.mem_alloc() - held - base
+    pad = gc.mem_free() + held - (spec.get("heap_bytes", 0) - base)
     if used > allowance:
         sys.stdout.write("janua vboard: the emulation holds %d bytes of heap, more than its allowance of %d\n"
                          % (used, allowance))
-    elif pad > 0:
-        ctx.ballast = bytearray(pad)
+    ballast = []
+    size = 16384
+    while pad > 64 and size >= 64:       # in the holes of the top region, largest pieces first
+        try:
+            ballast.append(bytearray(min(size, pad) - 48))
+            pad -= min(size, pad)
+        except MemoryError:
+            size //= 2
+    ctx.ballast = ballast
+    hold = None
+    gc.collect()
     return ctx.modules, extras, ctx
