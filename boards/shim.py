@@ -32,67 +32,66 @@ def _janua_shim(g):
     board = os.getenv("JANUA_BOARD") or "unix"
 
     class Filtered:
-        # A module seen through the board profile: hidden attributes raise AttributeError, and
-        # `extra` ones (what the board reports differently from the unix port) come first.
-        def __init__(self, mod, hidden, extra=None):
+        # A module seen through the board profile: hidden attributes raise AttributeError.
+        def __init__(self, mod, hidden):
             self._mod = mod
             self._hidden = hidden
-            self._extra = extra or {}
 
         def __getattr__(self, name):
-            if name in self._extra:
-                return self._extra[name]
             if name in self._hidden:
                 raise AttributeError("'module' object has no attribute '%s' (not on %s)" % (name, board))
             return getattr(self._mod, name)
 
     real_import = builtins.__import__
     wrapped = {}
-    emulated = {}
-    extras = {}
-
-    script = src = None
-    if len(sys.argv) > 1:
-        script = sys.argv[1]
-        del sys.argv[0]
-        with open(script) as f:   # read now: the flash may be mounted over the host's "/" below
-            src = f.read()
-
-    here = g.get("__file__", "").rpartition("/")[0]
-    while here and here in sys.path:
-        sys.path.remove(here)   # the interpreter put this file's directory first; a board has '' there
-
-    if os.getenv("JANUA_VBOARD_FLASH"):
-        # the emulated hardware (boards/vboard/vb_board.py boot(), compiled to .mpy by tools/boards.py)
-        import gc
-        gc.collect()
-        base = gc.mem_alloc()
-        sys.path.insert(0, os.getenv("JANUA_VBOARD_EMU") or "")
-        emulated, extras, wrapped[None] = real_import("vb_board").boot(real_import, os.getenv, os.system, base)
-
 
     def _import(name, *args):
-        mod = emulated.get(name)
-        if mod is None:
-            if name in mods or name.split(".")[0] in mods:
-                raise ImportError("no module named '%s' (not on %s)" % (name, board))
-            mod = real_import(name, *args)
+        if name in mods or name.split(".")[0] in mods:
+            raise ImportError("no module named '%s' (not on %s)" % (name, board))
+        mod = real_import(name, *args)
         hidden = attrs.get(name)
-        extra = extras.get(name)
-        if (hidden or extra) and (len(args) < 4 or args[3] == 0):
+        if hidden and (len(args) < 4 or args[3] == 0):
             w = wrapped.get(name)
             if w is None:
-                w = wrapped[name] = Filtered(mod, hidden or (), extra)
+                w = wrapped[name] = Filtered(mod, hidden)
             return w
         return mod
 
-    if mods or attrs or emulated or extras:
+    src = None
+    if os.getenv("JANUA_VBOARD_FLASH"):
+        # The emulated hardware (boards/vboard/vb_board.py, compiled to .mpy by tools/boards.py), with
+        # its own import hook: the hiding above, the board's modules, sys and os as the board has them.
+        if len(sys.argv) > 1:
+            with open(sys.argv[1]) as f:   # now: the flash may be mounted over the host's "/"
+                src = f.read()
+        import gc
+        gc.collect()
+        base = gc.mem_alloc()
+        # The board's free heap, held at the bottom of the heap while the emulation loads above it
+        # (boards/vboard/vb_board.py boot() frees it): JANUA_VBOARD_HEAP is the profile's heap.
+        n = min(int(os.getenv("JANUA_VBOARD_HEAP") or 0) - base, gc.mem_free() - 49152)
+        hold = None
+        while hold is None and n > 4096:
+            try:
+                hold = bytearray(n - 64)
+            except MemoryError:
+                n -= 4096
+        sys.path[0] = os.getenv("JANUA_VBOARD_EMU") or ""   # in place of this file's directory ('' after boot)
+        held = [hold]
+        hold = None
+        hook, settle = real_import("vb_board").boot(real_import, os.getenv, os.system, base, hide, board, held)
+        settle()   # now that boot()'s own garbage is garbage: the ballast, then the hold let go
+        builtins.__import__ = hook
+    elif mods or attrs:
         builtins.__import__ = _import
 
-    if script is not None:
-        # Run the script as __main__ would be: in a fresh globals dict.
-        exec(compile(src, script, "exec"), {"__name__": "__main__", "__file__": script})
-        return
+    if len(sys.argv) > 1:
+        script = sys.argv[1]
+        del sys.argv[0]
+        if src is None:
+            with open(script) as f:
+                src = f.read()
+        return compile(src, script, "exec"), script   # run below, once this function's code is freed
 
     boot = os.getenv("JANUA_VBOARD_BOOT")
     if not boot:
@@ -117,5 +116,10 @@ def _janua_shim(g):
     sys.stdout.write(os.getenv("JANUA_VBOARD_MARK") or "")
 
 
-_janua_shim(globals())
+_janua_code = _janua_shim(globals())
 del _janua_shim
+if _janua_code:
+    # A script runs as __main__ would, in a fresh globals dict; the shim's function (its code on the
+    # heap) is gone by now, so the script gets the heap a board's main.py would.
+    _janua_code = exec(_janua_code[0], {"__name__": "__main__", "__file__": _janua_code[1]})
+del _janua_code

@@ -143,6 +143,7 @@ def micropython_cmd(board, script=None, path=(), interactive=False, flash=None, 
         heap += spec.get("heap_allowance", 0)
         env.update(flash.create().env())
         env["JANUA_VBOARD_SPEC"] = json.dumps(spec)
+        env["JANUA_VBOARD_HEAP"] = str(spec["heap_bytes"])
         env["JANUA_VBOARD_EMU"] = str(emulation_dir())
         env["JANUA_VBOARD_MOUNT"] = mount
         env["JANUA_VBOARD_RESETMARK"] = RESET_MARK

@@ -102,7 +102,9 @@ def setup(env, spec, die, real_import):
     ctx.fs = _mount(ctx, vfs, os)
     here = env.get("JANUA_VBOARD_EMU")
     while here in sys.path:
-        sys.path.remove(here)
+        sys.path[sys.path.index(here)] = ""   # a board's sys.path starts with ''
+    while sys.path.count("") > 1:
+        sys.path.remove("")
     return ctx
 
 
@@ -119,10 +121,50 @@ class Impl:
         self._mpy = mpy
 
 
-def boot(real_import, getenv, system, base):
-    """Called by boards/shim.py: the emulated hardware up, then ({module name: emulated module},
-    {module name: {attribute: what the board reports}}, an object to keep alive). `base`: the heap
-    in use before this module was loaded."""
+class Filtered:
+    # A module seen through the board profile: hidden attributes raise AttributeError, and `extra`
+    # ones (what the board reports differently from the unix port: sys.platform, os.uname) come first.
+    def __init__(self, mod, hidden, extra, board):
+        self._mod = mod
+        self._hidden = hidden
+        self._extra = extra
+        self._board = board
+
+    def __getattr__(self, name):
+        if name in self._extra:
+            return self._extra[name]
+        if name in self._hidden:
+            raise AttributeError("'module' object has no attribute '%s' (not on %s)" % (name, self._board))
+        return getattr(self._mod, name)
+
+
+def _hook(real_import, emulated, extras, hide, board, keep):
+    mods = hide.get("modules", [])
+    attrs = hide.get("attrs", {})
+    wrapped = {None: keep}
+
+    def _import(name, *args):
+        mod = emulated.get(name)
+        if mod is None:
+            if name in mods or name.split(".")[0] in mods:
+                raise ImportError("no module named '%s' (not on %s)" % (name, board))
+            mod = real_import(name, *args)
+        hidden = attrs.get(name)
+        extra = extras.get(name)
+        if (hidden or extra) and (len(args) < 4 or args[3] == 0):
+            w = wrapped.get(name)
+            if w is None:
+                w = wrapped[name] = Filtered(mod, hidden or (), extra or {}, board)
+            return w
+        return mod
+    return _import
+
+
+def boot(real_import, getenv, system, base, hide, board, held):
+    """Called by boards/shim.py: the emulated hardware up, then (the import hook that gives board code
+    the emulated modules, the profile's hiding and sys/os as the board reports them; settle(), which
+    the shim calls once this function has returned). `base`:
+    the heap in use before this module was loaded; `held`: [the shim's hold on the board's heap]."""
     import gc
     import json
     import sys
@@ -143,19 +185,12 @@ def boot(real_import, getenv, system, base):
             pass
 
     # What the emulation holds on the heap is not the board's: a board keeps these in ROM. The
-    # interpreter got `heap_allowance` more bytes. The emulation is put at the top of the heap (a
-    # hold fills the bottom while it loads), what it does not use there is held back (the ballast),
-    # and the hold is freed: the board code gets one free region at the bottom, as large as the free
-    # heap of an interpreter with the profile's heap at this point.
+    # interpreter got `heap_allowance` more bytes. The shim's hold, as large as the free heap an
+    # interpreter with the profile's heap has at that point, fills the bottom of the heap; the
+    # emulation loaded above it; the ballast takes whatever is left free above (the emulation's
+    # garbage holes included); then the hold is freed: the board code gets the profile's free heap,
+    # in one piece at the bottom.
     allowance = spec.get("heap_allowance", 0)
-    gc.collect()
-    hold = None
-    n = gc.mem_free() - allowance - 4096
-    while hold is None and n > 0:
-        try:
-            hold = bytearray(n)
-        except MemoryError:
-            n -= 4096
     ctx = setup(env, spec, die, real_import)
     for k in list(sys.modules):
         if k.startswith("vb_"):
@@ -166,21 +201,29 @@ def boot(real_import, getenv, system, base):
     if ctx.uname is not None:
         extras["os"] = {"uname": ctx.uname}
     gc.collect()
-    held = len(hold) if hold is not None else 0
-    used = gc.mem_alloc() - held - base
-    pad = gc.mem_free() + held - (spec.get("heap_bytes", 0) - base)
+    used = gc.mem_alloc() - (len(held[0]) if held[0] is not None else 0) - base
     if used > allowance:
         sys.stdout.write("janua vboard: the emulation holds %d bytes of heap, more than its allowance of %d\n"
                          % (used, allowance))
-    ballast = []
-    size = 16384
-    while pad > 64 and size >= 64:       # in the holes of the top region, largest pieces first
-        try:
-            ballast.append(bytearray(min(size, pad) - 48))
-            pad -= min(size, pad)
-        except MemoryError:
-            size //= 2
-    ctx.ballast = ballast
-    hold = None
-    gc.collect()
-    return ctx.modules, extras, ctx
+
+    ctx.ballast = ballast = [None] * 512   # allocated now: the heap is full while it fills
+    ctx.trim = None
+
+    def settle():
+        gc.collect()
+        size = 16384
+        i = 0
+        while size >= 64 and i < len(ballast):   # every free block of the top region, largest first
+            try:
+                ballast[i] = bytearray(size - 48)
+                i += 1
+            except MemoryError:
+                size //= 2
+        held[0] = None                  # the board's heap is free
+        gc.collect()
+        # the holes below the hold (the shim's garbage) came on top of it: as much again held back,
+        # from the start of the board's region, so that the free heap is the profile's
+        excess = gc.mem_free() - (spec.get("heap_bytes", 0) - base)
+        if excess > 64:
+            ctx.trim = bytearray(excess - 48)
+    return _hook(real_import, ctx.modules, extras, hide, board, ctx), settle

@@ -72,16 +72,13 @@ class OTAClient(DeviceCaller):
             doc["reason"] = str(reason)[:_REASON]
         return self.call("/v1/ota/report", doc)
 
-    def check(self, report=None, kind="app"):
+    def check(self, report=None):
         """The update the verifier offers this device (a dict), or None. A health `report` (bytes) rides
-        along (docs/health.md 2.4); the verifier's verdict on it is then in .health ("ok" or a reason).
-        kind "firmware" asks for an ESP32 firmware image instead (janua.otafw)."""
-        if kind == "firmware":
-            from janua.otafw import running_version
-            version = running_version(self.slots)
-        else:
-            version = self.slots.pointer().get("version")
-        doc = {"kind": kind, "version": version, "counter": self.slots.counter.read()}
+        along (docs/health.md 2.4); the verifier's verdict on it is then in .health ("ok" or a reason)."""
+        ptr = self.slots.pointer()
+        # kind: "firmware" through janua.otafw.FirmwareSlots (an ESP32 firmware image), else "app"
+        doc = {"kind": getattr(self.slots, "KIND", "app"), "version": ptr.get("version"),
+               "counter": self.slots.counter.read()}
         if report:
             doc["health"] = hexlify(report).decode()
         out = self.call("/v1/ota/check", doc)
@@ -145,13 +142,7 @@ class OTAClient(DeviceCaller):
                 doc["release_id"], doc["version"] = rid, manifest["version"]
                 write_json(self.slots.fs, self.slots.p(PENDING), doc)
             gc.collect()   # Ed25519 (pure Python) needs the heap the HTTP and JSON work left behind
-            if up.get("kind") == "firmware":
-                # the image streams into the next OTA partition, which is then set to boot; the
-                # outcome is not reported back (no "confirmed"/"rolled_back" events for firmware yet)
-                from janua import otafw
-                manifest = otafw.install(self.slots, m, sig, open_src)
-            else:
-                manifest = self.slots.install(m, sig, open_src, buf=self.buf, before_switch=owe)
+            manifest = self.slots.install(m, sig, open_src, buf=self.buf, before_switch=owe)
         except (JanuaError, OSError) as e:
             self.report("failed", rid, reason=e)
             raise OTAError(str(e))
@@ -201,11 +192,10 @@ def _report(cfg, state, clock):
     return None
 
 
-def poll(store=None, clock=None, slots=None, kind="app"):
+def poll(store=None, clock=None, slots=None):
     """Send the last outcome, check, install: ("none"|"installed"|"failed", line). Never raises for
     the network or a refused update (main.py must not crash into a reboot loop); persists the
-    binary-auth timestamp in the state file like app.run(). kind "firmware": an ESP32 firmware
-    image (janua.otafw: the board then resets into it and the new firmware calls otafw.confirm())."""
+    binary-auth timestamp in the state file like app.run()."""
     gc.collect()
     from janua.store import Store
     from janua.clock import Clock
@@ -223,7 +213,7 @@ def poll(store=None, clock=None, slots=None, kind="app"):
     c.persist = persist
     try:
         c.send_outcome()
-        up = c.check(_report(cfg, state, c.clock), kind)
+        up = c.check(_report(cfg, state, c.clock))
         if c.health == "ok":
             state["health_at"] = c.clock.now()
             import janua

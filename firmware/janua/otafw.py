@@ -8,7 +8,7 @@ caller resets. The new firmware calls `confirm()` (mark_app_valid_cancel_rollbac
 counter is committed); if it never does, the ESP-IDF bootloader returns to the old partition on
 the next reset (this needs CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE in the firmware's sdkconfig).
 
-The verifier offers firmware releases to `otaclient.poll(kind="firmware")`, which downloads the
+The verifier offers firmware releases to `otaclient.poll(slots=FirmwareSlots(AppSlots()))`, which downloads the
 manifest and signature and hands install() an open_src(path) for the image; the update check
 reports running_version() (the last confirmed release). Outcome events ("confirmed",
 "rolled_back") are not sent for firmware releases yet.
@@ -69,11 +69,11 @@ class _Reader:
         return n
 
 
-def install(slots, manifest_bytes, sig_bytes, src, device=None, probe=None, running=None):
+def install(slots, manifest_bytes, sig_bytes, src, device=None, probe=None, running=None, buf=None):
     """Verify a firmware release and write it to the next OTA partition; returns the manifest.
     `slots` is an ota.AppSlots (keys, counter and reports live on the filesystem). `src` is the
-    image stream (readinto), or open_src(path) returning one, called after the manifest verified."""
-    buf = bytearray(_BLOCK)
+    image stream (readinto), or open_src(path) returning one, called after the manifest verified.
+    `buf`: the 4 KiB stream buffer, else taken once the signature is checked (Ed25519 needs the heap)."""
     try:
         cfg = slots.config()
         m = verify_manifest(manifest_bytes, sig_bytes, slots.keys(cfg))
@@ -90,6 +90,10 @@ def install(slots, manifest_bytes, sig_bytes, src, device=None, probe=None, runn
         part = (running or _running()).get_next_update()
         if img["size"] > part.ioctl(4, 0) * part.ioctl(5, 0):
             raise OTAError("image of %d bytes does not fit the partition" % img["size"])
+        if buf is None:
+            import gc
+            gc.collect()
+            buf = bytearray(_BLOCK)
         copy_verified(src, _Sink(part).write, img["size"], img["sha256"], buf)
         copy_verified(_Reader(part, img["size"]), None, img["size"], img["sha256"], buf)
     except OTAError as e:
@@ -125,3 +129,24 @@ def running_version(slots):
     from janua.ota import read_json
     fw = read_json(slots.fs, slots.p("ota_fw.json"), {}) or {}
     return fw.get("version") if fw.get("confirmed") else None
+
+
+class FirmwareSlots:
+    """The application slots as janua.otaclient sees them for a firmware release:
+    `otaclient.poll(slots=FirmwareSlots(AppSlots()))`. The update check asks for kind "firmware" with
+    the running firmware's version, install() streams the image into the next OTA partition and sets
+    it to boot (the caller resets; the new firmware calls confirm()); the rest is the app slots'."""
+
+    KIND = "firmware"
+
+    def __init__(self, slots):
+        self._s = slots
+
+    def __getattr__(self, name):
+        return getattr(self._s, name)
+
+    def pointer(self):
+        return {"version": running_version(self._s)}
+
+    def install(self, m, sig, open_src, buf=None, before_switch=None):
+        return install(self._s, m, sig, open_src, buf=buf)

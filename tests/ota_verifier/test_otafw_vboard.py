@@ -1,6 +1,6 @@
 """Firmware-level OTA end to end on the virtual esp32: a `janua serve` subprocess publishes a
 "firmware" release (an ESP image built here: header, esp_app_desc_t "v1.29.1", payload); the
-board's OTA client (otaclient.poll(kind="firmware") -> janua.otafw.install) downloads it, verifies
+board's OTA client (otaclient.poll(slots=otafw.FirmwareSlots(...)) -> janua.otafw.install) downloads it, verifies
 it, streams it into ota_1 through esp32.Partition and sets it to boot. After a reset the emulated
 ESP-IDF bootloader (boards/vboard/vb_esp32boot.py) boots ota_1 in PENDING_VERIFY; confirmed, the
 otadata entry is VALID and stays; never confirmed, the next reset aborts it and ota_0 runs again."""
@@ -22,7 +22,8 @@ pytestmark = pytest.mark.e2e
 
 OTADATA_1 = 0xD000 + 4096
 OTA_1 = 0x190000
-POLL_FW = "from janua import otaclient\nr, line = otaclient.poll(kind='firmware')\nprint(line)\n"
+POLL_FW = ("from janua import otaclient, otafw\nfrom janua.ota import AppSlots\n"
+           "r, line = otaclient.poll(slots=otafw.FirmwareSlots(AppSlots()))\nprint(line)\n")
 WHO = ("import os, json\nfrom esp32 import Partition\n"
        "print(json.dumps([os.uname().version, Partition(Partition.RUNNING).info()[4]]))\n")
 CONFIRM = "from janua import otafw\nfrom janua.ota import AppSlots\nprint(otafw.confirm(AppSlots()))\n"
