@@ -18,7 +18,8 @@
 #   interpreter is stuck in a call. It cannot be stopped, as on both ports.
 # - RTC(): datetime() get/set (an offset on the host clock, lost at reset like the chips' RTC
 #   without a battery); freq() get/set within the port's allowed values; idle(); lightsleep(ms),
-#   deepsleep(ms) (esp32: a reset with DEEPSLEEP_RESET); mem8/16/32 are the unix port's.
+#   deepsleep(ms) (esp32: a reset with DEEPSLEEP_RESET); mem8/16 are the unix port's, mem32 reads
+#   the profile's register words (the esp32's eFuse block 0) and 0 elsewhere.
 import time
 
 _ctx = None
@@ -47,8 +48,26 @@ def init(ctx):
         causes = {"hard": 3, "soft": 3, "wdt": 3, "deepsleep": 3}
     _cause = causes.get(ctx.env.get("JANUA_VBOARD_RESET"), PWRON_RESET)
     real = ctx.real_machine
-    for name in ("mem8", "mem16", "mem32"):
+    for name in ("mem8", "mem16"):
         g[name] = getattr(real, name)
+    words = {}
+    for addr, value in (ctx.spec.get("mem32") or {}).items():
+        words[int(addr, 16)] = value
+    g["mem32"] = _Mem32(words)
+
+
+class _Mem32:
+    # machine.mem32 for the registers the profile lists (vboard "mem32": the esp32's eFuse block 0
+    # words that janua_hal.security_state() reads, as an unfused chip has them); any other address
+    # reads 0 and writes are ignored: there are no peripherals behind it.
+    def __init__(self, words):
+        self._w = words
+
+    def __getitem__(self, addr):
+        return self._w.get(addr, 0)
+
+    def __setitem__(self, addr, value):
+        pass
 
 
 def unique_id():

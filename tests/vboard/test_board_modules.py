@@ -169,13 +169,16 @@ def test_the_hal_of_the_board_runs_on_it(tmp_path):
             bad = "connected"
         except OSError as e:
             bad = str(e)
+        st = janua_hal.security_state()
         print(json.dumps({"board": janua_hal.board(), "ip": ip, "code": janua_hal.reset_code(),
-                          "rssi": janua_hal.rssi(), "bad": bad}))
+                          "rssi": janua_hal.rssi(), "bad": bad, "sec": [st[0], st[1].hex()]}))
     """, mount="/flash", path=[tmp_path / "hal"])
     assert rc == 0, err
     (r,) = json_lines(out)
     # still connected from the first call: the second does not reconnect (the hal checks isconnected)
-    assert r == {"board": "esp32", "ip": "192.168.4.23", "code": 1, "rssi": -55, "bad": "connected"}
+    # security_state: the classic ESP32's eFuse words as an unfused chip has them (flags 8: read, nothing on)
+    assert r == {"board": "esp32", "ip": "192.168.4.23", "code": 1, "rssi": -55, "bad": "connected",
+                 "sec": [8, "0000000000000000"]}
 
 
 def mpremote(port, *args):
