@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.offline_device import DEV, T0, _tokens  # noqa: E402
-from tools import ota as host  # noqa: E402
+from bench.ota_device import app_bundle  # noqa: E402
 from tools.boards import BOARDS_DIR, FIRMWARE_DIR, load_profile, micropython_cmd  # noqa: E402
 from tools.build import compile_mpy  # noqa: E402
 from tools.vboard_flash import FlashImage  # noqa: E402
@@ -97,16 +97,7 @@ def measure(work):
         per_use[uses] = round((sum(offline.fs_wear()) - before) / uses, 3)
 
     ota = FlashImage(work / "chip-ota", prof)
-    keys = work / "keys"
-    _, pub, _ = host.keygen(keys, "r")
-    app = work / "app"
-    app.mkdir()
-    (app / "main.py").write_text("print('app')\n")
-    (app / "blob.bin").write_bytes(bytes(range(256)) * 400)      # with main.py: a 100 KB app
-    host.build_bundle(app, seed / "bundle", "2.0.0", 2, compile_py=False)
-    host.sign_bundle(seed / "bundle", keys / "r.key")
-    kid, raw = host.load_public(pub)
-    (seed / "ota.json").write_text(json.dumps({"keys": {kid: raw.hex()}, "hw_version": 2}))
+    app_bundle(work, seed)     # the 100 KB update of device.ota.peak_heap_bytes
     (seed / "new.json").unlink()
     ota.put_tree(seed)
     before = sum(ota.fs_wear())

@@ -73,6 +73,21 @@ print(json.dumps({"alloc": gc.mem_alloc() - a}))
 """
 
 
+def app_bundle(work, dest):
+    """A signed bundle of a 100 KB application in dest/bundle and the ota.json that trusts its key in
+    dest (the update both the heap and the flash-wear benchmarks install)."""
+    keys = work / "keys"
+    _, pub, _ = host.keygen(keys, "r")
+    app = work / "app"
+    app.mkdir()
+    (app / "main.py").write_text("print('app')\n")
+    (app / "blob.bin").write_bytes(bytes(range(256)) * 400)          # with main.py: a 100 KB app
+    host.build_bundle(app, dest / "bundle", "2.0.0", 2, compile_py=False)
+    host.sign_bundle(dest / "bundle", keys / "r.key")
+    kid, raw = host.load_public(pub)
+    (dest / "ota.json").write_text(json.dumps({"keys": {kid: raw.hex()}, "hw_version": 2}))
+
+
 def run(work, code, heap):
     import shutil
     for p in list(work.glob("app_*")) + list(work.glob("ota_ptr.json*")) + list(work.glob("ota_report.json*")):
@@ -101,16 +116,7 @@ def main():
         lib = work / "lib" / "janua"
         files = [compile_mpy(ROOT / "firmware" / "janua" / f"{m}.py", lib / f"{m}.mpy") for m in OTA_MODULES]
         compile_mpy(BOARDS_DIR / "unix" / "hal.py", work / "lib" / "janua_hal.mpy")
-        keys = work / "keys"
-        _, pub, _ = host.keygen(keys, "r")
-        app = work / "app"
-        app.mkdir()
-        (app / "main.py").write_text("print('app')\n")
-        (app / "blob.bin").write_bytes(bytes(range(256)) * 400)          # with main.py: a 100 KB app
-        host.build_bundle(app, work / "bundle", "2.0.0", 2, compile_py=False)
-        host.sign_bundle(work / "bundle", keys / "r.key")
-        kid, raw = host.load_public(pub)
-        (work / "ota.json").write_text(json.dumps({"keys": {kid: raw.hex()}, "hw_version": 2}))
+        app_bundle(work, work)
         (work / "big.bin").write_bytes(bytes(1 << 20))
         ok, out = run(work, TIME, 112640)
         t = json.loads(out.strip().splitlines()[-1])

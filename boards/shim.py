@@ -2,13 +2,6 @@
 # It hides what the board's stock firmware lacks: JANUA_HIDE (JSON) lists modules whose import
 # must fail and module attributes that must not exist. Then it runs argv[1] (a script) if given.
 #
-# With JANUA_VBOARD_FLASH set (the esp32 and rp2040 profiles on the virtual board, and scripts that
-# ask for the emulated flash), it first boots the emulated hardware (boards/vboard/vb_board.py): the
-# flash chip, the board modules (machine, network, esp32, rp2) that the import hook below returns
-# in place of the unix port's, and LittleFS on the flash mounted as the working directory. sys and
-# os are then seen as the board shows them (sys.platform, sys.implementation._machine and _mpy,
-# os.uname()). JANUA_VBOARD_SPEC is the profile's "vboard" section (JSON).
-#
 # On the virtual board (tools/vboard.py, JANUA_VBOARD_BOOT set) it then boots like a board: it runs
 # boot.py and, when JANUA_VBOARD_BOOT is "main", main.py from the working directory (the flash) in
 # the REPL's globals, prints their tracebacks (Ctrl-C included) and writes a marker that tells the
@@ -57,41 +50,17 @@ def _janua_shim(g):
             return w
         return mod
 
-    src = None
-    if os.getenv("JANUA_VBOARD_FLASH"):
-        # The emulated hardware (boards/vboard/vb_board.py, compiled to .mpy by tools/boards.py), with
-        # its own import hook: the hiding above, the board's modules, sys and os as the board has them.
-        if len(sys.argv) > 1:
-            with open(sys.argv[1]) as f:   # now: the flash may be mounted over the host's "/"
-                src = f.read()
-        import gc
-        gc.collect()
-        base = gc.mem_alloc()
-        # The board's free heap, held at the bottom of the heap while the emulation loads above it
-        # (boards/vboard/vb_board.py boot() frees it): JANUA_VBOARD_HEAP is the profile's heap.
-        n = min(int(os.getenv("JANUA_VBOARD_HEAP") or 0) - base, gc.mem_free() - 49152)
-        hold = None
-        while hold is None and n > 4096:
-            try:
-                hold = bytearray(n - 64)
-            except MemoryError:
-                n -= 4096
-        sys.path[0] = os.getenv("JANUA_VBOARD_EMU") or ""   # in place of this file's directory ('' after boot)
-        held = [hold]
-        hold = None
-        hook, settle = real_import("vb_board").boot(real_import, os.getenv, os.system, base, hide, board, held)
-        settle()   # now that boot()'s own garbage is garbage: the ballast, then the hold let go
-        builtins.__import__ = hook
-    elif mods or attrs:
+    if mods or attrs:
         builtins.__import__ = _import
 
     if len(sys.argv) > 1:
         script = sys.argv[1]
         del sys.argv[0]
-        if src is None:
-            with open(script) as f:
-                src = f.read()
-        return compile(src, script, "exec"), script   # run below, once this function's code is freed
+        # Run the script as __main__ would be: in a fresh globals dict.
+        with open(script) as f:
+            src = f.read()
+        exec(compile(src, script, "exec"), {"__name__": "__main__", "__file__": script})
+        return
 
     boot = os.getenv("JANUA_VBOARD_BOOT")
     if not boot:
@@ -116,10 +85,5 @@ def _janua_shim(g):
     sys.stdout.write(os.getenv("JANUA_VBOARD_MARK") or "")
 
 
-_janua_code = _janua_shim(globals())
+_janua_shim(globals())
 del _janua_shim
-if _janua_code:
-    # A script runs as __main__ would, in a fresh globals dict; the shim's function (its code on the
-    # heap) is gone by now, so the script gets the heap a board's main.py would.
-    _janua_code = exec(_janua_code[0], {"__name__": "__main__", "__file__": _janua_code[1]})
-del _janua_code

@@ -88,7 +88,7 @@ def emulation_dir():
     import hashlib
     import subprocess
     import tempfile
-    srcs = sorted((BOARDS_DIR / "vboard").glob("*.py"))
+    srcs = sorted(p for p in (BOARDS_DIR / "vboard").glob("vb_*.py"))
     h = hashlib.sha256()
     for src in srcs:
         h.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0")
@@ -153,7 +153,8 @@ def micropython_cmd(board, script=None, path=(), interactive=False, flash=None, 
     argv = [micropython_binary(), "-X", "heapsize=%d" % heap]
     if interactive:
         argv.append("-i")
-    argv.append(str(BOARDS_DIR / "shim.py"))
+    # the emulated boards' own shim (boards/vboard/shim.py); boards/shim.py for everything else
+    argv.append(str(BOARDS_DIR / ("vboard/shim.py" if flash is not None else "shim.py")))
     if script is not None:
         argv.append(str(script))
     return argv, env

@@ -83,7 +83,7 @@ def sync(ch, tokens, now, drift_s=300, ota=None):
     """POST /v1/auth/device/sync with `tokens.bearer()`: report used indices, store a top-up.
     Returns {"added", "used_ack", "update_available", "config", "next_update"}."""
     import gc
-    from janua.httpreq import call
+    from janua.jsonstream import call
     # The reply holds up to 30 tokens (~7 KB): parsed as it arrives (no 7 KB block in one piece,
     # which LittleFS's small allocations at boot can leave the heap without); collect first, so the
     # request's small allocations fill the holes garbage left instead of splitting free space.
@@ -97,8 +97,7 @@ def sync(ch, tokens, now, drift_s=300, ota=None):
     if ota:
         doc["ota"] = ota
     status, out = call(tokens.host, tokens.port, "POST", "/v1/auth/device/sync", doc,
-                       bearer=tokens.bearer(), cap=_MAX_SYNC, timeout=tokens.timeout, tls=tokens.tls,
-                       stream=True)
+                       bearer=tokens.bearer(), cap=_MAX_SYNC, timeout=tokens.timeout, tls=tokens.tls)
     if status != 200 or not isinstance(out, dict):
         raise AuthError("sync: http %d" % status)
     out.pop("keys", None)              # verifier-only material: drop it before the top-up

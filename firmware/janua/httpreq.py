@@ -3,8 +3,7 @@ and downloads (otaclient), device tokens and chain sync (token, chain, chainsync
 
 `request()` sends one request and returns (status, HTTPBody): a body stream that stops at
 Content-Length, so a download can go straight through one preallocated buffer. `call()` is the JSON
-form: the body is read into one capped bytearray and parsed from it (no second copy on the heap), or
-with stream=True parsed as it arrives through a 128-byte buffer (the chain top-up).
+form: the body is read into one capped bytearray and parsed from it (no second copy on the heap).
 One request per connection (Connection: close), Content-Length bodies only (chunked is refused),
 a capped header block, HTTPS with a janua.https context, no redirects. janua.http (binary auth over HTTP) stays separate so
 the boot path does not load this.
@@ -116,51 +115,14 @@ def request(host, port, method, path, body=None, timeout=10.0, headers="", ctype
         raise
 
 
-def _parse_stream(resp):
-    # json.load straight from the body through a 128-byte buffer: a big answer (a chain top-up, ~7 KB)
-    # then needs no block of its size in one piece, which a fragmented heap may not have. Needs
-    # io.IOBase (a Python stream json.load can read); None where the port lacks it.
-    try:
-        from io import IOBase
-    except ImportError:
-        return None
-
-    class _Reader(IOBase):
-        def __init__(self):
-            self.buf = bytearray(128)
-            self.at = self.n = 0
-
-        def readinto(self, out):
-            if self.at == self.n:
-                if not resp.left:
-                    return 0
-                self.n = resp.readinto(self.buf)
-                self.at = 0
-            k = min(len(out), self.n - self.at)
-            out[:k] = memoryview(self.buf)[self.at:self.at + k]
-            self.at += k
-            return k
-    return json.load(_Reader())
-
-
-def call(host, port, method, path, doc=None, bearer=None, cap=_MAX_JSON, timeout=10.0, tls=None, stream=False):
+def call(host, port, method, path, doc=None, bearer=None, cap=_MAX_JSON, timeout=10.0, tls=None):
     """(status, parsed JSON body or None if empty) of one request with an optional JSON body and
-    bearer token. TransportError on framing, size or a body that is not JSON. `stream`: parse the body
-    as it arrives instead of from one buffer of its size (where the port can)."""
+    bearer token. TransportError on framing, size or a body that is not JSON."""
     body = json.dumps(doc).encode() if doc is not None else None
     status, resp = request(host, port, method, path, body, timeout,
                            "Authorization: %s\r\n" % bearer if bearer else "", tls=tls)
     body = None    # sent: let its memory go before the answer's buffer is allocated
     try:
-        if stream and resp.left:
-            if resp.left > cap:
-                raise TransportError("http body over %d bytes" % cap)
-            try:
-                out = _parse_stream(resp)
-            except ValueError:
-                raise TransportError("%s: http %d, not JSON" % (path, status))
-            if out is not None:
-                return status, out
         data = resp.read_all(cap) if resp.left else None
     finally:
         resp.close()

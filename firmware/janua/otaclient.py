@@ -76,8 +76,7 @@ class OTAClient(DeviceCaller):
         """The update the verifier offers this device (a dict), or None. A health `report` (bytes) rides
         along (docs/health.md 2.4); the verifier's verdict on it is then in .health ("ok" or a reason)."""
         ptr = self.slots.pointer()
-        # kind: "firmware" through janua.otafw.FirmwareSlots (an ESP32 firmware image), else "app"
-        doc = {"kind": getattr(self.slots, "KIND", "app"), "version": ptr.get("version"),
+        doc = {"kind": ptr.get("kind", "app"), "version": ptr.get("version"),   # kind: otafw.FirmwareSlots
                "counter": self.slots.counter.read()}
         if report:
             doc["health"] = hexlify(report).decode()

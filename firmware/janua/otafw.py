@@ -137,8 +137,6 @@ class FirmwareSlots:
     the running firmware's version, install() streams the image into the next OTA partition and sets
     it to boot (the caller resets; the new firmware calls confirm()); the rest is the app slots'."""
 
-    KIND = "firmware"
-
     def __init__(self, slots):
         self._s = slots
 
@@ -146,7 +144,7 @@ class FirmwareSlots:
         return getattr(self._s, name)
 
     def pointer(self):
-        return {"version": running_version(self._s)}
+        return {"kind": "firmware", "version": running_version(self._s)}
 
     def install(self, m, sig, open_src, buf=None, before_switch=None):
         return install(self._s, m, sig, open_src, buf=buf)
