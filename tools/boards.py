@@ -76,7 +76,7 @@ def micropython_binary():
     return venv_binary("micropython", "the MicroPython unix port")
 
 
-# Written by the emulated board (boards/shim.py die()) just before it ends its interpreter: why, as
+# Written by the emulated board (boards/vboard/vb_board.py die()) just before it ends its interpreter: why, as
 # "<mark><kind>\x07" with kind hard | soft | wdt | deepsleep | cut. The supervisor strips it.
 RESET_MARK = "\x1b]janua-vboard-reset:"
 
