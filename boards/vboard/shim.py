@@ -76,8 +76,17 @@ def _janua_shim(g):
         sys.path[0] = os.getenv("JANUA_VBOARD_EMU") or ""   # in place of this file's directory ('' after boot)
         held = [hold]
         hold = None
-        hook, settle = real_import("vb_board").boot(real_import, os.getenv, os.system, base, hide, board, held)
-        settle()   # now that boot()'s own garbage is garbage: the ballast, then the hold let go
+        try:
+            hook, settle = real_import("vb_board").boot(real_import, os.getenv, os.system, base, hide, board, held)
+            settle()   # now that boot()'s own garbage is garbage: the ballast, then the hold let go
+        except KeyboardInterrupt:
+            # A Ctrl-C (mpremote's, say) while the emulated hardware boots: it is half up, so on the
+            # virtual board the board resets (the supervisor restarts it) rather than reach a REPL
+            # without its boot mark, which would leave the port silent.
+            if not os.getenv("JANUA_VBOARD_BOOT"):
+                raise
+            sys.stdout.write("%s1\x07" % (os.getenv("JANUA_VBOARD_EXIT") or ""))
+            return
         builtins.__import__ = hook
     elif mods or attrs:
         builtins.__import__ = _import

@@ -286,3 +286,4 @@ def test_the_emulation_fits_in_its_heap_allowance(tmp_path, board):
     assert rc == 0, err
     assert not any("more than its allowance" in line for line in out), out
     assert int(out[-1]) >= 0.9 * load_profile(board)["heap_bytes"]
+
